@@ -1,0 +1,363 @@
+/* lazyjac: Jacobians of matrix expressions as lazily composed structured
+ * linear operators.
+ *
+ * ---------------------------------------------------------------------------
+ * Conventions (they hold for every function below unless its comment says
+ * otherwise)
+ * ---------------------------------------------------------------------------
+ * - Storage is column-major with an explicit leading dimension.
+ *   vec(X) stacks columns: vec(X)[i + j*m] = X[i,j] for X m×n.
+ * - For F (p×q) a function of X (m×n), J = d vec F / d vec X is (pq)×(mn).
+ *   The gradient of a scalar f is reshape(J^T·1, m, n).
+ * - K_{m,n} vec(A) = vec(A^T) for A m×n;  (A ⊗ B) vec(X) = vec(B X A^T).
+ * - Dimensions, indices and nnz are int64_t. Sparse matrices are CHOLMOD's
+ *   cholmod_sparse with SuiteSparse_long indices (the cholmod_l_* interface).
+ * - Every function takes the context first. A function returning lj_status
+ *   returns LJ_OK (0) or a negative code; a function returning a pointer
+ *   returns NULL on failure. Either way the code and a message naming the
+ *   operation and the shapes are recorded in the context
+ *   (lj_context_status, lj_context_message). A NULL handle argument gives
+ *   NULL out, so a chain of constructors may be checked once at its end.
+ * - Ownership: a function that returns an lj_op* or lj_expr* returns a NEW
+ *   reference, which the caller releases with lj_op_free / lj_expr_free.
+ *   Arguments are BORROWED: constructors take their own reference to each
+ *   child; the caller keeps (and releases) its handles. Numeric arrays are
+ *   copied unless the function name ends in _borrow.
+ * - Free functions take the address of the handle, accept NULL (and a
+ *   pointer to NULL), and reset the handle to NULL.
+ * - After a failure nothing was allocated that the caller must free, and no
+ *   output argument was changed except where the comment says so.
+ * - Operators and expressions are immutable once built (except for
+ *   lj_expr_set_value on a leaf, see there); one operator may be applied
+ *   from many threads at once, each thread with its own context. A context
+ *   must not be used by two threads at once.
+ * - The library never aborts, exits or prints.
+ */
+#ifndef LAZYJAC_H
+#define LAZYJAC_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <cholmod.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ----------------------------------------------------------------------- */
+/* Versions, status codes, contexts                                          */
+/* ----------------------------------------------------------------------- */
+
+#define LJ_VERSION_MAJOR 0
+#define LJ_VERSION_MINOR 1
+#define LJ_VERSION_PATCH 0
+
+typedef enum {
+    LJ_OK = 0,
+    LJ_ERR_NOMEM = -1,       /* an allocation failed */
+    LJ_ERR_INVALID = -2,     /* a NULL, freed or otherwise invalid argument */
+    LJ_ERR_SHAPE = -3,       /* shapes do not conform */
+    LJ_ERR_OVERFLOW = -4,    /* a dimension product overflows int64 or BLAS's int */
+    LJ_ERR_SINGULAR = -5,    /* a singular matrix */
+    LJ_ERR_DOMAIN = -6,      /* a value outside a function's domain */
+    LJ_ERR_IO = -7,          /* a file could not be opened, read or written */
+    LJ_ERR_FORMAT = -8,      /* a file is malformed */
+    LJ_ERR_PARSE = -9,       /* an expression does not parse */
+    LJ_ERR_NAME = -10,       /* a name undeclared, or declared twice */
+    LJ_ERR_UNSUPPORTED = -11,/* an operation the operator kind does not have */
+    LJ_ERR_CHOLMOD = -12,    /* CHOLMOD reported an error */
+    LJ_ERR_NOT_SCALAR = -13  /* a scalar expression was required */
+} lj_status;
+
+typedef struct lj_context lj_context;
+
+/* Version of the library actually linked; string like "0.1.0". */
+void lj_version(int *major, int *minor, int *patch);
+const char *lj_version_string(void);
+
+/* A short constant name for a status code ("shape mismatch", ...). */
+const char *lj_status_string(lj_status s);
+
+/* New context: owns a cholmod_common (long-index interface, printing off),
+ * an error record and apply workspace. NULL only when memory runs out. */
+lj_context *lj_context_new(void);
+void lj_context_free(lj_context **ctx);
+
+/* The last error recorded in ctx: its code and message ("" when none). The
+ * message is owned by the context and valid until the next call with it. */
+lj_status lj_context_status(const lj_context *ctx);
+const char *lj_context_message(const lj_context *ctx);
+void lj_context_clear(lj_context *ctx);
+
+/* The context's cholmod_common (borrowed), for calling CHOLMOD on matrices
+ * that lazyjac returns. */
+cholmod_common *lj_context_cholmod(lj_context *ctx);
+
+/* Testing aid: make the n-th allocation (counting from 1, from now on) made
+ * through ctx fail, and every one after it while `sticky` is nonzero;
+ * n = 0 turns failure injection off. Calls into CHOLMOD that allocate count
+ * as allocations. Returns the number of allocations made since the last call. */
+int64_t lj_context_fail_alloc(lj_context *ctx, int64_t n, int sticky);
+
+/* Memory returned by the library as plain arrays or strings (print results,
+ * evaluated values, CSR views) is freed with lj_free. NULL is accepted. */
+void lj_free(void *p);
+
+/* ----------------------------------------------------------------------- */
+/* Operators                                                                  */
+/* ----------------------------------------------------------------------- */
+
+typedef struct lj_op lj_op;
+
+typedef enum {
+    LJ_OP_IDENTITY, LJ_OP_ZERO, LJ_OP_SCALED, LJ_OP_DIAG, LJ_OP_DENSE,
+    LJ_OP_SPARSE, LJ_OP_PERM, LJ_OP_COMMUTATION, LJ_OP_KRON, LJ_OP_COMPOSE,
+    LJ_OP_SUM, LJ_OP_TRANSPOSE, LJ_OP_HSTACK, LJ_OP_VSTACK, LJ_OP_RANK1
+} lj_op_kind;
+
+/* Constructors. Each returns a new reference or NULL. `label` (may be NULL)
+ * is the name a person gave the data ("W", "vec B"); it is copied and used
+ * when printing. The smart constructors (scale, kron, compose, lincomb,
+ * transpose) apply the rewriting rules of DESIGN.md, so the returned node
+ * may be of another kind than the name says; its value is the same. */
+lj_op *lj_op_identity(lj_context *ctx, int64_t n);
+lj_op *lj_op_zero(lj_context *ctx, int64_t rows, int64_t cols);
+lj_op *lj_op_diag(lj_context *ctx, int64_t n, const double *d, const char *label);
+lj_op *lj_op_dense(lj_context *ctx, int64_t rows, int64_t cols, const double *a,
+                   int64_t lda, const char *label);
+/* Like lj_op_dense, but keeps a pointer to `a`, which the caller keeps alive
+ * and unchanged for the operator's lifetime. */
+lj_op *lj_op_dense_borrow(lj_context *ctx, int64_t rows, int64_t cols,
+                          const double *a, int64_t lda, const char *label);
+/* A copy of a real cholmod_sparse (long indices; packed or not, sorted or
+ * not; a symmetric one is expanded to both triangles). */
+lj_op *lj_op_sparse(lj_context *ctx, const cholmod_sparse *s, const char *label);
+/* Permutation P with (P x)[i] = x[perm[i]]; perm is a permutation of 0..n-1. */
+lj_op *lj_op_perm(lj_context *ctx, int64_t n, const int64_t *perm, const char *label);
+/* Commutation K_{m,n}: (mn)×(mn), K_{m,n} vec(A) = vec(A^T) for A m×n. */
+lj_op *lj_op_commutation(lj_context *ctx, int64_t m, int64_t n);
+/* Rank one u v^T, u of length m, v of length n. */
+lj_op *lj_op_rank1(lj_context *ctx, int64_t m, const double *u, const char *ulabel,
+                   int64_t n, const double *v, const char *vlabel);
+
+lj_op *lj_op_scale(lj_context *ctx, double alpha, const lj_op *a);
+lj_op *lj_op_kron(lj_context *ctx, const lj_op *a, const lj_op *b);
+lj_op *lj_op_kron_n(lj_context *ctx, int n, const lj_op *const *ops);
+/* Product ops[0]·ops[1]···ops[n-1]. */
+lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops);
+lj_op *lj_op_mul(lj_context *ctx, const lj_op *a, const lj_op *b);
+/* Σ coef[i]·ops[i]; coef NULL means all ones. */
+lj_op *lj_op_lincomb(lj_context *ctx, int n, const double *coef, const lj_op *const *ops);
+lj_op *lj_op_add(lj_context *ctx, const lj_op *a, const lj_op *b);
+lj_op *lj_op_sub(lj_context *ctx, const lj_op *a, const lj_op *b);
+lj_op *lj_op_transpose(lj_context *ctx, const lj_op *a);
+/* [ops[0], ops[1], ...] side by side (equal rows) and stacked (equal cols). */
+lj_op *lj_op_hstack(lj_context *ctx, int n, const lj_op *const *ops);
+lj_op *lj_op_vstack(lj_context *ctx, int n, const lj_op *const *ops);
+
+/* Reference counting (atomic). retain returns its argument. */
+lj_op *lj_op_retain(const lj_op *a);
+void lj_op_free(lj_op **a);
+
+/* Queries on a valid operator; a NULL or freed one gives -1 or 0. */
+int64_t lj_op_rows(const lj_op *a);
+int64_t lj_op_cols(const lj_op *a);
+int lj_op_kind_of(const lj_op *a);          /* an lj_op_kind, or -1 */
+const char *lj_op_kind_name(const lj_op *a); /* "kron", "diag", ... */
+/* Children of composite kinds (borrowed); n_children 0 for leaves. */
+int lj_op_n_children(const lj_op *a);
+const lj_op *lj_op_child(const lj_op *a, int i);
+/* Structural and numeric equality (same tree, same numbers). */
+int lj_op_equal(const lj_op *a, const lj_op *b);
+/* Number of stored entries of the materialised matrix: exact where the
+ * structure determines it, an upper bound otherwise (*exact says which). */
+int64_t lj_op_nnz(lj_context *ctx, const lj_op *a, int *exact);
+/* Cost of one apply with one vector: floating-point operations and bytes
+ * of operator data and vectors touched. */
+lj_status lj_op_cost(lj_context *ctx, const lj_op *a, double *flops, double *bytes);
+
+/* y <- alpha·op(J)·x + beta·y, op(J) = J (trans 0) or J^T (trans 1).
+ * x and y must not overlap. beta = 0 ignores y's contents (NaN included).
+ * Workspace comes from the context; after the first apply of a given
+ * operator, further applies with the same context do not allocate. */
+lj_status lj_op_apply(lj_context *ctx, const lj_op *J, int trans, double alpha,
+                      const double *x, double beta, double *y);
+/* The same for k vectors: X (cols×k, or rows×k when trans) with leading
+ * dimension ldx, Y likewise with ldy. */
+lj_status lj_op_apply_multi(lj_context *ctx, const lj_op *J, int trans, int64_t k,
+                            double alpha, const double *X, int64_t ldx,
+                            double beta, double *Y, int64_t ldy);
+
+/* Printing. Returns a new NUL-terminated string (free with lj_free). */
+typedef enum { LJ_PRINT_UNICODE = 0, LJ_PRINT_PLAIN = 1, LJ_PRINT_LATEX = 2 } lj_print_format;
+char *lj_op_print(lj_context *ctx, const lj_op *a, lj_print_format fmt);
+/* The operator tree, one node a line, annotated with shape, nnz and cost.
+ * It also validates every node's invariants (check-and-print) and fails with
+ * LJ_ERR_INVALID naming the first bad node. */
+char *lj_op_tree(lj_context *ctx, const lj_op *a);
+/* The tree as a Graphviz DOT digraph. */
+char *lj_op_dot(lj_context *ctx, const lj_op *a);
+/* The structured form of J^T·1 for an operator with one row (a gradient),
+ * written as a matrix of shape m×n: "(1_3 b^T) ∘ W". */
+char *lj_op_print_gradient(lj_context *ctx, const lj_op *J, int64_t m, int64_t n,
+                           lj_print_format fmt);
+
+/* Verification. The dot test: relative gap |<Jx,y> - <x,J^T y>| / scale on
+ * random x, y drawn from `seed`. */
+lj_status lj_op_dot_test(lj_context *ctx, const lj_op *J, uint64_t seed, double *relgap);
+/* Three-way check: apply and transpose-apply against the dense matrix made
+ * from the exact sparse materialisation, and the dot test; *maxrel is the
+ * largest relative discrepancy. For operators up to 2^24 entries. */
+lj_status lj_op_check(lj_context *ctx, const lj_op *J, uint64_t seed, double *maxrel);
+
+/* ----------------------------------------------------------------------- */
+/* Materialisation and files                                                 */
+/* ----------------------------------------------------------------------- */
+
+/* Exact CSC matrix (long indices, sorted, packed, real), a new CHOLMOD
+ * matrix owned by the caller: free with lj_sparse_free (or
+ * cholmod_l_free_sparse with lj_context_cholmod(ctx)). The pattern is the
+ * structural one the operator implies; numeric zeros are kept. */
+cholmod_sparse *lj_op_to_sparse(lj_context *ctx, const lj_op *J);
+void lj_sparse_free(lj_context *ctx, cholmod_sparse **s);
+/* Remove stored entries with |value| <= tol (0 removes exact zeros). */
+lj_status lj_sparse_prune(lj_context *ctx, cholmod_sparse *s, double tol);
+
+/* CSR of J (that is, CSC of J^T): rowptr[rows+1], colind[nnz], values[nnz],
+ * 0-based, each row's columns ascending. The arrays belong to the returned
+ * structure, freed whole with lj_csr_free. */
+typedef struct {
+    int64_t rows, cols, nnz;
+    int64_t *rowptr;
+    int64_t *colind;
+    double *values;
+} lj_csr;
+lj_csr *lj_op_to_csr(lj_context *ctx, const lj_op *J);
+void lj_csr_free(lj_csr **csr);
+
+/* Dense column-major copy of J into a (ld ≥ rows), for small operators. */
+lj_status lj_op_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld);
+
+/* Files. Matrix Market coordinate (real general, 1-based) or
+ * Rutherford-Boeing for operators; Matrix Market array for dense data.
+ * A failed write leaves no file behind at `path`. */
+lj_status lj_op_write_mtx(lj_context *ctx, const lj_op *J, const char *path);
+lj_status lj_op_write_rb(lj_context *ctx, const lj_op *J, const char *path,
+                         const char *title, const char *key);
+lj_status lj_write_dense_mtx(lj_context *ctx, int64_t rows, int64_t cols,
+                             const double *a, int64_t lda, const char *path);
+
+/* A dense matrix read from a Matrix Market file (array, or coordinate which
+ * is scattered into a dense array): *data is new, freed with lj_free. */
+lj_status lj_read_dense_mtx(lj_context *ctx, const char *path, int64_t *rows,
+                            int64_t *cols, double **data);
+/* A sparse matrix read from a Matrix Market file (coordinate or array;
+ * symmetric files expanded): a new CSC matrix, free with lj_sparse_free. */
+cholmod_sparse *lj_read_sparse_mtx(lj_context *ctx, const char *path);
+/* A sparse matrix read from a Rutherford-Boeing file (real, assembled). */
+cholmod_sparse *lj_read_sparse_rb(lj_context *ctx, const char *path);
+
+/* ----------------------------------------------------------------------- */
+/* Expressions and derivatives                                               */
+/* ----------------------------------------------------------------------- */
+
+typedef struct lj_expr lj_expr;
+
+typedef enum {
+    LJ_FN_EXP, LJ_FN_LOG, LJ_FN_SIN, LJ_FN_COS, LJ_FN_TANH, LJ_FN_SQRT
+} lj_func;
+
+/* Leaves: a named matrix of a given shape with values (copied; NULL means
+ * zeros). A variable is what one differentiates with respect to; a constant
+ * never is. Names are copied; they label printed Jacobians. */
+lj_expr *lj_expr_var(lj_context *ctx, const char *name, int64_t rows, int64_t cols,
+                     const double *values);
+lj_expr *lj_expr_const(lj_context *ctx, const char *name, int64_t rows, int64_t cols,
+                       const double *values);
+lj_expr *lj_expr_scalar(lj_context *ctx, double value);
+/* Replace the values of a leaf (same shape). Expressions built on it see the
+ * new values at their next evaluation or differentiation; operators already
+ * built keep the values they were built with. */
+lj_status lj_expr_set_value(lj_context *ctx, lj_expr *leaf, const double *values);
+
+/* Operations. Shapes are checked here; a 1×1 operand broadcasts in add,
+ * sub, hadamard and hdiv; mul accepts a 1×1 operand on either side as a
+ * scalar multiple. */
+lj_expr *lj_expr_add(lj_context *ctx, lj_expr *a, lj_expr *b);
+lj_expr *lj_expr_sub(lj_context *ctx, lj_expr *a, lj_expr *b);
+lj_expr *lj_expr_neg(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_scale(lj_context *ctx, double alpha, lj_expr *a);
+lj_expr *lj_expr_mul(lj_context *ctx, lj_expr *a, lj_expr *b);
+lj_expr *lj_expr_hadamard(lj_context *ctx, lj_expr *a, lj_expr *b);
+lj_expr *lj_expr_hdiv(lj_context *ctx, lj_expr *a, lj_expr *b);
+lj_expr *lj_expr_div_scalar(lj_context *ctx, lj_expr *a, lj_expr *s); /* a / s, s 1×1 */
+lj_expr *lj_expr_pow(lj_context *ctx, lj_expr *a, double p);           /* a .^ p */
+lj_expr *lj_expr_kron(lj_context *ctx, lj_expr *a, lj_expr *b);
+lj_expr *lj_expr_transpose(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_trace(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_sum(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_vec(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_diag(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_func(lj_context *ctx, lj_func f, lj_expr *a);
+lj_expr *lj_expr_inv(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_det(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_logdet(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_norm2(lj_context *ctx, lj_expr *a);
+
+lj_expr *lj_expr_retain(lj_expr *e);
+void lj_expr_free(lj_expr **e);
+int64_t lj_expr_rows(const lj_expr *e);
+int64_t lj_expr_cols(const lj_expr *e);
+const char *lj_expr_name(const lj_expr *e);  /* a leaf's name, else NULL */
+int lj_expr_is_var(const lj_expr *e);
+/* The expression written in the expression language (new string). */
+char *lj_expr_print(lj_context *ctx, const lj_expr *e);
+
+/* Value of e: *values is new (rows×cols, column-major), free with lj_free. */
+lj_status lj_expr_eval(lj_context *ctx, const lj_expr *e, int64_t *rows, int64_t *cols,
+                       double **values);
+
+/* J = d vec e / d vec var, a new operator. A variable e does not depend on
+ * gives the zero operator of the right shape. */
+lj_op *lj_expr_jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var);
+/* [J_1, J_2, ...] for several variables, as a horizontal block stack. */
+lj_op *lj_expr_jacobian_n(lj_context *ctx, const lj_expr *e, int nvars,
+                          const lj_expr *const *vars);
+/* Gradient of a 1×1 expression, in var's shape (rows×cols of var, written to
+ * g with leading dimension var rows), through J^T·1 (never materialised). */
+lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var, double *g);
+
+/* Central finite differences: compares the operator J (or, when J is NULL,
+ * the Jacobian built here) with (f(x + h e_j) - f(x - h e_j)) / 2h column by
+ * column. Reports the largest entrywise error relative to max(1, |J|_max)
+ * and the overall relative Frobenius error. h <= 0 picks cbrt(eps)·scale. */
+lj_status lj_expr_fd_check(lj_context *ctx, const lj_expr *e, lj_expr *var,
+                           const lj_op *J, double h, double *max_rel, double *fro_rel);
+
+/* ----------------------------------------------------------------------- */
+/* The expression language                                                   */
+/* ----------------------------------------------------------------------- */
+
+/* A table of named leaves (borrowed by lj_parse; the table keeps its own
+ * references). */
+typedef struct lj_symtab lj_symtab;
+lj_symtab *lj_symtab_new(lj_context *ctx);
+void lj_symtab_free(lj_symtab **t);
+/* Add a leaf under its own name; LJ_ERR_NAME if the name is taken. */
+lj_status lj_symtab_add(lj_context *ctx, lj_symtab *t, lj_expr *leaf);
+lj_expr *lj_symtab_get(const lj_symtab *t, const char *name); /* borrowed or NULL */
+int lj_symtab_size(const lj_symtab *t);
+lj_expr *lj_symtab_at(const lj_symtab *t, int i);               /* borrowed */
+
+/* Parse `text` with names bound in `t`. On a parse error (LJ_ERR_PARSE) or
+ * an undeclared name (LJ_ERR_NAME), *errpos (if not NULL) gets the 0-based
+ * byte offset of the offending character; on other failures -1. */
+lj_expr *lj_parse(lj_context *ctx, const char *text, const lj_symtab *t, int64_t *errpos);
+/* "  A*(B\n     ^" style two-line rendering of text with a caret under byte
+ * `pos` (new string). */
+char *lj_caret(const char *text, int64_t pos);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LAZYJAC_H */

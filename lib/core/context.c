@@ -1,0 +1,357 @@
+/* The context: status and message, CHOLMOD's common, allocation with
+ * failure injection, workspace arena, string buffers. */
+#include "config.h"
+#include "lji.h"
+#include <inttypes.h>
+#include <stdio.h>
+
+static const char lji_nomem_msg[] = "out of memory";
+
+/* CHOLMOD's error handler has no user pointer: it writes the message to a
+ * per-thread buffer, which lji_cholmod_check copies into the context that
+ * made the call (a context is used by one thread at a time). */
+static _Thread_local char lji_cholmod_msg[256];
+
+static void lji_cholmod_handler(int status, const char *file, int line, const char *message)
+{
+    LJI_UNUSED(file);
+    LJI_UNUSED(line);
+    snprintf(lji_cholmod_msg, sizeof lji_cholmod_msg, "%s (CHOLMOD status %d)",
+             message ? message : "?", status);
+}
+
+void lj_version(int *major, int *minor, int *patch)
+{
+    if (major) *major = LJI_VERSION_MAJOR;
+    if (minor) *minor = LJI_VERSION_MINOR;
+    if (patch) *patch = LJI_VERSION_PATCH;
+}
+
+const char *lj_version_string(void)
+{
+    return PACKAGE_VERSION;
+}
+
+const char *lj_status_string(lj_status s)
+{
+    switch (s) {
+    case LJ_OK: return "success";
+    case LJ_ERR_NOMEM: return "out of memory";
+    case LJ_ERR_INVALID: return "invalid argument";
+    case LJ_ERR_SHAPE: return "shape mismatch";
+    case LJ_ERR_OVERFLOW: return "size overflow";
+    case LJ_ERR_SINGULAR: return "singular matrix";
+    case LJ_ERR_DOMAIN: return "domain error";
+    case LJ_ERR_IO: return "input/output error";
+    case LJ_ERR_FORMAT: return "malformed file";
+    case LJ_ERR_PARSE: return "parse error";
+    case LJ_ERR_NAME: return "name error";
+    case LJ_ERR_UNSUPPORTED: return "not supported";
+    case LJ_ERR_CHOLMOD: return "CHOLMOD error";
+    case LJ_ERR_NOT_SCALAR: return "not a scalar";
+    }
+    return "unknown status";
+}
+
+lj_context *lj_context_new(void)
+{
+    lj_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return NULL;
+    ctx->magic = LJI_CTX_MAGIC;
+    if (!cholmod_l_start(&ctx->cc)) {
+        free(ctx);
+        return NULL;
+    }
+    ctx->cc_started = 1;
+    ctx->cc.print = 0;
+    ctx->cc.error_handler = lji_cholmod_handler;
+    return ctx;
+}
+
+static void lji_work_free_all(lj_context *ctx)
+{
+    lji_block *b = ctx->work;
+    while (b) {
+        lji_block *p = b->prev;
+        free(b);
+        b = p;
+    }
+    ctx->work = NULL;
+    ctx->work_total = 0;
+}
+
+void lj_context_free(lj_context **pctx)
+{
+    if (!pctx || !*pctx) return;
+    lj_context *ctx = *pctx;
+    if (ctx->magic == LJI_CTX_MAGIC) {
+        if (ctx->cc_started) cholmod_l_finish(&ctx->cc);
+        lji_work_free_all(ctx);
+        ctx->magic = LJI_DEAD_MAGIC;
+        free(ctx);
+    }
+    *pctx = NULL;
+}
+
+bool lji_ctx_ok(const lj_context *ctx)
+{
+    return ctx && ctx->magic == LJI_CTX_MAGIC;
+}
+
+lj_status lj_context_status(const lj_context *ctx)
+{
+    return lji_ctx_ok(ctx) ? ctx->status : LJ_ERR_INVALID;
+}
+
+const char *lj_context_message(const lj_context *ctx)
+{
+    if (!ctx) return "context: NULL context";
+    if (ctx->magic != LJI_CTX_MAGIC) return "context: invalid or freed context";
+    return ctx->msg;
+}
+
+void lj_context_clear(lj_context *ctx)
+{
+    if (!lji_ctx_ok(ctx)) return;
+    ctx->status = LJ_OK;
+    ctx->msg[0] = '\0';
+}
+
+cholmod_common *lj_context_cholmod(lj_context *ctx)
+{
+    return lji_ctx_ok(ctx) ? &ctx->cc : NULL;
+}
+
+int64_t lj_context_fail_alloc(lj_context *ctx, int64_t n, int sticky)
+{
+    if (!lji_ctx_ok(ctx)) return -1;
+    int64_t made = ctx->alloc_count;
+    ctx->alloc_count = 0;
+    ctx->fail_at = n > 0 ? n : 0;
+    ctx->fail_sticky = sticky;
+    return made;
+}
+
+void lj_free(void *p)
+{
+    free(p);
+}
+
+lj_status lji_error(lj_context *ctx, lj_status code, const char *fmt, ...)
+{
+    if (!lji_ctx_ok(ctx)) return code;
+    ctx->status = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+lj_status lji_nomem(lj_context *ctx, const char *op)
+{
+    /* never allocates: the message is written into the fixed buffer */
+    return lji_error(ctx, LJ_ERR_NOMEM, "%s: %s", op, lji_nomem_msg);
+}
+
+lj_status lji_invalid_ctx(const lj_context *ctx)
+{
+    LJI_UNUSED(ctx);
+    return LJ_ERR_INVALID;
+}
+
+/* One step of the failure-injection counter: true if this allocation fails. */
+static bool lji_should_fail(lj_context *ctx)
+{
+    if (!lji_ctx_ok(ctx)) return false;
+    ctx->alloc_count++;
+    if (ctx->fail_at <= 0) return false;
+    if (ctx->alloc_count == ctx->fail_at) return true;
+    return ctx->fail_sticky && ctx->alloc_count > ctx->fail_at;
+}
+
+void *lji_malloc(lj_context *ctx, size_t nbytes)
+{
+    if (lji_should_fail(ctx)) return NULL;
+    return malloc(nbytes ? nbytes : 1);
+}
+
+void *lji_calloc(lj_context *ctx, size_t n, size_t size)
+{
+    if (lji_should_fail(ctx)) return NULL;
+    if (n == 0 || size == 0) return calloc(1, 1);
+    return calloc(n, size);
+}
+
+void *lji_realloc(lj_context *ctx, void *p, size_t nbytes)
+{
+    if (lji_should_fail(ctx)) return NULL;
+    return realloc(p, nbytes ? nbytes : 1);
+}
+
+char *lji_strdup(lj_context *ctx, const char *s)
+{
+    if (!s) return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = lji_malloc(ctx, n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+bool lji_alloc_gate(lj_context *ctx)
+{
+    lji_cholmod_msg[0] = '\0';
+    return !lji_should_fail(ctx);
+}
+
+lj_status lji_cholmod_check(lj_context *ctx, const char *op)
+{
+    int st = ctx->cc.status;
+    if (st == CHOLMOD_OK || st > 0) return LJ_OK; /* > 0 are warnings */
+    ctx->cc.status = CHOLMOD_OK;
+    if (st == CHOLMOD_OUT_OF_MEMORY) return lji_nomem(ctx, op);
+    if (st == CHOLMOD_TOO_LARGE)
+        return lji_error(ctx, LJ_ERR_OVERFLOW, "%s: CHOLMOD: problem too large", op);
+    return lji_error(ctx, LJ_ERR_CHOLMOD, "%s: CHOLMOD: %s", op,
+                     lji_cholmod_msg[0] ? lji_cholmod_msg : "error");
+}
+
+bool lji_size_ok(int64_t rows, int64_t cols, int64_t *n)
+{
+    int64_t r;
+    if (rows < 0 || cols < 0 || !lji_mul_ok(rows, cols, &r)) return false;
+    if ((uint64_t)r > SIZE_MAX / sizeof(double)) return false;
+    if (n) *n = r;
+    return true;
+}
+
+/* ---- workspace ---------------------------------------------------------- */
+
+lji_mark lji_work_mark(lj_context *ctx)
+{
+    if (ctx->work_depth == 0 && ctx->work && ctx->work->prev) {
+        /* merge: replace all blocks by one holding their total */
+        size_t total = ctx->work_total;
+        lji_work_free_all(ctx);
+        lji_block *b = malloc(sizeof *b + total * sizeof(double));
+        if (b) {
+            b->prev = NULL;
+            b->cap = total;
+            b->used = 0;
+            ctx->work = b;
+            ctx->work_total = total;
+        }
+    }
+    ctx->work_depth++;
+    lji_mark m = { ctx->work, ctx->work ? ctx->work->used : 0 };
+    return m;
+}
+
+double *lji_work_push(lj_context *ctx, int64_t n)
+{
+    if (n < 0) return NULL;
+    size_t need = (size_t)(n ? n : 1);
+    need = (need + 7) & ~(size_t)7; /* keep 64-byte alignment of later pushes */
+    lji_block *b = ctx->work;
+    if (!b || b->cap - b->used < need) {
+        size_t cap = need;
+        if (cap < ctx->work_total) cap = ctx->work_total;
+        if (cap < 4096) cap = 4096;
+        if (cap > (SIZE_MAX - sizeof *b) / sizeof(double)) return NULL;
+        if (lji_should_fail(ctx)) return NULL;
+        lji_block *nb = malloc(sizeof *nb + cap * sizeof(double));
+        if (!nb) return NULL;
+        nb->prev = b;
+        nb->cap = cap;
+        nb->used = 0;
+        ctx->work = nb;
+        ctx->work_total += cap;
+        b = nb;
+    }
+    double *p = b->data + b->used;
+    b->used += need;
+    return p;
+}
+
+void lji_work_pop(lj_context *ctx, lji_mark m)
+{
+    /* blocks pushed after the mark stay allocated (they are merged at the
+     * next top-level mark); they are simply emptied */
+    for (lji_block *b = ctx->work; b && b != m.blk; b = b->prev) b->used = 0;
+    if (m.blk) m.blk->used = m.used;
+    if (ctx->work_depth > 0) ctx->work_depth--;
+}
+
+/* ---- string buffers ------------------------------------------------------ */
+
+void lji_buf_init(lji_buf *b, lj_context *ctx)
+{
+    b->ctx = ctx;
+    b->s = NULL;
+    b->len = b->cap = 0;
+    b->failed = false;
+}
+
+static bool lji_buf_reserve(lji_buf *b, size_t extra)
+{
+    if (b->failed) return false;
+    if (b->len + extra + 1 <= b->cap) return true;
+    size_t cap = b->cap ? b->cap * 2 : 128;
+    while (cap < b->len + extra + 1) cap *= 2;
+    char *s = lji_realloc(b->ctx, b->s, cap);
+    if (!s) {
+        b->failed = true;
+        return false;
+    }
+    b->s = s;
+    b->cap = cap;
+    return true;
+}
+
+void lji_buf_puts(lji_buf *b, const char *s)
+{
+    size_t n = strlen(s);
+    if (!lji_buf_reserve(b, n)) return;
+    memcpy(b->s + b->len, s, n + 1);
+    b->len += n;
+}
+
+void lji_buf_printf(lji_buf *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof tmp) {
+        lji_buf_puts(b, tmp);
+        return;
+    }
+    if (!lji_buf_reserve(b, (size_t)n)) return;
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+char *lji_buf_finish(lji_buf *b, const char *op)
+{
+    if (!b->failed && !b->s) lji_buf_reserve(b, 0);
+    if (b->failed) {
+        free(b->s);
+        b->s = NULL;
+        lji_nomem(b->ctx, op);
+        return NULL;
+    }
+    b->s[b->len] = '\0';
+    char *s = b->s;
+    b->s = NULL;
+    return s;
+}
+
+void lji_buf_discard(lji_buf *b)
+{
+    free(b->s);
+    b->s = NULL;
+}

@@ -1,0 +1,123 @@
+/* Internal core: the context layout, error recording, allocation, workspace,
+ * string buffers and checked arithmetic shared by every layer. */
+#ifndef LJI_H
+#define LJI_H
+
+#include "lazyjac.h"
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LJI_MSG_MAX 512
+
+/* Workspace arena: a stack of doubles in blocks that never move, so that
+ * pointers handed out stay valid while nested applies grow it. When the
+ * stack is empty and has grown past one block, it is merged into one block
+ * so that the next apply of the same operator does not allocate. */
+typedef struct lji_block {
+    struct lji_block *prev;
+    size_t cap, used;
+    double data[];
+} lji_block;
+
+struct lj_context {
+    uint32_t magic;
+    lj_status status;
+    char msg[LJI_MSG_MAX];
+    cholmod_common cc;
+    int cc_started;
+    /* allocation-failure injection */
+    int64_t alloc_count, fail_at;
+    int fail_sticky;
+    /* workspace */
+    lji_block *work;
+    size_t work_total; /* doubles in all blocks */
+    int work_depth;
+};
+
+#define LJI_CTX_MAGIC 0x4c4a4358u  /* "LJCX" */
+#define LJI_DEAD_MAGIC 0xdeadbeefu
+
+/* Record an error (printf-style message, prefixed by nothing: callers start
+ * with the operation name, "compose: inner dimensions differ: ..."). Returns
+ * the code, so `return lji_error(ctx, LJ_ERR_SHAPE, ...)` reads well. */
+lj_status lji_error(lj_context *ctx, lj_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+lj_status lji_nomem(lj_context *ctx, const char *op);
+lj_status lji_invalid_ctx(const lj_context *ctx);
+/* true when ctx is a live context */
+bool lji_ctx_ok(const lj_context *ctx);
+
+/* Allocation through the context (counts, and fails on request). */
+void *lji_malloc(lj_context *ctx, size_t nbytes);
+void *lji_calloc(lj_context *ctx, size_t n, size_t size);
+void *lji_realloc(lj_context *ctx, void *p, size_t nbytes);
+char *lji_strdup(lj_context *ctx, const char *s);
+/* Called before a CHOLMOD call that allocates: false means "fail it". */
+bool lji_alloc_gate(lj_context *ctx);
+/* Checks cc.status after a CHOLMOD call; records an error and returns it. */
+lj_status lji_cholmod_check(lj_context *ctx, const char *op);
+
+/* Overflow-checked arithmetic. */
+static inline bool lji_mul_ok(int64_t a, int64_t b, int64_t *r)
+{
+    return !__builtin_mul_overflow(a, b, r);
+}
+static inline bool lji_add_ok(int64_t a, int64_t b, int64_t *r)
+{
+    return !__builtin_add_overflow(a, b, r);
+}
+/* rows*cols fits in int64 and in size_t bytes of doubles */
+bool lji_size_ok(int64_t rows, int64_t cols, int64_t *n);
+
+/* Workspace: push n doubles (uninitialised), pop back to a mark. */
+typedef struct { lji_block *blk; size_t used; } lji_mark;
+lji_mark lji_work_mark(lj_context *ctx);
+double *lji_work_push(lj_context *ctx, int64_t n);
+void lji_work_pop(lj_context *ctx, lji_mark m);
+
+/* Growable string buffer; on allocation failure it remembers and later
+ * appends are no-ops, so printers check once at the end. */
+typedef struct {
+    lj_context *ctx;
+    char *s;
+    size_t len, cap;
+    bool failed;
+} lji_buf;
+void lji_buf_init(lji_buf *b, lj_context *ctx);
+void lji_buf_puts(lji_buf *b, const char *s);
+void lji_buf_printf(lji_buf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Returns the string (caller owns) or NULL with LJ_ERR_NOMEM recorded. */
+char *lji_buf_finish(lji_buf *b, const char *op);
+void lji_buf_discard(lji_buf *b);
+
+/* Deterministic random numbers for tests and checks (splitmix64). */
+static inline uint64_t lji_rand_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* uniform in [-1, 1) */
+static inline double lji_rand_unif(uint64_t *s)
+{
+    return (double)(lji_rand_next(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+}
+
+/* Dimensions formatted for messages: "(20×15)". */
+#define LJI_SHP "(%" PRId64 "×%" PRId64 ")"
+
+#define LJI_UNUSED(x) ((void)(x))
+
+#endif /* LJI_H */

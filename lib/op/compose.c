@@ -1,0 +1,459 @@
+/* Composition ops[0]·ops[1]···ops[n-1], applied right to left through two
+ * workspace panels, and the product rules of DESIGN.md. */
+#include "config.h"
+#include "op.h"
+#include <inttypes.h>
+#include <math.h>
+
+static lj_status compose_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k,
+                               double alpha, const double *X, int64_t ldx, double beta, double *Y,
+                               int64_t ldy)
+{
+    int n = J->nchild;
+    int64_t maxd = 1;
+    for (int i = 1; i < n; i++)
+        if (J->child[i]->rows > maxd) maxd = J->child[i]->rows;
+    int64_t tn;
+    if (!lji_size_ok(maxd, k, &tn))
+        return lji_error(ctx, LJ_ERR_OVERFLOW, "apply: composition workspace overflows");
+    lji_mark mk = lji_work_mark(ctx);
+    double *buf[2] = { lji_work_push(ctx, tn), lji_work_push(ctx, tn) };
+    if (!buf[0] || !buf[1]) {
+        lji_work_pop(ctx, mk);
+        return lji_nomem(ctx, "apply");
+    }
+    /* J x: apply ops[n-1] first; J^T x: apply ops[0]^T first */
+    const double *in = X;
+    int64_t ldin = ldx;
+    lj_status st = LJ_OK;
+    for (int s = 0; s < n && st == LJ_OK; s++) {
+        const lj_op *F = trans ? J->child[s] : J->child[n - 1 - s];
+        int64_t out = trans ? F->cols : F->rows;
+        if (s == n - 1) {
+            st = lji_apply(ctx, F, trans, k, alpha, in, ldin, beta, Y, ldy);
+        } else {
+            double *o = buf[s & 1];
+            int64_t ldo = out > 0 ? out : 1;
+            st = lji_apply(ctx, F, trans, k, 1.0, in, ldin, 0.0, o, ldo);
+            in = o;
+            ldin = ldo;
+        }
+    }
+    lji_work_pop(ctx, mk);
+    return st;
+}
+
+/* Estimated cost and nnz of multiplying sparse factors, for the chain order. */
+typedef struct { double nnz, rows, cols; } chain_est;
+
+static cholmod_sparse *multiply_range(lj_context *ctx, cholmod_sparse **S, int *split, int n,
+                                      int i, int j)
+{
+    if (i == j) {
+        cholmod_sparse *c = S[i];
+        S[i] = NULL; /* ownership moves to the caller */
+        return c;
+    }
+    int s = split[i * n + j];
+    cholmod_sparse *L = multiply_range(ctx, S, split, n, i, s);
+    if (!L) return NULL;
+    cholmod_sparse *R = multiply_range(ctx, S, split, n, s + 1, j);
+    if (!R) {
+        cholmod_l_free_sparse(&L, &ctx->cc);
+        return NULL;
+    }
+    cholmod_sparse *P = NULL;
+    if (lji_alloc_gate(ctx)) {
+        P = cholmod_l_ssmult(L, R, 0, 1, 1, &ctx->cc);
+        if (!P) lji_cholmod_check(ctx, "to_sparse");
+    } else
+        lji_nomem(ctx, "to_sparse");
+    if (!P && ctx->status == LJ_OK) lji_nomem(ctx, "to_sparse");
+    cholmod_l_free_sparse(&L, &ctx->cc);
+    cholmod_l_free_sparse(&R, &ctx->cc);
+    return P;
+}
+
+/* Materialise each factor, then multiply in the order that the matrix-chain
+ * recurrence finds cheapest, with flops(AB) ≈ nnz(A)·nnz(B)/inner. */
+static cholmod_sparse *compose_to_sparse(lj_context *ctx, const lj_op *J)
+{
+    int n = J->nchild;
+    cholmod_sparse **S = lji_calloc(ctx, (size_t)n, sizeof *S);
+    double *cost = lji_calloc(ctx, (size_t)n * (size_t)n, sizeof *cost);
+    chain_est *est = lji_calloc(ctx, (size_t)n * (size_t)n, sizeof *est);
+    int *split = lji_calloc(ctx, (size_t)n * (size_t)n, sizeof *split);
+    cholmod_sparse *R = NULL;
+    if (!S || !cost || !est || !split) {
+        lji_nomem(ctx, "to_sparse");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        S[i] = lji_to_sparse(ctx, J->child[i]);
+        if (!S[i]) goto done;
+        est[i * n + i] = (chain_est){ (double)((int64_t *)S[i]->p)[S[i]->ncol],
+                                      (double)S[i]->nrow, (double)S[i]->ncol };
+    }
+    for (int len = 2; len <= n; len++)
+        for (int i = 0; i + len - 1 < n; i++) {
+            int j = i + len - 1;
+            double best = INFINITY;
+            for (int s = i; s < j; s++) {
+                chain_est l = est[i * n + s], r = est[(s + 1) * n + j];
+                double inner = l.cols > 0 ? l.cols : 1;
+                double f = l.nnz * r.nnz / inner;
+                double c = cost[i * n + s] + cost[(s + 1) * n + j] + f;
+                if (c < best) {
+                    best = c;
+                    split[i * n + j] = s;
+                    double full = l.rows * r.cols;
+                    est[i * n + j] = (chain_est){ f < full ? f : full, l.rows, r.cols };
+                }
+            }
+            cost[i * n + j] = best;
+        }
+    R = multiply_range(ctx, S, split, n, 0, n - 1);
+done:
+    if (S)
+        for (int i = 0; i < n; i++) cholmod_l_free_sparse(&S[i], &ctx->cc);
+    free(S);
+    free(cost);
+    free(est);
+    free(split);
+    return R;
+}
+
+/* Kinds that map each column to at most one row and keep structure. */
+static bool is_monomial(const lj_op *a)
+{
+    return lji_is(a, &lji_kind_diag) || lji_is(a, &lji_kind_perm) ||
+           lji_is(a, &lji_kind_commutation) || lji_is_identity(a);
+}
+
+static int64_t compose_nnz(const lj_op *J, bool *exact)
+{
+    int other = -1, count = 0;
+    for (int i = 0; i < J->nchild; i++)
+        if (!is_monomial(J->child[i])) {
+            other = i;
+            count++;
+        }
+    if (count == 0) {
+        *exact = true;
+        return J->rows;
+    }
+    if (count == 1) /* monomial factors move entries, they do not merge them */
+        return lji_nnz(J->child[other], exact);
+    /* bound: nnz(AB) <= min(nnz(A)·maxcol..., rows·cols) */
+    *exact = false;
+    bool e;
+    int64_t bound = lji_nnz(J->child[0], &e);
+    for (int i = 1; i < J->nchild; i++) {
+        int64_t b = lji_nnz(J->child[i], &e), r;
+        if (!lji_mul_ok(bound, b, &r)) return INT64_MAX;
+        bound = r;
+    }
+    return bound;
+}
+
+static void compose_cost(const lj_op *J, double *flops, double *bytes)
+{
+    double f = 0, b = 0;
+    for (int i = 0; i < J->nchild; i++) {
+        double fi, bi;
+        lji_cost(J->child[i], &fi, &bi);
+        f += fi;
+        b += bi;
+    }
+    *flops = f;
+    *bytes = b;
+}
+
+static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
+{
+    bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT;
+    lji_put_open(b, paren);
+    for (int i = 0; i < J->nchild; i++) {
+        if (i) lji_buf_puts(b, lji_sym_dot(fmt));
+        lji_print(b, J->child[i], fmt, LJI_AT_COMPOSE);
+    }
+    lji_put_close(b, paren);
+}
+
+const lji_kind lji_kind_compose = {
+    .id = LJ_OP_COMPOSE,
+    .name = "compose",
+    .apply = compose_apply,
+    .to_sparse = compose_to_sparse,
+    .nnz = compose_nnz,
+    .cost = compose_cost,
+    .print = compose_print,
+    .equal = NULL,
+};
+
+/* ---- the constructor and its rules ------------------------------------------ */
+
+typedef struct {
+    lj_context *ctx;
+    lj_op **f;
+    int n, cap;
+    double alpha;
+    bool zero, failed;
+} factors;
+
+/* Append a (a new reference, consumed) at position `at`, flattening products,
+ * pulling out scalars and dropping identities. */
+static void factors_insert(factors *fs, int at, lj_op *a)
+{
+    if (!a) {
+        fs->failed = true;
+        return;
+    }
+    if (lji_is(a, &lji_kind_compose)) {
+        int pos = at;
+        for (int i = 0; i < a->nchild; i++) {
+            int before = fs->n;
+            factors_insert(fs, pos, lj_op_retain(a->child[i]));
+            pos += fs->n - before;
+        }
+        lj_op_free(&a);
+        return;
+    }
+    if (lji_is(a, &lji_kind_scaled)) {
+        fs->alpha *= a->alpha;
+        lj_op *c = lj_op_retain(a->child[0]);
+        lj_op_free(&a);
+        factors_insert(fs, at, c);
+        return;
+    }
+    if (lji_is_zero(a)) fs->zero = true;
+    if (lji_is_identity(a)) {
+        lj_op_free(&a);
+        return;
+    }
+    if (fs->n == fs->cap) {
+        int cap = fs->cap ? 2 * fs->cap : 8;
+        lj_op **f = lji_realloc(fs->ctx, fs->f, (size_t)cap * sizeof *f);
+        if (!f) {
+            lj_op_free(&a);
+            fs->failed = true;
+            return;
+        }
+        fs->f = f;
+        fs->cap = cap;
+    }
+    memmove(fs->f + at + 1, fs->f + at, (size_t)(fs->n - at) * sizeof *fs->f);
+    fs->f[at] = a;
+    fs->n++;
+}
+
+/* Remove `count` factors at `at` and insert r there (flattened). */
+static void factors_replace(factors *fs, int at, int count, lj_op *r)
+{
+    for (int i = 0; i < count; i++) lj_op_free(&fs->f[at + i]);
+    memmove(fs->f + at, fs->f + at + count, (size_t)(fs->n - at - count) * sizeof *fs->f);
+    fs->n -= count;
+    factors_insert(fs, at, r);
+}
+
+static bool is_plain_block(const lj_op *a)
+{
+    return lji_is(a, &lji_kind_dense) || lji_is(a, &lji_kind_rank1) ||
+           (lji_is(a, &lji_kind_transpose) && lji_is(a->child[0], &lji_kind_dense));
+}
+
+static lj_op *mul2(lj_context *ctx, const lj_op *a, const lj_op *b)
+{
+    const lj_op *ab[2] = { a, b };
+    return lj_op_compose(ctx, 2, ab);
+}
+
+static lj_op *kron_of_products(lj_context *ctx, const lj_op *a, const lj_op *c, const lj_op *b,
+                               const lj_op *d)
+{
+    /* (a ⊗ b)(c ⊗ d) = (a c) ⊗ (b d); NULL a or b stands for I_1 */
+    lj_op *l = a ? mul2(ctx, a, c) : lj_op_retain(c);
+    lj_op *r = b ? (d ? mul2(ctx, b, d) : lj_op_retain(b)) : lj_op_retain(d);
+    lj_op *k = (l && r) ? lj_op_kron(ctx, l, r) : NULL;
+    lj_op_free(&l);
+    lj_op_free(&r);
+    return k;
+}
+
+/* One rewriting step on the adjacent pair (x, y); NULL when no rule applies
+ * (or on failure, with ctx->status set). */
+static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail)
+{
+    *fail = false;
+    lj_op *r = NULL;
+    if (lji_is(x, &lji_kind_diag) && lji_is(y, &lji_kind_diag)) {
+        /* Diag(a)·Diag(b) = Diag(a∘b) */
+        int64_t n = x->rows;
+        double *d = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof *d);
+        lji_buf lb;
+        lji_buf_init(&lb, ctx);
+        lji_buf_puts(&lb, x->label ? x->label : "a");
+        lji_buf_puts(&lb, " ∘ ");
+        lji_buf_puts(&lb, y->label ? y->label : "b");
+        char *label = lji_buf_finish(&lb, "compose");
+        if (d && label) {
+            for (int64_t i = 0; i < n; i++) d[i] = x->data[i] * y->data[i];
+            r = lj_op_diag(ctx, n, d, label);
+        } else
+            lji_nomem(ctx, "compose");
+        free(d);
+        free(label);
+        *fail = !r;
+        return r;
+    }
+    if (lji_is(x, &lji_kind_commutation) && lji_is(y, &lji_kind_commutation) && x->m == y->n &&
+        x->n == y->m) {
+        r = lj_op_identity(ctx, x->rows); /* K_{n,m} K_{m,n} = I */
+        *fail = !r;
+        return r;
+    }
+    bool kx = lji_is(x, &lji_kind_kron), ky = lji_is(y, &lji_kind_kron);
+    if (kx && ky) {
+        const lj_op *A = x->child[0], *B = x->child[1], *C = y->child[0], *D = y->child[1];
+        if (A->cols == C->rows && B->cols == D->rows) {
+            r = kron_of_products(ctx, A, C, B, D);
+            *fail = !r;
+        }
+        return r;
+    }
+    if (!kx && ky && is_plain_block(x)) {
+        /* X = X ⊗ I_1 (or I_1 ⊗ X) when the other factor has one row */
+        const lj_op *C = y->child[0], *D = y->child[1];
+        if (D->rows == 1 && x->cols == C->rows) {
+            lj_op *l = mul2(ctx, x, C);
+            r = l ? lj_op_kron(ctx, l, D) : NULL;
+            lj_op_free(&l);
+            *fail = !r;
+        } else if (C->rows == 1 && x->cols == D->rows) {
+            lj_op *l = mul2(ctx, x, D);
+            r = l ? lj_op_kron(ctx, C, l) : NULL;
+            lj_op_free(&l);
+            *fail = !r;
+        }
+        return r;
+    }
+    if (kx && !ky && is_plain_block(y)) {
+        const lj_op *A = x->child[0], *B = x->child[1];
+        if (B->cols == 1 && A->cols == y->rows) {
+            lj_op *l = mul2(ctx, A, y);
+            r = l ? lj_op_kron(ctx, l, B) : NULL;
+            lj_op_free(&l);
+            *fail = !r;
+        } else if (A->cols == 1 && B->cols == y->rows) {
+            lj_op *l = mul2(ctx, B, y);
+            r = l ? lj_op_kron(ctx, A, l) : NULL;
+            lj_op_free(&l);
+            *fail = !r;
+        }
+        return r;
+    }
+    return NULL;
+}
+
+/* K_{p,m}(A⊗B)K_{n,q} = B⊗A for A m×n, B p×q. */
+static lj_op *triple_rule(lj_context *ctx, const lj_op *x, const lj_op *y, const lj_op *z,
+                          bool *fail)
+{
+    *fail = false;
+    if (!lji_is(x, &lji_kind_commutation) || !lji_is(y, &lji_kind_kron) ||
+        !lji_is(z, &lji_kind_commutation))
+        return NULL;
+    const lj_op *A = y->child[0], *B = y->child[1];
+    if (x->m != B->rows || x->n != A->rows || z->m != A->cols || z->n != B->cols) return NULL;
+    lj_op *r = lj_op_kron(ctx, B, A);
+    *fail = !r;
+    return r;
+}
+
+lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)
+{
+    const char *op = "compose";
+    if (lji_check_args(ctx, op, n, ops) != LJ_OK) return NULL;
+    if (n == 0) {
+        lji_error(ctx, LJ_ERR_INVALID, "%s: no operands", op);
+        return NULL;
+    }
+    for (int i = 0; i + 1 < n; i++)
+        if (ops[i]->cols != ops[i + 1]->rows) {
+            lji_error(ctx, LJ_ERR_SHAPE,
+                      "%s: inner dimensions differ: " LJI_SHP "·" LJI_SHP " (factors %d and %d)",
+                      op, ops[i]->rows, ops[i]->cols, ops[i + 1]->rows, ops[i + 1]->cols, i + 1,
+                      i + 2);
+            return NULL;
+        }
+    int64_t rows = ops[0]->rows, cols = ops[n - 1]->cols;
+    factors fs = { .ctx = ctx, .alpha = 1.0 };
+    for (int i = 0; i < n && !fs.failed; i++) factors_insert(&fs, fs.n, lj_op_retain(ops[i]));
+    lj_op *J = NULL;
+    if (fs.failed) {
+        lji_nomem(ctx, op);
+        goto done;
+    }
+    if (fs.zero || fs.alpha == 0.0) {
+        J = lj_op_zero(ctx, rows, cols);
+        goto done;
+    }
+    bool changed = true;
+    while (changed && !fs.failed) {
+        changed = false;
+        for (int i = 0; i + 2 < fs.n && !changed; i++) {
+            bool fail;
+            lj_op *r = triple_rule(ctx, fs.f[i], fs.f[i + 1], fs.f[i + 2], &fail);
+            if (fail) goto fail;
+            if (r) {
+                factors_replace(&fs, i, 3, r);
+                changed = true;
+            }
+        }
+        for (int i = 0; i + 1 < fs.n && !changed; i++) {
+            bool fail;
+            lj_op *r = pair_rule(ctx, fs.f[i], fs.f[i + 1], &fail);
+            if (fail) goto fail;
+            if (r) {
+                factors_replace(&fs, i, 2, r);
+                changed = true;
+            }
+        }
+        if (fs.zero) {
+            J = lj_op_zero(ctx, rows, cols);
+            goto done;
+        }
+    }
+    if (fs.failed) {
+        lji_nomem(ctx, op);
+        goto done;
+    }
+    lj_op *core = NULL;
+    if (fs.n == 0)
+        core = lj_op_identity(ctx, rows);
+    else if (fs.n == 1)
+        core = lj_op_retain(fs.f[0]);
+    else {
+        core = lji_op_new(ctx, &lji_kind_compose, rows, cols, fs.n, op);
+        if (core) {
+            for (int i = 0; i < fs.n; i++) core->child[i] = lj_op_retain(fs.f[i]);
+            lji_op_seal(core);
+        }
+    }
+    J = core ? lj_op_scale(ctx, fs.alpha, core) : NULL;
+    lj_op_free(&core);
+    goto done;
+fail:
+    J = NULL;
+done:
+    for (int i = 0; i < fs.n; i++) lj_op_free(&fs.f[i]);
+    free(fs.f);
+    return J;
+}
+
+lj_op *lj_op_mul(lj_context *ctx, const lj_op *a, const lj_op *b)
+{
+    const lj_op *ab[2] = { a, b };
+    if (lji_check_args(ctx, "mul", 2, ab) != LJ_OK) return NULL;
+    return lj_op_compose(ctx, 2, ab);
+}

@@ -1,0 +1,141 @@
+/* Dense blocks, applied with BLAS (GEMV for one vector, GEMM for several). */
+#include "config.h"
+#include "op.h"
+#include "../core/lji_blas.h"
+#include <inttypes.h>
+
+static lj_status dense_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                             const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    if (k == 1)
+        return lji_gemv(ctx, "apply", trans, J->rows, J->cols, alpha, J->data, J->ld, X, beta, Y);
+    int64_t m = trans ? J->cols : J->rows, inner = trans ? J->rows : J->cols;
+    return lji_gemm(ctx, "apply", trans, false, m, k, inner, alpha, J->data, J->ld, X, ldx, beta,
+                    Y, ldy);
+}
+
+static cholmod_sparse *dense_to_sparse(lj_context *ctx, const lj_op *J)
+{
+    int64_t nz;
+    if (!lji_size_ok(J->rows, J->cols, &nz)) {
+        lji_error(ctx, LJ_ERR_OVERFLOW, "to_sparse: dense " LJI_SHP " overflows", J->rows, J->cols);
+        return NULL;
+    }
+    cholmod_sparse *s = lji_sparse_alloc(ctx, J->rows, J->cols, nz, "to_sparse");
+    if (!s) return NULL;
+    int64_t *p = s->p, *ii = s->i;
+    double *x = s->x;
+    int64_t q = 0;
+    for (int64_t j = 0; j < J->cols; j++) {
+        p[j] = q;
+        for (int64_t i = 0; i < J->rows; i++, q++) {
+            ii[q] = i;
+            x[q] = J->data[i + j * J->ld];
+        }
+    }
+    p[J->cols] = q;
+    return s;
+}
+
+static int64_t dense_nnz(const lj_op *J, bool *exact)
+{
+    int64_t n;
+    *exact = lji_mul_ok(J->rows, J->cols, &n);
+    return *exact ? n : INT64_MAX;
+}
+
+static void dense_cost(const lj_op *J, double *flops, double *bytes)
+{
+    double mn = (double)J->rows * (double)J->cols;
+    *flops = 2.0 * mn;
+    *bytes = 8.0 * (mn + (double)J->rows + (double)J->cols);
+}
+
+static void dense_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
+{
+    if (J->label)
+        lji_put_label(b, J->label, fmt);
+    else if (fmt == LJ_PRINT_UNICODE)
+        lji_buf_printf(b, "M_{%" PRId64 "×%" PRId64 "}", J->rows, J->cols);
+    else if (fmt == LJ_PRINT_LATEX)
+        lji_buf_printf(b, "M_{%" PRId64 "\\times %" PRId64 "}", J->rows, J->cols);
+    else
+        lji_buf_printf(b, "M_{%" PRId64 "x%" PRId64 "}", J->rows, J->cols);
+}
+
+static bool dense_equal(const lj_op *a, const lj_op *b)
+{
+    for (int64_t j = 0; j < a->cols; j++)
+        if (memcmp(a->data + j * a->ld, b->data + j * b->ld, (size_t)a->rows * sizeof(double)))
+            return false;
+    return true;
+}
+
+const lji_kind lji_kind_dense = {
+    .id = LJ_OP_DENSE,
+    .name = "dense",
+    .apply = dense_apply,
+    .to_sparse = dense_to_sparse,
+    .nnz = dense_nnz,
+    .cost = dense_cost,
+    .print = dense_print,
+    .equal = dense_equal,
+};
+
+static lj_op *dense_make(lj_context *ctx, int64_t rows, int64_t cols, const double *a, int64_t lda,
+                         const char *label, bool borrow)
+{
+    const char *op = borrow ? "dense_borrow" : "dense";
+    if (!lji_ctx_ok(ctx)) return NULL;
+    int64_t n;
+    if (rows < 0 || cols < 0) {
+        lji_error(ctx, LJ_ERR_SHAPE, "%s: negative shape " LJI_SHP, op, rows, cols);
+        return NULL;
+    }
+    if (!lji_size_ok(rows, cols, &n)) {
+        lji_error(ctx, LJ_ERR_OVERFLOW, "%s: " LJI_SHP " overflows", op, rows, cols);
+        return NULL;
+    }
+    if (n > 0 && !a) {
+        lji_error(ctx, LJ_ERR_INVALID, "%s: NULL values for " LJI_SHP, op, rows, cols);
+        return NULL;
+    }
+    if (lda < (rows > 1 ? rows : 1)) {
+        lji_error(ctx, LJ_ERR_SHAPE, "%s: leading dimension %" PRId64 " < rows of " LJI_SHP, op,
+                  lda, rows, cols);
+        return NULL;
+    }
+    lj_op *J = lji_op_new(ctx, &lji_kind_dense, rows, cols, 0, op);
+    if (!J) return NULL;
+    J->label = label ? lji_strdup(ctx, label) : NULL;
+    if (label && !J->label) goto nomem;
+    if (borrow) {
+        J->data = (double *)a;
+        J->ld = lda;
+        J->borrowed = true;
+    } else {
+        J->ld = rows > 1 ? rows : 1;
+        J->data = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof(double));
+        if (!J->data) goto nomem;
+        for (int64_t j = 0; j < cols; j++)
+            memcpy(J->data + j * J->ld, a + j * lda, (size_t)rows * sizeof(double));
+    }
+    lji_op_seal(J);
+    return J;
+nomem:
+    lj_op_free(&J);
+    lji_nomem(ctx, op);
+    return NULL;
+}
+
+lj_op *lj_op_dense(lj_context *ctx, int64_t rows, int64_t cols, const double *a, int64_t lda,
+                   const char *label)
+{
+    return dense_make(ctx, rows, cols, a, lda, label, false);
+}
+
+lj_op *lj_op_dense_borrow(lj_context *ctx, int64_t rows, int64_t cols, const double *a,
+                          int64_t lda, const char *label)
+{
+    return dense_make(ctx, rows, cols, a, lda, label, true);
+}

@@ -1,0 +1,102 @@
+/* Diag(d): the diagonal matrix of a vector. */
+#include "config.h"
+#include "op.h"
+#include <inttypes.h>
+
+static lj_status diag_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                            const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    const double *d = J->data;
+    for (int64_t j = 0; j < k; j++) {
+        const double *x = X + j * ldx;
+        double *y = Y + j * ldy;
+        if (beta == 0.0)
+            for (int64_t i = 0; i < J->rows; i++) y[i] = alpha * d[i] * x[i];
+        else
+            for (int64_t i = 0; i < J->rows; i++) y[i] = alpha * d[i] * x[i] + beta * y[i];
+    }
+    return LJ_OK;
+}
+
+static cholmod_sparse *diag_to_sparse(lj_context *ctx, const lj_op *J)
+{
+    cholmod_sparse *s = lji_sparse_alloc(ctx, J->rows, J->cols, J->rows, "to_sparse");
+    if (!s) return NULL;
+    int64_t *p = s->p, *i = s->i;
+    double *x = s->x;
+    for (int64_t j = 0; j < J->cols; j++) {
+        p[j] = j;
+        i[j] = j;
+        x[j] = J->data[j];
+    }
+    p[J->cols] = J->cols;
+    return s;
+}
+
+static int64_t diag_nnz(const lj_op *J, bool *exact)
+{
+    *exact = true;
+    return J->rows;
+}
+
+static void diag_cost(const lj_op *J, double *flops, double *bytes)
+{
+    *flops = 2.0 * (double)J->rows;
+    *bytes = 24.0 * (double)J->rows;
+}
+
+static void diag_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
+{
+    lji_buf_puts(b, fmt == LJ_PRINT_LATEX ? "\\operatorname{Diag}(" : "Diag(");
+    lji_put_label(b, J->label ? J->label : "d", fmt);
+    lji_buf_puts(b, ")");
+}
+
+static bool diag_equal(const lj_op *a, const lj_op *b)
+{
+    return memcmp(a->data, b->data, (size_t)a->rows * sizeof(double)) == 0;
+}
+
+const lji_kind lji_kind_diag = {
+    .id = LJ_OP_DIAG,
+    .name = "diag",
+    .apply = diag_apply,
+    .to_sparse = diag_to_sparse,
+    .nnz = diag_nnz,
+    .cost = diag_cost,
+    .print = diag_print,
+    .equal = diag_equal,
+};
+
+lj_op *lj_op_diag(lj_context *ctx, int64_t n, const double *d, const char *label)
+{
+    if (!lji_ctx_ok(ctx)) return NULL;
+    if (n < 0) {
+        lji_error(ctx, LJ_ERR_SHAPE, "diag: negative size %" PRId64, n);
+        return NULL;
+    }
+    int64_t nb;
+    if (!lji_size_ok(n, 1, &nb)) {
+        lji_error(ctx, LJ_ERR_OVERFLOW, "diag: size %" PRId64 " overflows", n);
+        return NULL;
+    }
+    if (n > 0 && !d) {
+        lji_error(ctx, LJ_ERR_INVALID, "diag: NULL values for Diag of length %" PRId64, n);
+        return NULL;
+    }
+    bool ones = true;
+    for (int64_t i = 0; i < n && ones; i++) ones = d[i] == 1.0;
+    if (ones) return lj_op_identity(ctx, n); /* Diag(1,…,1) = I */
+    lj_op *a = lji_op_new(ctx, &lji_kind_diag, n, n, 0, "diag");
+    if (!a) return NULL;
+    a->data = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof(double));
+    a->label = label ? lji_strdup(ctx, label) : NULL;
+    if (!a->data || (label && !a->label)) {
+        lj_op_free(&a);
+        lji_nomem(ctx, "diag");
+        return NULL;
+    }
+    if (n) memcpy(a->data, d, (size_t)n * sizeof(double));
+    lji_op_seal(a);
+    return a;
+}

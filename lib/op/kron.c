@@ -1,0 +1,236 @@
+/* Kronecker products A ⊗ B of any two operators.
+ * (A ⊗ B) vec(X) = vec(B X A^T): applied with multi-vector applies of the
+ * factors (BLAS-3 for dense ones), in the cheaper association; the product
+ * is never formed. */
+#include "config.h"
+#include "op.h"
+#include <inttypes.h>
+
+/* Flops of applying op(A) (one vector) */
+static double flops_of(const lj_op *a)
+{
+    double f, b;
+    lji_cost(a, &f, &b);
+    return f;
+}
+
+/* true: apply B first (T = op(B) X, then Y = T op(A)^T) */
+static bool kron_b_first(const lj_op *J, bool trans)
+{
+    const lj_op *A = J->child[0], *B = J->child[1];
+    double ar = (double)(trans ? A->cols : A->rows), ac = (double)(trans ? A->rows : A->cols);
+    double br = (double)(trans ? B->cols : B->rows), bc = (double)(trans ? B->rows : B->cols);
+    double fa = flops_of(A), fb = flops_of(B);
+    /* cost1 = ac·f_B + br·f_A;  cost2 = bc·f_A + ar·f_B  (DESIGN: compare both) */
+    return ac * fb + br * fa <= bc * fa + ar * fb;
+}
+
+static lj_status kron_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                            const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    const lj_op *A = J->child[0], *B = J->child[1];
+    int64_t ar = trans ? A->cols : A->rows, ac = trans ? A->rows : A->cols;
+    int64_t br = trans ? B->cols : B->rows, bc = trans ? B->rows : B->cols;
+    lj_status st = LJ_OK;
+    if (lji_is_identity(A)) {
+        /* (I ⊗ B) vec X = vec(B X): one multi-apply, all k vectors at once
+         * when they are contiguous */
+        if (ldx == ac * bc && ldy == ar * br)
+            return lji_apply(ctx, B, trans, k * ac, alpha, X, bc, beta, Y, br);
+        for (int64_t j = 0; j < k && st == LJ_OK; j++)
+            st = lji_apply(ctx, B, trans, ac, alpha, X + j * ldx, bc, beta, Y + j * ldy, br);
+        return st;
+    }
+    if (lji_is_identity(B)) {
+        for (int64_t j = 0; j < k && st == LJ_OK; j++)
+            st = lji_apply_right(ctx, A, trans, bc, alpha, X + j * ldx, bc, beta, Y + j * ldy, br);
+        return st;
+    }
+    bool bfirst = kron_b_first(J, trans);
+    int64_t tn;
+    if (!lji_size_ok(bfirst ? br : bc, bfirst ? ac : ar, &tn))
+        return lji_error(ctx, LJ_ERR_OVERFLOW, "apply: Kronecker workspace overflows");
+    lji_mark mk = lji_work_mark(ctx);
+    double *T = lji_work_push(ctx, tn);
+    if (!T) {
+        lji_work_pop(ctx, mk);
+        return lji_nomem(ctx, "apply");
+    }
+    for (int64_t j = 0; j < k && st == LJ_OK; j++) {
+        const double *x = X + j * ldx;
+        double *y = Y + j * ldy;
+        if (bfirst) {
+            st = lji_apply(ctx, B, trans, ac, 1.0, x, bc, 0.0, T, br);
+            if (st == LJ_OK) st = lji_apply_right(ctx, A, trans, br, alpha, T, br, beta, y, br);
+        } else {
+            st = lji_apply_right(ctx, A, trans, bc, 1.0, x, bc, 0.0, T, bc);
+            if (st == LJ_OK) st = lji_apply(ctx, B, trans, ar, alpha, T, bc, beta, y, br);
+        }
+    }
+    lji_work_pop(ctx, mk);
+    return st;
+}
+
+/* The exact pattern of A ⊗ B in one pass: column ja·nb + jb holds, for each
+ * entry (ia, a) of A's column ja and (ib, b) of B's column jb, the entry
+ * (ia·mb + ib, a·b), already in row order. */
+static cholmod_sparse *kron_to_sparse(lj_context *ctx, const lj_op *J)
+{
+    cholmod_sparse *SA = lji_to_sparse(ctx, J->child[0]);
+    if (!SA) return NULL;
+    cholmod_sparse *SB = lji_to_sparse(ctx, J->child[1]);
+    if (!SB) {
+        cholmod_l_free_sparse(&SA, &ctx->cc);
+        return NULL;
+    }
+    const int64_t *Ap = SA->p, *Ai = SA->i, *Bp = SB->p, *Bi = SB->i;
+    const double *Ax = SA->x, *Bx = SB->x;
+    int64_t na = (int64_t)SA->ncol, nb = (int64_t)SB->ncol, mb = (int64_t)SB->nrow;
+    int64_t nz;
+    cholmod_sparse *S = NULL;
+    if (!lji_mul_ok(Ap[na], Bp[nb], &nz) || nz > (int64_t)(SIZE_MAX / 16)) {
+        lji_error(ctx, LJ_ERR_OVERFLOW, "to_sparse: Kronecker product " LJI_SHP " overflows",
+                  J->rows, J->cols);
+        goto done;
+    }
+    S = lji_sparse_alloc(ctx, J->rows, J->cols, nz, "to_sparse");
+    if (!S) goto done;
+    int64_t *Sp = S->p, *Si = S->i;
+    double *Sx = S->x;
+    int64_t q = 0;
+    for (int64_t ja = 0; ja < na; ja++)
+        for (int64_t jb = 0; jb < nb; jb++) {
+            Sp[ja * nb + jb] = q;
+            for (int64_t pa = Ap[ja]; pa < Ap[ja + 1]; pa++) {
+                int64_t r0 = Ai[pa] * mb;
+                double a = Ax[pa];
+                for (int64_t pb = Bp[jb]; pb < Bp[jb + 1]; pb++, q++) {
+                    Si[q] = r0 + Bi[pb];
+                    Sx[q] = a * Bx[pb];
+                }
+            }
+        }
+    Sp[J->cols] = q;
+done:
+    cholmod_l_free_sparse(&SA, &ctx->cc);
+    cholmod_l_free_sparse(&SB, &ctx->cc);
+    return S;
+}
+
+static int64_t kron_nnz(const lj_op *J, bool *exact)
+{
+    bool ea, eb;
+    int64_t a = lji_nnz(J->child[0], &ea), b = lji_nnz(J->child[1], &eb), r;
+    if (!lji_mul_ok(a, b, &r)) {
+        *exact = false;
+        return INT64_MAX;
+    }
+    *exact = ea && eb;
+    return r;
+}
+
+static void kron_cost(const lj_op *J, double *flops, double *bytes)
+{
+    const lj_op *A = J->child[0], *B = J->child[1];
+    double fa, ba, fb, bb;
+    lji_cost(A, &fa, &ba);
+    lji_cost(B, &fb, &bb);
+    double ar = (double)A->rows, ac = (double)A->cols, br = (double)B->rows, bc = (double)B->cols;
+    if (lji_is_identity(A)) {
+        *flops = ac * fb;
+        *bytes = ac * bb;
+    } else if (lji_is_identity(B)) {
+        *flops = bc * fa;
+        *bytes = bc * ba;
+    } else if (kron_b_first(J, false)) {
+        *flops = ac * fb + br * fa;
+        *bytes = ac * bb + br * ba;
+    } else {
+        *flops = bc * fa + ar * fb;
+        *bytes = bc * ba + ar * bb;
+    }
+}
+
+static void kron_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
+{
+    bool paren = where != LJI_AT_TOP && where != LJI_AT_KRON;
+    lji_put_open(b, paren);
+    lji_print(b, J->child[0], fmt, LJI_AT_KRON);
+    lji_buf_puts(b, lji_sym_kron(fmt));
+    lji_print(b, J->child[1], fmt, LJI_AT_KRON);
+    lji_put_close(b, paren);
+}
+
+const lji_kind lji_kind_kron = {
+    .id = LJ_OP_KRON,
+    .name = "kron",
+    .apply = kron_apply,
+    .to_sparse = kron_to_sparse,
+    .nnz = kron_nnz,
+    .cost = kron_cost,
+    .print = kron_print,
+    .equal = NULL,
+};
+
+lj_op *lj_op_kron(lj_context *ctx, const lj_op *a, const lj_op *b)
+{
+    const char *op = "kron";
+    const lj_op *ab[2] = { a, b };
+    if (lji_check_args(ctx, op, 2, ab) != LJ_OK) return NULL;
+    int64_t rows, cols;
+    if (!lji_mul_ok(a->rows, b->rows, &rows) || !lji_mul_ok(a->cols, b->cols, &cols)) {
+        lji_error(ctx, LJ_ERR_OVERFLOW, "%s: " LJI_SHP " ⊗ " LJI_SHP " overflows int64", op, a->rows,
+                  a->cols, b->rows, b->cols);
+        return NULL;
+    }
+    if (lji_is_zero(a) || lji_is_zero(b)) return lj_op_zero(ctx, rows, cols);
+    if (lji_is_identity(a) && lji_is_identity(b)) return lj_op_identity(ctx, rows); /* I⊗I = I */
+    if (lji_is_identity(a) && a->rows == 1) return lj_op_retain(b);
+    if (lji_is_identity(b) && b->rows == 1) return lj_op_retain(a);
+    if (lji_is(a, &lji_kind_scaled) || lji_is(b, &lji_kind_scaled)) {
+        /* (αA) ⊗ B = α(A ⊗ B) */
+        double s = 1.0;
+        if (lji_is(a, &lji_kind_scaled)) {
+            s *= a->alpha;
+            a = a->child[0];
+        }
+        if (lji_is(b, &lji_kind_scaled)) {
+            s *= b->alpha;
+            b = b->child[0];
+        }
+        lj_op *k = lj_op_kron(ctx, a, b);
+        lj_op *r = lj_op_scale(ctx, s, k);
+        lj_op_free(&k);
+        return r;
+    }
+    if (lji_is(a, &lji_kind_kron)) {
+        /* (A1 ⊗ A2) ⊗ B = A1 ⊗ (A2 ⊗ B): one association, so that equal
+         * products compare equal */
+        lj_op *inner = lj_op_kron(ctx, a->child[1], b);
+        lj_op *r = lj_op_kron(ctx, a->child[0], inner);
+        lj_op_free(&inner);
+        return r;
+    }
+    lj_op *J = lji_op_new(ctx, &lji_kind_kron, rows, cols, 2, op);
+    if (!J) return NULL;
+    J->child[0] = lj_op_retain(a);
+    J->child[1] = lj_op_retain(b);
+    lji_op_seal(J);
+    return J;
+}
+
+lj_op *lj_op_kron_n(lj_context *ctx, int n, const lj_op *const *ops)
+{
+    if (lji_check_args(ctx, "kron", n, ops) != LJ_OK) return NULL;
+    if (n == 0) {
+        lji_error(ctx, LJ_ERR_INVALID, "kron: no operands");
+        return NULL;
+    }
+    lj_op *r = lj_op_retain(ops[n - 1]);
+    for (int i = n - 2; i >= 0 && r; i--) {
+        lj_op *t = lj_op_kron(ctx, ops[i], r);
+        lj_op_free(&r);
+        r = t;
+    }
+    return r;
+}

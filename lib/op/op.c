@@ -1,0 +1,476 @@
+/* The operator object: allocation, reference counting, the public entry
+ * points that check handles and shapes once and then dispatch to the kind's
+ * table, and helpers shared by the kinds. */
+#include "config.h"
+#include "op.h"
+#include "../core/lji_blas.h"
+#include <inttypes.h>
+#include <math.h>
+
+/* ---- hashing ------------------------------------------------------------- */
+
+uint64_t lji_hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 0x100000001b3ull;
+    return h;
+}
+
+uint64_t lji_hash_u64(uint64_t h, uint64_t x)
+{
+    return lji_hash_bytes(h, &x, sizeof x);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+lj_op *lji_op_new(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
+                  const char *op)
+{
+    lj_op *a = lji_calloc(ctx, 1, sizeof *a);
+    if (!a) {
+        lji_nomem(ctx, op);
+        return NULL;
+    }
+    if (nchild > 0) {
+        a->child = lji_calloc(ctx, (size_t)nchild, sizeof *a->child);
+        if (!a->child) {
+            free(a);
+            lji_nomem(ctx, op);
+            return NULL;
+        }
+    }
+    a->magic = LJI_OP_MAGIC;
+    atomic_init(&a->refs, 1);
+    a->kind = k;
+    a->rows = rows;
+    a->cols = cols;
+    a->nchild = nchild;
+    return a;
+}
+
+void lji_op_seal(lj_op *a)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = lji_hash_u64(h, (uint64_t)a->kind->id);
+    h = lji_hash_u64(h, (uint64_t)a->rows);
+    h = lji_hash_u64(h, (uint64_t)a->cols);
+    h = lji_hash_u64(h, (uint64_t)a->m);
+    h = lji_hash_u64(h, (uint64_t)a->n);
+    for (int i = 0; i < a->nchild; i++) {
+        h = lji_hash_u64(h, a->child[i]->hash);
+        if (a->coef) h = lji_hash_bytes(h, &a->coef[i], sizeof(double));
+    }
+    if (lji_is(a, &lji_kind_scaled)) h = lji_hash_bytes(h, &a->alpha, sizeof a->alpha);
+    if (a->data && lji_is(a, &lji_kind_dense))
+        for (int64_t j = 0; j < a->cols; j++)
+            h = lji_hash_bytes(h, a->data + j * a->ld, (size_t)a->rows * sizeof(double));
+    else if (a->data && lji_is(a, &lji_kind_diag))
+        h = lji_hash_bytes(h, a->data, (size_t)a->rows * sizeof(double));
+    else if (lji_is(a, &lji_kind_rank1)) {
+        h = lji_hash_bytes(h, a->data, (size_t)a->rows * sizeof(double));
+        h = lji_hash_bytes(h, a->data2, (size_t)a->cols * sizeof(double));
+    }
+    if (a->idx) h = lji_hash_bytes(h, a->idx, (size_t)a->rows * sizeof(int64_t));
+    if (lji_is(a, &lji_kind_sparse)) {
+        int64_t nz = ((int64_t *)a->sp.p)[a->cols];
+        h = lji_hash_bytes(h, a->sp.i, (size_t)nz * sizeof(int64_t));
+        h = lji_hash_bytes(h, a->sp.x, (size_t)nz * sizeof(double));
+    }
+    a->hash = h;
+}
+
+lj_op *lj_op_retain(const lj_op *ca)
+{
+    lj_op *a = (lj_op *)ca;
+    if (lji_op_ok(a)) atomic_fetch_add_explicit(&a->refs, 1, memory_order_relaxed);
+    return a;
+}
+
+void lj_op_free(lj_op **pa)
+{
+    if (!pa || !*pa) return;
+    lj_op *a = *pa;
+    *pa = NULL;
+    if (!lji_op_ok(a)) return;
+    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
+    for (int i = 0; i < a->nchild; i++) lj_op_free(&a->child[i]);
+    free(a->child);
+    free(a->coef);
+    free(a->label);
+    free(a->label2);
+    if (!a->borrowed) free(a->data);
+    free(a->data2);
+    free(a->idx);
+    free(a->sp.p);
+    free(a->sp.i);
+    free(a->sp.x);
+    a->magic = LJI_DEAD_MAGIC;
+    free(a);
+}
+
+lj_status lji_check_args(lj_context *ctx, const char *op, int n, const lj_op *const *ops)
+{
+    if (!lji_ctx_ok(ctx)) return LJ_ERR_INVALID;
+    if (n < 0 || (n > 0 && !ops)) return lji_error(ctx, LJ_ERR_INVALID, "%s: no operands", op);
+    for (int i = 0; i < n; i++) {
+        if (!ops[i]) return lji_error(ctx, LJ_ERR_INVALID, "%s: operand %d is NULL", op, i + 1);
+        if (!lji_op_ok(ops[i]))
+            return lji_error(ctx, LJ_ERR_INVALID, "%s: operand %d is not a live operator", op,
+                             i + 1);
+    }
+    return LJ_OK;
+}
+
+/* ---- queries ------------------------------------------------------------- */
+
+int64_t lj_op_rows(const lj_op *a) { return lji_op_ok(a) ? a->rows : -1; }
+int64_t lj_op_cols(const lj_op *a) { return lji_op_ok(a) ? a->cols : -1; }
+int lj_op_kind_of(const lj_op *a) { return lji_op_ok(a) ? (int)a->kind->id : -1; }
+const char *lj_op_kind_name(const lj_op *a) { return lji_op_ok(a) ? a->kind->name : "invalid"; }
+int lj_op_n_children(const lj_op *a) { return lji_op_ok(a) ? a->nchild : 0; }
+
+const lj_op *lj_op_child(const lj_op *a, int i)
+{
+    if (!lji_op_ok(a) || i < 0 || i >= a->nchild) return NULL;
+    return a->child[i];
+}
+
+bool lji_is_identity(const lj_op *a) { return lji_is(a, &lji_kind_identity); }
+bool lji_is_zero(const lj_op *a) { return lji_is(a, &lji_kind_zero); }
+
+bool lji_equal(const lj_op *a, const lj_op *b)
+{
+    if (a == b) return true;
+    if (a->kind != b->kind || a->rows != b->rows || a->cols != b->cols || a->hash != b->hash ||
+        a->nchild != b->nchild)
+        return false;
+    for (int i = 0; i < a->nchild; i++) {
+        if (!lji_equal(a->child[i], b->child[i])) return false;
+        if (a->coef && a->coef[i] != b->coef[i]) return false;
+    }
+    return a->kind->equal ? a->kind->equal(a, b) : true;
+}
+
+int lj_op_equal(const lj_op *a, const lj_op *b)
+{
+    if (!lji_op_ok(a) || !lji_op_ok(b)) return 0;
+    return lji_equal(a, b);
+}
+
+int64_t lji_nnz(const lj_op *J, bool *exact)
+{
+    bool ex = true;
+    int64_t n = J->kind->nnz(J, &ex);
+    int64_t full;
+    if (!lji_mul_ok(J->rows, J->cols, &full)) full = INT64_MAX;
+    if (n > full || n < 0) {
+        n = full;
+        ex = false;
+    }
+    if (exact) *exact = ex;
+    return n;
+}
+
+int64_t lj_op_nnz(lj_context *ctx, const lj_op *a, int *exact)
+{
+    if (lji_check_args(ctx, "nnz", 1, &a) != LJ_OK) return -1;
+    bool ex;
+    int64_t n = lji_nnz(a, &ex);
+    if (exact) *exact = ex;
+    return n;
+}
+
+void lji_cost(const lj_op *J, double *flops, double *bytes)
+{
+    double f = 0, b = 0;
+    J->kind->cost(J, &f, &b);
+    *flops = f;
+    *bytes = b;
+}
+
+lj_status lj_op_cost(lj_context *ctx, const lj_op *a, double *flops, double *bytes)
+{
+    lj_status st = lji_check_args(ctx, "cost", 1, &a);
+    if (st != LJ_OK) return st;
+    double f, b;
+    lji_cost(a, &f, &b);
+    if (flops) *flops = f;
+    if (bytes) *bytes = b;
+    return LJ_OK;
+}
+
+/* ---- apply ----------------------------------------------------------------- */
+
+void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy)
+{
+    if (beta == 1.0) return;
+    for (int64_t j = 0; j < k; j++) {
+        double *y = Y + j * ldy;
+        if (beta == 0.0)
+            for (int64_t i = 0; i < r; i++) y[i] = 0.0;
+        else
+            for (int64_t i = 0; i < r; i++) y[i] *= beta;
+    }
+}
+
+void lji_transpose_block(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
+                         double beta, double *B, int64_t ldb)
+{
+    enum { T = 32 };
+    for (int64_t i0 = 0; i0 < r; i0 += T) {
+        int64_t i1 = i0 + T < r ? i0 + T : r;
+        for (int64_t j0 = 0; j0 < c; j0 += T) {
+            int64_t j1 = j0 + T < c ? j0 + T : c;
+            if (beta == 0.0) {
+                if (alpha == 1.0)
+                    for (int64_t i = i0; i < i1; i++)
+                        for (int64_t j = j0; j < j1; j++) B[j + i * ldb] = A[i + j * lda];
+                else
+                    for (int64_t i = i0; i < i1; i++)
+                        for (int64_t j = j0; j < j1; j++) B[j + i * ldb] = alpha * A[i + j * lda];
+            } else {
+                for (int64_t i = i0; i < i1; i++)
+                    for (int64_t j = j0; j < j1; j++)
+                        B[j + i * ldb] = alpha * A[i + j * lda] + beta * B[j + i * ldb];
+            }
+        }
+    }
+}
+
+lj_status lji_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                    const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    int64_t out = trans ? J->cols : J->rows;
+    if (k == 0 || out == 0) return LJ_OK;
+    if (alpha == 0.0 || (trans ? J->rows : J->cols) == 0) {
+        lji_scale_block(out, k, beta, Y, ldy);
+        return LJ_OK;
+    }
+    return J->kind->apply(ctx, J, trans, k, alpha, X, ldx, beta, Y, ldy);
+}
+
+/* Dense (or transposed dense) A is handled by one GEMM; anything else by
+ * transposing X, multi-applying op(A) and transposing back. */
+lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r, double alpha,
+                          const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    int64_t oc = trans ? A->rows : A->cols; /* columns of X */
+    int64_t orow = trans ? A->cols : A->rows; /* columns of Y */
+    if (r == 0 || orow == 0) return LJ_OK;
+    const lj_op *D = A;
+    bool t = trans;
+    if (lji_is(D, &lji_kind_transpose) && lji_is(D->child[0], &lji_kind_dense)) {
+        D = D->child[0];
+        t = !t;
+    }
+    if (lji_is(D, &lji_kind_dense)) {
+        /* Y = alpha·X·op(D)^T: op(D)^T is D^T when t = 0 */
+        return lji_gemm(ctx, "apply", false, !t, r, orow, oc, alpha, X, ldx, D->data, D->ld, beta,
+                        Y, ldy);
+    }
+    if (lji_is(A, &lji_kind_identity)) {
+        for (int64_t j = 0; j < orow; j++) {
+            const double *x = X + j * ldx;
+            double *y = Y + j * ldy;
+            if (beta == 0.0)
+                for (int64_t i = 0; i < r; i++) y[i] = alpha * x[i];
+            else
+                for (int64_t i = 0; i < r; i++) y[i] = alpha * x[i] + beta * y[i];
+        }
+        return LJ_OK;
+    }
+    lji_mark mk = lji_work_mark(ctx);
+    int64_t n1, n2;
+    if (!lji_size_ok(oc, r, &n1) || !lji_size_ok(orow, r, &n2)) {
+        lji_work_pop(ctx, mk);
+        return lji_error(ctx, LJ_ERR_OVERFLOW, "apply: workspace of (%" PRId64 "×%" PRId64
+                         ") overflows", oc > orow ? oc : orow, r);
+    }
+    double *Xt = lji_work_push(ctx, n1);
+    double *Zt = lji_work_push(ctx, n2);
+    if (!Xt || !Zt) {
+        lji_work_pop(ctx, mk);
+        return lji_nomem(ctx, "apply");
+    }
+    lji_transpose_block(r, oc, 1.0, X, ldx, 0.0, Xt, oc);
+    lj_status st = lji_apply(ctx, A, trans, r, 1.0, Xt, oc, 0.0, Zt, orow);
+    if (st == LJ_OK) lji_transpose_block(orow, r, alpha, Zt, orow, beta, Y, ldy);
+    lji_work_pop(ctx, mk);
+    return st;
+}
+
+static lj_status lji_apply_checked(lj_context *ctx, const char *op, const lj_op *J, int trans,
+                                   int64_t k, double alpha, const double *X, int64_t ldx,
+                                   double beta, double *Y, int64_t ldy)
+{
+    lj_status st = lji_check_args(ctx, op, 1, &J);
+    if (st != LJ_OK) return st;
+    int64_t in = trans ? J->rows : J->cols, out = trans ? J->cols : J->rows;
+    if (k < 0) return lji_error(ctx, LJ_ERR_INVALID, "%s: negative vector count %" PRId64, op, k);
+    if (k > 0 && ((in > 0 && !X) || (out > 0 && !Y)))
+        return lji_error(ctx, LJ_ERR_INVALID, "%s: NULL vector for %s" LJI_SHP, op,
+                         trans ? "J^T " : "J ", J->rows, J->cols);
+    if (ldx < (in > 1 ? in : 1) || ldy < (out > 1 ? out : 1))
+        return lji_error(ctx, LJ_ERR_SHAPE,
+                         "%s: leading dimensions %" PRId64 ", %" PRId64 " too small for %s" LJI_SHP,
+                         op, ldx, ldy, trans ? "J^T, J " : "J ", J->rows, J->cols);
+    if (k > 0 && out > 0 && X && Y) {
+        const char *xs = (const char *)X, *xe = (const char *)(X + (k - 1) * ldx + in);
+        const char *ys = (const char *)Y, *ye = (const char *)(Y + (k - 1) * ldy + out);
+        if (in > 0 && xs < ye && ys < xe)
+            return lji_error(ctx, LJ_ERR_INVALID, "%s: x and y overlap", op);
+    }
+    lji_mark mk = lji_work_mark(ctx);
+    st = lji_apply(ctx, J, trans != 0, k, alpha, X, ldx, beta, Y, ldy);
+    lji_work_pop(ctx, mk);
+    return st;
+}
+
+lj_status lj_op_apply(lj_context *ctx, const lj_op *J, int trans, double alpha, const double *x,
+                      double beta, double *y)
+{
+    if (!lji_op_ok(J)) return lji_check_args(ctx, "apply", 1, &J);
+    int64_t in = trans ? J->rows : J->cols, out = trans ? J->cols : J->rows;
+    return lji_apply_checked(ctx, "apply", J, trans, 1, alpha, x, in > 1 ? in : 1, beta, y,
+                             out > 1 ? out : 1);
+}
+
+lj_status lj_op_apply_multi(lj_context *ctx, const lj_op *J, int trans, int64_t k, double alpha,
+                            const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    return lji_apply_checked(ctx, "apply_multi", J, trans, k, alpha, X, ldx, beta, Y, ldy);
+}
+
+/* ---- materialisation ------------------------------------------------------- */
+
+cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, int64_t nz,
+                                 const char *op)
+{
+    if (!lji_alloc_gate(ctx)) {
+        lji_nomem(ctx, op);
+        return NULL;
+    }
+    cholmod_sparse *s = cholmod_l_allocate_sparse((size_t)rows, (size_t)cols, (size_t)nz, 1, 1, 0,
+                                                  CHOLMOD_REAL, &ctx->cc);
+    if (!s) lji_cholmod_check(ctx, op);
+    if (!s && ctx->status == LJ_OK) lji_nomem(ctx, op);
+    return s;
+}
+
+cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J)
+{
+    return J->kind->to_sparse(ctx, J);
+}
+
+cholmod_sparse *lj_op_to_sparse(lj_context *ctx, const lj_op *J)
+{
+    if (lji_check_args(ctx, "to_sparse", 1, &J) != LJ_OK) return NULL;
+    bool exact;
+    int64_t nz = lji_nnz(J, &exact);
+    if (exact && nz >= (int64_t)(SIZE_MAX / 16)) {
+        lji_error(ctx, LJ_ERR_OVERFLOW, "to_sparse: %" PRId64 " entries of " LJI_SHP " overflow",
+                  nz, J->rows, J->cols);
+        return NULL;
+    }
+    return lji_to_sparse(ctx, J);
+}
+
+void lj_sparse_free(lj_context *ctx, cholmod_sparse **s)
+{
+    if (!s || !*s) return;
+    if (lji_ctx_ok(ctx)) cholmod_l_free_sparse(s, &ctx->cc);
+    *s = NULL;
+}
+
+/* ---- printing -------------------------------------------------------------- */
+
+const char *lji_sym_kron(lj_print_format fmt)
+{
+    return fmt == LJ_PRINT_UNICODE ? " ⊗ " : fmt == LJ_PRINT_LATEX ? " \\otimes " : " kron ";
+}
+const char *lji_sym_dot(lj_print_format fmt)
+{
+    return fmt == LJ_PRINT_UNICODE ? "·" : fmt == LJ_PRINT_LATEX ? " \\cdot " : "*";
+}
+const char *lji_sym_transpose(lj_print_format fmt)
+{
+    return fmt == LJ_PRINT_LATEX ? "^{\\top}" : fmt == LJ_PRINT_PLAIN ? "'" : "^T";
+}
+const char *lji_sym_minus(lj_print_format fmt)
+{
+    return fmt == LJ_PRINT_UNICODE ? "−" : "-";
+}
+
+void lji_put_open(lji_buf *b, bool paren)
+{
+    if (paren) lji_buf_puts(b, "(");
+}
+void lji_put_close(lji_buf *b, bool paren)
+{
+    if (paren) lji_buf_puts(b, ")");
+}
+
+/* Labels are written in the Unicode notation ("vec B", "1_3", "x ∘ y");
+ * LaTeX and plain forms translate the few symbols they use. */
+void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt)
+{
+    if (fmt == LJ_PRINT_UNICODE) {
+        lji_buf_puts(b, label);
+        return;
+    }
+    static const struct { const char *u, *plain, *latex; } map[] = {
+        { "vec ", "vec ", "\\operatorname{vec} " },
+        { "vec(", "vec(", "\\operatorname{vec}(" },
+        { "∘", ".*", "\\circ" },
+        { "⊗", "kron", "\\otimes" },
+        { "−", "-", "-" },
+        { "·", "*", "\\cdot " },
+        { "^T", "'", "^{\\top}" },
+    };
+    const char *s = label;
+    while (*s) {
+        bool hit = false;
+        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+            size_t n = strlen(map[i].u);
+            if (strncmp(s, map[i].u, n) == 0) {
+                lji_buf_puts(b, fmt == LJ_PRINT_PLAIN ? map[i].plain : map[i].latex);
+                s += n;
+                hit = true;
+                break;
+            }
+        }
+        if (!hit) {
+            char c[2] = { *s++, 0 };
+            lji_buf_puts(b, c);
+        }
+    }
+}
+
+void lji_put_number(lji_buf *b, double x, lj_print_format fmt)
+{
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%.6g", x);
+    if (x < 0 && fmt == LJ_PRINT_UNICODE) {
+        lji_buf_puts(b, "−");
+        lji_buf_puts(b, tmp + 1);
+    } else
+        lji_buf_puts(b, tmp);
+}
+
+void lji_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
+{
+    J->kind->print(b, J, fmt, where);
+}
+
+char *lj_op_print(lj_context *ctx, const lj_op *a, lj_print_format fmt)
+{
+    if (lji_check_args(ctx, "print", 1, &a) != LJ_OK) return NULL;
+    if (fmt != LJ_PRINT_UNICODE && fmt != LJ_PRINT_PLAIN && fmt != LJ_PRINT_LATEX) {
+        lji_error(ctx, LJ_ERR_INVALID, "print: unknown format %d", (int)fmt);
+        return NULL;
+    }
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    lji_print(&b, a, fmt, LJI_AT_TOP);
+    return lji_buf_finish(&b, "print");
+}

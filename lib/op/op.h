@@ -1,0 +1,118 @@
+/* The operator object: a common header plus one const table of functions per
+ * kind, each kind in its own file. */
+#ifndef LJI_OP_H
+#define LJI_OP_H
+
+#include "../core/lji.h"
+
+/* Printing contexts: where a node stands decides whether it needs
+ * parentheses. */
+typedef enum {
+    LJI_AT_TOP = 0,   /* the whole expression, or a function argument */
+    LJI_AT_KRON,      /* a factor of ⊗ */
+    LJI_AT_COMPOSE,   /* a factor of · */
+    LJI_AT_SUM,       /* a term of + */
+    LJI_AT_TIGHT      /* under ^T or a scalar factor */
+} lji_place;
+
+typedef struct lji_kind {
+    lj_op_kind id;
+    const char *name;
+    /* Y <- alpha·op(J)·X + beta·Y for k columns; beta = 0 overwrites Y. */
+    lj_status (*apply)(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                       const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
+    /* exact CSC (sorted, packed), allocated with ctx's cholmod_common */
+    cholmod_sparse *(*to_sparse)(lj_context *ctx, const lj_op *J);
+    int64_t (*nnz)(const lj_op *J, bool *exact);
+    /* flops and bytes for one apply of one vector */
+    void (*cost)(const lj_op *J, double *flops, double *bytes);
+    void (*print)(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where);
+    /* payload equality; kinds, shapes and children are compared by the caller */
+    bool (*equal)(const lj_op *a, const lj_op *b);
+} lji_kind;
+
+struct lj_op {
+    uint32_t magic;
+    atomic_long refs;
+    const lji_kind *kind;
+    int64_t rows, cols;
+    uint64_t hash;        /* structural and numeric hash, for like-term collection */
+    char *label, *label2; /* names a person gave the data */
+    int nchild;
+    lj_op **child;
+    double *coef;         /* sum: one per child */
+    double alpha;         /* scaled */
+    double *data, *data2; /* dense (ld), diag (n), rank-one u and v */
+    int64_t ld;
+    bool borrowed;        /* data is the caller's */
+    int64_t m, n;         /* commutation K_{m,n} */
+    int64_t *idx;         /* permutation */
+    cholmod_sparse sp;    /* sparse: header over arrays this node owns */
+};
+
+#define LJI_OP_MAGIC 0x4c4a4f50u /* "LJOP" */
+
+extern const lji_kind lji_kind_identity, lji_kind_zero, lji_kind_scaled, lji_kind_diag,
+    lji_kind_dense, lji_kind_sparse, lji_kind_perm, lji_kind_commutation, lji_kind_kron,
+    lji_kind_compose, lji_kind_sum, lji_kind_transpose, lji_kind_hstack, lji_kind_vstack,
+    lji_kind_rank1;
+
+static inline bool lji_op_ok(const lj_op *a)
+{
+    return a && a->magic == LJI_OP_MAGIC;
+}
+static inline bool lji_is(const lj_op *a, const lji_kind *k)
+{
+    return a->kind == k;
+}
+
+/* A new node of kind k with shape rows×cols and room for nchild children
+ * (each retained by the caller into child[i]). */
+lj_op *lji_op_new(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
+                  const char *op);
+/* Computes the node's hash once it is filled in. */
+void lji_op_seal(lj_op *a);
+/* Common checks of a constructor's arguments: a live context and live
+ * operators. Records and returns an error, or LJ_OK. */
+lj_status lji_check_args(lj_context *ctx, const char *op, int n, const lj_op *const *ops);
+
+/* Dispatch without re-checking arguments (used by composite kinds). */
+lj_status lji_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                    const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
+/* Y <- alpha·X·op(A)^T + beta·Y, X r×(cols of op(A)), Y r×(rows of op(A)). */
+lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r, double alpha,
+                          const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
+/* Y <- beta·Y over an r×k block (beta 0 writes zeros). */
+void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy);
+/* B <- alpha·A^T + beta·B, A r×c (lda), B c×r (ldb), cache-blocked. */
+void lji_transpose_block(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
+                         double beta, double *B, int64_t ldb);
+
+cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
+/* allocation of a CSC result through CHOLMOD, with failure injection */
+cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, int64_t nz,
+                                 const char *op);
+int64_t lji_nnz(const lj_op *J, bool *exact);
+void lji_cost(const lj_op *J, double *flops, double *bytes);
+void lji_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where);
+bool lji_equal(const lj_op *a, const lj_op *b);
+
+/* Printing pieces in the three notations. */
+void lji_put_open(lji_buf *b, bool paren);
+void lji_put_close(lji_buf *b, bool paren);
+void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt);
+void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
+const char *lji_sym_kron(lj_print_format fmt);
+const char *lji_sym_dot(lj_print_format fmt);
+const char *lji_sym_transpose(lj_print_format fmt);
+const char *lji_sym_minus(lj_print_format fmt);
+
+/* Rule-applying constructors with a borrowed/new convention identical to
+ * the public ones, used across the layer. */
+bool lji_is_identity(const lj_op *a);
+bool lji_is_zero(const lj_op *a);
+
+uint64_t lji_hash_bytes(uint64_t h, const void *p, size_t n);
+uint64_t lji_hash_u64(uint64_t h, uint64_t x);
+
+#endif

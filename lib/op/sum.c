@@ -1,0 +1,222 @@
+/* Linear combinations Σ α_i A_i: flattened, like terms collected. */
+#include "config.h"
+#include "op.h"
+#include <inttypes.h>
+#include <math.h>
+
+static lj_status sum_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                           const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    lj_status st = LJ_OK;
+    for (int i = 0; i < J->nchild && st == LJ_OK; i++)
+        st = lji_apply(ctx, J->child[i], trans, k, alpha * J->coef[i], X, ldx, i ? 1.0 : beta, Y,
+                       ldy);
+    return st;
+}
+
+static cholmod_sparse *sum_to_sparse(lj_context *ctx, const lj_op *J)
+{
+    cholmod_sparse *acc = NULL;
+    for (int i = 0; i < J->nchild; i++) {
+        cholmod_sparse *t = lji_to_sparse(ctx, J->child[i]);
+        if (!t) goto fail;
+        if (!acc) {
+            int64_t nz = ((int64_t *)t->p)[t->ncol];
+            double *x = t->x;
+            for (int64_t q = 0; q < nz; q++) x[q] *= J->coef[i];
+            acc = t;
+            continue;
+        }
+        double one[2] = { 1, 0 }, c[2] = { J->coef[i], 0 };
+        cholmod_sparse *s = NULL;
+        if (lji_alloc_gate(ctx)) {
+            s = cholmod_l_add(acc, t, one, c, 1, 1, &ctx->cc);
+            if (!s) lji_cholmod_check(ctx, "to_sparse");
+        }
+        if (!s && ctx->status == LJ_OK) lji_nomem(ctx, "to_sparse");
+        cholmod_l_free_sparse(&t, &ctx->cc);
+        cholmod_l_free_sparse(&acc, &ctx->cc);
+        if (!s) goto fail;
+        acc = s;
+    }
+    return acc;
+fail:
+    cholmod_l_free_sparse(&acc, &ctx->cc);
+    return NULL;
+}
+
+static int64_t sum_nnz(const lj_op *J, bool *exact)
+{
+    int64_t t = 0;
+    bool e;
+    for (int i = 0; i < J->nchild; i++)
+        if (!lji_add_ok(t, lji_nnz(J->child[i], &e), &t)) t = INT64_MAX;
+    *exact = false; /* patterns may overlap */
+    return t;
+}
+
+static void sum_cost(const lj_op *J, double *flops, double *bytes)
+{
+    double f = 0, b = 0;
+    for (int i = 0; i < J->nchild; i++) {
+        double fi, bi;
+        lji_cost(J->child[i], &fi, &bi);
+        f += fi + (double)J->rows;
+        b += bi;
+    }
+    *flops = f;
+    *bytes = b;
+}
+
+static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
+{
+    bool paren = where != LJI_AT_TOP;
+    lji_put_open(b, paren);
+    for (int i = 0; i < J->nchild; i++) {
+        double c = J->coef[i];
+        if (i) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
+        else if (c < 0)
+            lji_buf_puts(b, lji_sym_minus(fmt));
+        double a = fabs(c);
+        if (a != 1.0) {
+            lji_put_number(b, a, fmt);
+            lji_buf_puts(b, lji_sym_dot(fmt));
+        }
+        lji_print(b, J->child[i], fmt, a != 1.0 || c < 0 ? LJI_AT_COMPOSE : LJI_AT_SUM);
+    }
+    lji_put_close(b, paren);
+}
+
+const lji_kind lji_kind_sum = {
+    .id = LJ_OP_SUM,
+    .name = "sum",
+    .apply = sum_apply,
+    .to_sparse = sum_to_sparse,
+    .nnz = sum_nnz,
+    .cost = sum_cost,
+    .print = sum_print,
+    .equal = NULL, /* coefficients and children are compared by lji_equal */
+};
+
+typedef struct {
+    lj_context *ctx;
+    lj_op **t;
+    double *c;
+    int n, cap;
+    bool failed;
+} terms;
+
+/* Add c·a (a borrowed), flattening sums and scalars, merging like terms. */
+static void terms_add(terms *ts, double c, const lj_op *a)
+{
+    if (ts->failed || c == 0.0 || lji_is_zero(a)) return;
+    if (lji_is(a, &lji_kind_sum)) {
+        for (int i = 0; i < a->nchild; i++) terms_add(ts, c * a->coef[i], a->child[i]);
+        return;
+    }
+    if (lji_is(a, &lji_kind_scaled)) {
+        terms_add(ts, c * a->alpha, a->child[0]);
+        return;
+    }
+    for (int i = 0; i < ts->n; i++)
+        if (ts->t[i]->hash == a->hash && lji_equal(ts->t[i], a)) {
+            ts->c[i] += c;
+            return;
+        }
+    if (ts->n == ts->cap) {
+        int cap = ts->cap ? 2 * ts->cap : 8;
+        lj_op **t = lji_realloc(ts->ctx, ts->t, (size_t)cap * sizeof *t);
+        if (!t) {
+            ts->failed = true;
+            return;
+        }
+        ts->t = t;
+        double *cc = lji_realloc(ts->ctx, ts->c, (size_t)cap * sizeof *cc);
+        if (!cc) {
+            ts->failed = true;
+            return;
+        }
+        ts->c = cc;
+        ts->cap = cap;
+    }
+    ts->t[ts->n] = lj_op_retain(a);
+    ts->c[ts->n++] = c;
+}
+
+lj_op *lj_op_lincomb(lj_context *ctx, int n, const double *coef, const lj_op *const *ops)
+{
+    const char *op = "lincomb";
+    if (lji_check_args(ctx, op, n, ops) != LJ_OK) return NULL;
+    if (n == 0) {
+        lji_error(ctx, LJ_ERR_INVALID, "%s: no operands", op);
+        return NULL;
+    }
+    for (int i = 1; i < n; i++)
+        if (ops[i]->rows != ops[0]->rows || ops[i]->cols != ops[0]->cols) {
+            lji_error(ctx, LJ_ERR_SHAPE, "%s: shapes differ: " LJI_SHP " + " LJI_SHP " (term %d)", op,
+                      ops[0]->rows, ops[0]->cols, ops[i]->rows, ops[i]->cols, i + 1);
+            return NULL;
+        }
+    for (int i = 0; coef && i < n; i++)
+        if (!isfinite(coef[i])) {
+            lji_error(ctx, LJ_ERR_INVALID, "%s: coefficient %d is not finite", op, i + 1);
+            return NULL;
+        }
+    int64_t rows = ops[0]->rows, cols = ops[0]->cols;
+    terms ts = { .ctx = ctx };
+    for (int i = 0; i < n; i++) terms_add(&ts, coef ? coef[i] : 1.0, ops[i]);
+    lj_op *J = NULL;
+    if (ts.failed) {
+        lji_nomem(ctx, op);
+        goto done;
+    }
+    /* drop terms whose coefficients cancelled */
+    int m = 0;
+    for (int i = 0; i < ts.n; i++) {
+        if (ts.c[i] == 0.0) {
+            lj_op_free(&ts.t[i]);
+            continue;
+        }
+        ts.t[m] = ts.t[i];
+        ts.c[m++] = ts.c[i];
+    }
+    ts.n = m;
+    if (m == 0)
+        J = lj_op_zero(ctx, rows, cols);
+    else if (m == 1)
+        J = lj_op_scale(ctx, ts.c[0], ts.t[0]);
+    else {
+        J = lji_op_new(ctx, &lji_kind_sum, rows, cols, m, op);
+        if (J) {
+            J->coef = lji_malloc(ctx, (size_t)m * sizeof(double));
+            if (!J->coef) {
+                lj_op_free(&J);
+                lji_nomem(ctx, op);
+                goto done;
+            }
+            for (int i = 0; i < m; i++) {
+                J->child[i] = lj_op_retain(ts.t[i]);
+                J->coef[i] = ts.c[i];
+            }
+            lji_op_seal(J);
+        }
+    }
+done:
+    for (int i = 0; i < ts.n; i++) lj_op_free(&ts.t[i]);
+    free(ts.t);
+    free(ts.c);
+    return J;
+}
+
+lj_op *lj_op_add(lj_context *ctx, const lj_op *a, const lj_op *b)
+{
+    const lj_op *ab[2] = { a, b };
+    return lj_op_lincomb(ctx, 2, NULL, ab);
+}
+
+lj_op *lj_op_sub(lj_context *ctx, const lj_op *a, const lj_op *b)
+{
+    const lj_op *ab[2] = { a, b };
+    const double c[2] = { 1.0, -1.0 };
+    return lj_op_lincomb(ctx, 2, c, ab);
+}
