@@ -1,1 +1,916 @@
-int main(void){return 0;}
+/* The operator layer: every kind checked three ways against dense references
+ * built here, the rewriting rules, printing, error paths, allocation
+ * failure and concurrent applies. */
+#include "testutil.h"
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+static const int64_t shapes[][2] = { { 1, 1 }, { 4, 1 }, { 1, 5 }, { 3, 4 }, { 5, 2 }, { 0, 3 }, { 3, 0 }, { 6, 6 } };
+#define NSHAPES ((int)(sizeof shapes / sizeof shapes[0]))
+
+static lj_op *dense_of(lj_context *ctx, tmat m, const char *label)
+{
+    return lj_op_dense(ctx, m.r, m.c, m.a, m.r > 0 ? m.r : 1, label);
+}
+
+/* A random sparse matrix (about 40% dense) as a CHOLMOD matrix and as tmat. */
+static cholmod_sparse *rand_sparse(lj_context *ctx, int64_t r, int64_t c, uint64_t *seed, tmat *ref)
+{
+    *ref = tm_new(r, c);
+    int64_t nz = 0;
+    for (int64_t i = 0; i < r * c; i++)
+        if (urand(seed) < -0.2) ref->a[i] = urand(seed), nz++;
+    cholmod_sparse *s = cholmod_l_allocate_sparse((size_t)r, (size_t)c, (size_t)(nz + 1), 1, 1, 0,
+                                                  CHOLMOD_REAL, lj_context_cholmod(ctx));
+    int64_t *p = s->p, *ii = s->i, q = 0;
+    double *x = s->x;
+    for (int64_t j = 0; j < c; j++) {
+        p[j] = q;
+        for (int64_t i = 0; i < r; i++)
+            if (ref->a[i + j * r] != 0.0) {
+                ii[q] = i;
+                x[q++] = ref->a[i + j * r];
+            }
+    }
+    p[c] = q;
+    return s;
+}
+
+static char *pr(lj_context *ctx, const lj_op *a)
+{
+    char *s = lj_op_print(ctx, a, LJ_PRINT_UNICODE);
+    CK_NN(ctx, s);
+    return s;
+}
+
+#define ASSERT_PRINTS(ctx, op, want)                                                  \
+    do {                                                                              \
+        char *s_ = pr(ctx, op);                                                       \
+        ck_assert_msg(strcmp(s_, want) == 0, "printed '%s', want '%s'", s_, want);    \
+        lj_free(s_);                                                                  \
+    } while (0)
+
+/* ---- leaves ------------------------------------------------------------------- */
+
+START_TEST(test_identity_zero)
+{
+    lj_context *ctx = lj_context_new();
+    for (int64_t n = 0; n < 5; n++) {
+        lj_op *I = lj_op_identity(ctx, n);
+        tmat D = tm_eye(n);
+        check_op_against(ctx, I, D, 1e-15, "identity");
+        tm_free(&D);
+        lj_op_free(&I);
+    }
+    for (int s = 0; s < NSHAPES; s++) {
+        lj_op *Z = lj_op_zero(ctx, shapes[s][0], shapes[s][1]);
+        tmat D = tm_new(shapes[s][0], shapes[s][1]);
+        check_op_against(ctx, Z, D, 0, "zero");
+        tm_free(&D);
+        lj_op_free(&Z);
+    }
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_diag_dense_sparse)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 11;
+    for (int s = 0; s < NSHAPES; s++) {
+        int64_t m = shapes[s][0], n = shapes[s][1];
+        tmat A = tm_rand(m, n, &seed);
+        lj_op *d = dense_of(ctx, A, "A");
+        check_op_against(ctx, d, A, 1e-14, "dense");
+        /* borrowed, with a padded leading dimension */
+        tmat P = tm_rand(m + 3, n, &seed);
+        lj_op *b = lj_op_dense_borrow(ctx, m, n, P.a, m + 3, "P");
+        tmat Pm = tm_new(m, n);
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = 0; i < m; i++) Pm.a[i + j * m] = P.a[i + j * (m + 3)];
+        check_op_against(ctx, b, Pm, 1e-14, "dense_borrow");
+        tmat R;
+        cholmod_sparse *S = rand_sparse(ctx, m, n, &seed, &R);
+        lj_op *sp = lj_op_sparse(ctx, S, "S");
+        CK_NN(ctx, sp);
+        check_op_against(ctx, sp, R, 1e-14, "sparse");
+        lj_op *spt = lj_op_transpose(ctx, sp);
+        tmat Rt = tm_transpose(R);
+        check_op_against(ctx, spt, Rt, 1e-14, "sparse^T");
+        lj_op *dt = lj_op_transpose(ctx, d);
+        tmat At = tm_transpose(A);
+        check_op_against(ctx, dt, At, 1e-14, "dense^T");
+        ASSERT_PRINTS(ctx, dt, "A^T");
+        cholmod_l_free_sparse(&S, lj_context_cholmod(ctx));
+        lj_op_free(&d);
+        lj_op_free(&b);
+        lj_op_free(&sp);
+        lj_op_free(&spt);
+        lj_op_free(&dt);
+        tm_free(&A);
+        tm_free(&P);
+        tm_free(&Pm);
+        tm_free(&R);
+        tm_free(&Rt);
+        tm_free(&At);
+    }
+    for (int64_t n = 0; n < 6; n++) {
+        tmat v = tm_rand(n, 1, &seed);
+        lj_op *D = lj_op_diag(ctx, n, v.a, "vec B");
+        tmat ref = tm_new(n, n);
+        for (int64_t i = 0; i < n; i++) ref.a[i + i * n] = v.a[i];
+        check_op_against(ctx, D, ref, 1e-15, "diag");
+        if (n > 0) ASSERT_PRINTS(ctx, D, "Diag(vec B)");
+        lj_op_free(&D);
+        tm_free(&v);
+        tm_free(&ref);
+    }
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_sparse_unsorted_symmetric)
+{
+    lj_context *ctx = lj_context_new();
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    /* unsorted columns with a duplicate, stored upper triangle (stype > 0) */
+    cholmod_sparse *s = cholmod_l_allocate_sparse(3, 3, 6, 0, 1, 1, CHOLMOD_REAL, cc);
+    int64_t *p = s->p, *ii = s->i;
+    double *x = s->x;
+    int64_t P[] = { 0, 1, 3, 6 }, I[] = { 0, 1, 0, 2, 0, 2 };
+    double X[] = { 1, 2, 3, 4, 5, 1 };
+    memcpy(p, P, sizeof P);
+    memcpy(ii, I, sizeof I);
+    memcpy(x, X, sizeof X);
+    lj_op *a = lj_op_sparse(ctx, s, "S");
+    CK_NN(ctx, a);
+    tmat ref = tm_new(3, 3);
+    ref.a[0] = 1;
+    ref.a[4] = 2;
+    ref.a[0 + 3 * 1] = 3;
+    ref.a[1 + 3 * 0] = 3;
+    ref.a[2 + 3 * 2] = 5;
+    ref.a[0 + 3 * 2] = 5;
+    ref.a[2 + 3 * 0] = 5;
+    ref.a[2 + 3 * 2] = 5; /* entries (2,2): 4 then 1 → duplicate summed */
+    ref.a[2 + 3 * 2] = 4 + 1;
+    check_op_against(ctx, a, ref, 1e-15, "sparse symmetric unsorted");
+    lj_op_free(&a);
+    tm_free(&ref);
+    /* a bad row index */
+    ii[1] = 7;
+    ck_assert_ptr_null(lj_op_sparse(ctx, s, NULL));
+    ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "out of range"));
+    cholmod_l_free_sparse(&s, cc);
+    ck_assert_ptr_null(lj_op_sparse(ctx, NULL, NULL));
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_perm_commutation_rank1)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 5;
+    int64_t perm[6] = { 3, 0, 5, 1, 4, 2 };
+    lj_op *P = lj_op_perm(ctx, 6, perm, "P");
+    tmat ref = tm_new(6, 6);
+    for (int64_t i = 0; i < 6; i++) ref.a[i + perm[i] * 6] = 1;
+    check_op_against(ctx, P, ref, 0, "perm");
+    lj_op *Pt = lj_op_transpose(ctx, P);
+    tmat reft = tm_transpose(ref);
+    check_op_against(ctx, Pt, reft, 0, "perm^T");
+    lj_op_free(&P);
+    lj_op_free(&Pt);
+    tm_free(&ref);
+    tm_free(&reft);
+    const int64_t kd[][2] = { { 2, 3 }, { 3, 2 }, { 4, 1 }, { 1, 4 }, { 5, 7 }, { 33, 35 } };
+    for (size_t t = 0; t < sizeof kd / sizeof kd[0]; t++) {
+        lj_op *K = lj_op_commutation(ctx, kd[t][0], kd[t][1]);
+        tmat R = tm_commutation(kd[t][0], kd[t][1]);
+        check_op_against(ctx, K, R, 0, "commutation");
+        /* the definition: K vec(A) = vec(A^T) */
+        tmat A = tm_rand(kd[t][0], kd[t][1], &seed), At = tm_transpose(A);
+        tmat y = tm_new(kd[t][0] * kd[t][1], 1);
+        CK_OK(ctx, lj_op_apply(ctx, K, 0, 1.0, A.a, 0.0, y.a));
+        for (int64_t i = 0; i < y.r; i++) ck_assert(y.a[i] == At.a[i]);
+        if (kd[t][0] > 1 && kd[t][1] > 1) {
+            char want[64];
+            snprintf(want, sizeof want, "K_{%lld,%lld}", (long long)kd[t][0], (long long)kd[t][1]);
+            ASSERT_PRINTS(ctx, K, want);
+        } else
+            ck_assert_int_eq(lj_op_kind_of(K), LJ_OP_IDENTITY);
+        lj_op_free(&K);
+        tm_free(&R);
+        tm_free(&A);
+        tm_free(&At);
+        tm_free(&y);
+    }
+    for (int s = 0; s < NSHAPES; s++) {
+        int64_t m = shapes[s][0], n = shapes[s][1];
+        tmat u = tm_rand(m, 1, &seed), v = tm_rand(n, 1, &seed);
+        lj_op *r = lj_op_rank1(ctx, m, u.a, "u", n, v.a, "v");
+        tmat vt = tm_transpose(v), R = tm_mul(u, vt);
+        check_op_against(ctx, r, R, 1e-15, "rank1");
+        ASSERT_PRINTS(ctx, r, "u v^T");
+        lj_op *rt = lj_op_transpose(ctx, r);
+        ASSERT_PRINTS(ctx, rt, "v u^T");
+        lj_op_free(&r);
+        lj_op_free(&rt);
+        tm_free(&u);
+        tm_free(&v);
+        tm_free(&vt);
+        tm_free(&R);
+    }
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* ---- Kronecker products --------------------------------------------------------- */
+
+START_TEST(test_kron_dense_factors)
+{
+    /* non-square factors of four different sizes, both orders, transposed */
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 3;
+    const int64_t sz[][4] = { { 2, 3, 4, 5 }, { 5, 4, 3, 2 }, { 1, 3, 4, 1 }, { 3, 1, 1, 4 },
+                              { 7, 2, 3, 6 }, { 0, 2, 3, 4 }, { 40, 30, 20, 50 } };
+    for (size_t t = 0; t < sizeof sz / sizeof sz[0]; t++) {
+        tmat A = tm_rand(sz[t][0], sz[t][1], &seed), B = tm_rand(sz[t][2], sz[t][3], &seed);
+        lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B");
+        lj_op *k = lj_op_kron(ctx, a, b);
+        CK_NN(ctx, k);
+        tmat R = tm_kron(A, B);
+        check_op_against(ctx, k, R, 1e-13, "A ⊗ B");
+        /* the defining identity (A ⊗ B) vec X = vec(B X A^T) */
+        tmat X = tm_rand(sz[t][3], sz[t][1], &seed), At = tm_transpose(A);
+        tmat BX = tm_mul(B, X), BXAt = tm_mul(BX, At);
+        tmat y = tm_new(R.r, 1);
+        CK_OK(ctx, lj_op_apply(ctx, k, 0, 1.0, X.a, 0.0, y.a));
+        for (int64_t i = 0; i < R.r; i++) ck_assert(fabs(y.a[i] - BXAt.a[i]) < 1e-12);
+        lj_op *kt = lj_op_transpose(ctx, k);
+        tmat Rt = tm_transpose(R);
+        check_op_against(ctx, kt, Rt, 1e-13, "(A ⊗ B)^T");
+        if (sz[t][0] > 0) ASSERT_PRINTS(ctx, kt, "A^T ⊗ B^T");
+        lj_op_free(&a);
+        lj_op_free(&b);
+        lj_op_free(&k);
+        lj_op_free(&kt);
+        tm_free(&A);
+        tm_free(&B);
+        tm_free(&R);
+        tm_free(&Rt);
+        tm_free(&X);
+        tm_free(&At);
+        tm_free(&BX);
+        tm_free(&BXAt);
+        tm_free(&y);
+    }
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_kron_structured_factors)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 8;
+    tmat A = tm_rand(3, 2, &seed), B = tm_rand(2, 5, &seed), S;
+    cholmod_sparse *cs = rand_sparse(ctx, 4, 3, &seed, &S);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *s = lj_op_sparse(ctx, cs, "S");
+    lj_op *I4 = lj_op_identity(ctx, 4), *K = lj_op_commutation(ctx, 2, 3);
+    double d[3] = { 1, -2, 0.5 };
+    lj_op *D = lj_op_diag(ctx, 3, d, "d");
+    tmat Ir = tm_eye(4), Kr = tm_commutation(2, 3), Dr = tm_new(3, 3);
+    for (int i = 0; i < 3; i++) Dr.a[i + 3 * i] = d[i];
+    struct { lj_op *x, *y; tmat *rx, *ry; const char *name; } cases[] = {
+        { I4, b, &Ir, &B, "I ⊗ B" },      { a, I4, &A, &Ir, "A ⊗ I" },
+        { s, a, &S, &A, "S ⊗ A" },        { a, s, &A, &S, "A ⊗ S" },
+        { K, D, &Kr, &Dr, "K ⊗ Diag" },  { D, b, &Dr, &B, "Diag ⊗ B" },
+        { s, K, &S, &Kr, "S ⊗ K" },
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        lj_op *k = lj_op_kron(ctx, cases[t].x, cases[t].y);
+        tmat R = tm_kron(*cases[t].rx, *cases[t].ry);
+        check_op_against(ctx, k, R, 1e-13, cases[t].name);
+        /* and a product of three */
+        const lj_op *three[3] = { cases[t].x, cases[t].y, a };
+        lj_op *k3 = lj_op_kron_n(ctx, 3, three);
+        tmat R3 = tm_kron(R, A);
+        check_op_against(ctx, k3, R3, 1e-13, "triple kron");
+        tm_free(&R);
+        tm_free(&R3);
+        lj_op_free(&k);
+        lj_op_free(&k3);
+    }
+    lj_op *kk = lj_op_kron(ctx, I4, b);
+    ASSERT_PRINTS(ctx, kk, "I_4 ⊗ B");
+    lj_op_free(&kk);
+    cholmod_l_free_sparse(&cs, lj_context_cholmod(ctx));
+    lj_op *all[] = { a, b, s, I4, K, D };
+    for (size_t i = 0; i < 6; i++) lj_op_free(&all[i]);
+    tm_free(&A);
+    tm_free(&B);
+    tm_free(&S);
+    tm_free(&Ir);
+    tm_free(&Kr);
+    tm_free(&Dr);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* ---- composition, sums, stacks ---------------------------------------------------- */
+
+START_TEST(test_compose_sum_stack)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 21;
+    tmat A = tm_rand(4, 3, &seed), B = tm_rand(3, 5, &seed), C = tm_rand(5, 2, &seed), S;
+    cholmod_sparse *cs = rand_sparse(ctx, 3, 5, &seed, &S);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *c = dense_of(ctx, C, "C");
+    lj_op *s = lj_op_sparse(ctx, cs, "S");
+    const lj_op *abc[3] = { a, b, c };
+    lj_op *p = lj_op_compose(ctx, 3, abc);
+    tmat AB = tm_mul(A, B), ABC = tm_mul(AB, C);
+    check_op_against(ctx, p, ABC, 1e-13, "A·B·C");
+    ASSERT_PRINTS(ctx, p, "A·B·C");
+    lj_op *pt = lj_op_transpose(ctx, p);
+    ASSERT_PRINTS(ctx, pt, "C^T·B^T·A^T");
+    tmat ABCt = tm_transpose(ABC);
+    check_op_against(ctx, pt, ABCt, 1e-13, "(ABC)^T");
+    /* sum with scaling, and like terms collected */
+    const lj_op *bsb[3] = { b, s, b };
+    double coef[3] = { 1.0, -2.0, 0.5 };
+    lj_op *sum = lj_op_lincomb(ctx, 3, coef, bsb);
+    tmat BS = tm_add(1.5, B, -2.0, S);
+    check_op_against(ctx, sum, BS, 1e-13, "1.5 B - 2 S");
+    ASSERT_PRINTS(ctx, sum, "1.5·B − 2·S");
+    ck_assert_int_eq(lj_op_n_children(sum), 2);
+    /* sum inside a product: parenthesised */
+    const lj_op *as[2] = { a, sum };
+    lj_op *asum = lj_op_compose(ctx, 2, as);
+    ASSERT_PRINTS(ctx, asum, "A·(1.5·B − 2·S)");
+    tmat ABS = tm_mul(A, BS);
+    check_op_against(ctx, asum, ABS, 1e-13, "A(1.5B - 2S)");
+    /* stacks */
+    const lj_op *hb[2] = { b, s };
+    lj_op *h = lj_op_hstack(ctx, 2, hb);
+    tmat Bt = tm_transpose(B), St = tm_transpose(S);
+    tmat H = tm_hstack(B, S);
+    check_op_against(ctx, h, H, 1e-14, "[B, S]");
+    ASSERT_PRINTS(ctx, h, "[B, S]");
+    const lj_op *vb[2] = { b, s };
+    lj_op *v = lj_op_vstack(ctx, 2, vb);
+    tmat V = tm_vstack(B, S);
+    check_op_against(ctx, v, V, 1e-14, "[B; S]");
+    lj_op *ht = lj_op_transpose(ctx, h);
+    ck_assert_int_eq(lj_op_kind_of(ht), LJ_OP_VSTACK);
+    tmat Ht = tm_transpose(H);
+    check_op_against(ctx, ht, Ht, 1e-14, "[B, S]^T");
+    cholmod_l_free_sparse(&cs, lj_context_cholmod(ctx));
+    lj_op *all[] = { a, b, c, s, p, pt, sum, asum, h, v, ht };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ts[] = { A, B, C, S, AB, ABC, ABCt, BS, ABS, Bt, St, H, V, Ht };
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tm_free(&ts[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Random trees of 3–6 nodes over random leaves, checked three ways. */
+static lj_op *rand_tree(lj_context *ctx, int64_t r, int64_t c, int depth, uint64_t *seed, tmat *ref,
+                        int *nodes)
+{
+    double u = urand(seed);
+    (*nodes)++;
+    if (depth == 0 || *nodes >= 6 || u < -0.6) {
+        *ref = tm_rand(r, c, seed);
+        if (r == c && urand(seed) < -0.5) {
+            tm_free(ref);
+            *ref = tm_new(r, r);
+            double *d = malloc(sizeof(double) * (size_t)(r + 1));
+            for (int64_t i = 0; i < r; i++) ref->a[i + i * r] = d[i] = urand(seed) + 2;
+            lj_op *D = lj_op_diag(ctx, r, d, "d");
+            free(d);
+            return D;
+        }
+        return dense_of(ctx, *ref, "M");
+    }
+    if (u < -0.2) { /* product through a random inner dimension */
+        int64_t k = 1 + (int64_t)((urand(seed) + 1) * 2.5);
+        tmat L, R;
+        lj_op *l = rand_tree(ctx, r, k, depth - 1, seed, &L, nodes);
+        lj_op *q = rand_tree(ctx, k, c, depth - 1, seed, &R, nodes);
+        lj_op *p = lj_op_mul(ctx, l, q);
+        *ref = tm_mul(L, R);
+        tm_free(&L);
+        tm_free(&R);
+        lj_op_free(&l);
+        lj_op_free(&q);
+        return p;
+    }
+    if (u < 0.2) { /* sum */
+        tmat L, R;
+        lj_op *l = rand_tree(ctx, r, c, depth - 1, seed, &L, nodes);
+        lj_op *q = rand_tree(ctx, r, c, depth - 1, seed, &R, nodes);
+        lj_op *p = lj_op_sub(ctx, l, q);
+        *ref = tm_add(1, L, -1, R);
+        tm_free(&L);
+        tm_free(&R);
+        lj_op_free(&l);
+        lj_op_free(&q);
+        return p;
+    }
+    if (u < 0.5) { /* transpose */
+        tmat L;
+        lj_op *l = rand_tree(ctx, c, r, depth - 1, seed, &L, nodes);
+        lj_op *p = lj_op_transpose(ctx, l);
+        *ref = tm_transpose(L);
+        tm_free(&L);
+        lj_op_free(&l);
+        return p;
+    }
+    /* Kronecker product when the shape factors, else a scaled node */
+    int64_t r1 = r % 2 == 0 ? 2 : 1, c1 = c % 3 == 0 ? 3 : 1;
+    if (r1 * c1 > 1) {
+        tmat L, R;
+        lj_op *l = rand_tree(ctx, r1, c1, depth - 1, seed, &L, nodes);
+        lj_op *q = rand_tree(ctx, r / r1, c / c1, depth - 1, seed, &R, nodes);
+        lj_op *p = lj_op_kron(ctx, l, q);
+        *ref = tm_kron(L, R);
+        tm_free(&L);
+        tm_free(&R);
+        lj_op_free(&l);
+        lj_op_free(&q);
+        return p;
+    }
+    tmat L;
+    lj_op *l = rand_tree(ctx, r, c, depth - 1, seed, &L, nodes);
+    lj_op *p = lj_op_scale(ctx, -1.5, l);
+    *ref = tm_add(-1.5, L, 0, L);
+    tm_free(&L);
+    lj_op_free(&l);
+    return p;
+}
+
+START_TEST(test_random_compositions)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 1234 + (uint64_t)_i;
+    const int64_t dims[] = { 1, 2, 3, 4, 6 };
+    for (int t = 0; t < 25; t++) {
+        int64_t r = dims[(int)((urand(&seed) + 1) * 2.49)], c = dims[(int)((urand(&seed) + 1) * 2.49)];
+        tmat R;
+        int nodes = 0;
+        lj_op *J = rand_tree(ctx, r, c, 4, &seed, &R, &nodes);
+        CK_NN(ctx, J);
+        char *s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+        check_op_against(ctx, J, R, 1e-12, s);
+        double rel;
+        CK_OK(ctx, lj_op_check(ctx, J, 3, &rel));
+        ck_assert_msg(rel < 1e-12, "%s: check %g", s, rel);
+        char *tree = lj_op_tree(ctx, J);
+        CK_NN(ctx, tree);
+        lj_free(tree);
+        lj_free(s);
+        lj_op_free(&J);
+        tm_free(&R);
+    }
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* ---- rewriting rules --------------------------------------------------------------- */
+
+START_TEST(test_rules_identity_zero_scalars)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 2;
+    tmat A = tm_rand(3, 4, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *I3 = lj_op_identity(ctx, 3), *I4 = lj_op_identity(ctx, 4);
+    const lj_op *iai[3] = { I3, a, I4 };
+    lj_op *p = lj_op_compose(ctx, 3, iai);
+    ck_assert(lj_op_equal(p, a)); /* I·A·I = A */
+    lj_op *z = lj_op_zero(ctx, 4, 2);
+    const lj_op *az[2] = { a, z };
+    lj_op *pz = lj_op_compose(ctx, 2, az);
+    ck_assert_int_eq(lj_op_kind_of(pz), LJ_OP_ZERO);
+    ck_assert_int_eq(lj_op_rows(pz), 3);
+    ck_assert_int_eq(lj_op_cols(pz), 2);
+    lj_op *s1 = lj_op_scale(ctx, 2.0, a), *s2 = lj_op_scale(ctx, -3.0, s1);
+    ck_assert_int_eq(lj_op_kind_of(s2), LJ_OP_SCALED);
+    ck_assert(lj_op_child(s2, 0) == a);
+    ASSERT_PRINTS(ctx, s2, "−6·A");
+    tmat R = tm_add(-6, A, 0, A);
+    check_op_against(ctx, s2, R, 1e-14, "-6A");
+    lj_op *t1 = lj_op_transpose(ctx, a), *t2 = lj_op_transpose(ctx, t1);
+    ck_assert(t2 == a); /* (A^T)^T = A */
+    lj_op *s0 = lj_op_scale(ctx, 0.0, a);
+    ck_assert_int_eq(lj_op_kind_of(s0), LJ_OP_ZERO);
+    lj_op *all[] = { a, I3, I4, p, z, pz, s1, s2, t1, t2, s0 };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tm_free(&A);
+    tm_free(&R);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_rules_transpose_leaves)
+{
+    lj_context *ctx = lj_context_new();
+    double d[3] = { 1, 2, 3 };
+    lj_op *D = lj_op_diag(ctx, 3, d, "d"), *K = lj_op_commutation(ctx, 2, 3), *I = lj_op_identity(ctx, 4);
+    lj_op *Dt = lj_op_transpose(ctx, D), *Kt = lj_op_transpose(ctx, K), *It = lj_op_transpose(ctx, I);
+    ck_assert(Dt == D);
+    ck_assert(It == I);
+    ASSERT_PRINTS(ctx, Kt, "K_{3,2}");
+    const lj_op *kk[2] = { Kt, K };
+    lj_op *KK = lj_op_compose(ctx, 2, kk); /* K_{3,2} K_{2,3} = I */
+    ck_assert_int_eq(lj_op_kind_of(KK), LJ_OP_IDENTITY);
+    ck_assert_int_eq(lj_op_rows(KK), 6);
+    double e[3] = { 2, 0.5, -1 }, ones[3] = { 1, 1, 1 };
+    lj_op *E = lj_op_diag(ctx, 3, e, "e");
+    const lj_op *de[2] = { D, E };
+    lj_op *DE = lj_op_compose(ctx, 2, de);
+    ck_assert_int_eq(lj_op_kind_of(DE), LJ_OP_DIAG);
+    ASSERT_PRINTS(ctx, DE, "Diag(d ∘ e)");
+    tmat R = tm_new(3, 3);
+    for (int i = 0; i < 3; i++) R.a[i + 3 * i] = d[i] * e[i];
+    check_op_against(ctx, DE, R, 1e-15, "Diag·Diag");
+    lj_op *O = lj_op_diag(ctx, 3, ones, "1");
+    ck_assert_int_eq(lj_op_kind_of(O), LJ_OP_IDENTITY); /* Diag(1,…,1) = I */
+    lj_op *all[] = { D, K, I, Dt, Kt, It, KK, E, DE, O };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tm_free(&R);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_rules_kron)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 9;
+    /* (A⊗B)(C⊗D) = (AC)⊗(BD), four different non-square sizes */
+    tmat A = tm_rand(2, 3, &seed), B = tm_rand(4, 5, &seed), C = tm_rand(3, 6, &seed), D = tm_rand(5, 7, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *c = dense_of(ctx, C, "C"), *d = dense_of(ctx, D, "D");
+    lj_op *ab = lj_op_kron(ctx, a, b), *cd = lj_op_kron(ctx, c, d);
+    lj_op *p = lj_op_mul(ctx, ab, cd);
+    ck_assert_int_eq(lj_op_kind_of(p), LJ_OP_KRON);
+    ASSERT_PRINTS(ctx, p, "(A·C) ⊗ (B·D)");
+    tmat AB = tm_kron(A, B), CD = tm_kron(C, D), R = tm_mul(AB, CD);
+    check_op_against(ctx, p, R, 1e-12, "mixed product");
+    /* I_m ⊗ I_n = I_mn */
+    lj_op *I2 = lj_op_identity(ctx, 2), *I3 = lj_op_identity(ctx, 3);
+    lj_op *I6 = lj_op_kron(ctx, I2, I3);
+    ck_assert_int_eq(lj_op_kind_of(I6), LJ_OP_IDENTITY);
+    ck_assert_int_eq(lj_op_rows(I6), 6);
+    /* (αA) ⊗ B = α(A ⊗ B) */
+    lj_op *sa = lj_op_scale(ctx, 3.0, a), *sab = lj_op_kron(ctx, sa, b);
+    ck_assert_int_eq(lj_op_kind_of(sab), LJ_OP_SCALED);
+    ASSERT_PRINTS(ctx, sab, "3·(A ⊗ B)");
+    /* (W^T ⊗ I)(I ⊗ A) = W^T ⊗ A, the seed 003 form */
+    tmat W = tm_rand(3, 2, &seed), Aq = tm_rand(5, 5, &seed);
+    lj_op *w = dense_of(ctx, W, "W"), *aq = dense_of(ctx, Aq, "A");
+    lj_op *wt = lj_op_transpose(ctx, w), *I5 = lj_op_identity(ctx, 5);
+    lj_op *l = lj_op_kron(ctx, wt, I5), *r = lj_op_kron(ctx, I3, aq);
+    lj_op *lr = lj_op_mul(ctx, l, r);
+    ASSERT_PRINTS(ctx, lr, "W^T ⊗ A");
+    /* K_{p,m}(A⊗B)K_{n,q} = B⊗A for A m×n, B p×q */
+    lj_op *Kpm = lj_op_commutation(ctx, 4, 2), *Knq = lj_op_commutation(ctx, 3, 5);
+    const lj_op *kab[3] = { Kpm, ab, Knq };
+    lj_op *swap = lj_op_compose(ctx, 3, kab);
+    ASSERT_PRINTS(ctx, swap, "B ⊗ A");
+    tmat Kr1 = tm_commutation(4, 2), Kr2 = tm_commutation(3, 5), T1 = tm_mul(Kr1, AB), T2 = tm_mul(T1, Kr2);
+    check_op_against(ctx, swap, T2, 1e-12, "K(A⊗B)K");
+    /* (A⊗B)^T = A^T ⊗ B^T */
+    lj_op *abt = lj_op_transpose(ctx, ab);
+    ASSERT_PRINTS(ctx, abt, "A^T ⊗ B^T");
+    lj_op *all[] = { a, b, c, d, ab, cd, p, I2, I3, I6, sa, sab, w, aq, wt, I5, l, r, lr, Kpm, Knq, swap, abt };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ts[] = { A, B, C, D, AB, CD, R, W, Aq, Kr1, Kr2, T1, T2 };
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tm_free(&ts[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_rules_sums)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 4;
+    tmat A = tm_rand(3, 3, &seed), B = tm_rand(3, 3, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B");
+    lj_op *ab = lj_op_add(ctx, a, b), *abb = lj_op_add(ctx, ab, b);
+    ASSERT_PRINTS(ctx, abb, "A + 2·B"); /* flattened, like terms collected */
+    lj_op *z = lj_op_sub(ctx, a, a);
+    ck_assert_int_eq(lj_op_kind_of(z), LJ_OP_ZERO);
+    lj_op *neg = lj_op_sub(ctx, z, b);
+    ASSERT_PRINTS(ctx, neg, "−B");
+    tmat R = tm_add(1, A, 2, B);
+    check_op_against(ctx, abb, R, 1e-14, "A + 2B");
+    lj_op *all[] = { a, b, ab, abb, z, neg };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tm_free(&A);
+    tm_free(&B);
+    tm_free(&R);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_print_formats)
+{
+    lj_context *ctx = lj_context_new();
+    double w[6] = { 1, 2, 3, 4, 5, 6 }, b[15];
+    for (int i = 0; i < 15; i++) b[i] = i + 2;
+    lj_op *W = lj_op_dense(ctx, 3, 2, w, 3, "W"), *I5 = lj_op_identity(ctx, 5);
+    lj_op *k = lj_op_kron(ctx, I5, W);
+    lj_op *D = lj_op_diag(ctx, 10, b, "vec B");
+    lj_op *J = lj_op_mul(ctx, k, D);
+    ASSERT_PRINTS(ctx, J, "(I_5 ⊗ W)·Diag(vec B)");
+    char *plain = lj_op_print(ctx, J, LJ_PRINT_PLAIN), *latex = lj_op_print(ctx, J, LJ_PRINT_LATEX);
+    ck_assert_str_eq(plain, "(I_5 kron W)*Diag(vec B)");
+    ck_assert_str_eq(latex, "(I_{5} \\otimes W) \\cdot \\operatorname{Diag}(\\operatorname{vec} B)");
+    char *tree = lj_op_tree(ctx, J), *dot = lj_op_dot(ctx, J);
+    ck_assert_ptr_nonnull(strstr(tree, "compose 15×10"));
+    ck_assert_ptr_nonnull(strstr(tree, "  kron 15×10"));
+    ck_assert_ptr_nonnull(strstr(tree, "nnz 30"));
+    ck_assert_ptr_nonnull(strstr(dot, "digraph"));
+    ck_assert_ptr_nonnull(strstr(dot, "->"));
+    ck_assert_ptr_null(lj_op_print(ctx, J, (lj_print_format)7));
+    ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_INVALID);
+    lj_free(plain);
+    lj_free(latex);
+    lj_free(tree);
+    lj_free(dot);
+    lj_op *all[] = { W, I5, k, D, J };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_nnz_and_cost)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 6;
+    tmat A = tm_rand(30, 20, &seed), B = tm_rand(40, 50, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B");
+    lj_op *k = lj_op_kron(ctx, a, b);
+    int exact = 0;
+    ck_assert_int_eq(lj_op_nnz(ctx, k, &exact), 600 * 2000);
+    ck_assert(exact);
+    double f, by;
+    CK_OK(ctx, lj_op_cost(ctx, k, &f, &by));
+    /* the cheaper association of the two: m_b·n_a·(n_b+m_a) vs m_a·n_b·(n_a+m_b), ×2 flops */
+    double c1 = 2.0 * 40 * 20 * (50 + 30), c2 = 2.0 * 30 * 50 * (20 + 40);
+    ck_assert(fabs(f - (c1 < c2 ? c1 : c2)) < 1);
+    ck_assert(by > 0);
+    lj_op *I = lj_op_identity(ctx, 7), *ki = lj_op_kron(ctx, I, b);
+    CK_OK(ctx, lj_op_cost(ctx, ki, &f, &by));
+    ck_assert(fabs(f - 7 * 2.0 * 40 * 50) < 1); /* one GEMM */
+    ck_assert_int_eq(lj_op_nnz(ctx, NULL, NULL), -1);
+    lj_op *all[] = { a, b, k, I, ki };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tm_free(&A);
+    tm_free(&B);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+#define ASSERT_ERR(ctx, code, frag)                                                          \
+    do {                                                                                     \
+        ck_assert_msg(lj_context_status(ctx) == (code), "status %d, want %d: %s",            \
+                      (int)lj_context_status(ctx), (int)(code), lj_context_message(ctx));    \
+        ck_assert_msg(strstr(lj_context_message(ctx), frag) != NULL, "message '%s' lacks '%s'", \
+                      lj_context_message(ctx), frag);                                        \
+        lj_context_clear(ctx);                                                               \
+    } while (0)
+
+START_TEST(test_errors)
+{
+    lj_context *ctx = lj_context_new();
+    double v[300] = { 0 };
+    lj_op *a = lj_op_dense(ctx, 20, 15, v, 20, "A"), *b = lj_op_dense(ctx, 12, 15, v, 12, "B");
+    ck_assert_ptr_null(lj_op_mul(ctx, a, b));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "compose: inner dimensions differ: (20×15)·(12×15)");
+    ck_assert_ptr_null(lj_op_add(ctx, a, b));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "lincomb: shapes differ: (20×15) + (12×15)");
+    const lj_op *ab[2] = { a, b };
+    ck_assert_ptr_null(lj_op_hstack(ctx, 2, ab));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "hstack: block 2 is (12×15)");
+    ck_assert_ptr_null(lj_op_compose(ctx, 0, ab));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "compose: no operands");
+    ck_assert_ptr_null(lj_op_dense(ctx, INT64_MAX / 2, 4, v, INT64_MAX / 2, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_OVERFLOW, "dense");
+    ck_assert_ptr_null(lj_op_dense(ctx, 3, 3, v, 2, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "leading dimension");
+    ck_assert_ptr_null(lj_op_dense(ctx, 3, 3, NULL, 3, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "NULL values");
+    lj_op *big = lj_op_identity(ctx, INT64_MAX / 4);
+    ck_assert_ptr_null(lj_op_kron(ctx, big, big));
+    ASSERT_ERR(ctx, LJ_ERR_OVERFLOW, "kron");
+    int64_t bad[3] = { 0, 0, 2 };
+    ck_assert_ptr_null(lj_op_perm(ctx, 3, bad, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "perm: entry 1");
+    ck_assert_ptr_null(lj_op_diag(ctx, 3, NULL, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "diag");
+    ck_assert_ptr_null(lj_op_rank1(ctx, 2, NULL, NULL, 2, v, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "rank1");
+    ck_assert_ptr_null(lj_op_zero(ctx, -1, 2));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "zero");
+    ck_assert_ptr_null(lj_op_commutation(ctx, -1, 2));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "commutation");
+    /* NULL in, NULL out */
+    ck_assert_ptr_null(lj_op_transpose(ctx, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "transpose: operand 1 is NULL");
+    ck_assert_ptr_null(lj_op_scale(ctx, 2, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "scale");
+    ck_assert_ptr_null(lj_op_vstack(ctx, 1, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "vstack");
+    /* apply */
+    double x[20], y[20];
+    ck_assert_int_eq(lj_op_apply(ctx, a, 0, 1, NULL, 0, y), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "apply: NULL vector");
+    ck_assert_int_eq(lj_op_apply(ctx, NULL, 0, 1, x, 0, y), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "apply");
+    ck_assert_int_eq(lj_op_apply_multi(ctx, a, 0, 2, 1, v, 10, 0, y, 20), LJ_ERR_SHAPE);
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "apply_multi: leading dimensions");
+    ck_assert_int_eq(lj_op_apply_multi(ctx, a, 0, -1, 1, v, 15, 0, y, 20), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "negative");
+    ck_assert_int_eq(lj_op_apply(ctx, b, 0, 1, v, 0, v + 3), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "overlap");
+    ck_assert_int_eq(lj_op_cost(ctx, NULL, NULL, NULL), LJ_ERR_INVALID);
+    lj_context_clear(ctx);
+    ck_assert_ptr_null(lj_op_tree(ctx, NULL));
+    ck_assert_ptr_null(lj_op_dot(ctx, NULL));
+    ck_assert_ptr_null(lj_op_print_gradient(ctx, a, 3, 100, LJ_PRINT_UNICODE));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "print_gradient");
+    ck_assert_int_eq(lj_op_dot_test(ctx, NULL, 1, NULL), LJ_ERR_INVALID);
+    ck_assert_int_eq(lj_op_check(ctx, big, 1, NULL), LJ_ERR_OVERFLOW);
+    lj_context_clear(ctx);
+    ck_assert_int_eq(lj_op_rows(NULL), -1);
+    ck_assert_int_eq(lj_op_kind_of(NULL), -1);
+    ck_assert_str_eq(lj_op_kind_name(NULL), "invalid");
+    ck_assert_ptr_null(lj_op_child(a, 0));
+    ck_assert(!lj_op_equal(a, NULL));
+    lj_op_free(&a);
+    lj_op_free(&b);
+    lj_op_free(&big);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Every allocation of a rule-rewriting constructor, of materialisation and of
+ * apply fails in turn: each returns a clean error and leaks nothing. */
+START_TEST(test_alloc_failure_everywhere)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 12;
+    tmat A = tm_rand(3, 2, &seed), B = tm_rand(2, 4, &seed), C = tm_rand(2, 3, &seed), D = tm_rand(4, 2, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *c = dense_of(ctx, C, "C"), *d = dense_of(ctx, D, "D");
+    double dg[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+    lj_op *dd = lj_op_diag(ctx, 8, dg, "vec G");
+    lj_op *ab = lj_op_kron(ctx, a, b), *cd = lj_op_kron(ctx, c, d);
+    int ok_at = 0;
+    for (int n = 1; n < 500; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        /* a product with a mixed-product rewrite and a sum */
+        lj_op *p = lj_op_mul(ctx, ab, cd);
+        lj_op *q = p ? lj_op_add(ctx, p, p) : NULL;
+        lj_op *t = q ? lj_op_transpose(ctx, q) : NULL;
+        const lj_op *ops[2] = { ab, dd };
+        lj_op *r = t ? lj_op_compose(ctx, 2, ops) : NULL;
+        cholmod_sparse *S = r ? lj_op_to_sparse(ctx, r) : NULL;
+        char *s = S ? lj_op_print(ctx, t, LJ_PRINT_LATEX) : NULL;
+        double x[12] = { 1 }, y[12];
+        lj_status st = s ? lj_op_apply(ctx, t, 1, 1.0, x, 0.0, y) : LJ_ERR_NOMEM;
+        bool all = p && q && t && r && S && s && st == LJ_OK;
+        if (!all) {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: status %d (%s)", n,
+                          (int)lj_context_status(ctx), lj_context_message(ctx));
+            lj_context_clear(ctx);
+        }
+        lj_free(s);
+        lj_sparse_free(ctx, &S);
+        lj_op_free(&p);
+        lj_op_free(&q);
+        lj_op_free(&t);
+        lj_op_free(&r);
+        if (all) {
+            ok_at = n;
+            break;
+        }
+    }
+    ck_assert_int_gt(ok_at, 10);
+    lj_context_fail_alloc(ctx, 0, 0);
+    lj_op *all[] = { a, b, c, d, dd, ab, cd };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ts[] = { A, B, C, D };
+    for (size_t i = 0; i < 4; i++) tm_free(&ts[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* One operator applied from two threads at once, each with its own context. */
+typedef struct { const lj_op *J; double *x, *y; int ok; } thread_job;
+
+static void *apply_many(void *arg)
+{
+    thread_job *j = arg;
+    lj_context *ctx = lj_context_new();
+    j->ok = 1;
+    for (int r = 0; r < 50; r++)
+        if (lj_op_apply(ctx, j->J, r & 1, 1.0, j->x, 0.0, j->y) != LJ_OK) j->ok = 0;
+    lj_context_free(&ctx);
+    return NULL;
+}
+
+START_TEST(test_threads)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 77;
+    tmat A = tm_rand(30, 30, &seed), B = tm_rand(30, 30, &seed), x = tm_rand(900, 1, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *K = lj_op_commutation(ctx, 30, 30);
+    lj_op *k = lj_op_kron(ctx, a, b), *J = lj_op_mul(ctx, k, K);
+    tmat ref = tm_new(900, 1);
+    CK_OK(ctx, lj_op_apply(ctx, J, 1, 1.0, x.a, 0.0, ref.a)); /* 50 applies end on trans = 1 */
+    thread_job jobs[2];
+    pthread_t th[2];
+    tmat ys[2] = { tm_new(900, 1), tm_new(900, 1) };
+    for (int i = 0; i < 2; i++) {
+        jobs[i] = (thread_job){ J, x.a, ys[i].a, 0 };
+        pthread_create(&th[i], NULL, apply_many, &jobs[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert(jobs[i].ok);
+        ck_assert(tm_maxdiff(ys[i], ref) == 0.0);
+    }
+    lj_op *all[] = { a, b, K, k, J };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ts[] = { A, B, x, ref, ys[0], ys[1] };
+    for (size_t i = 0; i < 6; i++) tm_free(&ts[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Repeated applies reuse the context's workspace: no allocation after the first. */
+START_TEST(test_apply_does_not_allocate)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 1;
+    tmat A = tm_rand(6, 5, &seed), B = tm_rand(4, 3, &seed), x = tm_rand(15, 1, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *k = lj_op_kron(ctx, a, b);
+    lj_op *kt = lj_op_transpose(ctx, k), *K = lj_op_commutation(ctx, 4, 6);
+    const lj_op *f[3] = { kt, K, k };
+    lj_op *J = lj_op_compose(ctx, 3, f);
+    double y[15];
+    CK_OK(ctx, lj_op_apply(ctx, J, 0, 1.0, x.a, 0.0, y));
+    lj_context_fail_alloc(ctx, 1, 1); /* any allocation from now on fails */
+    for (int r = 0; r < 5; r++) CK_OK(ctx, lj_op_apply(ctx, J, r & 1, 1.0, x.a, 0.0, y));
+    ck_assert_int_eq(lj_context_fail_alloc(ctx, 0, 0), 0);
+    lj_op *all[] = { a, b, k, kt, K, J };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tm_free(&A);
+    tm_free(&B);
+    tm_free(&x);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+Suite *make_op_suite(void)
+{
+    Suite *s = suite_create("op");
+    TCase *kinds = tcase_create("kinds");
+    tcase_set_timeout(kinds, 120);
+    tcase_add_test(kinds, test_identity_zero);
+    tcase_add_test(kinds, test_diag_dense_sparse);
+    tcase_add_test(kinds, test_sparse_unsorted_symmetric);
+    tcase_add_test(kinds, test_perm_commutation_rank1);
+    tcase_add_test(kinds, test_kron_dense_factors);
+    tcase_add_test(kinds, test_kron_structured_factors);
+    tcase_add_test(kinds, test_compose_sum_stack);
+    tcase_add_loop_test(kinds, test_random_compositions, 0, 8);
+    suite_add_tcase(s, kinds);
+    TCase *rules = tcase_create("rules");
+    tcase_add_test(rules, test_rules_identity_zero_scalars);
+    tcase_add_test(rules, test_rules_transpose_leaves);
+    tcase_add_test(rules, test_rules_kron);
+    tcase_add_test(rules, test_rules_sums);
+    tcase_add_test(rules, test_print_formats);
+    tcase_add_test(rules, test_nnz_and_cost);
+    suite_add_tcase(s, rules);
+    TCase *limits = tcase_create("limits");
+    tcase_set_timeout(limits, 120);
+    tcase_add_test(limits, test_errors);
+    tcase_add_test(limits, test_alloc_failure_everywhere);
+    tcase_add_test(limits, test_threads);
+    tcase_add_test(limits, test_apply_does_not_allocate);
+    suite_add_tcase(s, limits);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(make_op_suite());
+}
