@@ -1,1 +1,380 @@
-int main(void){return 0;}
+/* The sparse layer: exact materialisation, CSR views, pruning, Matrix Market
+ * and Rutherford-Boeing files, malformed input, allocation failure. */
+#include "testutil.h"
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lj_sparse_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void rm_tmpdir(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static const char *tpath(const char *name)
+{
+    static char p[512];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+    return p;
+}
+
+static void write_file(const char *name, const char *text)
+{
+    FILE *f = fopen(tpath(name), "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* A sparse operator with a random pattern and its dense reference. */
+static lj_op *rand_sparse_op(lj_context *ctx, int64_t r, int64_t c, double density, uint64_t *seed,
+                             tmat *ref)
+{
+    *ref = tm_new(r, c);
+    cholmod_sparse *s = cholmod_l_allocate_sparse((size_t)r, (size_t)c, (size_t)(r * c + 1), 1, 1, 0,
+                                                  CHOLMOD_REAL, lj_context_cholmod(ctx));
+    int64_t *p = s->p, *ii = s->i, q = 0;
+    double *x = s->x;
+    for (int64_t j = 0; j < c; j++) {
+        p[j] = q;
+        for (int64_t i = 0; i < r; i++)
+            if ((urand(seed) + 1) / 2 < density) {
+                ii[q] = i;
+                x[q++] = ref->a[i + j * r] = urand(seed);
+            }
+    }
+    p[c] = q;
+    lj_op *a = lj_op_sparse(ctx, s, "S");
+    cholmod_l_free_sparse(&s, lj_context_cholmod(ctx));
+    return a;
+}
+
+static int64_t nnz_of(const cholmod_sparse *s)
+{
+    return ((const int64_t *)s->p)[s->ncol];
+}
+
+START_TEST(test_kron_exact_pattern)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 31;
+    tmat A, B;
+    lj_op *a = rand_sparse_op(ctx, 7, 5, 0.3, &seed, &A), *b = rand_sparse_op(ctx, 4, 9, 0.25, &seed, &B);
+    lj_op *k = lj_op_kron(ctx, a, b);
+    cholmod_sparse *S = lj_op_to_sparse(ctx, k), *SA = lj_op_to_sparse(ctx, a), *SB = lj_op_to_sparse(ctx, b);
+    ck_assert_int_eq(nnz_of(S), nnz_of(SA) * nnz_of(SB));
+    /* pattern: an entry exists exactly where both factors have one */
+    tmat R = tm_kron(A, B);
+    int64_t *p = S->p, *ii = S->i;
+    double *x = S->x;
+    int64_t count = 0;
+    for (int64_t j = 0; j < (int64_t)S->ncol; j++)
+        for (int64_t q = p[j]; q < p[j + 1]; q++) {
+            ck_assert(R.a[ii[q] + j * R.r] == x[q]); /* one product each: exact */
+            count++;
+        }
+    int64_t ref_nnz = 0;
+    for (int64_t i = 0; i < R.r * R.c; i++) ref_nnz += R.a[i] != 0.0;
+    ck_assert_int_eq(count, ref_nnz);
+    check_op_against(ctx, k, R, 1e-15, "sparse ⊗ sparse");
+    lj_sparse_free(ctx, &S);
+    lj_sparse_free(ctx, &SA);
+    lj_sparse_free(ctx, &SB);
+    lj_op_free(&a);
+    lj_op_free(&b);
+    lj_op_free(&k);
+    tm_free(&A);
+    tm_free(&B);
+    tm_free(&R);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_product_chain_and_sum)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 41;
+    tmat A, B, C, D;
+    lj_op *a = rand_sparse_op(ctx, 30, 4, 0.5, &seed, &A), *b = rand_sparse_op(ctx, 4, 40, 0.5, &seed, &B);
+    lj_op *c = rand_sparse_op(ctx, 40, 3, 0.5, &seed, &C), *d = rand_sparse_op(ctx, 30, 3, 0.2, &seed, &D);
+    const lj_op *abc[3] = { a, b, c };
+    lj_op *p = lj_op_compose(ctx, 3, abc);
+    lj_op *s = lj_op_sub(ctx, p, d);
+    tmat AB = tm_mul(A, B), ABC = tm_mul(AB, C), R = tm_add(1, ABC, -1, D);
+    check_op_against(ctx, p, ABC, 1e-13, "A·B·C sparse");
+    check_op_against(ctx, s, R, 1e-13, "A·B·C − D");
+    /* CSR view equals the CSC of the transpose, row by row */
+    lj_csr *csr = lj_op_to_csr(ctx, s);
+    CK_NN(ctx, csr);
+    ck_assert_int_eq(csr->rows, 30);
+    ck_assert_int_eq(csr->cols, 3);
+    cholmod_sparse *S = lj_op_to_sparse(ctx, s);
+    ck_assert_int_eq(csr->nnz, nnz_of(S));
+    for (int64_t i = 0; i < csr->rows; i++)
+        for (int64_t q = csr->rowptr[i]; q < csr->rowptr[i + 1]; q++) {
+            if (q > csr->rowptr[i]) ck_assert(csr->colind[q - 1] < csr->colind[q]);
+            ck_assert(fabs(csr->values[q] - R.a[i + csr->colind[q] * 30]) < 1e-13);
+        }
+    /* pruning removes only exact zeros (or those under the tolerance) */
+    double *x = S->x;
+    x[0] = 0.0;
+    int64_t before = nnz_of(S);
+    CK_OK(ctx, lj_sparse_prune(ctx, S, 0.0));
+    ck_assert_int_eq(nnz_of(S), before - 1);
+    CK_OK(ctx, lj_sparse_prune(ctx, S, 1e9));
+    ck_assert_int_eq(nnz_of(S), 0);
+    ck_assert_int_eq(lj_sparse_prune(ctx, S, -1), LJ_ERR_INVALID);
+    ck_assert_int_eq(lj_sparse_prune(ctx, NULL, 0), LJ_ERR_INVALID);
+    lj_sparse_free(ctx, &S);
+    lj_csr_free(&csr);
+    lj_csr_free(&csr);
+    lj_op *all[] = { a, b, c, d, p, s };
+    for (size_t i = 0; i < 6; i++) lj_op_free(&all[i]);
+    tmat ts[] = { A, B, C, D, AB, ABC, R };
+    for (size_t i = 0; i < 7; i++) tm_free(&ts[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_mtx_round_trip)
+{
+    lj_context *ctx = lj_context_new();
+    make_tmpdir();
+    uint64_t seed = 51;
+    tmat A, W = tm_rand(3, 4, &seed);
+    lj_op *a = rand_sparse_op(ctx, 5, 6, 0.4, &seed, &A), *w = lj_op_dense(ctx, 3, 4, W.a, 3, "W");
+    lj_op *k = lj_op_kron(ctx, a, w);
+    CK_OK(ctx, lj_op_write_mtx(ctx, k, tpath("k.mtx")));
+    cholmod_sparse *S = lj_read_sparse_mtx(ctx, tpath("k.mtx")), *T = lj_op_to_sparse(ctx, k);
+    CK_NN(ctx, S);
+    ck_assert_int_eq(nnz_of(S), nnz_of(T));
+    ck_assert(memcmp(S->p, T->p, sizeof(int64_t) * (S->ncol + 1)) == 0);
+    ck_assert(memcmp(S->i, T->i, sizeof(int64_t) * (size_t)nnz_of(S)) == 0);
+    ck_assert(memcmp(S->x, T->x, sizeof(double) * (size_t)nnz_of(S)) == 0); /* %.17g is exact */
+    /* the header is real general coordinate, 1-based */
+    FILE *f = fopen(tpath("k.mtx"), "r");
+    char line[200];
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_str_eq(line, "%%MatrixMarket matrix coordinate real general\n");
+    fclose(f);
+    /* Rutherford-Boeing */
+    CK_OK(ctx, lj_op_write_rb(ctx, k, tpath("k.rb"), "kron test", "ktest"));
+    cholmod_sparse *R = lj_read_sparse_rb(ctx, tpath("k.rb"));
+    CK_NN(ctx, R);
+    ck_assert_int_eq(nnz_of(R), nnz_of(T));
+    double *rx = R->x, *tx = T->x;
+    for (int64_t q = 0; q < nnz_of(R); q++) ck_assert(fabs(rx[q] - tx[q]) <= 1e-15 * fabs(tx[q]) + 1e-300);
+    /* dense array round trip */
+    CK_OK(ctx, lj_write_dense_mtx(ctx, 3, 4, W.a, 3, tpath("w.mtx")));
+    int64_t r, c;
+    double *back;
+    CK_OK(ctx, lj_read_dense_mtx(ctx, tpath("w.mtx"), &r, &c, &back));
+    ck_assert(r == 3 && c == 4);
+    ck_assert(memcmp(back, W.a, sizeof(double) * 12) == 0);
+    lj_free(back);
+    /* a coordinate file read as dense */
+    CK_OK(ctx, lj_read_dense_mtx(ctx, tpath("k.mtx"), &r, &c, &back));
+    tmat K = tm_kron(A, W), B2 = { r, c, back };
+    ck_assert(tm_maxdiff(K, B2) == 0.0);
+    lj_free(back);
+    lj_sparse_free(ctx, &S);
+    lj_sparse_free(ctx, &T);
+    lj_sparse_free(ctx, &R);
+    lj_op_free(&a);
+    lj_op_free(&w);
+    lj_op_free(&k);
+    tm_free(&A);
+    tm_free(&W);
+    tm_free(&K);
+    rm_tmpdir();
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_mtx_handwritten)
+{
+    lj_context *ctx = lj_context_new();
+    make_tmpdir();
+    write_file("sym.mtx", "%%MatrixMarket matrix coordinate real symmetric\n% a comment\n\n3 3 4\n"
+                          "1 1 2.0\n2 1 -1\n3 2 -1\n3 3 2\n");
+    int64_t r, c;
+    double *a;
+    CK_OK(ctx, lj_read_dense_mtx(ctx, tpath("sym.mtx"), &r, &c, &a));
+    double want[9] = { 2, -1, 0, -1, 0, -1, 0, -1, 2 };
+    ck_assert(memcmp(a, want, sizeof want) == 0);
+    lj_free(a);
+    cholmod_sparse *S = lj_read_sparse_mtx(ctx, tpath("sym.mtx"));
+    ck_assert_int_eq(nnz_of(S), 6);
+    lj_sparse_free(ctx, &S);
+    write_file("pat.mtx", "%%MatrixMarket matrix coordinate pattern general\n2 3 2\n1 3\n2 1\n");
+    CK_OK(ctx, lj_read_dense_mtx(ctx, tpath("pat.mtx"), &r, &c, &a));
+    ck_assert(r == 2 && c == 3 && a[4] == 1.0 && a[1] == 1.0 && a[0] == 0.0);
+    lj_free(a);
+    write_file("int.mtx", "%%MatrixMarket matrix array integer general\n2 2\n1\n2\n3\n4\n");
+    CK_OK(ctx, lj_read_dense_mtx(ctx, tpath("int.mtx"), &r, &c, &a));
+    ck_assert(a[3] == 4.0);
+    lj_free(a);
+    write_file("skew.mtx", "%%MatrixMarket matrix array real skew-symmetric\n3 3\n1\n2\n3\n");
+    CK_OK(ctx, lj_read_dense_mtx(ctx, tpath("skew.mtx"), &r, &c, &a));
+    double skew[9] = { 0, 1, 2, -1, 0, 3, -2, -3, 0 };
+    ck_assert(memcmp(a, skew, sizeof skew) == 0);
+    lj_free(a);
+    rm_tmpdir();
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_mtx_malformed)
+{
+    lj_context *ctx = lj_context_new();
+    make_tmpdir();
+    struct { const char *text, *frag; lj_status code; } bad[] = {
+        { "", "empty", LJ_ERR_FORMAT },
+        { "hello\n", "no Matrix Market header", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate complex general\n1 1 1\n1 1 1 0\n", "complex", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix blob real general\n", "unknown format", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate real hermitian\n1 1 0\n", "symmetry", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate real general\n", "before its size line", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate real general\n2 x 1\n", "bad size line", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate real general\n2 2 9\n", "bad size line", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1\n", "truncated", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate real general\n2 2 1\n3 1 1\n", "bad entry", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 abc\n", "bad entry", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 1\n2 2 2\n", "more entries", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n", "truncated", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix array real general\n2 2\n1\n2\nnan\n4\n", "bad value", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix array real symmetric\n2 3\n1\n", "not square", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix coordinate real symmetric\n2 2 1\n1 2 1\n", "bad entry", LJ_ERR_FORMAT },
+        { "%%MatrixMarket matrix array real general\n-1 2\n", "bad size line", LJ_ERR_FORMAT },
+    };
+    for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
+        write_file("bad.mtx", bad[t].text);
+        int64_t r = -5, c = -5;
+        double *a = (double *)&r;
+        lj_status st = lj_read_dense_mtx(ctx, tpath("bad.mtx"), &r, &c, &a);
+        ck_assert_msg(st == bad[t].code, "case %zu: status %d (%s)", t, (int)st, lj_context_message(ctx));
+        ck_assert_msg(strstr(lj_context_message(ctx), bad[t].frag) != NULL, "case %zu: '%s' lacks '%s'", t,
+                      lj_context_message(ctx), bad[t].frag);
+        ck_assert_msg(strstr(lj_context_message(ctx), "bad.mtx") != NULL, "message names the file");
+        ck_assert(r == -5 && c == -5 && a == (double *)&r); /* outputs untouched */
+        ck_assert_ptr_null(lj_read_sparse_mtx(ctx, tpath("bad.mtx")));
+        ck_assert_int_eq(lj_context_status(ctx), bad[t].code);
+    }
+    double *a;
+    int64_t r, c;
+    ck_assert_int_eq(lj_read_dense_mtx(ctx, tpath("missing.mtx"), &r, &c, &a), LJ_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "cannot open"));
+    ck_assert_int_eq(lj_read_dense_mtx(ctx, NULL, &r, &c, &a), LJ_ERR_INVALID);
+    ck_assert_int_eq(lj_read_dense_mtx(ctx, tpath("missing.mtx"), NULL, &c, &a), LJ_ERR_INVALID);
+    write_file("bad.rb", "this is not a Rutherford-Boeing file\n");
+    ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("bad.rb")));
+    ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_FORMAT);
+    ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("nope.rb")));
+    ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_IO);
+    /* writing where one cannot leaves nothing behind */
+    lj_op *I = lj_op_identity(ctx, 3);
+    ck_assert_int_eq(lj_op_write_mtx(ctx, I, "/nonexistent-dir/x.mtx"), LJ_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "/nonexistent-dir/x.mtx"));
+    ck_assert_int_eq(lj_op_write_rb(ctx, I, "/nonexistent-dir/x.rb", NULL, NULL), LJ_ERR_IO);
+    double v[3] = { 1, 2, 3 };
+    ck_assert_int_eq(lj_write_dense_mtx(ctx, 3, 1, v, 3, "/nonexistent-dir/v.mtx"), LJ_ERR_IO);
+    ck_assert_int_eq(lj_write_dense_mtx(ctx, 3, 1, v, 2, tpath("v.mtx")), LJ_ERR_SHAPE);
+    ck_assert_int_eq(lj_write_dense_mtx(ctx, 3, 1, NULL, 3, tpath("v.mtx")), LJ_ERR_INVALID);
+    ck_assert(!exists(tpath("v.mtx")));
+    ck_assert_int_eq(lj_op_write_mtx(ctx, NULL, tpath("n.mtx")), LJ_ERR_INVALID);
+    ck_assert_int_eq(lj_op_write_mtx(ctx, I, NULL), LJ_ERR_INVALID);
+    ck_assert_int_eq(lj_op_to_dense(ctx, I, NULL, 3), LJ_ERR_INVALID);
+    ck_assert_int_eq(lj_op_to_dense(ctx, I, v, 1), LJ_ERR_SHAPE);
+    ck_assert_ptr_null(lj_op_to_csr(ctx, NULL));
+    ck_assert_ptr_null(lj_op_to_sparse(ctx, NULL));
+    lj_op_free(&I);
+    rm_tmpdir();
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_alloc_failure_materialise_and_files)
+{
+    lj_context *ctx = lj_context_new();
+    make_tmpdir();
+    uint64_t seed = 61;
+    tmat A, B, C;
+    lj_op *a = rand_sparse_op(ctx, 6, 5, 0.5, &seed, &A), *b = rand_sparse_op(ctx, 5, 4, 0.5, &seed, &B);
+    lj_op *c = rand_sparse_op(ctx, 6, 4, 0.5, &seed, &C);
+    lj_op *ab = lj_op_mul(ctx, a, b), *s = lj_op_add(ctx, ab, c), *k = lj_op_kron(ctx, s, a);
+    lj_op *J = lj_op_transpose(ctx, k);
+    const lj_op *hv[2] = { J, J };
+    lj_op *H = lj_op_vstack(ctx, 2, hv);
+    int ok_at = 0;
+    for (int n = 1; n < 1000; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        cholmod_sparse *S = lj_op_to_sparse(ctx, H);
+        lj_csr *csr = S ? lj_op_to_csr(ctx, J) : NULL;
+        lj_status st = csr ? lj_op_write_mtx(ctx, s, tpath("s.mtx")) : LJ_ERR_NOMEM;
+        cholmod_sparse *R = st == LJ_OK ? lj_read_sparse_mtx(ctx, tpath("s.mtx")) : NULL;
+        bool all = S && csr && st == LJ_OK && R;
+        if (!all) {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %d %s", n,
+                          (int)lj_context_status(ctx), lj_context_message(ctx));
+            lj_context_clear(ctx);
+        }
+        lj_sparse_free(ctx, &S);
+        lj_sparse_free(ctx, &R);
+        lj_csr_free(&csr);
+        if (all) {
+            ok_at = n;
+            break;
+        }
+    }
+    ck_assert_int_gt(ok_at, 10);
+    lj_context_fail_alloc(ctx, 0, 0);
+    lj_op *all[] = { a, b, c, ab, s, k, J, H };
+    for (size_t i = 0; i < 8; i++) lj_op_free(&all[i]);
+    tm_free(&A);
+    tm_free(&B);
+    tm_free(&C);
+    rm_tmpdir();
+    lj_context_free(&ctx);
+}
+END_TEST
+
+Suite *make_sparse_suite(void)
+{
+    Suite *s = suite_create("sparse");
+    TCase *normal = tcase_create("normal");
+    tcase_add_test(normal, test_kron_exact_pattern);
+    tcase_add_test(normal, test_product_chain_and_sum);
+    tcase_add_test(normal, test_mtx_round_trip);
+    tcase_add_test(normal, test_mtx_handwritten);
+    suite_add_tcase(s, normal);
+    TCase *errors = tcase_create("errors");
+    tcase_set_timeout(errors, 120);
+    tcase_add_test(errors, test_mtx_malformed);
+    tcase_add_test(errors, test_alloc_failure_materialise_and_files);
+    suite_add_tcase(s, errors);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(make_sparse_suite());
+}

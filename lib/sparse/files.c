@@ -237,7 +237,7 @@ static lj_status mm_read(lj_context *ctx, const char *op, const char *path, mm_d
         st = lji_nomem(ctx, op);
         goto done;
     }
-    int64_t ai = 0, aj = 0;
+    int64_t ai = d->skew ? 1 : 0, aj = 0;
     for (int64_t k = 0; k < want; k++) {
         if (!next_line(f, line, sizeof line, &lineno)) {
             st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is truncated: %" PRId64 " of %" PRId64
