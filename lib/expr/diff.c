@@ -1,0 +1,617 @@
+/* Structured Jacobians by the chain rule: each node's local Jacobians from
+ * DESIGN.md's table, composed forward along the DAG, every node's Jacobian
+ * built once and released as soon as its last parent has used it. */
+#include "config.h"
+#include "expr.h"
+#include "../core/lji_blas.h"
+#include <inttypes.h>
+#include <math.h>
+
+typedef struct {
+    lj_context *ctx;
+    const lji_topo *t;
+    double **vals;
+    const lj_expr *var;
+    lj_op **opval; /* cache: the value of node i as a labelled dense operator */
+} dctx;
+
+static double *val(dctx *d, const lj_expr *e)
+{
+    return d->vals[lji_topo_find(d->t, e)];
+}
+
+static bool all_ones(const double *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] != 1.0) return false;
+    return n > 0;
+}
+
+/* "A" for leaves, "(A*B)" for compound expressions, "1_n" for a vector of
+ * ones (other than the variable itself). */
+static char *label_of(dctx *d, const lj_expr *e)
+{
+    int64_t mn = e->rows * e->cols;
+    bool leaf = e->op == LJI_E_VAR || e->op == LJI_E_CONST;
+    if (leaf && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1 && all_ones(e->value, mn)) {
+        char tmp[48];
+        snprintf(tmp, sizeof tmp, e->cols == 1 ? "1_%" PRId64 : "1_%" PRId64 "^T", mn);
+        return lji_strdup(d->ctx, tmp);
+    }
+    return lji_expr_label(d->ctx, e);
+}
+
+/* "vec A" or "vec(A*B)" */
+static char *vec_label(dctx *d, const lj_expr *e, const char *prefix, const char *suffix)
+{
+    char *l = label_of(d, e);
+    if (!l) return NULL;
+    lji_buf b;
+    lji_buf_init(&b, d->ctx);
+    lji_buf_puts(&b, prefix);
+    lji_buf_puts(&b, l[0] == '(' ? "vec" : "vec ");
+    lji_buf_puts(&b, l);
+    lji_buf_puts(&b, suffix);
+    free(l);
+    return lji_buf_finish(&b, "jacobian");
+}
+
+/* The value of e as an operator (new reference); transposes stay lazy so
+ * that (x')^T prints as x. */
+static lj_op *opval(dctx *d, const lj_expr *e)
+{
+    int64_t i = lji_topo_find(d->t, e);
+    if (d->opval[i]) return lj_op_retain(d->opval[i]);
+    lj_op *r = NULL;
+    if (e->op == LJI_E_T) {
+        lj_op *c = opval(d, e->a);
+        r = c ? lj_op_transpose(d->ctx, c) : NULL;
+        lj_op_free(&c);
+    } else {
+        char *l = label_of(d, e);
+        if (!l) return NULL;
+        r = lj_op_dense(d->ctx, e->rows, e->cols, d->vals[i], e->rows > 0 ? e->rows : 1, l);
+        free(l);
+    }
+    if (r) d->opval[i] = lj_op_retain(r);
+    return r;
+}
+
+/* vec of e (or of given values) as an (mn)×1 dense operator */
+static lj_op *vec_op(dctx *d, const lj_expr *e, const double *v, const char *label)
+{
+    int64_t mn = e->rows * e->cols;
+    return lj_op_dense(d->ctx, mn, 1, v, mn > 0 ? mn : 1, label);
+}
+
+static lj_op *vec_of(dctx *d, const lj_expr *e)
+{
+    char *l = vec_label(d, e, "", "");
+    if (!l) return NULL;
+    lj_op *r = vec_op(d, e, val(d, e), l);
+    free(l);
+    return r;
+}
+
+static lj_op *diag_of_values(dctx *d, int64_t n, const double *v, const char *label)
+{
+    return lj_op_diag(d->ctx, n, v, label);
+}
+
+static lj_op *take(lj_op *a, lj_op *b, lj_op *(*f)(lj_context *, const lj_op *, const lj_op *),
+                   lj_context *ctx)
+{
+    lj_op *r = (a && b) ? f(ctx, a, b) : NULL;
+    lj_op_free(&a);
+    lj_op_free(&b);
+    return r;
+}
+
+static lj_op *scaled(lj_context *ctx, double s, lj_op *a)
+{
+    lj_op *r = a ? lj_op_scale(ctx, s, a) : NULL;
+    lj_op_free(&a);
+    return r;
+}
+
+static lj_op *transposed(lj_context *ctx, lj_op *a)
+{
+    lj_op *r = a ? lj_op_transpose(ctx, a) : NULL;
+    lj_op_free(&a);
+    return r;
+}
+
+/* Elementwise-derivative diagonal: values g(i) with a label. */
+typedef double (*elem_fn)(double x, double y, double p);
+
+static lj_op *elem_diag(dctx *d, const lj_expr *shape, const double *x, const double *y, int64_t xn,
+                        int64_t yn, double p, elem_fn f, const char *label, bool as_column)
+{
+    int64_t mn = shape->rows * shape->cols;
+    double *g = lji_malloc(d->ctx, (size_t)(mn ? mn : 1) * sizeof *g);
+    if (!g) {
+        lji_nomem(d->ctx, "jacobian");
+        return NULL;
+    }
+    for (int64_t i = 0; i < mn; i++) g[i] = f(x ? x[xn == 1 ? 0 : i] : 0, y ? y[yn == 1 ? 0 : i] : 0, p);
+    lj_op *r = as_column ? lj_op_dense(d->ctx, mn, 1, g, mn > 0 ? mn : 1, label)
+                         : diag_of_values(d, mn, g, label);
+    free(g);
+    return r;
+}
+
+static double f_recip(double x, double y, double p) { return 1.0 / y; }
+static double f_pow(double x, double y, double p) { return p * pow(x, p - 1); }
+static double f_exp(double x, double y, double p) { return exp(x); }
+static double f_inv(double x, double y, double p) { return 1.0 / x; }
+static double f_cos(double x, double y, double p) { return cos(x); }
+static double f_msin(double x, double y, double p) { return -sin(x); }
+static double f_dtanh(double x, double y, double p) { double t = tanh(x); return 1 - t * t; }
+static double f_dsqrt(double x, double y, double p) { return 0.5 / sqrt(x); }
+
+/* Local Jacobian of e with respect to its operand `which` (0: a, 1: b). */
+static lj_op *local(dctx *d, const lj_expr *e, int which)
+{
+    lj_context *ctx = d->ctx;
+    const lj_expr *a = e->a, *b = e->b, *c = which ? b : a, *o = which ? a : b;
+    int64_t mn = e->rows * e->cols, cn = c->rows * c->cols, on = o ? o->rows * o->cols : 0;
+    const double *A = val(d, a), *B = b ? val(d, b) : NULL;
+    char *l = NULL;
+    lj_op *r = NULL;
+    switch (e->op) {
+    case LJI_E_ADD:
+    case LJI_E_SUB: {
+        double s = (e->op == LJI_E_SUB && which) ? -1.0 : 1.0;
+        if (cn == 1 && mn != 1) { /* a broadcast scalar: d/ds (s·1) = 1_{mn} */
+            char tmp[48];
+            snprintf(tmp, sizeof tmp, "1_%" PRId64, mn);
+            double *ones = lji_malloc(ctx, (size_t)mn * sizeof *ones);
+            if (!ones) {
+                lji_nomem(ctx, "jacobian");
+                return NULL;
+            }
+            for (int64_t i = 0; i < mn; i++) ones[i] = 1.0;
+            r = lj_op_dense(ctx, mn, 1, ones, mn, tmp);
+            free(ones);
+            return scaled(ctx, s, r);
+        }
+        return scaled(ctx, s, lj_op_identity(ctx, mn));
+    }
+    case LJI_E_NEG: return scaled(ctx, -1.0, lj_op_identity(ctx, mn));
+    case LJI_E_SCALE: return scaled(ctx, e->p, lj_op_identity(ctx, mn));
+    case LJI_E_MUL:
+        if (cn == 1 && on != 1) /* d(s·M)/ds = vec M */
+            return vec_of(d, o);
+        if (on == 1) /* d(s·M)/dM = s·I */
+            return scaled(ctx, val(d, o)[0], lj_op_identity(ctx, mn));
+        if (cn == 1) return vec_of(d, o);
+        if (!which) /* (B^T ⊗ I_m) dA */
+            return take(transposed(ctx, opval(d, b)), lj_op_identity(ctx, a->rows), lj_op_kron, ctx);
+        return take(lj_op_identity(ctx, b->cols), opval(d, a), lj_op_kron, ctx); /* (I_q ⊗ A) dB */
+    case LJI_E_HAD:
+        if (cn == 1 && mn != 1) return vec_of(d, o);
+        if (on == 1 && mn != 1) return scaled(ctx, val(d, o)[0], lj_op_identity(ctx, mn));
+        l = vec_label(d, o, "", "");
+        r = l ? diag_of_values(d, mn, val(d, o), l) : NULL; /* Diag(vec B) dA */
+        free(l);
+        return r;
+    case LJI_E_HDIV:
+        if (!which) { /* Diag(1./vec B) dA */
+            l = vec_label(d, b, "1./", "");
+            r = l ? elem_diag(d, e, NULL, B, 0, b->rows * b->cols, 0, f_recip, l, cn == 1 && mn != 1) : NULL;
+            if (r && cn != 1 && on == 1) { /* A ./ s with s broadcast: (1/s)·I */
+                lj_op_free(&r);
+                r = scaled(ctx, 1.0 / B[0], lj_op_identity(ctx, mn));
+            }
+        } else { /* −Diag(vec A./B.^2) dB */
+            char *la = label_of(d, a), *lb = label_of(d, b);
+            lji_buf bb;
+            lji_buf_init(&bb, ctx);
+            lji_buf_puts(&bb, "vec(");
+            lji_buf_puts(&bb, la ? la : "?");
+            lji_buf_puts(&bb, "./");
+            lji_buf_puts(&bb, lb ? lb : "?");
+            lji_buf_puts(&bb, ".^2)");
+            free(la);
+            free(lb);
+            l = lji_buf_finish(&bb, "jacobian");
+            double *g = NULL;
+            if (l) {
+                g = lji_malloc(ctx, (size_t)(mn ? mn : 1) * sizeof *g);
+                if (g) {
+                    int64_t an = a->rows * a->cols, bn = b->rows * b->cols;
+                    for (int64_t i = 0; i < mn; i++) {
+                        double y = B[bn == 1 ? 0 : i];
+                        g[i] = A[an == 1 ? 0 : i] / (y * y);
+                    }
+                    if (cn == 1 && mn != 1) {
+                        r = lj_op_dense(ctx, mn, 1, g, mn > 0 ? mn : 1, l);
+                    } else
+                        r = lj_op_diag(ctx, mn, g, l);
+                } else
+                    lji_nomem(ctx, "jacobian");
+            }
+            free(g);
+            r = scaled(ctx, -1.0, r);
+        }
+        free(l);
+        return r;
+    case LJI_E_DIVS:
+        if (!which) return scaled(ctx, 1.0 / B[0], lj_op_identity(ctx, mn));
+        return scaled(ctx, -1.0 / (B[0] * B[0]), vec_of(d, a));
+    case LJI_E_POW: {
+        char tmp[64];
+        l = vec_label(d, a, "", "");
+        if (!l) return NULL;
+        if (e->p == 2)
+            snprintf(tmp, sizeof tmp, "2·");
+        else
+            snprintf(tmp, sizeof tmp, "%g·", e->p);
+        lji_buf bb;
+        lji_buf_init(&bb, ctx);
+        lji_buf_puts(&bb, tmp);
+        if (e->p != 2) lji_buf_puts(&bb, "(");
+        lji_buf_puts(&bb, l);
+        if (e->p != 2) lji_buf_printf(&bb, ").^%g", e->p - 1);
+        free(l);
+        l = lji_buf_finish(&bb, "jacobian");
+        r = l ? elem_diag(d, e, A, NULL, mn, 0, e->p, f_pow, l, false) : NULL;
+        free(l);
+        return r;
+    }
+    case LJI_E_KRON: {
+        /* (I_n ⊗ K_{q,m} ⊗ I_p)[(I_{mn} ⊗ vec B) dA + (vec A ⊗ I_{pq}) dB] */
+        int64_t m = a->rows, n = a->cols, p = b->rows, q = b->cols;
+        lj_op *In = lj_op_identity(ctx, n), *K = lj_op_commutation(ctx, q, m), *Ip = lj_op_identity(ctx, p);
+        const lj_op *three[3] = { In, K, Ip };
+        lj_op *P = (In && K && Ip) ? lj_op_kron_n(ctx, 3, three) : NULL;
+        lj_op_free(&In);
+        lj_op_free(&K);
+        lj_op_free(&Ip);
+        lj_op *inner = !which ? take(lj_op_identity(ctx, m * n), vec_of(d, b), lj_op_kron, ctx)
+                              : take(vec_of(d, a), lj_op_identity(ctx, p * q), lj_op_kron, ctx);
+        return take(P, inner, lj_op_mul, ctx);
+    }
+    case LJI_E_T: return lj_op_commutation(ctx, a->rows, a->cols);
+    case LJI_E_TR: {
+        int64_t n = a->rows;
+        double *v = lji_calloc(ctx, (size_t)(n > 0 ? n * n : 1), sizeof *v);
+        if (!v) {
+            lji_nomem(ctx, "jacobian");
+            return NULL;
+        }
+        for (int64_t i = 0; i < n; i++) v[i + i * n] = 1.0;
+        char tmp[48];
+        snprintf(tmp, sizeof tmp, "vec I_%" PRId64, n);
+        r = transposed(ctx, lj_op_dense(ctx, n * n, 1, v, n > 0 ? n * n : 1, tmp));
+        free(v);
+        return r;
+    }
+    case LJI_E_SUM: {
+        double *v = lji_malloc(ctx, (size_t)(cn ? cn : 1) * sizeof *v);
+        if (!v) {
+            lji_nomem(ctx, "jacobian");
+            return NULL;
+        }
+        for (int64_t i = 0; i < cn; i++) v[i] = 1.0;
+        char tmp[48];
+        snprintf(tmp, sizeof tmp, "1_%" PRId64, cn);
+        r = transposed(ctx, lj_op_dense(ctx, cn, 1, v, cn > 0 ? cn : 1, tmp));
+        free(v);
+        return r;
+    }
+    case LJI_E_VEC: return lj_op_identity(ctx, mn);
+    case LJI_E_DIAG: {
+        /* selection E with E v = vec(diag(v)): entry (i + i·n, i) */
+        bool to_matrix = e->cols != 1 || cn == 1;
+        int64_t n = to_matrix ? e->rows : a->rows;
+        cholmod_sparse *s = lji_sparse_alloc(ctx, n * n, n, n, "jacobian");
+        if (!s) return NULL;
+        int64_t *sp = s->p, *si = s->i;
+        double *sx = s->x;
+        for (int64_t i = 0; i < n; i++) {
+            sp[i] = i;
+            si[i] = i + i * n;
+            sx[i] = 1.0;
+        }
+        sp[n] = n;
+        char tmp[48];
+        snprintf(tmp, sizeof tmp, "E_%" PRId64, n);
+        r = lj_op_sparse(ctx, s, tmp);
+        cholmod_l_free_sparse(&s, &ctx->cc);
+        return to_matrix ? r : transposed(ctx, r);
+    }
+    case LJI_E_FUNC: {
+        static const char *pre[] = { "exp(", "1./", "cos(", "−sin(", "1 − tanh²(", "1./(2·sqrt(" };
+        static const char *post[] = { ")", "", ")", ")", ")", "))" };
+        static const elem_fn fns[] = { f_exp, f_inv, f_cos, f_msin, f_dtanh, f_dsqrt };
+        if (e->fn == LJ_FN_SQRT)
+            for (int64_t i = 0; i < mn; i++)
+                if (A[i] == 0.0) {
+                    lji_error(ctx, LJ_ERR_DOMAIN, "sqrt: not differentiable at 0 (entry %" PRId64 ")", i + 1);
+                    return NULL;
+                }
+        l = vec_label(d, a, pre[e->fn], post[e->fn]);
+        r = l ? elem_diag(d, e, A, NULL, mn, 0, 0, fns[e->fn], l, false) : NULL;
+        free(l);
+        return r;
+    }
+    case LJI_E_INV: {
+        /* −(A^{-T} ⊗ A^{-1}) */
+        const double *Ai = val(d, e);
+        int64_t n = a->rows;
+        char *la = label_of(d, a);
+        if (!la) return NULL;
+        char li[300], lt[300];
+        snprintf(li, sizeof li, "%s^{-1}", la);
+        snprintf(lt, sizeof lt, "%s^{-T}", la);
+        free(la);
+        double *At = lji_malloc(ctx, (size_t)(n > 0 ? n * n : 1) * sizeof *At);
+        if (!At) {
+            lji_nomem(ctx, "jacobian");
+            return NULL;
+        }
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t j = 0; j < n; j++) At[j + i * n] = Ai[i + j * n];
+        lj_op *kt = lj_op_dense(ctx, n, n, At, n > 0 ? n : 1, lt);
+        lj_op *ki = lj_op_dense(ctx, n, n, Ai, n > 0 ? n : 1, li);
+        free(At);
+        return scaled(ctx, -1.0, take(kt, ki, lj_op_kron, ctx));
+    }
+    case LJI_E_DET:
+    case LJI_E_LOGDET: {
+        /* det(A)·vec(A^{-T})^T, or vec(A^{-T})^T for logdet */
+        int64_t n = a->rows;
+        double *Ait = lji_malloc(ctx, (size_t)(n > 0 ? n * n : 1) * sizeof *Ait);
+        if (!Ait) {
+            lji_nomem(ctx, "jacobian");
+            return NULL;
+        }
+        memcpy(Ait, A, (size_t)(n * n) * sizeof *Ait);
+        const char *op = e->op == LJI_E_DET ? "det" : "logdet";
+        if (lji_inverse(ctx, op, n, Ait, n > 0 ? n : 1) != LJ_OK) {
+            free(Ait);
+            return NULL;
+        }
+        for (int64_t i = 0; i < n; i++) /* transpose in place */
+            for (int64_t j = i + 1; j < n; j++) {
+                double t = Ait[i + j * n];
+                Ait[i + j * n] = Ait[j + i * n];
+                Ait[j + i * n] = t;
+            }
+        char *la = label_of(d, a);
+        char lt[300];
+        snprintf(lt, sizeof lt, "vec %s^{-T}", la ? la : "?");
+        free(la);
+        r = transposed(ctx, lj_op_dense(ctx, n * n, 1, Ait, n > 0 ? n * n : 1, lt));
+        free(Ait);
+        return e->op == LJI_E_DET ? scaled(ctx, val(d, e)[0], r) : r;
+    }
+    case LJI_E_NORM2: {
+        double nv = val(d, e)[0];
+        if (nv == 0.0) {
+            lji_error(ctx, LJ_ERR_DOMAIN, "norm2: not differentiable at the zero matrix");
+            return NULL;
+        }
+        return scaled(ctx, 1.0 / nv, transposed(ctx, vec_of(d, a)));
+    }
+    default:
+        lji_error(ctx, LJ_ERR_INVALID, "jacobian: unknown node");
+        return NULL;
+    }
+}
+
+/* Forward accumulation along the topological order. */
+static lj_op *jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var)
+{
+    const char *op = "jacobian";
+    if (!lji_ctx_ok(ctx)) return NULL;
+    if (!lji_expr_ok(e) || !lji_expr_ok(var)) {
+        lji_error(ctx, LJ_ERR_INVALID, "%s: %s is %s", op, !lji_expr_ok(e) ? "expression" : "variable",
+                  (!lji_expr_ok(e) ? e : var) ? "not live" : "NULL");
+        return NULL;
+    }
+    if (var->op != LJI_E_VAR) {
+        lji_error(ctx, LJ_ERR_INVALID, "%s: '%s' is %s, not a variable", op, var->name ? var->name : "?",
+                  var->op == LJI_E_CONST ? "a constant" : "an expression");
+        return NULL;
+    }
+    int64_t vn = var->rows * var->cols, en = e->rows * e->cols;
+    lji_topo t;
+    if (lji_topo_build(ctx, e, &t) != LJ_OK) return NULL;
+    lj_op *result = NULL;
+    double **vals = NULL;
+    lj_op **J = lji_calloc(ctx, (size_t)t.n, sizeof *J);
+    lj_op **ov = lji_calloc(ctx, (size_t)t.n, sizeof *ov);
+    unsigned char *dep = lji_calloc(ctx, (size_t)t.n, 1);
+    int64_t *uses = lji_calloc(ctx, (size_t)t.n, sizeof *uses);
+    if (!J || !ov || !dep || !uses) {
+        lji_nomem(ctx, op);
+        goto done;
+    }
+    int64_t vi = lji_topo_find(&t, var);
+    if (vi < 0) { /* e does not depend on var */
+        result = lj_op_zero(ctx, en, vn);
+        goto done;
+    }
+    for (int64_t i = 0; i < t.n; i++) {
+        const lj_expr *x = t.node[i];
+        if (x->a) uses[lji_topo_find(&t, x->a)]++;
+        if (x->b) uses[lji_topo_find(&t, x->b)]++;
+        dep[i] = i == vi || (x->a && dep[lji_topo_find(&t, x->a)]) || (x->b && dep[lji_topo_find(&t, x->b)]);
+    }
+    if (lji_eval_all(ctx, &t, &vals) != LJ_OK) goto done;
+    dctx d = { ctx, &t, vals, var, ov };
+    for (int64_t i = 0; i < t.n; i++) {
+        const lj_expr *x = t.node[i];
+        if (!dep[i]) continue;
+        if (i == vi) {
+            J[i] = lj_op_identity(ctx, vn);
+            if (!J[i]) goto done;
+            continue;
+        }
+        lj_op *terms[2] = { NULL, NULL };
+        int nt = 0;
+        const lj_expr *kids[2] = { x->a, x->b };
+        for (int w = 0; w < 2; w++) {
+            if (!kids[w]) continue;
+            int64_t ci = lji_topo_find(&t, kids[w]);
+            if (!dep[ci]) continue;
+            lj_op *L = local(&d, x, w);
+            lj_op *T = L ? lj_op_mul(ctx, L, J[ci]) : NULL;
+            lj_op_free(&L);
+            if (!T) {
+                for (int k = 0; k < nt; k++) lj_op_free(&terms[k]);
+                goto done;
+            }
+            terms[nt++] = T;
+        }
+        J[i] = nt == 1 ? lj_op_retain(terms[0]) : lj_op_add(ctx, terms[0], terms[1]);
+        for (int k = 0; k < nt; k++) lj_op_free(&terms[k]);
+        if (!J[i]) goto done;
+        /* release operands' Jacobians whose last user this was */
+        for (int w = 0; w < 2; w++)
+            if (kids[w]) {
+                int64_t ci = lji_topo_find(&t, kids[w]);
+                if (--uses[ci] == 0) {
+                    lj_op_free(&J[ci]);
+                    lj_op_free(&ov[ci]);
+                }
+            }
+    }
+    result = lj_op_retain(J[t.n - 1]);
+done:
+    if (J)
+        for (int64_t i = 0; i < t.n; i++) lj_op_free(&J[i]);
+    if (ov)
+        for (int64_t i = 0; i < t.n; i++) lj_op_free(&ov[i]);
+    free(J);
+    free(ov);
+    free(dep);
+    free(uses);
+    lji_vals_free(&t, vals);
+    lji_topo_free(&t);
+    return result;
+}
+
+lj_op *lj_expr_jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var)
+{
+    return jacobian(ctx, e, var);
+}
+
+lj_op *lj_expr_jacobian_n(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
+{
+    if (!lji_ctx_ok(ctx)) return NULL;
+    if (nvars <= 0 || !vars) {
+        lji_error(ctx, LJ_ERR_INVALID, "jacobian_n: no variables");
+        return NULL;
+    }
+    lj_op **J = lji_calloc(ctx, (size_t)nvars, sizeof *J);
+    if (!J) {
+        lji_nomem(ctx, "jacobian_n");
+        return NULL;
+    }
+    lj_op *r = NULL;
+    int i;
+    for (i = 0; i < nvars; i++)
+        if (!(J[i] = jacobian(ctx, e, vars[i]))) break;
+    if (i == nvars) r = lj_op_hstack(ctx, nvars, (const lj_op *const *)J);
+    for (int k = 0; k < nvars; k++) lj_op_free(&J[k]);
+    free(J);
+    return r;
+}
+
+lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var, double *g)
+{
+    const char *op = "gradient";
+    if (!lji_ctx_ok(ctx)) return LJ_ERR_INVALID;
+    if (lji_expr_ok(e) && (e->rows != 1 || e->cols != 1))
+        return lji_error(ctx, LJ_ERR_NOT_SCALAR, "%s: expression is " LJI_SHP ", not a scalar", op,
+                         e->rows, e->cols);
+    if (!g) return lji_error(ctx, LJ_ERR_INVALID, "%s: NULL output", op);
+    lj_op *J = jacobian(ctx, e, var);
+    if (!J) return ctx->status;
+    double one = 1.0;
+    lj_status st = lj_op_apply(ctx, J, 1, 1.0, &one, 0.0, g); /* g = J^T·1 */
+    lj_op_free(&J);
+    return st;
+}
+
+lj_status lj_expr_fd_check(lj_context *ctx, const lj_expr *e, lj_expr *var, const lj_op *Jin,
+                           double h, double *max_rel, double *fro_rel)
+{
+    const char *op = "fd_check";
+    if (!lji_ctx_ok(ctx)) return LJ_ERR_INVALID;
+    if (!lji_expr_ok(e) || !lji_expr_ok(var))
+        return lji_error(ctx, LJ_ERR_INVALID, "%s: NULL or dead expression", op);
+    if (var->op != LJI_E_VAR) return lji_error(ctx, LJ_ERR_INVALID, "%s: not a variable", op);
+    int64_t vn = var->rows * var->cols, en = e->rows * e->cols;
+    lj_op *J = Jin ? lj_op_retain(Jin) : jacobian(ctx, e, var);
+    if (!J) return ctx->status;
+    if (lj_op_rows(J) != en || lj_op_cols(J) != vn) {
+        lj_op_free(&J);
+        return lji_error(ctx, LJ_ERR_SHAPE, "%s: J is " LJI_SHP ", expected (%" PRId64 "×%" PRId64 ")",
+                         op, lj_op_rows(J), lj_op_cols(J), en, vn);
+    }
+    lj_status st = LJ_OK;
+    double *x0 = lji_malloc(ctx, (size_t)(vn ? vn : 1) * sizeof *x0);
+    double *ej = lji_calloc(ctx, (size_t)(vn ? vn : 1), sizeof *ej);
+    double *col = lji_malloc(ctx, (size_t)(en ? en : 1) * sizeof *col);
+    double *fp = NULL, *fm = NULL;
+    double jmax = 0, worst = 0, dsum = 0, jsum = 0;
+    if (!x0 || !ej || !col) {
+        st = lji_nomem(ctx, op);
+        goto done;
+    }
+    memcpy(x0, var->value, (size_t)vn * sizeof *x0);
+    /* first pass: J's largest entry, for the relative scale */
+    double *cols = lji_malloc(ctx, (size_t)(en ? en : 1) * (size_t)(vn ? vn : 1) * sizeof *cols);
+    if (!cols) {
+        st = lji_nomem(ctx, op);
+        goto done;
+    }
+    for (int64_t j = 0; j < vn; j++) {
+        ej[j] = 1.0;
+        st = lj_op_apply(ctx, J, 0, 1.0, ej, 0.0, cols + j * en);
+        ej[j] = 0.0;
+        if (st != LJ_OK) break;
+        for (int64_t i = 0; i < en; i++) {
+            double v = fabs(cols[i + j * en]);
+            if (v > jmax) jmax = v;
+            jsum += v * v;
+        }
+    }
+    for (int64_t j = 0; j < vn && st == LJ_OK; j++) {
+        double hj = h > 0 ? h : cbrt(2.220446049250313e-16) * fmax(1.0, fabs(x0[j]));
+        int64_t r, c;
+        var->value[j] = x0[j] + hj;
+        st = lj_expr_eval(ctx, e, &r, &c, &fp);
+        var->value[j] = x0[j] - hj;
+        if (st == LJ_OK) st = lj_expr_eval(ctx, e, &r, &c, &fm);
+        var->value[j] = x0[j];
+        if (st != LJ_OK) break;
+        for (int64_t i = 0; i < en; i++) {
+            double fd = (fp[i] - fm[i]) / (2 * hj), diff = fabs(fd - cols[i + j * en]);
+            double rel = diff / fmax(1.0, jmax);
+            if (rel > worst || isnan(rel)) worst = isnan(rel) ? INFINITY : rel;
+            dsum += diff * diff;
+        }
+        free(fp);
+        free(fm);
+        fp = fm = NULL;
+    }
+    free(cols);
+    if (st == LJ_OK) {
+        if (max_rel) *max_rel = worst;
+        if (fro_rel) *fro_rel = sqrt(dsum) / fmax(sqrt(jsum), 1e-300);
+    }
+done:
+    if (x0 && st != LJ_OK) memcpy(var->value, x0, (size_t)vn * sizeof *x0);
+    free(x0);
+    free(ej);
+    free(col);
+    free(fp);
+    free(fm);
+    lj_op_free(&J);
+    return st;
+}

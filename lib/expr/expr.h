@@ -1,0 +1,56 @@
+/* Expression DAG nodes (internal layout). */
+#ifndef LJI_EXPR_H
+#define LJI_EXPR_H
+#include "../op/op.h"
+
+typedef enum {
+    LJI_E_VAR, LJI_E_CONST, LJI_E_ADD, LJI_E_SUB, LJI_E_NEG, LJI_E_SCALE, LJI_E_MUL, LJI_E_HAD,
+    LJI_E_HDIV, LJI_E_DIVS, LJI_E_POW, LJI_E_KRON, LJI_E_T, LJI_E_TR, LJI_E_SUM, LJI_E_VEC,
+    LJI_E_DIAG, LJI_E_FUNC, LJI_E_INV, LJI_E_DET, LJI_E_LOGDET, LJI_E_NORM2
+} lji_eop;
+
+struct lj_expr {
+    uint32_t magic;
+    atomic_long refs;
+    lji_eop op;
+    int64_t rows, cols;
+    lj_expr *a, *b;  /* operands (owned references) */
+    double p;        /* SCALE factor, POW exponent */
+    lj_func fn;      /* FUNC */
+    char *name;      /* leaves */
+    double *value;   /* leaves: rows×cols, column-major */
+    lj_expr *next;   /* work list while freeing */
+};
+
+#define LJI_EXPR_MAGIC 0x4c4a4558u /* "LJEX" */
+
+static inline bool lji_expr_ok(const lj_expr *e)
+{
+    return e && e->magic == LJI_EXPR_MAGIC;
+}
+
+/* Nodes of e in post-order (children before parents), each once. */
+typedef struct {
+    const lj_expr **node;
+    int64_t n;
+    /* open-addressing map node pointer -> index */
+    const lj_expr **key;
+    int64_t *idx;
+    int64_t cap;
+} lji_topo;
+
+lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t);
+int64_t lji_topo_find(const lji_topo *t, const lj_expr *e);
+void lji_topo_free(lji_topo *t);
+
+/* Values of every node in topological order (vals[i] rows×cols of node i). */
+lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***vals);
+void lji_vals_free(const lji_topo *t, double **vals);
+
+/* Appends e in the expression language; `level` is the binding strength of
+ * the place it stands in (parenthesised when weaker). */
+void lji_expr_write(lji_buf *b, const lj_expr *e, int level);
+/* Short label of e's value for printed operators: "A" for a leaf named A,
+ * "(A*B)" for a compound expression. New string. */
+char *lji_expr_label(lj_context *ctx, const lj_expr *e);
+#endif
