@@ -1,0 +1,543 @@
+/* The calculus layer: every differentiation rule and composite expressions
+ * against central finite differences on random shapes, gradients, the four
+ * seeds against their independently computed references, error paths. */
+#include "testutil.h"
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#ifndef LJ_CASES_DIR
+#define LJ_CASES_DIR "tests/cases"
+#endif
+
+typedef struct {
+    lj_context *ctx;
+    uint64_t seed;
+    lj_expr *pool[16];
+    int n;
+} env;
+
+static lj_expr *keep(env *E, lj_expr *e)
+{
+    ck_assert_msg(e != NULL, "construction failed: %s", lj_context_message(E->ctx));
+    ck_assert_int_lt(E->n, 16);
+    E->pool[E->n++] = e;
+    return e;
+}
+
+static void env_free(env *E)
+{
+    for (int i = 0; i < E->n; i++) lj_expr_free(&E->pool[i]);
+    E->n = 0;
+}
+
+/* random leaf; kind 0 any, 1 positive, 2 well-conditioned square (I·n + noise), 3 SPD */
+static lj_expr *leaf(env *E, const char *name, int64_t r, int64_t c, int kind, bool var)
+{
+    tmat m = tm_rand(r, c, &E->seed);
+    if (kind == 1)
+        for (int64_t i = 0; i < r * c; i++) m.a[i] = 0.5 + fabs(m.a[i]);
+    if (kind == 2)
+        for (int64_t i = 0; i < r; i++) m.a[i + i * r] += (double)r + 1;
+    if (kind == 3) {
+        tmat t = tm_transpose(m), s = tm_mul(t, m);
+        for (int64_t i = 0; i < r; i++) s.a[i + i * r] += 1.0;
+        tm_free(&m);
+        tm_free(&t);
+        m = s;
+    }
+    lj_expr *e = var ? lj_expr_var(E->ctx, name, r, c, m.a) : lj_expr_const(E->ctx, name, r, c, m.a);
+    tm_free(&m);
+    return keep(E, e);
+}
+
+static void fd_ok(env *E, lj_expr *f, lj_expr *x, double tol, const char *what)
+{
+    double maxrel = -1, fro = -1;
+    lj_status st = lj_expr_fd_check(E->ctx, f, x, NULL, 0, &maxrel, &fro);
+    ck_assert_msg(st == LJ_OK, "%s: fd_check status %d: %s", what, (int)st, lj_context_message(E->ctx));
+    char *s = lj_expr_print(E->ctx, f);
+    ck_assert_msg(maxrel < tol, "%s [%s]: finite differences differ by %g (fro %g)", what, s, maxrel, fro);
+    /* and the Jacobian operator itself passes the three-way check */
+    lj_op *J = lj_expr_jacobian(E->ctx, f, x);
+    CK_NN(E->ctx, J);
+    double rel;
+    CK_OK(E->ctx, lj_op_check(E->ctx, J, 5, &rel));
+    ck_assert_msg(rel < 1e-12, "%s: operator check %g", what, rel);
+    lj_op_free(&J);
+    lj_free(s);
+}
+
+typedef struct { int64_t m, n, p, q; } dims;
+static const dims shapes[] = { { 3, 4, 2, 5 }, { 1, 1, 1, 1 }, { 4, 1, 3, 1 }, { 1, 5, 1, 2 }, { 2, 3, 4, 2 } };
+#define NSH ((int)(sizeof shapes / sizeof shapes[0]))
+
+START_TEST(test_rule_products)
+{
+    env E = { lj_context_new(), 100 + (uint64_t)_i, { 0 }, 0 };
+    dims d = shapes[_i];
+    lj_context *ctx = E.ctx;
+    /* A B, both ways */
+    lj_expr *A = leaf(&E, "A", d.m, d.n, 0, true), *B = leaf(&E, "B", d.n, d.q, 0, true);
+    lj_expr *AB = keep(&E, lj_expr_mul(ctx, A, B));
+    fd_ok(&E, AB, A, 1e-7, "d(AB)/dA");
+    fd_ok(&E, AB, B, 1e-7, "d(AB)/dB");
+    /* scalar times matrix, either side */
+    lj_expr *s = leaf(&E, "s", 1, 1, 0, true), *sA = keep(&E, lj_expr_mul(ctx, s, A)), *As = keep(&E, lj_expr_mul(ctx, A, s));
+    fd_ok(&E, sA, s, 1e-7, "d(sA)/ds");
+    fd_ok(&E, sA, A, 1e-7, "d(sA)/dA");
+    fd_ok(&E, As, s, 1e-7, "d(As)/ds");
+    /* Hadamard and division, and broadcasting */
+    lj_expr *C = leaf(&E, "C", d.m, d.n, 1, true);
+    lj_expr *h = keep(&E, lj_expr_hadamard(ctx, A, C)), *q = keep(&E, lj_expr_hdiv(ctx, A, C));
+    fd_ok(&E, h, A, 1e-7, "d(A∘C)/dA");
+    fd_ok(&E, h, C, 1e-7, "d(A∘C)/dC");
+    fd_ok(&E, q, A, 1e-7, "d(A./C)/dA");
+    fd_ok(&E, q, C, 1e-6, "d(A./C)/dC");
+    lj_expr *t = leaf(&E, "t", 1, 1, 1, true);
+    lj_expr *hb = keep(&E, lj_expr_hadamard(ctx, t, A)), *qb = keep(&E, lj_expr_hdiv(ctx, A, t));
+    lj_expr *qc = keep(&E, lj_expr_hdiv(ctx, t, C)), *ds = keep(&E, lj_expr_div_scalar(ctx, A, t));
+    fd_ok(&E, hb, t, 1e-7, "d(t.*A)/dt");
+    fd_ok(&E, qb, t, 1e-6, "d(A./t)/dt");
+    fd_ok(&E, qc, C, 1e-6, "d(t./C)/dC");
+    fd_ok(&E, qc, t, 1e-6, "d(t./C)/dt");
+    fd_ok(&E, ds, t, 1e-6, "d(A/t)/dt");
+    fd_ok(&E, ds, A, 1e-7, "d(A/t)/dA");
+    /* sums */
+    lj_expr *sum = keep(&E, lj_expr_sub(ctx, A, C)), *bc = keep(&E, lj_expr_add(ctx, A, t));
+    fd_ok(&E, sum, C, 1e-7, "d(A-C)/dC");
+    fd_ok(&E, bc, t, 1e-7, "d(A+t)/dt");
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_rule_structural)
+{
+    env E = { lj_context_new(), 200 + (uint64_t)_i, { 0 }, 0 };
+    dims d = shapes[_i];
+    lj_context *ctx = E.ctx;
+    lj_expr *A = leaf(&E, "A", d.m, d.n, 0, true), *B = leaf(&E, "B", d.p, d.q, 0, true);
+    lj_expr *k = keep(&E, lj_expr_kron(ctx, A, B));
+    fd_ok(&E, k, A, 1e-7, "d(A⊗B)/dA");
+    fd_ok(&E, k, B, 1e-7, "d(A⊗B)/dB");
+    lj_expr *At = keep(&E, lj_expr_transpose(ctx, A));
+    fd_ok(&E, At, A, 1e-9, "dA^T/dA");
+    lj_expr *v = keep(&E, lj_expr_vec(ctx, A)), *s = keep(&E, lj_expr_sum(ctx, A)), *n2 = keep(&E, lj_expr_norm2(ctx, A));
+    fd_ok(&E, v, A, 1e-9, "d vec A/dA");
+    fd_ok(&E, s, A, 1e-9, "d sum A/dA");
+    fd_ok(&E, n2, A, 1e-7, "d‖A‖/dA");
+    lj_expr *S = leaf(&E, "S", d.m, d.m, 0, true);
+    lj_expr *tr = keep(&E, lj_expr_trace(ctx, S)), *dg = keep(&E, lj_expr_diag(ctx, S));
+    fd_ok(&E, tr, S, 1e-9, "d tr S/dS");
+    fd_ok(&E, dg, S, 1e-9, "d diag(S)/dS");
+    lj_expr *x = leaf(&E, "x", d.n, 1, 0, true), *dx = keep(&E, lj_expr_diag(ctx, x));
+    fd_ok(&E, dx, x, 1e-9, "d diag(x)/dx");
+    lj_expr *p2 = keep(&E, lj_expr_pow(ctx, A, 2.0)), *neg = keep(&E, lj_expr_neg(ctx, A)), *sc = keep(&E, lj_expr_scale(ctx, -2.5, A));
+    fd_ok(&E, p2, A, 1e-7, "d A.^2/dA");
+    fd_ok(&E, neg, A, 1e-9, "d(-A)/dA");
+    fd_ok(&E, sc, A, 1e-9, "d(-2.5A)/dA");
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_rule_elementwise)
+{
+    env E = { lj_context_new(), 300 + (uint64_t)_i, { 0 }, 0 };
+    dims d = shapes[_i];
+    lj_context *ctx = E.ctx;
+    lj_expr *A = leaf(&E, "A", d.m, d.n, 0, true), *P = leaf(&E, "P", d.m, d.n, 1, true);
+    lj_func all[] = { LJ_FN_EXP, LJ_FN_SIN, LJ_FN_COS, LJ_FN_TANH };
+    for (int i = 0; i < 4; i++) {
+        lj_expr *f = lj_expr_func(ctx, all[i], A);
+        fd_ok(&E, f, A, 1e-7, "d f(A)/dA");
+        lj_expr_free(&f);
+    }
+    lj_expr *lg = keep(&E, lj_expr_func(ctx, LJ_FN_LOG, P)), *sq = keep(&E, lj_expr_func(ctx, LJ_FN_SQRT, P));
+    lj_expr *p3 = keep(&E, lj_expr_pow(ctx, P, -1.5));
+    fd_ok(&E, lg, P, 1e-7, "d log P/dP");
+    fd_ok(&E, sq, P, 1e-7, "d sqrt P/dP");
+    fd_ok(&E, p3, P, 1e-6, "d P.^-1.5/dP");
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+START_TEST(test_rule_inverse_det)
+{
+    env E = { lj_context_new(), 400 + (uint64_t)_i, { 0 }, 0 };
+    int64_t n = 1 + _i;
+    lj_context *ctx = E.ctx;
+    lj_expr *A = leaf(&E, "A", n, n, 2, true), *S = leaf(&E, "S", n, n, 3, true);
+    lj_expr *inv = keep(&E, lj_expr_inv(ctx, A)), *det = keep(&E, lj_expr_det(ctx, A));
+    lj_expr *ld = keep(&E, lj_expr_logdet(ctx, S));
+    fd_ok(&E, inv, A, 1e-6, "d inv A/dA");
+    fd_ok(&E, det, A, 1e-6, "d det A/dA");
+    fd_ok(&E, ld, S, 1e-6, "d logdet S/dS");
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Composite expressions of depth 3–6, and their gradients. */
+START_TEST(test_composites)
+{
+    env E = { lj_context_new(), 500, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_symtab *t = lj_symtab_new(ctx);
+    lj_expr *X = leaf(&E, "X", 4, 3, 0, true), *A = leaf(&E, "A", 5, 4, 0, false), *B = leaf(&E, "B", 5, 3, 0, false);
+    lj_expr *W1 = leaf(&E, "W1", 6, 4, 0, true), *W2 = leaf(&E, "W2", 2, 6, 0, true), *S = leaf(&E, "S", 4, 4, 3, true);
+    lj_expr *C = leaf(&E, "C", 12, 12, 0, false), *v = leaf(&E, "v", 3, 1, 1, true);
+    lj_expr *leaves[] = { X, A, B, W1, W2, S, C, v };
+    for (int i = 0; i < 8; i++) CK_OK(ctx, lj_symtab_add(ctx, t, leaves[i]));
+    const struct { const char *text, *wrt; int scalar; } cases[] = {
+        { "norm2(A*X - B)", "X", 1 },
+        { "sum(tanh(W2*tanh(W1*X)))", "W1", 1 },
+        { "sum(tanh(W2*tanh(W1*X)))", "W2", 1 },
+        { "tanh(W2*tanh(W1*X))", "X", 0 },
+        { "tr(inv(X'*S*X + X'*X))", "X", 1 },
+        { "logdet(X'*S*X + diag(v))", "v", 1 },
+        { "logdet(X'*S*X + diag(v))", "S", 1 },
+        { "kron(X, X') .* C", "X", 0 },
+        { "(X*X').*S + S*X*X'", "X", 0 },
+        { "exp(-X.^2/2) ./ (1 + sum(X.*X))", "X", 0 },
+        { "det(S)*S - inv(S)'", "S", 0 },
+        { "vec(X)'*kron(v, X)*v", "X", 1 },
+        { "sqrt(v'*v) + sum(log(v + 1))", "v", 1 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t pos;
+        lj_expr *f = lj_parse(ctx, cases[i].text, t, &pos);
+        ck_assert_msg(f != NULL, "%s: %s", cases[i].text, lj_context_message(ctx));
+        lj_expr *x = lj_symtab_get(t, cases[i].wrt);
+        fd_ok(&E, f, x, 1e-6, cases[i].text);
+        if (cases[i].scalar) {
+            /* gradient through J^T·1 against finite differences of f */
+            int64_t n = lj_expr_rows(x) * lj_expr_cols(x);
+            double *g = malloc(sizeof(double) * (size_t)n);
+            CK_OK(ctx, lj_expr_gradient(ctx, f, x, g));
+            lj_op *J = lj_expr_jacobian(ctx, f, x);
+            tmat Jd = tm_new(1, n);
+            CK_OK(ctx, lj_op_to_dense(ctx, J, Jd.a, 1));
+            for (int64_t k = 0; k < n; k++) ck_assert(fabs(g[k] - Jd.a[k]) <= 1e-12 * (1 + fabs(g[k])));
+            tm_free(&Jd);
+            lj_op_free(&J);
+            free(g);
+        }
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* A shared subexpression is differentiated once and counted twice. */
+START_TEST(test_shared_subexpressions)
+{
+    env E = { lj_context_new(), 600, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = leaf(&E, "X", 3, 3, 0, true);
+    lj_expr *Y = keep(&E, lj_expr_mul(ctx, X, X));
+    lj_expr *Z = keep(&E, lj_expr_mul(ctx, Y, Y)); /* X^4 through one shared node */
+    lj_expr *F = keep(&E, lj_expr_add(ctx, Z, Z));
+    fd_ok(&E, F, X, 1e-6, "2 (XX)(XX)");
+    /* a variable that does not occur gives the zero operator */
+    lj_expr *U = leaf(&E, "U", 2, 5, 0, true);
+    lj_op *J = lj_expr_jacobian(ctx, F, U);
+    ck_assert_int_eq(lj_op_kind_of(J), LJ_OP_ZERO);
+    ck_assert_int_eq(lj_op_rows(J), 9);
+    ck_assert_int_eq(lj_op_cols(J), 10);
+    lj_op_free(&J);
+    /* several variables: a block row */
+    lj_expr *V = leaf(&E, "V", 3, 3, 0, true);
+    lj_expr *G = keep(&E, lj_expr_mul(ctx, X, V));
+    const lj_expr *vars[2] = { X, V };
+    lj_op *JJ = lj_expr_jacobian_n(ctx, G, 2, vars);
+    CK_NN(ctx, JJ);
+    ck_assert_int_eq(lj_op_kind_of(JJ), LJ_OP_HSTACK);
+    ck_assert_int_eq(lj_op_cols(JJ), 18);
+    char *s = lj_op_print(ctx, JJ, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "[V^T ⊗ I_3, I_3 ⊗ X]");
+    lj_free(s);
+    lj_op_free(&JJ);
+    /* a long chain: built in linear passes, freed iteratively */
+    lj_expr *c = lj_expr_retain(X);
+    for (int i = 0; i < 3000; i++) {
+        lj_expr *n = lj_expr_func(ctx, i % 2 ? LJ_FN_SIN : LJ_FN_TANH, c);
+        lj_expr_free(&c);
+        c = n;
+    }
+    lj_op *Jc = lj_expr_jacobian(ctx, c, X);
+    CK_NN(ctx, Jc);
+    ck_assert_int_eq(lj_op_kind_of(Jc), LJ_OP_DIAG); /* all diagonal factors merged */
+    lj_op_free(&Jc);
+    lj_expr_free(&c);
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* ---- the seeds ---------------------------------------------------------------- */
+
+static lj_expr *load(lj_context *ctx, lj_symtab *t, const char *seed, const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/%s.mtx", LJ_CASES_DIR, seed, name);
+    int64_t r, c;
+    double *v;
+    CK_OK(ctx, lj_read_dense_mtx(ctx, path, &r, &c, &v));
+    lj_expr *e = lj_expr_var(ctx, name, r, c, v);
+    lj_free(v);
+    CK_OK(ctx, lj_symtab_add(ctx, t, e));
+    return e;
+}
+
+static void seed_case(const char *seed, const char *text, const char *wrt, const char *const *names,
+                      int nnames, const char *want, bool gradient)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = lj_symtab_new(ctx);
+    lj_expr *x = NULL;
+    for (int i = 0; i < nnames; i++) {
+        lj_expr *e = load(ctx, t, seed, names[i]);
+        if (!strcmp(names[i], wrt)) x = e;
+        else lj_expr_free(&e);
+    }
+    int64_t pos;
+    lj_expr *f = lj_parse(ctx, text, t, &pos);
+    CK_NN(ctx, f);
+    lj_op *J = lj_expr_jacobian(ctx, f, x);
+    CK_NN(ctx, J);
+    int64_t m = lj_expr_rows(x), n = lj_expr_cols(x);
+    char *s = gradient ? lj_op_print_gradient(ctx, J, m, n, LJ_PRINT_UNICODE) : lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_msg(strcmp(s, want) == 0, "%s printed '%s', the accepted answer is '%s'", seed, s, want);
+    lj_free(s);
+    /* the value of the expression */
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/value.mtx", LJ_CASES_DIR, seed);
+    int64_t vr, vc, er, ec;
+    double *ref, *val;
+    CK_OK(ctx, lj_read_dense_mtx(ctx, path, &vr, &vc, &ref));
+    CK_OK(ctx, lj_expr_eval(ctx, f, &er, &ec, &val));
+    ck_assert(vr * vc == er * ec);
+    for (int64_t i = 0; i < vr * vc; i++) ck_assert(fabs(ref[i] - val[i]) <= 1e-12 * (1 + fabs(ref[i])));
+    lj_free(ref);
+    lj_free(val);
+    /* the Jacobian (or gradient) against the independent reference */
+    snprintf(path, sizeof path, "%s/%s/%s.mtx", LJ_CASES_DIR, seed, gradient ? "gradient" : "jacobian");
+    CK_OK(ctx, lj_read_dense_mtx(ctx, path, &vr, &vc, &ref));
+    tmat Jd = tm_new(lj_op_rows(J), lj_op_cols(J));
+    CK_OK(ctx, lj_op_to_dense(ctx, J, Jd.a, Jd.r));
+    if (gradient) {
+        ck_assert(vr == m && vc == n);
+        double *g = malloc(sizeof(double) * (size_t)(m * n));
+        CK_OK(ctx, lj_expr_gradient(ctx, f, x, g));
+        for (int64_t i = 0; i < m * n; i++) ck_assert(fabs(ref[i] - g[i]) <= 1e-12 * (1 + fabs(ref[i])));
+        free(g);
+    } else {
+        ck_assert(vr == Jd.r && vc == Jd.c);
+        for (int64_t i = 0; i < vr * vc; i++) ck_assert(fabs(ref[i] - Jd.a[i]) <= 1e-12 * (1 + fabs(ref[i])));
+    }
+    double maxrel;
+    CK_OK(ctx, lj_expr_fd_check(ctx, f, x, J, 0, &maxrel, NULL));
+    ck_assert_msg(maxrel < 1e-8, "%s: finite differences %g", seed, maxrel);
+    lj_free(ref);
+    tm_free(&Jd);
+    lj_op_free(&J);
+    lj_expr_free(&f);
+    lj_expr_free(&x);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+
+START_TEST(test_seed000)
+{
+    const char *n[] = { "W", "A", "B" };
+    seed_case("seed000", "W*(A.*B)", "A", n, 3, "(I_5 ⊗ W)·Diag(vec B)", false);
+}
+END_TEST
+
+START_TEST(test_seed001)
+{
+    const char *n[] = { "x", "A" };
+    seed_case("seed001", "(x*x').*A", "x", n, 2, "Diag(vec A)·((x ⊗ I_4) + (I_4 ⊗ x))", false);
+}
+END_TEST
+
+START_TEST(test_seed002)
+{
+    const char *n[] = { "ones", "Q", "W", "b" };
+    seed_case("seed002", "ones'*(Q.*W)*b", "Q", n, 4, "(1_3 b^T) ∘ W", true);
+}
+END_TEST
+
+START_TEST(test_seed003)
+{
+    const char *n[] = { "A", "H", "W" };
+    seed_case("seed003", "A*H*W", "H", n, 3, "W^T ⊗ A", false);
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------------- */
+
+#define ASSERT_ERR(ctx, code, frag)                                                             \
+    do {                                                                                        \
+        ck_assert_msg(lj_context_status(ctx) == (code), "status %d, want %d: %s",               \
+                      (int)lj_context_status(ctx), (int)(code), lj_context_message(ctx));       \
+        ck_assert_msg(strstr(lj_context_message(ctx), frag) != NULL, "message '%s' lacks '%s'", \
+                      lj_context_message(ctx), frag);                                           \
+        lj_context_clear(ctx);                                                                  \
+    } while (0)
+
+START_TEST(test_errors)
+{
+    env E = { lj_context_new(), 700, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *A = leaf(&E, "A", 3, 4, 0, true), *B = leaf(&E, "B", 5, 2, 0, true), *S = leaf(&E, "S", 3, 3, 0, true);
+    ck_assert_ptr_null(lj_expr_mul(ctx, A, B));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "mul: inner dimensions differ: (3×4)·(5×2)");
+    ck_assert_ptr_null(lj_expr_add(ctx, A, B));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "add: shapes differ: (3×4) + (5×2)");
+    ck_assert_ptr_null(lj_expr_hadamard(ctx, A, B));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "hadamard: shapes differ");
+    ck_assert_ptr_null(lj_expr_inv(ctx, A));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "inv: matrix must be square, not (3×4)");
+    ck_assert_ptr_null(lj_expr_det(ctx, A));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "det: matrix must be square");
+    ck_assert_ptr_null(lj_expr_trace(ctx, A));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "tr: matrix must be square");
+    ck_assert_ptr_null(lj_expr_logdet(ctx, B));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "logdet");
+    ck_assert_ptr_null(lj_expr_div_scalar(ctx, A, A));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "div");
+    ck_assert_ptr_null(lj_expr_diag(ctx, A));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "diag: needs a vector or a square matrix");
+    ck_assert_ptr_null(lj_expr_pow(ctx, A, NAN));
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "pow");
+    ck_assert_ptr_null(lj_expr_var(ctx, "2x", 1, 1, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_NAME, "not a valid name");
+    ck_assert_ptr_null(lj_expr_var(ctx, "v", -1, 1, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "bad shape");
+    ck_assert_ptr_null(lj_expr_var(ctx, "v", INT64_MAX / 2, 4, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_OVERFLOW, "bad shape");
+    ck_assert_ptr_null(lj_expr_kron(ctx, NULL, A));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "kron: operand 1 is NULL");
+    ck_assert_ptr_null(lj_expr_func(ctx, (lj_func)99, A));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "unknown function");
+    /* singular matrices */
+    double sing[9] = { 1, 2, 3, 2, 4, 6, 0, 0, 1 };
+    lj_expr *Z = keep(&E, lj_expr_var(ctx, "Z", 3, 3, sing));
+    lj_expr *iz = keep(&E, lj_expr_inv(ctx, Z)), *dz = keep(&E, lj_expr_det(ctx, Z)), *lz = keep(&E, lj_expr_logdet(ctx, Z));
+    double *v = NULL;
+    int64_t r, c;
+    ck_assert_int_eq(lj_expr_eval(ctx, iz, &r, &c, &v), LJ_ERR_SINGULAR);
+    ASSERT_ERR(ctx, LJ_ERR_SINGULAR, "inv: matrix (3×3) is singular");
+    CK_OK(ctx, lj_expr_eval(ctx, dz, &r, &c, &v));
+    ck_assert(v[0] == 0.0);
+    lj_free(v);
+    ck_assert_ptr_null(lj_expr_jacobian(ctx, dz, Z));
+    ASSERT_ERR(ctx, LJ_ERR_SINGULAR, "det");
+    ck_assert_int_eq(lj_expr_eval(ctx, lz, &r, &c, &v), LJ_ERR_DOMAIN);
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "logdet: determinant of (3×3) is zero");
+    double negdet[4] = { 0, 1, 1, 0 };
+    lj_expr *N = keep(&E, lj_expr_var(ctx, "N", 2, 2, negdet)), *ln = keep(&E, lj_expr_logdet(ctx, N));
+    ck_assert_int_eq(lj_expr_eval(ctx, ln, &r, &c, &v), LJ_ERR_DOMAIN);
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "negative");
+    double negs[2] = { -1, 2 };
+    lj_expr *q = keep(&E, lj_expr_var(ctx, "q", 2, 1, negs));
+    lj_expr *lq = keep(&E, lj_expr_func(ctx, LJ_FN_LOG, q)), *sq = keep(&E, lj_expr_func(ctx, LJ_FN_SQRT, q));
+    ck_assert_int_eq(lj_expr_eval(ctx, lq, &r, &c, &v), LJ_ERR_DOMAIN);
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "log: argument -1 is not positive");
+    ck_assert_int_eq(lj_expr_eval(ctx, sq, &r, &c, &v), LJ_ERR_DOMAIN);
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "sqrt");
+    /* gradient of a non-scalar */
+    double g[12];
+    ck_assert_int_eq(lj_expr_gradient(ctx, A, A, g), LJ_ERR_NOT_SCALAR);
+    ASSERT_ERR(ctx, LJ_ERR_NOT_SCALAR, "gradient: expression is (3×4), not a scalar");
+    /* Jacobian with respect to a constant or an expression */
+    lj_expr *K = keep(&E, lj_expr_const(ctx, "K", 3, 3, NULL));
+    ck_assert_ptr_null(lj_expr_jacobian(ctx, S, K));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "'K' is a constant");
+    ck_assert_ptr_null(lj_expr_jacobian(ctx, S, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "jacobian");
+    ck_assert_ptr_null(lj_expr_jacobian_n(ctx, S, 0, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "no variables");
+    ck_assert_int_eq(lj_expr_eval(ctx, NULL, &r, &c, &v), LJ_ERR_INVALID);
+    lj_context_clear(ctx);
+    ck_assert_int_eq(lj_expr_set_value(ctx, iz, sing), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "not a leaf");
+    ck_assert_int_eq(lj_expr_fd_check(ctx, S, K, NULL, 0, NULL, NULL), LJ_ERR_INVALID);
+    lj_context_clear(ctx);
+    ck_assert_int_eq(lj_expr_rows(NULL), -1);
+    ck_assert_ptr_null(lj_expr_name(NULL));
+    ck_assert(!lj_expr_is_var(K));
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Every allocation inside Jacobian construction fails in turn. */
+START_TEST(test_alloc_failure_jacobian)
+{
+    env E = { lj_context_new(), 800, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = leaf(&E, "X", 3, 2, 0, true), *W = leaf(&E, "W", 4, 3, 0, false), *S = leaf(&E, "S", 2, 2, 3, false);
+    lj_expr *WX = keep(&E, lj_expr_mul(ctx, W, X)), *T = keep(&E, lj_expr_func(ctx, LJ_FN_TANH, WX));
+    lj_expr *XS = keep(&E, lj_expr_mul(ctx, X, S)), *K = keep(&E, lj_expr_kron(ctx, T, XS));
+    lj_expr *F = keep(&E, lj_expr_sum(ctx, K));
+    int ok_at = 0;
+    for (int n = 1; n < 3000; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        lj_op *J = lj_expr_jacobian(ctx, F, X);
+        double g[6];
+        lj_status st = J ? lj_expr_gradient(ctx, F, X, g) : LJ_ERR_NOMEM;
+        if (J && st == LJ_OK) {
+            ok_at = n;
+            lj_op_free(&J);
+            break;
+        }
+        ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
+        lj_context_clear(ctx);
+        lj_op_free(&J);
+    }
+    ck_assert_int_gt(ok_at, 20);
+    lj_context_fail_alloc(ctx, 0, 0);
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+Suite *make_expr_suite(void)
+{
+    Suite *s = suite_create("expr");
+    TCase *rules = tcase_create("rules");
+    tcase_set_timeout(rules, 120);
+    tcase_add_loop_test(rules, test_rule_products, 0, NSH);
+    tcase_add_loop_test(rules, test_rule_structural, 0, NSH);
+    tcase_add_loop_test(rules, test_rule_elementwise, 0, NSH);
+    tcase_add_loop_test(rules, test_rule_inverse_det, 0, 5);
+    tcase_add_test(rules, test_composites);
+    tcase_add_test(rules, test_shared_subexpressions);
+    suite_add_tcase(s, rules);
+    TCase *seeds = tcase_create("seeds");
+    tcase_add_test(seeds, test_seed000);
+    tcase_add_test(seeds, test_seed001);
+    tcase_add_test(seeds, test_seed002);
+    tcase_add_test(seeds, test_seed003);
+    suite_add_tcase(s, seeds);
+    TCase *errors = tcase_create("errors");
+    tcase_set_timeout(errors, 120);
+    tcase_add_test(errors, test_errors);
+    tcase_add_test(errors, test_alloc_failure_jacobian);
+    suite_add_tcase(s, errors);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(make_expr_suite());
+}
