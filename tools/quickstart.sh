@@ -29,8 +29,7 @@ cd build
 [ -f Makefile ] || ../configure ${LJ_CONFIGURE_FLAGS:-}
 make -j"$(nproc)"
 if [ "$mode" = demo ]; then
-  make -j"$(nproc)" examples/hello >/dev/null
-  ./examples/hello
+  ./tools/lazyjac demo
 else
   make -j"$(nproc)" check || { cat tests/*.log >&2; exit 1; }
 fi

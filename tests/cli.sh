@@ -1,0 +1,159 @@
+#!/bin/sh
+# Drives the built lazyjac command as a user would: every subcommand on
+# several expressions, outputs compared with independent references and
+# with products computed here; every bad input of the contract (exit status,
+# the "lazyjac: error:" prefix, a caret for parse errors, no file left).
+set -u
+LJ="$top_builddir/tools/lazyjac"
+TOOL="$top_builddir/tests/mtxtool"
+CASES="$top_srcdir/tests/cases"
+T=$(mktemp -d /tmp/lj_cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0 fail=0
+
+ok()  { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# run EXPECTED_STATUS DESCRIPTION -- ARGS...: runs lazyjac, checks its status
+run() {
+  want=$1; what=$2; shift 3
+  "$LJ" "$@" >"$T/out" 2>"$T/err"
+  got=$?
+  if [ "$got" -ne "$want" ]; then bad "$what: exit $got, want $want"; sed 's/^/  | /' "$T/err"; return 1; fi
+  ok; return 0
+}
+
+# ---- demo ------------------------------------------------------------------
+run 0 "demo" -- demo -o "$T/demo"
+for form in "J = (I_5 ⊗ W)·Diag(vec B)" "J = Diag(vec A)·((x ⊗ I_4) + (I_4 ⊗ x))" \
+            "gradient = (1_3 b^T) ∘ W" "J = W^T ⊗ A"; do
+  grep -qF "$form" "$T/out" && ok || bad "demo prints '$form'"
+done
+[ "$(grep -c '(ok)' "$T/out")" -eq 4 ] && ok || bad "demo: four finite-difference checks pass"
+for s in 000 001 003; do
+  "$TOOL" diff "$T/demo/seed$s-jacobian.mtx" "$CASES/seed$s/jacobian.mtx" 1e-12 && ok || bad "demo seed$s file"
+done
+"$TOOL" diff "$T/demo/seed002-gradient.mtx" "$CASES/seed002/gradient.mtx" 1e-12 && ok || bad "demo seed002 file"
+
+# ---- the seeds through files -------------------------------------------------
+c="$CASES/seed000"
+run 0 "jacobian seed000" -- jacobian -e "W*(A.*B)" -w A -v W="$c/W.mtx" -v A="$c/A.mtx" -v B="$c/B.mtx" -o "$T/j0.mtx" &&
+  { "$TOOL" diff "$T/j0.mtx" "$c/jacobian.mtx" 1e-12 && ok || bad "seed000 jacobian values"; }
+run 0 "eval seed000" -- eval -e "W*(A.*B)" -v W="$c/W.mtx" -v A="$c/A.mtx" -v B="$c/B.mtx" -o "$T/v0.mtx" &&
+  { "$TOOL" diff "$T/v0.mtx" "$c/value.mtx" 1e-12 && ok || bad "seed000 value"; }
+c="$CASES/seed001"
+run 0 "jacobian seed001" -- jacobian -e "(x*x').*A" -w x -v x="$c/x.mtx" -v A="$c/A.mtx" -o "$T/j1.mtx" &&
+  { "$TOOL" diff "$T/j1.mtx" "$c/jacobian.mtx" 1e-12 && ok || bad "seed001 jacobian values"; }
+c="$CASES/seed002"
+run 0 "gradient seed002" -- gradient -e "ones'*(Q.*W)*b" -w Q -v ones="$c/ones.mtx" -v Q="$c/Q.mtx" \
+  -v W="$c/W.mtx" -v b="$c/b.mtx" -o "$T/g2.mtx" &&
+  { "$TOOL" diff "$T/g2.mtx" "$c/gradient.mtx" 1e-12 && ok || bad "seed002 gradient values"; }
+head -1 "$T/g2.mtx" | grep -q "array real general" && ok || bad "gradient is a Matrix Market array"
+c="$CASES/seed003"
+run 0 "jacobian seed003 --print --check" -- jacobian -e "A*H*W" -w H -v A="$c/A.mtx" -v H="$c/H.mtx" \
+  -v W="$c/W.mtx" --print --check -o "$T/j3.mtx" &&
+  { "$TOOL" diff "$T/j3.mtx" "$c/jacobian.mtx" 1e-12 && ok || bad "seed003 jacobian values"; }
+for frag in "J = W^T ⊗ A" "plain: W' kron A" "shape: 10×15" "nnz: 150" "apply cost:" "tree:" "kron 10×15"; do
+  grep -qF "$frag" "$T/out" && ok || bad "--print shows '$frag'"
+done
+err=$(sed -n 's/^finite-difference check: largest relative error \([^ ]*\).*/\1/p' "$T/out")
+awk -v e="$err" 'BEGIN { exit !(e != "" && e + 0 < 1e-6) }' && ok || bad "--check error '$err'"
+head -1 "$T/j3.mtx" | grep -q "coordinate real general" && ok || bad "jacobian is coordinate real general"
+
+# ---- several expressions, against finite differences and J·v -------------------
+for spec in "tanh(W*X)|X|-d W=4x3 -d X=3x2" "logdet(X'*X + 2)|X|-d X=4x3" \
+            "kron(X, Y) + kron(X, Y)|Y|-d X=2x3 -d Y=3x2" "inv(X + 3*S)*X'|X|-d X=3x3 -d S=3x3" \
+            "sum(exp(X).*X) / 3|X|-d X=2x5" "diag(diag(X*X'))|X|-d X=3x4"; do
+  e=${spec%%|*}; rest=${spec#*|}; w=${rest%%|*}; decls=${rest#*|}
+  # shellcheck disable=SC2086
+  run 0 "check $e" -- jacobian -e "$e" -w "$w" $decls --check -o "$T/j.mtx" || continue
+  err=$(sed -n 's/^finite-difference check: largest relative error \([^ ]*\).*/\1/p' "$T/out")
+  awk -v e="$err" 'BEGIN { exit !(e != "" && e + 0 < 1e-6) }' && ok || bad "$e: fd error '$err'"
+  cols=$(awk '!/^%/ { print $2; exit }' "$T/j.mtx"); rows=$(awk '!/^%/ { print $1; exit }' "$T/j.mtx")
+  # a vector to apply to, and the product computed from the written matrix
+  run 0 "eval vector" -- eval -e "v" -d v="${cols}x1" --seed 7 -o "$T/v.mtx"
+  # shellcheck disable=SC2086
+  run 0 "apply $e" -- apply -e "$e" -w "$w" $decls --vector "$T/v.mtx" -o "$T/y.mtx" &&
+    { "$TOOL" matvec "$T/j.mtx" "$T/v.mtx" "$T/yref.mtx" && "$TOOL" diff "$T/y.mtx" "$T/yref.mtx" 1e-12 && ok || bad "apply $e"; }
+  run 0 "eval vector" -- eval -e "u" -d u="${rows}x1" --seed 8 -o "$T/u.mtx"
+  # shellcheck disable=SC2086
+  run 0 "apply^T $e" -- apply -e "$e" -w "$w" $decls --vector "$T/u.mtx" --transpose -o "$T/z.mtx" &&
+    { "$TOOL" matvec "$T/j.mtx" "$T/u.mtx" t "$T/zref.mtx" && "$TOOL" diff "$T/z.mtx" "$T/zref.mtx" 1e-12 && ok || bad "apply^T $e"; }
+done
+
+# Rutherford-Boeing, standard output, seeds of -d
+run 0 "rb" -- jacobian -e "A*H*W" -w H -d A=5x5 -d H=5x3 -d W=3x2 --format rb -o "$T/j.rb"
+run 0 "mtx" -- jacobian -e "A*H*W" -w H -d A=5x5 -d H=5x3 -d W=3x2 -o "$T/j.mtx"
+"$TOOL" diff "$T/j.rb" "$T/j.mtx" 1e-15 && ok || bad "rb equals mtx"
+run 0 "stdout" -- jacobian -e "A*H*W" -w H -d A=5x5 -d H=5x3 -d W=3x2
+"$TOOL" diff "$T/out" "$T/j.mtx" 0 2>/dev/null || { cp "$T/out" "$T/so.mtx"; "$TOOL" diff "$T/so.mtx" "$T/j.mtx" 0; } && ok || bad "stdout matrix"
+run 0 "seed 1" -- eval -e "X" -d X=2x2 -o "$T/s1.mtx"
+run 0 "seed 1 again" -- eval -e "X" -d X=2x2 --seed 1 -o "$T/s1b.mtx"
+run 0 "seed 2" -- eval -e "X" -d X=2x2 --seed 2 -o "$T/s2.mtx"
+cmp -s "$T/s1.mtx" "$T/s1b.mtx" && ok || bad "--seed is deterministic"
+cmp -s "$T/s1.mtx" "$T/s2.mtx" && bad "--seed changes the values" || ok
+for sub in demo jacobian gradient apply eval; do
+  run 0 "$sub --help" -- "$sub" --help && { grep -q "lazyjac $sub" "$T/out" && ok || bad "$sub --help text"; }
+done
+run 0 "--help" -- --help
+run 0 "--version" -- --version
+
+# ---- bad input ----------------------------------------------------------------------
+printf '%%%%MatrixMarket matrix array real general\n2 2\n1\n2\n' >"$T/trunc.mtx"
+printf '%%%%MatrixMarket matrix array real general\n2 2\n1\n2\n2\n4\n' >"$T/sing.mtx"
+printf '%%%%MatrixMarket matrix array real general\n3 1\n1\n2\n3\n' >"$T/v3.mtx"
+D="-d A=3x4 -d B=4x2 -d S=3x3"
+check_bad() {
+  want=$1; frag=$2; shift 2
+  rm -f "$T/res.mtx"
+  "$LJ" "$@" >"$T/out" 2>"$T/err"
+  got=$?
+  [ "$got" -eq "$want" ] || { bad "'$*': exit $got, want $want"; sed 's/^/  | /' "$T/err"; return; }
+  head -1 "$T/err" | grep -q "^lazyjac: error: " || { bad "'$*': no 'lazyjac: error:' line"; return; }
+  grep -qF -- "$frag" "$T/err" || { bad "'$*': stderr lacks '$frag'"; sed 's/^/  | /' "$T/err"; return; }
+  [ ! -e "$T/res.mtx" ] || { bad "'$*': left an output file"; return; }
+  ls "$T" | grep -q 'res.mtx.tmp' && { bad "'$*': left a temporary file"; return; }
+  ok
+}
+# shellcheck disable=SC2086
+{
+check_bad 2 "expected ')'"        jacobian -e "A*(B" -w A $D -o "$T/res.mtx"
+check_bad 2 "unbalanced ')'"      jacobian -e "A*B)" -w A $D -o "$T/res.mtx"
+check_bad 2 "unknown function 'foo'" jacobian -e "foo(A)" -w A $D -o "$T/res.mtx"
+check_bad 2 "'kron' takes 2 arguments, got 1" jacobian -e "kron(A)" -w A $D -o "$T/res.mtx"
+check_bad 2 "'tr' takes 1 argument, got more" jacobian -e "tr(S, S)" -w S $D -o "$T/res.mtx"
+check_bad 2 "empty expression"    jacobian -e "" -w A $D -o "$T/res.mtx"
+check_bad 2 "unexpected '#'"      jacobian -e "A # B" -w A $D -o "$T/res.mtx"
+check_bad 2 "'Q' is not declared" jacobian -e "A*Q" -w A $D -o "$T/res.mtx"
+check_bad 2 "'A' is declared twice" jacobian -e "A" -w A $D -d A=2x2 -o "$T/res.mtx"
+check_bad 2 "-w Z: 'Z' is not declared" jacobian -e "A" -w Z $D -o "$T/res.mtx"
+check_bad 2 "unknown option '--bogus'" jacobian -e "A" -w A $D --bogus
+check_bad 2 "unknown command 'jacobain'" jacobain -e "A"
+check_bad 2 "needs -w VAR"        jacobian -e "A" $D
+check_bad 2 "needs -e EXPR"       eval $D
+check_bad 2 "must read RxC"       eval -e "A" -d A=3by4
+check_bad 2 "must read NAME=FILE" eval -e "A" -v A
+check_bad 2 "needs a value"       eval -e
+check_bad 2 "--format must be mtx or rb" jacobian -e "A" -w A $D --format csv
+check_bad 2 "does not take -w"    eval -e "A" -w A $D
+check_bad 2 "exponent"            eval -e "A.^B" $D
+check_bad 1 "mul: inner dimensions differ: (3×4)·(3×3)" jacobian -e "A*S" -w A $D -o "$T/res.mtx"
+check_bad 1 "add: shapes differ"  eval -e "A + B" $D -o "$T/res.mtx"
+check_bad 1 "gradient: expression is (3×2), not a scalar" gradient -e "A*B" -w A $D -o "$T/res.mtx"
+check_bad 1 "singular"            eval -e "inv(M)" -v M="$T/sing.mtx" -o "$T/res.mtx"
+check_bad 1 "singular"            jacobian -e "inv(M)" -w M -v M="$T/sing.mtx" -o "$T/res.mtx"
+check_bad 1 "truncated"           eval -e "M" -v M="$T/trunc.mtx" -o "$T/res.mtx"
+check_bad 1 "cannot open"         eval -e "M" -v M="$T/missing.mtx" -o "$T/res.mtx"
+check_bad 1 "apply: the vector"   apply -e "A*B" -w A $D --vector "$T/v3.mtx" -o "$T/res.mtx"
+check_bad 1 "overflows"           eval -e "A" -d A=100000000000x100000000000 -o "$T/res.mtx"
+check_bad 1 "overflows"           eval -e "kron(A, A)" -d A=4000000000x0 -o "$T/res.mtx"
+check_bad 1 "logdet"              eval -e "logdet(-S'*S)" $D -o "$T/res.mtx"
+check_bad 1 "/nonexistent-dir/res.mtx" jacobian -e "A" -w A $D -o /nonexistent-dir/res.mtx
+}
+# a parse error shows the expression and a caret under the offending character
+"$LJ" eval -e "A + (B * )" -d A=2x2 -d B=2x2 2>"$T/err" >/dev/null
+sed -n 2p "$T/err" | grep -qF "  A + (B * )" && ok || bad "parse error shows the expression"
+sed -n 3p "$T/err" | grep -qx "           ^" && ok || bad "caret under ')'"
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

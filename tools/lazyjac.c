@@ -1,0 +1,581 @@
+/* lazyjac: the command. Type a matrix expression, get its structured
+ * Jacobian, check it against finite differences, export it. Built on the
+ * public API alone; the contract (options, formats, exit status) is the one
+ * in DESIGN.md and lazyjac(1). */
+#include <lazyjac.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "demo_data.h"
+
+enum { EXIT_USAGE = 2, EXIT_FAIL = 1 };
+
+static const char *usage_text =
+    "usage: lazyjac demo [-o DIR]\n"
+    "       lazyjac jacobian -e EXPR -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
+    "       lazyjac gradient -e EXPR -w VAR [DECL...] [-o FILE]\n"
+    "       lazyjac apply    -e EXPR -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
+    "       lazyjac eval     -e EXPR [DECL...] [-o FILE]\n"
+    "DECL:  -d NAME=RxC     shape; values drawn from --seed N (default 1)\n"
+    "       -v NAME=FILE    values (and shape) from a Matrix Market file\n"
+    "Run 'lazyjac COMMAND --help' for one command, 'lazyjac --version' for the version.\n";
+
+static const char *help_demo =
+    "lazyjac demo [-o DIR]\n"
+    "  Runs the four seed problems on embedded values: prints each question, the\n"
+    "  structured answer, its shape and nnz, the finite-difference check, and\n"
+    "  writes each Jacobian (or gradient) as Matrix Market into DIR\n"
+    "  (default: lazyjac-demo). Needs no input.\n";
+static const char *help_jacobian =
+    "lazyjac jacobian -e EXPR -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
+    "  J = d vec(EXPR) / d vec(VAR), materialised exactly and written as Matrix\n"
+    "  Market coordinate (1-based, real, general) or Rutherford-Boeing (--format rb)\n"
+    "  to FILE, or to standard output when there is no -o and neither --print\n"
+    "  nor --check is given.\n"
+    "  --print   the structured form (Unicode and plain), shape, nnz, apply cost\n"
+    "            and the operator tree\n"
+    "  --check   the largest relative error against central finite differences\n"
+    "  --seed N  seed for the values of -d declarations (default 1)\n";
+static const char *help_gradient =
+    "lazyjac gradient -e EXPR -w VAR [DECL...] [-o FILE]\n"
+    "  The gradient of a scalar (1×1) EXPR, in VAR's shape, computed as J^T·1\n"
+    "  through the lazy operator, written as a Matrix Market array to FILE (or\n"
+    "  standard output). Its structured form goes to standard error.\n";
+static const char *help_apply =
+    "lazyjac apply -e EXPR -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
+    "  J v (or J^T v with --transpose) for the column vector in the Matrix Market\n"
+    "  file, through the lazy operator (J is never materialised), written as a\n"
+    "  Matrix Market array.\n";
+static const char *help_eval =
+    "lazyjac eval -e EXPR [DECL...] [-o FILE]\n"
+    "  The value of EXPR, written as a Matrix Market array.\n";
+
+/* ---- errors ----------------------------------------------------------------------- */
+
+static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lazyjac: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return code;
+}
+
+static int exit_for(lj_status st)
+{
+    return (st == LJ_ERR_PARSE || st == LJ_ERR_NAME) ? EXIT_USAGE : EXIT_FAIL;
+}
+
+static int lib_error(lj_context *ctx)
+{
+    lj_status st = lj_context_status(ctx);
+    return die(exit_for(st), "%s", lj_context_message(ctx));
+}
+
+/* ---- options ----------------------------------------------------------------------- */
+
+typedef struct {
+    const char *cmd, *expr, *wrt, *out, *format, *vector;
+    bool print, check, transpose, help;
+    uint64_t seed;
+    const char *decl_kind[256];
+    const char *decl[256];
+    int ndecl;
+} options;
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->cmd = argv[1];
+    o->seed = 1;
+    o->format = "mtx";
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        bool takes = !strcmp(a, "-e") || !strcmp(a, "-w") || !strcmp(a, "-o") || !strcmp(a, "-d") ||
+                     !strcmp(a, "-v") || !strcmp(a, "--format") || !strcmp(a, "--vector") ||
+                     !strcmp(a, "--seed");
+        if (takes && i + 1 >= argc) return die(EXIT_USAGE, "option '%s' needs a value", a);
+        const char *v = takes ? argv[++i] : NULL;
+        if (!strcmp(a, "-e")) o->expr = v;
+        else if (!strcmp(a, "-w")) o->wrt = v;
+        else if (!strcmp(a, "-o")) o->out = v;
+        else if (!strcmp(a, "--format")) o->format = v;
+        else if (!strcmp(a, "--vector")) o->vector = v;
+        else if (!strcmp(a, "--seed")) {
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            if (errno || *end || !*v || v[0] == '-') return die(EXIT_USAGE, "--seed needs a non-negative integer, not '%s'", v);
+            o->seed = s;
+        } else if (!strcmp(a, "-d") || !strcmp(a, "-v")) {
+            if (o->ndecl == 256) return die(EXIT_USAGE, "too many declarations");
+            o->decl_kind[o->ndecl] = a;
+            o->decl[o->ndecl++] = v;
+        } else if (!strcmp(a, "--print")) o->print = true;
+        else if (!strcmp(a, "--check")) o->check = true;
+        else if (!strcmp(a, "--transpose")) o->transpose = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) o->help = true;
+        else return die(EXIT_USAGE, "unknown option '%s' for '%s' (see 'lazyjac %s --help')", a, o->cmd, o->cmd);
+    }
+    return 0;
+}
+
+/* Flags that a command does not take are usage errors, not silently ignored. */
+static int reject(const options *o, bool cond, const char *what)
+{
+    return cond ? die(EXIT_USAGE, "'%s' does not take %s", o->cmd, what) : 0;
+}
+
+/* ---- declarations ----------------------------------------------------------------- */
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static bool parse_dim(const char *s, const char **end, int64_t *v)
+{
+    char *e;
+    errno = 0;
+    if (*s < '0' || *s > '9') return false;
+    long long x = strtoll(s, &e, 10);
+    if (errno == ERANGE) {
+        *v = -2; /* too large: reported as overflow */
+        *end = e;
+        return true;
+    }
+    *v = x;
+    *end = e;
+    return true;
+}
+
+static int declare(lj_context *ctx, lj_symtab *t, const options *o)
+{
+    uint64_t rng = o->seed;
+    for (int i = 0; i < o->ndecl; i++) {
+        const char *d = o->decl[i];
+        const char *eq = strchr(d, '=');
+        if (!eq || eq == d || !eq[1])
+            return die(EXIT_USAGE, "declaration '%s %s' must read NAME=%s", o->decl_kind[i], d,
+                       o->decl_kind[i][1] == 'd' ? "RxC" : "FILE");
+        char name[128];
+        if ((size_t)(eq - d) >= sizeof name) return die(EXIT_USAGE, "name too long in '%s'", d);
+        memcpy(name, d, (size_t)(eq - d));
+        name[eq - d] = '\0';
+        if (lj_symtab_get(t, name)) return die(EXIT_USAGE, "'%s' is declared twice", name);
+        lj_expr *e = NULL;
+        if (o->decl_kind[i][1] == 'd') {
+            int64_t r, c;
+            const char *p = eq + 1, *q;
+            if (!parse_dim(p, &q, &r) || (*q != 'x' && *q != 'X') || !parse_dim(q + 1, &p, &c) || *p)
+                return die(EXIT_USAGE, "declaration '-d %s': shape must read RxC, like 3x4", d);
+            if (r < 0 || c < 0 || (r > 0 && c > INT64_MAX / r) || r * c > ((int64_t)1 << 40))
+                return die(EXIT_FAIL, "declaration '-d %s': the size %s overflows", d, eq + 1);
+            double *v = malloc(sizeof *v * (size_t)(r * c > 0 ? r * c : 1));
+            if (!v) return die(EXIT_FAIL, "out of memory for '%s'", name);
+            for (int64_t k = 0; k < r * c; k++)
+                v[k] = (double)(splitmix(&rng) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+            e = lj_expr_var(ctx, name, r, c, v);
+            free(v);
+        } else {
+            int64_t r, c;
+            double *v;
+            if (lj_read_dense_mtx(ctx, eq + 1, &r, &c, &v) != LJ_OK)
+                return die(EXIT_FAIL, "%s (declaring '%s')", lj_context_message(ctx), name);
+            e = lj_expr_var(ctx, name, r, c, v);
+            lj_free(v);
+        }
+        if (!e) return lib_error(ctx);
+        lj_status st = lj_symtab_add(ctx, t, e);
+        lj_expr_free(&e);
+        if (st != LJ_OK) return lib_error(ctx);
+    }
+    return 0;
+}
+
+static int parse_expr(lj_context *ctx, const lj_symtab *t, const char *text, lj_expr **out)
+{
+    int64_t pos;
+    *out = lj_parse(ctx, text, t, &pos);
+    if (*out) return 0;
+    int code = lib_error(ctx);
+    if (pos >= 0) {
+        char *c = lj_caret(text, pos);
+        if (c) fprintf(stderr, "%s\n", c);
+        lj_free(c);
+    }
+    return code;
+}
+
+/* ---- output ------------------------------------------------------------------------ */
+
+static bool to_stdout(const char *out)
+{
+    return !out || !strcmp(out, "-");
+}
+
+/* Matrix Market array on standard output (files go through the library,
+ * which writes to a temporary name and renames). */
+static int write_array(lj_context *ctx, const char *out, int64_t r, int64_t c, const double *v)
+{
+    if (!to_stdout(out)) return lj_write_dense_mtx(ctx, r, c, v, r > 0 ? r : 1, out) == LJ_OK ? 0 : lib_error(ctx);
+    printf("%%%%MatrixMarket matrix array real general\n%" PRId64 " %" PRId64 "\n", r, c);
+    for (int64_t k = 0; k < r * c; k++) printf("%.17g\n", v[k]);
+    return fflush(stdout) == 0 ? 0 : die(EXIT_FAIL, "writing standard output failed");
+}
+
+/* Materialisation in a worker thread, so that a long one shows progress on
+ * standard error when that is a terminal. */
+typedef struct {
+    lj_context *ctx;
+    const lj_op *J;
+    cholmod_sparse *S;
+    volatile int done;
+} mat_job;
+
+static void *materialise(void *arg)
+{
+    mat_job *m = arg;
+    m->S = lj_op_to_sparse(m->ctx, m->J);
+    m->done = 1;
+    return NULL;
+}
+
+static cholmod_sparse *to_sparse_with_progress(lj_context *ctx, const lj_op *J)
+{
+    mat_job job = { ctx, J, NULL, 0 };
+    pthread_t th;
+    if (pthread_create(&th, NULL, materialise, &job) != 0) return lj_op_to_sparse(ctx, J);
+    bool tty = isatty(2);
+    struct timespec t0, now, nap = { 0, 50 * 1000 * 1000 };
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int shown = 0;
+    int exact;
+    int64_t nz = lj_op_nnz(ctx, J, &exact);
+    while (!job.done) {
+        nanosleep(&nap, NULL);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double el = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
+        if (tty && el >= 1.0 && (int)el > shown) {
+            shown = (int)el;
+            fprintf(stderr, "\rlazyjac: materialising J (%" PRId64 "×%" PRId64 ", %s%" PRId64 " entries): %ds",
+                    lj_op_rows(J), lj_op_cols(J), exact ? "" : "≤", nz, shown);
+        }
+    }
+    pthread_join(th, NULL);
+    if (shown) fprintf(stderr, "\n");
+    return job.S;
+}
+
+static int write_jacobian(lj_context *ctx, const lj_op *J, const options *o)
+{
+    if (!strcmp(o->format, "rb")) {
+        if (to_stdout(o->out)) return die(EXIT_USAGE, "--format rb needs -o FILE");
+        return lj_op_write_rb(ctx, J, o->out, "lazyjac Jacobian", "lazyjac") == LJ_OK ? 0 : lib_error(ctx);
+    }
+    if (!to_stdout(o->out)) return lj_op_write_mtx(ctx, J, o->out) == LJ_OK ? 0 : lib_error(ctx);
+    cholmod_sparse *S = to_sparse_with_progress(ctx, J);
+    if (!S) return lib_error(ctx);
+    const int64_t *p = S->p, *ii = S->i;
+    const double *x = S->x;
+    printf("%%%%MatrixMarket matrix coordinate real general\n%zu %zu %" PRId64 "\n", S->nrow, S->ncol,
+           p[S->ncol]);
+    for (size_t j = 0; j < S->ncol; j++)
+        for (int64_t q = p[j]; q < p[j + 1]; q++) printf("%" PRId64 " %zu %.17g\n", ii[q] + 1, j + 1, x[q]);
+    lj_sparse_free(ctx, &S);
+    return fflush(stdout) == 0 ? 0 : die(EXIT_FAIL, "writing standard output failed");
+}
+
+static void print_report(lj_context *ctx, const lj_op *J, FILE *f)
+{
+    char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *pl = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
+    char *tree = lj_op_tree(ctx, J);
+    int exact;
+    int64_t nz = lj_op_nnz(ctx, J, &exact);
+    double flops = 0, bytes = 0;
+    lj_op_cost(ctx, J, &flops, &bytes);
+    fprintf(f, "J = %s\nplain: %s\nshape: %" PRId64 "×%" PRId64 "\nnnz: %s%" PRId64 "\n",
+            u ? u : "?", pl ? pl : "?", lj_op_rows(J), lj_op_cols(J), exact ? "" : "≤ ", nz);
+    fprintf(f, "apply cost: %.4g flops, %.4g bytes per vector\ntree:\n%s", flops, bytes, tree ? tree : "");
+    lj_free(u);
+    lj_free(pl);
+    lj_free(tree);
+}
+
+/* ---- commands ---------------------------------------------------------------------- */
+
+typedef struct {
+    lj_context *ctx;
+    lj_symtab *t;
+    lj_expr *f, *x;
+} session;
+
+static void session_end(session *s)
+{
+    lj_expr_free(&s->f);
+    lj_symtab_free(&s->t);
+    lj_context_free(&s->ctx);
+}
+
+/* Declarations, the expression, and the variable -w names. */
+static int session_begin(session *s, const options *o, bool need_var)
+{
+    memset(s, 0, sizeof *s);
+    if (!o->expr) return die(EXIT_USAGE, "'%s' needs -e EXPR", o->cmd);
+    if (need_var && !o->wrt) return die(EXIT_USAGE, "'%s' needs -w VAR", o->cmd);
+    s->ctx = lj_context_new();
+    if (!s->ctx) return die(EXIT_FAIL, "out of memory");
+    s->t = lj_symtab_new(s->ctx);
+    if (!s->t) return lib_error(s->ctx);
+    int rc = declare(s->ctx, s->t, o);
+    if (rc) return rc;
+    if (need_var) {
+        s->x = lj_symtab_get(s->t, o->wrt);
+        if (!s->x) return die(EXIT_USAGE, "-w %s: '%s' is not declared", o->wrt, o->wrt);
+    }
+    return parse_expr(s->ctx, s->t, o->expr, &s->f);
+}
+
+static int cmd_jacobian(const options *o)
+{
+    if (strcmp(o->format, "mtx") && strcmp(o->format, "rb"))
+        return die(EXIT_USAGE, "--format must be mtx or rb, not '%s'", o->format);
+    int rc;
+    if ((rc = reject(o, o->vector != NULL, "--vector")) || (rc = reject(o, o->transpose, "--transpose"))) return rc;
+    session s;
+    rc = session_begin(&s, o, true);
+    lj_op *J = NULL;
+    if (!rc) {
+        J = lj_expr_jacobian(s.ctx, s.f, s.x);
+        if (!J) rc = lib_error(s.ctx);
+    }
+    if (!rc && o->print) print_report(s.ctx, J, stdout);
+    if (!rc && o->check) {
+        double maxrel, fro;
+        if (lj_expr_fd_check(s.ctx, s.f, s.x, J, 0, &maxrel, &fro) != LJ_OK) rc = lib_error(s.ctx);
+        else printf("finite-difference check: largest relative error %.3e (Frobenius %.3e)\n", maxrel, fro);
+    }
+    if (!rc && (o->out || (!o->print && !o->check))) rc = write_jacobian(s.ctx, J, o);
+    lj_op_free(&J);
+    session_end(&s);
+    return rc;
+}
+
+static int cmd_gradient(const options *o)
+{
+    int rc;
+    if ((rc = reject(o, o->vector != NULL, "--vector")) || (rc = reject(o, o->transpose, "--transpose")) ||
+        (rc = reject(o, o->print || o->check, "--print or --check")) ||
+        (rc = reject(o, strcmp(o->format, "mtx") != 0, "--format")))
+        return rc;
+    session s;
+    rc = session_begin(&s, o, true);
+    if (!rc && (lj_expr_rows(s.f) != 1 || lj_expr_cols(s.f) != 1))
+        rc = die(EXIT_FAIL, "gradient: expression is (%" PRId64 "×%" PRId64 "), not a scalar", lj_expr_rows(s.f),
+                 lj_expr_cols(s.f));
+    double *g = NULL;
+    if (!rc) {
+        int64_t m = lj_expr_rows(s.x), n = lj_expr_cols(s.x);
+        g = malloc(sizeof *g * (size_t)(m * n > 0 ? m * n : 1));
+        if (!g) rc = die(EXIT_FAIL, "out of memory");
+        else if (lj_expr_gradient(s.ctx, s.f, s.x, g) != LJ_OK) rc = lib_error(s.ctx);
+        else rc = write_array(s.ctx, o->out, m, n, g);
+    }
+    free(g);
+    session_end(&s);
+    return rc;
+}
+
+static int cmd_apply(const options *o)
+{
+    int rc;
+    if ((rc = reject(o, o->print || o->check, "--print or --check")) ||
+        (rc = reject(o, strcmp(o->format, "mtx") != 0, "--format")))
+        return rc;
+    if (!o->vector) return die(EXIT_USAGE, "'apply' needs --vector FILE");
+    session s;
+    rc = session_begin(&s, o, true);
+    lj_op *J = NULL;
+    double *v = NULL, *y = NULL;
+    if (!rc) {
+        J = lj_expr_jacobian(s.ctx, s.f, s.x);
+        if (!J) rc = lib_error(s.ctx);
+    }
+    if (!rc) {
+        int64_t r, c, in = o->transpose ? lj_op_rows(J) : lj_op_cols(J);
+        int64_t out = o->transpose ? lj_op_cols(J) : lj_op_rows(J);
+        if (lj_read_dense_mtx(s.ctx, o->vector, &r, &c, &v) != LJ_OK) rc = lib_error(s.ctx);
+        else if (c != 1 || r != in)
+            rc = die(EXIT_FAIL, "apply: the vector in '%s' is (%" PRId64 "×%" PRId64 "); %s needs (%" PRId64 "×1)",
+                     o->vector, r, c, o->transpose ? "J^T" : "J", in);
+        else if (!(y = malloc(sizeof *y * (size_t)(out > 0 ? out : 1))))
+            rc = die(EXIT_FAIL, "out of memory");
+        else if (lj_op_apply(s.ctx, J, o->transpose, 1.0, v, 0.0, y) != LJ_OK)
+            rc = lib_error(s.ctx);
+        else
+            rc = write_array(s.ctx, o->out, out, 1, y);
+    }
+    lj_free(v);
+    free(y);
+    lj_op_free(&J);
+    session_end(&s);
+    return rc;
+}
+
+static int cmd_eval(const options *o)
+{
+    int rc;
+    if ((rc = reject(o, o->wrt != NULL, "-w")) || (rc = reject(o, o->vector != NULL, "--vector")) ||
+        (rc = reject(o, o->transpose || o->print || o->check, "--transpose, --print or --check")) ||
+        (rc = reject(o, strcmp(o->format, "mtx") != 0, "--format")))
+        return rc;
+    session s;
+    rc = session_begin(&s, o, false);
+    double *v = NULL;
+    int64_t r, c;
+    if (!rc) {
+        if (lj_expr_eval(s.ctx, s.f, &r, &c, &v) != LJ_OK) rc = lib_error(s.ctx);
+        else rc = write_array(s.ctx, o->out, r, c, v);
+    }
+    lj_free(v);
+    session_end(&s);
+    return rc;
+}
+
+/* ---- demo -------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *id, *question, *expr, *wrt, *answer;
+    const demo_matrix *m;
+    int nm;
+    bool gradient;
+} demo_case;
+
+static int cmd_demo(const options *o)
+{
+    int rc;
+    if ((rc = reject(o, o->expr || o->wrt || o->vector || o->ndecl, "-e, -w, --vector or declarations")) ||
+        (rc = reject(o, o->print || o->check || o->transpose, "--print, --check or --transpose")))
+        return rc;
+    const demo_case cases[] = {
+        { "seed000", "Derivative of W (A ∘ B) with respect to A; W 4×3, A and B 3×5", "W*(A.*B)", "A",
+          "(I_n ⊗ W)·Diag(vec B)", demo_seed000, 3, false },
+        { "seed001", "Derivative of (x x^T) ∘ A with respect to x; x 4×1, A 4×4", "(x*x').*A", "x",
+          "Diag(vec A)·((x ⊗ I_K) + (I_K ⊗ x))", demo_seed001, 2, false },
+        { "seed002", "Gradient of 1_p^T (Q ∘ W) b with respect to Q; Q and W 3×4, b 4×1", "ones'*(Q.*W)*b",
+          "Q", "(1_p b^T) ∘ W", demo_seed002, 4, true },
+        { "seed003", "Derivative of A H W with respect to H; A 5×5, H 5×3, W 3×2", "A*H*W", "H", "W^T ⊗ A",
+          demo_seed003, 3, false },
+    };
+    const char *dir = o->out ? o->out : "lazyjac-demo";
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return die(EXIT_FAIL, "demo: cannot create '%s': %s", dir, strerror(errno));
+    lj_context *ctx = lj_context_new();
+    if (!ctx) return die(EXIT_FAIL, "out of memory");
+    int failures = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0] && !rc; k++) {
+        const demo_case *c = &cases[k];
+        lj_symtab *t = lj_symtab_new(ctx);
+        for (int i = 0; i < c->nm && t; i++) {
+            lj_expr *e = lj_expr_var(ctx, c->m[i].name, c->m[i].rows, c->m[i].cols, c->m[i].v);
+            if (!e || lj_symtab_add(ctx, t, e) != LJ_OK) rc = lib_error(ctx);
+            lj_expr_free(&e);
+        }
+        lj_expr *f = NULL, *x = lj_symtab_get(t, c->wrt);
+        lj_op *J = NULL;
+        if (!rc) rc = parse_expr(ctx, t, c->expr, &f);
+        if (!rc && !(J = lj_expr_jacobian(ctx, f, x))) rc = lib_error(ctx);
+        char *form = NULL, path[1024];
+        double maxrel = NAN, fro;
+        if (!rc) {
+            int64_t m = lj_expr_rows(x), n = lj_expr_cols(x);
+            form = c->gradient ? lj_op_print_gradient(ctx, J, m, n, LJ_PRINT_UNICODE) : lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+            if (!form) rc = lib_error(ctx);
+            else if (lj_expr_fd_check(ctx, f, x, J, 0, &maxrel, &fro) != LJ_OK) rc = lib_error(ctx);
+        }
+        if (!rc) {
+            snprintf(path, sizeof path, "%s/%s-%s.mtx", dir, c->id, c->gradient ? "gradient" : "jacobian");
+            if (c->gradient) {
+                int64_t m = lj_expr_rows(x), n = lj_expr_cols(x);
+                double *g = malloc(sizeof *g * (size_t)(m * n));
+                if (!g || lj_expr_gradient(ctx, f, x, g) != LJ_OK ||
+                    lj_write_dense_mtx(ctx, m, n, g, m, path) != LJ_OK)
+                    rc = g ? lib_error(ctx) : die(EXIT_FAIL, "out of memory");
+                free(g);
+            } else if (lj_op_write_mtx(ctx, J, path) != LJ_OK)
+                rc = lib_error(ctx);
+        }
+        if (!rc) {
+            int exact;
+            int64_t nz = lj_op_nnz(ctx, J, &exact);
+            bool ok = maxrel < 1e-6;
+            failures += !ok;
+            printf("[%s] %s\n", c->id, c->question);
+            printf("  expression:      %s   (with respect to %s)\n", c->expr, c->wrt);
+            printf("  accepted answer: %s\n", c->answer);
+            printf("  lazyjac:         %s%s\n", c->gradient ? "gradient = " : "J = ", form);
+            printf("  J: %" PRId64 "×%" PRId64 ", nnz %s%" PRId64 "\n", lj_op_rows(J), lj_op_cols(J),
+                   exact ? "" : "≤ ", nz);
+            printf("  finite differences: largest relative error %.2e (%s)\n", maxrel, ok ? "ok" : "FAILED");
+            printf("  wrote %s\n\n", path);
+        }
+        lj_free(form);
+        lj_op_free(&J);
+        lj_expr_free(&f);
+        lj_symtab_free(&t);
+    }
+    lj_context_free(&ctx);
+    if (!rc && failures) rc = die(EXIT_FAIL, "demo: %d finite-difference check(s) failed", failures);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("lazyjac %s\n", lj_version_string());
+        return 0;
+    }
+    static const struct { const char *name, *help; int (*run)(const options *); } cmds[] = {
+        { "demo", NULL, cmd_demo }, { "jacobian", NULL, cmd_jacobian }, { "gradient", NULL, cmd_gradient },
+        { "apply", NULL, cmd_apply }, { "eval", NULL, cmd_eval },
+    };
+    const char *helps[] = { help_demo, help_jacobian, help_gradient, help_apply, help_eval };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        if (strcmp(cmd, cmds[i].name)) continue;
+        options o;
+        int rc = parse_options(argc, argv, &o);
+        if (rc) return rc;
+        if (o.help) {
+            fputs(helps[i], stdout);
+            return 0;
+        }
+        return cmds[i].run(&o);
+    }
+    die(EXIT_USAGE, "unknown command '%s'", cmd);
+    fputs(usage_text, stderr);
+    return EXIT_USAGE;
+}
