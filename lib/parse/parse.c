@@ -195,6 +195,7 @@ static lj_expr *parse_primary(parser *p)
                 fail(p, p->pos, LJ_ERR_PARSE, "%s", m);
             }
             while (ok) {
+                skip(p);
                 size_t argat = p->pos;
                 lj_expr *a = parse_expr(p);
                 if (!a) {
