@@ -80,6 +80,7 @@ START_TEST(test_round_trip)
         { " \tA\n+ B ", "A + B" },
         { "exp + exp(exp)", "exp + exp(exp)" },
         { "1e-3*A + .5*B", "0.001*A + 0.5*B" },
+        { "0..^2 + 2 .* A - 3 ./ A", "0 .^2 + 2 .*A - 3 ./A" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t pos;

@@ -216,6 +216,15 @@ void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy)
 void lji_transpose_block(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
                          double beta, double *B, int64_t ldb)
 {
+#ifdef HAVE_CBLAS_DOMATCOPY
+    /* OpenBLAS's optimised out-of-place transpose, where its sizes allow */
+    if (beta == 0.0 && r > 0 && c > 0 && lji_blas_int_ok(r) && lji_blas_int_ok(c) &&
+        lji_blas_int_ok(lda) && lji_blas_int_ok(ldb)) {
+        cblas_domatcopy(CblasColMajor, CblasTrans, (blasint)r, (blasint)c, alpha, A, (blasint)lda, B,
+                        (blasint)ldb);
+        return;
+    }
+#endif
     enum { T = 32 };
     for (int64_t i0 = 0; i0 < r; i0 += T) {
         int64_t i1 = i0 + T < r ? i0 + T : r;

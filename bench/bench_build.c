@@ -1,0 +1,168 @@
+/* Materialisation and construction benchmarks, printed as ratios measured
+ * in this one run:
+ *   1. Kronecker materialisation throughput (nnz per second) against memcpy
+ *      of the bytes it writes (an index and a value per entry)
+ *   2. product materialisation (cholmod_l_ssmult chain) time against the
+ *      flop count of the product (time per multiply-add)
+ *   3. building the Jacobian of an expression with N nodes: a long chain and
+ *      a wide sum, time per node for growing N (flat means linear)
+ * Usage: bench_build [quick] */
+#include <lazyjac.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void die(lj_context *ctx)
+{
+    fprintf(stderr, "bench_build: %s\n", lj_context_message(ctx));
+    exit(1);
+}
+
+/* A random sparse operator of the given density. */
+static lj_op *rand_sparse(lj_context *ctx, int64_t r, int64_t c, double dens, unsigned *s, const char *label)
+{
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    int64_t cap = (int64_t)((double)(r * c) * dens * 1.5) + c + 16;
+    cholmod_sparse *S = cholmod_l_allocate_sparse((size_t)r, (size_t)c, (size_t)cap, 1, 1, 0, CHOLMOD_REAL, cc);
+    int64_t *p = S->p, *ii = S->i, q = 0;
+    double *x = S->x;
+    for (int64_t j = 0; j < c; j++) {
+        p[j] = q;
+        for (int64_t i = 0; i < r && q < cap; i++) {
+            *s = *s * 1664525u + 1013904223u;
+            if ((double)(*s >> 8) / 16777216.0 < dens) {
+                ii[q] = i;
+                x[q++] = (double)(*s & 255) / 128.0 - 1.0;
+            }
+        }
+    }
+    p[c] = q;
+    lj_op *a = lj_op_sparse(ctx, S, label);
+    cholmod_l_free_sparse(&S, cc);
+    return a;
+}
+
+int main(int argc, char **argv)
+{
+    int quick = argc > 1 && !strcmp(argv[1], "quick");
+    lj_context *ctx = lj_context_new();
+    unsigned seed = 11;
+    printf("lazyjac %s materialisation and construction benchmarks\n\n", lj_version_string());
+
+    printf("1. Kronecker materialisation A ⊗ B against memcpy of the same bytes (16 per entry)\n");
+    printf("   %14s %12s %12s %12s %8s\n", "nnz", "to_sparse(s)", "Mnnz/s", "memcpy (s)", "ratio");
+    int ks[][2] = { { 100, 100 }, { 300, 300 }, { 600, 600 } };
+    for (int si = 0; si < (quick ? 2 : 3); si++) {
+        lj_op *a = rand_sparse(ctx, ks[si][0], ks[si][0], 0.05, &seed, "A");
+        lj_op *b = rand_sparse(ctx, ks[si][1], ks[si][1], 0.05, &seed, "B");
+        lj_op *k = lj_op_kron(ctx, a, b);
+        double t0 = now();
+        cholmod_sparse *S = lj_op_to_sparse(ctx, k);
+        double tk = now() - t0;
+        if (!S) die(ctx);
+        int64_t nz = ((int64_t *)S->p)[S->ncol];
+        size_t bytes = (size_t)nz * 16;
+        char *src = malloc(bytes), *dst = malloc(bytes);
+        memset(src, 1, bytes);
+        memset(dst, 0, bytes); /* touch the pages, as CHOLMOD's allocation is touched by the kernel */
+        t0 = now();
+        memcpy(dst, src, bytes);
+        double tc = now() - t0;
+        printf("   %14lld %12.4f %12.1f %12.4f %8.2f\n", (long long)nz, tk, 1e-6 * (double)nz / tk, tc, tk / tc);
+        free(src);
+        free(dst);
+        lj_sparse_free(ctx, &S);
+        lj_op_free(&a);
+        lj_op_free(&b);
+        lj_op_free(&k);
+    }
+
+    printf("\n2. product materialisation A·B·C (sparse; the chain order is chosen from nnz estimates)\n");
+    printf("   %22s %12s %12s %14s\n", "shapes", "time (s)", "flops (est.)", "ns per flop");
+    int ps[][4] = { { 2000, 50, 2000, 30 }, { 5000, 100, 5000, 20 } };
+    for (int si = 0; si < 2; si++) {
+        int m = ps[si][0], k1 = ps[si][1], k2 = ps[si][2], n = ps[si][3];
+        lj_op *A = rand_sparse(ctx, m, k1, 0.2, &seed, "A"), *B = rand_sparse(ctx, k1, k2, 0.2, &seed, "B");
+        lj_op *C = rand_sparse(ctx, k2, n, 0.2, &seed, "C");
+        const lj_op *abc[3] = { A, B, C };
+        lj_op *P = lj_op_compose(ctx, 3, abc);
+        double t0 = now();
+        cholmod_sparse *S = lj_op_to_sparse(ctx, P);
+        double t = now() - t0;
+        if (!S) die(ctx);
+        /* the cheaper order, A·(B·C): nnz(B)·nnz(C)/k2 + nnz(A)·nnz(BC)/k1 multiply-adds */
+        int e;
+        double nb = (double)lj_op_nnz(ctx, B, &e), nc = (double)lj_op_nnz(ctx, C, &e), na = (double)lj_op_nnz(ctx, A, &e);
+        double bc = nb * nc / k2, nbc = bc < (double)k1 * n ? bc : (double)k1 * n;
+        double flops = bc + na * nbc / k1;
+        printf("   %5d×%d·%d×%d·%d×%-4d %12.4f %12.3g %14.3f\n", m, k1, k1, k2, k2, n, t, flops, 1e9 * t / flops);
+        lj_sparse_free(ctx, &S);
+        lj_op *ops[] = { A, B, C, P };
+        for (int i = 0; i < 4; i++) lj_op_free(&ops[i]);
+    }
+
+    printf("\n3. Jacobian construction for expressions with N nodes (time per node; flat = linear)\n");
+    printf("   %8s %18s %18s %18s\n", "N", "chain sin/tanh (µs)", "wide sum (µs)", "product chain (µs)");
+    int Ns[] = { 1000, 2000, 4000, 8000 };
+    for (int si = 0; si < (quick ? 2 : 4); si++) {
+        int N = Ns[si];
+        double xv[12];
+        for (int i = 0; i < 12; i++) xv[i] = 0.1 * i - 0.5;
+        lj_expr *X = lj_expr_var(ctx, "X", 4, 3, xv);
+        /* chain: tanh(sin(tanh(...X))) */
+        lj_expr *c = lj_expr_retain(X);
+        for (int i = 0; i < N; i++) {
+            lj_expr *nx = lj_expr_func(ctx, i % 2 ? LJ_FN_SIN : LJ_FN_TANH, c);
+            lj_expr_free(&c);
+            c = nx;
+        }
+        double t0 = now();
+        lj_op *J = lj_expr_jacobian(ctx, c, X);
+        double tc = now() - t0;
+        if (!J) die(ctx);
+        lj_op_free(&J);
+        /* wide sum: X + 2X + 3X + ... with distinct scalings */
+        lj_expr *s = lj_expr_retain(X);
+        for (int i = 1; i < N; i++) {
+            lj_expr *t = lj_expr_scale(ctx, 1.0 + i, X), *u = lj_expr_add(ctx, s, t);
+            lj_expr_free(&t);
+            lj_expr_free(&s);
+            s = u;
+        }
+        t0 = now();
+        J = lj_expr_jacobian(ctx, s, X);
+        double ts = now() - t0;
+        if (!J) die(ctx);
+        lj_op_free(&J);
+        /* product chain: M·(M·(…·X)) with a constant 4×4 M */
+        double mv[16];
+        for (int i = 0; i < 16; i++) mv[i] = (i % 5 == 0) ? 0.9 : 0.01 * i;
+        lj_expr *M = lj_expr_const(ctx, "M", 4, 4, mv), *p = lj_expr_retain(X);
+        for (int i = 0; i < N; i++) {
+            lj_expr *t = lj_expr_mul(ctx, M, p);
+            lj_expr_free(&p);
+            p = t;
+        }
+        t0 = now();
+        J = lj_expr_jacobian(ctx, p, X);
+        double tp = now() - t0;
+        if (!J) die(ctx);
+        lj_op_free(&J);
+        printf("   %8d %18.2f %18.2f %18.2f\n", N, 1e6 * tc / N, 1e6 * ts / N, 1e6 * tp / N);
+        lj_expr_free(&c);
+        lj_expr_free(&s);
+        lj_expr_free(&p);
+        lj_expr_free(&M);
+        lj_expr_free(&X);
+    }
+    lj_context_free(&ctx);
+    return 0;
+}

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Runs the examples a user would copy; each must succeed, and the README's
+# "Using the library" program must be the one in examples/using.c.
+set -u
+T=$(mktemp -d /tmp/lj_ex.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+fail=0 pass=0
+for ex in hello seeds using; do
+  if (cd "$T" && "$OLDPWD/$top_builddir/examples/$ex" >"$T/$ex.out" 2>&1); then pass=$((pass + 1))
+  else fail=$((fail + 1)); echo "FAIL: examples/$ex"; cat "$T/$ex.out"; fi
+done
+[ -s "$T/J.mtx" ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: examples/using wrote no J.mtx"; }
+# the README's program is examples/using.c, verbatim
+awk '/^<!-- using.c -->/ { on = 1; next } on && /^```c/ { inblock = 1; next } inblock && /^```/ { exit } inblock { print }' \
+  "$top_srcdir/README.md" >"$T/readme.c"
+if cmp -s "$T/readme.c" "$top_srcdir/examples/using.c"; then pass=$((pass + 1))
+else fail=$((fail + 1)); echo "FAIL: README's program differs from examples/using.c"; diff "$T/readme.c" "$top_srcdir/examples/using.c" | head; fi
+echo "examples: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
