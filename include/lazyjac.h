@@ -235,6 +235,14 @@ typedef struct {
 lj_csr *lj_op_to_csr(lj_context *ctx, const lj_op *J);
 void lj_csr_free(lj_csr **csr);
 
+/* J^T J, kept lazy (a new operator; nothing is multiplied out). */
+lj_op *lj_op_normal(lj_context *ctx, const lj_op *J);
+/* d[j] = (J^T J)_{jj} = ‖J e_j‖², for Jacobi preconditioning: computed from
+ * the structure (Kronecker factors, Diag scalings, dense columns, stacks,
+ * monomial factors) and, for the parts where it cannot be, from the exact
+ * materialisation of that part alone. d has cols(J) entries. */
+lj_status lj_op_normal_diag(lj_context *ctx, const lj_op *J, double *d);
+
 /* Dense column-major copy of J into a (ld ≥ rows), for small operators. */
 lj_status lj_op_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld);
 

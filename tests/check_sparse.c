@@ -288,6 +288,11 @@ START_TEST(test_mtx_malformed)
     write_file("bad.rb", "this is not a Rutherford-Boeing file\n");
     ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("bad.rb")));
     ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "bad header"));
+    write_file("cplx.rb", "title                                                                   key\n"
+                          "   3   1   1   1\ncua   2   2   2   0\n(8I10) (8I10) (4E20.12)\n");
+    ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("cplx.rb")));
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "holds a cua matrix"));
     ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("nope.rb")));
     ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_IO);
     /* writing where one cannot leaves nothing behind */
@@ -357,6 +362,57 @@ START_TEST(test_alloc_failure_materialise_and_files)
 }
 END_TEST
 
+START_TEST(test_normal_equations)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 71;
+    tmat A, B, C, W = tm_rand(4, 3, &seed);
+    lj_op *a = rand_sparse_op(ctx, 5, 3, 0.6, &seed, &A), *b = rand_sparse_op(ctx, 4, 2, 0.6, &seed, &B);
+    lj_op *c = rand_sparse_op(ctx, 20, 6, 0.5, &seed, &C), *w = lj_op_dense(ctx, 4, 3, W.a, 4, "W");
+    double dv[6] = { 1, -2, 3, 0.5, 2, -1 };
+    lj_op *D = lj_op_diag(ctx, 6, dv, "d"), *K = lj_op_commutation(ctx, 4, 5);
+    lj_op *k = lj_op_kron(ctx, a, b), *kd = lj_op_mul(ctx, k, D), *Kc = lj_op_mul(ctx, K, c);
+    lj_op *s = lj_op_add(ctx, k, k), *kw = lj_op_kron(ctx, w, b), *kwt = lj_op_transpose(ctx, kw);
+    const lj_op *hs[3] = { kd, Kc, s };
+    lj_op *h = lj_op_hstack(ctx, 3, hs);
+    const lj_op *vs[2] = { kd, Kc };
+    lj_op *v = lj_op_vstack(ctx, 2, vs);
+    lj_op *cases[] = { k, kd, Kc, s, h, v, kw, kwt, D };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        lj_op *J = cases[t];
+        int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+        tmat Jd = tm_new(m, n);
+        CK_OK(ctx, lj_op_to_dense(ctx, J, Jd.a, m));
+        double *d = malloc(sizeof *d * (size_t)n);
+        CK_OK(ctx, lj_op_normal_diag(ctx, J, d));
+        for (int64_t j = 0; j < n; j++) {
+            double r = 0;
+            for (int64_t i = 0; i < m; i++) r += Jd.a[i + j * m] * Jd.a[i + j * m];
+            ck_assert_msg(fabs(r - d[j]) <= 1e-13 * (1 + r), "case %zu column %lld: %g vs %g", t, (long long)j, d[j], r);
+        }
+        /* J^T J stays lazy and equals the product of the references */
+        lj_op *N = lj_op_normal(ctx, J);
+        ck_assert_int_eq(lj_op_rows(N), n);
+        tmat Jt = tm_transpose(Jd), JtJ = tm_mul(Jt, Jd);
+        check_op_against(ctx, N, JtJ, 1e-13, "J^T J");
+        lj_op_free(&N);
+        free(d);
+        tm_free(&Jd);
+        tm_free(&Jt);
+        tm_free(&JtJ);
+    }
+    ck_assert_int_eq(lj_op_normal_diag(ctx, k, NULL), LJ_ERR_INVALID);
+    ck_assert_ptr_null(lj_op_normal(ctx, NULL));
+    lj_op *all[] = { a, b, c, w, D, K, k, kd, Kc, s, kw, kwt, h, v };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tm_free(&A);
+    tm_free(&B);
+    tm_free(&C);
+    tm_free(&W);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 Suite *make_sparse_suite(void)
 {
     Suite *s = suite_create("sparse");
@@ -365,6 +421,7 @@ Suite *make_sparse_suite(void)
     tcase_add_test(normal, test_product_chain_and_sum);
     tcase_add_test(normal, test_mtx_round_trip);
     tcase_add_test(normal, test_mtx_handwritten);
+    tcase_add_test(normal, test_normal_equations);
     suite_add_tcase(s, normal);
     TCase *errors = tcase_create("errors");
     tcase_set_timeout(errors, 120);

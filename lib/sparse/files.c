@@ -416,7 +416,26 @@ cholmod_sparse *lj_read_sparse_rb(lj_context *ctx, const char *path)
         lji_error(ctx, LJ_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
         return NULL;
     }
+    /* The header is checked here before RBio parses the file: RBio reads
+     * past what a malformed header holds. Line 2 holds card counts, line 3
+     * the type (real/integer, any symmetry, assembled) and the sizes. */
+    char l1[200], l2[200], l3[200], l4[200], t[8];
+    long long c1, c2, c3, nr, nc, nz, ne;
+    bool ok = fgets(l1, sizeof l1, probe) && fgets(l2, sizeof l2, probe) && fgets(l3, sizeof l3, probe) &&
+              fgets(l4, sizeof l4, probe) && sscanf(l2, "%lld %lld %lld", &c1, &c2, &c3) == 3 &&
+              sscanf(l3, "%3s %lld %lld %lld %lld", t, &nr, &nc, &nz, &ne) >= 4 && strlen(t) == 3 &&
+              strchr("rRiIpPcC", t[0]) && strchr("uUsSzZrRhH", t[1]) && strchr("aAeE", t[2]) &&
+              nr >= 0 && nc >= 0 && nz >= 0 && c1 >= 0 && c2 >= 0 && c3 >= 0;
     fclose(probe);
+    if (!ok) {
+        lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is not a Rutherford-Boeing file (bad header)", op, path);
+        return NULL;
+    }
+    if (!strchr("rRiI", t[0]) || strchr("eE", t[2])) {
+        lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' holds a %s matrix; lazyjac reads real assembled ones", op,
+                  path, t);
+        return NULL;
+    }
     char title[73], key[9], mtype[4];
     SuiteSparse_long nrow, ncol, mkind, skind, asize, znz;
     SuiteSparse_long *Ap = NULL, *Ai = NULL, *Zp = NULL, *Zi = NULL;

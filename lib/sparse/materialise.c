@@ -192,3 +192,120 @@ done:
     free(jty);
     return st;
 }
+
+/* ---- normal equations ---------------------------------------------------------- */
+
+lj_op *lj_op_normal(lj_context *ctx, const lj_op *J)
+{
+    if (lji_check_args(ctx, "normal", 1, &J) != LJ_OK) return NULL;
+    lj_op *t = lj_op_transpose(ctx, J);
+    lj_op *r = t ? lj_op_mul(ctx, t, J) : NULL;
+    lj_op_free(&t);
+    return r;
+}
+
+/* Squared column norms of A into d, from the structure where it allows. */
+static lj_status colnorms2(lj_context *ctx, const lj_op *A, double *d)
+{
+    const lji_kind *k = A->kind;
+    int64_t n = A->cols;
+    if (k == &lji_kind_identity || k == &lji_kind_perm || k == &lji_kind_commutation) {
+        for (int64_t j = 0; j < n; j++) d[j] = 1.0;
+        return LJ_OK;
+    }
+    if (k == &lji_kind_zero) {
+        for (int64_t j = 0; j < n; j++) d[j] = 0.0;
+        return LJ_OK;
+    }
+    if (k == &lji_kind_diag) {
+        for (int64_t j = 0; j < n; j++) d[j] = A->data[j] * A->data[j];
+        return LJ_OK;
+    }
+    if (k == &lji_kind_dense) {
+        for (int64_t j = 0; j < n; j++) {
+            double s = 0;
+            const double *c = A->data + j * A->ld;
+            for (int64_t i = 0; i < A->rows; i++) s += c[i] * c[i];
+            d[j] = s;
+        }
+        return LJ_OK;
+    }
+    if (k == &lji_kind_scaled) {
+        lj_status st = colnorms2(ctx, A->child[0], d);
+        for (int64_t j = 0; st == LJ_OK && j < n; j++) d[j] *= A->alpha * A->alpha;
+        return st;
+    }
+    if (k == &lji_kind_kron) {
+        /* ‖(A⊗B)(e_ja ⊗ e_jb)‖² = ‖A e_ja‖² ‖B e_jb‖² */
+        const lj_op *a = A->child[0], *b = A->child[1];
+        double *da = lji_malloc(ctx, (size_t)(a->cols + 1) * sizeof *da);
+        double *db = lji_malloc(ctx, (size_t)(b->cols + 1) * sizeof *db);
+        lj_status st = (!da || !db) ? lji_nomem(ctx, "normal_diag") : colnorms2(ctx, a, da);
+        if (st == LJ_OK) st = colnorms2(ctx, b, db);
+        for (int64_t ja = 0; st == LJ_OK && ja < a->cols; ja++)
+            for (int64_t jb = 0; jb < b->cols; jb++) d[ja * b->cols + jb] = da[ja] * db[jb];
+        free(da);
+        free(db);
+        return st;
+    }
+    if (k == &lji_kind_hstack) {
+        int64_t off = 0;
+        for (int i = 0; i < A->nchild; i++) {
+            lj_status st = colnorms2(ctx, A->child[i], d + off);
+            if (st != LJ_OK) return st;
+            off += A->child[i]->cols;
+        }
+        return LJ_OK;
+    }
+    if (k == &lji_kind_vstack) {
+        double *t = lji_malloc(ctx, (size_t)(n + 1) * sizeof *t);
+        if (!t) return lji_nomem(ctx, "normal_diag");
+        for (int64_t j = 0; j < n; j++) d[j] = 0.0;
+        for (int i = 0; i < A->nchild; i++) {
+            lj_status st = colnorms2(ctx, A->child[i], t);
+            if (st != LJ_OK) {
+                free(t);
+                return st;
+            }
+            for (int64_t j = 0; j < n; j++) d[j] += t[j];
+        }
+        free(t);
+        return LJ_OK;
+    }
+    if (k == &lji_kind_compose && A->nchild >= 2) {
+        /* a trailing Diag scales columns; leading monomial factors of unit
+         * entries (identity, permutation, commutation) keep them */
+        const lj_op *last = A->child[A->nchild - 1], *first = A->child[0];
+        bool first_unit = lji_is(first, &lji_kind_perm) || lji_is(first, &lji_kind_commutation);
+        if (lji_is(last, &lji_kind_diag) || first_unit) {
+            int lo = first_unit ? 1 : 0, hi = lji_is(last, &lji_kind_diag) ? A->nchild - 1 : A->nchild;
+            lj_op *rest = lo < hi ? lj_op_compose(ctx, hi - lo, (const lj_op *const *)A->child + lo) : NULL;
+            if (!rest) return ctx->status;
+            lj_status st = colnorms2(ctx, rest, d);
+            lj_op_free(&rest);
+            if (st == LJ_OK && lji_is(last, &lji_kind_diag))
+                for (int64_t j = 0; j < n; j++) d[j] *= last->data[j] * last->data[j];
+            return st;
+        }
+    }
+    /* the rest: from the exact materialisation of this part */
+    cholmod_sparse *s = lji_to_sparse(ctx, A);
+    if (!s) return ctx->status;
+    const int64_t *p = s->p;
+    const double *x = s->x;
+    for (int64_t j = 0; j < n; j++) {
+        double t = 0;
+        for (int64_t q = p[j]; q < p[j + 1]; q++) t += x[q] * x[q];
+        d[j] = t;
+    }
+    cholmod_l_free_sparse(&s, &ctx->cc);
+    return LJ_OK;
+}
+
+lj_status lj_op_normal_diag(lj_context *ctx, const lj_op *J, double *d)
+{
+    lj_status st = lji_check_args(ctx, "normal_diag", 1, &J);
+    if (st != LJ_OK) return st;
+    if (!d && J->cols > 0) return lji_error(ctx, LJ_ERR_INVALID, "normal_diag: NULL output");
+    return colnorms2(ctx, J, d);
+}
