@@ -290,6 +290,16 @@ void lji_buf_init(lji_buf *b, lj_context *ctx)
     b->s = NULL;
     b->len = b->cap = 0;
     b->failed = false;
+    b->limit = 0;
+    b->truncated = false;
+}
+
+size_t lji_utf8_prefix(const char *s, size_t n)
+{
+    size_t len = strlen(s);
+    if (len <= n) return len;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    return n;
 }
 
 static bool lji_buf_reserve(lji_buf *b, size_t extra)
@@ -310,6 +320,10 @@ static bool lji_buf_reserve(lji_buf *b, size_t extra)
 
 void lji_buf_puts(lji_buf *b, const char *s)
 {
+    if (b->limit && b->len >= b->limit) {
+        b->truncated = true;
+        return;
+    }
     size_t n = strlen(s);
     if (!lji_buf_reserve(b, n)) return;
     memcpy(b->s + b->len, s, n + 1);
@@ -324,8 +338,8 @@ void lji_buf_printf(lji_buf *b, const char *fmt, ...)
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
     if (n < 0) return;
-    if ((size_t)n < sizeof tmp) {
-        lji_buf_puts(b, tmp);
+    if ((size_t)n < sizeof tmp || b->limit) {
+        lji_buf_puts(b, tmp); /* with a limit, long pieces are cut at 255 bytes */
         return;
     }
     if (!lji_buf_reserve(b, (size_t)n)) return;

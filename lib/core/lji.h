@@ -89,6 +89,8 @@ typedef struct {
     char *s;
     size_t len, cap;
     bool failed;
+    size_t limit;   /* 0: none; else appends stop once len reaches it */
+    bool truncated; /* an append was dropped because of the limit */
 } lji_buf;
 void lji_buf_init(lji_buf *b, lj_context *ctx);
 void lji_buf_puts(lji_buf *b, const char *s);
@@ -100,6 +102,8 @@ void lji_buf_printf(lji_buf *b, const char *fmt, ...)
 /* Returns the string (caller owns) or NULL with LJ_ERR_NOMEM recorded. */
 char *lji_buf_finish(lji_buf *b, const char *op);
 void lji_buf_discard(lji_buf *b);
+/* Length of at most n bytes of s that ends on a UTF-8 character boundary. */
+size_t lji_utf8_prefix(const char *s, size_t n);
 
 /* Deterministic random numbers for tests and checks (splitmix64). */
 static inline uint64_t lji_rand_next(uint64_t *s)

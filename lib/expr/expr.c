@@ -351,6 +351,7 @@ static void space_after_number(lji_buf *b)
 /* levels: 1 sum, 2 term, 3 unary, 4 power, 5 postfix, 6 primary */
 void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
 {
+    if (b->truncated) return; /* a label's length limit was reached: stop the walk */
     int mine;
     switch (e->op) {
     case LJI_E_ADD: case LJI_E_SUB: mine = 1; break;
@@ -428,13 +429,25 @@ char *lj_expr_print(lj_context *ctx, const lj_expr *e)
     return lji_buf_finish(&b, "expr_print");
 }
 
+/* Labels are capped, so that the labels of a deep expression's nodes cost
+ * constant time each; a cut label ends in "…". */
+#define LJI_LABEL_MAX 48
+
 char *lji_expr_label(lj_context *ctx, const lj_expr *e)
 {
     lji_buf b;
     lji_buf_init(&b, ctx);
     bool compound = !(e->op == LJI_E_VAR || (e->op == LJI_E_CONST && e->name));
     lji_put_open(&b, compound);
+    b.limit = LJI_LABEL_MAX;
     lji_expr_write(&b, e, 1);
+    bool cut = b.truncated;
+    b.limit = 0;
+    if (cut && !b.failed) {
+        b.len = lji_utf8_prefix(b.s, LJI_LABEL_MAX);
+        b.s[b.len] = '\0';
+        lji_buf_puts(&b, "…");
+    }
     lji_put_close(&b, compound);
     return lji_buf_finish(&b, "label");
 }

@@ -209,7 +209,7 @@ static void factors_insert(factors *fs, int at, lj_op *a)
         fs->failed = true;
         return;
     }
-    if (lji_is(a, &lji_kind_compose)) {
+    if (lji_is(a, &lji_kind_compose) && a->nchild <= LJI_FLATTEN_MAX) {
         int pos = at;
         for (int i = 0; i < a->nchild; i++) {
             int before = fs->n;
@@ -290,11 +290,23 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         /* Diag(a)·Diag(b) = Diag(a∘b) */
         int64_t n = x->rows;
         double *d = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof *d);
+        /* the label "a ∘ b", cut to a bounded length so that long chains of
+         * diagonal factors stay linear */
+        const char *la = x->label ? x->label : "a", *lb2 = y->label ? y->label : "b";
         lji_buf lb;
         lji_buf_init(&lb, ctx);
-        lji_buf_puts(&lb, x->label ? x->label : "a");
-        lji_buf_puts(&lb, " ∘ ");
-        lji_buf_puts(&lb, y->label ? y->label : "b");
+        if (strlen(la) + strlen(lb2) <= 64) {
+            lji_buf_puts(&lb, la);
+            lji_buf_puts(&lb, " ∘ ");
+            lji_buf_puts(&lb, lb2);
+        } else {
+            char head[64];
+            size_t hn = lji_utf8_prefix(la, 40);
+            memcpy(head, la, hn);
+            head[hn] = '\0';
+            lji_buf_puts(&lb, head);
+            if (!strstr(head, "…")) lji_buf_puts(&lb, " ∘ …");
+        }
         char *label = lji_buf_finish(&lb, "compose");
         if (d && label) {
             for (int64_t i = 0; i < n; i++) d[i] = x->data[i] * y->data[i];

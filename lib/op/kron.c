@@ -95,19 +95,25 @@ static cholmod_sparse *kron_to_sparse(lj_context *ctx, const lj_op *J)
     }
     S = lji_sparse_alloc(ctx, J->rows, J->cols, nz, "to_sparse");
     if (!S) goto done;
-    int64_t *Sp = S->p, *Si = S->i;
-    double *Sx = S->x;
+    int64_t *restrict Sp = S->p, *restrict Si = S->i;
+    double *restrict Sx = S->x;
     int64_t q = 0;
     for (int64_t ja = 0; ja < na; ja++)
         for (int64_t jb = 0; jb < nb; jb++) {
             Sp[ja * nb + jb] = q;
+            const int64_t b0 = Bp[jb], len = Bp[jb + 1] - b0;
+            const int64_t *restrict bi = Bi + b0;
+            const double *restrict bx = Bx + b0;
             for (int64_t pa = Ap[ja]; pa < Ap[ja + 1]; pa++) {
-                int64_t r0 = Ai[pa] * mb;
-                double a = Ax[pa];
-                for (int64_t pb = Bp[jb]; pb < Bp[jb + 1]; pb++, q++) {
-                    Si[q] = r0 + Bi[pb];
-                    Sx[q] = a * Bx[pb];
+                const int64_t r0 = Ai[pa] * mb;
+                const double a = Ax[pa];
+                int64_t *restrict si = Si + q;
+                double *restrict sx = Sx + q;
+                for (int64_t t = 0; t < len; t++) { /* a vectorisable run */
+                    si[t] = r0 + bi[t];
+                    sx[t] = a * bx[t];
                 }
+                q += len;
             }
         }
     Sp[J->cols] = q;

@@ -52,6 +52,12 @@ struct lj_op {
 
 #define LJI_OP_MAGIC 0x4c4a4f50u /* "LJOP" */
 
+/* Products and sums with more factors or terms than this are not flattened
+ * into a new product or sum: they stand as one factor, so that building the
+ * Jacobian of a long chain of products or sums costs time linear in its
+ * length (flattening would copy the whole list at every step). */
+#define LJI_FLATTEN_MAX 16
+
 extern const lji_kind lji_kind_identity, lji_kind_zero, lji_kind_scaled, lji_kind_diag,
     lji_kind_dense, lji_kind_sparse, lji_kind_perm, lji_kind_commutation, lji_kind_kron,
     lji_kind_compose, lji_kind_sum, lji_kind_transpose, lji_kind_hstack, lji_kind_vstack,

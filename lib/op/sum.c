@@ -110,7 +110,7 @@ typedef struct {
 static void terms_add(terms *ts, double c, const lj_op *a)
 {
     if (ts->failed || c == 0.0 || lji_is_zero(a)) return;
-    if (lji_is(a, &lji_kind_sum)) {
+    if (lji_is(a, &lji_kind_sum) && a->nchild <= LJI_FLATTEN_MAX) {
         for (int i = 0; i < a->nchild; i++) terms_add(ts, c * a->coef[i], a->child[i]);
         return;
     }
