@@ -9,6 +9,14 @@ for ex in hello seeds using; do
   if (cd "$T" && "$OLDPWD/$top_builddir/examples/$ex" >"$T/$ex.out" 2>&1); then pass=$((pass + 1))
   else fail=$((fail + 1)); echo "FAIL: examples/$ex"; cat "$T/$ex.out"; fi
 done
+# the solvers: each converges (exit 0) and says so; the matrix-free and the
+# assembled Levenberg-Marquardt runs agree (checked inside, reported here)
+for ex in lowrank_lm riccati_nk; do
+  if "$top_builddir/examples/$ex" >"$T/$ex.out" 2>&1 && grep -q "; converged$" "$T/$ex.out"; then pass=$((pass + 1))
+  else fail=$((fail + 1)); echo "FAIL: examples/$ex"; cat "$T/$ex.out"; fi
+done
+if "$top_builddir/examples/lowrank_lm" 25 18 2 >"$T/lm2.out" 2>&1 && grep -q "agree: .* converged" "$T/lm2.out"; then pass=$((pass + 1))
+else fail=$((fail + 1)); echo "FAIL: lowrank_lm 25 18 2"; cat "$T/lm2.out"; fi
 [ -s "$T/J.mtx" ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: examples/using wrote no J.mtx"; }
 # the README's program is examples/using.c, verbatim
 awk '/^<!-- using.c -->/ { on = 1; next } on && /^```c/ { inblock = 1; next } inblock && /^```/ { exit } inblock { print }' \
