@@ -9,7 +9,8 @@
  *   assembled:   J materialised once per iteration and JᵀJ + λI factorised
  *                by CHOLMOD's supernodal Cholesky.
  * The Jacobian [∂r/∂U, ∂r/∂V] is rebuilt at every iterate from the
- * expression M .* (U*V' - A) after the leaves U and V take the new values.
+ * expression M .* (U*V' - A) after the leaves U and V take the new values,
+ * through a Jacobian plan (the expression is analysed once).
  *
  *   lowrank_lm [m n r]     (default 40 30 3; try 600 400 8)
  * Exit status 0 when both runs converge and agree. */
@@ -153,6 +154,9 @@ static lm_result levenberg_marquardt(problem *p, double *x, int assembled, int v
 {
     lj_context *ctx = p->ctx;
     const lj_expr *vars[2] = { p->U, p->V };
+    /* the expression's analysis, once; each iteration re-evaluates it */
+    lj_jacplan *plan = lj_jacplan_new(ctx, p->R, 2, vars);
+    if (!plan) fail(ctx, "jacplan");
     int64_t nv = p->nvar;
     double *r = malloc(sizeof *r * (size_t)p->nres), *delta = malloc(sizeof *delta * (size_t)nv);
     double *xt = malloc(sizeof *xt * (size_t)nv), *g = malloc(sizeof *g * (size_t)nv);
@@ -163,7 +167,7 @@ static lm_result levenberg_marquardt(problem *p, double *x, int assembled, int v
     out.f0 = f;
     for (int it = 0; it < 100; it++) {
         double t0 = now();
-        lj_op *J = lj_expr_jacobian_n(ctx, p->R, 2, vars); /* rebuilt at the iterate */
+        lj_op *J = lj_jacplan_eval(ctx, plan, r); /* J and r at the iterate, in one evaluation */
         if (!J) fail(ctx, "jacobian");
         if (it == 0 && verbose) {
             char *s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
@@ -207,6 +211,7 @@ static lm_result levenberg_marquardt(problem *p, double *x, int assembled, int v
         if (verbose > 1) printf("    iteration %2d: f = %.3e, |g| = %.3e, λ = %.1e\n", it + 1, f, out.gnorm, lambda);
     }
     out.f = f;
+    lj_jacplan_free(&plan);
     free(r); free(delta); free(xt); free(g);
     return out;
 }

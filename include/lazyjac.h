@@ -331,6 +331,19 @@ lj_op *lj_expr_jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var);
 /* [J_1, J_2, ...] for several variables, as a horizontal block stack. */
 lj_op *lj_expr_jacobian_n(lj_context *ctx, const lj_expr *e, int nvars,
                           const lj_expr *const *vars);
+/* A Jacobian plan: the analysis of e for the given variables (topological
+ * order, which nodes depend on which variable, a buffer for every node's
+ * value) done once, for solvers that need J again and again as the leaves
+ * change (lj_expr_set_value). lj_jacplan_eval evaluates every node once at
+ * the leaves' current values, writes e's value to `value` (rows×cols of e,
+ * may be NULL) and returns the new operator J (a block row [J_1, …] for
+ * several variables). A plan keeps its own references to e and the variables;
+ * it must not be used by two threads at once. */
+typedef struct lj_jacplan lj_jacplan;
+lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars);
+lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *plan, double *value);
+void lj_jacplan_free(lj_jacplan **plan);
+
 /* Gradient of a 1×1 expression, in var's shape (rows×cols of var, written to
  * g with leading dimension var rows), through J^T·1 (never materialised). */
 lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var, double *g);

@@ -281,6 +281,61 @@ START_TEST(test_shared_subexpressions)
 }
 END_TEST
 
+/* A plan re-evaluates J and the value as the leaves change. */
+START_TEST(test_jacobian_plan)
+{
+    env E = { lj_context_new(), 650, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *U = leaf(&E, "U", 5, 2, 0, true), *V = leaf(&E, "V", 4, 2, 0, true), *A = leaf(&E, "A", 5, 4, 0, false);
+    lj_expr *Vt = keep(&E, lj_expr_transpose(ctx, V)), *UV = keep(&E, lj_expr_mul(ctx, U, Vt));
+    lj_expr *R = keep(&E, lj_expr_sub(ctx, UV, A)), *T = keep(&E, lj_expr_func(ctx, LJ_FN_TANH, R));
+    const lj_expr *vars[2] = { U, V };
+    lj_jacplan *p = lj_jacplan_new(ctx, T, 2, vars);
+    CK_NN(ctx, p);
+    for (int round = 0; round < 3; round++) {
+        double val[20], nu[10], nv[8];
+        lj_op *J = lj_jacplan_eval(ctx, p, val);
+        CK_NN(ctx, J);
+        lj_op *K = lj_expr_jacobian_n(ctx, T, 2, vars);
+        tmat Jd = tm_new(20, 18), Kd = tm_new(20, 18);
+        CK_OK(ctx, lj_op_to_dense(ctx, J, Jd.a, 20));
+        CK_OK(ctx, lj_op_to_dense(ctx, K, Kd.a, 20));
+        ck_assert(tm_maxdiff(Jd, Kd) == 0.0);
+        int64_t r, c;
+        double *ev;
+        CK_OK(ctx, lj_expr_eval(ctx, T, &r, &c, &ev));
+        for (int i = 0; i < 20; i++) ck_assert(ev[i] == val[i]);
+        lj_free(ev);
+        tm_free(&Jd);
+        tm_free(&Kd);
+        lj_op_free(&J);
+        lj_op_free(&K);
+        for (int i = 0; i < 10; i++) nu[i] = urand(&E.seed);
+        for (int i = 0; i < 8; i++) nv[i] = urand(&E.seed);
+        CK_OK(ctx, lj_expr_set_value(ctx, U, nu));
+        CK_OK(ctx, lj_expr_set_value(ctx, V, nv));
+    }
+    lj_jacplan_free(&p);
+    lj_jacplan_free(&p);
+    /* a variable the expression does not contain: a zero block */
+    lj_expr *W = leaf(&E, "W", 3, 1, 0, true);
+    const lj_expr *uw[2] = { U, W };
+    p = lj_jacplan_new(ctx, T, 2, uw);
+    lj_op *J = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J);
+    ck_assert_int_eq(lj_op_kind_of(lj_op_child(J, 1)), LJ_OP_ZERO);
+    lj_op_free(&J);
+    lj_jacplan_free(&p);
+    ck_assert_ptr_null(lj_jacplan_new(ctx, T, 1, (const lj_expr *const *)&A));
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "'A' is a constant"));
+    ck_assert_ptr_null(lj_jacplan_new(ctx, NULL, 1, vars));
+    ck_assert_ptr_null(lj_jacplan_eval(ctx, NULL, NULL));
+    ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_INVALID);
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- the seeds ---------------------------------------------------------------- */
 
 static lj_expr *load(lj_context *ctx, lj_symtab *t, const char *seed, const char *name)
@@ -522,6 +577,7 @@ Suite *make_expr_suite(void)
     tcase_add_loop_test(rules, test_rule_inverse_det, 0, 5);
     tcase_add_test(rules, test_composites);
     tcase_add_test(rules, test_shared_subexpressions);
+    tcase_add_test(rules, test_jacobian_plan);
     suite_add_tcase(s, rules);
     TCase *seeds = tcase_create("seeds");
     tcase_add_test(seeds, test_seed000);

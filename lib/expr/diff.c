@@ -401,49 +401,129 @@ static lj_op *local(dctx *d, const lj_expr *e, int which)
     }
 }
 
-/* Forward accumulation along the topological order. */
-static lj_op *jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var)
+/* ---- plans: the analysis of an expression for given variables, made once ---- */
+
+struct lj_jacplan {
+    uint32_t magic;
+    lji_topo t;
+    lj_expr *root;
+    int nvars;
+    lj_expr **vars;       /* retained */
+    int64_t *vi;          /* topological index of each variable, or -1 */
+    unsigned char *dep;   /* dep[v·n + i]: node i depends on variable v */
+    int64_t *uses;        /* number of parents of each node */
+    double **vals;        /* every node's value buffer */
+};
+
+#define LJI_PLAN_MAGIC 0x4c4a504cu /* "LJPL" */
+
+void lj_jacplan_free(lj_jacplan **pp)
+{
+    if (!pp || !*pp) return;
+    lj_jacplan *p = *pp;
+    *pp = NULL;
+    if (p->magic != LJI_PLAN_MAGIC) return;
+    lji_vals_free(&p->t, p->vals);
+    for (int v = 0; v < p->nvars && p->vars; v++) lj_expr_free(&p->vars[v]);
+    lj_expr_free(&p->root);
+    lji_topo_free(&p->t);
+    free(p->vars);
+    free(p->vi);
+    free(p->dep);
+    free(p->uses);
+    p->magic = LJI_DEAD_MAGIC;
+    free(p);
+}
+
+lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
 {
     const char *op = "jacobian";
     if (!lji_ctx_ok(ctx)) return NULL;
-    if (!lji_expr_ok(e) || !lji_expr_ok(var)) {
-        lji_error(ctx, LJ_ERR_INVALID, "%s: %s is %s", op, !lji_expr_ok(e) ? "expression" : "variable",
-                  (!lji_expr_ok(e) ? e : var) ? "not live" : "NULL");
+    if (!lji_expr_ok(e)) {
+        lji_error(ctx, LJ_ERR_INVALID, "%s: expression is %s", op, e ? "not live" : "NULL");
         return NULL;
     }
-    if (var->op != LJI_E_VAR) {
-        lji_error(ctx, LJ_ERR_INVALID, "%s: '%s' is %s, not a variable", op, var->name ? var->name : "?",
-                  var->op == LJI_E_CONST ? "a constant" : "an expression");
+    if (nvars <= 0 || !vars) {
+        lji_error(ctx, LJ_ERR_INVALID, "%s: no variables", op);
         return NULL;
     }
-    int64_t vn = var->rows * var->cols, en = e->rows * e->cols;
-    lji_topo t;
-    if (lji_topo_build(ctx, e, &t) != LJ_OK) return NULL;
+    for (int v = 0; v < nvars; v++) {
+        const lj_expr *x = vars[v];
+        if (!lji_expr_ok(x)) {
+            lji_error(ctx, LJ_ERR_INVALID, "%s: variable %d is %s", op, v + 1, x ? "not live" : "NULL");
+            return NULL;
+        }
+        if (x->op != LJI_E_VAR) {
+            lji_error(ctx, LJ_ERR_INVALID, "%s: '%s' is %s, not a variable", op, x->name ? x->name : "?",
+                      x->op == LJI_E_CONST ? "a constant" : "an expression");
+            return NULL;
+        }
+    }
+    lj_jacplan *p = lji_calloc(ctx, 1, sizeof *p);
+    if (!p) {
+        lji_nomem(ctx, op);
+        return NULL;
+    }
+    p->magic = LJI_PLAN_MAGIC;
+    if (lji_topo_build(ctx, e, &p->t) != LJ_OK) {
+        free(p);
+        return NULL;
+    }
+    int64_t n = p->t.n;
+    p->root = lj_expr_retain((lj_expr *)e);
+    p->nvars = nvars;
+    p->vars = lji_calloc(ctx, (size_t)nvars, sizeof *p->vars);
+    p->vi = lji_calloc(ctx, (size_t)nvars, sizeof *p->vi);
+    p->dep = lji_calloc(ctx, (size_t)nvars * (size_t)n, 1);
+    p->uses = lji_calloc(ctx, (size_t)n, sizeof *p->uses);
+    if (!p->vars || !p->vi || !p->dep || !p->uses) {
+        lji_nomem(ctx, op);
+        lj_jacplan_free(&p);
+        return NULL;
+    }
+    for (int v = 0; v < nvars; v++) {
+        p->vars[v] = lj_expr_retain((lj_expr *)vars[v]);
+        p->vi[v] = lji_topo_find(&p->t, vars[v]);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const lj_expr *x = p->t.node[i];
+        int64_t ia = x->a ? lji_topo_find(&p->t, x->a) : -1, ib = x->b ? lji_topo_find(&p->t, x->b) : -1;
+        if (ia >= 0) p->uses[ia]++;
+        if (ib >= 0) p->uses[ib]++;
+        for (int v = 0; v < nvars; v++) {
+            unsigned char *d = p->dep + (size_t)v * (size_t)n;
+            d[i] = i == p->vi[v] || (ia >= 0 && d[ia]) || (ib >= 0 && d[ib]);
+        }
+    }
+    if (lji_vals_alloc(ctx, &p->t, &p->vals) != LJ_OK) {
+        lj_jacplan_free(&p);
+        return NULL;
+    }
+    return p;
+}
+
+/* Forward accumulation along the topological order for variable v, with the
+ * node values already in p->vals. */
+static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
+{
+    const char *op = "jacobian";
+    const lji_topo *t = &p->t;
+    const lj_expr *var = p->vars[v], *e = p->root;
+    int64_t vn = var->rows * var->cols, en = e->rows * e->cols, vi = p->vi[v];
+    if (vi < 0) return lj_op_zero(ctx, en, vn); /* e does not depend on var */
+    const unsigned char *dep = p->dep + (size_t)v * (size_t)t->n;
     lj_op *result = NULL;
-    double **vals = NULL;
-    lj_op **J = lji_calloc(ctx, (size_t)t.n, sizeof *J);
-    lj_op **ov = lji_calloc(ctx, (size_t)t.n, sizeof *ov);
-    unsigned char *dep = lji_calloc(ctx, (size_t)t.n, 1);
-    int64_t *uses = lji_calloc(ctx, (size_t)t.n, sizeof *uses);
-    if (!J || !ov || !dep || !uses) {
+    lj_op **J = lji_calloc(ctx, (size_t)t->n, sizeof *J);
+    lj_op **ov = lji_calloc(ctx, (size_t)t->n, sizeof *ov);
+    int64_t *uses = lji_malloc(ctx, (size_t)t->n * sizeof *uses);
+    if (!J || !ov || !uses) {
         lji_nomem(ctx, op);
         goto done;
     }
-    int64_t vi = lji_topo_find(&t, var);
-    if (vi < 0) { /* e does not depend on var */
-        result = lj_op_zero(ctx, en, vn);
-        goto done;
-    }
-    for (int64_t i = 0; i < t.n; i++) {
-        const lj_expr *x = t.node[i];
-        if (x->a) uses[lji_topo_find(&t, x->a)]++;
-        if (x->b) uses[lji_topo_find(&t, x->b)]++;
-        dep[i] = i == vi || (x->a && dep[lji_topo_find(&t, x->a)]) || (x->b && dep[lji_topo_find(&t, x->b)]);
-    }
-    if (lji_eval_all(ctx, &t, &vals) != LJ_OK) goto done;
-    dctx d = { ctx, &t, vals, var, ov };
-    for (int64_t i = 0; i < t.n; i++) {
-        const lj_expr *x = t.node[i];
+    memcpy(uses, p->uses, (size_t)t->n * sizeof *uses);
+    dctx d = { ctx, t, p->vals, var, ov };
+    for (int64_t i = 0; i < t->n; i++) {
+        const lj_expr *x = t->node[i];
         if (!dep[i]) continue;
         if (i == vi) {
             J[i] = lj_op_identity(ctx, vn);
@@ -455,7 +535,7 @@ static lj_op *jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var)
         const lj_expr *kids[2] = { x->a, x->b };
         for (int w = 0; w < 2; w++) {
             if (!kids[w]) continue;
-            int64_t ci = lji_topo_find(&t, kids[w]);
+            int64_t ci = lji_topo_find(t, kids[w]);
             if (!dep[ci]) continue;
             lj_op *L = local(&d, x, w);
             lj_op *T = L ? lj_op_mul(ctx, L, J[ci]) : NULL;
@@ -472,26 +552,64 @@ static lj_op *jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var)
         /* release operands' Jacobians whose last user this was */
         for (int w = 0; w < 2; w++)
             if (kids[w]) {
-                int64_t ci = lji_topo_find(&t, kids[w]);
+                int64_t ci = lji_topo_find(t, kids[w]);
                 if (--uses[ci] == 0) {
                     lj_op_free(&J[ci]);
                     lj_op_free(&ov[ci]);
                 }
             }
     }
-    result = lj_op_retain(J[t.n - 1]);
+    result = lj_op_retain(J[t->n - 1]);
 done:
     if (J)
-        for (int64_t i = 0; i < t.n; i++) lj_op_free(&J[i]);
+        for (int64_t i = 0; i < t->n; i++) lj_op_free(&J[i]);
     if (ov)
-        for (int64_t i = 0; i < t.n; i++) lj_op_free(&ov[i]);
+        for (int64_t i = 0; i < t->n; i++) lj_op_free(&ov[i]);
     free(J);
     free(ov);
-    free(dep);
     free(uses);
-    lji_vals_free(&t, vals);
-    lji_topo_free(&t);
     return result;
+}
+
+lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *p, double *value)
+{
+    if (!lji_ctx_ok(ctx)) return NULL;
+    if (!p || p->magic != LJI_PLAN_MAGIC) {
+        lji_error(ctx, LJ_ERR_INVALID, "jacplan_eval: %s plan", p ? "not a live" : "NULL");
+        return NULL;
+    }
+    if (lji_eval_into(ctx, &p->t, p->vals) != LJ_OK) return NULL;
+    if (value) {
+        int64_t en = p->root->rows * p->root->cols;
+        if (en) memcpy(value, p->vals[p->t.n - 1], (size_t)en * sizeof *value);
+    }
+    if (p->nvars == 1) return plan_jacobian(ctx, p, 0);
+    lj_op **J = lji_calloc(ctx, (size_t)p->nvars, sizeof *J);
+    if (!J) {
+        lji_nomem(ctx, "jacobian");
+        return NULL;
+    }
+    lj_op *r = NULL;
+    int v;
+    for (v = 0; v < p->nvars; v++)
+        if (!(J[v] = plan_jacobian(ctx, p, v))) break;
+    if (v == p->nvars) r = lj_op_hstack(ctx, p->nvars, (const lj_op *const *)J);
+    for (int k = 0; k < p->nvars; k++) lj_op_free(&J[k]);
+    free(J);
+    return r;
+}
+
+static lj_op *jacobian_once(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
+{
+    lj_jacplan *p = lj_jacplan_new(ctx, e, nvars, vars);
+    lj_op *J = p ? lj_jacplan_eval(ctx, p, NULL) : NULL;
+    lj_jacplan_free(&p);
+    return J;
+}
+
+static lj_op *jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var)
+{
+    return jacobian_once(ctx, e, 1, &var);
 }
 
 lj_op *lj_expr_jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var)
@@ -501,24 +619,7 @@ lj_op *lj_expr_jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var)
 
 lj_op *lj_expr_jacobian_n(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
 {
-    if (!lji_ctx_ok(ctx)) return NULL;
-    if (nvars <= 0 || !vars) {
-        lji_error(ctx, LJ_ERR_INVALID, "jacobian_n: no variables");
-        return NULL;
-    }
-    lj_op **J = lji_calloc(ctx, (size_t)nvars, sizeof *J);
-    if (!J) {
-        lji_nomem(ctx, "jacobian_n");
-        return NULL;
-    }
-    lj_op *r = NULL;
-    int i;
-    for (i = 0; i < nvars; i++)
-        if (!(J[i] = jacobian(ctx, e, vars[i]))) break;
-    if (i == nvars) r = lj_op_hstack(ctx, nvars, (const lj_op *const *)J);
-    for (int k = 0; k < nvars; k++) lj_op_free(&J[k]);
-    free(J);
-    return r;
+    return jacobian_once(ctx, e, nvars, vars);
 }
 
 lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var, double *g)

@@ -192,14 +192,14 @@ static lj_status eval_node(lj_context *ctx, const lj_expr *e, const double *A, c
     }
 }
 
-lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***pvals)
+lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, double ***pvals)
 {
     double **vals = lji_calloc(ctx, (size_t)(t->n ? t->n : 1), sizeof *vals);
     if (!vals) return lji_nomem(ctx, "eval");
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *e = t->node[i];
         if (is_leaf(e)) {
-            vals[i] = e->value;
+            vals[i] = e->value; /* leaves are read in place: set_value keeps the buffer */
             continue;
         }
         int64_t mn = e->rows * e->cols;
@@ -208,16 +208,34 @@ lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***pvals)
             lji_vals_free(t, vals);
             return lji_nomem(ctx, "eval");
         }
-        const double *A = e->a ? vals[lji_topo_find(t, e->a)] : NULL;
-        const double *B = e->b ? vals[lji_topo_find(t, e->b)] : NULL;
-        lj_status st = eval_node(ctx, e, A, B, vals[i]);
-        if (st != LJ_OK) {
-            lji_vals_free(t, vals);
-            return st;
-        }
     }
     *pvals = vals;
     return LJ_OK;
+}
+
+lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, double **vals)
+{
+    for (int64_t i = 0; i < t->n; i++) {
+        const lj_expr *e = t->node[i];
+        if (is_leaf(e)) continue;
+        const double *A = e->a ? vals[lji_topo_find(t, e->a)] : NULL;
+        const double *B = e->b ? vals[lji_topo_find(t, e->b)] : NULL;
+        lj_status st = eval_node(ctx, e, A, B, vals[i]);
+        if (st != LJ_OK) return st;
+    }
+    return LJ_OK;
+}
+
+lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***pvals)
+{
+    lj_status st = lji_vals_alloc(ctx, t, pvals);
+    if (st != LJ_OK) return st;
+    st = lji_eval_into(ctx, t, *pvals);
+    if (st != LJ_OK) {
+        lji_vals_free(t, *pvals);
+        *pvals = NULL;
+    }
+    return st;
 }
 
 lj_status lj_expr_eval(lj_context *ctx, const lj_expr *e, int64_t *rows, int64_t *cols,
