@@ -59,6 +59,8 @@ done
 err=$(sed -n 's/^finite-difference check: largest relative error \([^ ]*\).*/\1/p' "$T/out")
 awk -v e="$err" 'BEGIN { exit !(e != "" && e + 0 < 1e-6) }' && ok || bad "--check error '$err'"
 head -1 "$T/j3.mtx" | grep -q "coordinate real general" && ok || bad "jacobian is coordinate real general"
+want_mode=$(umask -S >/dev/null; touch "$T/probe"; stat -c %a "$T/probe")
+[ "$(stat -c %a "$T/j3.mtx")" = "$want_mode" ] && ok || bad "output file mode $(stat -c %a "$T/j3.mtx"), want $want_mode"
 
 # ---- several expressions, against finite differences and J·v -------------------
 for spec in "tanh(W*X)|X|-d W=4x3 -d X=3x2" "logdet(X'*X + 2)|X|-d X=4x3" \

@@ -240,58 +240,74 @@ static int write_array(lj_context *ctx, const char *out, int64_t r, int64_t c, c
     return fflush(stdout) == 0 ? 0 : die(EXIT_FAIL, "writing standard output failed");
 }
 
-/* Materialisation in a worker thread, so that a long one shows progress on
- * standard error when that is a terminal. */
+/* Materialisation (and the writing that includes it) runs in a worker
+ * thread, so that a long one shows its progress on standard error when that
+ * is a terminal. */
 typedef struct {
     lj_context *ctx;
     const lj_op *J;
-    cholmod_sparse *S;
+    const options *o;
+    cholmod_sparse *S; /* standard output: the matrix to print */
+    lj_status st;
     volatile int done;
 } mat_job;
 
 static void *materialise(void *arg)
 {
     mat_job *m = arg;
-    m->S = lj_op_to_sparse(m->ctx, m->J);
+    const options *o = m->o;
+    if (!strcmp(o->format, "rb"))
+        m->st = lj_op_write_rb(m->ctx, m->J, o->out, "lazyjac Jacobian", "lazyjac");
+    else if (!to_stdout(o->out))
+        m->st = lj_op_write_mtx(m->ctx, m->J, o->out);
+    else {
+        m->S = lj_op_to_sparse(m->ctx, m->J);
+        m->st = m->S ? LJ_OK : lj_context_status(m->ctx);
+    }
     m->done = 1;
     return NULL;
 }
 
-static cholmod_sparse *to_sparse_with_progress(lj_context *ctx, const lj_op *J)
+static lj_status materialise_with_progress(mat_job *job)
 {
-    mat_job job = { ctx, J, NULL, 0 };
     pthread_t th;
-    if (pthread_create(&th, NULL, materialise, &job) != 0) return lj_op_to_sparse(ctx, J);
+    if (pthread_create(&th, NULL, materialise, job) != 0) {
+        materialise(job);
+        return job->st;
+    }
     bool tty = isatty(2);
     struct timespec t0, now, nap = { 0, 50 * 1000 * 1000 };
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int shown = 0;
-    int exact;
-    int64_t nz = lj_op_nnz(ctx, J, &exact);
-    while (!job.done) {
+    int exact = 0;
+    int64_t nz = -1;
+    while (!job->done) {
         nanosleep(&nap, NULL);
         clock_gettime(CLOCK_MONOTONIC, &now);
         double el = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
         if (tty && el >= 1.0 && (int)el > shown) {
+            if (nz < 0) {
+                lj_context *c2 = lj_context_new(); /* the worker owns ctx */
+                nz = lj_op_nnz(c2, job->J, &exact);
+                lj_context_free(&c2);
+            }
             shown = (int)el;
             fprintf(stderr, "\rlazyjac: materialising J (%" PRId64 "×%" PRId64 ", %s%" PRId64 " entries): %ds",
-                    lj_op_rows(J), lj_op_cols(J), exact ? "" : "≤", nz, shown);
+                    lj_op_rows(job->J), lj_op_cols(job->J), exact ? "" : "≤", nz, shown);
         }
     }
     pthread_join(th, NULL);
     if (shown) fprintf(stderr, "\n");
-    return job.S;
+    return job->st;
 }
 
 static int write_jacobian(lj_context *ctx, const lj_op *J, const options *o)
 {
-    if (!strcmp(o->format, "rb")) {
-        if (to_stdout(o->out)) return die(EXIT_USAGE, "--format rb needs -o FILE");
-        return lj_op_write_rb(ctx, J, o->out, "lazyjac Jacobian", "lazyjac") == LJ_OK ? 0 : lib_error(ctx);
-    }
-    if (!to_stdout(o->out)) return lj_op_write_mtx(ctx, J, o->out) == LJ_OK ? 0 : lib_error(ctx);
-    cholmod_sparse *S = to_sparse_with_progress(ctx, J);
-    if (!S) return lib_error(ctx);
+    if (!strcmp(o->format, "rb") && to_stdout(o->out)) return die(EXIT_USAGE, "--format rb needs -o FILE");
+    mat_job job = { ctx, J, o, NULL, LJ_OK, 0 };
+    if (materialise_with_progress(&job) != LJ_OK) return lib_error(ctx);
+    if (!job.S) return 0; /* written to the file */
+    cholmod_sparse *S = job.S;
     const int64_t *p = S->p, *ii = S->i;
     const double *x = S->x;
     printf("%%%%MatrixMarket matrix coordinate real general\n%zu %zu %" PRId64 "\n", S->nrow, S->ncol,

@@ -123,11 +123,18 @@ done:
     return R;
 }
 
-/* Kinds that map each column to at most one row and keep structure. */
+/* Square operators with exactly one entry in each row and column (a
+ * permutation times a diagonal): multiplying by one moves entries of the
+ * other factor without merging them. Kronecker products, transposes and
+ * multiples of such operators are such operators. */
 static bool is_monomial(const lj_op *a)
 {
-    return lji_is(a, &lji_kind_diag) || lji_is(a, &lji_kind_perm) ||
-           lji_is(a, &lji_kind_commutation) || lji_is_identity(a);
+    if (lji_is(a, &lji_kind_diag) || lji_is(a, &lji_kind_perm) || lji_is(a, &lji_kind_commutation) ||
+        lji_is_identity(a))
+        return true;
+    if (lji_is(a, &lji_kind_kron)) return is_monomial(a->child[0]) && is_monomial(a->child[1]);
+    if (lji_is(a, &lji_kind_scaled) || lji_is(a, &lji_kind_transpose)) return is_monomial(a->child[0]);
+    return false;
 }
 
 static int64_t compose_nnz(const lj_op *J, bool *exact)

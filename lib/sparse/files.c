@@ -9,26 +9,30 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <fcntl.h>
+#include <stdatomic.h>
 #include <unistd.h>
 
 /* ---- temporary files ----------------------------------------------------------- */
 
-static char *temp_name(lj_context *ctx, const char *path)
-{
-    size_t n = strlen(path);
-    char *t = lji_malloc(ctx, n + 16);
-    if (t) snprintf(t, n + 16, "%s.tmpXXXXXX", path);
-    return t;
-}
-
+/* A new file beside path, created exclusively with the usual permissions
+ * (0666 less the umask; mkstemp's 0600 would carry over to the result). */
 static FILE *open_temp(lj_context *ctx, const char *op, const char *path, char **tmp)
 {
-    *tmp = temp_name(ctx, path);
+    static _Atomic unsigned long counter;
+    size_t n = strlen(path) + 48;
+    *tmp = lji_malloc(ctx, n);
     if (!*tmp) {
         lji_nomem(ctx, op);
         return NULL;
     }
-    int fd = mkstemp(*tmp);
+    int fd = -1;
+    for (int tries = 0; tries < 100 && fd < 0; tries++) {
+        unsigned long k = atomic_fetch_add(&counter, 1);
+        snprintf(*tmp, n, "%s.tmp%ld.%lu", path, (long)getpid(), k);
+        fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
     if (fd < 0) {
         lji_error(ctx, LJ_ERR_IO, "%s: cannot create '%s': %s", op, path, strerror(errno));
         free(*tmp);
