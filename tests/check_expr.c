@@ -439,14 +439,6 @@ END_TEST
 
 /* ---- errors ------------------------------------------------------------------- */
 
-#define ASSERT_ERR(ctx, code, frag)                                                             \
-    do {                                                                                        \
-        ck_assert_msg(lj_context_status(ctx) == (code), "status %d, want %d: %s",               \
-                      (int)lj_context_status(ctx), (int)(code), lj_context_message(ctx));       \
-        ck_assert_msg(strstr(lj_context_message(ctx), frag) != NULL, "message '%s' lacks '%s'", \
-                      lj_context_message(ctx), frag);                                           \
-        lj_context_clear(ctx);                                                                  \
-    } while (0)
 
 START_TEST(test_errors)
 {

@@ -38,6 +38,17 @@ void check_op_against(lj_context *ctx, const lj_op *J, tmat D, double tol, const
 #define CK_OK(ctx, st) ck_assert_msg((st) == LJ_OK, "status %d: %s", (int)(st), lj_context_message(ctx))
 #define CK_NN(ctx, p) ck_assert_msg((p) != NULL, "NULL: %s", lj_context_message(ctx))
 
+/* Asserts the context holds status `code` with a message containing frag,
+ * then clears it. */
+#define ASSERT_ERR(ctx, code, frag)                                                             \
+    do {                                                                                        \
+        ck_assert_msg(lj_context_status(ctx) == (code), "status %d, want %d: %s",               \
+                      (int)lj_context_status(ctx), (int)(code), lj_context_message(ctx));       \
+        ck_assert_msg(strstr(lj_context_message(ctx), frag) != NULL, "message '%s' lacks '%s'", \
+                      lj_context_message(ctx), frag);                                           \
+        lj_context_clear(ctx);                                                                  \
+    } while (0)
+
 /* Runs a suite, returning the process exit status. */
 int run_suite(Suite *s);
 #endif
