@@ -527,6 +527,89 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* Every constructor given a NULL operand: NULL out, and a message naming it. */
+START_TEST(test_null_operands)
+{
+    lj_context *ctx = lj_context_new();
+    lj_expr *a = lj_expr_var(ctx, "a", 2, 2, NULL);
+    struct { const char *name; lj_expr *r; } un[] = {
+        { "neg", lj_expr_neg(ctx, NULL) },         { "scale", lj_expr_scale(ctx, 2, NULL) },
+        { "pow", lj_expr_pow(ctx, NULL, 2) },       { "transpose", lj_expr_transpose(ctx, NULL) },
+        { "tr", lj_expr_trace(ctx, NULL) },         { "sum", lj_expr_sum(ctx, NULL) },
+        { "vec", lj_expr_vec(ctx, NULL) },          { "diag", lj_expr_diag(ctx, NULL) },
+        { "func", lj_expr_func(ctx, LJ_FN_EXP, NULL) }, { "inv", lj_expr_inv(ctx, NULL) },
+        { "det", lj_expr_det(ctx, NULL) },          { "logdet", lj_expr_logdet(ctx, NULL) },
+        { "norm2", lj_expr_norm2(ctx, NULL) },      { "add", lj_expr_add(ctx, a, NULL) },
+        { "sub", lj_expr_sub(ctx, NULL, a) },       { "mul", lj_expr_mul(ctx, a, NULL) },
+        { "hadamard", lj_expr_hadamard(ctx, NULL, a) }, { "hdiv", lj_expr_hdiv(ctx, a, NULL) },
+        { "div", lj_expr_div_scalar(ctx, a, NULL) }, { "kron", lj_expr_kron(ctx, a, NULL) },
+    };
+    for (size_t i = 0; i < sizeof un / sizeof un[0]; i++) {
+        ck_assert_msg(un[i].r == NULL, "%s accepted NULL", un[i].name);
+        lj_expr_free(&un[i].r);
+    }
+    /* the message of the last one, and of each in turn */
+    for (size_t i = 0; i < sizeof un / sizeof un[0]; i++) {
+        lj_context_clear(ctx);
+        lj_expr *r = NULL;
+        switch (i) {
+        case 0: r = lj_expr_neg(ctx, NULL); break;
+        case 1: r = lj_expr_scale(ctx, 2, NULL); break;
+        case 2: r = lj_expr_pow(ctx, NULL, 2); break;
+        case 3: r = lj_expr_transpose(ctx, NULL); break;
+        case 4: r = lj_expr_trace(ctx, NULL); break;
+        case 5: r = lj_expr_sum(ctx, NULL); break;
+        case 6: r = lj_expr_vec(ctx, NULL); break;
+        case 7: r = lj_expr_diag(ctx, NULL); break;
+        case 8: r = lj_expr_func(ctx, LJ_FN_EXP, NULL); break;
+        case 9: r = lj_expr_inv(ctx, NULL); break;
+        case 10: r = lj_expr_det(ctx, NULL); break;
+        case 11: r = lj_expr_logdet(ctx, NULL); break;
+        case 12: r = lj_expr_norm2(ctx, NULL); break;
+        case 13: r = lj_expr_add(ctx, a, NULL); break;
+        case 14: r = lj_expr_sub(ctx, NULL, a); break;
+        case 15: r = lj_expr_mul(ctx, a, NULL); break;
+        case 16: r = lj_expr_hadamard(ctx, NULL, a); break;
+        case 17: r = lj_expr_hdiv(ctx, a, NULL); break;
+        case 18: r = lj_expr_div_scalar(ctx, a, NULL); break;
+        default: r = lj_expr_kron(ctx, a, NULL); break;
+        }
+        ck_assert_ptr_null(r);
+        ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_INVALID);
+        ck_assert_msg(strncmp(lj_context_message(ctx), un[i].name, strlen(un[i].name)) == 0,
+                      "message '%s' does not start with '%s'", lj_context_message(ctx), un[i].name);
+    }
+    ck_assert_ptr_null(lj_expr_scalar(ctx, INFINITY));
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "scalar: value is not finite");
+    ck_assert_ptr_null(lj_expr_scale(ctx, NAN, a));
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "scale: factor is not finite");
+    ck_assert_ptr_null(lj_expr_print(ctx, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "expr_print");
+    ck_assert_ptr_null(lj_expr_const(ctx, "bad name", 1, 1, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_NAME, "not a valid name");
+    ck_assert_ptr_null(lj_expr_var(ctx, NULL, 1, 1, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_NAME, "a variable needs a name");
+    /* operator constructors too */
+    const lj_op *none[2] = { NULL, NULL };
+    ck_assert_ptr_null(lj_op_kron_n(ctx, 0, none));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "kron: no operands");
+    ck_assert_ptr_null(lj_op_mul(ctx, NULL, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "mul: operand 1 is NULL");
+    ck_assert_ptr_null(lj_op_sub(ctx, NULL, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "lincomb");
+    ck_assert_ptr_null(lj_op_dense_borrow(ctx, 2, 2, NULL, 2, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "dense_borrow: NULL values");
+    lj_op *I = lj_op_identity(ctx, 2);
+    const lj_op *ii[2] = { I, I };
+    double bad[2] = { 1, NAN };
+    ck_assert_ptr_null(lj_op_lincomb(ctx, 2, bad, ii));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "lincomb: coefficient 2 is not finite");
+    lj_op_free(&I);
+    lj_expr_free(&a);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* Every allocation inside Jacobian construction fails in turn. */
 START_TEST(test_alloc_failure_jacobian)
 {
@@ -580,6 +663,7 @@ Suite *make_expr_suite(void)
     TCase *errors = tcase_create("errors");
     tcase_set_timeout(errors, 120);
     tcase_add_test(errors, test_errors);
+    tcase_add_test(errors, test_null_operands);
     tcase_add_test(errors, test_alloc_failure_jacobian);
     suite_add_tcase(s, errors);
     return s;
