@@ -50,7 +50,7 @@ static const char *help_gradient =
     "lazyjac gradient -e EXPR -w VAR [DECL...] [-o FILE]\n"
     "  The gradient of a scalar (1×1) EXPR, in VAR's shape, computed as J^T·1\n"
     "  through the lazy operator, written as a Matrix Market array to FILE (or\n"
-    "  standard output). Its structured form goes to standard error.\n";
+    "  standard output).\n";
 static const char *help_apply =
     "lazyjac apply -e EXPR -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
     "  J v (or J^T v with --transpose) for the column vector in the Matrix Market\n"
