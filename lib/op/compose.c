@@ -163,18 +163,6 @@ static int64_t compose_nnz(const lj_op *J, bool *exact)
     return bound;
 }
 
-static void compose_cost(const lj_op *J, double *flops, double *bytes)
-{
-    double f = 0, b = 0;
-    for (int i = 0; i < J->nchild; i++) {
-        double fi, bi;
-        lji_cost(J->child[i], &fi, &bi);
-        f += fi;
-        b += bi;
-    }
-    *flops = f;
-    *bytes = b;
-}
 
 static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
@@ -193,7 +181,7 @@ const lji_kind lji_kind_compose = {
     .apply = compose_apply,
     .to_sparse = compose_to_sparse,
     .nnz = compose_nnz,
-    .cost = compose_cost,
+    .cost = lji_cost_of_children,
     .print = compose_print,
     .equal = NULL,
 };

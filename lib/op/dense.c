@@ -16,24 +16,11 @@ static lj_status dense_apply(lj_context *ctx, const lj_op *J, bool trans, int64_
 
 static cholmod_sparse *dense_to_sparse(lj_context *ctx, const lj_op *J)
 {
-    int64_t nz;
-    if (!lji_size_ok(J->rows, J->cols, &nz)) {
-        lji_error(ctx, LJ_ERR_OVERFLOW, "to_sparse: dense " LJI_SHP " overflows", J->rows, J->cols);
-        return NULL;
-    }
-    cholmod_sparse *s = lji_sparse_alloc(ctx, J->rows, J->cols, nz, "to_sparse");
+    cholmod_sparse *s = lji_sparse_full(ctx, J, "dense");
     if (!s) return NULL;
-    int64_t *p = s->p, *ii = s->i;
     double *x = s->x;
-    int64_t q = 0;
-    for (int64_t j = 0; j < J->cols; j++) {
-        p[j] = q;
-        for (int64_t i = 0; i < J->rows; i++, q++) {
-            ii[q] = i;
-            x[q] = J->data[i + j * J->ld];
-        }
-    }
-    p[J->cols] = q;
+    for (int64_t j = 0; j < J->cols; j++)
+        memcpy(x + j * J->rows, J->data + j * J->ld, (size_t)J->rows * sizeof(double));
     return s;
 }
 

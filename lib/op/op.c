@@ -366,6 +366,37 @@ cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, in
     return s;
 }
 
+cholmod_sparse *lji_sparse_full(lj_context *ctx, const lj_op *J, const char *what)
+{
+    int64_t nz;
+    if (!lji_size_ok(J->rows, J->cols, &nz)) {
+        lji_error(ctx, LJ_ERR_OVERFLOW, "to_sparse: %s " LJI_SHP " overflows", what, J->rows, J->cols);
+        return NULL;
+    }
+    cholmod_sparse *s = lji_sparse_alloc(ctx, J->rows, J->cols, nz, "to_sparse");
+    if (!s) return NULL;
+    int64_t *p = s->p, *ii = s->i, q = 0;
+    for (int64_t j = 0; j < J->cols; j++) {
+        p[j] = q;
+        for (int64_t i = 0; i < J->rows; i++) ii[q++] = i;
+    }
+    p[J->cols] = q;
+    return s;
+}
+
+void lji_cost_of_children(const lj_op *J, double *flops, double *bytes)
+{
+    double f = 0, b = 0;
+    for (int i = 0; i < J->nchild; i++) {
+        double fi, bi;
+        lji_cost(J->child[i], &fi, &bi);
+        f += fi;
+        b += bi;
+    }
+    *flops = f;
+    *bytes = b;
+}
+
 cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J)
 {
     return J->kind->to_sparse(ctx, J);

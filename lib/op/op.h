@@ -98,6 +98,10 @@ cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
 /* allocation of a CSC result through CHOLMOD, with failure injection */
 cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, int64_t nz,
                                  const char *op);
+/* A CSC matrix with every entry of J's shape stored (values left to fill). */
+cholmod_sparse *lji_sparse_full(lj_context *ctx, const lj_op *J, const char *what);
+/* The sum of the children's costs. */
+void lji_cost_of_children(const lj_op *J, double *flops, double *bytes);
 int64_t lji_nnz(const lj_op *J, bool *exact);
 void lji_cost(const lj_op *J, double *flops, double *bytes);
 void lji_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where);

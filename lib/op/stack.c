@@ -93,18 +93,6 @@ static int64_t stack_nnz(const lj_op *J, bool *exact)
     return t;
 }
 
-static void stack_cost(const lj_op *J, double *flops, double *bytes)
-{
-    double f = 0, b = 0;
-    for (int i = 0; i < J->nchild; i++) {
-        double fi, bi;
-        lji_cost(J->child[i], &fi, &bi);
-        f += fi;
-        b += bi;
-    }
-    *flops = f;
-    *bytes = b;
-}
 
 static void stack_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
@@ -123,7 +111,7 @@ const lji_kind lji_kind_hstack = {
     .apply = stack_apply,
     .to_sparse = stack_to_sparse,
     .nnz = stack_nnz,
-    .cost = stack_cost,
+    .cost = lji_cost_of_children,
     .print = stack_print,
     .equal = NULL,
 };
@@ -134,7 +122,7 @@ const lji_kind lji_kind_vstack = {
     .apply = stack_apply,
     .to_sparse = stack_to_sparse,
     .nnz = stack_nnz,
-    .cost = stack_cost,
+    .cost = lji_cost_of_children,
     .print = stack_print,
     .equal = NULL,
 };
