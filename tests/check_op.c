@@ -854,18 +854,30 @@ START_TEST(test_apply_does_not_allocate)
     tmat A = tm_rand(6, 5, &seed), B = tm_rand(4, 3, &seed), x = tm_rand(15, 1, &seed);
     lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *k = lj_op_kron(ctx, a, b);
     lj_op *kt = lj_op_transpose(ctx, k), *K = lj_op_commutation(ctx, 4, 6);
-    const lj_op *f[3] = { kt, K, k };
-    lj_op *J = lj_op_compose(ctx, 3, f);
-    double y[15];
+    tmat R;
+    cholmod_sparse *cs = rand_sparse(ctx, 15, 15, &seed, &R);
+    lj_op *S = lj_op_sparse(ctx, cs, "S");
+    cholmod_l_free_sparse(&cs, lj_context_cholmod(ctx));
+    const lj_op *f[4] = { kt, K, k, S };
+    lj_op *J = lj_op_compose(ctx, 4, f);
+    double y[15], Y[45], X[45];
+    for (int i = 0; i < 45; i++) X[i] = urand(&seed);
     CK_OK(ctx, lj_op_apply(ctx, J, 0, 1.0, x.a, 0.0, y));
+    CK_OK(ctx, lj_op_apply(ctx, J, 1, 1.0, x.a, 0.0, y));
+    CK_OK(ctx, lj_op_apply_multi(ctx, J, 0, 3, 1.0, X, 15, 0.0, Y, 15));
+    CK_OK(ctx, lj_op_apply_multi(ctx, J, 1, 3, 1.0, X, 15, 0.0, Y, 15));
     lj_context_fail_alloc(ctx, 1, 1); /* any allocation from now on fails */
-    for (int r = 0; r < 5; r++) CK_OK(ctx, lj_op_apply(ctx, J, r & 1, 1.0, x.a, 0.0, y));
+    for (int r = 0; r < 5; r++) {
+        CK_OK(ctx, lj_op_apply(ctx, J, r & 1, 1.0, x.a, 0.0, y));
+        CK_OK(ctx, lj_op_apply_multi(ctx, J, r & 1, 3, 1.0, X, 15, 0.0, Y, 15));
+    }
     ck_assert_int_eq(lj_context_fail_alloc(ctx, 0, 0), 0);
-    lj_op *all[] = { a, b, k, kt, K, J };
+    lj_op *all[] = { a, b, k, kt, K, J, S };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
     tm_free(&A);
     tm_free(&B);
     tm_free(&x);
+    tm_free(&R);
     lj_context_free(&ctx);
 }
 END_TEST

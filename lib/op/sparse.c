@@ -17,7 +17,8 @@ static lj_status sparse_apply(lj_context *ctx, const lj_op *J, bool trans, int64
     if (beta == 0.0) lji_scale_block(out, k, 0.0, Y, ldy); /* NaN in Y must not leak */
     double al[2] = { alpha, 0 }, be[2] = { beta, 0 };
     cholmod_sparse A = J->sp;
-    if (!lji_alloc_gate(ctx)) return lji_nomem(ctx, "apply");
+    /* sdmult's workspace lives in the context's cholmod_common and is kept
+     * between calls, so repeated applies do not allocate */
     cholmod_l_sdmult(&A, trans ? 1 : 0, al, be, &dx, &dy, &ctx->cc);
     return lji_cholmod_check(ctx, "apply");
 }
