@@ -86,6 +86,8 @@ lj_op *lj_op_retain(const lj_op *ca)
     return a;
 }
 
+/* Iterative: dying nodes go on a work list, so that freeing a deep tree
+ * does not recurse. */
 void lj_op_free(lj_op **pa)
 {
     if (!pa || !*pa) return;
@@ -93,19 +95,31 @@ void lj_op_free(lj_op **pa)
     *pa = NULL;
     if (!lji_op_ok(a)) return;
     if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
-    for (int i = 0; i < a->nchild; i++) lj_op_free(&a->child[i]);
-    free(a->child);
-    free(a->coef);
-    free(a->label);
-    free(a->label2);
-    if (!a->borrowed) free(a->data);
-    free(a->data2);
-    free(a->idx);
-    free(a->sp.p);
-    free(a->sp.i);
-    free(a->sp.x);
-    a->magic = LJI_DEAD_MAGIC;
-    free(a);
+    a->next_dead = NULL;
+    lj_op *work = a;
+    while (work) {
+        lj_op *x = work;
+        work = x->next_dead;
+        for (int i = 0; i < x->nchild; i++) {
+            lj_op *c = x->child[i];
+            if (c && lji_op_ok(c) && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+                c->next_dead = work;
+                work = c;
+            }
+        }
+        free(x->child);
+        free(x->coef);
+        free(x->label);
+        free(x->label2);
+        if (!x->borrowed) free(x->data);
+        free(x->data2);
+        free(x->idx);
+        free(x->sp.p);
+        free(x->sp.i);
+        free(x->sp.x);
+        x->magic = LJI_DEAD_MAGIC;
+        free(x);
+    }
 }
 
 lj_status lji_check_args(lj_context *ctx, const char *op, int n, const lj_op *const *ops)

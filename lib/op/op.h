@@ -48,6 +48,7 @@ struct lj_op {
     int64_t m, n;         /* commutation K_{m,n} */
     int64_t *idx;         /* permutation */
     cholmod_sparse sp;    /* sparse: header over arrays this node owns */
+    lj_op *next_dead;     /* work list while freeing */
 };
 
 #define LJI_OP_MAGIC 0x4c4a4f50u /* "LJOP" */
