@@ -18,24 +18,7 @@ static lj_op *dense_of(lj_context *ctx, tmat m, const char *label)
 /* A random sparse matrix (about 40% dense) as a CHOLMOD matrix and as tmat. */
 static cholmod_sparse *rand_sparse(lj_context *ctx, int64_t r, int64_t c, uint64_t *seed, tmat *ref)
 {
-    *ref = tm_new(r, c);
-    int64_t nz = 0;
-    for (int64_t i = 0; i < r * c; i++)
-        if (urand(seed) < -0.2) ref->a[i] = urand(seed), nz++;
-    cholmod_sparse *s = cholmod_l_allocate_sparse((size_t)r, (size_t)c, (size_t)(nz + 1), 1, 1, 0,
-                                                  CHOLMOD_REAL, lj_context_cholmod(ctx));
-    int64_t *p = s->p, *ii = s->i, q = 0;
-    double *x = s->x;
-    for (int64_t j = 0; j < c; j++) {
-        p[j] = q;
-        for (int64_t i = 0; i < r; i++)
-            if (ref->a[i + j * r] != 0.0) {
-                ii[q] = i;
-                x[q++] = ref->a[i + j * r];
-            }
-    }
-    p[c] = q;
-    return s;
+    return tm_rand_sparse(ctx, r, c, 0.4, seed, ref);
 }
 
 static char *pr(lj_context *ctx, const lj_op *a)
@@ -372,6 +355,35 @@ START_TEST(test_compose_sum_stack)
     lj_op *all[] = { a, b, c, s, p, pt, sum, asum, h, v, ht };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
     tmat ts[] = { A, B, C, S, AB, ABC, ABCt, BS, ABS, Bt, St, H, V, Ht };
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tm_free(&ts[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Empty inner and outer dimensions through products, sums and stacks. */
+START_TEST(test_empty_dimensions)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 31;
+    tmat A = tm_rand(3, 0, &seed), B = tm_rand(0, 4, &seed), C = tm_rand(3, 4, &seed), E = tm_rand(0, 4, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *c = dense_of(ctx, C, "C"), *e = dense_of(ctx, E, "E");
+    lj_op *ab = lj_op_mul(ctx, a, b); /* (3×0)·(0×4): the zero matrix */
+    tmat AB = tm_new(3, 4);
+    check_op_against(ctx, ab, AB, 0, "(3×0)·(0×4)");
+    lj_op *s = lj_op_add(ctx, ab, c);
+    check_op_against(ctx, s, C, 1e-15, "0 + C");
+    const lj_op *h[2] = { c, a };
+    lj_op *hs = lj_op_hstack(ctx, 2, h);
+    check_op_against(ctx, hs, C, 1e-15, "[C, (3×0)]");
+    const lj_op *v[2] = { e, c };
+    lj_op *vs = lj_op_vstack(ctx, 2, v);
+    check_op_against(ctx, vs, C, 1e-15, "[(0×4); C]");
+    lj_op *k = lj_op_kron(ctx, a, c);
+    tmat K = tm_new(9, 0);
+    check_op_against(ctx, k, K, 0, "(3×0) ⊗ C");
+    lj_op *all[] = { a, b, c, e, ab, s, hs, vs, k };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ts[] = { A, B, C, E, AB, K };
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tm_free(&ts[i]);
     lj_context_free(&ctx);
 }
@@ -894,6 +906,7 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_kron_dense_factors);
     tcase_add_test(kinds, test_kron_structured_factors);
     tcase_add_test(kinds, test_compose_sum_stack);
+    tcase_add_test(kinds, test_empty_dimensions);
     tcase_add_loop_test(kinds, test_random_compositions, 0, 8);
     suite_add_tcase(s, kinds);
     TCase *rules = tcase_create("rules");

@@ -49,22 +49,9 @@ static bool exists(const char *path)
 static lj_op *rand_sparse_op(lj_context *ctx, int64_t r, int64_t c, double density, uint64_t *seed,
                              tmat *ref)
 {
-    *ref = tm_new(r, c);
-    cholmod_sparse *s = cholmod_l_allocate_sparse((size_t)r, (size_t)c, (size_t)(r * c + 1), 1, 1, 0,
-                                                  CHOLMOD_REAL, lj_context_cholmod(ctx));
-    int64_t *p = s->p, *ii = s->i, q = 0;
-    double *x = s->x;
-    for (int64_t j = 0; j < c; j++) {
-        p[j] = q;
-        for (int64_t i = 0; i < r; i++)
-            if ((urand(seed) + 1) / 2 < density) {
-                ii[q] = i;
-                x[q++] = ref->a[i + j * r] = urand(seed);
-            }
-    }
-    p[c] = q;
+    cholmod_sparse *s = tm_rand_sparse(ctx, r, c, density, seed, ref);
     lj_op *a = lj_op_sparse(ctx, s, "S");
-    cholmod_l_free_sparse(&s, lj_context_cholmod(ctx));
+    lj_sparse_free(ctx, &s);
     return a;
 }
 

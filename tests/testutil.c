@@ -26,6 +26,26 @@ tmat tm_rand(int64_t r, int64_t c, uint64_t *seed)
     return m;
 }
 
+cholmod_sparse *tm_rand_sparse(lj_context *ctx, int64_t r, int64_t c, double density, uint64_t *seed,
+                               tmat *ref)
+{
+    *ref = tm_new(r, c);
+    cholmod_sparse *s = cholmod_l_allocate_sparse((size_t)r, (size_t)c, (size_t)(r * c + 1), 1, 1, 0,
+                                                  CHOLMOD_REAL, lj_context_cholmod(ctx));
+    int64_t *p = s->p, *ii = s->i, q = 0;
+    double *x = s->x;
+    for (int64_t j = 0; j < c; j++) {
+        p[j] = q;
+        for (int64_t i = 0; i < r; i++)
+            if ((urand(seed) + 1) / 2 < density) {
+                ii[q] = i;
+                x[q++] = ref->a[i + j * r] = urand(seed);
+            }
+    }
+    p[c] = q;
+    return s;
+}
+
 void tm_free(tmat *m)
 {
     free(m->a);

@@ -27,6 +27,10 @@ tmat tm_vstack(tmat a, tmat b);
 double tm_maxdiff(tmat a, tmat b);
 double tm_maxabs(tmat a);
 double urand(uint64_t *s);
+/* A random sparse matrix: each entry stored with probability `density`,
+ * as a new CHOLMOD matrix (free with lj_sparse_free) and as *ref. */
+cholmod_sparse *tm_rand_sparse(lj_context *ctx, int64_t r, int64_t c, double density, uint64_t *seed,
+                               tmat *ref);
 
 /* Checks an operator three ways against the dense reference D:
  * apply (1 and k vectors, with alpha/beta and padded leading dimensions),
