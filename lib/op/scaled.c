@@ -1,4 +1,4 @@
-/* Scaled αA, and the lazy transpose A^T. */
+/* Scaled αA. */
 #include "config.h"
 #include "op.h"
 #include <inttypes.h>
@@ -68,103 +68,6 @@ lj_op *lj_op_scale(lj_context *ctx, double alpha, const lj_op *a)
     lj_op *J = lji_op_new(ctx, &lji_kind_scaled, a->rows, a->cols, 1, "scale");
     if (!J) return NULL;
     J->alpha = alpha;
-    J->child[0] = lj_op_retain(a);
-    lji_op_seal(J);
-    return J;
-}
-
-/* ---- transpose ------------------------------------------------------------- */
-
-static lj_status transpose_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k,
-                                 double alpha, const double *X, int64_t ldx, double beta,
-                                 double *Y, int64_t ldy)
-{
-    return lji_apply(ctx, J->child[0], !trans, k, alpha, X, ldx, beta, Y, ldy);
-}
-
-static cholmod_sparse *transpose_to_sparse(lj_context *ctx, const lj_op *J)
-{
-    cholmod_sparse *s = lji_to_sparse(ctx, J->child[0]);
-    if (!s) return NULL;
-    if (!lji_alloc_gate(ctx)) {
-        cholmod_l_free_sparse(&s, &ctx->cc);
-        lji_nomem(ctx, "to_sparse");
-        return NULL;
-    }
-    cholmod_sparse *t = cholmod_l_transpose(s, 1, &ctx->cc);
-    cholmod_l_free_sparse(&s, &ctx->cc);
-    if (!t) lji_cholmod_check(ctx, "to_sparse");
-    return t;
-}
-
-static void transpose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
-{
-    const lj_op *c = J->child[0];
-    bool atom = lji_is(c, &lji_kind_dense) || lji_is(c, &lji_kind_sparse) ||
-                lji_is(c, &lji_kind_perm) || lji_is(c, &lji_kind_diag) ||
-                lji_is(c, &lji_kind_identity) || lji_is(c, &lji_kind_commutation);
-    if (atom && c->label && strpbrk(c->label, " ()+-*/'") != NULL) atom = false;
-    lji_put_open(b, !atom);
-    lji_print(b, c, fmt, LJI_AT_TIGHT);
-    lji_put_close(b, !atom);
-    lji_buf_puts(b, lji_sym_transpose(fmt));
-}
-
-const lji_kind lji_kind_transpose = {
-    .id = LJ_OP_TRANSPOSE,
-    .name = "transpose",
-    .apply = transpose_apply,
-    .to_sparse = transpose_to_sparse,
-    .nnz = child_nnz,
-    .cost = scaled_cost,
-    .print = transpose_print,
-    .equal = NULL,
-};
-
-/* The rules push the transpose to the leaves; only dense, sparse, permutation
- * and rank-one... leaves keep a lazy transpose node. */
-lj_op *lj_op_transpose(lj_context *ctx, const lj_op *a)
-{
-    const char *op = "transpose";
-    if (lji_check_args(ctx, op, 1, &a) != LJ_OK) return NULL;
-    const lji_kind *k = a->kind;
-    if (k == &lji_kind_identity || k == &lji_kind_diag) return lj_op_retain(a);
-    if (k == &lji_kind_zero) return lj_op_zero(ctx, a->cols, a->rows);
-    if (k == &lji_kind_commutation) return lj_op_commutation(ctx, a->n, a->m);
-    if (k == &lji_kind_transpose) return lj_op_retain(a->child[0]);
-    if (k == &lji_kind_rank1)
-        return lj_op_rank1(ctx, a->cols, a->data2, a->label2, a->rows, a->data, a->label);
-    if (k == &lji_kind_scaled || k == &lji_kind_kron || k == &lji_kind_compose ||
-        k == &lji_kind_sum || k == &lji_kind_hstack || k == &lji_kind_vstack) {
-        int n = a->nchild;
-        lj_op **t = lji_calloc(ctx, (size_t)n, sizeof *t);
-        if (!t) {
-            lji_nomem(ctx, op);
-            return NULL;
-        }
-        lj_op *r = NULL;
-        int i;
-        for (i = 0; i < n; i++) {
-            /* (AB)^T = B^T A^T: a product's factors reverse */
-            int src = k == &lji_kind_compose ? n - 1 - i : i;
-            t[i] = lj_op_transpose(ctx, a->child[src]);
-            if (!t[i]) break;
-        }
-        if (i == n) {
-            const lj_op *const *ct = (const lj_op *const *)t;
-            if (k == &lji_kind_scaled) r = lj_op_scale(ctx, a->alpha, t[0]);
-            else if (k == &lji_kind_kron) r = lj_op_kron_n(ctx, n, ct);
-            else if (k == &lji_kind_compose) r = lj_op_compose(ctx, n, ct);
-            else if (k == &lji_kind_sum) r = lj_op_lincomb(ctx, n, a->coef, ct);
-            else if (k == &lji_kind_hstack) r = lj_op_vstack(ctx, n, ct);
-            else r = lj_op_hstack(ctx, n, ct);
-        }
-        for (int j = 0; j < n; j++) lj_op_free(&t[j]);
-        free(t);
-        return r;
-    }
-    lj_op *J = lji_op_new(ctx, &lji_kind_transpose, a->cols, a->rows, 1, op);
-    if (!J) return NULL;
     J->child[0] = lj_op_retain(a);
     lji_op_seal(J);
     return J;
