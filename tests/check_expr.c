@@ -336,6 +336,46 @@ START_TEST(test_jacobian_plan)
 }
 END_TEST
 
+/* Gradients print as matrices where the structure allows. */
+START_TEST(test_gradient_forms)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = lj_symtab_new(ctx);
+    uint64_t seed = 5;
+    const struct { const char *name; int64_t r, c; } decl[] = { { "A", 3, 3 }, { "X", 3, 3 }, { "B", 3, 3 }, { "x", 3, 1 } };
+    for (int i = 0; i < 4; i++) {
+        tmat m = tm_rand(decl[i].r, decl[i].c, &seed);
+        lj_expr *e = lj_expr_var(ctx, decl[i].name, decl[i].r, decl[i].c, m.a);
+        CK_OK(ctx, lj_symtab_add(ctx, t, e));
+        lj_expr_free(&e);
+        tm_free(&m);
+    }
+    const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
+        { "tr(A*X*B)", "X", "A^T B^T", "A'*B'" },
+        { "sum(A.*X)", "X", "A", "A" },
+        { "x'*A*x", "x", "A·x + (x^T·A)^T", "A*x + (x'*A)'" },
+        { "2*sum(X)", "X", "2·(1_3 1_3^T)", "2*(1_3*1_3')" },
+        { "tr(X)", "X", "I_3", "I_3" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t pos;
+        lj_expr *f = lj_parse(ctx, cases[i].expr, t, &pos), *x = lj_symtab_get(t, cases[i].wrt);
+        CK_NN(ctx, f);
+        lj_op *J = lj_expr_jacobian(ctx, f, x);
+        char *u = lj_op_print_gradient(ctx, J, lj_expr_rows(x), lj_expr_cols(x), LJ_PRINT_UNICODE);
+        char *p = lj_op_print_gradient(ctx, J, lj_expr_rows(x), lj_expr_cols(x), LJ_PRINT_PLAIN);
+        ck_assert_msg(strcmp(u, cases[i].uni) == 0, "%s: '%s', want '%s'", cases[i].expr, u, cases[i].uni);
+        ck_assert_msg(strcmp(p, cases[i].plain) == 0, "%s: '%s', want '%s'", cases[i].expr, p, cases[i].plain);
+        lj_free(u);
+        lj_free(p);
+        lj_op_free(&J);
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- the seeds ---------------------------------------------------------------- */
 
 static lj_expr *load(lj_context *ctx, lj_symtab *t, const char *seed, const char *name)
@@ -653,6 +693,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_composites);
     tcase_add_test(rules, test_shared_subexpressions);
     tcase_add_test(rules, test_jacobian_plan);
+    tcase_add_test(rules, test_gradient_forms);
     suite_add_tcase(s, rules);
     TCase *seeds = tcase_create("seeds");
     tcase_add_test(seeds, test_seed000);

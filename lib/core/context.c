@@ -292,6 +292,7 @@ void lji_buf_init(lji_buf *b, lj_context *ctx)
     b->failed = false;
     b->limit = 0;
     b->truncated = false;
+    b->math = false;
 }
 
 size_t lji_utf8_prefix(const char *s, size_t n)

@@ -90,6 +90,7 @@ typedef struct {
     size_t len, cap;
     bool failed;
     size_t limit;   /* 0: none; else appends stop once len reaches it */
+    bool math;      /* expressions written in math notation (labels), not the language */
     bool truncated; /* an append was dropped because of the limit */
 } lji_buf;
 void lji_buf_init(lji_buf *b, lj_context *ctx);

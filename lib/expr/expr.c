@@ -368,16 +368,18 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
     case LJI_E_VAR:
     case LJI_E_CONST:
         if (e->name) lji_buf_puts(b, e->name);
-        else lji_buf_printf(b, "%.17g", e->value[0]);
+        else lji_buf_printf(b, b->math ? "%.6g" : "%.17g", e->value[0]);
         break;
     case LJI_E_ADD:
     case LJI_E_SUB:
         lji_expr_write(b, e->a, 1);
-        lji_buf_puts(b, e->op == LJI_E_ADD ? " + " : " - ");
+        lji_buf_puts(b, e->op == LJI_E_ADD ? " + " : b->math ? " − " : " - ");
         lji_expr_write(b, e->b, 2);
         break;
     case LJI_E_MUL: case LJI_E_HAD: case LJI_E_HDIV: case LJI_E_DIVS: {
-        const char *s = e->op == LJI_E_MUL ? "*" : e->op == LJI_E_HAD ? ".*" : e->op == LJI_E_HDIV ? "./" : "/";
+        /* math notation (labels of printed operators) or the language */
+        const char *s = b->math ? (e->op == LJI_E_MUL ? "·" : e->op == LJI_E_HAD ? " ∘ " : e->op == LJI_E_HDIV ? " ⊘ " : "/")
+                                : (e->op == LJI_E_MUL ? "*" : e->op == LJI_E_HAD ? ".*" : e->op == LJI_E_HDIV ? "./" : "/");
         lji_expr_write(b, e->a, 2);
         if (s[0] == '.') space_after_number(b);
         lji_buf_puts(b, s);
@@ -385,11 +387,11 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         break;
     }
     case LJI_E_SCALE:
-        lji_buf_printf(b, "%.17g*", e->p);
+        lji_buf_printf(b, b->math ? "%.6g·" : "%.17g*", e->p);
         lji_expr_write(b, e->a, 3);
         break;
     case LJI_E_NEG:
-        lji_buf_puts(b, "-");
+        lji_buf_puts(b, b->math ? "−" : "-");
         lji_expr_write(b, e->a, 3);
         break;
     case LJI_E_POW:
@@ -399,7 +401,7 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         break;
     case LJI_E_T:
         lji_expr_write(b, e->a, 5);
-        lji_buf_puts(b, "'");
+        lji_buf_puts(b, b->math ? "^T" : "'");
         break;
     case LJI_E_KRON:
         lji_buf_puts(b, "kron(");
@@ -439,6 +441,7 @@ char *lji_expr_label(lj_context *ctx, const lj_expr *e)
     lji_buf_init(&b, ctx);
     bool compound = !(e->op == LJI_E_VAR || (e->op == LJI_E_CONST && e->name));
     lji_put_open(&b, compound);
+    b.math = true;
     b.limit = LJI_LABEL_MAX;
     lji_expr_write(&b, e, 1);
     bool cut = b.truncated;

@@ -476,6 +476,7 @@ void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt)
         { "vec ", "vec ", "\\operatorname{vec} " },
         { "vec(", "vec(", "\\operatorname{vec}(" },
         { "∘", ".*", "\\circ" },
+        { "⊘", "./", "\\oslash" },
         { "⊗", "kron", "\\otimes" },
         { "−", "-", "-" },
         { "·", "*", "\\cdot " },
@@ -509,6 +510,17 @@ void lji_put_number(lji_buf *b, double x, lj_print_format fmt)
         lji_buf_puts(b, tmp + 1);
     } else
         lji_buf_puts(b, tmp);
+}
+
+bool lji_label_is_atomic(const char *label)
+{
+    int depth = 0;
+    for (const char *s = label; *s; s++) {
+        if (*s == '(' || *s == '{') depth++;
+        else if (*s == ')' || *s == '}') depth--;
+        else if (depth == 0 && (strchr(" +-*/'", *s) || (unsigned char)*s >= 0x80)) return false;
+    }
+    return true;
 }
 
 void lji_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)

@@ -112,6 +112,9 @@ bool lji_equal(const lj_op *a, const lj_op *b);
 void lji_put_open(lji_buf *b, bool paren);
 void lji_put_close(lji_buf *b, bool paren);
 void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt);
+/* true when a label needs no parentheses before ^T: no operator outside
+ * its own parentheses or braces ("W", "(X·A)", "A^{-1}", not "vec B") */
+bool lji_label_is_atomic(const char *label);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
 const char *lji_sym_kron(lj_print_format fmt);
 const char *lji_sym_dot(lj_print_format fmt);

@@ -147,9 +147,31 @@ static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, 
 
 static void grad_fallback(lji_buf *b, const lj_op *g, int64_t m, int64_t n, lj_print_format fmt)
 {
+    if (n == 1) { /* a column is its own vec */
+        lji_print(b, g, fmt, LJI_AT_COMPOSE);
+        return;
+    }
     lji_buf_puts(b, "reshape(");
     lji_print(b, g, fmt, LJI_AT_TOP);
     lji_buf_printf(b, ", %" PRId64 ", %" PRId64 ")", m, n);
+}
+
+/* a dense column of ones: vec of the all-ones matrix */
+static bool is_ones(const lj_op *g)
+{
+    if (!lji_is(g, &lji_kind_dense) || g->cols != 1) return false;
+    for (int64_t i = 0; i < g->rows; i++)
+        if (g->data[i] != 1.0) return false;
+    return g->rows > 0;
+}
+
+/* "I_k" exactly: an identity that a product can drop */
+static bool is_identity_text(const char *s, size_t len)
+{
+    if (len < 3 || s[0] != 'I' || s[1] != '_') return false;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < '0' || s[i] > '9') return false;
+    return true;
 }
 
 static void print_transposed(lji_buf *b, lj_context *ctx, const lj_op *a, lj_print_format fmt)
@@ -182,6 +204,19 @@ static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, 
         grad_render(b, ctx, g->child[0], m, n, fmt, true);
         return;
     }
+    if (is_ones(g)) { /* vec of the m×n matrix of ones */
+        if (n == 1)
+            lji_buf_printf(b, fmt == LJ_PRINT_LATEX ? "1_{%" PRId64 "}" : "1_%" PRId64, m);
+        else {
+            lji_put_open(b, inner);
+            lji_buf_printf(b, fmt == LJ_PRINT_LATEX ? "1_{%" PRId64 "}" : "1_%" PRId64, m);
+            lji_buf_puts(b, fmt == LJ_PRINT_PLAIN ? "*" : " ");
+            lji_buf_printf(b, fmt == LJ_PRINT_LATEX ? "1_{%" PRId64 "}" : "1_%" PRId64, n);
+            lji_buf_puts(b, lji_sym_transpose(fmt));
+            lji_put_close(b, inner);
+        }
+        return;
+    }
     if (lji_is(g, &lji_kind_dense) && g->label && strncmp(g->label, "vec ", 4) == 0) {
         lji_put_label(b, g->label + 4, fmt);
         return;
@@ -194,7 +229,9 @@ static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, 
             b->failed = true;
             return;
         }
-        if (lji_is(f, &lji_kind_diag) && f->label && strncmp(f->label, "vec ", 4) == 0) {
+        if (lji_is(f, &lji_kind_diag) && f->label && strncmp(f->label, "vec ", 4) == 0 && is_ones(rest)) {
+            lji_put_label(b, f->label + 4, fmt); /* ones ∘ W = W */
+        } else if (lji_is(f, &lji_kind_diag) && f->label && strncmp(f->label, "vec ", 4) == 0) {
             lji_put_open(b, inner);
             grad_render(b, ctx, rest, m, n, fmt, true);
             lji_buf_puts(b, hada);
@@ -204,17 +241,31 @@ static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, 
                    f->child[1]->cols * f->child[0]->cols == rest->rows) {
             /* (A ⊗ B) vec R = vec(B R A^T), R of shape B.cols × A.cols */
             const lj_op *A = f->child[0], *B = f->child[1];
-            lji_put_open(b, inner);
+            const char *sep = fmt == LJ_PRINT_PLAIN ? "*" : " ";
+            /* the middle factor first, so that an identity there is dropped */
+            lji_buf mid;
+            lji_buf_init(&mid, ctx);
+            grad_render(&mid, ctx, rest, B->cols, A->cols, fmt, true);
+            if (mid.failed) b->failed = true;
+            bool drop = mid.s && is_identity_text(mid.s, mid.len);
+            int parts = !lji_is_identity(B) + !drop + !lji_is_identity(A);
+            lji_put_open(b, inner && parts > 1);
+            bool any = false;
             if (!lji_is_identity(B)) {
                 lji_print(b, B, fmt, LJI_AT_COMPOSE);
-                lji_buf_puts(b, fmt == LJ_PRINT_PLAIN ? "*" : " ");
+                any = true;
             }
-            grad_render(b, ctx, rest, B->cols, A->cols, fmt, true);
+            if (!drop && mid.s) {
+                if (any) lji_buf_puts(b, sep);
+                lji_buf_puts(b, mid.s);
+                any = true;
+            }
             if (!lji_is_identity(A)) {
-                lji_buf_puts(b, fmt == LJ_PRINT_PLAIN ? "*" : " ");
+                if (any) lji_buf_puts(b, sep);
                 print_transposed(b, ctx, A, fmt);
             }
-            lji_put_close(b, inner);
+            lji_put_close(b, inner && parts > 1);
+            lji_buf_discard(&mid);
         } else
             grad_fallback(b, g, m, n, fmt);
         lj_op_free(&rest);
