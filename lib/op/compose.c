@@ -71,7 +71,7 @@ static cholmod_sparse *multiply_range(lj_context *ctx, cholmod_sparse **S, int *
     if (!P && ctx->status == LJ_OK) lji_nomem(ctx, "to_sparse");
     cholmod_l_free_sparse(&L, &ctx->cc);
     cholmod_l_free_sparse(&R, &ctx->cc);
-    return P;
+    return lji_sparse_canon(ctx, P, "to_sparse");
 }
 
 /* Materialise each factor, then multiply in the order that the matrix-chain

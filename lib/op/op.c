@@ -380,6 +380,31 @@ cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, in
     return s;
 }
 
+cholmod_sparse *lji_sparse_canon(lj_context *ctx, cholmod_sparse *s, const char *op)
+{
+    if (!s) return NULL;
+    bool ok = s->packed != 0;
+    const int64_t *p = s->p, *ii = s->i;
+    for (size_t j = 0; ok && j < s->ncol; j++)
+        for (int64_t q = p[j] + 1; q < p[j + 1]; q++)
+            if (ii[q] <= ii[q - 1]) {
+                ok = false;
+                break;
+            }
+    if (!ok) {
+        /* cholmod_l_sort sorts and packs (a double transpose); duplicates
+         * never occur in CHOLMOD's results */
+        if (!lji_alloc_gate(ctx) || !cholmod_l_sort(s, &ctx->cc)) {
+            if (ctx->cc.status < 0) lji_cholmod_check(ctx, op);
+            if (ctx->status == LJ_OK) lji_nomem(ctx, op);
+            cholmod_l_free_sparse(&s, &ctx->cc);
+            return NULL;
+        }
+    }
+    s->sorted = 1;
+    return s;
+}
+
 cholmod_sparse *lji_sparse_full(lj_context *ctx, const lj_op *J, const char *what)
 {
     int64_t nz;

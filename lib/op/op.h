@@ -99,6 +99,12 @@ cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
 /* allocation of a CSC result through CHOLMOD, with failure injection */
 cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, int64_t nz,
                                  const char *op);
+/* The result of a CHOLMOD call (ssmult, add, transpose, a reader) made
+ * canonical: packed, every column's rows strictly ascending, s->sorted set.
+ * CHOLMOD's own flags are not trusted: SuiteSparse 7 returns sorted=0 from
+ * ssmult where SuiteSparse 5 sorted, so the columns are checked and sorted
+ * only where they need it. On failure s is freed and NULL returned. */
+cholmod_sparse *lji_sparse_canon(lj_context *ctx, cholmod_sparse *s, const char *op);
 /* A CSC matrix with every entry of J's shape stored (values left to fill). */
 cholmod_sparse *lji_sparse_full(lj_context *ctx, const lj_op *J, const char *what);
 /* The sum of the children's costs. */

@@ -36,7 +36,7 @@ static cholmod_sparse *sum_to_sparse(lj_context *ctx, const lj_op *J)
         if (!s && ctx->status == LJ_OK) lji_nomem(ctx, "to_sparse");
         cholmod_l_free_sparse(&t, &ctx->cc);
         cholmod_l_free_sparse(&acc, &ctx->cc);
-        if (!s) goto fail;
+        if (!(s = lji_sparse_canon(ctx, s, "to_sparse"))) goto fail;
         acc = s;
     }
     return acc;

@@ -34,7 +34,7 @@ static cholmod_sparse *transpose_to_sparse(lj_context *ctx, const lj_op *J)
     cholmod_sparse *t = cholmod_l_transpose(s, 1, &ctx->cc);
     cholmod_l_free_sparse(&s, &ctx->cc);
     if (!t) lji_cholmod_check(ctx, "to_sparse");
-    return t;
+    return lji_sparse_canon(ctx, t, "to_sparse");
 }
 
 static void transpose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
