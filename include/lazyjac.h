@@ -370,12 +370,16 @@ lj_expr *lj_symtab_get(const lj_symtab *t, const char *name); /* borrowed or NUL
 int lj_symtab_size(const lj_symtab *t);
 lj_expr *lj_symtab_at(const lj_symtab *t, int i);               /* borrowed */
 
-/* Parse `text` with names bound in `t`. On a parse error (LJ_ERR_PARSE) or
- * an undeclared name (LJ_ERR_NAME), *errpos (if not NULL) gets the 0-based
- * byte offset of the offending character; on other failures -1. */
+/* Parse `text` with names bound in `t`. When the failure has a place in the
+ * text, *errpos (if not NULL) gets the 0-based byte offset of it: the
+ * offending character of a syntax error (LJ_ERR_PARSE) or an undeclared
+ * name (LJ_ERR_NAME), the operator or function whose operands do not
+ * conform (LJ_ERR_SHAPE, LJ_ERR_OVERFLOW, LJ_ERR_DOMAIN); otherwise (out of
+ * memory, invalid arguments) -1. */
 lj_expr *lj_parse(lj_context *ctx, const char *text, const lj_symtab *t, int64_t *errpos);
-/* "  A*(B\n     ^" style two-line rendering of text with a caret under byte
- * `pos` (new string). */
+/* "  A*(B\n     ^" style two-line rendering of the line of `text` that holds
+ * byte `pos`, with a caret under it (new string). A line longer than 100
+ * characters is shown as a window around pos, cut with "…". */
 char *lj_caret(const char *text, int64_t pos);
 
 #ifdef __cplusplus

@@ -80,7 +80,11 @@ START_TEST(test_round_trip)
         { " \tA\n+ B ", "A + B" },
         { "exp + exp(exp)", "exp + exp(exp)" },
         { "1e-3*A + .5*B", "0.001*A + 0.5*B" },
-        { "0..^2 + 2 .* A - 3 ./ A", "0 .^2 + 2 .*A - 3 ./A" },
+        { "0..^2 + 2 .* A - 3 ./ A", "0.^2 + 2.*A - 3./A" },
+        /* MATLAB's reading: a number, then the elementwise operator */
+        { "A.^2.*A", "A.^2.*A" },
+        { "2.*A + 3./A - 2.^2", "2.*A + 3./A - 2.^2" },
+        { "1.5.*A + 2.e1*x'*x", "1.5.*A + 20*x'*x" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t pos;
@@ -116,7 +120,14 @@ START_TEST(test_values_and_broadcast)
     for (int i = 0; i < 9; i++) ck_assert(fabs(sc.a[i] - 2 * s.a[0] * A.a[i]) < 1e-13);
     tmat t = value(&f, "(A*B)'"), ABt = tm_transpose(AB);
     ck_assert(tm_maxdiff(t, ABt) < 1e-13);
-    tmat tm[] = { A, B, C, s, AB, want, got, neg, bc, sc, t, ABt };
+    /* X.^2.*X is (X.^2).*X, as MATLAB and Octave read it */
+    tmat cube = value(&f, "A.^2.*A"), half = value(&f, "2./A"), four = value(&f, "2.^2*A");
+    for (int i = 0; i < 9; i++) {
+        ck_assert(fabs(cube.a[i] - A.a[i] * A.a[i] * A.a[i]) < 1e-12);
+        ck_assert(fabs(half.a[i] - 2 / A.a[i]) < 1e-13);
+        ck_assert(fabs(four.a[i] - 4 * A.a[i]) < 1e-13);
+    }
+    tmat tm[] = { A, B, C, s, AB, want, got, neg, bc, sc, t, ABt, cube, half, four };
     for (size_t i = 0; i < sizeof tm / sizeof tm[0]; i++) tm_free(&tm[i]);
     teardown(&f);
 }
@@ -147,6 +158,10 @@ START_TEST(test_errors_and_positions)
         { "kron(A, B,", LJ_ERR_PARSE, 10, "unexpected end of expression" },
         { "kron(A, B, C)", LJ_ERR_PARSE, 11, "got more" },
         { "sum(A B)", LJ_ERR_PARSE, 6, "expected ',' or ')' but found 'B'" },
+        { "A + x.*R", LJ_ERR_SHAPE, 5, "hadamard" },
+        { "A*x + 2.*R'", LJ_ERR_SHAPE, 4, "add: shapes differ" },
+        { "kron(A, x) - R", LJ_ERR_SHAPE, 11, "sub: shapes differ" },
+        { "logdet(R*R'*x)", LJ_ERR_SHAPE, 11, "mul" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t pos = 99;
@@ -157,7 +172,7 @@ START_TEST(test_errors_and_positions)
                       (int)lj_context_status(f.ctx), lj_context_message(f.ctx));
         ck_assert_msg(strstr(lj_context_message(f.ctx), bad[i].frag) != NULL, "'%s': '%s' lacks '%s'",
                       bad[i].text, lj_context_message(f.ctx), bad[i].frag);
-        int64_t want = bad[i].code == LJ_ERR_PARSE || bad[i].code == LJ_ERR_NAME ? bad[i].pos : -1;
+        int64_t want = bad[i].pos; /* shape errors point at the operator too */
         ck_assert_msg(pos == want, "'%s': error position %lld, want %lld", bad[i].text, (long long)pos,
                       (long long)want);
     }
@@ -190,6 +205,31 @@ START_TEST(test_caret)
     lj_free(c);
     c = lj_caret("ab", 99);
     ck_assert_str_eq(c, "  ab\n    ^");
+    lj_free(c);
+    /* a multi-line text shows the line that holds pos */
+    c = lj_caret("A +\n  B *\r\n  Q + C", 13);
+    ck_assert_str_eq(c, "    Q + C\n    ^");
+    lj_free(c);
+    /* a long line is shown as a window around pos */
+    char longl[1001];
+    for (int i = 0; i < 1000; i++) longl[i] = (char)('a' + i % 26);
+    longl[1000] = '\0';
+    c = lj_caret(longl, 500);
+    char *nl = strchr(c, '\n');
+    ck_assert_ptr_nonnull(nl);
+    ck_assert(strncmp(c, "  …", 5) == 0);           /* cut on the left */
+    ck_assert(strncmp(nl - 3, "…", 3) == 0);        /* and on the right */
+    ck_assert(nl - c < 120);
+    /* the caret stands under the character at 500 */
+    const char *caret = strchr(nl, '^');
+    size_t col = (size_t)(caret - nl - 1);         /* columns before the caret */
+    size_t k = 0, chars = 0;
+    while (chars < col) { /* walk the first line by characters */
+        if (((unsigned char)c[k] & 0xC0) != 0x80) chars++;
+        k++;
+    }
+    while (((unsigned char)c[k] & 0xC0) == 0x80) k++;
+    ck_assert_int_eq(c[k], longl[500]);
     lj_free(c);
     ck_assert_ptr_null(lj_caret(NULL, 0));
 }

@@ -157,5 +157,50 @@ check_bad 1 "/nonexistent-dir/res.mtx" jacobian -e "A" -w A $D -o /nonexistent-d
 sed -n 2p "$T/err" | grep -qF "  A + (B * )" && ok || bad "parse error shows the expression"
 sed -n 3p "$T/err" | grep -qx "           ^" && ok || bad "caret under ')'"
 
+# ---- MATLAB's reading of a number before an elementwise operator ------------
+printf '%%%%MatrixMarket matrix array real general\n1 2\n2\n-3\n' > "$T/x12.mtx"
+printf '%%%%MatrixMarket matrix array real general\n2 1\n1\n2\n' > "$T/v2.mtx"
+run 0 "eval X.^2.*X" -- eval -e "X.^2.*X" -v X="$T/x12.mtx" &&
+  { [ "$(sed -n '3,4p' "$T/out" | tr '\n' ' ')" = "8 -27 " ] && ok || bad "X.^2.*X is (X.^2).*X: $(cat "$T/out")"; }
+run 0 "eval 2./X - 2.^2" -- eval -e "2./X - 2.^2" -v X="$T/x12.mtx" &&
+  { [ "$(sed -n '3p' "$T/out")" = "-3" ] && ok || bad "2./X - 2.^2: $(cat "$T/out")"; }
+# a shape error points a caret at the operator that failed
+"$LJ" eval -e "X + X*X" -d X=2x3 2>"$T/err" >/dev/null; [ $? -eq 1 ] && ok || bad "shape error exits 1"
+sed -n 1p "$T/err" | grep -qF "mul: inner dimensions differ: (2×3)·(2×3)" && ok || bad "shape error message"
+sed -n 3p "$T/err" | grep -qx "       ^" && ok || bad "caret under the failing '*': $(cat "$T/err")"
+
+# ---- -f FILE and -f - -----------------------------------------------------
+printf 'W*(A.*B)\n' > "$T/seed0.txt"
+c="$CASES/seed000"
+run 0 "jacobian -f" -- jacobian -f "$T/seed0.txt" -w A -v W="$c/W.mtx" -v A="$c/A.mtx" -v B="$c/B.mtx" -o "$T/jf.mtx" &&
+  { "$TOOL" diff "$T/jf.mtx" "$c/jacobian.mtx" 1e-12 && ok || bad "jacobian -f values"; }
+"$LJ" gradient -f - -w X -v X="$T/x12.mtx" -o "$T/gf.mtx" < /dev/null 2>"$T/err"; [ $? -eq 2 ] && ok || bad "-f - with empty input is a parse error"
+printf 'sum(X.*X)' | "$LJ" gradient -f - -w X -v X="$T/x12.mtx" > "$T/out" 2>"$T/err" &&
+  [ "$(sed -n '3,4p' "$T/out" | tr '\n' ' ')" = "4 -6 " ] && ok || bad "gradient -f -: $(cat "$T/out" "$T/err")"
+printf '0.5.*X' | "$LJ" apply -f - -w X -v X="$T/x12.mtx" --vector "$T/v2.mtx" > "$T/out" 2>"$T/err" &&
+  [ "$(sed -n '3,4p' "$T/out" | tr '\n' ' ')" = "0.5 1 " ] && ok || bad "apply -f -: $(cat "$T/out" "$T/err")"
+printf 'X +\n  2*X*X\n' > "$T/bad.txt"
+check_bad 1 "bad.txt:2:6: mul: inner dimensions differ" eval -f "$T/bad.txt" -d X=1x2 -o "$T/res.mtx"
+sed -n 2p "$T/err" | grep -qxF "    2*X*X" && ok || bad "-f error shows the line: $(cat "$T/err")"
+sed -n 3p "$T/err" | grep -qx "       ^" && ok || bad "-f error caret: $(cat "$T/err")"
+printf 'X +\n (Y)' > "$T/bad2.txt"
+check_bad 2 "bad2.txt:2:3: 'Y' is not declared" jacobian -f "$T/bad2.txt" -w X -d X=1x2 -o "$T/res.mtx"
+printf ')\n' > "$T/paren.txt"
+check_bad 2 "<stdin>:1:1: parse: unexpected ')'" eval -f - -d X=1x2 -o "$T/res.mtx" < "$T/paren.txt"
+check_bad 1 "-f $T/none.txt: cannot open" eval -f "$T/none.txt" -d X=1x2 -o "$T/res.mtx"
+printf 'X\000+X' > "$T/nul.txt"
+check_bad 2 "NUL byte" eval -f "$T/nul.txt" -d X=1x2 -o "$T/res.mtx"
+check_bad 2 "give the expression once" eval -e X -f "$T/seed0.txt" -d X=1x2 -o "$T/res.mtx"
+check_bad 2 "needs -e EXPR or -f FILE" eval -d X=1x2 -o "$T/res.mtx"
+check_bad 2 "does not take -e, -f" demo -f "$T/seed0.txt"
+# an expression far longer than the kernel's argument limit (200 000 terms)
+printf '%%%%MatrixMarket matrix array real general\n1 1\n1\n' > "$T/one.mtx"
+awk 'BEGIN { printf "X"; for (i = 1; i < 200000; i++) printf " + %s", (i % 2 ? "2*X" : "X.^2"); printf "\n" }' > "$T/long.txt"
+[ "$(wc -c < "$T/long.txt")" -gt 1000000 ] && ok || bad "long expression file"
+run 0 "eval -f 200000 terms" -- eval -f "$T/long.txt" -v X="$T/one.mtx" &&
+  { [ "$(sed -n 3p "$T/out")" = "300000" ] && ok || bad "200000-term value: $(sed -n 3p "$T/out")"; }
+run 0 "gradient -f 200000 terms" -- gradient -f "$T/long.txt" -w X -v X="$T/one.mtx" &&
+  { [ "$(sed -n 3p "$T/out")" = "399999" ] && ok || bad "200000-term gradient: $(sed -n 3p "$T/out")"; }
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

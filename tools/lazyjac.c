@@ -22,10 +22,11 @@ enum { EXIT_USAGE = 2, EXIT_FAIL = 1 };
 
 static const char *usage_text =
     "usage: lazyjac demo [-o DIR]\n"
-    "       lazyjac jacobian -e EXPR -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
-    "       lazyjac gradient -e EXPR -w VAR [DECL...] [-o FILE]\n"
-    "       lazyjac apply    -e EXPR -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
-    "       lazyjac eval     -e EXPR [DECL...] [-o FILE]\n"
+    "       lazyjac jacobian -e EXPR|-f FILE -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
+    "       lazyjac gradient -e EXPR|-f FILE -w VAR [DECL...] [-o FILE]\n"
+    "       lazyjac apply    -e EXPR|-f FILE -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
+    "       lazyjac eval     -e EXPR|-f FILE [DECL...] [-o FILE]\n"
+    "       -f FILE (or -f - for standard input) may stand for -e EXPR everywhere.\n"
     "DECL:  -d NAME=RxC     shape; values drawn from --seed N (default 1)\n"
     "       -v NAME=FILE    values (and shape) from a Matrix Market file\n"
     "Run 'lazyjac COMMAND --help' for one command, 'lazyjac --version' for the version.\n";
@@ -37,7 +38,7 @@ static const char *help_demo =
     "  writes each Jacobian (or gradient) as Matrix Market into DIR\n"
     "  (default: lazyjac-demo). Needs no input.\n";
 static const char *help_jacobian =
-    "lazyjac jacobian -e EXPR -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
+    "lazyjac jacobian -e EXPR|-f FILE -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
     "  J = d vec(EXPR) / d vec(VAR), materialised exactly and written as Matrix\n"
     "  Market coordinate (1-based, real, general) or Rutherford-Boeing (--format rb)\n"
     "  to FILE, or to standard output when there is no -o and neither --print\n"
@@ -45,20 +46,22 @@ static const char *help_jacobian =
     "  --print   the structured form (Unicode and plain), shape, nnz, apply cost\n"
     "            and the operator tree\n"
     "  --check   the largest relative error against central finite differences\n"
-    "  --seed N  seed for the values of -d declarations (default 1)\n";
+    "  --seed N  seed for the values of -d declarations (default 1)\n"
+    "  -f FILE   read EXPR from FILE (- for standard input) instead of -e\n";
 static const char *help_gradient =
-    "lazyjac gradient -e EXPR -w VAR [DECL...] [-o FILE]\n"
+    "lazyjac gradient -e EXPR|-f FILE -w VAR [DECL...] [-o FILE]\n"
     "  The gradient of a scalar (1×1) EXPR, in VAR's shape, computed as J^T·1\n"
     "  through the lazy operator, written as a Matrix Market array to FILE (or\n"
-    "  standard output).\n";
+    "  standard output). -f FILE reads EXPR from FILE (- for standard input).\n";
 static const char *help_apply =
-    "lazyjac apply -e EXPR -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
+    "lazyjac apply -e EXPR|-f FILE -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
     "  J v (or J^T v with --transpose) for the column vector in the Matrix Market\n"
     "  file, through the lazy operator (J is never materialised), written as a\n"
-    "  Matrix Market array.\n";
+    "  Matrix Market array. -f FILE reads EXPR from FILE (- for standard input).\n";
 static const char *help_eval =
-    "lazyjac eval -e EXPR [DECL...] [-o FILE]\n"
-    "  The value of EXPR, written as a Matrix Market array.\n";
+    "lazyjac eval -e EXPR|-f FILE [DECL...] [-o FILE]\n"
+    "  The value of EXPR, written as a Matrix Market array. -f FILE reads EXPR\n"
+    "  from FILE (- for standard input).\n";
 
 /* ---- errors ----------------------------------------------------------------------- */
 
@@ -88,7 +91,7 @@ static int lib_error(lj_context *ctx)
 /* ---- options ----------------------------------------------------------------------- */
 
 typedef struct {
-    const char *cmd, *expr, *wrt, *out, *format, *vector;
+    const char *cmd, *expr, *file, *wrt, *out, *format, *vector;
     bool print, check, transpose, help;
     uint64_t seed;
     const char *decl_kind[256];
@@ -104,12 +107,16 @@ static int parse_options(int argc, char **argv, options *o)
     o->format = "mtx";
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        bool takes = !strcmp(a, "-e") || !strcmp(a, "-w") || !strcmp(a, "-o") || !strcmp(a, "-d") ||
+        bool takes = !strcmp(a, "-e") || !strcmp(a, "-f") || !strcmp(a, "-w") || !strcmp(a, "-o") || !strcmp(a, "-d") ||
                      !strcmp(a, "-v") || !strcmp(a, "--format") || !strcmp(a, "--vector") ||
                      !strcmp(a, "--seed");
         if (takes && i + 1 >= argc) return die(EXIT_USAGE, "option '%s' needs a value", a);
         const char *v = takes ? argv[++i] : NULL;
-        if (!strcmp(a, "-e")) o->expr = v;
+        if (!strcmp(a, "-e") || !strcmp(a, "-f")) {
+            if (o->expr || o->file) return die(EXIT_USAGE, "give the expression once: -e EXPR or -f FILE");
+            if (a[1] == 'e') o->expr = v;
+            else o->file = v;
+        }
         else if (!strcmp(a, "-w")) o->wrt = v;
         else if (!strcmp(a, "-o")) o->out = v;
         else if (!strcmp(a, "--format")) o->format = v;
@@ -209,18 +216,83 @@ static int declare(lj_context *ctx, lj_symtab *t, const options *o)
     return 0;
 }
 
-static int parse_expr(lj_context *ctx, const lj_symtab *t, const char *text, lj_expr **out)
+/* The text of -f FILE (standard input for "-"): a new string, or NULL after
+ * reporting why. */
+static char *read_text(const char *path, int *rc)
+{
+    bool in = !strcmp(path, "-");
+    FILE *f = in ? stdin : fopen(path, "rb");
+    if (!f) {
+        *rc = die(EXIT_FAIL, "-f %s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t n = 0, cap = 1 << 16;
+    char *s = malloc(cap);
+    while (s) {
+        if (n + 1 == cap) {
+            char *t = cap < SIZE_MAX / 2 ? realloc(s, cap * 2) : NULL;
+            if (!t) {
+                free(s);
+                s = NULL;
+                break;
+            }
+            s = t;
+            cap *= 2;
+        }
+        size_t got = fread(s + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    bool err = ferror(f) != 0;
+    if (!in) fclose(f);
+    if (!s) {
+        *rc = die(EXIT_FAIL, "-f %s: out of memory", path);
+        return NULL;
+    }
+    if (err) {
+        free(s);
+        *rc = die(EXIT_FAIL, "-f %s: read error", path);
+        return NULL;
+    }
+    s[n] = '\0';
+    if (strlen(s) != n) {
+        free(s);
+        *rc = die(EXIT_USAGE, "-f %s: the file holds a NUL byte", path);
+        return NULL;
+    }
+    return s;
+}
+
+/* Parses text; on failure reports the message, prefixed with FILE:LINE:COL
+ * when the text came from a file, and the caret under the offending place. */
+static int parse_expr_from(lj_context *ctx, const lj_symtab *t, const char *text, const char *file,
+                           lj_expr **out)
 {
     int64_t pos;
     *out = lj_parse(ctx, text, t, &pos);
     if (*out) return 0;
-    int code = lib_error(ctx);
+    int code = exit_for(lj_context_status(ctx));
+    if (file && pos >= 0) {
+        int64_t line = 1, col = 1;
+        for (int64_t i = 0; i < pos; i++) {
+            if (text[i] == '\n') line++, col = 1;
+            else if (((unsigned char)text[i] & 0xC0) != 0x80) col++;
+        }
+        die(code, "%s:%" PRId64 ":%" PRId64 ": %s", strcmp(file, "-") ? file : "<stdin>", line, col,
+            lj_context_message(ctx));
+    } else
+        die(code, "%s", lj_context_message(ctx));
     if (pos >= 0) {
         char *c = lj_caret(text, pos);
         if (c) fprintf(stderr, "%s\n", c);
         lj_free(c);
     }
     return code;
+}
+
+static int parse_expr(lj_context *ctx, const lj_symtab *t, const char *text, lj_expr **out)
+{
+    return parse_expr_from(ctx, t, text, NULL, out);
 }
 
 /* ---- output ------------------------------------------------------------------------ */
@@ -340,10 +412,12 @@ typedef struct {
     lj_context *ctx;
     lj_symtab *t;
     lj_expr *f, *x;
+    char *text; /* the expression read with -f */
 } session;
 
 static void session_end(session *s)
 {
+    free(s->text);
     lj_expr_free(&s->f);
     lj_symtab_free(&s->t);
     lj_context_free(&s->ctx);
@@ -353,7 +427,7 @@ static void session_end(session *s)
 static int session_begin(session *s, const options *o, bool need_var)
 {
     memset(s, 0, sizeof *s);
-    if (!o->expr) return die(EXIT_USAGE, "'%s' needs -e EXPR", o->cmd);
+    if (!o->expr && !o->file) return die(EXIT_USAGE, "'%s' needs -e EXPR or -f FILE", o->cmd);
     if (need_var && !o->wrt) return die(EXIT_USAGE, "'%s' needs -w VAR", o->cmd);
     s->ctx = lj_context_new();
     if (!s->ctx) return die(EXIT_FAIL, "out of memory");
@@ -365,7 +439,11 @@ static int session_begin(session *s, const options *o, bool need_var)
         s->x = lj_symtab_get(s->t, o->wrt);
         if (!s->x) return die(EXIT_USAGE, "-w %s: '%s' is not declared", o->wrt, o->wrt);
     }
-    return parse_expr(s->ctx, s->t, o->expr, &s->f);
+    if (o->file) {
+        int rc2 = 0;
+        if (!(s->text = read_text(o->file, &rc2))) return rc2;
+    }
+    return parse_expr_from(s->ctx, s->t, o->file ? s->text : o->expr, o->file, &s->f);
 }
 
 static int cmd_jacobian(const options *o)
@@ -486,7 +564,8 @@ typedef struct {
 static int cmd_demo(const options *o)
 {
     int rc;
-    if ((rc = reject(o, o->expr || o->wrt || o->vector || o->ndecl, "-e, -w, --vector or declarations")) ||
+    if ((rc = reject(o, o->expr || o->file || o->wrt || o->vector || o->ndecl,
+                     "-e, -f, -w, --vector or declarations")) ||
         (rc = reject(o, o->print || o->check || o->transpose, "--print, --check or --transpose")))
         return rc;
     const demo_case cases[] = {

@@ -340,14 +340,6 @@ static const char *fn_name(lj_func f)
     return n[f];
 }
 
-/* "2.^x" would read as the number "2." followed by "^x": a number before an
- * elementwise operator gets a space. */
-static void space_after_number(lji_buf *b)
-{
-    if (!b->failed && b->len > 0 && b->s[b->len - 1] >= '0' && b->s[b->len - 1] <= '9')
-        lji_buf_puts(b, " ");
-}
-
 /* levels: 1 sum, 2 term, 3 unary, 4 power, 5 postfix, 6 primary */
 void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
 {
@@ -381,7 +373,6 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         const char *s = b->math ? (e->op == LJI_E_MUL ? "·" : e->op == LJI_E_HAD ? " ∘ " : e->op == LJI_E_HDIV ? " ⊘ " : "/")
                                 : (e->op == LJI_E_MUL ? "*" : e->op == LJI_E_HAD ? ".*" : e->op == LJI_E_HDIV ? "./" : "/");
         lji_expr_write(b, e->a, 2);
-        if (s[0] == '.') space_after_number(b);
         lji_buf_puts(b, s);
         lji_expr_write(b, e->b, 3);
         break;
@@ -396,7 +387,6 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         break;
     case LJI_E_POW:
         lji_expr_write(b, e->a, 5);
-        space_after_number(b);
         lji_buf_printf(b, e->p < 0 ? ".^(%.17g)" : ".^%.17g", e->p);
         break;
     case LJI_E_T:

@@ -7,6 +7,9 @@
  *   power   := postfix ('.^' unary)?
  *   postfix := primary "'"*
  *   primary := NUMBER | NAME | NAME '(' expr (',' expr)* ')' | '(' expr ')'
+ *
+ * As in MATLAB, a number directly followed by '.*', './' or '.^' is the
+ * number and then that operator: "X.^2.*X" is (X.^2).*X.
  */
 #include "config.h"
 #include "../expr/expr.h"
@@ -166,6 +169,9 @@ static lj_expr *parse_primary(parser *p)
         char *end;
         double v = strtod(s + at, &end);
         if (end == s + at || !isfinite(v)) return fail(p, at, LJ_ERR_PARSE, "parse: bad number");
+        /* "2.*X": the '.' belongs to the elementwise operator, not to 2 */
+        if (end[-1] == '.' && (end[0] == '*' || end[0] == '/' || end[0] == '^') && end - 1 > s + at)
+            end--;
         p->pos = (size_t)(end - s);
         return checked(p, at, lj_expr_scalar(p->ctx, v));
     }
@@ -409,8 +415,11 @@ lj_expr *lj_parse(lj_context *ctx, const char *text, const lj_symtab *t, int64_t
         }
     }
     if (!e && errpos) {
+        /* syntax and name errors, and the failures of the operation at a
+         * place (shapes, sizes, values of constant exponents), have a place;
+         * running out of memory has none */
         lj_status st = ctx->status;
-        *errpos = (st == LJ_ERR_PARSE || st == LJ_ERR_NAME) ? p.errpos : -1;
+        *errpos = (st == LJ_ERR_NOMEM || st == LJ_ERR_INVALID) ? -1 : p.errpos;
     }
     return e;
 }
@@ -421,17 +430,37 @@ char *lj_caret(const char *text, int64_t pos)
     size_t n = strlen(text);
     if (pos < 0) pos = 0;
     if ((size_t)pos > n) pos = (int64_t)n;
-    /* two lines: the text (newlines shown as spaces) and a caret under pos,
-     * counting UTF-8 characters rather than bytes */
-    size_t cols = 0;
-    for (int64_t i = 0; i < pos; i++)
+    /* the line that holds pos */
+    size_t b = (size_t)pos, e = (size_t)pos;
+    while (b > 0 && text[b - 1] != '\n') b--;
+    while (e < n && text[e] != '\n') e++;
+    if (e > b && text[e - 1] == '\r') e--;
+    /* a window of at most `width` characters (UTF-8 aware) around pos */
+    enum { width = 100, before = 60 };
+    size_t wb = b, we = e, chars = 0;
+    for (size_t i = (size_t)pos; i > b; i--) /* step back `before` characters */
+        if (((unsigned char)text[i - 1] & 0xC0) != 0x80 && ++chars >= before) {
+            wb = i - 1;
+            break;
+        }
+    chars = 0;
+    for (size_t i = wb; i < e; i++)
+        if (((unsigned char)text[i] & 0xC0) != 0x80 && ++chars > width) {
+            we = i;
+            break;
+        }
+    bool cut_left = wb > b, cut_right = we < e;
+    size_t cols = cut_left ? 1 : 0; /* "…" is one column */
+    for (size_t i = wb; i < (size_t)pos; i++)
         if (((unsigned char)text[i] & 0xC0) != 0x80) cols++;
-    char *out = malloc(2 * n + cols + 8);
+    char *out = malloc((we - wb) + cols + 16);
     if (!out) return NULL;
     size_t k = 0;
     out[k++] = ' ';
     out[k++] = ' ';
-    for (size_t i = 0; i < n; i++) out[k++] = (text[i] == '\n' || text[i] == '\t' || text[i] == '\r') ? ' ' : text[i];
+    if (cut_left) k += (size_t)sprintf(out + k, "…");
+    for (size_t i = wb; i < we; i++) out[k++] = (text[i] == '\t' || text[i] == '\r') ? ' ' : text[i];
+    if (cut_right) k += (size_t)sprintf(out + k, "…");
     out[k++] = '\n';
     out[k++] = ' ';
     out[k++] = ' ';
