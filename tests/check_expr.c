@@ -183,6 +183,46 @@ START_TEST(test_rule_inverse_det)
 END_TEST
 
 /* Composite expressions of depth 3–6, and their gradients. */
+/* Selections are sparse: nnz counts only real entries, exactly, and the
+ * materialised pattern holds no stored zeros. */
+static void nnz_is(lj_context *ctx, const lj_expr *f, const lj_expr *x, int64_t want, const char *what)
+{
+    lj_op *J = lj_expr_jacobian(ctx, f, x);
+    CK_NN(ctx, J);
+    int exact = 0;
+    int64_t nz = lj_op_nnz(ctx, J, &exact);
+    ck_assert_msg(exact && nz == want, "%s: nnz %lld (exact %d), want %lld", what, (long long)nz, exact,
+                  (long long)want);
+    cholmod_sparse *S = lj_op_to_sparse(ctx, J);
+    CK_NN(ctx, S);
+    int64_t stored = ((int64_t *)S->p)[S->ncol];
+    ck_assert_msg(stored == want, "%s: %lld stored entries, want %lld", what, (long long)stored,
+                  (long long)want);
+    const double *sx = S->x;
+    for (int64_t q = 0; q < stored; q++) ck_assert_msg(sx[q] != 0.0, "%s: stored zero", what);
+    lj_sparse_free(ctx, &S);
+    lj_op_free(&J);
+}
+
+START_TEST(test_selections_sparse)
+{
+    env E = { lj_context_new(), 77, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = leaf(&E, "X", 100, 100, 0, true), *x = leaf(&E, "x", 60, 1, 0, true);
+    nnz_is(ctx, keep(&E, lj_expr_trace(ctx, X)), X, 100, "tr(X)");
+    nnz_is(ctx, keep(&E, lj_expr_diag(ctx, X)), X, 100, "diag(X)");
+    nnz_is(ctx, keep(&E, lj_expr_diag(ctx, x)), x, 60, "diag(x)");
+    nnz_is(ctx, keep(&E, lj_expr_trace(ctx, keep(&E, lj_expr_transpose(ctx, X)))), X, 100, "tr(X')");
+    nnz_is(ctx, keep(&E, lj_expr_sum(ctx, X)), X, 10000, "sum(X)");
+    nnz_is(ctx, keep(&E, lj_expr_vec(ctx, X)), X, 10000, "vec(X)");
+    /* and the selections still agree with finite differences */
+    lj_expr *S = leaf(&E, "S", 7, 7, 0, true);
+    fd_ok(&E, keep(&E, lj_expr_trace(ctx, S)), S, 1e-9, "tr(S)");
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_composites)
 {
     env E = { lj_context_new(), 500, { 0 }, 0 };
@@ -690,6 +730,7 @@ Suite *make_expr_suite(void)
     tcase_add_loop_test(rules, test_rule_structural, 0, NSH);
     tcase_add_loop_test(rules, test_rule_elementwise, 0, NSH);
     tcase_add_loop_test(rules, test_rule_inverse_det, 0, 5);
+    tcase_add_test(rules, test_selections_sparse);
     tcase_add_test(rules, test_composites);
     tcase_add_test(rules, test_shared_subexpressions);
     tcase_add_test(rules, test_jacobian_plan);

@@ -93,6 +93,26 @@ static lj_op *vec_of(dctx *d, const lj_expr *e)
     return r;
 }
 
+/* The (n²)×cols selection with a one at (i + i·n, i) for i < n, column i
+ * (cols = n), or all n ones in one column (cols = 1): vec I_n. A sparse
+ * operator with exactly n stored entries, never a dense column. */
+static lj_op *selection(lj_context *ctx, int64_t nn, int64_t n, int64_t cols, const char *label)
+{
+    cholmod_sparse *s = lji_sparse_alloc(ctx, nn, cols, n, "jacobian");
+    if (!s) return NULL;
+    int64_t *sp = s->p, *si = s->i;
+    double *sx = s->x;
+    for (int64_t i = 0; i < n; i++) {
+        si[i] = i + i * n;
+        sx[i] = 1.0;
+    }
+    for (int64_t j = 0; j < cols; j++) sp[j] = cols == 1 ? 0 : j;
+    sp[cols] = n;
+    lj_op *r = lj_op_sparse(ctx, s, label);
+    cholmod_l_free_sparse(&s, &ctx->cc);
+    return r;
+}
+
 static lj_op *diag_of_values(dctx *d, int64_t n, const double *v, const char *label)
 {
     return lj_op_diag(d->ctx, n, v, label);
@@ -273,19 +293,11 @@ static lj_op *local(dctx *d, const lj_expr *e, int which)
         return take(P, inner, lj_op_mul, ctx);
     }
     case LJI_E_T: return lj_op_commutation(ctx, a->rows, a->cols);
-    case LJI_E_TR: {
+    case LJI_E_TR: { /* (vec I_n)^T: a selection of the n diagonal entries */
         int64_t n = a->rows;
-        double *v = lji_calloc(ctx, (size_t)(n > 0 ? n * n : 1), sizeof *v);
-        if (!v) {
-            lji_nomem(ctx, "jacobian");
-            return NULL;
-        }
-        for (int64_t i = 0; i < n; i++) v[i + i * n] = 1.0;
         char tmp[48];
         snprintf(tmp, sizeof tmp, "vec I_%" PRId64, n);
-        r = transposed(ctx, lj_op_dense(ctx, n * n, 1, v, n > 0 ? n * n : 1, tmp));
-        free(v);
-        return r;
+        return transposed(ctx, selection(ctx, n * n, n, 1, tmp));
     }
     case LJI_E_SUM: {
         double *v = lji_malloc(ctx, (size_t)(cn ? cn : 1) * sizeof *v);
@@ -305,20 +317,9 @@ static lj_op *local(dctx *d, const lj_expr *e, int which)
         /* selection E with E v = vec(diag(v)): entry (i + i·n, i) */
         bool to_matrix = e->cols != 1 || cn == 1;
         int64_t n = to_matrix ? e->rows : a->rows;
-        cholmod_sparse *s = lji_sparse_alloc(ctx, n * n, n, n, "jacobian");
-        if (!s) return NULL;
-        int64_t *sp = s->p, *si = s->i;
-        double *sx = s->x;
-        for (int64_t i = 0; i < n; i++) {
-            sp[i] = i;
-            si[i] = i + i * n;
-            sx[i] = 1.0;
-        }
-        sp[n] = n;
         char tmp[48];
         snprintf(tmp, sizeof tmp, "E_%" PRId64, n);
-        r = lj_op_sparse(ctx, s, tmp);
-        cholmod_l_free_sparse(&s, &ctx->cc);
+        r = selection(ctx, n * n, n, n, tmp);
         return to_matrix ? r : transposed(ctx, r);
     }
     case LJI_E_FUNC: {

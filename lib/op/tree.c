@@ -140,7 +140,7 @@ char *lj_op_dot(lj_context *ctx, const lj_op *a)
  *   Diag(vec W)·g                 → (g) ∘ W
  *   (A ⊗ B)·g                     → B (g) A^T
  *   α·g, Σ                        → α·(g), sums
- *   a dense vector labelled vec X → X
+ *   a dense or sparse vector labelled vec X → X
  * and reshape(…) otherwise. */
 static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, int64_t n,
                         lj_print_format fmt, bool inner);
@@ -217,7 +217,8 @@ static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, 
         }
         return;
     }
-    if (lji_is(g, &lji_kind_dense) && g->label && strncmp(g->label, "vec ", 4) == 0) {
+    if ((lji_is(g, &lji_kind_dense) || lji_is(g, &lji_kind_sparse)) && g->label &&
+        strncmp(g->label, "vec ", 4) == 0) {
         lji_put_label(b, g->label + 4, fmt);
         return;
     }
