@@ -321,6 +321,68 @@ START_TEST(test_shared_subexpressions)
 }
 END_TEST
 
+/* J is built from the values its local Jacobians read, not from every
+ * node's value: kron(X, Y) w.r.t. X needs Y alone, never the 8.1·10¹³
+ * entries of the product. Operations that can fail on values are still
+ * evaluated, so J exists exactly where the expression is defined. */
+START_TEST(test_jacobian_without_value)
+{
+    env E = { lj_context_new(), 41, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = keep(&E, lj_expr_var(ctx, "X", 3000, 3000, NULL));
+    lj_expr *Y = keep(&E, lj_expr_const(ctx, "Y", 3000, 3000, NULL));
+    lj_expr *K = keep(&E, lj_expr_kron(ctx, X, Y));
+    lj_op *J = lj_expr_jacobian(ctx, K, X);
+    CK_NN(ctx, J);
+    ck_assert(lj_op_rows(J) == 81000000000000LL && lj_op_cols(J) == 9000000);
+    char *s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "(I_3000 ⊗ K_{3000,3000} ⊗ I_3000)·(I_9000000 ⊗ vec Y)");
+    lj_free(s);
+    lj_op_free(&J);
+    /* the value itself cannot be had: a clear error, not a crash */
+    int64_t r, c;
+    double *v = NULL;
+    ck_assert_int_ne(lj_expr_eval(ctx, K, &r, &c, &v), LJ_OK);
+    lj_context_clear(ctx);
+    /* a term that does not depend on the variable is not evaluated either */
+    lj_expr *x = leaf(&E, "x", 4, 1, 0, true), *A = leaf(&E, "A", 4, 4, 0, false);
+    lj_expr *big = keep(&E, lj_expr_trace(ctx, K));
+    lj_expr *f = keep(&E, lj_expr_add(ctx, keep(&E, lj_expr_mul(ctx, A, x)), big));
+    J = lj_expr_jacobian(ctx, f, x);
+    CK_NN(ctx, J);
+    lj_op_free(&J);
+    /* a plan asked for J alone, then for the value too */
+    lj_expr *g = keep(&E, lj_expr_func(ctx, LJ_FN_TANH, keep(&E, lj_expr_mul(ctx, A, x))));
+    lj_jacplan *p = lj_jacplan_new(ctx, g, 1, (const lj_expr *const *)&x);
+    CK_NN(ctx, p);
+    lj_op *J1 = lj_jacplan_eval(ctx, p, NULL);
+    double val[4];
+    lj_op *J2 = lj_jacplan_eval(ctx, p, val);
+    CK_NN(ctx, J1);
+    CK_NN(ctx, J2);
+    ck_assert(lj_op_equal(J1, J2));
+    CK_OK(ctx, lj_expr_eval(ctx, g, &r, &c, &v));
+    for (int i = 0; i < 4; i++) ck_assert(val[i] == v[i]);
+    lj_free(v);
+    lj_op_free(&J1);
+    lj_op_free(&J2);
+    lj_jacplan_free(&p);
+    env_free(&E);
+    /* domain errors of terms J does not read are still reported */
+    double neg[4] = { 1, -1, 2, 3 };
+    lj_expr *z = keep(&E, lj_expr_var(ctx, "z", 2, 2, NULL));
+    lj_expr *C = keep(&E, lj_expr_const(ctx, "C", 2, 2, neg));
+    lj_expr *h = keep(&E, lj_expr_add(ctx, z, keep(&E, lj_expr_func(ctx, LJ_FN_LOG, C))));
+    ck_assert_ptr_null(lj_expr_jacobian(ctx, h, z));
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "log");
+    lj_expr *hd = keep(&E, lj_expr_add(ctx, z, keep(&E, lj_expr_inv(ctx, keep(&E, lj_expr_const(ctx, "Z0", 2, 2, NULL))))));
+    ck_assert_ptr_null(lj_expr_jacobian(ctx, hd, z));
+    ASSERT_ERR(ctx, LJ_ERR_SINGULAR, "inv");
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* A plan re-evaluates J and the value as the leaves change. */
 START_TEST(test_jacobian_plan)
 {
@@ -734,6 +796,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_composites);
     tcase_add_test(rules, test_shared_subexpressions);
     tcase_add_test(rules, test_jacobian_plan);
+    tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_test(rules, test_gradient_forms);
     suite_add_tcase(s, rules);
     TCase *seeds = tcase_create("seeds");

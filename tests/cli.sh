@@ -202,5 +202,14 @@ run 0 "eval -f 200000 terms" -- eval -f "$T/long.txt" -v X="$T/one.mtx" &&
 run 0 "gradient -f 200000 terms" -- gradient -f "$T/long.txt" -w X -v X="$T/one.mtx" &&
   { [ "$(sed -n 3p "$T/out")" = "399999" ] && ok || bad "200000-term gradient: $(sed -n 3p "$T/out")"; }
 
+# ---- J without the value when the value is not needed -----------------------
+# kron(X, Y) has 8.1·10¹³ entries; its Jacobian w.r.t. X needs Y alone
+run 0 "jacobian --print of kron(X,Y), X and Y 3000×3000" -- jacobian -e "kron(X,Y)" -w X -d X=3000x3000 -d Y=3000x3000 --print &&
+  { grep -qF "J = (I_3000 ⊗ K_{3000,3000} ⊗ I_3000)·(I_9000000 ⊗ vec Y)" "$T/out" && ok || bad "kron J printed: $(head -2 "$T/out")"; }
+printf '%%%%MatrixMarket matrix array real general\n3 1\n1\n2\n3\n' > "$T/v3b.mtx"
+run 0 "apply with a term whose value cannot be had" -- apply -e "x + tr(kron(B,B))" -w x -d x=3x1 -d B=3000x3000 --vector "$T/v3b.mtx" &&
+  { [ "$(sed -n '3,5p' "$T/out" | tr '\n' ' ')" = "1 2 3 " ] && ok || bad "apply J v: $(cat "$T/out")"; }
+check_bad 1 "out of memory" eval -e "x + tr(kron(B,B))" -d x=3x1 -d B=3000x3000 -o "$T/res.mtx"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -402,6 +402,34 @@ static lj_op *local(dctx *d, const lj_expr *e, int which)
     }
 }
 
+/* Which values local(e, which) reads: LOCAL_SELF_OPERAND the operand
+ * `which`, LOCAL_OTHER the other operand, LOCAL_NODE e's own value. */
+enum { LOCAL_SELF_OPERAND = 1, LOCAL_OTHER = 2, LOCAL_NODE = 4 };
+
+static unsigned local_reads(const lj_expr *e, int which)
+{
+    switch (e->op) {
+    case LJI_E_MUL: case LJI_E_HAD: case LJI_E_KRON: return LOCAL_OTHER;
+    case LJI_E_HDIV: case LJI_E_DIVS: /* d/dB reads A and B; d/dA reads B */
+        return which ? LOCAL_SELF_OPERAND | LOCAL_OTHER : LOCAL_OTHER;
+    case LJI_E_POW: case LJI_E_FUNC: case LJI_E_LOGDET: return LOCAL_SELF_OPERAND;
+    case LJI_E_INV: return LOCAL_NODE;
+    case LJI_E_DET: case LJI_E_NORM2: return LOCAL_SELF_OPERAND | LOCAL_NODE;
+    default: return 0;
+    }
+}
+
+/* Operations whose value can fail (a domain error, a singular matrix): they
+ * are always evaluated, so that J is built exactly where e is defined. */
+static bool can_fail(const lj_expr *e)
+{
+    switch (e->op) {
+    case LJI_E_HDIV: case LJI_E_DIVS: case LJI_E_POW: case LJI_E_INV: case LJI_E_LOGDET: return true;
+    case LJI_E_FUNC: return e->fn == LJ_FN_LOG || e->fn == LJ_FN_SQRT;
+    default: return false;
+    }
+}
+
 /* ---- plans: the analysis of an expression for given variables, made once ---- */
 
 struct lj_jacplan {
@@ -413,7 +441,8 @@ struct lj_jacplan {
     int64_t *vi;          /* topological index of each variable, or -1 */
     unsigned char *dep;   /* dep[v·n + i]: node i depends on variable v */
     int64_t *uses;        /* number of parents of each node */
-    double **vals;        /* every node's value buffer */
+    unsigned char *need;  /* the nodes whose values J needs (closed under operands) */
+    double **vals;        /* value buffers: the needed nodes', all once a value was asked for */
 };
 
 #define LJI_PLAN_MAGIC 0x4c4a504cu /* "LJPL" */
@@ -432,6 +461,7 @@ void lj_jacplan_free(lj_jacplan **pp)
     free(p->vi);
     free(p->dep);
     free(p->uses);
+    free(p->need);
     p->magic = LJI_DEAD_MAGIC;
     free(p);
 }
@@ -477,7 +507,8 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
     p->vi = lji_calloc(ctx, (size_t)nvars, sizeof *p->vi);
     p->dep = lji_calloc(ctx, (size_t)nvars * (size_t)n, 1);
     p->uses = lji_calloc(ctx, (size_t)n, sizeof *p->uses);
-    if (!p->vars || !p->vi || !p->dep || !p->uses) {
+    p->need = lji_calloc(ctx, (size_t)(n ? n : 1), 1);
+    if (!p->vars || !p->vi || !p->dep || !p->uses || !p->need) {
         lji_nomem(ctx, op);
         lj_jacplan_free(&p);
         return NULL;
@@ -496,7 +527,31 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
             d[i] = i == p->vi[v] || (ia >= 0 && d[ia]) || (ib >= 0 && d[ib]);
         }
     }
-    if (lji_vals_alloc(ctx, &p->t, &p->vals) != LJ_OK) {
+    /* the values that some local Jacobian reads, then everything they are
+     * computed from (parents come after their operands in t) */
+    for (int64_t i = 0; i < n; i++) {
+        const lj_expr *x = p->t.node[i];
+        const lj_expr *kids[2] = { x->a, x->b };
+        if (can_fail(x)) p->need[i] = 1;
+        for (int v = 0; v < nvars; v++) {
+            const unsigned char *d = p->dep + (size_t)v * (size_t)n;
+            if (!d[i]) continue;
+            for (int w = 0; w < 2; w++) {
+                if (!kids[w] || !d[lji_topo_find(&p->t, kids[w])]) continue;
+                unsigned r = local_reads(x, w);
+                if (r & LOCAL_NODE) p->need[i] = 1;
+                if (r & LOCAL_SELF_OPERAND) p->need[lji_topo_find(&p->t, kids[w])] = 1;
+                if ((r & LOCAL_OTHER) && kids[1 - w]) p->need[lji_topo_find(&p->t, kids[1 - w])] = 1;
+            }
+        }
+    }
+    for (int64_t i = n - 1; i >= 0; i--) {
+        const lj_expr *x = p->t.node[i];
+        if (!p->need[i]) continue;
+        if (x->a) p->need[lji_topo_find(&p->t, x->a)] = 1;
+        if (x->b) p->need[lji_topo_find(&p->t, x->b)] = 1;
+    }
+    if (lji_vals_alloc(ctx, &p->t, p->need, &p->vals) != LJ_OK) {
         lj_jacplan_free(&p);
         return NULL;
     }
@@ -579,7 +634,8 @@ lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *p, double *value)
         lji_error(ctx, LJ_ERR_INVALID, "jacplan_eval: %s plan", p ? "not a live" : "NULL");
         return NULL;
     }
-    if (lji_eval_into(ctx, &p->t, p->vals) != LJ_OK) return NULL;
+    if (value && lji_vals_alloc(ctx, &p->t, NULL, &p->vals) != LJ_OK) return NULL;
+    if (lji_eval_into(ctx, &p->t, value ? NULL : p->need, p->vals) != LJ_OK) return NULL;
     if (value) {
         int64_t en = p->root->rows * p->root->cols;
         if (en) memcpy(value, p->vals[p->t.n - 1], (size_t)en * sizeof *value);

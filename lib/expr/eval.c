@@ -192,9 +192,11 @@ static lj_status eval_node(lj_context *ctx, const lj_expr *e, const double *A, c
     }
 }
 
-lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, double ***pvals)
+lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, const unsigned char *need,
+                         double ***pvals)
 {
-    double **vals = lji_calloc(ctx, (size_t)(t->n ? t->n : 1), sizeof *vals);
+    bool fresh = *pvals == NULL;
+    double **vals = fresh ? lji_calloc(ctx, (size_t)(t->n ? t->n : 1), sizeof *vals) : *pvals;
     if (!vals) return lji_nomem(ctx, "eval");
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *e = t->node[i];
@@ -202,22 +204,24 @@ lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, double ***pvals)
             vals[i] = e->value; /* leaves are read in place: set_value keeps the buffer */
             continue;
         }
+        if (vals[i] || (need && !need[i])) continue;
         int64_t mn = e->rows * e->cols;
         vals[i] = lji_malloc(ctx, (size_t)(mn ? mn : 1) * sizeof(double));
         if (!vals[i]) {
-            lji_vals_free(t, vals);
-            return lji_nomem(ctx, "eval");
+            if (fresh) lji_vals_free(t, vals);
+            return lji_error(ctx, LJ_ERR_NOMEM, "eval: out of memory for the value of " LJI_SHP,
+                             e->rows, e->cols);
         }
     }
     *pvals = vals;
     return LJ_OK;
 }
 
-lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, double **vals)
+lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, const unsigned char *need, double **vals)
 {
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *e = t->node[i];
-        if (is_leaf(e)) continue;
+        if (is_leaf(e) || (need && !need[i])) continue;
         const double *A = e->a ? vals[lji_topo_find(t, e->a)] : NULL;
         const double *B = e->b ? vals[lji_topo_find(t, e->b)] : NULL;
         lj_status st = eval_node(ctx, e, A, B, vals[i]);
@@ -228,9 +232,10 @@ lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, double **vals)
 
 lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***pvals)
 {
-    lj_status st = lji_vals_alloc(ctx, t, pvals);
+    *pvals = NULL;
+    lj_status st = lji_vals_alloc(ctx, t, NULL, pvals);
     if (st != LJ_OK) return st;
-    st = lji_eval_into(ctx, t, *pvals);
+    st = lji_eval_into(ctx, t, NULL, *pvals);
     if (st != LJ_OK) {
         lji_vals_free(t, *pvals);
         *pvals = NULL;

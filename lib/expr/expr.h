@@ -46,9 +46,13 @@ void lji_topo_free(lji_topo *t);
 /* Values of every node in topological order (vals[i] rows×cols of node i). */
 lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***vals);
 void lji_vals_free(const lji_topo *t, double **vals);
-/* The same in two steps: buffers once, values as often as the leaves change. */
-lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, double ***vals);
-lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, double **vals);
+/* The same in two steps: buffers once, values as often as the leaves change.
+ * With `need` (one flag a node, closed under operands), only the flagged
+ * nodes get a buffer and a value; NULL means every node. lji_vals_alloc
+ * fills only the slots still NULL, so it may be called again with a larger
+ * set. */
+lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, const unsigned char *need, double ***vals);
+lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, const unsigned char *need, double **vals);
 
 /* Appends e in the expression language; `level` is the binding strength of
  * the place it stands in (parenthesised when weaker). */
