@@ -255,14 +255,29 @@ lj_status lj_op_write_rb(lj_context *ctx, const lj_op *J, const char *path,
 lj_status lj_write_dense_mtx(lj_context *ctx, int64_t rows, int64_t cols,
                              const double *a, int64_t lda, const char *path);
 
-/* A dense matrix read from a Matrix Market file (array, or coordinate which
- * is scattered into a dense array): *data is new, freed with lj_free. */
+/* Readers. Their memory follows what a file holds, never what its header
+ * claims: a declared count that the file's size cannot hold is reported as
+ * a truncated file (LJ_ERR_FORMAT) before anything is allocated, and
+ * structure a file declares but does not hold (the column pointers of a
+ * very wide sparse matrix, the dense form of a coordinate file) may take at
+ * most 64 MiB or 64 bytes per byte of the file (1 GiB for a dense form),
+ * whichever is larger; beyond that the read fails with LJ_ERR_NOMEM and a
+ * message naming the shape and the bytes it would need.
+ *
+ * A dense matrix read from a Matrix Market file (array, or coordinate which
+ * is scattered into a dense array, duplicates summed): *data is new, freed
+ * with lj_free. */
 lj_status lj_read_dense_mtx(lj_context *ctx, const char *path, int64_t *rows,
                             int64_t *cols, double **data);
 /* A sparse matrix read from a Matrix Market file (coordinate or array;
- * symmetric files expanded): a new CSC matrix, free with lj_sparse_free. */
+ * symmetric files expanded; duplicate entries summed, in file order;
+ * explicit zeros kept): a new CSC matrix (sorted, packed), free with
+ * lj_sparse_free. Memory O(nnz + cols), never O(rows): a tall matrix with
+ * few entries is cheap. */
 cholmod_sparse *lj_read_sparse_mtx(lj_context *ctx, const char *path);
-/* A sparse matrix read from a Rutherford-Boeing file (real, assembled). */
+/* A sparse matrix read from a Rutherford-Boeing file (real, assembled).
+ * RBio needs workspace for every row and column, so the bounds above apply
+ * to both dimensions. */
 cholmod_sparse *lj_read_sparse_rb(lj_context *ctx, const char *path);
 
 /* ----------------------------------------------------------------------- */

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -304,6 +306,122 @@ START_TEST(test_mtx_malformed)
 }
 END_TEST
 
+/* Files whose headers claim far more than they hold: every read ends at
+ * once, with the right matrix or a clear error, and memory that follows
+ * the file's content (the peak resident size grows by less than 100 MB). */
+static long peak_kb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+START_TEST(test_hostile_headers)
+{
+    lj_context *ctx = lj_context_new();
+    make_tmpdir();
+    const char *hdr = "%%MatrixMarket matrix coordinate real general\n";
+    struct { const char *name, *body; int64_t rows, cols, nnz; const char *frag; } cases[] = {
+        /* legal: 1 882 119 519 rows, 11 columns, no entries (12 column pointers) */
+        { "tall.mtx", "%% a tall empty matrix, as legal as it is small\n1882119519 11 0\n", 1882119519, 11, 0, NULL },
+        { "tallcrlf.mtx", "1882119519 11 1\r\n1882119519 11 2.5\r\n", 1882119519, 11, 1, NULL },
+        /* declared counts that the file's bytes cannot hold */
+        { "count9.mtx", "100000 100000 1000000000\n1 1 1\n", 0, 0, 0, "truncated: it declares 1000000000 entries" },
+        { "count11.mtx", "1000000 1000000 100000000000\n1 1 1\n", 0, 0, 0, "truncated" },
+        { "countcrlf.mtx", "100000 100000 1000000000\r\n1 1 1\r\n", 0, 0, 0, "truncated" },
+        /* a very wide matrix: CSC needs a pointer a column, refused clearly */
+        { "wide.mtx", "11 1882119519 0\n", 0, 0, 0, "column pointers" },
+        { "widecrlf.mtx", "11 1882119519 0\r\n", 0, 0, 0, "column pointers" },
+        /* negative and overflowing counts */
+        { "neg.mtx", "-1882119519 11 0\n", 0, 0, 0, "bad size line" },
+        { "negnz.mtx", "3 3 -1\n", 0, 0, 0, "bad size line" },
+        { "ovf.mtx", "99999999999999999999999 11 0\n", 0, 0, 0, "bad size line" },
+        { "ovf2.mtx", "4294967296 4294967296 1\n1 1 1\n", 0, 0, 0, "bad size line" },
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        char text[512];
+        snprintf(text, sizeof text, "%s%s", hdr, cases[t].body);
+        write_file(cases[t].name, text);
+        long before = peak_kb();
+        double t0 = now_s();
+        cholmod_sparse *s = lj_read_sparse_mtx(ctx, tpath(cases[t].name));
+        double dt = now_s() - t0;
+        ck_assert_msg(dt < 1.0, "%s: read took %.2f s", cases[t].name, dt);
+        ck_assert_msg(peak_kb() - before < 100 * 1024, "%s: peak grew by %ld kB", cases[t].name,
+                      peak_kb() - before);
+        if (!cases[t].frag) {
+            CK_NN(ctx, s);
+            ck_assert(s->nrow == (size_t)cases[t].rows && s->ncol == (size_t)cases[t].cols);
+            ck_assert_int_eq(nnz_of(s), cases[t].nnz);
+            ck_assert(s->sorted && s->packed);
+            /* usable: written back and read again with memory of its entries */
+            lj_op *A = lj_op_sparse(ctx, s, "S");
+            CK_NN(ctx, A);
+            CK_OK(ctx, lj_op_write_mtx(ctx, A, tpath("back.mtx")));
+            cholmod_sparse *b = lj_read_sparse_mtx(ctx, tpath("back.mtx"));
+            CK_NN(ctx, b);
+            ck_assert(b->nrow == s->nrow && b->ncol == s->ncol && nnz_of(b) == nnz_of(s));
+            ck_assert_msg(peak_kb() - before < 100 * 1024, "%s: round trip peak grew by %ld kB",
+                          cases[t].name, peak_kb() - before);
+            lj_sparse_free(ctx, &b);
+            lj_op_free(&A);
+            lj_sparse_free(ctx, &s);
+        } else {
+            ck_assert_msg(s == NULL, "%s read", cases[t].name);
+            ck_assert_msg(strstr(lj_context_message(ctx), cases[t].frag) != NULL, "%s: '%s' lacks '%s'",
+                          cases[t].name, lj_context_message(ctx), cases[t].frag);
+            ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), cases[t].name));
+            lj_context_clear(ctx);
+        }
+    }
+    /* a tall matrix with few entries is applied both ways with vectors of
+     * its own size and nothing of size rows × cols */
+    write_file("tall2.mtx", "%%MatrixMarket matrix coordinate real general\n4000000 3 2\n"
+                            "3999999 3 2.5\n1 1 -1\n");
+    cholmod_sparse *s = lj_read_sparse_mtx(ctx, tpath("tall2.mtx"));
+    CK_NN(ctx, s);
+    lj_op *A = lj_op_sparse(ctx, s, "S");
+    CK_NN(ctx, A);
+    double x[3] = { 1, 2, 4 }, *y = calloc(4000000, sizeof *y), z[3];
+    ck_assert_ptr_nonnull(y);
+    CK_OK(ctx, lj_op_apply(ctx, A, 0, 1.0, x, 0.0, y));
+    ck_assert(y[0] == -1.0 && y[3999998] == 10.0 && y[1] == 0.0);
+    CK_OK(ctx, lj_op_apply(ctx, A, 1, 1.0, y, 0.0, z));
+    ck_assert(z[0] == 1.0 && z[1] == 0.0 && z[2] == 25.0);
+    free(y);
+    lj_op_free(&A);
+    lj_sparse_free(ctx, &s);
+    /* array files: the declared size against the file's length */
+    write_file("arr.mtx", "%%MatrixMarket matrix array real general\n100000 100000\n1\n2\n");
+    double *a = NULL;
+    int64_t r, c;
+    double t0 = now_s();
+    ck_assert_int_eq(lj_read_dense_mtx(ctx, tpath("arr.mtx"), &r, &c, &a), LJ_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "truncated: it declares 10000000000 entries"));
+    ck_assert(now_s() - t0 < 1.0);
+    /* Rutherford-Boeing: header counts against the file's size, and rows
+     * beyond what RBio's workspace may take from a small file */
+    write_file("big.rb", "title                                                                   key\n"
+                         "   3   1   1   1\nrua   5   5   1000000000   0\n(8I10) (8I10) (4E20.12)\n");
+    ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("big.rb")));
+    ASSERT_ERR(ctx, LJ_ERR_FORMAT, "truncated: it declares 5 columns and 1000000000 entries");
+    write_file("tall.rb", "title                                                                   key\n"
+                          "   3   1   1   1\nrua   1882119519   2   1   0\n(8I10) (8I10) (4E20.12)\n"
+                          "1 2 2\n1\n1.0\n");
+    ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("tall.rb")));
+    ASSERT_ERR(ctx, LJ_ERR_NOMEM, "RBio's workspace");
+    rm_tmpdir();
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_alloc_failure_materialise_and_files)
 {
     lj_context *ctx = lj_context_new();
@@ -413,6 +531,7 @@ Suite *make_sparse_suite(void)
     TCase *errors = tcase_create("errors");
     tcase_set_timeout(errors, 120);
     tcase_add_test(errors, test_mtx_malformed);
+    tcase_add_test(errors, test_hostile_headers);
     tcase_add_test(errors, test_alloc_failure_materialise_and_files);
     suite_add_tcase(s, errors);
     return s;

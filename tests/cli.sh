@@ -211,5 +211,27 @@ run 0 "apply with a term whose value cannot be had" -- apply -e "x + tr(kron(B,B
   { [ "$(sed -n '3,5p' "$T/out" | tr '\n' ' ')" = "1 2 3 " ] && ok || bad "apply J v: $(cat "$T/out")"; }
 check_bad 1 "out of memory" eval -e "x + tr(kron(B,B))" -d x=3x1 -d B=3000x3000 -o "$T/res.mtx"
 
+# ---- readers: memory follows the file, not its header -----------------------
+# (each read under a 2 GB address-space limit; sanitizer builds reserve more
+# address space than that, so there the limit is left out)
+limit_vm() { if [ "${LJ_SANITIZERS:-no}" = yes ]; then "$@"; else (ulimit -v 2000000; "$@"); fi; }
+hdr='%%MatrixMarket matrix coordinate real general'
+printf '%s\n%% tall and empty\n1882119519 11 0\n' "$hdr" > "$T/tall.mtx"
+printf '%s\n100000 100000 1000000000\n1 1 1\n' "$hdr" > "$T/n9.mtx"
+printf '%s\n1000000 1000000 100000000000\r\n1 1 1\r\n' "$hdr" > "$T/n11.mtx"
+printf '%s\n11 1882119519 0\n' "$hdr" > "$T/wide.mtx"
+limit_vm "$TOOL" read "$T/tall.mtx" > "$T/out" 2>"$T/err" && [ "$(cat "$T/out")" = "1882119519 11 0" ] && ok ||
+  bad "tall empty matrix read under ulimit: $(cat "$T/out" "$T/err")"
+for f in n9 n11; do
+  limit_vm "$TOOL" read "$T/$f.mtx" > "$T/out" 2>"$T/err"; [ $? -eq 1 ] && grep -q "truncated: it declares" "$T/err" && ok ||
+    bad "$f.mtx: $(cat "$T/err")"
+done
+limit_vm "$TOOL" read "$T/wide.mtx" > "$T/out" 2>"$T/err"; [ $? -eq 1 ] && grep -q "column pointers" "$T/err" && ok ||
+  bad "wide.mtx: $(cat "$T/err")"
+# the command reads -v files densely: a clear error, quickly
+check_bad 1 "cannot be allocated" eval -e "M" -v M="$T/tall.mtx" -o "$T/res.mtx"
+check_bad 1 "truncated: it declares 1000000000 entries" eval -e "M" -v M="$T/n9.mtx" -o "$T/res.mtx"
+check_bad 1 "declaration '-d A=1000000x1000000': its 8e+03 GB of values cannot be allocated (more than this machine" eval -e "A" -d A=1000000x1000000 -o "$T/res.mtx"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

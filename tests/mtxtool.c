@@ -2,7 +2,8 @@
  * Rutherford-Boeing, by extension) files, and multiplies a matrix file by a
  * vector file, through the library's readers.
  *   mtxtool diff A B TOL        exit 0 when max |A - B| <= TOL·(1 + max|B|)
- *   mtxtool matvec J v [t] OUT  writes J v (or J^T v) as a dense array */
+ *   mtxtool matvec J v [t] OUT  writes J v (or J^T v) as a dense array
+ *   mtxtool read F              reads F sparse; prints "rows cols nnz" */
 #include <lazyjac.h>
 #include <math.h>
 #include <stdio.h>
@@ -68,8 +69,20 @@ int main(int argc, char **argv)
         free(J);
         free(v);
         free(y);
+    } else if (argc == 3 && !strcmp(argv[1], "read")) {
+        size_t n = strlen(argv[2]);
+        cholmod_sparse *s = n > 3 && !strcmp(argv[2] + n - 3, ".rb") ? lj_read_sparse_rb(ctx, argv[2])
+                                                                     : lj_read_sparse_mtx(ctx, argv[2]);
+        if (s) {
+            printf("%zu %zu %lld\n", s->nrow, s->ncol, (long long)((SuiteSparse_long *)s->p)[s->ncol]);
+            rc = 0;
+        } else {
+            fprintf(stderr, "mtxtool: %s\n", lj_context_message(ctx));
+            rc = 1;
+        }
+        lj_sparse_free(ctx, &s);
     } else
-        fprintf(stderr, "usage: mtxtool diff A B TOL | mtxtool matvec J v [t] OUT\n");
+        fprintf(stderr, "usage: mtxtool diff A B TOL | mtxtool matvec J v [t] OUT | mtxtool read F\n");
     lj_context_free(&ctx);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -194,8 +195,17 @@ static int declare(lj_context *ctx, lj_symtab *t, const options *o)
                 return die(EXIT_USAGE, "declaration '-d %s': shape must read RxC, like 3x4", d);
             if (r < 0 || c < 0 || (r > 0 && c > INT64_MAX / r) || r * c > ((int64_t)1 << 40))
                 return die(EXIT_FAIL, "declaration '-d %s': the size %s overflows", d, eq + 1);
-            double *v = malloc(sizeof *v * (size_t)(r * c > 0 ? r * c : 1));
-            if (!v) return die(EXIT_FAIL, "out of memory for '%s'", name);
+            /* refused before any memory is touched when the machine cannot
+             * hold it (an allocator that overcommits would accept it) */
+            double gb = (double)r * (double)c * 8e-9;
+            struct sysinfo si;
+            bool fits = sysinfo(&si) != 0 ||
+                        (double)r * (double)c * 8.0 <=
+                            ((double)si.totalram + (double)si.totalswap) * (double)si.mem_unit;
+            double *v = fits ? malloc(sizeof *v * (size_t)(r * c > 0 ? r * c : 1)) : NULL;
+            if (!v)
+                return die(EXIT_FAIL, "declaration '-d %s': its %.3g GB of values cannot be allocated%s", d,
+                           gb, fits ? "" : " (more than this machine's memory)");
             for (int64_t k = 0; k < r * c; k++)
                 v[k] = (double)(splitmix(&rng) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
             e = lj_expr_var(ctx, name, r, c, v);

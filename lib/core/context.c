@@ -3,7 +3,9 @@
 #include "config.h"
 #include "lji.h"
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <sys/sysinfo.h>
 
 static const char lji_nomem_msg[] = "out of memory";
 
@@ -170,9 +172,35 @@ static bool lji_should_fail(lj_context *ctx)
     return ctx->fail_sticky && ctx->alloc_count > ctx->fail_at;
 }
 
+size_t lji_machine_bytes(void)
+{
+    static _Atomic size_t cached;
+    size_t v = atomic_load(&cached);
+    if (v) return v;
+    struct sysinfo si;
+    unsigned long long t = 0;
+    if (sysinfo(&si) == 0)
+        t = ((unsigned long long)si.totalram + (unsigned long long)si.totalswap) * (si.mem_unit ? si.mem_unit : 1);
+    v = (t == 0 || t > SIZE_MAX) ? SIZE_MAX : (size_t)t;
+    atomic_store(&cached, v);
+    return v;
+}
+
+int64_t lji_reader_structure_limit(int64_t file_bytes)
+{
+    const int64_t floor_bytes = (int64_t)64 << 20;
+    if (file_bytes < 0 || file_bytes > INT64_MAX / 64) return INT64_MAX;
+    return file_bytes * 64 > floor_bytes ? file_bytes * 64 : floor_bytes;
+}
+
+static bool too_large(size_t nbytes)
+{
+    return nbytes > lji_machine_bytes();
+}
+
 void *lji_malloc(lj_context *ctx, size_t nbytes)
 {
-    if (lji_should_fail(ctx)) return NULL;
+    if (lji_should_fail(ctx) || too_large(nbytes)) return NULL;
     return malloc(nbytes ? nbytes : 1);
 }
 
@@ -180,12 +208,13 @@ void *lji_calloc(lj_context *ctx, size_t n, size_t size)
 {
     if (lji_should_fail(ctx)) return NULL;
     if (n == 0 || size == 0) return calloc(1, 1);
+    if (n > SIZE_MAX / size || too_large(n * size)) return NULL;
     return calloc(n, size);
 }
 
 void *lji_realloc(lj_context *ctx, void *p, size_t nbytes)
 {
-    if (lji_should_fail(ctx)) return NULL;
+    if (lji_should_fail(ctx) || too_large(nbytes)) return NULL;
     return realloc(p, nbytes ? nbytes : 1);
 }
 

@@ -54,7 +54,10 @@ lj_status lji_invalid_ctx(const lj_context *ctx);
 /* true when ctx is a live context */
 bool lji_ctx_ok(const lj_context *ctx);
 
-/* Allocation through the context (counts, and fails on request). */
+/* Allocation through the context (counts, and fails on request). A single
+ * request larger than the machine's memory and swap fails at once, without
+ * asking the allocator (which under overcommit or a sanitizer might accept
+ * it and fail only when the pages are touched). */
 void *lji_malloc(lj_context *ctx, size_t nbytes);
 void *lji_calloc(lj_context *ctx, size_t n, size_t size);
 void *lji_realloc(lj_context *ctx, void *p, size_t nbytes);
@@ -75,6 +78,13 @@ static inline bool lji_add_ok(int64_t a, int64_t b, int64_t *r)
 }
 /* rows*cols fits in int64 and in size_t bytes of doubles */
 bool lji_size_ok(int64_t rows, int64_t cols, int64_t *n);
+/* Bytes of memory and swap of this machine (cached; SIZE_MAX if unknown). */
+size_t lji_machine_bytes(void);
+/* The most bytes a file reader may allocate for structure a file declares
+ * but does not hold (CSC column pointers of a matrix with few entries, a
+ * library's per-row workspace): 64 MiB, or 64 bytes for every byte of the
+ * file, whichever is larger. A small file can never take large memory. */
+int64_t lji_reader_structure_limit(int64_t file_bytes);
 
 /* Workspace: push n doubles (uninitialised), pop back to a mark. */
 typedef struct { lji_block *blk; size_t used; } lji_mark;

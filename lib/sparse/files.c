@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <fcntl.h>
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- temporary files ----------------------------------------------------------- */
@@ -135,13 +136,27 @@ lj_status lj_write_dense_mtx(lj_context *ctx, int64_t rows, int64_t cols, const 
 
 /* ---- Matrix Market reader ------------------------------------------------------ */
 
+/* The reader's memory follows what the file holds, never what its header
+ * claims: entry arrays grow as entries are read (and a declared count that
+ * the file's size cannot hold is reported as a truncated file before
+ * anything is allocated); the CSC conversion buckets entries by column in
+ * O(nnz + cols) memory, never O(rows). */
+
+typedef struct {
+    FILE *f;
+    const char *path, *op;
+    int64_t lineno;
+    int64_t size;     /* the file's size in bytes, or -1 (a pipe) */
+    char line[4096];
+} mm_file;
+
 typedef struct {
     bool coordinate, symmetric, skew, pattern;
-    int64_t rows, cols, nnz;
-    /* triplets (coordinate) or values (array, column-major, expanded) */
+    int64_t rows, cols, declared;
+    /* coordinate: count triplets (0-based); array: count values in file order */
     int64_t *ti, *tj;
     double *tx;
-    int64_t count;
+    int64_t count, cap;
 } mm_data;
 
 static void mm_free(mm_data *d)
@@ -149,6 +164,8 @@ static void mm_free(mm_data *d)
     free(d->ti);
     free(d->tj);
     free(d->tx);
+    d->ti = d->tj = NULL;
+    d->tx = NULL;
 }
 
 static bool lower_eq(const char *a, const char *b)
@@ -158,137 +175,201 @@ static bool lower_eq(const char *a, const char *b)
     return *a == *b;
 }
 
-/* Reads the next non-comment line into buf; false at end of file. */
-static bool next_line(FILE *f, char *buf, size_t n, int64_t *lineno)
+static bool blank_or_comment(const char *s)
 {
-    while (fgets(buf, (int)n, f)) {
-        (*lineno)++;
-        const char *s = buf;
-        while (*s == ' ' || *s == '\t') s++;
-        if (*s == '%' || *s == '\n' || *s == '\r' || *s == '\0') continue;
-        return true;
+    while (*s == ' ' || *s == '\t') s++;
+    return *s == '%' || *s == '\n' || *s == '\r' || *s == '\0';
+}
+
+/* The next line that is not blank or a comment, into m->line: 1, or 0 at
+ * the end of the file, or -1 after recording an error (a data line longer
+ * than the buffer; a comment line may be of any length). */
+static int mm_next(lj_context *ctx, mm_file *m, bool data)
+{
+    while (fgets(m->line, sizeof m->line, m->f)) {
+        m->lineno++;
+        size_t n = strlen(m->line);
+        bool whole = n > 0 && m->line[n - 1] == '\n';
+        bool skip = data && blank_or_comment(m->line);
+        if (!whole && !feof(m->f)) { /* a long line: skip a comment's rest, refuse data */
+            if (!skip) {
+                lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' line %" PRId64 " is longer than %zu bytes",
+                          m->op, m->path, m->lineno, sizeof m->line - 1);
+                return -1;
+            }
+            int c;
+            while ((c = fgetc(m->f)) != EOF && c != '\n') {}
+        }
+        if (!skip) return 1;
     }
-    return false;
+    if (ferror(m->f)) {
+        lji_error(ctx, LJ_ERR_IO, "%s: reading '%s' failed", m->op, m->path);
+        return -1;
+    }
+    return 0;
+}
+
+/* The bytes of m's file not read yet (INT64_MAX for a pipe). */
+static int64_t mm_remaining(mm_file *m)
+{
+    if (m->size < 0) return INT64_MAX;
+    long at = ftell(m->f);
+    return at < 0 ? INT64_MAX : m->size - (int64_t)at;
+}
+
+/* Room for one more entry: the declared count at once when the file's
+ * size has vouched for it (mm_header), else arrays that grow geometrically
+ * as entries arrive, never beyond the declared count. */
+static lj_status mm_grow(lj_context *ctx, const mm_file *m, mm_data *d)
+{
+    if (d->count < d->cap) return LJ_OK;
+    int64_t cap = d->cap ? 2 * d->cap : m->size >= 0 ? d->declared : 1024;
+    if (cap > d->declared) cap = d->declared;
+    if (cap <= d->count) cap = d->count + 1;
+    size_t nb = (size_t)cap * sizeof(double);
+    double *tx = lji_realloc(ctx, d->tx, nb);
+    if (tx) d->tx = tx;
+    if (tx && d->coordinate) {
+        int64_t *ti = lji_realloc(ctx, d->ti, (size_t)cap * sizeof(int64_t));
+        if (ti) d->ti = ti;
+        int64_t *tj = ti ? lji_realloc(ctx, d->tj, (size_t)cap * sizeof(int64_t)) : NULL;
+        if (tj) d->tj = tj;
+        if (!ti || !tj) tx = NULL;
+    }
+    if (!tx)
+        return lji_error(ctx, LJ_ERR_NOMEM, "%s: '%s': out of memory after %" PRId64 " entries", m->op,
+                         m->path, d->count);
+    d->cap = cap;
+    return LJ_OK;
+}
+
+static lj_status mm_header(lj_context *ctx, mm_file *m, mm_data *d)
+{
+    const char *op = m->op, *path = m->path;
+    char w[5][64];
+    int r = fgets(m->line, sizeof m->line, m->f) ? 1 : 0;
+    m->lineno = 1;
+    if (!r) return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is empty", op, path);
+    if (sscanf(m->line, "%63s %63s %63s %63s %63s", w[0], w[1], w[2], w[3], w[4]) != 5 ||
+        !lower_eq(w[0], "%%MatrixMarket") || !lower_eq(w[1], "matrix"))
+        return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' has no Matrix Market header", op, path);
+    if (!strchr(m->line, '\n') && !feof(m->f))
+        return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s': the header line is too long", op, path);
+    if (lower_eq(w[2], "coordinate")) d->coordinate = true;
+    else if (!lower_eq(w[2], "array"))
+        return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s': unknown format '%s'", op, path, w[2]);
+    if (lower_eq(w[3], "pattern") && d->coordinate) d->pattern = true;
+    else if (!lower_eq(w[3], "real") && !lower_eq(w[3], "integer") && !lower_eq(w[3], "double"))
+        return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' holds %s values; lazyjac reads real ones", op,
+                         path, w[3]);
+    if (lower_eq(w[4], "symmetric")) d->symmetric = true;
+    else if (lower_eq(w[4], "skew-symmetric")) d->symmetric = d->skew = true;
+    else if (!lower_eq(w[4], "general"))
+        return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s': unsupported symmetry '%s'", op, path, w[4]);
+    if ((r = mm_next(ctx, m, true)) <= 0)
+        return r < 0 ? ctx->status
+                     : lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' ends before its size line", op, path);
+    char extra[8];
+    int got = d->coordinate ? sscanf(m->line, "%" SCNd64 " %" SCNd64 " %" SCNd64 " %7s", &d->rows,
+                                     &d->cols, &d->declared, extra)
+                            : sscanf(m->line, "%" SCNd64 " %" SCNd64 " %7s", &d->rows, &d->cols, extra);
+    int64_t total;
+    if (got != (d->coordinate ? 3 : 2) || d->rows < 0 || d->cols < 0 ||
+        !lji_size_ok(d->rows, d->cols, &total) ||
+        (d->coordinate && (d->declared < 0 || d->declared > total)))
+        return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' line %" PRId64 ": bad size line", op, path,
+                         m->lineno);
+    if (d->symmetric && d->rows != d->cols)
+        return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s': symmetric matrix is not square " LJI_SHP, op,
+                         path, d->rows, d->cols);
+    if (!d->coordinate)
+        d->declared = !d->symmetric ? total : d->rows * (d->rows + 1) / 2 - (d->skew ? d->rows : 0);
+    /* every entry takes some bytes of the file: "1 1\n" at the least for a
+     * pattern entry, "1 1 1\n" for a real one, "1\n" for an array value */
+    int64_t least = d->coordinate ? (d->pattern ? 4 : 6) : 2, room = mm_remaining(m);
+    if (room != INT64_MAX && d->declared > room / least + 1)
+        return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is truncated: it declares %" PRId64
+                         " entries, but its remaining %" PRId64 " bytes hold at most %" PRId64,
+                         op, path, d->declared, room, room / least + 1);
+    return LJ_OK;
 }
 
 static lj_status mm_read(lj_context *ctx, const char *op, const char *path, mm_data *d)
 {
     memset(d, 0, sizeof *d);
     if (!path) return lji_error(ctx, LJ_ERR_INVALID, "%s: NULL path", op);
-    FILE *f = fopen(path, "r");
-    if (!f) return lji_error(ctx, LJ_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
-    char line[1024], w[5][64];
-    int64_t lineno = 0;
-    lj_status st = LJ_OK;
-    if (!fgets(line, sizeof line, f)) {
-        st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is empty", op, path);
-        goto done;
-    }
-    lineno = 1;
-    if (sscanf(line, "%63s %63s %63s %63s %63s", w[0], w[1], w[2], w[3], w[4]) != 5 ||
-        !lower_eq(w[0], "%%MatrixMarket") || !lower_eq(w[1], "matrix")) {
-        st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' has no Matrix Market header", op, path);
-        goto done;
-    }
-    if (lower_eq(w[2], "coordinate")) d->coordinate = true;
-    else if (!lower_eq(w[2], "array")) {
-        st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s': unknown format '%s'", op, path, w[2]);
-        goto done;
-    }
-    if (lower_eq(w[3], "pattern") && d->coordinate) d->pattern = true;
-    else if (!lower_eq(w[3], "real") && !lower_eq(w[3], "integer") && !lower_eq(w[3], "double")) {
-        st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' holds %s values; lazyjac reads real ones", op,
-                       path, w[3]);
-        goto done;
-    }
-    if (lower_eq(w[4], "symmetric")) d->symmetric = true;
-    else if (lower_eq(w[4], "skew-symmetric")) d->symmetric = d->skew = true;
-    else if (!lower_eq(w[4], "general")) {
-        st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s': unsupported symmetry '%s'", op, path, w[4]);
-        goto done;
-    }
-    if (!next_line(f, line, sizeof line, &lineno)) {
-        st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' ends before its size line", op, path);
-        goto done;
-    }
+    mm_file m = { .path = path, .op = op, .size = -1 };
+    m.f = fopen(path, "r");
+    if (!m.f) return lji_error(ctx, LJ_ERR_IO, "%s: cannot open '%s': %s", op, path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(m.f), &sb) == 0 && S_ISREG(sb.st_mode)) m.size = (int64_t)sb.st_size;
+    lj_status st = mm_header(ctx, &m, d);
     char extra[8];
-    int got = d->coordinate ? sscanf(line, "%" SCNd64 " %" SCNd64 " %" SCNd64 " %7s", &d->rows,
-                                     &d->cols, &d->nnz, extra)
-                            : sscanf(line, "%" SCNd64 " %" SCNd64 " %7s", &d->rows, &d->cols, extra);
-    int64_t total;
-    if (got != (d->coordinate ? 3 : 2) || d->rows < 0 || d->cols < 0 ||
-        !lji_size_ok(d->rows, d->cols, &total) || (d->coordinate && (d->nnz < 0 || d->nnz > total))) {
-        st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' line %" PRId64 ": bad size line", op, path, lineno);
-        goto done;
-    }
-    if (d->symmetric && d->rows != d->cols) {
-        st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s': symmetric matrix is not square " LJI_SHP, op,
-                       path, d->rows, d->cols);
-        goto done;
-    }
-    int64_t want;
-    if (d->coordinate) want = d->nnz;
-    else if (d->symmetric) want = d->rows * (d->rows + 1) / 2 - (d->skew ? d->rows : 0);
-    else want = total;
-    /* a file cannot hold more entries than it has bytes: guard allocation */
-    if (d->coordinate) {
-        d->ti = lji_malloc(ctx, (size_t)(want ? want : 1) * sizeof(int64_t));
-        d->tj = lji_malloc(ctx, (size_t)(want ? want : 1) * sizeof(int64_t));
-        d->tx = lji_malloc(ctx, (size_t)(want ? want : 1) * sizeof(double));
-    } else
-        d->tx = lji_calloc(ctx, (size_t)(total ? total : 1), sizeof(double));
-    if (!d->tx || (d->coordinate && (!d->ti || !d->tj))) {
-        st = lji_nomem(ctx, op);
-        goto done;
-    }
-    int64_t ai = d->skew ? 1 : 0, aj = 0;
-    for (int64_t k = 0; k < want; k++) {
-        if (!next_line(f, line, sizeof line, &lineno)) {
-            st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is truncated: %" PRId64 " of %" PRId64
-                           " entries", op, path, k, want);
-            goto done;
+    while (st == LJ_OK && d->count < d->declared) {
+        int r = mm_next(ctx, &m, true);
+        if (r <= 0) {
+            st = r < 0 ? ctx->status
+                       : lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is truncated: %" PRId64 " of %" PRId64
+                                   " entries", op, path, d->count, d->declared);
+            break;
         }
+        if ((st = mm_grow(ctx, &m, d)) != LJ_OK) break;
+        int64_t k = d->count;
         if (d->coordinate) {
             int64_t i, j;
             double v = 1.0;
-            int n = d->pattern ? sscanf(line, "%" SCNd64 " %" SCNd64 " %7s", &i, &j, extra)
-                               : sscanf(line, "%" SCNd64 " %" SCNd64 " %lf %7s", &i, &j, &v, extra);
+            int n = d->pattern ? sscanf(m.line, "%" SCNd64 " %" SCNd64 " %7s", &i, &j, extra)
+                               : sscanf(m.line, "%" SCNd64 " %" SCNd64 " %lf %7s", &i, &j, &v, extra);
             if (n != (d->pattern ? 2 : 3) || i < 1 || i > d->rows || j < 1 || j > d->cols ||
-                !isfinite(v) || (d->symmetric && i < j)) {
+                !isfinite(v) || (d->symmetric && i < j) || (d->skew && i == j)) {
                 st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' line %" PRId64 ": bad entry", op, path,
-                               lineno);
-                goto done;
+                               m.lineno);
+                break;
             }
             d->ti[k] = i - 1;
             d->tj[k] = j - 1;
             d->tx[k] = v;
-        } else {
-            double v;
-            if (sscanf(line, "%lf %7s", &v, extra) != 1 || !isfinite(v)) {
-                st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' line %" PRId64 ": bad value", op, path,
-                               lineno);
-                goto done;
-            }
-            d->tx[ai + aj * d->rows] = v;
-            if (d->symmetric && ai != aj) d->tx[aj + ai * d->rows] = d->skew ? -v : v;
-            /* next position: down the column, lower triangle only when symmetric */
-            ai++;
-            if (ai >= d->rows) {
-                aj++;
-                ai = d->symmetric ? aj + (d->skew ? 1 : 0) : 0;
-            }
+        } else if (sscanf(m.line, "%lf %7s", &d->tx[k], extra) != 1 || !isfinite(d->tx[k])) {
+            st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' line %" PRId64 ": bad value", op, path,
+                           m.lineno);
+            break;
         }
+        d->count++;
     }
-    d->count = want;
-    if (next_line(f, line, sizeof line, &lineno)) {
-        st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' line %" PRId64 ": more entries than declared",
-                       op, path, lineno);
-        goto done;
+    if (st == LJ_OK) {
+        int r = mm_next(ctx, &m, true);
+        if (r < 0) st = ctx->status;
+        else if (r > 0)
+            st = lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' line %" PRId64 ": more entries than declared",
+                           op, path, m.lineno);
     }
-done:
-    fclose(f);
+    fclose(m.f);
     if (st != LJ_OK) mm_free(d);
     return st;
+}
+
+/* An array file's values (column by column; the lower triangle when
+ * symmetric) as the dense rows×cols matrix: a new array. */
+static double *mm_array_dense(lj_context *ctx, const char *op, mm_data *d)
+{
+    if (!d->symmetric) { /* the values are the matrix already */
+        double *a = d->tx;
+        d->tx = NULL;
+        return a ? a : lji_calloc(ctx, 1, sizeof(double));
+    }
+    int64_t n = d->rows;
+    double *a = lji_calloc(ctx, (size_t)(n > 0 ? n * n : 1), sizeof *a);
+    if (!a) {
+        lji_nomem(ctx, op);
+        return NULL;
+    }
+    int64_t k = 0;
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t i = j + (d->skew ? 1 : 0); i < n; i++, k++) {
+            a[i + j * n] = d->tx[k];
+            if (i != j) a[j + i * n] = d->skew ? -d->tx[k] : d->tx[k];
+        }
+    return a;
 }
 
 lj_status lj_read_dense_mtx(lj_context *ctx, const char *path, int64_t *rows, int64_t *cols,
@@ -300,27 +381,125 @@ lj_status lj_read_dense_mtx(lj_context *ctx, const char *path, int64_t *rows, in
     mm_data d;
     lj_status st = mm_read(ctx, op, path, &d);
     if (st != LJ_OK) return st;
-    if (d.coordinate) {
+    double *a = NULL;
+    if (d.coordinate) { /* scattered into the dense matrix the caller asked for */
         int64_t cells = d.rows * d.cols;
-        double *a = lji_calloc(ctx, (size_t)(cells > 0 ? cells : 1), sizeof *a);
-        if (!a) {
-            mm_free(&d);
-            return lji_nomem(ctx, op);
-        }
-        for (int64_t k = 0; k < d.count; k++) {
+        struct stat sb;
+        int64_t bytes = stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : -1;
+        int64_t limit = lji_reader_structure_limit(bytes);
+        if (limit < ((int64_t)1 << 30)) limit = (int64_t)1 << 30;
+        if (cells <= limit / 8) a = lji_calloc(ctx, (size_t)(cells > 0 ? cells : 1), sizeof *a);
+        if (!a)
+            lji_error(ctx, LJ_ERR_NOMEM, "%s: '%s' is " LJI_SHP " with %" PRId64 " entries: its dense form "
+                      "(%.3g GB) cannot be allocated%s", op, path, d.rows, d.cols, d.count,
+                      (double)cells * 8e-9, cells <= limit / 8 ? "" : "; read it as a sparse matrix");
+        for (int64_t k = 0; a && k < d.count; k++) {
             a[d.ti[k] + d.tj[k] * d.rows] += d.tx[k];
             if (d.symmetric && d.ti[k] != d.tj[k])
                 a[d.tj[k] + d.ti[k] * d.rows] += d.skew ? -d.tx[k] : d.tx[k];
         }
-        free(d.tx);
-        d.tx = a;
-    }
+    } else
+        a = mm_array_dense(ctx, op, &d);
+    mm_free(&d);
+    if (!a) return ctx->status;
     *rows = d.rows;
     *cols = d.cols;
-    *data = d.tx;
-    d.tx = NULL;
-    mm_free(&d);
+    *data = a;
     return LJ_OK;
+}
+
+/* An entry in its column's bucket; seq is its place in the file, so that
+ * duplicates are summed in file order (as the dense reader sums them). */
+typedef struct { int64_t i, seq; double x; } csc_entry;
+
+static int cmp_entry(const void *x, const void *y)
+{
+    const csc_entry *a = x, *b = y;
+    if (a->i != b->i) return (a->i > b->i) - (a->i < b->i);
+    return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+/* CSC from triplets (ti, tj, tx; count entries; a symmetric matrix's
+ * mirror entries added) in O(nnz + cols) memory: bucket by column, sort
+ * each column by row, sum duplicates. */
+static cholmod_sparse *csc_from_triplets(lj_context *ctx, const char *op, const char *path,
+                                         const mm_data *d)
+{
+    int64_t ncol = d->cols, nz = 0;
+    for (int64_t k = 0; k < d->count; k++) nz += (d->symmetric && d->ti[k] != d->tj[k]) ? 2 : 1;
+    csc_entry *e = NULL;
+    int64_t *cp = lji_calloc(ctx, (size_t)ncol + 2, sizeof *cp);
+    e = cp ? lji_malloc(ctx, (size_t)(nz ? nz : 1) * sizeof *e) : NULL;
+    cholmod_sparse *s = NULL;
+    if (!cp || !e) {
+        lji_error(ctx, LJ_ERR_NOMEM, "%s: '%s' " LJI_SHP " with %" PRId64 " entries: out of memory", op,
+                  path, d->rows, d->cols, nz);
+        goto done;
+    }
+    for (int64_t k = 0; k < d->count; k++) {
+        cp[d->tj[k] + 2]++;
+        if (d->symmetric && d->ti[k] != d->tj[k]) cp[d->ti[k] + 2]++;
+    }
+    for (int64_t j = 0; j < ncol; j++) cp[j + 2] += cp[j + 1];
+    for (int64_t k = 0; k < d->count; k++) { /* cp[j+1] is the next free slot of column j */
+        int64_t q = cp[d->tj[k] + 1]++;
+        e[q] = (csc_entry){ d->ti[k], q, d->tx[k] };
+        if (d->symmetric && d->ti[k] != d->tj[k]) {
+            q = cp[d->ti[k] + 1]++;
+            e[q] = (csc_entry){ d->tj[k], q, d->skew ? -d->tx[k] : d->tx[k] };
+        }
+    }
+    /* now cp[j] .. cp[j+1] is column j; count each column once sorted */
+    int64_t out = 0;
+    for (int64_t j = 0; j < ncol; j++) {
+        int64_t a = cp[j], b = cp[j + 1];
+        bool sorted = true;
+        for (int64_t q = a + 1; q < b && sorted; q++) sorted = e[q - 1].i < e[q].i;
+        if (!sorted) qsort(e + a, (size_t)(b - a), sizeof *e, cmp_entry);
+        for (int64_t q = a; q < b; q++) out += (q == a || e[q].i != e[q - 1].i);
+    }
+    if (!(s = lji_sparse_alloc(ctx, d->rows, ncol, out, op))) goto done;
+    int64_t *sp = s->p, *si = s->i, w = 0;
+    double *sx = s->x;
+    for (int64_t j = 0; j < ncol; j++) {
+        sp[j] = w;
+        for (int64_t q = cp[j]; q < cp[j + 1]; q++) {
+            if (q > cp[j] && e[q].i == si[w - 1]) {
+                sx[w - 1] += e[q].x; /* a duplicate entry: summed */
+                continue;
+            }
+            si[w] = e[q].i;
+            sx[w++] = e[q].x;
+        }
+    }
+    sp[ncol] = w;
+    s->sorted = 1;
+done:
+    free(cp);
+    free(e);
+    return s;
+}
+
+/* CSC of a dense array's nonzeros. */
+static cholmod_sparse *csc_from_dense(lj_context *ctx, const char *op, int64_t rows, int64_t cols,
+                                      const double *a)
+{
+    int64_t nz = 0;
+    for (int64_t q = 0; q < rows * cols; q++) nz += a[q] != 0.0;
+    cholmod_sparse *s = lji_sparse_alloc(ctx, rows, cols, nz, op);
+    if (!s) return NULL;
+    int64_t *sp = s->p, *si = s->i, w = 0;
+    double *sx = s->x;
+    for (int64_t j = 0; j < cols; j++) {
+        sp[j] = w;
+        for (int64_t i = 0; i < rows; i++)
+            if (a[i + j * rows] != 0.0) {
+                si[w] = i;
+                sx[w++] = a[i + j * rows];
+            }
+    }
+    sp[cols] = w;
+    return s;
 }
 
 cholmod_sparse *lj_read_sparse_mtx(lj_context *ctx, const char *path)
@@ -329,50 +508,23 @@ cholmod_sparse *lj_read_sparse_mtx(lj_context *ctx, const char *path)
     if (!lji_ctx_ok(ctx)) return NULL;
     mm_data d;
     if (mm_read(ctx, op, path, &d) != LJ_OK) return NULL;
-    /* as triplets: coordinate entries, or the nonzeros of an array */
-    int64_t n = 0;
-    if (d.coordinate)
-        n = d.count * (d.symmetric ? 2 : 1);
-    else
-        for (int64_t q = 0; q < d.rows * d.cols; q++) n += d.tx[q] != 0.0;
-    cholmod_triplet *t = NULL;
     cholmod_sparse *s = NULL;
-    if (lji_alloc_gate(ctx))
-        t = cholmod_l_allocate_triplet((size_t)d.rows, (size_t)d.cols, (size_t)(n ? n : 1), 0,
-                                       CHOLMOD_REAL, &ctx->cc);
-    if (!t) {
-        lji_nomem(ctx, op);
-        goto done;
-    }
-    int64_t *ti = t->i, *tj = t->j, k = 0;
-    double *tx = t->x;
     if (d.coordinate) {
-        for (int64_t q = 0; q < d.count; q++) {
-            ti[k] = d.ti[q];
-            tj[k] = d.tj[q];
-            tx[k++] = d.tx[q];
-            if (d.symmetric && d.ti[q] != d.tj[q]) {
-                ti[k] = d.tj[q];
-                tj[k] = d.ti[q];
-                tx[k++] = d.skew ? -d.tx[q] : d.tx[q];
-            }
-        }
-    } else
-        for (int64_t j = 0; j < d.cols; j++)
-            for (int64_t i = 0; i < d.rows; i++)
-                if (d.tx[i + j * d.rows] != 0.0) {
-                    ti[k] = i;
-                    tj[k] = j;
-                    tx[k++] = d.tx[i + j * d.rows];
-                }
-    t->nnz = (size_t)k;
-    if (lji_alloc_gate(ctx)) {
-        s = cholmod_l_triplet_to_sparse(t, (size_t)k, &ctx->cc); /* sums duplicates, sorted */
-        if (!s) lji_cholmod_check(ctx, op);
+        /* CSC needs a pointer a column: refuse where that is far more than
+         * the file could justify (a very wide matrix with few entries) */
+        struct stat sb;
+        int64_t bytes = stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : -1;
+        if (bytes >= 0 && (d.cols + 1) > lji_reader_structure_limit(bytes) / 8)
+            lji_error(ctx, LJ_ERR_NOMEM, "%s: '%s' is " LJI_SHP " with %" PRId64 " entries: its CSC form "
+                      "needs %.3g GB of column pointers, more than a file of %" PRId64 " bytes may take",
+                      op, path, d.rows, d.cols, d.count, (double)(d.cols + 1) * 8e-9, bytes);
+        else
+            s = csc_from_triplets(ctx, op, path, &d);
+    } else {
+        double *a = mm_array_dense(ctx, op, &d);
+        if (a) s = csc_from_dense(ctx, op, d.rows, d.cols, a);
+        free(a);
     }
-    if (!s && ctx->status == LJ_OK) lji_nomem(ctx, op);
-done:
-    cholmod_l_free_triplet(&t, &ctx->cc);
     mm_free(&d);
     return s;
 }
@@ -430,6 +582,8 @@ cholmod_sparse *lj_read_sparse_rb(lj_context *ctx, const char *path)
               sscanf(l3, "%3s %lld %lld %lld %lld", t, &nr, &nc, &nz, &ne) >= 4 && strlen(t) == 3 &&
               strchr("rRiIpPcC", t[0]) && strchr("uUsSzZrRhH", t[1]) && strchr("aAeE", t[2]) &&
               nr >= 0 && nc >= 0 && nz >= 0 && c1 >= 0 && c2 >= 0 && c3 >= 0;
+    struct stat sb;
+    int64_t bytes = fstat(fileno(probe), &sb) == 0 && S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : -1;
     fclose(probe);
     if (!ok) {
         lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is not a Rutherford-Boeing file (bad header)", op, path);
@@ -438,6 +592,21 @@ cholmod_sparse *lj_read_sparse_rb(lj_context *ctx, const char *path)
     if (!strchr("rRiI", t[0]) || strchr("eE", t[2])) {
         lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' holds a %s matrix; lazyjac reads real assembled ones", op,
                   path, t);
+        return NULL;
+    }
+    /* RBio allocates what the header declares before it reads: each column
+     * pointer, row index and value takes at least one byte of the file, and
+     * its per-row and per-column arrays are bounded like every reader's */
+    if (bytes >= 0 && (nc >= bytes || nz > (bytes - nc - 1) / 2)) {
+        lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is truncated: it declares %lld columns and %lld entries, "
+                  "more than its %" PRId64 " bytes hold", op, path, nc, nz, bytes);
+        return NULL;
+    }
+    int64_t limit = lji_reader_structure_limit(bytes) / 8;
+    if (nr >= limit || nc >= limit) {
+        lji_error(ctx, LJ_ERR_NOMEM, "%s: '%s' is (%lld×%lld): RBio's workspace for its rows and columns "
+                  "needs %.3g GB, more than a file of %" PRId64 " bytes may take", op, path, nr, nc,
+                  ((double)nr + (double)nc + 2) * 8e-9, bytes);
         return NULL;
     }
     char title[73], key[9], mtype[4];
