@@ -286,8 +286,13 @@ cholmod_sparse *lj_read_sparse_rb(lj_context *ctx, const char *path);
 
 typedef struct lj_expr lj_expr;
 
+/* Elementwise functions. Where f is not differentiable the derivative
+ * follows PyTorch: abs'(0) = relu'(0) = 0, sign' = 0; sqrt at 0 and asin,
+ * acos at ±1 (infinite slopes) are LJ_ERR_DOMAIN. */
 typedef enum {
-    LJ_FN_EXP, LJ_FN_LOG, LJ_FN_SIN, LJ_FN_COS, LJ_FN_TANH, LJ_FN_SQRT
+    LJ_FN_EXP, LJ_FN_LOG, LJ_FN_SIN, LJ_FN_COS, LJ_FN_TANH, LJ_FN_SQRT,
+    LJ_FN_ABS, LJ_FN_SIGN, LJ_FN_RELU, LJ_FN_TAN, LJ_FN_ASIN, LJ_FN_ACOS, LJ_FN_ATAN,
+    LJ_FN_SINH, LJ_FN_COSH, LJ_FN_SIGMOID, LJ_FN_SOFTPLUS, LJ_FN_LOG1P, LJ_FN_EXPM1
 } lj_func;
 
 /* Leaves: a named matrix of a given shape with values (copied; NULL means
@@ -325,7 +330,17 @@ lj_expr *lj_expr_func(lj_context *ctx, lj_func f, lj_expr *a);
 lj_expr *lj_expr_inv(lj_context *ctx, lj_expr *a);
 lj_expr *lj_expr_det(lj_context *ctx, lj_expr *a);
 lj_expr *lj_expr_logdet(lj_context *ctx, lj_expr *a);
-lj_expr *lj_expr_norm2(lj_context *ctx, lj_expr *a);
+lj_expr *lj_expr_norm2(lj_context *ctx, lj_expr *a);   /* Frobenius norm */
+lj_expr *lj_expr_norm1(lj_context *ctx, lj_expr *a);   /* entrywise 1-norm Σ|a_ij| */
+/* max(a, b) and min(a, b) elementwise (a 1×1 operand broadcasts); at ties
+ * the derivative is shared evenly, ½ to each operand (PyTorch's maximum). */
+lj_expr *lj_expr_max(lj_context *ctx, lj_expr *a, lj_expr *b);
+lj_expr *lj_expr_min(lj_context *ctx, lj_expr *a, lj_expr *b);
+/* a^b for 1×1 a and b (the language's '^'; a square matrix to an integer
+ * power is a product, built by the parser). */
+lj_expr *lj_expr_power(lj_context *ctx, lj_expr *a, lj_expr *b);
+/* The n×n identity, a constant. */
+lj_expr *lj_expr_eye(lj_context *ctx, int64_t n);
 
 lj_expr *lj_expr_retain(lj_expr *e);
 void lj_expr_free(lj_expr **e);

@@ -383,6 +383,282 @@ START_TEST(test_jacobian_without_value)
 }
 END_TEST
 
+/* Every elementwise function of the table: the value against libm, the
+ * Jacobian against central differences away from kinks and domain edges,
+ * and the printed expression parsed back to the same text. */
+static double ref_f(lj_func f, double x)
+{
+    switch (f) {
+    case LJ_FN_EXP: return exp(x);
+    case LJ_FN_LOG: return log(x);
+    case LJ_FN_SIN: return sin(x);
+    case LJ_FN_COS: return cos(x);
+    case LJ_FN_TANH: return tanh(x);
+    case LJ_FN_SQRT: return sqrt(x);
+    case LJ_FN_ABS: return fabs(x);
+    case LJ_FN_SIGN: return (x > 0) - (x < 0);
+    case LJ_FN_RELU: return x > 0 ? x : 0;
+    case LJ_FN_TAN: return tan(x);
+    case LJ_FN_ASIN: return asin(x);
+    case LJ_FN_ACOS: return acos(x);
+    case LJ_FN_ATAN: return atan(x);
+    case LJ_FN_SINH: return sinh(x);
+    case LJ_FN_COSH: return cosh(x);
+    case LJ_FN_SIGMOID: return 1 / (1 + exp(-x));
+    case LJ_FN_SOFTPLUS: return log(1 + exp(x));
+    case LJ_FN_LOG1P: return log1p(x);
+    case LJ_FN_EXPM1: return expm1(x);
+    }
+    return NAN;
+}
+
+static const char *const fn_names[] = { "exp", "log", "sin", "cos", "tanh", "sqrt", "abs", "sign", "relu",
+                                        "tan", "asin", "acos", "atan", "sinh", "cosh", "sigmoid",
+                                        "softplus", "log1p", "expm1" };
+
+START_TEST(test_functions)
+{
+    env E = { lj_context_new(), 900 + (uint64_t)_i, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_func f = (lj_func)_i;
+    /* points inside every domain, away from 0 (the kinks) and from ±1 */
+    tmat m = tm_rand(3, 4, &E.seed);
+    for (int k = 0; k < 12; k++) {
+        double u = m.a[k];
+        m.a[k] = (u >= 0 ? 0.1 : -0.1) + 0.8 * u; /* |x| in [0.1, 0.9] */
+        if (f == LJ_FN_LOG || f == LJ_FN_SQRT) m.a[k] = fabs(m.a[k]) + 0.2;
+    }
+    lj_expr *X = keep(&E, lj_expr_var(ctx, "X", 3, 4, m.a));
+    lj_expr *F = keep(&E, lj_expr_func(ctx, f, X));
+    int64_t r, c;
+    double *v;
+    CK_OK(ctx, lj_expr_eval(ctx, F, &r, &c, &v));
+    for (int k = 0; k < 12; k++)
+        ck_assert_msg(fabs(v[k] - ref_f(f, m.a[k])) <= 1e-14 * (1 + fabs(v[k])), "%s(%g) = %.17g, libm %.17g",
+                      fn_names[f], m.a[k], v[k], ref_f(f, m.a[k]));
+    lj_free(v);
+    fd_ok(&E, F, X, 1e-7, fn_names[f]);
+    /* through the language: the name, and the printed form parses back */
+    lj_symtab *t = lj_symtab_new(ctx);
+    CK_OK(ctx, lj_symtab_add(ctx, t, X));
+    char text[64];
+    snprintf(text, sizeof text, "%s(2*X) + X", fn_names[f]);
+    int64_t pos;
+    lj_expr *G = lj_parse(ctx, text, t, &pos);
+    ck_assert_msg(G != NULL, "%s: %s", text, lj_context_message(ctx));
+    char *s = lj_expr_print(ctx, G);
+    ck_assert_str_eq(s, text);
+    lj_free(s);
+    lj_expr_free(&G);
+    lj_symtab_free(&t);
+    tm_free(&m);
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* The derivative at kinks, pinned (PyTorch's conventions), and the domain
+ * edges where the derivative is infinite. */
+START_TEST(test_kink_conventions)
+{
+    env E = { lj_context_new(), 950, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    double x[4] = { 0.0, 2.0, -3.0, 0.0 }, y[4] = { 0.0, 1.0, -1.0, 5.0 };
+    lj_expr *X = keep(&E, lj_expr_var(ctx, "X", 4, 1, x)), *Y = keep(&E, lj_expr_const(ctx, "Y", 4, 1, y));
+    struct { lj_expr *f; double want[4]; const char *what; } cases[] = {
+        { keep(&E, lj_expr_func(ctx, LJ_FN_ABS, X)), { 0, 1, -1, 0 }, "abs'(0) = 0" },
+        { keep(&E, lj_expr_func(ctx, LJ_FN_RELU, X)), { 0, 1, 0, 0 }, "relu'(0) = 0" },
+        { keep(&E, lj_expr_func(ctx, LJ_FN_SIGN, X)), { 0, 0, 0, 0 }, "sign' = 0" },
+        { keep(&E, lj_expr_max(ctx, X, Y)), { 0.5, 1, 0, 0 }, "max: ½ at ties" },
+        { keep(&E, lj_expr_min(ctx, X, Y)), { 0.5, 0, 1, 1 }, "min: ½ at ties" },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        lj_op *J = lj_expr_jacobian(ctx, cases[k].f, X);
+        CK_NN(ctx, J);
+        double d[16];
+        CK_OK(ctx, lj_op_to_dense(ctx, J, d, 4));
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                ck_assert_msg(d[i + 4 * j] == (i == j ? cases[k].want[i] : 0.0), "%s: J[%d,%d] = %g",
+                              cases[k].what, i, j, d[i + 4 * j]);
+        lj_op_free(&J);
+    }
+    lj_op *Js = lj_expr_jacobian(ctx, cases[2].f, X);
+    ck_assert_int_eq(lj_op_kind_of(Js), LJ_OP_ZERO); /* sign' is the zero operator */
+    lj_op_free(&Js);
+    /* norm1'(0) = 0 in each zero entry */
+    lj_expr *n1 = keep(&E, lj_expr_norm1(ctx, X));
+    double g[4];
+    CK_OK(ctx, lj_expr_gradient(ctx, n1, X, g));
+    ck_assert(g[0] == 0 && g[1] == 1 && g[2] == -1 && g[3] == 0);
+    /* infinite slopes are errors, not infinities in J */
+    double one[2] = { 1.0, 0.5 };
+    lj_expr *U = keep(&E, lj_expr_var(ctx, "U", 2, 1, one));
+    ck_assert_ptr_null(lj_expr_jacobian(ctx, keep(&E, lj_expr_func(ctx, LJ_FN_ASIN, U)), U));
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "asin: not differentiable at 1");
+    ck_assert_ptr_null(lj_expr_jacobian(ctx, keep(&E, lj_expr_func(ctx, LJ_FN_SQRT, X)), X));
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "sqrt");
+    /* values outside a domain */
+    int64_t r, c;
+    double *v = NULL;
+    ck_assert_int_eq(lj_expr_eval(ctx, keep(&E, lj_expr_func(ctx, LJ_FN_LOG1P, keep(&E, lj_expr_scale(ctx, -1.0, Y)))), &r, &c, &v), LJ_ERR_DOMAIN);
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "log1p: argument -1 is not above -1");
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* The examples of matrixcalculus.org's documentation, parsed and
+ * differentiated, each against central differences. */
+START_TEST(test_matrixcalculus_examples)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = lj_symtab_new(ctx);
+    uint64_t seed = 4242;
+    const struct { const char *name; int64_t r, c; int kind; } decl[] = {
+        { "x", 4, 1, 0 }, { "y", 4, 1, 1 }, { "v", 4, 1, 0 }, { "A", 4, 4, 0 }, { "a", 1, 1, 1 },
+        { "b", 1, 1, 0 }, { "X", 4, 4, 2 }, { "B", 4, 4, 0 }, { "C", 4, 4, 0 }, { "w", 3, 1, 0 },
+        { "Z", 4, 3, 0 }, { "ys", 4, 1, 0 },
+    };
+    for (size_t i = 0; i < sizeof decl / sizeof decl[0]; i++) {
+        tmat m = tm_rand(decl[i].r, decl[i].c, &seed);
+        for (int64_t k = 0; k < m.r * m.c; k++) {
+            if (decl[i].kind == 1) m.a[k] = 0.5 + fabs(m.a[k]);
+            if (decl[i].kind == 2 && k % (m.r + 1) == 0) m.a[k] += 5.0; /* well-conditioned, det > 0 */
+        }
+        lj_expr *e = lj_expr_var(ctx, decl[i].name, decl[i].r, decl[i].c, m.a);
+        CK_OK(ctx, lj_symtab_add(ctx, t, e));
+        lj_expr_free(&e);
+        tm_free(&m);
+    }
+    const struct { const char *text, *wrt; } ex[] = {
+        { "0.5*x'*A*x", "x" },
+        { "A*exp(x)", "x" },
+        { "(y.*v)'*x", "x" },
+        { "a^b", "a" },
+        { "a^b", "b" },
+        { "norm1(A*x-y)", "x" },
+        { "norm2(A*x-y)^2", "x" },
+        { "sum(log(exp(-ys.*(Z*w)) + 1))", "w" },
+        { "tr(A*X'*B*X*C)", "X" },
+        { "log(det(inv(X)))", "X" },
+    };
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+        int64_t pos;
+        lj_expr *f = lj_parse(ctx, ex[i].text, t, &pos);
+        ck_assert_msg(f != NULL, "%s: %s", ex[i].text, lj_context_message(ctx));
+        lj_expr *x = lj_symtab_get(t, ex[i].wrt);
+        double maxrel = -1, fro;
+        CK_OK(ctx, lj_expr_fd_check(ctx, f, x, NULL, 0, &maxrel, &fro));
+        ck_assert_msg(maxrel < 1e-6, "%s w.r.t. %s: finite differences differ by %g", ex[i].text, ex[i].wrt,
+                      maxrel);
+        lj_op *J = lj_expr_jacobian(ctx, f, x);
+        CK_NN(ctx, J);
+        double rel;
+        CK_OK(ctx, lj_op_check(ctx, J, 3, &rel));
+        ck_assert_msg(rel < 1e-12, "%s: operator check %g", ex[i].text, rel);
+        lj_op_free(&J);
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* The scalar power a^b, matrix powers, and eye. */
+START_TEST(test_power_and_eye)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = lj_symtab_new(ctx);
+    uint64_t seed = 77;
+    tmat m = tm_rand(3, 3, &seed);
+    for (int i = 0; i < 3; i++) m.a[i * 4] += 4.0;
+    double two = 2.0;
+    lj_expr *X = lj_expr_var(ctx, "X", 3, 3, m.a), *R = lj_expr_var(ctx, "R", 2, 3, m.a);
+    lj_expr *s = lj_expr_var(ctx, "s", 1, 1, &two);
+    CK_OK(ctx, lj_symtab_add(ctx, t, X));
+    CK_OK(ctx, lj_symtab_add(ctx, t, R));
+    CK_OK(ctx, lj_symtab_add(ctx, t, s));
+    const struct { const char *a, *b; } same[] = {
+        { "X^2", "X*X" }, { "X^3 + X", "X*X*X + X" }, { "X^0", "eye(3)" }, { "X^-1", "inv(X)" },
+        { "X^-2", "inv(X)*inv(X)" }, { "X + eye", "X + eye(3)" }, { "eye*R'", "eye(3)*R'" },
+        { "R*eye", "R*eye(3)" }, { "X - 2*eye'", "X - 2*eye(3)" }, { "s^2", "s.^2" }, { "2^s", "exp(s*log(2))" },
+        { "eye(2)*R*eye", "R" }, { "-eye + X", "X - eye(3)" }, { "X + eye/s", "X + eye(3)/s" },
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        int64_t pos;
+        lj_expr *a = lj_parse(ctx, same[i].a, t, &pos), *b = lj_parse(ctx, same[i].b, t, &pos);
+        ck_assert_msg(a && b, "%s / %s: %s", same[i].a, same[i].b, lj_context_message(ctx));
+        tmat va, vb;
+        CK_OK(ctx, lj_expr_eval(ctx, a, &va.r, &va.c, &va.a));
+        CK_OK(ctx, lj_expr_eval(ctx, b, &vb.r, &vb.c, &vb.a));
+        ck_assert_msg(va.r == vb.r && va.c == vb.c && tm_maxdiff(va, vb) < 1e-12, "%s ≠ %s", same[i].a, same[i].b);
+        double maxrel, fro;
+        CK_OK(ctx, lj_expr_fd_check(ctx, a, lj_symtab_get(t, strchr(same[i].a, 's') ? "s" :
+                                                      strchr(same[i].a, 'R') ? "R" : "X"), NULL, 0, &maxrel, &fro));
+        ck_assert_msg(maxrel < 1e-6, "%s: finite differences %g", same[i].a, maxrel);
+        /* printing round trip */
+        char *p1 = lj_expr_print(ctx, a);
+        lj_expr *a2 = lj_parse(ctx, p1, t, &pos);
+        ck_assert_msg(a2 != NULL, "reparse '%s': %s", p1, lj_context_message(ctx));
+        char *p2 = lj_expr_print(ctx, a2);
+        ck_assert_str_eq(p1, p2);
+        lj_free(p1);
+        lj_free(p2);
+        tm_free(&va);
+        tm_free(&vb);
+        lj_expr_free(&a);
+        lj_expr_free(&a2);
+        lj_expr_free(&b);
+    }
+    const struct { const char *text; lj_status code; int64_t pos; const char *frag; } bad[] = {
+        { "R^2", LJ_ERR_SHAPE, 1, "power: '^' needs 1×1 operands or a square matrix" },
+        { "X^1.5", LJ_ERR_SHAPE, 1, "constant integer" },
+        { "X^s", LJ_ERR_SHAPE, 1, "constant integer" },
+        { "s^X", LJ_ERR_SHAPE, 1, "(1×1)^(3×3)" },
+        { "eye", LJ_ERR_SHAPE, 0, "eye: its size cannot be inferred" },
+        { "R + eye", LJ_ERR_SHAPE, 2, "eye: no identity fits beside (2×3)" },
+        { "tr(eye)", LJ_ERR_SHAPE, 0, "eye: its size cannot be inferred" },
+        { "eye + eye", LJ_ERR_SHAPE, 4, "eye: its size cannot be inferred" },
+        { "eye(s)", LJ_ERR_PARSE, 0, "eye(n) needs a constant non-negative integer" },
+        { "eye(-1)", LJ_ERR_PARSE, 0, "eye(n)" },
+        { "max(X)", LJ_ERR_PARSE, 0, "'max' takes 2 arguments, got 1" },
+        { "max(X, R)", LJ_ERR_SHAPE, 0, "max: shapes differ: (3×3) and (2×3)" },
+        { "norm1(X, X)", LJ_ERR_PARSE, 9, "got more" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int64_t pos = 99;
+        lj_context_clear(ctx);
+        ck_assert_ptr_null(lj_parse(ctx, bad[i].text, t, &pos));
+        ck_assert_msg(lj_context_status(ctx) == bad[i].code, "'%s': status %d: %s", bad[i].text,
+                      (int)lj_context_status(ctx), lj_context_message(ctx));
+        ck_assert_msg(strstr(lj_context_message(ctx), bad[i].frag) != NULL, "'%s': '%s' lacks '%s'", bad[i].text,
+                      lj_context_message(ctx), bad[i].frag);
+        ck_assert_msg(pos == bad[i].pos, "'%s': position %lld, want %lld", bad[i].text, (long long)pos,
+                      (long long)bad[i].pos);
+    }
+    /* the API's constructors and their errors */
+    lj_expr *E3 = lj_expr_eye(ctx, 3);
+    CK_NN(ctx, E3);
+    ck_assert_ptr_null(lj_expr_eye(ctx, -1));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "eye: bad size -1");
+    ck_assert_ptr_null(lj_expr_power(ctx, X, s));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "power");
+    ck_assert_ptr_null(lj_expr_max(ctx, NULL, s));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "max: operand 1 is NULL");
+    ck_assert_ptr_null(lj_expr_norm1(ctx, NULL));
+    ck_assert_ptr_null(lj_expr_func(ctx, (lj_func)99, X));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "func: unknown function 99");
+    lj_expr_free(&E3);
+    lj_expr_free(&X);
+    lj_expr_free(&R);
+    lj_expr_free(&s);
+    tm_free(&m);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* A plan re-evaluates J and the value as the leaves change. */
 START_TEST(test_jacobian_plan)
 {
@@ -797,6 +1073,10 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_shared_subexpressions);
     tcase_add_test(rules, test_jacobian_plan);
     tcase_add_test(rules, test_jacobian_without_value);
+    tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);
+    tcase_add_test(rules, test_kink_conventions);
+    tcase_add_test(rules, test_matrixcalculus_examples);
+    tcase_add_test(rules, test_power_and_eye);
     tcase_add_test(rules, test_gradient_forms);
     suite_add_tcase(s, rules);
     TCase *seeds = tcase_create("seeds");

@@ -2,20 +2,14 @@
  * DESIGN.md's table, composed forward along the DAG, every node's Jacobian
  * built once and released as soon as its last parent has used it. */
 #include "config.h"
-#include "expr.h"
+#include "ops.h"
 #include "../core/lji_blas.h"
 #include <inttypes.h>
 #include <math.h>
 
-typedef struct {
-    lj_context *ctx;
-    const lji_topo *t;
-    double **vals;
-    const lj_expr *var;
-    lj_op **opval; /* cache: the value of node i as a labelled dense operator */
-} dctx;
+typedef lji_dctx dctx;
 
-static double *val(dctx *d, const lj_expr *e)
+double *lji_d_val(lji_dctx *d, const lj_expr *e)
 {
     return d->vals[lji_topo_find(d->t, e)];
 }
@@ -29,11 +23,10 @@ static bool all_ones(const double *v, int64_t n)
 
 /* "A" for leaves, "(A*B)" for compound expressions, "1_n" for a vector of
  * ones (other than the variable itself). */
-static char *label_of(dctx *d, const lj_expr *e)
+char *lji_d_label(lji_dctx *d, const lj_expr *e)
 {
     int64_t mn = e->rows * e->cols;
-    bool leaf = e->op == LJI_E_VAR || e->op == LJI_E_CONST;
-    if (leaf && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1 && all_ones(e->value, mn)) {
+    if (lji_is_leaf(e) && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1 && all_ones(e->value, mn)) {
         char tmp[48];
         snprintf(tmp, sizeof tmp, e->cols == 1 ? "1_%" PRId64 : "1_%" PRId64 "^T", mn);
         return lji_strdup(d->ctx, tmp);
@@ -42,9 +35,9 @@ static char *label_of(dctx *d, const lj_expr *e)
 }
 
 /* "vec A" or "vec(A*B)" */
-static char *vec_label(dctx *d, const lj_expr *e, const char *prefix, const char *suffix)
+char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix)
 {
-    char *l = label_of(d, e);
+    char *l = lji_d_label(d, e);
     if (!l) return NULL;
     lji_buf b;
     lji_buf_init(&b, d->ctx);
@@ -58,17 +51,17 @@ static char *vec_label(dctx *d, const lj_expr *e, const char *prefix, const char
 
 /* The value of e as an operator (new reference); transposes stay lazy so
  * that (x')^T prints as x. */
-static lj_op *opval(dctx *d, const lj_expr *e)
+lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
 {
     int64_t i = lji_topo_find(d->t, e);
     if (d->opval[i]) return lj_op_retain(d->opval[i]);
     lj_op *r = NULL;
-    if (e->op == LJI_E_T) {
-        lj_op *c = opval(d, e->a);
-        r = c ? lj_op_transpose(d->ctx, c) : NULL;
-        lj_op_free(&c);
+    if (e->def == &lji_op_transpose) {
+        r = lji_d_transposed(d->ctx, lji_d_opval(d, e->a));
+    } else if (e->def == &lji_op_eye) {
+        r = lj_op_identity(d->ctx, e->rows);
     } else {
-        char *l = label_of(d, e);
+        char *l = lji_d_label(d, e);
         if (!l) return NULL;
         r = lj_op_dense(d->ctx, e->rows, e->cols, d->vals[i], e->rows > 0 ? e->rows : 1, l);
         free(l);
@@ -77,26 +70,74 @@ static lj_op *opval(dctx *d, const lj_expr *e)
     return r;
 }
 
-/* vec of e (or of given values) as an (mn)×1 dense operator */
-static lj_op *vec_op(dctx *d, const lj_expr *e, const double *v, const char *label)
+lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e)
 {
-    int64_t mn = e->rows * e->cols;
-    return lj_op_dense(d->ctx, mn, 1, v, mn > 0 ? mn : 1, label);
-}
-
-static lj_op *vec_of(dctx *d, const lj_expr *e)
-{
-    char *l = vec_label(d, e, "", "");
+    char *l = lji_d_vec_label(d, e, "", "");
     if (!l) return NULL;
-    lj_op *r = vec_op(d, e, val(d, e), l);
+    int64_t mn = e->rows * e->cols;
+    lj_op *r = lj_op_dense(d->ctx, mn, 1, lji_d_val(d, e), mn > 0 ? mn : 1, l);
     free(l);
     return r;
 }
 
-/* The (n²)×cols selection with a one at (i + i·n, i) for i < n, column i
- * (cols = n), or all n ones in one column (cols = 1): vec I_n. A sparse
- * operator with exactly n stored entries, never a dense column. */
-static lj_op *selection(lj_context *ctx, int64_t nn, int64_t n, int64_t cols, const char *label)
+lj_op *lji_d_elem(lji_dctx *d, int64_t mn, const double *x, int64_t xn, const double *y, int64_t yn,
+                  double p, lji_elem_fn f, const char *label, bool as_column)
+{
+    double *g = lji_malloc(d->ctx, (size_t)(mn ? mn : 1) * sizeof *g);
+    if (!g) {
+        lji_nomem(d->ctx, "jacobian");
+        return NULL;
+    }
+    for (int64_t i = 0; i < mn; i++) g[i] = f(x ? x[xn == 1 ? 0 : i] : 0, y ? y[yn == 1 ? 0 : i] : 0, p);
+    lj_op *r = as_column ? lj_op_dense(d->ctx, mn, 1, g, mn > 0 ? mn : 1, label)
+                         : lj_op_diag(d->ctx, mn, g, label);
+    free(g);
+    return r;
+}
+
+static lj_op *take(lj_context *ctx, lj_op *a, lj_op *b, lj_op *(*f)(lj_context *, const lj_op *, const lj_op *))
+{
+    lj_op *r = (a && b) ? f(ctx, a, b) : NULL;
+    lj_op_free(&a);
+    lj_op_free(&b);
+    return r;
+}
+
+lj_op *lji_d_mul(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, a, b, lj_op_mul); }
+lj_op *lji_d_kron(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, a, b, lj_op_kron); }
+lj_op *lji_d_add(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, a, b, lj_op_add); }
+lj_op *lji_d_identity(lj_context *ctx, int64_t n) { return lj_op_identity(ctx, n); }
+
+lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a)
+{
+    lj_op *r = a ? lj_op_scale(ctx, s, a) : NULL;
+    lj_op_free(&a);
+    return r;
+}
+
+lj_op *lji_d_transposed(lj_context *ctx, lj_op *a)
+{
+    lj_op *r = a ? lj_op_transpose(ctx, a) : NULL;
+    lj_op_free(&a);
+    return r;
+}
+
+lj_op *lji_d_ones(lj_context *ctx, int64_t n)
+{
+    double *ones = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof *ones);
+    if (!ones) {
+        lji_nomem(ctx, "jacobian");
+        return NULL;
+    }
+    for (int64_t i = 0; i < n; i++) ones[i] = 1.0;
+    char tmp[48];
+    snprintf(tmp, sizeof tmp, "1_%" PRId64, n);
+    lj_op *r = lj_op_dense(ctx, n, 1, ones, n > 0 ? n : 1, tmp);
+    free(ones);
+    return r;
+}
+
+lj_op *lji_d_selection(lj_context *ctx, int64_t nn, int64_t n, int64_t cols, const char *label)
 {
     cholmod_sparse *s = lji_sparse_alloc(ctx, nn, cols, n, "jacobian");
     if (!s) return NULL;
@@ -113,321 +154,11 @@ static lj_op *selection(lj_context *ctx, int64_t nn, int64_t n, int64_t cols, co
     return r;
 }
 
-static lj_op *diag_of_values(dctx *d, int64_t n, const double *v, const char *label)
-{
-    return lj_op_diag(d->ctx, n, v, label);
-}
-
-static lj_op *take(lj_op *a, lj_op *b, lj_op *(*f)(lj_context *, const lj_op *, const lj_op *),
-                   lj_context *ctx)
-{
-    lj_op *r = (a && b) ? f(ctx, a, b) : NULL;
-    lj_op_free(&a);
-    lj_op_free(&b);
-    return r;
-}
-
-static lj_op *scaled(lj_context *ctx, double s, lj_op *a)
-{
-    lj_op *r = a ? lj_op_scale(ctx, s, a) : NULL;
-    lj_op_free(&a);
-    return r;
-}
-
-static lj_op *transposed(lj_context *ctx, lj_op *a)
-{
-    lj_op *r = a ? lj_op_transpose(ctx, a) : NULL;
-    lj_op_free(&a);
-    return r;
-}
-
-/* Elementwise-derivative diagonal: values g(i) with a label. */
-typedef double (*elem_fn)(double x, double y, double p);
-
-static lj_op *elem_diag(dctx *d, const lj_expr *shape, const double *x, const double *y, int64_t xn,
-                        int64_t yn, double p, elem_fn f, const char *label, bool as_column)
-{
-    int64_t mn = shape->rows * shape->cols;
-    double *g = lji_malloc(d->ctx, (size_t)(mn ? mn : 1) * sizeof *g);
-    if (!g) {
-        lji_nomem(d->ctx, "jacobian");
-        return NULL;
-    }
-    for (int64_t i = 0; i < mn; i++) g[i] = f(x ? x[xn == 1 ? 0 : i] : 0, y ? y[yn == 1 ? 0 : i] : 0, p);
-    lj_op *r = as_column ? lj_op_dense(d->ctx, mn, 1, g, mn > 0 ? mn : 1, label)
-                         : diag_of_values(d, mn, g, label);
-    free(g);
-    return r;
-}
-
-static double f_recip(double x, double y, double p) { return 1.0 / y; }
-static double f_pow(double x, double y, double p) { return p * pow(x, p - 1); }
-static double f_exp(double x, double y, double p) { return exp(x); }
-static double f_inv(double x, double y, double p) { return 1.0 / x; }
-static double f_cos(double x, double y, double p) { return cos(x); }
-static double f_msin(double x, double y, double p) { return -sin(x); }
-static double f_dtanh(double x, double y, double p) { double t = tanh(x); return 1 - t * t; }
-static double f_dsqrt(double x, double y, double p) { return 0.5 / sqrt(x); }
-
-/* Local Jacobian of e with respect to its operand `which` (0: a, 1: b). */
-static lj_op *local(dctx *d, const lj_expr *e, int which)
-{
-    lj_context *ctx = d->ctx;
-    const lj_expr *a = e->a, *b = e->b, *c = which ? b : a, *o = which ? a : b;
-    int64_t mn = e->rows * e->cols, cn = c->rows * c->cols, on = o ? o->rows * o->cols : 0;
-    const double *A = val(d, a), *B = b ? val(d, b) : NULL;
-    char *l = NULL;
-    lj_op *r = NULL;
-    switch (e->op) {
-    case LJI_E_ADD:
-    case LJI_E_SUB: {
-        double s = (e->op == LJI_E_SUB && which) ? -1.0 : 1.0;
-        if (cn == 1 && mn != 1) { /* a broadcast scalar: d/ds (s·1) = 1_{mn} */
-            char tmp[48];
-            snprintf(tmp, sizeof tmp, "1_%" PRId64, mn);
-            double *ones = lji_malloc(ctx, (size_t)mn * sizeof *ones);
-            if (!ones) {
-                lji_nomem(ctx, "jacobian");
-                return NULL;
-            }
-            for (int64_t i = 0; i < mn; i++) ones[i] = 1.0;
-            r = lj_op_dense(ctx, mn, 1, ones, mn, tmp);
-            free(ones);
-            return scaled(ctx, s, r);
-        }
-        return scaled(ctx, s, lj_op_identity(ctx, mn));
-    }
-    case LJI_E_NEG: return scaled(ctx, -1.0, lj_op_identity(ctx, mn));
-    case LJI_E_SCALE: return scaled(ctx, e->p, lj_op_identity(ctx, mn));
-    case LJI_E_MUL:
-        if (cn == 1 && on != 1) /* d(s·M)/ds = vec M */
-            return vec_of(d, o);
-        if (on == 1) /* d(s·M)/dM = s·I */
-            return scaled(ctx, val(d, o)[0], lj_op_identity(ctx, mn));
-        if (cn == 1) return vec_of(d, o);
-        if (!which) /* (B^T ⊗ I_m) dA */
-            return take(transposed(ctx, opval(d, b)), lj_op_identity(ctx, a->rows), lj_op_kron, ctx);
-        return take(lj_op_identity(ctx, b->cols), opval(d, a), lj_op_kron, ctx); /* (I_q ⊗ A) dB */
-    case LJI_E_HAD:
-        if (cn == 1 && mn != 1) return vec_of(d, o);
-        if (on == 1 && mn != 1) return scaled(ctx, val(d, o)[0], lj_op_identity(ctx, mn));
-        l = vec_label(d, o, "", "");
-        r = l ? diag_of_values(d, mn, val(d, o), l) : NULL; /* Diag(vec B) dA */
-        free(l);
-        return r;
-    case LJI_E_HDIV:
-        if (!which) { /* Diag(1./vec B) dA */
-            l = vec_label(d, b, "1./", "");
-            r = l ? elem_diag(d, e, NULL, B, 0, b->rows * b->cols, 0, f_recip, l, cn == 1 && mn != 1) : NULL;
-            if (r && cn != 1 && on == 1) { /* A ./ s with s broadcast: (1/s)·I */
-                lj_op_free(&r);
-                r = scaled(ctx, 1.0 / B[0], lj_op_identity(ctx, mn));
-            }
-        } else { /* −Diag(vec A./B.^2) dB */
-            char *la = label_of(d, a), *lb = label_of(d, b);
-            lji_buf bb;
-            lji_buf_init(&bb, ctx);
-            lji_buf_puts(&bb, "vec(");
-            lji_buf_puts(&bb, la ? la : "?");
-            lji_buf_puts(&bb, "./");
-            lji_buf_puts(&bb, lb ? lb : "?");
-            lji_buf_puts(&bb, ".^2)");
-            free(la);
-            free(lb);
-            l = lji_buf_finish(&bb, "jacobian");
-            double *g = NULL;
-            if (l) {
-                g = lji_malloc(ctx, (size_t)(mn ? mn : 1) * sizeof *g);
-                if (g) {
-                    int64_t an = a->rows * a->cols, bn = b->rows * b->cols;
-                    for (int64_t i = 0; i < mn; i++) {
-                        double y = B[bn == 1 ? 0 : i];
-                        g[i] = A[an == 1 ? 0 : i] / (y * y);
-                    }
-                    if (cn == 1 && mn != 1) {
-                        r = lj_op_dense(ctx, mn, 1, g, mn > 0 ? mn : 1, l);
-                    } else
-                        r = lj_op_diag(ctx, mn, g, l);
-                } else
-                    lji_nomem(ctx, "jacobian");
-            }
-            free(g);
-            r = scaled(ctx, -1.0, r);
-        }
-        free(l);
-        return r;
-    case LJI_E_DIVS:
-        if (!which) return scaled(ctx, 1.0 / B[0], lj_op_identity(ctx, mn));
-        return scaled(ctx, -1.0 / (B[0] * B[0]), vec_of(d, a));
-    case LJI_E_POW: {
-        char tmp[64];
-        l = vec_label(d, a, "", "");
-        if (!l) return NULL;
-        if (e->p == 2)
-            snprintf(tmp, sizeof tmp, "2·");
-        else
-            snprintf(tmp, sizeof tmp, "%g·", e->p);
-        lji_buf bb;
-        lji_buf_init(&bb, ctx);
-        lji_buf_puts(&bb, tmp);
-        if (e->p != 2) lji_buf_puts(&bb, "(");
-        lji_buf_puts(&bb, l);
-        if (e->p != 2) lji_buf_printf(&bb, ").^%g", e->p - 1);
-        free(l);
-        l = lji_buf_finish(&bb, "jacobian");
-        r = l ? elem_diag(d, e, A, NULL, mn, 0, e->p, f_pow, l, false) : NULL;
-        free(l);
-        return r;
-    }
-    case LJI_E_KRON: {
-        /* (I_n ⊗ K_{q,m} ⊗ I_p)[(I_{mn} ⊗ vec B) dA + (vec A ⊗ I_{pq}) dB] */
-        int64_t m = a->rows, n = a->cols, p = b->rows, q = b->cols;
-        lj_op *In = lj_op_identity(ctx, n), *K = lj_op_commutation(ctx, q, m), *Ip = lj_op_identity(ctx, p);
-        const lj_op *three[3] = { In, K, Ip };
-        lj_op *P = (In && K && Ip) ? lj_op_kron_n(ctx, 3, three) : NULL;
-        lj_op_free(&In);
-        lj_op_free(&K);
-        lj_op_free(&Ip);
-        lj_op *inner = !which ? take(lj_op_identity(ctx, m * n), vec_of(d, b), lj_op_kron, ctx)
-                              : take(vec_of(d, a), lj_op_identity(ctx, p * q), lj_op_kron, ctx);
-        return take(P, inner, lj_op_mul, ctx);
-    }
-    case LJI_E_T: return lj_op_commutation(ctx, a->rows, a->cols);
-    case LJI_E_TR: { /* (vec I_n)^T: a selection of the n diagonal entries */
-        int64_t n = a->rows;
-        char tmp[48];
-        snprintf(tmp, sizeof tmp, "vec I_%" PRId64, n);
-        return transposed(ctx, selection(ctx, n * n, n, 1, tmp));
-    }
-    case LJI_E_SUM: {
-        double *v = lji_malloc(ctx, (size_t)(cn ? cn : 1) * sizeof *v);
-        if (!v) {
-            lji_nomem(ctx, "jacobian");
-            return NULL;
-        }
-        for (int64_t i = 0; i < cn; i++) v[i] = 1.0;
-        char tmp[48];
-        snprintf(tmp, sizeof tmp, "1_%" PRId64, cn);
-        r = transposed(ctx, lj_op_dense(ctx, cn, 1, v, cn > 0 ? cn : 1, tmp));
-        free(v);
-        return r;
-    }
-    case LJI_E_VEC: return lj_op_identity(ctx, mn);
-    case LJI_E_DIAG: {
-        /* selection E with E v = vec(diag(v)): entry (i + i·n, i) */
-        bool to_matrix = e->cols != 1 || cn == 1;
-        int64_t n = to_matrix ? e->rows : a->rows;
-        char tmp[48];
-        snprintf(tmp, sizeof tmp, "E_%" PRId64, n);
-        r = selection(ctx, n * n, n, n, tmp);
-        return to_matrix ? r : transposed(ctx, r);
-    }
-    case LJI_E_FUNC: {
-        static const char *pre[] = { "exp(", "1./", "cos(", "−sin(", "1 − tanh²(", "1./(2·sqrt(" };
-        static const char *post[] = { ")", "", ")", ")", ")", "))" };
-        static const elem_fn fns[] = { f_exp, f_inv, f_cos, f_msin, f_dtanh, f_dsqrt };
-        if (e->fn == LJ_FN_SQRT)
-            for (int64_t i = 0; i < mn; i++)
-                if (A[i] == 0.0) {
-                    lji_error(ctx, LJ_ERR_DOMAIN, "sqrt: not differentiable at 0 (entry %" PRId64 ")", i + 1);
-                    return NULL;
-                }
-        l = vec_label(d, a, pre[e->fn], post[e->fn]);
-        r = l ? elem_diag(d, e, A, NULL, mn, 0, 0, fns[e->fn], l, false) : NULL;
-        free(l);
-        return r;
-    }
-    case LJI_E_INV: {
-        /* −(A^{-T} ⊗ A^{-1}) */
-        const double *Ai = val(d, e);
-        int64_t n = a->rows;
-        char *la = label_of(d, a);
-        if (!la) return NULL;
-        char li[300], lt[300];
-        snprintf(li, sizeof li, "%s^{-1}", la);
-        snprintf(lt, sizeof lt, "%s^{-T}", la);
-        free(la);
-        double *At = lji_malloc(ctx, (size_t)(n > 0 ? n * n : 1) * sizeof *At);
-        if (!At) {
-            lji_nomem(ctx, "jacobian");
-            return NULL;
-        }
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < n; j++) At[j + i * n] = Ai[i + j * n];
-        lj_op *kt = lj_op_dense(ctx, n, n, At, n > 0 ? n : 1, lt);
-        lj_op *ki = lj_op_dense(ctx, n, n, Ai, n > 0 ? n : 1, li);
-        free(At);
-        return scaled(ctx, -1.0, take(kt, ki, lj_op_kron, ctx));
-    }
-    case LJI_E_DET:
-    case LJI_E_LOGDET: {
-        /* det(A)·vec(A^{-T})^T, or vec(A^{-T})^T for logdet */
-        int64_t n = a->rows;
-        double *Ait = lji_malloc(ctx, (size_t)(n > 0 ? n * n : 1) * sizeof *Ait);
-        if (!Ait) {
-            lji_nomem(ctx, "jacobian");
-            return NULL;
-        }
-        memcpy(Ait, A, (size_t)(n * n) * sizeof *Ait);
-        const char *op = e->op == LJI_E_DET ? "det" : "logdet";
-        if (lji_inverse(ctx, op, n, Ait, n > 0 ? n : 1) != LJ_OK) {
-            free(Ait);
-            return NULL;
-        }
-        for (int64_t i = 0; i < n; i++) /* transpose in place */
-            for (int64_t j = i + 1; j < n; j++) {
-                double t = Ait[i + j * n];
-                Ait[i + j * n] = Ait[j + i * n];
-                Ait[j + i * n] = t;
-            }
-        char *la = label_of(d, a);
-        char lt[300];
-        snprintf(lt, sizeof lt, "vec %s^{-T}", la ? la : "?");
-        free(la);
-        r = transposed(ctx, lj_op_dense(ctx, n * n, 1, Ait, n > 0 ? n * n : 1, lt));
-        free(Ait);
-        return e->op == LJI_E_DET ? scaled(ctx, val(d, e)[0], r) : r;
-    }
-    case LJI_E_NORM2: {
-        double nv = val(d, e)[0];
-        if (nv == 0.0) {
-            lji_error(ctx, LJ_ERR_DOMAIN, "norm2: not differentiable at the zero matrix");
-            return NULL;
-        }
-        return scaled(ctx, 1.0 / nv, transposed(ctx, vec_of(d, a)));
-    }
-    default:
-        lji_error(ctx, LJ_ERR_INVALID, "jacobian: unknown node");
-        return NULL;
-    }
-}
-
-/* Which values local(e, which) reads: LOCAL_SELF_OPERAND the operand
- * `which`, LOCAL_OTHER the other operand, LOCAL_NODE e's own value. */
-enum { LOCAL_SELF_OPERAND = 1, LOCAL_OTHER = 2, LOCAL_NODE = 4 };
-
-static unsigned local_reads(const lj_expr *e, int which)
-{
-    switch (e->op) {
-    case LJI_E_MUL: case LJI_E_HAD: case LJI_E_KRON: return LOCAL_OTHER;
-    case LJI_E_HDIV: case LJI_E_DIVS: /* d/dB reads A and B; d/dA reads B */
-        return which ? LOCAL_SELF_OPERAND | LOCAL_OTHER : LOCAL_OTHER;
-    case LJI_E_POW: case LJI_E_FUNC: case LJI_E_LOGDET: return LOCAL_SELF_OPERAND;
-    case LJI_E_INV: return LOCAL_NODE;
-    case LJI_E_DET: case LJI_E_NORM2: return LOCAL_SELF_OPERAND | LOCAL_NODE;
-    default: return 0;
-    }
-}
-
-/* Operations whose value can fail (a domain error, a singular matrix): they
- * are always evaluated, so that J is built exactly where e is defined. */
+/* Operations whose value can fail (a domain error, a singular matrix) are
+ * always evaluated, so that J is built exactly where e is defined. */
 static bool can_fail(const lj_expr *e)
 {
-    switch (e->op) {
-    case LJI_E_HDIV: case LJI_E_DIVS: case LJI_E_POW: case LJI_E_INV: case LJI_E_LOGDET: return true;
-    case LJI_E_FUNC: return e->fn == LJ_FN_LOG || e->fn == LJ_FN_SQRT;
-    default: return false;
-    }
+    return e->def->can_fail;
 }
 
 /* ---- plans: the analysis of an expression for given variables, made once ---- */
@@ -466,6 +197,38 @@ void lj_jacplan_free(lj_jacplan **pp)
     free(p);
 }
 
+/* need[i]: node i's value is read by some local Jacobian (or its operation
+ * can fail), or a needed value is computed from it. */
+static void plan_needs(lj_jacplan *p)
+{
+    int64_t n = p->t.n;
+    int nvars = p->nvars;
+    /* the values that some local Jacobian reads, then everything they are
+     * computed from (parents come after their operands in t) */
+    for (int64_t i = 0; i < n; i++) {
+        const lj_expr *x = p->t.node[i];
+        const lj_expr *kids[2] = { x->a, x->b };
+        if (can_fail(x)) p->need[i] = 1;
+        for (int v = 0; v < nvars; v++) {
+            const unsigned char *d = p->dep + (size_t)v * (size_t)n;
+            if (!d[i]) continue;
+            for (int w = 0; w < 2; w++) {
+                if (!kids[w] || !d[lji_topo_find(&p->t, kids[w])]) continue;
+                unsigned r = x->def->reads[w];
+                if (r & LJI_READ_NODE) p->need[i] = 1;
+                if (r & LJI_READ_OPERAND) p->need[lji_topo_find(&p->t, kids[w])] = 1;
+                if ((r & LJI_READ_OTHER) && kids[1 - w]) p->need[lji_topo_find(&p->t, kids[1 - w])] = 1;
+            }
+        }
+    }
+    for (int64_t i = n - 1; i >= 0; i--) {
+        const lj_expr *x = p->t.node[i];
+        if (!p->need[i]) continue;
+        if (x->a) p->need[lji_topo_find(&p->t, x->a)] = 1;
+        if (x->b) p->need[lji_topo_find(&p->t, x->b)] = 1;
+    }
+}
+
 lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
 {
     const char *op = "jacobian";
@@ -484,9 +247,9 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
             lji_error(ctx, LJ_ERR_INVALID, "%s: variable %d is %s", op, v + 1, x ? "not live" : "NULL");
             return NULL;
         }
-        if (x->op != LJI_E_VAR) {
+        if (!lji_is_var(x)) {
             lji_error(ctx, LJ_ERR_INVALID, "%s: '%s' is %s, not a variable", op, x->name ? x->name : "?",
-                      x->op == LJI_E_CONST ? "a constant" : "an expression");
+                      x->def == &lji_op_const ? "a constant" : "an expression");
             return NULL;
         }
     }
@@ -527,30 +290,7 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
             d[i] = i == p->vi[v] || (ia >= 0 && d[ia]) || (ib >= 0 && d[ib]);
         }
     }
-    /* the values that some local Jacobian reads, then everything they are
-     * computed from (parents come after their operands in t) */
-    for (int64_t i = 0; i < n; i++) {
-        const lj_expr *x = p->t.node[i];
-        const lj_expr *kids[2] = { x->a, x->b };
-        if (can_fail(x)) p->need[i] = 1;
-        for (int v = 0; v < nvars; v++) {
-            const unsigned char *d = p->dep + (size_t)v * (size_t)n;
-            if (!d[i]) continue;
-            for (int w = 0; w < 2; w++) {
-                if (!kids[w] || !d[lji_topo_find(&p->t, kids[w])]) continue;
-                unsigned r = local_reads(x, w);
-                if (r & LOCAL_NODE) p->need[i] = 1;
-                if (r & LOCAL_SELF_OPERAND) p->need[lji_topo_find(&p->t, kids[w])] = 1;
-                if ((r & LOCAL_OTHER) && kids[1 - w]) p->need[lji_topo_find(&p->t, kids[1 - w])] = 1;
-            }
-        }
-    }
-    for (int64_t i = n - 1; i >= 0; i--) {
-        const lj_expr *x = p->t.node[i];
-        if (!p->need[i]) continue;
-        if (x->a) p->need[lji_topo_find(&p->t, x->a)] = 1;
-        if (x->b) p->need[lji_topo_find(&p->t, x->b)] = 1;
-    }
+    plan_needs(p);
     if (lji_vals_alloc(ctx, &p->t, p->need, &p->vals) != LJ_OK) {
         lj_jacplan_free(&p);
         return NULL;
@@ -593,7 +333,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
             if (!kids[w]) continue;
             int64_t ci = lji_topo_find(t, kids[w]);
             if (!dep[ci]) continue;
-            lj_op *L = local(&d, x, w);
+            lj_op *L = x->def->local(&d, x, w);
             lj_op *T = L ? lj_op_mul(ctx, L, J[ci]) : NULL;
             lj_op_free(&L);
             if (!T) {
@@ -702,7 +442,7 @@ lj_status lj_expr_fd_check(lj_context *ctx, const lj_expr *e, lj_expr *var, cons
     if (!lji_ctx_ok(ctx)) return LJ_ERR_INVALID;
     if (!lji_expr_ok(e) || !lji_expr_ok(var))
         return lji_error(ctx, LJ_ERR_INVALID, "%s: NULL or dead expression", op);
-    if (var->op != LJI_E_VAR) return lji_error(ctx, LJ_ERR_INVALID, "%s: not a variable", op);
+    if (!lji_is_var(var)) return lji_error(ctx, LJ_ERR_INVALID, "%s: not a variable", op);
     int64_t vn = var->rows * var->cols, en = e->rows * e->cols;
     lj_op *J = Jin ? lj_op_retain(Jin) : jacobian(ctx, e, var);
     if (!J) return ctx->status;

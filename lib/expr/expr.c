@@ -1,26 +1,36 @@
 /* Expression nodes: constructors with shape checks, reference counting,
  * printing in the expression language, and the topological order. */
 #include "config.h"
-#include "expr.h"
+#include "ops.h"
 #include <inttypes.h>
 #include <math.h>
 
-static lj_expr *node_new(lj_context *ctx, lji_eop op, int64_t rows, int64_t cols, lj_expr *a,
-                         lj_expr *b, const char *opname)
+lj_expr *lji_node_new(lj_context *ctx, const lji_opdef *def, int64_t rows, int64_t cols, lj_expr *a,
+                      lj_expr *b)
 {
     lj_expr *e = lji_calloc(ctx, 1, sizeof *e);
     if (!e) {
-        lji_nomem(ctx, opname);
+        lji_nomem(ctx, def->name);
         return NULL;
     }
     e->magic = LJI_EXPR_MAGIC;
     atomic_init(&e->refs, 1);
-    e->op = op;
+    e->def = def;
     e->rows = rows;
     e->cols = cols;
     e->a = a ? lj_expr_retain(a) : NULL;
     e->b = b ? lj_expr_retain(b) : NULL;
     return e;
+}
+
+bool lji_is_leaf(const lj_expr *e)
+{
+    return e->def == &lji_op_var || e->def == &lji_op_const;
+}
+
+bool lji_is_var(const lj_expr *e)
+{
+    return e->def == &lji_op_var;
 }
 
 lj_expr *lj_expr_retain(lj_expr *e)
@@ -62,7 +72,7 @@ void lj_expr_free(lj_expr **pe)
 int64_t lj_expr_rows(const lj_expr *e) { return lji_expr_ok(e) ? e->rows : -1; }
 int64_t lj_expr_cols(const lj_expr *e) { return lji_expr_ok(e) ? e->cols : -1; }
 const char *lj_expr_name(const lj_expr *e) { return lji_expr_ok(e) ? e->name : NULL; }
-int lj_expr_is_var(const lj_expr *e) { return lji_expr_ok(e) && e->op == LJI_E_VAR; }
+int lj_expr_is_var(const lj_expr *e) { return lji_expr_ok(e) && lji_is_var(e); }
 
 static lj_status check_in(lj_context *ctx, const char *op, const lj_expr *a, const lj_expr *b, int n)
 {
@@ -86,16 +96,17 @@ static bool valid_name(const char *s)
     return true;
 }
 
-static lj_expr *leaf(lj_context *ctx, lji_eop op, const char *name, int64_t rows, int64_t cols,
-                     const double *values)
+static lj_expr *leaf(lj_context *ctx, const lji_opdef *def, const char *name, int64_t rows,
+                     int64_t cols, const double *values)
 {
-    const char *opname = op == LJI_E_VAR ? "var" : "const";
+    const char *opname = def->name;
+    bool var = def == &lji_op_var;
     if (!lji_ctx_ok(ctx)) return NULL;
     if (name && !valid_name(name)) {
         lji_error(ctx, LJ_ERR_NAME, "%s: '%s' is not a valid name", opname, name);
         return NULL;
     }
-    if (op == LJI_E_VAR && !name) {
+    if (var && !name) {
         lji_error(ctx, LJ_ERR_NAME, "%s: a variable needs a name", opname);
         return NULL;
     }
@@ -105,7 +116,7 @@ static lj_expr *leaf(lj_context *ctx, lji_eop op, const char *name, int64_t rows
                   "%s: bad shape " LJI_SHP " for '%s'", opname, rows, cols, name ? name : "?");
         return NULL;
     }
-    lj_expr *e = node_new(ctx, op, rows, cols, NULL, NULL, opname);
+    lj_expr *e = lji_node_new(ctx, def, rows, cols, NULL, NULL);
     if (!e) return NULL;
     e->name = name ? lji_strdup(ctx, name) : NULL;
     e->value = lji_calloc(ctx, (size_t)(n ? n : 1), sizeof(double));
@@ -121,13 +132,13 @@ static lj_expr *leaf(lj_context *ctx, lji_eop op, const char *name, int64_t rows
 lj_expr *lj_expr_var(lj_context *ctx, const char *name, int64_t rows, int64_t cols,
                      const double *values)
 {
-    return leaf(ctx, LJI_E_VAR, name, rows, cols, values);
+    return leaf(ctx, &lji_op_var, name, rows, cols, values);
 }
 
 lj_expr *lj_expr_const(lj_context *ctx, const char *name, int64_t rows, int64_t cols,
                        const double *values)
 {
-    return leaf(ctx, LJI_E_CONST, name, rows, cols, values);
+    return leaf(ctx, &lji_op_const, name, rows, cols, values);
 }
 
 lj_expr *lj_expr_scalar(lj_context *ctx, double value)
@@ -136,15 +147,14 @@ lj_expr *lj_expr_scalar(lj_context *ctx, double value)
         lji_error(ctx, LJ_ERR_DOMAIN, "scalar: value is not finite");
         return NULL;
     }
-    return leaf(ctx, LJI_E_CONST, NULL, 1, 1, &value);
+    return leaf(ctx, &lji_op_const, NULL, 1, 1, &value);
 }
 
 lj_status lj_expr_set_value(lj_context *ctx, lj_expr *e, const double *values)
 {
     lj_status st = check_in(ctx, "set_value", e, NULL, 1);
     if (st != LJ_OK) return st;
-    if (e->op != LJI_E_VAR && e->op != LJI_E_CONST)
-        return lji_error(ctx, LJ_ERR_INVALID, "set_value: not a leaf");
+    if (!lji_is_leaf(e)) return lji_error(ctx, LJ_ERR_INVALID, "set_value: not a leaf");
     if (!values && e->rows * e->cols > 0)
         return lji_error(ctx, LJ_ERR_INVALID, "set_value: NULL values for '%s'", e->name ? e->name : "?");
     int64_t mn = e->rows * e->cols;
@@ -152,262 +162,118 @@ lj_status lj_expr_set_value(lj_context *ctx, lj_expr *e, const double *values)
     return LJ_OK;
 }
 
-static bool is_scalar(const lj_expr *e)
+lj_expr *lji_expr_unary(lj_context *ctx, const lji_opdef *d, lj_expr *a)
 {
-    return e->rows == 1 && e->cols == 1;
+    return lji_expr_binary(ctx, d, a, NULL);
 }
 
-/* elementwise binary ops: equal shapes, or one side 1×1 */
-static lj_expr *elementwise(lj_context *ctx, lji_eop op, const char *name, const char *sym,
-                            lj_expr *a, lj_expr *b)
+/* Operands checked, the entry's shape rule applied, the node made. */
+lj_expr *lji_expr_binary(lj_context *ctx, const lji_opdef *d, lj_expr *a, lj_expr *b)
 {
-    if (check_in(ctx, name, a, b, 2) != LJ_OK) return NULL;
-    int64_t r = a->rows, c = a->cols;
-    if (is_scalar(a)) {
-        r = b->rows;
-        c = b->cols;
-    } else if (!is_scalar(b) && (a->rows != b->rows || a->cols != b->cols)) {
-        lji_error(ctx, LJ_ERR_SHAPE, "%s: shapes differ: " LJI_SHP " %s " LJI_SHP, name, a->rows,
-                  a->cols, sym, b->rows, b->cols);
-        return NULL;
-    }
-    return node_new(ctx, op, r, c, a, b, name);
+    if (check_in(ctx, d->name, a, b, d->arity) != LJ_OK) return NULL;
+    int64_t r, c;
+    if (d->shape(ctx, d, a, b, &r, &c) != LJ_OK) return NULL;
+    return lji_node_new(ctx, d, r, c, a, b);
 }
 
-lj_expr *lj_expr_add(lj_context *ctx, lj_expr *a, lj_expr *b)
-{
-    return elementwise(ctx, LJI_E_ADD, "add", "+", a, b);
-}
-lj_expr *lj_expr_sub(lj_context *ctx, lj_expr *a, lj_expr *b)
-{
-    return elementwise(ctx, LJI_E_SUB, "sub", "-", a, b);
-}
+lj_expr *lj_expr_add(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_add, a, b); }
+lj_expr *lj_expr_sub(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_sub, a, b); }
 lj_expr *lj_expr_hadamard(lj_context *ctx, lj_expr *a, lj_expr *b)
 {
-    return elementwise(ctx, LJI_E_HAD, "hadamard", ".*", a, b);
+    return lji_expr_binary(ctx, &lji_op_hadamard, a, b);
 }
-lj_expr *lj_expr_hdiv(lj_context *ctx, lj_expr *a, lj_expr *b)
-{
-    return elementwise(ctx, LJI_E_HDIV, "hdiv", "./", a, b);
-}
-
-lj_expr *lj_expr_neg(lj_context *ctx, lj_expr *a)
-{
-    if (check_in(ctx, "neg", a, NULL, 1) != LJ_OK) return NULL;
-    return node_new(ctx, LJI_E_NEG, a->rows, a->cols, a, NULL, "neg");
-}
-
-lj_expr *lj_expr_scale(lj_context *ctx, double alpha, lj_expr *a)
-{
-    if (check_in(ctx, "scale", a, NULL, 1) != LJ_OK) return NULL;
-    if (!isfinite(alpha)) {
-        lji_error(ctx, LJ_ERR_DOMAIN, "scale: factor is not finite");
-        return NULL;
-    }
-    lj_expr *e = node_new(ctx, LJI_E_SCALE, a->rows, a->cols, a, NULL, "scale");
-    if (e) e->p = alpha;
-    return e;
-}
-
-lj_expr *lj_expr_mul(lj_context *ctx, lj_expr *a, lj_expr *b)
-{
-    if (check_in(ctx, "mul", a, b, 2) != LJ_OK) return NULL;
-    if (is_scalar(a) || is_scalar(b)) {
-        const lj_expr *m = is_scalar(a) ? b : a;
-        return node_new(ctx, LJI_E_MUL, m->rows, m->cols, a, b, "mul");
-    }
-    if (a->cols != b->rows) {
-        lji_error(ctx, LJ_ERR_SHAPE, "mul: inner dimensions differ: " LJI_SHP "·" LJI_SHP, a->rows,
-                  a->cols, b->rows, b->cols);
-        return NULL;
-    }
-    return node_new(ctx, LJI_E_MUL, a->rows, b->cols, a, b, "mul");
-}
-
+lj_expr *lj_expr_hdiv(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_hdiv, a, b); }
+lj_expr *lj_expr_max(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_max, a, b); }
+lj_expr *lj_expr_min(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_min, a, b); }
+lj_expr *lj_expr_mul(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_mul, a, b); }
+lj_expr *lj_expr_kron(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_kron, a, b); }
 lj_expr *lj_expr_div_scalar(lj_context *ctx, lj_expr *a, lj_expr *s)
 {
-    if (check_in(ctx, "div", a, s, 2) != LJ_OK) return NULL;
-    if (!is_scalar(s)) {
-        lji_error(ctx, LJ_ERR_SHAPE, "div: '/' divides by a scalar, not " LJI_SHP " (use ./)", s->rows,
-                  s->cols);
-        return NULL;
-    }
-    return node_new(ctx, LJI_E_DIVS, a->rows, a->cols, a, s, "div");
+    return lji_expr_binary(ctx, &lji_op_divs, a, s);
 }
+lj_expr *lj_expr_power(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_power, a, b); }
+lj_expr *lj_expr_neg(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_neg, a); }
+lj_expr *lj_expr_transpose(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_transpose, a); }
+lj_expr *lj_expr_trace(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_trace, a); }
+lj_expr *lj_expr_inv(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_inv, a); }
+lj_expr *lj_expr_det(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_det, a); }
+lj_expr *lj_expr_logdet(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_logdet, a); }
+lj_expr *lj_expr_sum(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_sum, a); }
+lj_expr *lj_expr_norm1(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_norm1, a); }
+lj_expr *lj_expr_norm2(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_norm2, a); }
+lj_expr *lj_expr_vec(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_vec, a); }
+lj_expr *lj_expr_diag(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_diag, a); }
 
-lj_expr *lj_expr_pow(lj_context *ctx, lj_expr *a, double p)
+/* the operations with a number in the node */
+static lj_expr *with_number(lj_context *ctx, const lji_opdef *d, double p, lj_expr *a, const char *what)
 {
-    if (check_in(ctx, "pow", a, NULL, 1) != LJ_OK) return NULL;
+    if (check_in(ctx, d->name, a, NULL, 1) != LJ_OK) return NULL;
     if (!isfinite(p)) {
-        lji_error(ctx, LJ_ERR_DOMAIN, "pow: exponent is not finite");
+        lji_error(ctx, LJ_ERR_DOMAIN, "%s: %s is not finite", d->name, what);
         return NULL;
     }
-    lj_expr *e = node_new(ctx, LJI_E_POW, a->rows, a->cols, a, NULL, "pow");
+    lj_expr *e = lji_expr_unary(ctx, d, a);
     if (e) e->p = p;
     return e;
 }
 
-lj_expr *lj_expr_kron(lj_context *ctx, lj_expr *a, lj_expr *b)
+lj_expr *lj_expr_scale(lj_context *ctx, double alpha, lj_expr *a)
 {
-    if (check_in(ctx, "kron", a, b, 2) != LJ_OK) return NULL;
-    int64_t r, c;
-    if (!lji_mul_ok(a->rows, b->rows, &r) || !lji_mul_ok(a->cols, b->cols, &c) || !lji_size_ok(r, c, NULL)) {
-        lji_error(ctx, LJ_ERR_OVERFLOW, "kron: " LJI_SHP " ⊗ " LJI_SHP " overflows", a->rows, a->cols,
-                  b->rows, b->cols);
-        return NULL;
-    }
-    return node_new(ctx, LJI_E_KRON, r, c, a, b, "kron");
+    return with_number(ctx, &lji_op_scale, alpha, a, "factor");
 }
 
-lj_expr *lj_expr_transpose(lj_context *ctx, lj_expr *a)
+lj_expr *lj_expr_pow(lj_context *ctx, lj_expr *a, double p)
 {
-    if (check_in(ctx, "transpose", a, NULL, 1) != LJ_OK) return NULL;
-    return node_new(ctx, LJI_E_T, a->cols, a->rows, a, NULL, "transpose");
-}
-
-static lj_expr *square_op(lj_context *ctx, lji_eop op, const char *name, lj_expr *a, bool scalar_out)
-{
-    if (check_in(ctx, name, a, NULL, 1) != LJ_OK) return NULL;
-    if (a->rows != a->cols) {
-        lji_error(ctx, LJ_ERR_SHAPE, "%s: matrix must be square, not " LJI_SHP, name, a->rows, a->cols);
-        return NULL;
-    }
-    return node_new(ctx, op, scalar_out ? 1 : a->rows, scalar_out ? 1 : a->cols, a, NULL, name);
-}
-
-lj_expr *lj_expr_trace(lj_context *ctx, lj_expr *a) { return square_op(ctx, LJI_E_TR, "tr", a, true); }
-lj_expr *lj_expr_inv(lj_context *ctx, lj_expr *a) { return square_op(ctx, LJI_E_INV, "inv", a, false); }
-lj_expr *lj_expr_det(lj_context *ctx, lj_expr *a) { return square_op(ctx, LJI_E_DET, "det", a, true); }
-lj_expr *lj_expr_logdet(lj_context *ctx, lj_expr *a)
-{
-    return square_op(ctx, LJI_E_LOGDET, "logdet", a, true);
-}
-
-lj_expr *lj_expr_sum(lj_context *ctx, lj_expr *a)
-{
-    if (check_in(ctx, "sum", a, NULL, 1) != LJ_OK) return NULL;
-    return node_new(ctx, LJI_E_SUM, 1, 1, a, NULL, "sum");
-}
-
-lj_expr *lj_expr_norm2(lj_context *ctx, lj_expr *a)
-{
-    if (check_in(ctx, "norm2", a, NULL, 1) != LJ_OK) return NULL;
-    return node_new(ctx, LJI_E_NORM2, 1, 1, a, NULL, "norm2");
-}
-
-lj_expr *lj_expr_vec(lj_context *ctx, lj_expr *a)
-{
-    if (check_in(ctx, "vec", a, NULL, 1) != LJ_OK) return NULL;
-    return node_new(ctx, LJI_E_VEC, a->rows * a->cols, 1, a, NULL, "vec");
-}
-
-lj_expr *lj_expr_diag(lj_context *ctx, lj_expr *a)
-{
-    if (check_in(ctx, "diag", a, NULL, 1) != LJ_OK) return NULL;
-    if (a->rows == 1 || a->cols == 1) {
-        int64_t n = a->rows * a->cols;
-        if (!lji_size_ok(n, n, NULL)) {
-            lji_error(ctx, LJ_ERR_OVERFLOW, "diag: (%" PRId64 "×%" PRId64 ") overflows", n, n);
-            return NULL;
-        }
-        return node_new(ctx, LJI_E_DIAG, n, n, a, NULL, "diag");
-    }
-    if (a->rows != a->cols) {
-        lji_error(ctx, LJ_ERR_SHAPE, "diag: needs a vector or a square matrix, not " LJI_SHP, a->rows,
-                  a->cols);
-        return NULL;
-    }
-    return node_new(ctx, LJI_E_DIAG, a->rows, 1, a, NULL, "diag");
+    return with_number(ctx, &lji_op_pow, p, a, "exponent");
 }
 
 lj_expr *lj_expr_func(lj_context *ctx, lj_func f, lj_expr *a)
 {
     if (check_in(ctx, "func", a, NULL, 1) != LJ_OK) return NULL;
-    if ((int)f < LJ_FN_EXP || (int)f > LJ_FN_SQRT) {
+    if ((int)f < 0 || (int)f >= lji_n_funcs) {
         lji_error(ctx, LJ_ERR_INVALID, "func: unknown function %d", (int)f);
         return NULL;
     }
-    lj_expr *e = node_new(ctx, LJI_E_FUNC, a->rows, a->cols, a, NULL, "func");
-    if (e) e->fn = f;
-    return e;
+    return lji_expr_unary(ctx, lji_func_defs[f], a);
+}
+
+lj_expr *lj_expr_eye(lj_context *ctx, int64_t n)
+{
+    if (!lji_ctx_ok(ctx)) return NULL;
+    if (n < 0 || !lji_size_ok(n, n, NULL)) {
+        lji_error(ctx, n < 0 ? LJ_ERR_SHAPE : LJ_ERR_OVERFLOW, "eye: bad size %" PRId64, n);
+        return NULL;
+    }
+    return lji_node_new(ctx, &lji_op_eye, n, n, NULL, NULL);
 }
 
 /* ---- printing ------------------------------------------------------------------ */
-
-static const char *fn_name(lj_func f)
-{
-    static const char *n[] = { "exp", "log", "sin", "cos", "tanh", "sqrt" };
-    return n[f];
-}
 
 /* levels: 1 sum, 2 term, 3 unary, 4 power, 5 postfix, 6 primary */
 void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
 {
     if (b->truncated) return; /* a label's length limit was reached: stop the walk */
-    int mine;
-    switch (e->op) {
-    case LJI_E_ADD: case LJI_E_SUB: mine = 1; break;
-    case LJI_E_MUL: case LJI_E_HAD: case LJI_E_HDIV: case LJI_E_DIVS: case LJI_E_SCALE: mine = 2; break;
-    case LJI_E_NEG: mine = 3; break;
-    case LJI_E_POW: mine = 4; break;
-    case LJI_E_T: mine = 5; break;
-    case LJI_E_CONST: mine = e->name ? 6 : (e->value[0] < 0 ? 3 : 6); break;
-    default: mine = 6;
-    }
+    const lji_opdef *d = e->def;
+    int mine = d->level;
+    if (d == &lji_op_const && !e->name && e->value[0] < 0) mine = 3; /* a negative number */
     bool paren = mine < level;
     lji_put_open(b, paren);
-    switch (e->op) {
-    case LJI_E_VAR:
-    case LJI_E_CONST:
-        if (e->name) lji_buf_puts(b, e->name);
-        else lji_buf_printf(b, b->math ? "%.6g" : "%.17g", e->value[0]);
-        break;
-    case LJI_E_ADD:
-    case LJI_E_SUB:
+    if (d->write)
+        d->write(b, e);
+    else if (d->function) { /* name(a) or name(a, b) */
+        lji_buf_printf(b, "%s(", d->name);
         lji_expr_write(b, e->a, 1);
-        lji_buf_puts(b, e->op == LJI_E_ADD ? " + " : b->math ? " − " : " - ");
-        lji_expr_write(b, e->b, 2);
-        break;
-    case LJI_E_MUL: case LJI_E_HAD: case LJI_E_HDIV: case LJI_E_DIVS: {
-        /* math notation (labels of printed operators) or the language */
-        const char *s = b->math ? (e->op == LJI_E_MUL ? "·" : e->op == LJI_E_HAD ? " ∘ " : e->op == LJI_E_HDIV ? " ⊘ " : "/")
-                                : (e->op == LJI_E_MUL ? "*" : e->op == LJI_E_HAD ? ".*" : e->op == LJI_E_HDIV ? "./" : "/");
-        lji_expr_write(b, e->a, 2);
-        lji_buf_puts(b, s);
-        lji_expr_write(b, e->b, 3);
-        break;
-    }
-    case LJI_E_SCALE:
-        lji_buf_printf(b, b->math ? "%.6g·" : "%.17g*", e->p);
-        lji_expr_write(b, e->a, 3);
-        break;
-    case LJI_E_NEG:
-        lji_buf_puts(b, b->math ? "−" : "-");
-        lji_expr_write(b, e->a, 3);
-        break;
-    case LJI_E_POW:
-        lji_expr_write(b, e->a, 5);
-        lji_buf_printf(b, e->p < 0 ? ".^(%.17g)" : ".^%.17g", e->p);
-        break;
-    case LJI_E_T:
-        lji_expr_write(b, e->a, 5);
-        lji_buf_puts(b, b->math ? "^T" : "'");
-        break;
-    case LJI_E_KRON:
-        lji_buf_puts(b, "kron(");
-        lji_expr_write(b, e->a, 1);
-        lji_buf_puts(b, ", ");
-        lji_expr_write(b, e->b, 1);
+        if (e->b) {
+            lji_buf_puts(b, ", ");
+            lji_expr_write(b, e->b, 1);
+        }
         lji_buf_puts(b, ")");
-        break;
-    default: {
-        const char *f = e->op == LJI_E_TR ? "tr" : e->op == LJI_E_SUM ? "sum" : e->op == LJI_E_VEC ? "vec"
-                      : e->op == LJI_E_DIAG ? "diag" : e->op == LJI_E_INV ? "inv" : e->op == LJI_E_DET ? "det"
-                      : e->op == LJI_E_LOGDET ? "logdet" : e->op == LJI_E_NORM2 ? "norm2" : fn_name(e->fn);
-        lji_buf_printf(b, "%s(", f);
-        lji_expr_write(b, e->a, 1);
-        lji_buf_puts(b, ")");
-    }
+    } else { /* infix: left-associative, the right operand binds one level tighter */
+        lji_expr_write(b, e->a, mine);
+        if (b->math) lji_buf_puts(b, d->msym);
+        else if (mine == 1) lji_buf_printf(b, " %s ", d->sym);
+        else lji_buf_puts(b, d->sym);
+        lji_expr_write(b, e->b, mine + 1);
     }
     lji_put_close(b, paren);
 }
@@ -429,7 +295,8 @@ char *lji_expr_label(lj_context *ctx, const lj_expr *e)
 {
     lji_buf b;
     lji_buf_init(&b, ctx);
-    bool compound = !(e->op == LJI_E_VAR || (e->op == LJI_E_CONST && e->name));
+    bool number = e->def == &lji_op_const && !e->name && e->value[0] >= 0;
+    bool compound = !(lji_is_var(e) || (e->def == &lji_op_const && e->name) || number);
     lji_put_open(&b, compound);
     b.math = true;
     b.limit = LJI_LABEL_MAX;

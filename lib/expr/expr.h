@@ -3,20 +3,16 @@
 #define LJI_EXPR_H
 #include "../op/op.h"
 
-typedef enum {
-    LJI_E_VAR, LJI_E_CONST, LJI_E_ADD, LJI_E_SUB, LJI_E_NEG, LJI_E_SCALE, LJI_E_MUL, LJI_E_HAD,
-    LJI_E_HDIV, LJI_E_DIVS, LJI_E_POW, LJI_E_KRON, LJI_E_T, LJI_E_TR, LJI_E_SUM, LJI_E_VEC,
-    LJI_E_DIAG, LJI_E_FUNC, LJI_E_INV, LJI_E_DET, LJI_E_LOGDET, LJI_E_NORM2
-} lji_eop;
+/* The operation of a node: its entry in the table of operations (ops.h). */
+typedef struct lji_opdef lji_opdef;
 
 struct lj_expr {
     uint32_t magic;
     atomic_long refs;
-    lji_eop op;
+    const lji_opdef *def;
     int64_t rows, cols;
     lj_expr *a, *b;  /* operands (owned references) */
-    double p;        /* SCALE factor, POW exponent */
-    lj_func fn;      /* FUNC */
+    double p;        /* scale factor, .^ exponent */
     char *name;      /* leaves */
     double *value;   /* leaves: rows×cols, column-major */
     lj_expr *next;   /* work list while freeing */
@@ -28,6 +24,13 @@ static inline bool lji_expr_ok(const lj_expr *e)
 {
     return e && e->magic == LJI_EXPR_MAGIC;
 }
+
+/* A leaf whose values are stored in the node (a variable or a constant). */
+bool lji_is_leaf(const lj_expr *e);
+bool lji_is_var(const lj_expr *e);
+/* A new node of the given operation and shape, retaining its operands. */
+lj_expr *lji_node_new(lj_context *ctx, const lji_opdef *def, int64_t rows, int64_t cols, lj_expr *a,
+                      lj_expr *b);
 
 /* Nodes of e in post-order (children before parents), each once. */
 typedef struct {

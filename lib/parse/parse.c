@@ -4,15 +4,19 @@
  *   expr    := term (('+' | '-') term)*
  *   term    := unary (('*' | '.*' | './' | '/') unary)*
  *   unary   := '-' unary | power
- *   power   := postfix ('.^' unary)?
+ *   power   := postfix (('.^' | '^') unary)?
  *   postfix := primary "'"*
  *   primary := NUMBER | NAME | NAME '(' expr (',' expr)* ')' | '(' expr ')'
  *
  * As in MATLAB, a number directly followed by '.*', './' or '.^' is the
- * number and then that operator: "X.^2.*X" is (X.^2).*X.
+ * number and then that operator: "X.^2.*X" is (X.^2).*X. Function names
+ * come from the table of operations (lji_language_functions). `a^b` is a
+ * scalar power for 1×1 operands and a matrix power (a product) for a square
+ * matrix and a constant integer. `eye` without an argument is an identity
+ * whose size follows from the operation it stands in (A + eye, eye*B).
  */
 #include "config.h"
-#include "../expr/expr.h"
+#include "../expr/ops.h"
 #include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
@@ -59,7 +63,7 @@ lj_status lj_symtab_add(lj_context *ctx, lj_symtab *t, lj_expr *leaf)
     if (!lji_ctx_ok(ctx)) return LJ_ERR_INVALID;
     if (!t) return lji_error(ctx, LJ_ERR_INVALID, "symtab_add: NULL table");
     if (!lji_expr_ok(leaf) || !leaf->name ||
-        (leaf->op != LJI_E_VAR && leaf->op != LJI_E_CONST))
+        !lji_is_leaf(leaf))
         return lji_error(ctx, LJ_ERR_INVALID, "symtab_add: not a named leaf");
     if (lj_symtab_get(t, leaf->name))
         return lji_error(ctx, LJ_ERR_NAME, "'%s' is declared twice", leaf->name);
@@ -130,33 +134,63 @@ static const char *describe(const parser *p, char *buf, size_t n)
 static lj_expr *parse_expr(parser *p);
 static lj_expr *parse_unary(parser *p);
 
-static const struct { const char *name; int nargs; } functions[] = {
-    { "tr", 1 }, { "sum", 1 }, { "exp", 1 }, { "log", 1 }, { "sin", 1 }, { "cos", 1 },
-    { "tanh", 1 }, { "sqrt", 1 }, { "inv", 1 }, { "det", 1 }, { "logdet", 1 }, { "kron", 2 },
-    { "diag", 1 }, { "vec", 1 }, { "norm2", 1 },
-};
-
-static lj_expr *apply_function(parser *p, const char *f, lj_expr **args, size_t at)
+/* A bare `eye`: an identity whose size the operation it stands in gives.
+ * Until then it is a placeholder, a node of shape (-1×-1): eye itself, or
+ * a scalar multiple of placeholders (2*eye, -eye, eye/s). */
+static bool is_bare_eye(const lj_expr *e)
 {
-    lj_context *ctx = p->ctx;
-    lj_expr *a = args[0];
+    return e && e->rows < 0;
+}
+
+static lj_expr *bare_eye(parser *p)
+{
+    return lji_node_new(p->ctx, &lji_op_eye, -1, -1, NULL, NULL);
+}
+
+/* The placeholder e with eye of size n in place of each bare eye. */
+static lj_expr *resolve_eye(parser *p, const lj_expr *e, int64_t n, size_t at)
+{
+    if (!is_bare_eye(e)) return lj_expr_retain((lj_expr *)e);
+    if (e->def == &lji_op_eye) return checked(p, at, lj_expr_eye(p->ctx, n));
+    lj_expr *a = resolve_eye(p, e->a, n, at), *b = e->b ? resolve_eye(p, e->b, n, at) : NULL;
     lj_expr *r = NULL;
-    if (!strcmp(f, "tr")) r = lj_expr_trace(ctx, a);
-    else if (!strcmp(f, "sum")) r = lj_expr_sum(ctx, a);
-    else if (!strcmp(f, "exp")) r = lj_expr_func(ctx, LJ_FN_EXP, a);
-    else if (!strcmp(f, "log")) r = lj_expr_func(ctx, LJ_FN_LOG, a);
-    else if (!strcmp(f, "sin")) r = lj_expr_func(ctx, LJ_FN_SIN, a);
-    else if (!strcmp(f, "cos")) r = lj_expr_func(ctx, LJ_FN_COS, a);
-    else if (!strcmp(f, "tanh")) r = lj_expr_func(ctx, LJ_FN_TANH, a);
-    else if (!strcmp(f, "sqrt")) r = lj_expr_func(ctx, LJ_FN_SQRT, a);
-    else if (!strcmp(f, "inv")) r = lj_expr_inv(ctx, a);
-    else if (!strcmp(f, "det")) r = lj_expr_det(ctx, a);
-    else if (!strcmp(f, "logdet")) r = lj_expr_logdet(ctx, a);
-    else if (!strcmp(f, "kron")) r = lj_expr_kron(ctx, a, args[1]);
-    else if (!strcmp(f, "diag")) r = lj_expr_diag(ctx, a);
-    else if (!strcmp(f, "vec")) r = lj_expr_vec(ctx, a);
-    else if (!strcmp(f, "norm2")) r = lj_expr_norm2(ctx, a);
-    return checked(p, at, r);
+    if (a && (b || !e->b))
+        r = checked(p, at, e->b ? lji_expr_binary(p->ctx, e->def, a, b) : lji_expr_unary(p->ctx, e->def, a));
+    lj_expr_free(&a);
+    lj_expr_free(&b);
+    return r;
+}
+
+/* A bare eye where its size cannot be inferred: an error at `at`. */
+static lj_expr *no_bare_eye(parser *p, size_t at, lj_expr *e)
+{
+    if (!is_bare_eye(e)) return e;
+    lj_expr_free(&e);
+    return fail(p, at, LJ_ERR_SHAPE, "eye: its size cannot be inferred here; write eye(n)");
+}
+
+/* The value of a constant scalar expression (no variables), or false. */
+static bool constant_value(parser *p, const lj_expr *x, double *v);
+
+static const lji_opdef *find_function(const char *name)
+{
+    for (int i = 0; lji_language_functions[i]; i++)
+        if (!strcmp(lji_language_functions[i]->name, name)) return lji_language_functions[i];
+    return NULL;
+}
+
+static lj_expr *apply_function(parser *p, const lji_opdef *f, lj_expr **args, int nargs, size_t at)
+{
+    for (int i = 0; i < nargs; i++)
+        if (is_bare_eye(args[i])) return fail(p, at, LJ_ERR_SHAPE, "eye: its size cannot be inferred here; write eye(n)");
+    if (f == &lji_op_eye) { /* eye(n): n a constant integer */
+        double n;
+        if (!constant_value(p, args[0], &n) || n != floor(n) || n < 0 || n > 1e15)
+            return fail(p, at, LJ_ERR_PARSE, "parse: eye(n) needs a constant non-negative integer n");
+        return checked(p, at, lj_expr_eye(p->ctx, (int64_t)n));
+    }
+    return checked(p, at, f->arity == 1 ? lji_expr_unary(p->ctx, f, args[0])
+                                        : lji_expr_binary(p->ctx, f, args[0], args[1]));
 }
 
 static lj_expr *parse_primary(parser *p)
@@ -185,10 +219,9 @@ static lj_expr *parse_primary(parser *p)
         p->pos = e;
         skip(p);
         if (s[p->pos] == '(') {
-            int nargs = -1;
-            for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++)
-                if (!strcmp(functions[i].name, name)) nargs = functions[i].nargs;
-            if (nargs < 0) return fail(p, at, LJ_ERR_PARSE, "parse: unknown function '%s'", name);
+            const lji_opdef *fd = find_function(name);
+            if (!fd) return fail(p, at, LJ_ERR_PARSE, "parse: unknown function '%s'", name);
+            int nargs = fd == &lji_op_eye ? 1 : fd->arity;
             p->pos++;
             lj_expr *args[2] = { NULL, NULL };
             int got = 0;
@@ -238,12 +271,13 @@ static lj_expr *parse_primary(parser *p)
                          nargs > 1 ? "s" : "", got);
                 fail(p, at, LJ_ERR_PARSE, "%s", m);
             } else if (ok)
-                r = apply_function(p, name, args, at);
+                r = apply_function(p, fd, args, nargs, at);
             lj_expr_free(&args[0]);
             lj_expr_free(&args[1]);
             return r;
         }
         lj_expr *v = lj_symtab_get(p->t, name);
+        if (!v && !strcmp(name, "eye")) return checked(p, at, bare_eye(p));
         if (!v) return fail(p, at, LJ_ERR_NAME, "'%s' is not declared", name);
         return lj_expr_retain(v);
     }
@@ -270,6 +304,7 @@ static lj_expr *parse_postfix(parser *p)
         skip(p);
         if (p->s[p->pos] != '\'') break;
         size_t at = p->pos++;
+        if (is_bare_eye(e)) continue; /* eye' is eye */
         lj_expr *t = checked(p, at, lj_expr_transpose(p->ctx, e));
         lj_expr_free(&e);
         e = t;
@@ -280,8 +315,48 @@ static lj_expr *parse_postfix(parser *p)
 static bool has_leaf_var(const lj_expr *e)
 {
     if (!e) return false;
-    if (e->op == LJI_E_VAR) return true;
+    if (lji_is_var(e)) return true;
     return has_leaf_var(e->a) || has_leaf_var(e->b);
+}
+
+static bool constant_value(parser *p, const lj_expr *x, double *v)
+{
+    if (!x || x->rows != 1 || x->cols != 1 || has_leaf_var(x)) return false;
+    int64_t r, c;
+    double *val = NULL;
+    bool ok = lj_expr_eval(p->ctx, x, &r, &c, &val) == LJ_OK;
+    if (ok) *v = val[0];
+    lj_free(val);
+    return ok;
+}
+
+/* A^n for a square A and a constant integer n: a product by repeated
+ * squaring over shared nodes (A^0 = eye, A^-n = inv(A)^n). */
+static lj_expr *matrix_power(parser *p, lj_expr *a, double n, size_t at)
+{
+    if (n < 0) {
+        lj_expr *ia = checked(p, at, lj_expr_inv(p->ctx, a));
+        lj_expr *r = ia ? matrix_power(p, ia, -n, at) : NULL;
+        lj_expr_free(&ia);
+        return r;
+    }
+    if (n == 0) return checked(p, at, lj_expr_eye(p->ctx, a->rows));
+    lj_expr *result = NULL, *sq = lj_expr_retain(a);
+    for (uint64_t k = (uint64_t)n; k && sq; k >>= 1) {
+        if (k & 1) {
+            lj_expr *r = result ? checked(p, at, lj_expr_mul(p->ctx, result, sq)) : lj_expr_retain(sq);
+            lj_expr_free(&result);
+            if (!(result = r)) break;
+        }
+        if (k > 1) {
+            lj_expr *s2 = checked(p, at, lj_expr_mul(p->ctx, sq, sq));
+            lj_expr_free(&sq);
+            sq = s2;
+        }
+    }
+    if (!sq) lj_expr_free(&result);
+    lj_expr_free(&sq);
+    return result;
 }
 
 static lj_expr *parse_power(parser *p)
@@ -289,32 +364,37 @@ static lj_expr *parse_power(parser *p)
     lj_expr *e = parse_postfix(p);
     if (!e) return NULL;
     skip(p);
-    if (p->s[p->pos] == '.' && p->s[p->pos + 1] == '^') {
-        size_t at = p->pos;
-        p->pos += 2;
-        skip(p);
-        size_t expat = p->pos;
-        lj_expr *x = parse_unary(p);
-        if (!x) {
-            lj_expr_free(&e);
-            return NULL;
-        }
-        /* the exponent is a constant scalar expression */
-        lj_expr *r = NULL;
-        if (x->rows != 1 || x->cols != 1 || has_leaf_var(x)) {
-            fail(p, expat, LJ_ERR_PARSE, "parse: the exponent of '.^' must be a constant number");
-        } else {
-            int64_t rr, cc;
-            double *v = NULL;
-            if (lj_expr_eval(p->ctx, x, &rr, &cc, &v) == LJ_OK) r = checked(p, at, lj_expr_pow(p->ctx, e, v[0]));
-            else checked(p, expat, NULL);
-            lj_free(v);
-        }
-        lj_expr_free(&x);
+    bool dot = p->s[p->pos] == '.' && p->s[p->pos + 1] == '^';
+    if (!dot && p->s[p->pos] != '^') return e;
+    size_t at = p->pos;
+    p->pos += dot ? 2 : 1;
+    skip(p);
+    size_t expat = p->pos;
+    lj_expr *x = parse_unary(p);
+    if (!x || !(e = no_bare_eye(p, at, e)) || !(x = no_bare_eye(p, expat, x))) {
         lj_expr_free(&e);
-        return r;
+        lj_expr_free(&x);
+        return NULL;
     }
-    return e;
+    lj_expr *r = NULL;
+    double v;
+    if (dot) { /* the exponent of .^ is a constant scalar expression */
+        if (constant_value(p, x, &v)) r = checked(p, at, lj_expr_pow(p->ctx, e, v));
+        else if (lj_context_status(p->ctx) != LJ_OK) checked(p, expat, NULL);
+        else fail(p, expat, LJ_ERR_PARSE, "parse: the exponent of '.^' must be a constant number");
+    } else if (lji_is_scalar(e) && lji_is_scalar(x)) {
+        r = checked(p, at, lj_expr_power(p->ctx, e, x));
+    } else if (e->rows == e->cols && constant_value(p, x, &v) && v == floor(v) && fabs(v) <= 1024) {
+        r = matrix_power(p, e, v, at);
+    } else {
+        lj_context_clear(p->ctx);
+        fail(p, at, LJ_ERR_SHAPE, "power: '^' needs 1×1 operands or a square matrix and a constant integer "
+             "from -1024 to 1024, not " LJI_SHP "^" LJI_SHP " (use .^ for elementwise powers)",
+             e->rows, e->cols, x->rows, x->cols);
+    }
+    lj_expr_free(&x);
+    lj_expr_free(&e);
+    return r;
 }
 
 static lj_expr *parse_unary(parser *p)
@@ -326,11 +406,48 @@ static lj_expr *parse_unary(parser *p)
         lj_expr *a = parse_unary(p);
         p->depth--;
         if (!a) return NULL;
-        lj_expr *r = checked(p, at, lj_expr_neg(p->ctx, a));
+        lj_expr *r = is_bare_eye(a) ? lji_node_new(p->ctx, &lji_op_neg, -1, -1, a, NULL) /* -eye */
+                                    : checked(p, at, lj_expr_neg(p->ctx, a));
         lj_expr_free(&a);
         return r;
     }
     return parse_power(p);
+}
+
+/* The size a bare eye takes beside `other` in `d`: the inner dimension of
+ * a product, the other operand's (square) shape elsewhere; -1 if none. */
+static int64_t eye_size(const lji_opdef *d, const lj_expr *other, bool eye_left)
+{
+    if (d == &lji_op_mul) return eye_left ? other->rows : other->cols;
+    if (d == &lji_op_divs) return eye_left ? -1 : 1;
+    return other->rows == other->cols ? other->rows : -1;
+}
+
+/* a `d` b at `at`, a bare eye taking its size from the other operand (a
+ * scalar multiple of one stays a placeholder); consumes a and b */
+static lj_expr *binary(parser *p, const lji_opdef *d, lj_expr *a, lj_expr *b, size_t at)
+{
+    bool ea = is_bare_eye(a), eb = is_bare_eye(b);
+    lj_expr *res = NULL;
+    if (ea && eb) {
+        fail(p, at, LJ_ERR_SHAPE, "eye: its size cannot be inferred here; write eye(n)");
+    } else if ((d == &lji_op_mul && ((ea && lji_is_scalar(b)) || (eb && lji_is_scalar(a)))) ||
+               (d == &lji_op_divs && ea && lji_is_scalar(b))) {
+        res = lji_node_new(p->ctx, d, -1, -1, a, b); /* s*eye: still a placeholder */
+    } else if (ea || eb) {
+        const lj_expr *other = ea ? b : a, *eye = ea ? a : b;
+        int64_t n = eye_size(d, other, ea);
+        lj_expr *r = n >= 0 ? resolve_eye(p, eye, n, at) : NULL;
+        if (n < 0)
+            fail(p, at, LJ_ERR_SHAPE, "eye: no identity fits beside " LJI_SHP " in '%s'; write eye(n)",
+                 other->rows, other->cols, d->sym);
+        if (r) res = checked(p, at, lji_expr_binary(p->ctx, d, ea ? r : a, ea ? b : r));
+        lj_expr_free(&r);
+    } else
+        res = checked(p, at, lji_expr_binary(p->ctx, d, a, b));
+    lj_expr_free(&a);
+    lj_expr_free(&b);
+    return res;
 }
 
 static lj_expr *parse_term(parser *p)
@@ -353,14 +470,9 @@ static lj_expr *parse_term(parser *p)
             lj_expr_free(&e);
             return NULL;
         }
-        lj_expr *r = kind == 1 ? lj_expr_mul(p->ctx, e, b)
-                   : kind == 2 ? lj_expr_hadamard(p->ctx, e, b)
-                   : kind == 3 ? lj_expr_hdiv(p->ctx, e, b)
-                               : lj_expr_div_scalar(p->ctx, e, b);
-        checked(p, at, r);
-        lj_expr_free(&e);
-        lj_expr_free(&b);
-        e = r;
+        const lji_opdef *d = kind == 1 ? &lji_op_mul : kind == 2 ? &lji_op_hadamard
+                           : kind == 3 ? &lji_op_hdiv : &lji_op_divs;
+        e = binary(p, d, e, b, at);
     }
     return e;
 }
@@ -379,10 +491,7 @@ static lj_expr *parse_expr(parser *p)
             lj_expr_free(&e);
             break;
         }
-        lj_expr *r = checked(p, at, c == '+' ? lj_expr_add(p->ctx, e, b) : lj_expr_sub(p->ctx, e, b));
-        lj_expr_free(&e);
-        lj_expr_free(&b);
-        e = r;
+        e = binary(p, c == '+' ? &lji_op_add : &lji_op_sub, e, b, at);
     }
     p->depth--;
     return e;
@@ -403,7 +512,7 @@ lj_expr *lj_parse(lj_context *ctx, const char *text, const lj_symtab *t, int64_t
         if (errpos) *errpos = p.errpos;
         return NULL;
     }
-    lj_expr *e = parse_expr(&p);
+    lj_expr *e = no_bare_eye(&p, 0, parse_expr(&p));
     if (e) {
         skip(&p);
         if (text[p.pos]) {

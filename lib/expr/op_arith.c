@@ -1,0 +1,351 @@
+/* Arithmetic: + − (unary −) scaling .* ./ / .^ max min and the scalar
+ * power a^b. A 1×1 operand broadcasts in the elementwise binary ones. */
+#include "config.h"
+#include "ops.h"
+#include <inttypes.h>
+#include <math.h>
+
+/* ---- shapes --------------------------------------------------------------------- */
+
+bool lji_is_scalar(const lj_expr *e)
+{
+    return e->rows == 1 && e->cols == 1;
+}
+
+lj_status lji_shape_same(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                         int64_t *r, int64_t *c)
+{
+    LJI_UNUSED(ctx);
+    LJI_UNUSED(d);
+    LJI_UNUSED(b);
+    *r = a->rows;
+    *c = a->cols;
+    return LJ_OK;
+}
+
+lj_status lji_shape_broadcast(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                              int64_t *r, int64_t *c)
+{
+    const lj_expr *s = lji_is_scalar(a) ? b : a;
+    if (!lji_is_scalar(a) && !lji_is_scalar(b) && (a->rows != b->rows || a->cols != b->cols))
+        return lji_error(ctx, LJ_ERR_SHAPE, "%s: shapes differ: " LJI_SHP " %s " LJI_SHP, d->name, a->rows,
+                         a->cols, d->sym, b->rows, b->cols);
+    *r = s->rows;
+    *c = s->cols;
+    return LJ_OK;
+}
+
+lj_status lji_shape_scalar(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                           int64_t *r, int64_t *c)
+{
+    LJI_UNUSED(ctx);
+    LJI_UNUSED(d);
+    LJI_UNUSED(a);
+    LJI_UNUSED(b);
+    *r = *c = 1;
+    return LJ_OK;
+}
+
+static lj_status divs_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *s,
+                            int64_t *r, int64_t *c)
+{
+    if (!lji_is_scalar(s))
+        return lji_error(ctx, LJ_ERR_SHAPE, "div: '/' divides by a scalar, not " LJI_SHP " (use ./)",
+                         s->rows, s->cols);
+    return lji_shape_same(ctx, d, a, s, r, c);
+}
+
+static lj_status power_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                             int64_t *r, int64_t *c)
+{
+    if (!lji_is_scalar(a) || !lji_is_scalar(b))
+        return lji_error(ctx, LJ_ERR_SHAPE, "power: '^' needs 1×1 operands (or a square matrix and an "
+                         "integer), not " LJI_SHP "^" LJI_SHP " (use .^)", a->rows, a->cols, b->rows, b->cols);
+    return lji_shape_scalar(ctx, d, a, b, r, c);
+}
+
+/* ---- values --------------------------------------------------------------------- */
+
+/* The elementwise binary operations, x and y with broadcasting. */
+static lj_status binary_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B,
+                             double *out)
+{
+    int64_t m = e->rows, mn = e->rows * e->cols;
+    int64_t an = e->a->rows * e->a->cols, bn = e->b->rows * e->b->cols;
+    const lji_opdef *d = e->def;
+    for (int64_t i = 0; i < mn; i++) {
+        double x = A[an == 1 ? 0 : i], y = B[bn == 1 ? 0 : i];
+        if (d == &lji_op_add) out[i] = x + y;
+        else if (d == &lji_op_sub) out[i] = x - y;
+        else if (d == &lji_op_hadamard) out[i] = x * y;
+        else if (d == &lji_op_max) out[i] = x >= y ? x : y;
+        else if (d == &lji_op_min) out[i] = x <= y ? x : y;
+        else if (y == 0.0)
+            return lji_error(ctx, LJ_ERR_DOMAIN, "hdiv: division by zero at entry (%" PRId64 ",%" PRId64
+                             ") of " LJI_SHP, i % m + 1, i / m + 1, e->b->rows, e->b->cols);
+        else out[i] = x / y;
+    }
+    return LJ_OK;
+}
+
+static lj_status neg_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    LJI_UNUSED(ctx);
+    LJI_UNUSED(B);
+    for (int64_t i = 0; i < e->rows * e->cols; i++) out[i] = -A[i];
+    return LJ_OK;
+}
+
+static lj_status scale_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    LJI_UNUSED(ctx);
+    LJI_UNUSED(B);
+    for (int64_t i = 0; i < e->rows * e->cols; i++) out[i] = e->p * A[i];
+    return LJ_OK;
+}
+
+static lj_status divs_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    if (B[0] == 0.0) return lji_error(ctx, LJ_ERR_DOMAIN, "div: division by zero");
+    for (int64_t i = 0; i < e->rows * e->cols; i++) out[i] = A[i] / B[0];
+    return LJ_OK;
+}
+
+static bool pow_defined(double x, double p)
+{
+    return !((x < 0 && p != floor(p)) || (x == 0 && p < 0));
+}
+
+static lj_status pow_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    LJI_UNUSED(B);
+    int64_t m = e->rows;
+    for (int64_t i = 0; i < e->rows * e->cols; i++) {
+        if (!pow_defined(A[i], e->p))
+            return lji_error(ctx, LJ_ERR_DOMAIN, "pow: %g .^ %g is undefined at entry (%" PRId64 ",%" PRId64 ")",
+                             A[i], e->p, i % m + 1, i / m + 1);
+        out[i] = pow(A[i], e->p);
+    }
+    return LJ_OK;
+}
+
+static lj_status power_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    LJI_UNUSED(e);
+    if (!pow_defined(A[0], B[0]))
+        return lji_error(ctx, LJ_ERR_DOMAIN, "power: %g^%g is undefined", A[0], B[0]);
+    out[0] = pow(A[0], B[0]);
+    return LJ_OK;
+}
+
+/* ---- local Jacobians -------------------------------------------------------------- */
+
+static lj_op *sum_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    double s = (e->def == &lji_op_sub && which) ? -1.0 : 1.0;
+    const lj_expr *c = which ? e->b : e->a;
+    int64_t mn = e->rows * e->cols;
+    if (lji_is_scalar(c) && mn != 1) /* a broadcast scalar: d/ds (s·1) = 1_{mn} */
+        return lji_d_scaled(d->ctx, s, lji_d_ones(d->ctx, mn));
+    return lji_d_scaled(d->ctx, s, lji_d_identity(d->ctx, mn));
+}
+
+static lj_op *neg_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    LJI_UNUSED(which);
+    return lji_d_scaled(d->ctx, -1.0, lji_d_identity(d->ctx, e->rows * e->cols));
+}
+
+static lj_op *scale_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    LJI_UNUSED(which);
+    return lji_d_scaled(d->ctx, e->p, lji_d_identity(d->ctx, e->rows * e->cols));
+}
+
+/* Diag(vec B) dA, with a broadcast operand's own cases */
+static lj_op *hadamard_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    const lj_expr *c = which ? e->b : e->a, *o = which ? e->a : e->b;
+    int64_t mn = e->rows * e->cols;
+    if (lji_is_scalar(c) && mn != 1) return lji_d_vec(d, o);
+    if (lji_is_scalar(o) && mn != 1) return lji_d_scaled(d->ctx, lji_d_val(d, o)[0], lji_d_identity(d->ctx, mn));
+    char *l = lji_d_vec_label(d, o, "", "");
+    lj_op *r = l ? lj_op_diag(d->ctx, mn, lji_d_val(d, o), l) : NULL;
+    free(l);
+    return r;
+}
+
+static double f_recip(double x, double y, double p) { LJI_UNUSED(x); LJI_UNUSED(p); return 1.0 / y; }
+static double f_quot2(double x, double y, double p) { LJI_UNUSED(p); return x / (y * y); }
+
+/* Diag(vec 1./B) dA − Diag(vec A./B.^2) dB */
+static lj_op *hdiv_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    const lj_expr *a = e->a, *b = e->b, *c = which ? b : a;
+    int64_t mn = e->rows * e->cols, an = a->rows * a->cols, bn = b->rows * b->cols;
+    const double *A = lji_d_val(d, a), *B = lji_d_val(d, b);
+    bool column = lji_is_scalar(c) && mn != 1;
+    if (!which) {
+        if (!column && lji_is_scalar(b) && mn != 1) /* A ./ s: (1/s)·I */
+            return lji_d_scaled(d->ctx, 1.0 / B[0], lji_d_identity(d->ctx, mn));
+        char *l = lji_d_vec_label(d, b, "1./", "");
+        lj_op *r = l ? lji_d_elem(d, mn, NULL, 0, B, bn, 0, f_recip, l, column) : NULL;
+        free(l);
+        return r;
+    }
+    char *la = lji_d_label(d, a), *lb = lji_d_label(d, b);
+    lji_buf bb;
+    lji_buf_init(&bb, d->ctx);
+    lji_buf_printf(&bb, "vec(%s./%s.^2)", la ? la : "?", lb ? lb : "?");
+    free(la);
+    free(lb);
+    char *l = lji_buf_finish(&bb, "jacobian");
+    lj_op *r = l ? lji_d_elem(d, mn, A, an, B, bn, 0, f_quot2, l, column) : NULL;
+    free(l);
+    return lji_d_scaled(d->ctx, -1.0, r);
+}
+
+static lj_op *divs_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    double s = lji_d_val(d, e->b)[0];
+    if (!which) return lji_d_scaled(d->ctx, 1.0 / s, lji_d_identity(d->ctx, e->rows * e->cols));
+    return lji_d_scaled(d->ctx, -1.0 / (s * s), lji_d_vec(d, e->a));
+}
+
+static double f_pow(double x, double y, double p) { LJI_UNUSED(y); return p * pow(x, p - 1); }
+
+/* Diag(p·(vec A).^(p−1)) */
+static lj_op *pow_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    LJI_UNUSED(which);
+    char *v = lji_d_vec_label(d, e->a, "", "");
+    if (!v) return NULL;
+    lji_buf bb;
+    lji_buf_init(&bb, d->ctx);
+    if (e->p == 2) lji_buf_printf(&bb, "2·%s", v);
+    else lji_buf_printf(&bb, "%g·(%s).^%g", e->p, v, e->p - 1);
+    free(v);
+    char *l = lji_buf_finish(&bb, "jacobian");
+    int64_t mn = e->rows * e->cols;
+    lj_op *r = l ? lji_d_elem(d, mn, lji_d_val(d, e->a), mn, NULL, 0, e->p, f_pow, l, false) : NULL;
+    free(l);
+    return r;
+}
+
+/* max and min: 1 where the operand is the one taken, 0 where it is not, and
+ * ½ at ties (PyTorch's convention for maximum and minimum: the gradient is
+ * shared evenly). */
+static double f_takes_max(double x, double y, double p) { LJI_UNUSED(p); return x > y ? 1.0 : x < y ? 0.0 : 0.5; }
+static double f_takes_min(double x, double y, double p) { LJI_UNUSED(p); return x < y ? 1.0 : x > y ? 0.0 : 0.5; }
+
+static lj_op *maxmin_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    const lj_expr *c = which ? e->b : e->a, *o = which ? e->a : e->b;
+    int64_t mn = e->rows * e->cols;
+    bool max = e->def == &lji_op_max;
+    char *lc = lji_d_label(d, c), *lo = lji_d_label(d, o);
+    lji_buf bb;
+    lji_buf_init(&bb, d->ctx);
+    lji_buf_printf(&bb, "vec[%s %s %s]", lc ? lc : "?", max ? ">" : "<", lo ? lo : "?");
+    free(lc);
+    free(lo);
+    char *l = lji_buf_finish(&bb, "jacobian");
+    lj_op *r = l ? lji_d_elem(d, mn, lji_d_val(d, c), c->rows * c->cols, lji_d_val(d, o), o->rows * o->cols,
+                              0, max ? f_takes_max : f_takes_min, l, lji_is_scalar(c) && mn != 1)
+                 : NULL;
+    free(l);
+    return r;
+}
+
+/* d(a^b) = b·a^(b−1) da + a^b·log(a) db */
+static lj_op *power_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    double a = lji_d_val(d, e->a)[0], b = lji_d_val(d, e->b)[0], g;
+    char *la = lji_d_label(d, e->a), *lb = lji_d_label(d, e->b);
+    lji_buf bb;
+    lji_buf_init(&bb, d->ctx);
+    bool number = e->b->def == &lji_op_const && !e->b->name; /* a^2: 2·a */
+    if (!which) {
+        g = b * pow(a, b - 1);
+        if (number && b == 2) lji_buf_printf(&bb, "2·%s", la ? la : "?");
+        else if (number) lji_buf_printf(&bb, "%g·%s^%g", b, la ? la : "?", b - 1);
+        else lji_buf_printf(&bb, "%s·%s^(%s − 1)", lb ? lb : "?", la ? la : "?", lb ? lb : "?");
+    } else {
+        g = pow(a, b) * log(a);
+        lji_buf_printf(&bb, "%s^%s·log %s", la ? la : "?", lb ? lb : "?", la ? la : "?");
+    }
+    free(la);
+    free(lb);
+    char *l = lji_buf_finish(&bb, "jacobian");
+    if (which && !(a > 0)) {
+        free(l);
+        lji_error(d->ctx, LJ_ERR_DOMAIN, "power: d(a^b)/db needs a > 0, not a = %g", a);
+        return NULL;
+    }
+    lj_op *r = l ? lj_op_dense(d->ctx, 1, 1, &g, 1, l) : NULL;
+    free(l);
+    return r;
+}
+
+/* ---- printing --------------------------------------------------------------------- */
+
+static void neg_write(lji_buf *b, const lj_expr *e)
+{
+    lji_buf_puts(b, b->math ? "−" : "-");
+    lji_expr_write(b, e->a, 3);
+}
+
+static void scale_write(lji_buf *b, const lj_expr *e)
+{
+    lji_buf_printf(b, b->math ? "%.6g·" : "%.17g*", e->p);
+    lji_expr_write(b, e->a, 3);
+}
+
+static void pow_write(lji_buf *b, const lj_expr *e)
+{
+    lji_expr_write(b, e->a, 5);
+    lji_buf_printf(b, e->p < 0 ? ".^(%.17g)" : ".^%.17g", e->p);
+}
+
+static void power_write(lji_buf *b, const lj_expr *e)
+{
+    lji_expr_write(b, e->a, 5);
+    lji_buf_puts(b, "^");
+    lji_expr_write(b, e->b, 4);
+}
+
+/* ---- the entries ------------------------------------------------------------------ */
+
+#define ELEMENTWISE(nm, s, ms, loc, rd0, rd1, fail)                                              \
+    { .name = nm, .arity = 2, .level = 2, .sym = s, .msym = ms, .shape = lji_shape_broadcast,     \
+      .eval = binary_eval, .local = loc, .reads = { rd0, rd1 }, .can_fail = fail }
+
+const lji_opdef lji_op_add = { .name = "add", .arity = 2, .level = 1, .sym = "+", .msym = " + ",
+                               .shape = lji_shape_broadcast, .eval = binary_eval, .local = sum_local };
+const lji_opdef lji_op_sub = { .name = "sub", .arity = 2, .level = 1, .sym = "-", .msym = " − ",
+                               .shape = lji_shape_broadcast, .eval = binary_eval, .local = sum_local };
+const lji_opdef lji_op_hadamard = ELEMENTWISE("hadamard", ".*", " ∘ ", hadamard_local, LJI_READ_OTHER,
+                                              LJI_READ_OTHER, false);
+const lji_opdef lji_op_hdiv = ELEMENTWISE("hdiv", "./", " ⊘ ", hdiv_local, LJI_READ_OTHER,
+                                          LJI_READ_OPERAND | LJI_READ_OTHER, true);
+const lji_opdef lji_op_divs = { .name = "div", .arity = 2, .level = 2, .sym = "/", .msym = "/",
+                                .shape = divs_shape, .eval = divs_eval, .local = divs_local,
+                                .reads = { LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER },
+                                .can_fail = true };
+const lji_opdef lji_op_neg = { .name = "neg", .arity = 1, .level = 3, .shape = lji_shape_same,
+                               .eval = neg_eval, .local = neg_local, .write = neg_write };
+const lji_opdef lji_op_scale = { .name = "scale", .arity = 1, .level = 2, .shape = lji_shape_same,
+                                 .eval = scale_eval, .local = scale_local, .write = scale_write };
+const lji_opdef lji_op_pow = { .name = "pow", .arity = 1, .level = 4, .shape = lji_shape_same,
+                               .eval = pow_eval, .local = pow_local, .reads = { LJI_READ_OPERAND, 0 },
+                               .can_fail = true, .write = pow_write };
+const lji_opdef lji_op_max = { .name = "max", .arity = 2, .function = true, .level = 6, .sym = "and",
+                               .shape = lji_shape_broadcast, .eval = binary_eval, .local = maxmin_local,
+                               .reads = { LJI_READ_OPERAND | LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER } };
+const lji_opdef lji_op_min = { .name = "min", .arity = 2, .function = true, .level = 6, .sym = "and",
+                               .shape = lji_shape_broadcast, .eval = binary_eval, .local = maxmin_local,
+                               .reads = { LJI_READ_OPERAND | LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER } };
+const lji_opdef lji_op_power = { .name = "power", .arity = 2, .level = 4, .sym = "^", .msym = "^",
+                                 .shape = power_shape, .eval = power_eval, .local = power_local,
+                                 .reads = { LJI_READ_OPERAND | LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER },
+                                 .can_fail = true, .write = power_write };

@@ -1,0 +1,139 @@
+/* Elementwise functions: one entry each, holding the scalar function, its
+ * derivative, its domain and the label of its derivative in printed
+ * Jacobians; evaluation and the local Jacobian Diag(f'(vec A)) are shared.
+ *
+ * At points where f is not differentiable the derivative follows PyTorch:
+ * abs'(0) = 0 and relu'(0) = 0 (the subgradient 0), sign' = 0 everywhere;
+ * sqrt at 0 and asin, acos at ±1, where the derivative is infinite, are
+ * errors (LJ_ERR_DOMAIN) rather than infinities in J. */
+#include "config.h"
+#include "ops.h"
+#include <inttypes.h>
+#include <math.h>
+
+static double d_exp(double x) { return exp(x); }
+static double d_log(double x) { return 1.0 / x; }
+static double d_sin(double x) { return cos(x); }
+static double d_cos(double x) { return -sin(x); }
+static double d_tanh(double x) { double t = tanh(x); return 1 - t * t; }
+static double d_sqrt(double x) { return 0.5 / sqrt(x); }
+static double f_sign(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0; }
+static double d_zero(double x) { LJI_UNUSED(x); return 0.0; }
+static double f_relu(double x) { return x > 0 ? x : 0.0; }
+static double d_relu(double x) { return x > 0 ? 1.0 : 0.0; }
+static double d_tan(double x) { double t = tan(x); return 1 + t * t; }
+static double d_asin(double x) { return 1.0 / sqrt(1 - x * x); }
+static double d_acos(double x) { return -1.0 / sqrt(1 - x * x); }
+static double d_atan(double x) { return 1.0 / (1 + x * x); }
+static double f_sigmoid(double x)
+{
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double t = exp(x);
+    return t / (1.0 + t);
+}
+static double d_sigmoid(double x) { double s = f_sigmoid(x); return s * (1 - s); }
+static double f_softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+static double d_log1p(double x) { return 1.0 / (1 + x); }
+
+static bool positive(double x) { return x > 0; }
+static bool nonnegative(double x) { return x >= 0; }
+static bool unit_interval(double x) { return x >= -1 && x <= 1; }
+static bool above_minus_one(double x) { return x > -1; }
+static bool nonzero(double x) { return x != 0; }
+static bool inside_unit(double x) { return x > -1 && x < 1; }
+
+static lj_status func_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    LJI_UNUSED(B);
+    const lji_opdef *d = e->def;
+    int64_t m = e->rows;
+    for (int64_t i = 0; i < e->rows * e->cols; i++) {
+        if (d->in_domain && !d->in_domain(A[i]))
+            return lji_error(ctx, LJ_ERR_DOMAIN, "%s: argument %g is %s at entry (%" PRId64 ",%" PRId64 ")",
+                             d->name, A[i], d->domain, i % m + 1, i / m + 1);
+        out[i] = d->f(A[i]);
+    }
+    return LJ_OK;
+}
+
+/* Diag(f'(vec A)); the zero operator for a function whose derivative is 0 */
+static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    LJI_UNUSED(which);
+    const lji_opdef *f = e->def;
+    int64_t mn = e->rows * e->cols;
+    if (f->df == d_zero) return lj_op_zero(d->ctx, mn, mn);
+    const double *A = lji_d_val(d, e->a);
+    for (int64_t i = 0; i < mn; i++)
+        if ((f->in_domain && !f->in_domain(A[i])) || (f->diff_at && !f->diff_at(A[i]))) {
+            lji_error(d->ctx, LJ_ERR_DOMAIN, "%s: not differentiable at %g (entry %" PRId64 ")", f->name,
+                      A[i], i + 1);
+            return NULL;
+        }
+    double *g = lji_malloc(d->ctx, (size_t)(mn ? mn : 1) * sizeof *g);
+    char *v = lji_d_vec_label(d, e->a, "", "");
+    lj_op *r = NULL;
+    if (g && v) {
+        for (int64_t i = 0; i < mn; i++) g[i] = f->df(A[i]);
+        /* the label: dpre with "vec A" in place of each '@' */
+        lji_buf b;
+        lji_buf_init(&b, d->ctx);
+        for (const char *s = f->dpre; *s; s++)
+            if (*s == '@') lji_buf_puts(&b, v);
+            else lji_buf_printf(&b, "%c", *s);
+        char *l = lji_buf_finish(&b, "jacobian");
+        if (l) r = lj_op_diag(d->ctx, mn, g, l);
+        free(l);
+    } else
+        lji_nomem(d->ctx, "jacobian");
+    free(g);
+    free(v);
+    return r;
+}
+
+/* One entry: the label template writes '@' for "vec A". */
+#define FUNC(nm, F, DF, INDOM, OUTSIDE, DIFFAT, LABEL)                                            \
+    { .name = nm, .arity = 1, .function = true, .level = 6, .shape = lji_shape_same,               \
+      .eval = func_eval, .local = func_local, .reads = { LJI_READ_OPERAND, 0 },                    \
+      .can_fail = INDOM != NULL, .f = F, .df = DF, .in_domain = INDOM, .domain = OUTSIDE,           \
+      .diff_at = DIFFAT, .dpre = LABEL }
+
+static const lji_opdef fn_exp = FUNC("exp", exp, d_exp, NULL, NULL, NULL, "exp(@)");
+static const lji_opdef fn_log = FUNC("log", log, d_log, positive, "not positive", NULL, "1./@");
+static const lji_opdef fn_sin = FUNC("sin", sin, d_sin, NULL, NULL, NULL, "cos(@)");
+static const lji_opdef fn_cos = FUNC("cos", cos, d_cos, NULL, NULL, NULL, "−sin(@)");
+static const lji_opdef fn_tanh = FUNC("tanh", tanh, d_tanh, NULL, NULL, NULL, "1 − tanh²(@)");
+static const lji_opdef fn_sqrt = FUNC("sqrt", sqrt, d_sqrt, nonnegative, "negative", nonzero,
+                                      "1./(2·sqrt(@))");
+static const lji_opdef fn_abs = FUNC("abs", fabs, f_sign, NULL, NULL, NULL, "sign(@)");
+static const lji_opdef fn_sign = FUNC("sign", f_sign, d_zero, NULL, NULL, NULL, "0");
+static const lji_opdef fn_relu = FUNC("relu", f_relu, d_relu, NULL, NULL, NULL, "[@ > 0]");
+static const lji_opdef fn_tan = FUNC("tan", tan, d_tan, NULL, NULL, NULL, "1 + tan²(@)");
+static const lji_opdef fn_asin = FUNC("asin", asin, d_asin, unit_interval, "outside [-1, 1]", inside_unit,
+                                      "1./sqrt(1 − (@).^2)");
+static const lji_opdef fn_acos = FUNC("acos", acos, d_acos, unit_interval, "outside [-1, 1]", inside_unit,
+                                      "−1./sqrt(1 − (@).^2)");
+static const lji_opdef fn_atan = FUNC("atan", atan, d_atan, NULL, NULL, NULL, "1./(1 + (@).^2)");
+static const lji_opdef fn_sinh = FUNC("sinh", sinh, cosh, NULL, NULL, NULL, "cosh(@)");
+static const lji_opdef fn_cosh = FUNC("cosh", cosh, sinh, NULL, NULL, NULL, "sinh(@)");
+static const lji_opdef fn_sigmoid = FUNC("sigmoid", f_sigmoid, d_sigmoid, NULL, NULL, NULL,
+                                         "σ(@) ∘ (1 − σ(@))");
+static const lji_opdef fn_softplus = FUNC("softplus", f_softplus, f_sigmoid, NULL, NULL, NULL, "σ(@)");
+static const lji_opdef fn_log1p = FUNC("log1p", log1p, d_log1p, above_minus_one, "not above -1", NULL,
+                                       "1./(1 + @)");
+static const lji_opdef fn_expm1 = FUNC("expm1", expm1, d_exp, NULL, NULL, NULL, "exp(@)");
+
+/* in the order of lj_func */
+const lji_opdef *const lji_func_defs[] = {
+    &fn_exp, &fn_log, &fn_sin, &fn_cos, &fn_tanh, &fn_sqrt, &fn_abs, &fn_sign, &fn_relu, &fn_tan,
+    &fn_asin, &fn_acos, &fn_atan, &fn_sinh, &fn_cosh, &fn_sigmoid, &fn_softplus, &fn_log1p, &fn_expm1,
+};
+const int lji_n_funcs = (int)(sizeof lji_func_defs / sizeof lji_func_defs[0]);
+
+const lji_opdef *const lji_language_functions[] = {
+    &lji_op_trace, &lji_op_sum, &fn_exp, &fn_log, &fn_sin, &fn_cos, &fn_tanh, &fn_sqrt, &fn_abs,
+    &fn_sign, &fn_relu, &fn_tan, &fn_asin, &fn_acos, &fn_atan, &fn_sinh, &fn_cosh, &fn_sigmoid,
+    &fn_softplus, &fn_log1p, &fn_expm1, &lji_op_inv, &lji_op_det, &lji_op_logdet, &lji_op_kron,
+    &lji_op_diag, &lji_op_vec, &lji_op_norm1, &lji_op_norm2, &lji_op_max, &lji_op_min, &lji_op_eye,
+    NULL,
+};

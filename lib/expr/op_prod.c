@@ -1,0 +1,132 @@
+/* Products and rearrangements: the matrix product (and scalar multiples),
+ * the Kronecker product, the transpose. */
+#include "config.h"
+#include "ops.h"
+#include "../core/lji_blas.h"
+#include <inttypes.h>
+
+static lj_status mul_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                           int64_t *r, int64_t *c)
+{
+    LJI_UNUSED(d);
+    if (lji_is_scalar(a) || lji_is_scalar(b)) { /* a scalar multiple */
+        const lj_expr *m = lji_is_scalar(a) ? b : a;
+        *r = m->rows;
+        *c = m->cols;
+        return LJ_OK;
+    }
+    if (a->cols != b->rows)
+        return lji_error(ctx, LJ_ERR_SHAPE, "mul: inner dimensions differ: " LJI_SHP "·" LJI_SHP, a->rows,
+                         a->cols, b->rows, b->cols);
+    *r = a->rows;
+    *c = b->cols;
+    return LJ_OK;
+}
+
+static lj_status mul_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    const lj_expr *a = e->a, *b = e->b;
+    int64_t m = e->rows, n = e->cols, mn = m * n;
+    if (lji_is_scalar(a) || lji_is_scalar(b)) {
+        const double *s = lji_is_scalar(a) ? A : B, *M = lji_is_scalar(a) ? B : A;
+        bool both = lji_is_scalar(a) && lji_is_scalar(b);
+        for (int64_t i = 0; i < mn; i++) out[i] = both ? A[0] * B[0] : s[0] * M[i];
+        return LJ_OK;
+    }
+    return lji_gemm(ctx, "mul", false, false, m, n, a->cols, 1.0, A, a->rows > 0 ? a->rows : 1, B,
+                    b->rows > 0 ? b->rows : 1, 0.0, out, m > 0 ? m : 1);
+}
+
+/* (B^T ⊗ I_m) dA + (I_q ⊗ A) dB; scalar factors by their own rules */
+static lj_op *mul_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    lj_context *ctx = d->ctx;
+    const lj_expr *a = e->a, *b = e->b, *c = which ? b : a, *o = which ? a : b;
+    int64_t mn = e->rows * e->cols;
+    if (lji_is_scalar(c) && !lji_is_scalar(o)) return lji_d_vec(d, o); /* d(s·M)/ds = vec M */
+    if (lji_is_scalar(o)) return lji_d_scaled(ctx, lji_d_val(d, o)[0], lji_d_identity(ctx, mn));
+    if (!which) return lji_d_kron(ctx, lji_d_transposed(ctx, lji_d_opval(d, b)), lji_d_identity(ctx, a->rows));
+    return lji_d_kron(ctx, lji_d_identity(ctx, b->cols), lji_d_opval(d, a));
+}
+
+static lj_status kron_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                            int64_t *r, int64_t *c)
+{
+    LJI_UNUSED(d);
+    if (!lji_mul_ok(a->rows, b->rows, r) || !lji_mul_ok(a->cols, b->cols, c) || !lji_size_ok(*r, *c, NULL))
+        return lji_error(ctx, LJ_ERR_OVERFLOW, "kron: " LJI_SHP " ⊗ " LJI_SHP " overflows", a->rows, a->cols,
+                         b->rows, b->cols);
+    return LJ_OK;
+}
+
+static lj_status kron_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    LJI_UNUSED(ctx);
+    int64_t ar = e->a->rows, ac = e->a->cols, br = e->b->rows, bc = e->b->cols, m = e->rows;
+    for (int64_t ja = 0; ja < ac; ja++)
+        for (int64_t jb = 0; jb < bc; jb++)
+            for (int64_t ia = 0; ia < ar; ia++)
+                for (int64_t ib = 0; ib < br; ib++)
+                    out[(ia * br + ib) + (ja * bc + jb) * m] = A[ia + ja * ar] * B[ib + jb * br];
+    return LJ_OK;
+}
+
+/* (I_n ⊗ K_{q,m} ⊗ I_p)[(I_{mn} ⊗ vec B) dA + (vec A ⊗ I_{pq}) dB] */
+static lj_op *kron_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    lj_context *ctx = d->ctx;
+    int64_t m = e->a->rows, n = e->a->cols, p = e->b->rows, q = e->b->cols;
+    lj_op *In = lj_op_identity(ctx, n), *K = lj_op_commutation(ctx, q, m), *Ip = lj_op_identity(ctx, p);
+    const lj_op *three[3] = { In, K, Ip };
+    lj_op *P = (In && K && Ip) ? lj_op_kron_n(ctx, 3, three) : NULL;
+    lj_op_free(&In);
+    lj_op_free(&K);
+    lj_op_free(&Ip);
+    lj_op *inner = !which ? lji_d_kron(ctx, lji_d_identity(ctx, m * n), lji_d_vec(d, e->b))
+                          : lji_d_kron(ctx, lji_d_vec(d, e->a), lji_d_identity(ctx, p * q));
+    return lji_d_mul(ctx, P, inner);
+}
+
+static lj_status transpose_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *a,
+                                 const lj_expr *b, int64_t *r, int64_t *c)
+{
+    LJI_UNUSED(ctx);
+    LJI_UNUSED(d);
+    LJI_UNUSED(b);
+    *r = a->cols;
+    *c = a->rows;
+    return LJ_OK;
+}
+
+static lj_status transpose_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B,
+                                double *out)
+{
+    LJI_UNUSED(ctx);
+    LJI_UNUSED(B);
+    int64_t m = e->a->rows, n = e->a->cols;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) out[j + i * n] = A[i + j * m];
+    return LJ_OK;
+}
+
+static lj_op *transpose_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    LJI_UNUSED(which);
+    return lj_op_commutation(d->ctx, e->a->rows, e->a->cols);
+}
+
+static void transpose_write(lji_buf *b, const lj_expr *e)
+{
+    lji_expr_write(b, e->a, 5);
+    lji_buf_puts(b, b->math ? "^T" : "'");
+}
+
+const lji_opdef lji_op_mul = { .name = "mul", .arity = 2, .level = 2, .sym = "*", .msym = "·",
+                               .shape = mul_shape, .eval = mul_eval, .local = mul_local,
+                               .reads = { LJI_READ_OTHER, LJI_READ_OTHER } };
+const lji_opdef lji_op_kron = { .name = "kron", .arity = 2, .function = true, .level = 6, .sym = "⊗",
+                                .shape = kron_shape, .eval = kron_eval, .local = kron_local,
+                                .reads = { LJI_READ_OTHER, LJI_READ_OTHER } };
+const lji_opdef lji_op_transpose = { .name = "transpose", .arity = 1, .level = 5, .shape = transpose_shape,
+                                     .eval = transpose_eval, .local = transpose_local,
+                                     .write = transpose_write };

@@ -1,0 +1,117 @@
+/* Expression operations, one table entry each (the shape of lib/op/): an
+ * entry holds the operation's name and arity, its shape rule and message,
+ * its evaluation, its local Jacobians and which values they read, and how
+ * it prints. Evaluation, differentiation, printing and the parser look the
+ * entry up; none of them switches over operations.
+ *
+ * Adding an operation
+ * -------------------
+ * An elementwise function is one entry in op_func.c: the scalar function,
+ * its derivative, its domain (or none), and the label of its derivative in
+ * printed Jacobians ("exp(" … ")"); append its lj_func id at the end of
+ * the enum in include/lazyjac.h and name it in `lji_func_defs`. The parser
+ * finds it by name, the command and the API have it at once. Then add its
+ * tests: the value against libm, the Jacobian against central differences
+ * away from kinks, its kink convention, and a printing round trip
+ * (tests/check_expr.c, tests/check_parse.c).
+ * Any other operation is an entry in its family's file (op_arith.c,
+ * op_prod.c, op_reduce.c, op_linalg.c) with `shape`, `eval` and `local`
+ * functions of a few lines each, and a constructor in expr.c's style. */
+#ifndef LJI_OPS_H
+#define LJI_OPS_H
+#include "expr.h"
+
+/* The values local(e, which) reads, beside the operands' shapes. */
+enum { LJI_READ_OPERAND = 1, /* the operand `which` */
+       LJI_READ_OTHER = 2,   /* the other operand */
+       LJI_READ_NODE = 4 };  /* e's own value */
+
+/* Differentiation context: the plan's order and values, the variable, and
+ * a cache of node values as labelled dense operators. */
+typedef struct lji_dctx {
+    lj_context *ctx;
+    const lji_topo *t;
+    double **vals;
+    const lj_expr *var;
+    lj_op **opval;
+} lji_dctx;
+
+struct lji_opdef {
+    const char *name;   /* in the language (functions) and in messages */
+    int arity;          /* 0 for leaves and eye */
+    bool function;      /* written name(args); the parser finds it by name */
+    int level;          /* binding strength when printed: 1 sum, 2 term,
+                           3 unary, 4 power, 5 postfix, 6 primary */
+    const char *sym, *msym; /* infix symbol in the language and in labels */
+    /* the result's shape, or an error naming the operation and shapes */
+    lj_status (*shape)(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                       int64_t *rows, int64_t *cols);
+    /* out (rows×cols of e) from the operands' values A and B */
+    lj_status (*eval)(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out);
+    /* d vec e / d vec (operand `which`), a new operator */
+    lj_op *(*local)(lji_dctx *d, const lj_expr *e, int which);
+    unsigned char reads[2]; /* LJI_READ_* for which = 0, 1 */
+    bool can_fail;          /* the value can fail (domain, singular) */
+    /* custom printing (NULL: function call or infix `sym`) */
+    void (*write)(lji_buf *b, const lj_expr *e);
+    /* elementwise scalar functions (op_func.c) */
+    double (*f)(double);
+    double (*df)(double);
+    const char *domain;     /* NULL, or what an argument must be: "positive" */
+    bool (*in_domain)(double x);
+    bool (*diff_at)(double x); /* NULL, or false where f' does not exist */
+    const char *dpre, *dpost;  /* f'(vec A) printed as dpre "vec A" dpost */
+};
+
+/* The entries, by family. */
+extern const lji_opdef lji_op_var, lji_op_const, lji_op_eye;
+extern const lji_opdef lji_op_add, lji_op_sub, lji_op_neg, lji_op_scale, lji_op_hadamard,
+    lji_op_hdiv, lji_op_divs, lji_op_pow, lji_op_max, lji_op_min, lji_op_power;
+extern const lji_opdef lji_op_mul, lji_op_kron, lji_op_transpose;
+extern const lji_opdef lji_op_trace, lji_op_sum, lji_op_norm2, lji_op_norm1, lji_op_vec, lji_op_diag;
+extern const lji_opdef lji_op_inv, lji_op_det, lji_op_logdet;
+/* elementwise functions, indexed by lj_func */
+extern const lji_opdef *const lji_func_defs[];
+extern const int lji_n_funcs;
+/* every function the language has, for the parser (NULL-terminated) */
+extern const lji_opdef *const lji_language_functions[];
+
+/* Generic constructors: operands checked, shape rule applied. */
+lj_expr *lji_expr_unary(lj_context *ctx, const lji_opdef *d, lj_expr *a);
+lj_expr *lji_expr_binary(lj_context *ctx, const lji_opdef *d, lj_expr *a, lj_expr *b);
+bool lji_is_scalar(const lj_expr *e);
+
+/* Shape rules shared by several entries. */
+lj_status lji_shape_same(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                         int64_t *r, int64_t *c);
+lj_status lji_shape_broadcast(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                              int64_t *r, int64_t *c);
+lj_status lji_shape_scalar(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                           int64_t *r, int64_t *c);
+lj_status lji_shape_square(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
+                           int64_t *r, int64_t *c);
+
+/* Helpers for local Jacobians (diff.c). Functions that take operators
+ * consume them (NULL in gives NULL out). */
+double *lji_d_val(lji_dctx *d, const lj_expr *e);
+lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e);   /* e's value as a labelled operator */
+lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e);     /* vec of e's value, (mn)×1 */
+char *lji_d_label(lji_dctx *d, const lj_expr *e);    /* "A", "(A·B)", "1_n" */
+char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix);
+/* Diag(g) (or the column g when as_column) with g[i] = f(x[i], y[i], p);
+ * x or y of length 1 broadcast. */
+typedef double (*lji_elem_fn)(double x, double y, double p);
+lj_op *lji_d_elem(lji_dctx *d, int64_t mn, const double *x, int64_t xn, const double *y, int64_t yn,
+                  double p, lji_elem_fn f, const char *label, bool as_column);
+lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a);
+lj_op *lji_d_transposed(lj_context *ctx, lj_op *a);
+lj_op *lji_d_mul(lj_context *ctx, lj_op *a, lj_op *b);
+lj_op *lji_d_kron(lj_context *ctx, lj_op *a, lj_op *b);
+lj_op *lji_d_add(lj_context *ctx, lj_op *a, lj_op *b);
+lj_op *lji_d_identity(lj_context *ctx, int64_t n);
+/* 1_n, a dense column of ones labelled "1_n" */
+lj_op *lji_d_ones(lj_context *ctx, int64_t n);
+/* The (nn)×cols selection with a one at (i + i·n, i) for i < n (cols = n),
+ * or all n ones in one column (cols = 1): vec I_n. Sparse, n entries. */
+lj_op *lji_d_selection(lj_context *ctx, int64_t nn, int64_t n, int64_t cols, const char *label);
+#endif
