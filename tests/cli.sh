@@ -5,6 +5,9 @@
 # the "lazyjac: error:" prefix, a caret for parse errors, no file left).
 set -u
 LJ="$top_builddir/tools/lazyjac"
+# LAZYJAC_WRAPPER runs every lazyjac command under a tool (valgrind, in
+# 'make check-valgrind'); its errors change the exit status, so they fail
+lj() { ${LAZYJAC_WRAPPER:-} "$LJ" "$@"; }
 TOOL="$top_builddir/tests/mtxtool"
 CASES="$top_srcdir/tests/cases"
 T=$(mktemp -d /tmp/lj_cli.XXXXXX)
@@ -17,7 +20,7 @@ bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
 # run EXPECTED_STATUS DESCRIPTION -- ARGS...: runs lazyjac, checks its status
 run() {
   want=$1; what=$2; shift 3
-  "$LJ" "$@" >"$T/out" 2>"$T/err"
+  lj "$@" >"$T/out" 2>"$T/err"
   got=$?
   if [ "$got" -ne "$want" ]; then bad "$what: exit $got, want $want"; sed 's/^/  | /' "$T/err"; return 1; fi
   ok; return 0
@@ -108,7 +111,7 @@ D="-d A=3x4 -d B=4x2 -d S=3x3"
 check_bad() {
   want=$1; frag=$2; shift 2
   rm -f "$T/res.mtx"
-  "$LJ" "$@" >"$T/out" 2>"$T/err"
+  lj "$@" >"$T/out" 2>"$T/err"
   got=$?
   [ "$got" -eq "$want" ] || { bad "'$*': exit $got, want $want"; sed 's/^/  | /' "$T/err"; return; }
   head -1 "$T/err" | grep -q "^lazyjac: error: " || { bad "'$*': no 'lazyjac: error:' line"; return; }
@@ -153,7 +156,7 @@ check_bad 1 "logdet"              eval -e "logdet(-S'*S)" $D -o "$T/res.mtx"
 check_bad 1 "/nonexistent-dir/res.mtx" jacobian -e "A" -w A $D -o /nonexistent-dir/res.mtx
 }
 # a parse error shows the expression and a caret under the offending character
-"$LJ" eval -e "A + (B * )" -d A=2x2 -d B=2x2 2>"$T/err" >/dev/null
+lj eval -e "A + (B * )" -d A=2x2 -d B=2x2 2>"$T/err" >/dev/null
 sed -n 2p "$T/err" | grep -qF "  A + (B * )" && ok || bad "parse error shows the expression"
 sed -n 3p "$T/err" | grep -qx "           ^" && ok || bad "caret under ')'"
 
@@ -165,7 +168,7 @@ run 0 "eval X.^2.*X" -- eval -e "X.^2.*X" -v X="$T/x12.mtx" &&
 run 0 "eval 2./X - 2.^2" -- eval -e "2./X - 2.^2" -v X="$T/x12.mtx" &&
   { [ "$(sed -n '3p' "$T/out")" = "-3" ] && ok || bad "2./X - 2.^2: $(cat "$T/out")"; }
 # a shape error points a caret at the operator that failed
-"$LJ" eval -e "X + X*X" -d X=2x3 2>"$T/err" >/dev/null; [ $? -eq 1 ] && ok || bad "shape error exits 1"
+lj eval -e "X + X*X" -d X=2x3 2>"$T/err" >/dev/null; [ $? -eq 1 ] && ok || bad "shape error exits 1"
 sed -n 1p "$T/err" | grep -qF "mul: inner dimensions differ: (2×3)·(2×3)" && ok || bad "shape error message"
 sed -n 3p "$T/err" | grep -qx "       ^" && ok || bad "caret under the failing '*': $(cat "$T/err")"
 
@@ -174,10 +177,10 @@ printf 'W*(A.*B)\n' > "$T/seed0.txt"
 c="$CASES/seed000"
 run 0 "jacobian -f" -- jacobian -f "$T/seed0.txt" -w A -v W="$c/W.mtx" -v A="$c/A.mtx" -v B="$c/B.mtx" -o "$T/jf.mtx" &&
   { "$TOOL" diff "$T/jf.mtx" "$c/jacobian.mtx" 1e-12 && ok || bad "jacobian -f values"; }
-"$LJ" gradient -f - -w X -v X="$T/x12.mtx" -o "$T/gf.mtx" < /dev/null 2>"$T/err"; [ $? -eq 2 ] && ok || bad "-f - with empty input is a parse error"
-printf 'sum(X.*X)' | "$LJ" gradient -f - -w X -v X="$T/x12.mtx" > "$T/out" 2>"$T/err" &&
+lj gradient -f - -w X -v X="$T/x12.mtx" -o "$T/gf.mtx" < /dev/null 2>"$T/err"; [ $? -eq 2 ] && ok || bad "-f - with empty input is a parse error"
+printf 'sum(X.*X)' | lj gradient -f - -w X -v X="$T/x12.mtx" > "$T/out" 2>"$T/err" &&
   [ "$(sed -n '3,4p' "$T/out" | tr '\n' ' ')" = "4 -6 " ] && ok || bad "gradient -f -: $(cat "$T/out" "$T/err")"
-printf '0.5.*X' | "$LJ" apply -f - -w X -v X="$T/x12.mtx" --vector "$T/v2.mtx" > "$T/out" 2>"$T/err" &&
+printf '0.5.*X' | lj apply -f - -w X -v X="$T/x12.mtx" --vector "$T/v2.mtx" > "$T/out" 2>"$T/err" &&
   [ "$(sed -n '3,4p' "$T/out" | tr '\n' ' ')" = "0.5 1 " ] && ok || bad "apply -f -: $(cat "$T/out" "$T/err")"
 printf 'X +\n  2*X*X\n' > "$T/bad.txt"
 check_bad 1 "bad.txt:2:6: mul: inner dimensions differ" eval -f "$T/bad.txt" -d X=1x2 -o "$T/res.mtx"
@@ -232,6 +235,17 @@ limit_vm "$TOOL" read "$T/wide.mtx" > "$T/out" 2>"$T/err"; [ $? -eq 1 ] && grep 
 check_bad 1 "cannot be allocated" eval -e "M" -v M="$T/tall.mtx" -o "$T/res.mtx"
 check_bad 1 "truncated: it declares 1000000000 entries" eval -e "M" -v M="$T/n9.mtx" -o "$T/res.mtx"
 check_bad 1 "declaration '-d A=1000000x1000000': its 8e+03 GB of values cannot be allocated (more than this machine" eval -e "A" -d A=1000000x1000000 -o "$T/res.mtx"
+
+# ---- gradient --print and --check ------------------------------------------
+c="$CASES/seed002"
+run 0 "gradient --print --check seed002" -- gradient -e "ones'*(Q.*W)*b" -w Q -v ones="$c/ones.mtx" -v Q="$c/Q.mtx" \
+  -v W="$c/W.mtx" -v b="$c/b.mtx" --print --check &&
+  { grep -qxF "gradient = (1_3 b^T) ∘ W" "$T/out" && grep -qF "shape: 3×4" "$T/out" &&
+    grep -q "^finite-difference check: largest relative error" "$T/out" && ! grep -q "MatrixMarket" "$T/out" &&
+    ok || bad "gradient --print: $(cat "$T/out")"; }
+run 0 "gradient --print -o" -- gradient -e "tr(A*X*B)" -w X -d A=3x4 -d X=4x5 -d B=5x3 --print -o "$T/gp.mtx" &&
+  { grep -qxF "gradient = A^T B^T" "$T/out" && [ -s "$T/gp.mtx" ] && ok || bad "gradient --print -o: $(cat "$T/out")"; }
+check_bad 1 "gradient: expression is (3×5), not a scalar" gradient -e "A*X" -w X -d A=3x4 -d X=4x5 --print -o "$T/res.mtx"
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -24,7 +24,7 @@ enum { EXIT_USAGE = 2, EXIT_FAIL = 1 };
 static const char *usage_text =
     "usage: lazyjac demo [-o DIR]\n"
     "       lazyjac jacobian -e EXPR|-f FILE -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
-    "       lazyjac gradient -e EXPR|-f FILE -w VAR [DECL...] [-o FILE]\n"
+    "       lazyjac gradient -e EXPR|-f FILE -w VAR [DECL...] [-o FILE] [--print] [--check]\n"
     "       lazyjac apply    -e EXPR|-f FILE -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
     "       lazyjac eval     -e EXPR|-f FILE [DECL...] [-o FILE]\n"
     "       -f FILE (or -f - for standard input) may stand for -e EXPR everywhere.\n"
@@ -50,10 +50,13 @@ static const char *help_jacobian =
     "  --seed N  seed for the values of -d declarations (default 1)\n"
     "  -f FILE   read EXPR from FILE (- for standard input) instead of -e\n";
 static const char *help_gradient =
-    "lazyjac gradient -e EXPR|-f FILE -w VAR [DECL...] [-o FILE]\n"
+    "lazyjac gradient -e EXPR|-f FILE -w VAR [DECL...] [-o FILE] [--print] [--check]\n"
     "  The gradient of a scalar (1×1) EXPR, in VAR's shape, computed as J^T·1\n"
-    "  through the lazy operator, written as a Matrix Market array to FILE (or\n"
-    "  standard output). -f FILE reads EXPR from FILE (- for standard input).\n";
+    "  through the lazy operator, written as a Matrix Market array to FILE, or\n"
+    "  to standard output when there is no -o and neither --print nor --check\n"
+    "  is given. -f FILE reads EXPR from FILE (- for standard input).\n"
+    "  --print   gradient = <structured form> (Unicode and plain) and its shape\n"
+    "  --check   the largest relative error of J against central finite differences\n";
 static const char *help_apply =
     "lazyjac apply -e EXPR|-f FILE -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
     "  J v (or J^T v with --transpose) for the column vector in the Matrix Market\n"
@@ -485,7 +488,6 @@ static int cmd_gradient(const options *o)
 {
     int rc;
     if ((rc = reject(o, o->vector != NULL, "--vector")) || (rc = reject(o, o->transpose, "--transpose")) ||
-        (rc = reject(o, o->print || o->check, "--print or --check")) ||
         (rc = reject(o, strcmp(o->format, "mtx") != 0, "--format")))
         return rc;
     session s;
@@ -493,15 +495,31 @@ static int cmd_gradient(const options *o)
     if (!rc && (lj_expr_rows(s.f) != 1 || lj_expr_cols(s.f) != 1))
         rc = die(EXIT_FAIL, "gradient: expression is (%" PRId64 "×%" PRId64 "), not a scalar", lj_expr_rows(s.f),
                  lj_expr_cols(s.f));
+    int64_t m = lj_expr_rows(s.x), n = lj_expr_cols(s.x);
+    lj_op *J = NULL;
+    if (!rc && (o->print || o->check) && !(J = lj_expr_jacobian(s.ctx, s.f, s.x))) rc = lib_error(s.ctx);
+    if (!rc && o->print) { /* the structured form of J^T·1, in the variable's shape */
+        char *u = lj_op_print_gradient(s.ctx, J, m, n, LJ_PRINT_UNICODE);
+        char *pl = u ? lj_op_print_gradient(s.ctx, J, m, n, LJ_PRINT_PLAIN) : NULL;
+        if (!pl) rc = lib_error(s.ctx);
+        else printf("gradient = %s\nplain: %s\nshape: %" PRId64 "×%" PRId64 "\n", u, pl, m, n);
+        lj_free(u);
+        lj_free(pl);
+    }
+    if (!rc && o->check) {
+        double maxrel, fro;
+        if (lj_expr_fd_check(s.ctx, s.f, s.x, J, 0, &maxrel, &fro) != LJ_OK) rc = lib_error(s.ctx);
+        else printf("finite-difference check: largest relative error %.3e (Frobenius %.3e)\n", maxrel, fro);
+    }
     double *g = NULL;
-    if (!rc) {
-        int64_t m = lj_expr_rows(s.x), n = lj_expr_cols(s.x);
+    if (!rc && (o->out || (!o->print && !o->check))) {
         g = malloc(sizeof *g * (size_t)(m * n > 0 ? m * n : 1));
         if (!g) rc = die(EXIT_FAIL, "out of memory");
         else if (lj_expr_gradient(s.ctx, s.f, s.x, g) != LJ_OK) rc = lib_error(s.ctx);
         else rc = write_array(s.ctx, o->out, m, n, g);
     }
     free(g);
+    lj_op_free(&J);
     session_end(&s);
     return rc;
 }
