@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <dirent.h>
+#include <unistd.h>
 
 #ifndef LJ_CASES_DIR
 #define LJ_CASES_DIR "tests/cases"
@@ -1029,6 +1031,114 @@ START_TEST(test_null_operands)
 END_TEST
 
 /* Every allocation inside Jacobian construction fails in turn. */
+/* Whole workflows with an allocation failure injected at every allocation
+ * in turn: each run fails cleanly (a status and a message, nothing leaked,
+ * which ASan and valgrind check, and no file left behind) or succeeds. */
+static char wf_dir[64];
+
+static bool dir_is_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(d);
+    return n == 0;
+}
+
+/* parse → Jacobian → apply both ways → materialise → CSR → normal
+ * diagonal → write (Matrix Market, Rutherford-Boeing) → read back */
+static lj_status workflow_files(lj_context *ctx)
+{
+    static const double w[12] = { 1, 2, 3, -1, 0.5, 2, 1, 1, -2, 3, 1, 0.25 }, a[15] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3, 4, 5, 6 };
+    char mtx[128], rb[128];
+    snprintf(mtx, sizeof mtx, "%s/J.mtx", wf_dir);
+    snprintf(rb, sizeof rb, "%s/J.rb", wf_dir);
+    lj_status st = LJ_OK;
+    lj_symtab *t = lj_symtab_new(ctx);
+    lj_expr *W = lj_expr_const(ctx, "W", 4, 3, w), *A = lj_expr_var(ctx, "A", 3, 5, a), *B = lj_expr_const(ctx, "B", 3, 5, a);
+    lj_expr *f = NULL;
+    lj_op *J = NULL;
+    cholmod_sparse *S = NULL, *R = NULL;
+    lj_csr *C = NULL;
+    double x[15] = { 0 }, y[20] = { 0 }, d[15];
+    if (!t || !W || !A || !B || lj_symtab_add(ctx, t, W) || lj_symtab_add(ctx, t, A) || lj_symtab_add(ctx, t, B) ||
+        !(f = lj_parse(ctx, "tanh(W*(A.*B)) + 2*W*A", t, NULL)) || !(J = lj_expr_jacobian(ctx, f, A)) ||
+        lj_op_apply(ctx, J, 0, 1.0, x, 0.0, y) || lj_op_apply(ctx, J, 1, 1.0, y, 0.0, x) ||
+        !(S = lj_op_to_sparse(ctx, J)) || !(C = lj_op_to_csr(ctx, J)) || lj_op_normal_diag(ctx, J, d) ||
+        lj_op_write_mtx(ctx, J, mtx) || !(R = lj_read_sparse_mtx(ctx, mtx)) ||
+        lj_op_write_rb(ctx, J, rb, NULL, NULL))
+        st = lj_context_status(ctx);
+    cholmod_sparse *R2 = st == LJ_OK ? lj_read_sparse_rb(ctx, rb) : NULL;
+    if (st == LJ_OK && !R2) st = lj_context_status(ctx);
+    unlink(mtx);
+    unlink(rb);
+    lj_sparse_free(ctx, &S);
+    lj_sparse_free(ctx, &R);
+    lj_sparse_free(ctx, &R2);
+    lj_csr_free(&C);
+    lj_op_free(&J);
+    lj_expr_free(&f);
+    lj_expr_free(&W);
+    lj_expr_free(&A);
+    lj_expr_free(&B);
+    lj_symtab_free(&t);
+    return st;
+}
+
+/* a Jacobian plan evaluated twice as a leaf changes */
+static lj_status workflow_plan(lj_context *ctx)
+{
+    static const double u[6] = { 1, 2, 3, 4, 5, 6 }, v[8] = { 1, -1, 2, 0.5, 3, 1, 1, 2 };
+    lj_expr *U = lj_expr_var(ctx, "U", 3, 2, u), *V = lj_expr_var(ctx, "V", 4, 2, v);
+    lj_expr *Vt = lj_expr_transpose(ctx, V), *UV = lj_expr_mul(ctx, U, Vt), *F = lj_expr_func(ctx, LJ_FN_SIN, UV);
+    const lj_expr *vars[2] = { U, V };
+    lj_jacplan *p = F ? lj_jacplan_new(ctx, F, 2, vars) : NULL;
+    double val[12];
+    lj_op *J1 = p ? lj_jacplan_eval(ctx, p, val) : NULL, *J2 = NULL;
+    if (J1 && lj_expr_set_value(ctx, U, v) == LJ_OK) J2 = lj_jacplan_eval(ctx, p, NULL);
+    lj_status st = J2 ? LJ_OK : lj_context_status(ctx);
+    lj_op_free(&J1);
+    lj_op_free(&J2);
+    lj_jacplan_free(&p);
+    lj_expr *all[] = { U, V, Vt, UV, F };
+    for (size_t i = 0; i < 5; i++) lj_expr_free(&all[i]);
+    return st;
+}
+
+START_TEST(test_alloc_failure_workflows)
+{
+    snprintf(wf_dir, sizeof wf_dir, "/tmp/lj_wf_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(wf_dir));
+    lj_status (*flows[])(lj_context *) = { workflow_files, workflow_plan };
+    const char *names[] = { "files", "plan" };
+    int64_t tried = 0;
+    for (int w = 0; w < 2; w++) {
+        lj_context *ctx = lj_context_new(); /* a fresh context each run: its workspace grows too */
+        lj_context_fail_alloc(ctx, 0, 0);
+        CK_OK(ctx, flows[w](ctx));
+        int64_t n = lj_context_fail_alloc(ctx, 0, 0); /* allocations of one clean run */
+        lj_context_free(&ctx);
+        ck_assert_int_gt(n, 20);
+        for (int64_t k = 1; k <= n; k++) {
+            ctx = lj_context_new();
+            lj_context_fail_alloc(ctx, k, 1);
+            lj_status st = flows[w](ctx);
+            ck_assert_msg(st != LJ_OK, "%s: allocation %lld of %lld failed, yet the run succeeded", names[w],
+                          (long long)k, (long long)n);
+            ck_assert_msg(lj_context_message(ctx)[0] != '\0', "%s: failure %lld has no message", names[w], (long long)k);
+            ck_assert_msg(dir_is_empty(wf_dir), "%s: failure %lld left a file behind", names[w], (long long)k);
+            lj_context_free(&ctx);
+        }
+        tried += n;
+    }
+    ck_assert_int_gt(tried, 100);
+    rmdir(wf_dir);
+}
+END_TEST
+
 START_TEST(test_alloc_failure_jacobian)
 {
     env E = { lj_context_new(), 800, { 0 }, 0 };
@@ -1090,6 +1200,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(errors, test_errors);
     tcase_add_test(errors, test_null_operands);
     tcase_add_test(errors, test_alloc_failure_jacobian);
+    tcase_add_test(errors, test_alloc_failure_workflows);
     suite_add_tcase(s, errors);
     return s;
 }

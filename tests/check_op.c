@@ -858,6 +858,134 @@ START_TEST(test_threads)
 }
 END_TEST
 
+/* One operator of every kind, each applied (one vector and several, both
+ * ways), materialised, printed and queried from 8 threads at once, each
+ * thread with its own context; every result equals the one computed alone.
+ * CI runs this case under ThreadSanitizer. */
+#define NKINDS 15
+#define NTHREADS 8
+typedef struct {
+    lj_op *op[NKINDS];
+    double *y[NKINDS][2], *Y[NKINDS];  /* reference J x, J^T w, J X */
+    char *text[NKINDS];                /* reference printing and tree */
+    int64_t nnz[NKINDS];
+    double *x, *w, *X;                 /* inputs, long enough for every operator */
+} kinds_ref;
+
+typedef struct { const kinds_ref *r; int ok; char why[200]; } kinds_job;
+
+static void *use_every_kind(void *arg)
+{
+    kinds_job *j = arg;
+    const kinds_ref *r = j->r;
+    lj_context *ctx = lj_context_new();
+    double y[64], Y[64 * 3];
+    j->ok = ctx != NULL;
+    for (int round = 0; round < 10 && j->ok; round++)
+        for (int k = 0; k < NKINDS && j->ok; k++) {
+            const lj_op *J = r->op[k];
+            int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+            bool same = lj_op_apply(ctx, J, 0, 1.0, r->x, 0.0, y) == LJ_OK && !memcmp(y, r->y[k][0], (size_t)m * 8);
+            same = same && lj_op_apply(ctx, J, 1, 1.0, r->w, 0.0, y) == LJ_OK && !memcmp(y, r->y[k][1], (size_t)n * 8);
+            same = same && lj_op_apply_multi(ctx, J, 0, 3, 1.0, r->X, n > 0 ? n : 1, 0.0, Y, m > 0 ? m : 1) == LJ_OK &&
+                   !memcmp(Y, r->Y[k], (size_t)(3 * m) * 8);
+            char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *t = lj_op_tree(ctx, J);
+            same = same && p && t && !strncmp(r->text[k], p, strlen(p)) && strstr(r->text[k], t);
+            lj_free(p);
+            lj_free(t);
+            cholmod_sparse *S = lj_op_to_sparse(ctx, J);
+            int exact;
+            same = same && S && ((int64_t *)S->p)[S->ncol] == r->nnz[k] && lj_op_nnz(ctx, J, &exact) >= 0 &&
+                   lj_op_equal(J, r->op[k]);
+            lj_sparse_free(ctx, &S);
+            double f, b;
+            same = same && lj_op_cost(ctx, J, &f, &b) == LJ_OK;
+            if (!same) {
+                j->ok = 0;
+                snprintf(j->why, sizeof j->why, "kind %s differs in a thread: %s", lj_op_kind_name(J),
+                         lj_context_message(ctx));
+            }
+        }
+    lj_context_free(&ctx);
+    return NULL;
+}
+
+START_TEST(test_threads_every_kind)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 808;
+    tmat A = tm_rand(6, 4, &seed), B = tm_rand(6, 5, &seed), C = tm_rand(5, 4, &seed), P = tm_rand(2, 2, &seed);
+    tmat Q = tm_rand(3, 2, &seed), R, T = tm_rand(4, 6, &seed), u = tm_rand(6, 1, &seed), v = tm_rand(4, 1, &seed);
+    cholmod_sparse *cs = rand_sparse(ctx, 6, 4, &seed, &R);
+    double d[6] = { 1, -2, 3, 0.5, 4, -1 };
+    int64_t perm[6] = { 3, 0, 5, 1, 4, 2 };
+    lj_op *a = dense_of(ctx, A, "A"), *s = lj_op_sparse(ctx, cs, "S");
+    lj_op *b = dense_of(ctx, B, "B"), *c = dense_of(ctx, C, "C"), *t = dense_of(ctx, T, "T");
+    lj_op *p = dense_of(ctx, P, "P"), *q = dense_of(ctx, Q, "Q");
+    const lj_op *aa[2] = { a, a };
+    kinds_ref r = { .op = { lj_op_identity(ctx, 6), lj_op_zero(ctx, 6, 4), lj_op_scale(ctx, 2.5, a),
+                      lj_op_diag(ctx, 6, d, "d"), lj_op_retain(a), lj_op_retain(s), lj_op_perm(ctx, 6, perm, "P"),
+                      lj_op_commutation(ctx, 2, 3), lj_op_kron(ctx, p, q), lj_op_mul(ctx, b, c),
+                      lj_op_add(ctx, a, s), lj_op_transpose(ctx, t), lj_op_hstack(ctx, 2, aa),
+                      lj_op_vstack(ctx, 2, aa), lj_op_rank1(ctx, 6, u.a, "u", 4, v.a, "v") } };
+    bool seen[NKINDS] = { false };
+    r.x = calloc(64, 8);
+    r.w = calloc(64, 8);
+    r.X = calloc(64 * 3, 8);
+    for (int i = 0; i < 64 * 3; i++) r.X[i] = sin(i + 1.0);
+    for (int i = 0; i < 64; i++) r.x[i] = cos(i + 0.5), r.w[i] = sin(2.0 * i);
+    for (int k = 0; k < NKINDS; k++) {
+        const lj_op *J = r.op[k];
+        CK_NN(ctx, J);
+        seen[lj_op_kind_of(J)] = true;
+        int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+        r.y[k][0] = calloc(64, 8);
+        r.y[k][1] = calloc(64, 8);
+        r.Y[k] = calloc(64 * 3, 8);
+        CK_OK(ctx, lj_op_apply(ctx, J, 0, 1.0, r.x, 0.0, r.y[k][0]));
+        CK_OK(ctx, lj_op_apply(ctx, J, 1, 1.0, r.w, 0.0, r.y[k][1]));
+        CK_OK(ctx, lj_op_apply_multi(ctx, J, 0, 3, 1.0, r.X, n > 0 ? n : 1, 0.0, r.Y[k], m > 0 ? m : 1));
+        char *pu = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *tr = lj_op_tree(ctx, J);
+        size_t len = strlen(pu) + strlen(tr) + 2;
+        r.text[k] = malloc(len);
+        snprintf(r.text[k], len, "%s\n%s", pu, tr);
+        lj_free(pu);
+        lj_free(tr);
+        cholmod_sparse *S = lj_op_to_sparse(ctx, J);
+        CK_NN(ctx, S);
+        r.nnz[k] = ((int64_t *)S->p)[S->ncol];
+        lj_sparse_free(ctx, &S);
+    }
+    for (int k = 0; k < NKINDS; k++) ck_assert_msg(seen[k], "no operator of kind %d in the thread test", k);
+    kinds_job jobs[NTHREADS];
+    pthread_t th[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        jobs[i] = (kinds_job){ &r, 0, "" };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, use_every_kind, &jobs[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(jobs[i].ok, "thread %d: %s", i, jobs[i].why);
+    }
+    for (int k = 0; k < NKINDS; k++) {
+        lj_op_free(&r.op[k]);
+        free(r.y[k][0]);
+        free(r.y[k][1]);
+        free(r.Y[k]);
+        free(r.text[k]);
+    }
+    free(r.x);
+    free(r.w);
+    free(r.X);
+    lj_op *all[] = { a, s, b, c, t, p, q };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ts[] = { A, B, C, P, Q, R, T, u, v };
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) tm_free(&ts[i]);
+    lj_sparse_free(ctx, &cs);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* Repeated applies reuse the context's workspace: no allocation after the first. */
 START_TEST(test_apply_does_not_allocate)
 {
@@ -921,9 +1049,13 @@ Suite *make_op_suite(void)
     tcase_set_timeout(limits, 120);
     tcase_add_test(limits, test_errors);
     tcase_add_test(limits, test_alloc_failure_everywhere);
-    tcase_add_test(limits, test_threads);
     tcase_add_test(limits, test_apply_does_not_allocate);
     suite_add_tcase(s, limits);
+    TCase *threads = tcase_create("threads");
+    tcase_set_timeout(threads, 300);
+    tcase_add_test(threads, test_threads);
+    tcase_add_test(threads, test_threads_every_kind);
+    suite_add_tcase(s, threads);
     return s;
 }
 
