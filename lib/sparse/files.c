@@ -147,6 +147,7 @@ typedef struct {
     const char *path, *op;
     int64_t lineno;
     int64_t size;     /* the file's size in bytes, or -1 (a pipe) */
+    int64_t consumed; /* bytes read so far */
     char line[4096];
 } mm_file;
 
@@ -157,6 +158,7 @@ typedef struct {
     int64_t *ti, *tj;
     double *tx;
     int64_t count, cap;
+    int64_t bytes;    /* the file's size (or, for a pipe, the bytes read) */
 } mm_data;
 
 static void mm_free(mm_data *d)
@@ -189,6 +191,7 @@ static int mm_next(lj_context *ctx, mm_file *m, bool data)
     while (fgets(m->line, sizeof m->line, m->f)) {
         m->lineno++;
         size_t n = strlen(m->line);
+        m->consumed += (int64_t)n;
         bool whole = n > 0 && m->line[n - 1] == '\n';
         bool skip = data && blank_or_comment(m->line);
         if (!whole && !feof(m->f)) { /* a long line: skip a comment's rest, refuse data */
@@ -198,7 +201,7 @@ static int mm_next(lj_context *ctx, mm_file *m, bool data)
                 return -1;
             }
             int c;
-            while ((c = fgetc(m->f)) != EOF && c != '\n') {}
+            while ((c = fgetc(m->f)) != EOF && c != '\n') m->consumed++;
         }
         if (!skip) return 1;
     }
@@ -249,6 +252,7 @@ static lj_status mm_header(lj_context *ctx, mm_file *m, mm_data *d)
     char w[5][64];
     int r = fgets(m->line, sizeof m->line, m->f) ? 1 : 0;
     m->lineno = 1;
+    if (r) m->consumed += (int64_t)strlen(m->line);
     if (!r) return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' is empty", op, path);
     if (sscanf(m->line, "%63s %63s %63s %63s %63s", w[0], w[1], w[2], w[3], w[4]) != 5 ||
         !lower_eq(w[0], "%%MatrixMarket") || !lower_eq(w[1], "matrix"))
@@ -344,6 +348,7 @@ static lj_status mm_read(lj_context *ctx, const char *op, const char *path, mm_d
                            op, path, m.lineno);
     }
     fclose(m.f);
+    d->bytes = m.size >= 0 ? m.size : m.consumed;
     if (st != LJ_OK) mm_free(d);
     return st;
 }
@@ -384,9 +389,7 @@ lj_status lj_read_dense_mtx(lj_context *ctx, const char *path, int64_t *rows, in
     double *a = NULL;
     if (d.coordinate) { /* scattered into the dense matrix the caller asked for */
         int64_t cells = d.rows * d.cols;
-        struct stat sb;
-        int64_t bytes = stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : -1;
-        int64_t limit = lji_reader_structure_limit(bytes);
+        int64_t limit = lji_reader_structure_limit(d.bytes);
         if (limit < ((int64_t)1 << 30)) limit = (int64_t)1 << 30;
         if (cells <= limit / 8) a = lji_calloc(ctx, (size_t)(cells > 0 ? cells : 1), sizeof *a);
         if (!a)
@@ -512,9 +515,8 @@ cholmod_sparse *lj_read_sparse_mtx(lj_context *ctx, const char *path)
     if (d.coordinate) {
         /* CSC needs a pointer a column: refuse where that is far more than
          * the file could justify (a very wide matrix with few entries) */
-        struct stat sb;
-        int64_t bytes = stat(path, &sb) == 0 && S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : -1;
-        if (bytes >= 0 && (d.cols + 1) > lji_reader_structure_limit(bytes) / 8)
+        int64_t bytes = d.bytes;
+        if ((d.cols + 1) > lji_reader_structure_limit(bytes) / 8)
             lji_error(ctx, LJ_ERR_NOMEM, "%s: '%s' is " LJI_SHP " with %" PRId64 " entries: its CSC form "
                       "needs %.3g GB of column pointers, more than a file of %" PRId64 " bytes may take",
                       op, path, d.rows, d.cols, d.count, (double)(d.cols + 1) * 8e-9, bytes);
