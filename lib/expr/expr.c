@@ -249,6 +249,13 @@ lj_expr *lj_expr_eye(lj_context *ctx, int64_t n)
 
 /* ---- printing ------------------------------------------------------------------ */
 
+/* An infix operation written at `level` without parentheses of its own. */
+static bool same_infix_level(const lj_expr *e, int level)
+{
+    const lji_opdef *d = e->def;
+    return !d->function && !d->write && d->arity == 2 && d->level == level;
+}
+
 /* levels: 1 sum, 2 term, 3 unary, 4 power, 5 postfix, 6 primary */
 void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
 {
@@ -269,11 +276,27 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         }
         lji_buf_puts(b, ")");
     } else { /* infix: left-associative, the right operand binds one level tighter */
-        lji_expr_write(b, e->a, mine);
-        if (b->math) lji_buf_puts(b, d->msym);
-        else if (mine == 1) lji_buf_printf(b, " %s ", d->sym);
-        else lji_buf_puts(b, d->sym);
-        lji_expr_write(b, e->b, mine + 1);
+        /* a left-deep chain (a long sum or product) is walked down its left
+         * spine without recursion, then written from its bottom up */
+        int64_t depth = 0;
+        for (const lj_expr *x = e; same_infix_level(x->a, mine); x = x->a) depth++;
+        const lj_expr **spine = depth ? lji_malloc(b->ctx, (size_t)(depth + 1) * sizeof *spine) : NULL;
+        if (depth && !spine) {
+            b->failed = true;
+            return;
+        }
+        const lj_expr *x = e;
+        for (int64_t k = 0; k < depth; k++, x = x->a) spine[k] = x;
+        if (spine) spine[depth] = x;
+        lji_expr_write(b, x->a, mine);
+        for (int64_t k = depth; k >= 0 && !b->truncated; k--) {
+            x = spine ? spine[k] : e;
+            if (b->math) lji_buf_puts(b, x->def->msym);
+            else if (mine == 1) lji_buf_printf(b, " %s ", x->def->sym);
+            else lji_buf_puts(b, x->def->sym);
+            lji_expr_write(b, x->b, mine + 1);
+        }
+        free(spine);
     }
     lji_put_close(b, paren);
 }

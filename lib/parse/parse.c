@@ -312,16 +312,21 @@ static lj_expr *parse_postfix(parser *p)
     return e;
 }
 
-static bool has_leaf_var(const lj_expr *e)
+/* Whether e depends on a variable (iteratively: an exponent read from a
+ * file may nest deeply). */
+static bool has_leaf_var(parser *p, const lj_expr *e)
 {
-    if (!e) return false;
-    if (lji_is_var(e)) return true;
-    return has_leaf_var(e->a) || has_leaf_var(e->b);
+    lji_topo t;
+    if (lji_topo_build(p->ctx, e, &t) != LJ_OK) return true;
+    bool any = false;
+    for (int64_t i = 0; i < t.n && !any; i++) any = lji_is_var(t.node[i]);
+    lji_topo_free(&t);
+    return any;
 }
 
 static bool constant_value(parser *p, const lj_expr *x, double *v)
 {
-    if (!x || x->rows != 1 || x->cols != 1 || has_leaf_var(x)) return false;
+    if (!x || x->rows != 1 || x->cols != 1 || has_leaf_var(p, x)) return false;
     int64_t r, c;
     double *val = NULL;
     bool ok = lj_expr_eval(p->ctx, x, &r, &c, &val) == LJ_OK;
