@@ -4,42 +4,20 @@
  * with the dense reading where that is small; memory must follow the
  * input (run with -rss_limit_mb=2048 -malloc_limit_mb=2048). */
 #define _GNU_SOURCE
-#include <lazyjac.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
+#include "fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_csc(const cholmod_sparse *s)
-{
-    const SuiteSparse_long *p = s->p, *ii = s->i;
-    if (!s->packed || !s->sorted || p[0] != 0) abort();
-    for (size_t j = 0; j < s->ncol; j++) {
-        if (p[j + 1] < p[j]) abort();
-        for (SuiteSparse_long q = p[j]; q < p[j + 1]; q++)
-            if (ii[q] < 0 || (size_t)ii[q] >= s->nrow || (q > p[j] && ii[q] <= ii[q - 1])) abort();
-    }
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* the bytes as a file the readers open by name (a memory file: regular,
-     * with a size, like a file on disk) */
-    int fd = memfd_create("fuzz_mtx", 0);
-    if (fd < 0) return 0;
-    if (size && write(fd, data, size) != (ssize_t)size) {
-        close(fd);
-        return 0;
-    }
     char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int fd = fuzz_memfile(data, size, path);
+    if (fd < 0) return 0;
     lj_context *ctx = lj_context_new();
     cholmod_sparse *s = lj_read_sparse_mtx(ctx, path);
-    if (s) check_csc(s);
+    if (s) fuzz_check_csc(s);
     else if (lj_context_status(ctx) == LJ_OK || !lj_context_message(ctx)[0]) abort();
     int64_t r = -1, c = -1;
     double *a = NULL;
