@@ -21,7 +21,9 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup
-rm -rf "$root"
+# --one-file-system: never into a bind mount of /dev or /proc that a killed
+# run may have left behind
+rm -rf --one-file-system "$root"
 mkdir -p "$root"
 echo "== $suite: debootstrap (minbase) into $root"
 debootstrap --variant=minbase "$suite" "$root" "$mirror" > "$root.debootstrap.log" 2>&1 ||
@@ -40,5 +42,5 @@ chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LAN
   { tail -60 "$root.test.log" >&2; echo "$suite: the test command failed" >&2; exit 1; }
 grep -E "^# (TOTAL|PASS|FAIL)|passed, .* failed|SuiteSparse|CHOLMOD" "$root.test.log" | sed "s/^/$suite: /"
 cleanup
-rm -rf "$root"
+rm -rf --one-file-system "$root"
 echo "== $suite: passed"
