@@ -22,8 +22,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int64_t r = -1, c = -1;
     double *a = NULL;
     /* the dense reading of a coordinate file has rows × cols entries by
-     * request: only where that is small */
-    if (!s || (double)s->nrow * (double)s->ncol <= 1e6) {
+     * request (up to 1 GiB from a small file): only where that is small,
+     * or where the sparse reading failed for another reason than memory */
+    if (s ? (double)s->nrow * (double)s->ncol <= 1e6 : lj_context_status(ctx) != LJ_ERR_NOMEM) {
         lj_status st = lj_read_dense_mtx(ctx, path, &r, &c, &a);
         if (st == LJ_OK && s) {
             if ((size_t)r != s->nrow || (size_t)c != s->ncol) abort();
