@@ -336,9 +336,13 @@ lj_expr *lj_expr_norm1(lj_context *ctx, lj_expr *a);   /* entrywise 1-norm Σ|a_
  * the derivative is shared evenly, ½ to each operand (PyTorch's maximum). */
 lj_expr *lj_expr_max(lj_context *ctx, lj_expr *a, lj_expr *b);
 lj_expr *lj_expr_min(lj_context *ctx, lj_expr *a, lj_expr *b);
-/* a^b for 1×1 a and b (the language's '^'; a square matrix to an integer
- * power is a product, built by the parser). */
+/* a^b for 1×1 a and b (the language's '^' on scalars). */
 lj_expr *lj_expr_power(lj_context *ctx, lj_expr *a, lj_expr *b);
+/* A^n for a square A and an integer n, |n| <= LJ_MPOWER_MAX (the language's
+ * '^' on a square matrix): a product by repeated squaring over shared nodes,
+ * printed A^n. A^0 is eye(n); A^-n is inv(A)^n. */
+#define LJ_MPOWER_MAX 1024
+lj_expr *lj_expr_mpower(lj_context *ctx, lj_expr *a, int64_t n);
 /* The n×n identity, a constant. */
 lj_expr *lj_expr_eye(lj_context *ctx, int64_t n);
 

@@ -192,6 +192,59 @@ lj_expr *lj_expr_div_scalar(lj_context *ctx, lj_expr *a, lj_expr *s)
     return lji_expr_binary(ctx, &lji_op_divs, a, s);
 }
 lj_expr *lj_expr_power(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_power, a, b); }
+
+/* The product for base^n, each of its nodes marked to print as a power. */
+static lj_expr *power_mark(lj_expr *e, const lj_expr *base, int64_t n)
+{
+    if (e && e != base && !e->pbase && e->def == &lji_op_mul) {
+        e->pbase = base;
+        e->pn = n;
+    }
+    return e;
+}
+
+/* A^n by repeated squaring over shared nodes: at most 2·log2(n) products,
+ * each printing as the power it holds (A^2, A^4, ...), so the whole prints
+ * as A^n. A^0 is the identity; A^-n is inv(A)^n, printed A^-n. */
+lj_expr *lj_expr_mpower(lj_context *ctx, lj_expr *a, int64_t n)
+{
+    if (check_in(ctx, "mpower", a, NULL, 1) != LJ_OK) return NULL;
+    if (a->rows != a->cols) {
+        lji_error(ctx, LJ_ERR_SHAPE, "mpower: a matrix power needs a square matrix, not " LJI_SHP "^%" PRId64,
+                  a->rows, a->cols, n);
+        return NULL;
+    }
+    if (n < -LJ_MPOWER_MAX || n > LJ_MPOWER_MAX) {
+        lji_error(ctx, LJ_ERR_SHAPE, "mpower: the exponent %" PRId64 " is outside %d..%d", n, -LJ_MPOWER_MAX,
+                  LJ_MPOWER_MAX);
+        return NULL;
+    }
+    if (n == 0) return lj_expr_eye(ctx, a->rows);
+    lj_expr *base = n < 0 ? lj_expr_inv(ctx, a) : lj_expr_retain(a);
+    if (!base) return NULL;
+    int64_t sign = n < 0 ? -1 : 1;
+    uint64_t k = (uint64_t)(n < 0 ? -n : n), have = 0, sqp = 1;
+    lj_expr *result = NULL, *sq = lj_expr_retain(base);
+    for (; k && sq; k >>= 1) {
+        if (k & 1) {
+            lj_expr *r = result ? lj_expr_mul(ctx, result, sq) : lj_expr_retain(sq);
+            lj_expr_free(&result);
+            have += sqp;
+            if (!(result = power_mark(r, a, sign * (int64_t)have))) break;
+        }
+        if (k > 1) {
+            lj_expr *s2 = lj_expr_mul(ctx, sq, sq);
+            lj_expr_free(&sq);
+            sqp *= 2;
+            sq = power_mark(s2, a, sign * (int64_t)sqp);
+        }
+    }
+    if (!sq) lj_expr_free(&result);
+    lj_expr_free(&sq);
+    lj_expr_free(&base);
+    return result;
+}
+
 lj_expr *lj_expr_neg(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_neg, a); }
 lj_expr *lj_expr_transpose(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_transpose, a); }
 lj_expr *lj_expr_trace(lj_context *ctx, lj_expr *a) { return lji_expr_unary(ctx, &lji_op_trace, a); }
@@ -263,9 +316,13 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
     const lji_opdef *d = e->def;
     int mine = d->level;
     if (d == &lji_op_const && !e->name && e->value[0] < 0) mine = 3; /* a negative number */
+    if (e->pbase) mine = 4;                                         /* a matrix power */
     bool paren = mine < level;
     lji_put_open(b, paren);
-    if (d->write)
+    if (e->pbase) {
+        lji_expr_write(b, e->pbase, 5);
+        lji_buf_printf(b, "^%" PRId64, e->pn);
+    } else if (d->write)
         d->write(b, e);
     else if (d->function) { /* name(a) or name(a, b) */
         lji_buf_printf(b, "%s(", d->name);
@@ -319,8 +376,9 @@ char *lji_expr_label(lj_context *ctx, const lj_expr *e)
     lji_buf b;
     lji_buf_init(&b, ctx);
     bool number = e->def == &lji_op_const && !e->name && e->value[0] >= 0;
+    /* a function call (inv(X)) is atomic as it stands, unless it was cut */
+    bool call = e->def->function && !e->def->write && !e->pbase;
     bool compound = !(lji_is_var(e) || (e->def == &lji_op_const && e->name) || number);
-    lji_put_open(&b, compound);
     b.math = true;
     b.limit = LJI_LABEL_MAX;
     lji_expr_write(&b, e, 1);
@@ -331,7 +389,11 @@ char *lji_expr_label(lj_context *ctx, const lj_expr *e)
         b.s[b.len] = '\0';
         lji_buf_puts(&b, "…");
     }
-    lji_put_close(&b, compound);
+    char *body = lji_buf_finish(&b, "label");
+    if (!body || !compound || (call && !cut)) return body;
+    lji_buf_init(&b, ctx);
+    lji_buf_printf(&b, "(%s)", body);
+    free(body);
     return lji_buf_finish(&b, "label");
 }
 

@@ -16,6 +16,10 @@ struct lj_expr {
     char *name;      /* leaves */
     double *value;   /* leaves: rows×cols, column-major */
     lj_expr *next;   /* work list while freeing */
+    /* A matrix power's products print as pbase^pn: pbase is a node of the
+     * product's own subtree (borrowed, alive while this node is). */
+    const lj_expr *pbase;
+    int64_t pn;
 };
 
 #define LJI_EXPR_MAGIC 0x4c4a4558u /* "LJEX" */

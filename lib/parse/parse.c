@@ -11,7 +11,7 @@
  * As in MATLAB, a number directly followed by '.*', './' or '.^' is the
  * number and then that operator: "X.^2.*X" is (X.^2).*X. Function names
  * come from the table of operations (lji_language_functions). `a^b` is a
- * scalar power for 1×1 operands and a matrix power (a product) for a square
+ * scalar power for 1×1 operands and a matrix power (lj_expr_mpower) for a square
  * matrix and a constant integer. `eye` without an argument is an identity
  * whose size follows from the operation it stands in (A + eye, eye*B).
  */
@@ -335,35 +335,6 @@ static bool constant_value(parser *p, const lj_expr *x, double *v)
     return ok;
 }
 
-/* A^n for a square A and a constant integer n: a product by repeated
- * squaring over shared nodes (A^0 = eye, A^-n = inv(A)^n). */
-static lj_expr *matrix_power(parser *p, lj_expr *a, double n, size_t at)
-{
-    if (n < 0) {
-        lj_expr *ia = checked(p, at, lj_expr_inv(p->ctx, a));
-        lj_expr *r = ia ? matrix_power(p, ia, -n, at) : NULL;
-        lj_expr_free(&ia);
-        return r;
-    }
-    if (n == 0) return checked(p, at, lj_expr_eye(p->ctx, a->rows));
-    lj_expr *result = NULL, *sq = lj_expr_retain(a);
-    for (uint64_t k = (uint64_t)n; k && sq; k >>= 1) {
-        if (k & 1) {
-            lj_expr *r = result ? checked(p, at, lj_expr_mul(p->ctx, result, sq)) : lj_expr_retain(sq);
-            lj_expr_free(&result);
-            if (!(result = r)) break;
-        }
-        if (k > 1) {
-            lj_expr *s2 = checked(p, at, lj_expr_mul(p->ctx, sq, sq));
-            lj_expr_free(&sq);
-            sq = s2;
-        }
-    }
-    if (!sq) lj_expr_free(&result);
-    lj_expr_free(&sq);
-    return result;
-}
-
 static lj_expr *parse_power(parser *p)
 {
     lj_expr *e = parse_postfix(p);
@@ -389,8 +360,8 @@ static lj_expr *parse_power(parser *p)
         else fail(p, expat, LJ_ERR_PARSE, "parse: the exponent of '.^' must be a constant number");
     } else if (lji_is_scalar(e) && lji_is_scalar(x)) {
         r = checked(p, at, lj_expr_power(p->ctx, e, x));
-    } else if (e->rows == e->cols && constant_value(p, x, &v) && v == floor(v) && fabs(v) <= 1024) {
-        r = matrix_power(p, e, v, at);
+    } else if (e->rows == e->cols && constant_value(p, x, &v) && v == floor(v) && fabs(v) <= LJ_MPOWER_MAX) {
+        r = checked(p, at, lj_expr_mpower(p->ctx, e, (int64_t)v));
     } else {
         lj_context_clear(p->ctx);
         fail(p, at, LJ_ERR_SHAPE, "power: '^' needs 1×1 operands or a square matrix and a constant integer "
