@@ -303,7 +303,29 @@ lj_expr *lj_expr_var(lj_context *ctx, const char *name, int64_t rows, int64_t co
 lj_expr *lj_expr_const(lj_context *ctx, const char *name, int64_t rows, int64_t cols,
                        const double *values);
 lj_expr *lj_expr_scalar(lj_context *ctx, double value);
-/* Replace the values of a leaf (same shape). Expressions built on it see the
+/* Sparse leaves: S's pattern and values (real, int64 indices; copied, a
+ * symmetric S expanded, unsorted columns sorted; duplicate entries are an
+ * error, as CHOLMOD's CSC has none: sum them first, as lj_read_sparse_mtx
+ * does). The value of a sparse leaf is its stored entries in CSC order,
+ * explicit zeros included: a sparse variable's free entries are exactly
+ * its pattern, and J = d vec(e)/d var has one column per stored entry.
+ * The _borrow forms read S's arrays in place (S must be packed, sorted,
+ * unsymmetric, and outlive the expression; lj_expr_set_value writes S->x).
+ *
+ * Operations keep a sparse value sparse where the result is: S', -S, a·S,
+ * S/s, S.^p (p > 0), f(S) for f(0) = 0, vec S, S .* X and s*S (S's
+ * pattern), S .* T (the intersection), S ± T (the union), S*T (CHOLMOD's
+ * product). S*X and X*S are dense (through cholmod_l_sdmult), and tr, sum,
+ * norm1, norm2, diag read the stored entries. Other operations (exp(S),
+ * S + X, inv(S)) have a dense result and read S as a dense matrix. A sparse
+ * result's value, and its rows of J, are its stored entries in CSC order
+ * (lj_expr_nvalues of them). */
+lj_expr *lj_expr_const_sparse(lj_context *ctx, const char *name, const cholmod_sparse *S);
+lj_expr *lj_expr_var_sparse(lj_context *ctx, const char *name, const cholmod_sparse *S);
+lj_expr *lj_expr_const_sparse_borrow(lj_context *ctx, const char *name, cholmod_sparse *S);
+lj_expr *lj_expr_var_sparse_borrow(lj_context *ctx, const char *name, cholmod_sparse *S);
+/* Replace the values of a leaf (lj_expr_nvalues of them: rows×cols, or a
+ * sparse leaf's stored entries). Expressions built on it see the
  * new values at their next evaluation or differentiation; operators already
  * built keep the values they were built with. */
 lj_status lj_expr_set_value(lj_context *ctx, lj_expr *leaf, const double *values);
@@ -352,12 +374,20 @@ int64_t lj_expr_rows(const lj_expr *e);
 int64_t lj_expr_cols(const lj_expr *e);
 const char *lj_expr_name(const lj_expr *e);  /* a leaf's name, else NULL */
 int lj_expr_is_var(const lj_expr *e);
+int lj_expr_is_sparse(const lj_expr *e);     /* the value lives on a pattern */
+/* The length of e's value: rows·cols, or the stored entries of a sparse
+ * value; the rows of J = d e / d var, and a variable's columns of J. */
+int64_t lj_expr_nvalues(const lj_expr *e);
 /* The expression written in the expression language (new string). */
 char *lj_expr_print(lj_context *ctx, const lj_expr *e);
 
-/* Value of e: *values is new (rows×cols, column-major), free with lj_free. */
+/* Value of e: *values is new (rows×cols, column-major; a sparse value is
+ * scattered into it), free with lj_free. */
 lj_status lj_expr_eval(lj_context *ctx, const lj_expr *e, int64_t *rows, int64_t *cols,
                        double **values);
+/* The value of a sparse e as a new CHOLMOD matrix (sorted, packed; free
+ * with lj_sparse_free); LJ_ERR_INVALID for a dense value. */
+cholmod_sparse *lj_expr_eval_sparse(lj_context *ctx, const lj_expr *e);
 
 /* J = d vec e / d vec var, a new operator. A variable e does not depend on
  * gives the zero operator of the right shape. */
@@ -369,7 +399,7 @@ lj_op *lj_expr_jacobian_n(lj_context *ctx, const lj_expr *e, int nvars,
  * order, which nodes depend on which variable, a buffer for every node's
  * value) done once, for solvers that need J again and again as the leaves
  * change (lj_expr_set_value). lj_jacplan_eval evaluates every node once at
- * the leaves' current values, writes e's value to `value` (rows×cols of e,
+ * the leaves' current values, writes e's value to `value` (lj_expr_nvalues(e),
  * may be NULL) and returns the new operator J (a block row [J_1, …] for
  * several variables). A plan keeps its own references to e and the variables;
  * it must not be used by two threads at once. */
@@ -379,7 +409,8 @@ lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *plan, double *value);
 void lj_jacplan_free(lj_jacplan **plan);
 
 /* Gradient of a 1×1 expression, in var's shape (rows×cols of var, written to
- * g with leading dimension var rows), through J^T·1 (never materialised). */
+ * g with leading dimension var rows; for a sparse var, its stored entries in
+ * CSC order), through J^T·1 (never materialised). */
 lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var, double *g);
 
 /* Central finite differences: compares the operator J (or, when J is NULL,

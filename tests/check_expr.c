@@ -1209,6 +1209,288 @@ START_TEST(test_alloc_failure_jacobian)
     env_free(&E);
     lj_context_free(&ctx);
 }
+
+/* ---- sparse leaves ------------------------------------------------------------------- */
+
+/* The dense matrix of an operator, column by column. */
+static tmat op_dense(lj_context *ctx, const lj_op *J)
+{
+    tmat D = tm_new(lj_op_rows(J), lj_op_cols(J));
+    double *e = calloc((size_t)(D.c ? D.c : 1), sizeof *e);
+    for (int64_t j = 0; j < D.c; j++) {
+        e[j] = 1.0;
+        CK_OK(ctx, lj_op_apply(ctx, J, 0, 1.0, e, 0.0, D.a + j * D.r));
+        e[j] = 0.0;
+    }
+    free(e);
+    return D;
+}
+
+/* positions in vec of the stored entries of a CSC matrix */
+static int64_t *positions(const cholmod_sparse *S, int64_t *n)
+{
+    const int64_t *p = S->p, *i = S->i;
+    *n = p[S->ncol];
+    int64_t *pos = malloc((size_t)(*n ? *n : 1) * sizeof *pos);
+    for (size_t j = 0; j < S->ncol; j++)
+        for (int64_t q = p[j]; q < p[j + 1]; q++) pos[q] = i[q] + (int64_t)j * (int64_t)S->nrow;
+    return pos;
+}
+
+/* Each operation with sparse operands against the same expression on the
+ * dense copies: the value; J in the sparse coordinates (rows: the result's
+ * stored entries, columns: a sparse variable's) equals P_e·J_dense·P_S^T,
+ * with J_dense zero outside the result's pattern; J three ways; central
+ * differences. */
+START_TEST(test_sparse_against_dense)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 4242 + (uint64_t)_i;
+    lj_symtab *ts = lj_symtab_new(ctx), *td = lj_symtab_new(ctx);
+    const struct { const char *name; int64_t r, c; double dens; } sp[] = {
+        { "S", 4, 3, 0.5 }, { "T", 4, 3, 0.5 }, { "Q", 3, 3, 0.6 }, { "E", 0, 3, 0.5 }, { "Z", 4, 3, 0.0 },
+    };
+    cholmod_sparse *keep[5];
+    for (int k = 0; k < 5; k++) {
+        tmat ref;
+        keep[k] = tm_rand_sparse(ctx, sp[k].r, sp[k].c, sp[k].dens, &seed, &ref);
+        lj_expr *a = lj_expr_var_sparse(ctx, sp[k].name, keep[k]);
+        lj_expr *b = lj_expr_var(ctx, sp[k].name, ref.r, ref.c, ref.a);
+        CK_NN(ctx, a);
+        ck_assert(lj_expr_is_sparse(a) && !lj_expr_is_sparse(b));
+        CK_OK(ctx, lj_symtab_add(ctx, ts, a));
+        CK_OK(ctx, lj_symtab_add(ctx, td, b));
+        lj_expr_free(&a);
+        lj_expr_free(&b);
+        tm_free(&ref);
+    }
+    const struct { const char *name; int64_t r, c; } dn[] = { { "X", 3, 2 }, { "Y", 4, 3 }, { "s", 1, 1 } };
+    for (int k = 0; k < 3; k++) {
+        tmat v = tm_rand(dn[k].r, dn[k].c, &seed);
+        for (int64_t q = 0; q < v.r * v.c; q++) v.a[q] += v.a[q] >= 0 ? 0.5 : -0.5; /* away from 0 */
+        lj_expr *a = lj_expr_var(ctx, dn[k].name, v.r, v.c, v.a), *b = lj_expr_var(ctx, dn[k].name, v.r, v.c, v.a);
+        CK_OK(ctx, lj_symtab_add(ctx, ts, a));
+        CK_OK(ctx, lj_symtab_add(ctx, td, b));
+        lj_expr_free(&a);
+        lj_expr_free(&b);
+        tm_free(&v);
+    }
+    static const struct { const char *text; bool sparse; } cases[] = {
+        { "S'", true }, { "-S", true }, { "2*S", true }, { "S/s", true }, { "S.^2", true }, { "sin(S)", true },
+        { "abs(S) .* S", true }, { "vec(S)", true }, { "S .* Y", true }, { "Y .* S", true }, { "S .* T", true },
+        { "S ./ Y", true }, { "s*S", true }, { "S*s", true }, { "S + T", true }, { "S - T", true },
+        { "S*X", false }, { "Y'*S", false }, { "Q*Q", true }, { "S*Q", true }, { "tr(Q)", false },
+        { "diag(Q)", false }, { "sum(S)", false }, { "norm2(S)", false }, { "norm1(S)", false },
+        { "exp(S)", false }, { "S + Y", false }, { "inv(Q + 3*eye)", false }, { "tr(X'*Q*X)", false },
+        { "sum(S .* (Y*2)) + norm2(S - T)", false }, { "(Y*(S'*Y)) .* S", true }, { "E'*E", true },
+        { "E .* E", true }, { "sum(Z .* Y)", false }, { "Z' + Z'", true }, { "kron(Q, X)", false },
+        { "S' * (S .* T)", true }, { "diag(vec(Q))", false }, { "tanh(S) ./ s", true }, { "abs(S).^1.5 .* S", true },
+    };
+    const char *vars[] = { "S", "T", "Q", "E", "Z", "X", "Y", "s" };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int64_t pos;
+        const char *text = cases[c].text;
+        lj_expr *fs = lj_parse(ctx, text, ts, &pos), *fd = lj_parse(ctx, text, td, &pos);
+        ck_assert_msg(fs && fd, "%s: %s", text, lj_context_message(ctx));
+        ck_assert_msg(lj_expr_is_sparse(fs) == cases[c].sparse, "%s: sparse %d", text, lj_expr_is_sparse(fs));
+        /* the value */
+        tmat vs, vd;
+        CK_OK(ctx, lj_expr_eval(ctx, fs, &vs.r, &vs.c, &vs.a));
+        CK_OK(ctx, lj_expr_eval(ctx, fd, &vd.r, &vd.c, &vd.a));
+        ck_assert_msg(vs.r == vd.r && vs.c == vd.c && tm_maxdiff(vs, vd) < 1e-12, "%s: values differ by %g", text,
+                      tm_maxdiff(vs, vd));
+        int64_t ne = vs.r * vs.c, *epos = NULL;
+        cholmod_sparse *V = NULL;
+        if (cases[c].sparse) {
+            CK_NN(ctx, V = lj_expr_eval_sparse(ctx, fs));
+            epos = positions(V, &ne);
+            ck_assert_int_eq(ne, lj_expr_nvalues(fs));
+        } else {
+            ck_assert_ptr_null(lj_expr_eval_sparse(ctx, fs));
+            lj_context_clear(ctx);
+        }
+        for (size_t w = 0; w < sizeof vars / sizeof vars[0]; w++) {
+            if (!strstr(text, vars[w])) continue;
+            lj_expr *xs = lj_symtab_get(ts, vars[w]), *xd = lj_symtab_get(td, vars[w]);
+            lj_op *Js = lj_expr_jacobian(ctx, fs, xs), *Jd = lj_expr_jacobian(ctx, fd, xd);
+            ck_assert_msg(Js && Jd, "%s w.r.t. %s: %s", text, vars[w], lj_context_message(ctx));
+            int64_t nv = lj_expr_nvalues(xs), *vpos = NULL;
+            int k = (int)(strchr("STQEZ", vars[w][0]) && vars[w][0] ? strchr("STQEZ", vars[w][0]) - "STQEZ" : -1);
+            if (vars[w][0] == 's' || vars[w][0] == 'X' || vars[w][0] == 'Y') k = -1;
+            if (k >= 0) vpos = positions(keep[k], &nv);
+            ck_assert_msg(lj_op_rows(Js) == ne && lj_op_cols(Js) == nv, "%s w.r.t. %s: J is %lldx%lld, want %lldx%lld",
+                          text, vars[w], (long long)lj_op_rows(Js), (long long)lj_op_cols(Js), (long long)ne,
+                          (long long)nv);
+            tmat D = op_dense(ctx, Jd), R = tm_new(ne, nv);
+            for (int64_t i = 0; i < ne; i++)
+                for (int64_t j = 0; j < nv; j++) R.a[i + j * ne] = D.a[(epos ? epos[i] : i) + (vpos ? vpos[j] : j) * D.r];
+            if (epos) { /* nothing outside the result's pattern */
+                char *in = calloc((size_t)(D.r ? D.r : 1), 1);
+                for (int64_t i = 0; i < ne; i++) in[epos[i]] = 1;
+                for (int64_t i = 0; i < D.r; i++)
+                    for (int64_t j = 0; j < nv && !in[i]; j++)
+                        ck_assert_msg(D.a[i + (vpos ? vpos[j] : j) * D.r] == 0.0, "%s: J off the pattern", text);
+                free(in);
+            }
+            char what[160];
+            snprintf(what, sizeof what, "%s w.r.t. %s", text, vars[w]);
+            check_op_against(ctx, Js, R, 1e-10, what);
+            double maxrel, fro;
+            CK_OK(ctx, lj_expr_fd_check(ctx, fs, xs, Js, 0, &maxrel, &fro));
+            ck_assert_msg(maxrel < 1e-6, "%s: finite differences %g", what, maxrel);
+            char *pr = lj_op_print(ctx, Js, LJ_PRINT_UNICODE);
+            CK_NN(ctx, pr);
+            lj_free(pr);
+            tm_free(&D);
+            tm_free(&R);
+            free(vpos);
+            lj_op_free(&Js);
+            lj_op_free(&Jd);
+        }
+        free(epos);
+        lj_sparse_free(ctx, &V);
+        tm_free(&vs);
+        tm_free(&vd);
+        lj_expr_free(&fs);
+        lj_expr_free(&fd);
+    }
+    for (int k = 0; k < 5; k++) lj_sparse_free(ctx, &keep[k]);
+    lj_symtab_free(&ts);
+    lj_symtab_free(&td);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Structure: nnz stays exact and the forms print as the Cookbook writes
+ * them with the pattern's selection. */
+START_TEST(test_sparse_structure)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 99;
+    tmat ref;
+    cholmod_sparse *S = tm_rand_sparse(ctx, 30, 30, 0.1, &seed, &ref);
+    int64_t nz = ((int64_t *)S->p)[30];
+    lj_expr *Sc = lj_expr_const_sparse(ctx, "S", S), *Sv = lj_expr_var_sparse(ctx, "W", S);
+    tmat xv = tm_rand(30, 4, &seed);
+    lj_expr *X = lj_expr_var(ctx, "X", 30, 4, xv.a), *Y = lj_expr_var(ctx, "Y", 30, 30, ref.a);
+    const struct { lj_expr *e; lj_expr *w; int64_t nnz; const char *print; } cases[] = {
+        { lj_expr_mul(ctx, Sc, X), X, 4 * nz, "I_4 ⊗ S" },
+        { lj_expr_mul(ctx, lj_expr_transpose(ctx, X), Sc), X, 4 * nz, NULL },
+        { lj_expr_hadamard(ctx, Sc, Y), Y, nz, "P_S·Diag(vec S)" },
+        { lj_expr_hadamard(ctx, Y, Sv), Sv, nz, "Diag(P_W vec Y)" },
+        { lj_expr_mul(ctx, Sv, X), Sv, 4 * nz, "(X^T ⊗ I_30)·P_W^T" },
+        { lj_expr_trace(ctx, Sv), Sv, -1, "(P_W vec I_30)^T" },
+        { lj_expr_transpose(ctx, Sv), Sv, nz, "P_{W^T}·K_{30,30}·P_W^T" },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        CK_NN(ctx, cases[c].e);
+        lj_op *J = lj_expr_jacobian(ctx, cases[c].e, cases[c].w);
+        CK_NN(ctx, J);
+        char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+        if (cases[c].print) ck_assert_msg(strcmp(p, cases[c].print) == 0, "case %zu prints %s", c, p);
+        if (cases[c].nnz >= 0) {
+            int exact;
+            ck_assert_int_eq(lj_op_nnz(ctx, J, &exact), cases[c].nnz);
+            ck_assert(exact);
+            cholmod_sparse *M = lj_op_to_sparse(ctx, J);
+            CK_NN(ctx, M);
+            ck_assert_int_eq(((int64_t *)M->p)[M->ncol], cases[c].nnz);
+            lj_sparse_free(ctx, &M);
+        }
+        lj_free(p);
+        lj_op_free(&J);
+    }
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) lj_expr_free((lj_expr **)&cases[c].e);
+    lj_expr_free(&Sc);
+    lj_expr_free(&Sv);
+    lj_expr_free(&X);
+    lj_expr_free(&Y);
+    tm_free(&xv);
+    tm_free(&ref);
+    lj_sparse_free(ctx, &S);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Bad sparse input: duplicates, borrowed unsorted matrices, NULL, and the
+ * errors of operations as on dense data. */
+START_TEST(test_sparse_errors)
+{
+    lj_context *ctx = lj_context_new();
+    cholmod_sparse *S = cholmod_l_allocate_sparse(3, 2, 4, 0, 1, 0, CHOLMOD_REAL, lj_context_cholmod(ctx));
+    int64_t *p = S->p, *i = S->i;
+    double *x = S->x;
+    p[0] = 0; p[1] = 2; p[2] = 3;
+    i[0] = 1; i[1] = 1; i[2] = 0;
+    x[0] = 1; x[1] = 2; x[2] = 3;
+    ck_assert_ptr_null(lj_expr_const_sparse(ctx, "S", S));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "const_sparse: a duplicate entry at (2,1) of (3×2); sum duplicates first");
+    ck_assert_ptr_null(lj_expr_var_sparse_borrow(ctx, "S", S));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "var_sparse_borrow: a borrowed matrix must be packed, sorted");
+    ck_assert_ptr_null(lj_expr_const_sparse(ctx, "S", NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "const_sparse: NULL matrix");
+    ck_assert_ptr_null(lj_expr_var_sparse(ctx, NULL, S));
+    ASSERT_ERR(ctx, LJ_ERR_NAME, "var_sparse: a variable needs a name");
+    ck_assert_ptr_null(lj_expr_var_sparse(ctx, "1x", S));
+    ASSERT_ERR(ctx, LJ_ERR_NAME, "'1x' is not a valid name");
+    /* unsorted columns are sorted when copied; the borrowed form reads in place */
+    i[0] = 2; i[1] = 0; /* column 0 holds rows 2, 0: out of order */
+    S->sorted = 0;
+    lj_expr *A = lj_expr_const_sparse(ctx, "A", S);
+    CK_NN(ctx, A);
+    double *v;
+    int64_t r, c;
+    CK_OK(ctx, lj_expr_eval(ctx, A, &r, &c, &v));
+    ck_assert(v[0] == 2 && v[2] == 1 && v[3] == 3 && v[1] == 0);
+    lj_free(v);
+    i[0] = 0; i[1] = 2; x[0] = 2; x[1] = 1;
+    S->sorted = 1;
+    lj_expr *B = lj_expr_var_sparse_borrow(ctx, "B", S);
+    CK_NN(ctx, B);
+    double nv[3] = { 7, 8, 9 };
+    CK_OK(ctx, lj_expr_set_value(ctx, B, nv));
+    ck_assert(x[0] == 7 && x[2] == 9); /* written through to S */
+    ck_assert_int_eq(lj_expr_nvalues(B), 3);
+    /* shapes as on dense data */
+    lj_expr *X = lj_expr_var(ctx, "X", 3, 3, NULL);
+    ck_assert_ptr_null(lj_expr_mul(ctx, A, X));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "mul: inner dimensions differ: (3×2)·(3×3)");
+    ck_assert_ptr_null(lj_expr_add(ctx, A, X));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "add");
+    ck_assert_ptr_null(lj_expr_eval_sparse(ctx, X));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "eval_sparse: the value of (3×3) is dense");
+    ck_assert_ptr_null(lj_expr_eval_sparse(ctx, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "eval_sparse: expression is NULL");
+    ck_assert_int_eq(lj_expr_nvalues(NULL), -1);
+    ck_assert_int_eq(lj_expr_is_sparse(NULL), 0);
+    /* a division by a stored zero names the entry */
+    lj_expr *Z = lj_expr_const(ctx, "Z", 3, 2, NULL);
+    lj_expr *q = lj_expr_hdiv(ctx, A, Z);
+    CK_NN(ctx, q);
+    ck_assert(lj_expr_is_sparse(q));
+    ck_assert_int_ne(lj_expr_eval(ctx, q, &r, &c, &v), LJ_OK);
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "hdiv: division by zero at entry (1,1) of (3×2)");
+    /* an operation that needs a huge sparse matrix dense says so */
+    cholmod_sparse *H = cholmod_l_allocate_sparse(1u << 20, 1u << 20, 1, 1, 1, 0, CHOLMOD_REAL,
+                                                  lj_context_cholmod(ctx));
+    memset(H->p, 0, ((1u << 20) + 1) * sizeof(int64_t));
+    lj_expr *Hc = lj_expr_const_sparse(ctx, "H", H), *eH = lj_expr_func(ctx, LJ_FN_EXP, Hc);
+    CK_NN(ctx, eH);
+    ck_assert_int_ne(lj_expr_eval(ctx, eH, &r, &c, &v), LJ_OK);
+    ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_NOMEM);
+    lj_context_clear(ctx);
+    lj_expr_free(&eH);
+    lj_expr_free(&Hc);
+    lj_sparse_free(ctx, &H);
+    lj_expr_free(&q);
+    lj_expr_free(&Z);
+    lj_expr_free(&X);
+    lj_expr_free(&A);
+    lj_expr_free(&B);
+    lj_sparse_free(ctx, &S);
+    lj_context_free(&ctx);
+}
+END_TEST
 END_TEST
 
 Suite *make_expr_suite(void)
@@ -1231,6 +1513,11 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_power_and_eye);
     tcase_add_test(rules, test_gradient_forms);
     suite_add_tcase(s, rules);
+    TCase *sparse = tcase_create("sparse");
+    tcase_add_loop_test(sparse, test_sparse_against_dense, 0, 3);
+    tcase_add_test(sparse, test_sparse_structure);
+    tcase_add_test(sparse, test_sparse_errors);
+    suite_add_tcase(s, sparse);
     TCase *seeds = tcase_create("seeds");
     tcase_add_test(seeds, test_seed000);
     tcase_add_test(seeds, test_seed001);

@@ -11,7 +11,16 @@ typedef lji_dctx dctx;
 
 double *lji_d_val(lji_dctx *d, const lj_expr *e)
 {
-    return d->vals[lji_topo_find(d->t, e)];
+    int64_t i = lji_topo_find(d->t, e);
+    if (!e->pat || d->raw) return d->vals[i];
+    /* a dense rule reading a sparse value: scattered once, kept for the plan */
+    if (!d->dense[i]) d->dense[i] = lji_scatter(d->ctx, e, d->vals[i], "jacobian");
+    return d->dense[i];
+}
+
+int64_t lji_d_len(lji_dctx *d, const lj_expr *e)
+{
+    return d->raw ? lji_vlen(e) : e->rows * e->cols;
 }
 
 static bool all_ones(const double *v, int64_t n)
@@ -26,7 +35,8 @@ static bool all_ones(const double *v, int64_t n)
 char *lji_d_label(lji_dctx *d, const lj_expr *e)
 {
     int64_t mn = e->rows * e->cols;
-    if (lji_is_leaf(e) && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1 && all_ones(e->value, mn)) {
+    if (lji_is_leaf(e) && !e->pat && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1 &&
+        all_ones(e->value, mn)) {
         char tmp[48];
         snprintf(tmp, sizeof tmp, e->cols == 1 ? "1_%" PRId64 : "1_%" PRId64 "^T", mn);
         return lji_strdup(d->ctx, tmp);
@@ -60,6 +70,13 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
         r = lji_d_transposed(d->ctx, lji_d_opval(d, e->a));
     } else if (e->def == &lji_op_eye) {
         r = lj_op_identity(d->ctx, e->rows);
+    } else if (e->pat) { /* a sparse value stays a sparse operator */
+        char *l = lji_d_label(d, e);
+        if (!l) return NULL;
+        cholmod_sparse v;
+        lji_pat_view(e->pat, d->vals[i], &v);
+        r = lj_op_sparse(d->ctx, &v, l);
+        free(l);
     } else {
         char *l = lji_d_label(d, e);
         if (!l) return NULL;
@@ -74,8 +91,9 @@ lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e)
 {
     char *l = lji_d_vec_label(d, e, "", "");
     if (!l) return NULL;
-    int64_t mn = e->rows * e->cols;
-    lj_op *r = lj_op_dense(d->ctx, mn, 1, lji_d_val(d, e), mn > 0 ? mn : 1, l);
+    int64_t mn = lji_d_len(d, e);
+    const double *v = lji_d_val(d, e);
+    lj_op *r = v ? lj_op_dense(d->ctx, mn, 1, v, mn > 0 ? mn : 1, l) : NULL;
     free(l);
     return r;
 }
@@ -209,6 +227,11 @@ static void plan_needs(lj_jacplan *p)
         const lj_expr *x = p->t.node[i];
         const lj_expr *kids[2] = { x->a, x->b };
         if (can_fail(x)) p->need[i] = 1;
+        /* the rules on sparse values read both operands (their kernels'
+         * partial derivatives, the patterns' values) */
+        bool sparse = x->pat || (x->a && x->a->pat) || (x->b && x->b->pat);
+        for (int w = 0; sparse && w < 2; w++)
+            if (kids[w]) p->need[lji_topo_find(&p->t, kids[w])] = 1;
         for (int v = 0; v < nvars; v++) {
             const unsigned char *d = p->dep + (size_t)v * (size_t)n;
             if (!d[i]) continue;
@@ -305,19 +328,20 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
     const char *op = "jacobian";
     const lji_topo *t = &p->t;
     const lj_expr *var = p->vars[v], *e = p->root;
-    int64_t vn = var->rows * var->cols, en = e->rows * e->cols, vi = p->vi[v];
+    int64_t vn = lji_vlen(var), en = lji_vlen(e), vi = p->vi[v];
     if (vi < 0) return lj_op_zero(ctx, en, vn); /* e does not depend on var */
     const unsigned char *dep = p->dep + (size_t)v * (size_t)t->n;
     lj_op *result = NULL;
     lj_op **J = lji_calloc(ctx, (size_t)t->n, sizeof *J);
     lj_op **ov = lji_calloc(ctx, (size_t)t->n, sizeof *ov);
+    double **dense = lji_calloc(ctx, (size_t)t->n, sizeof *dense);
     int64_t *uses = lji_malloc(ctx, (size_t)t->n * sizeof *uses);
-    if (!J || !ov || !uses) {
+    if (!J || !ov || !uses || !dense) {
         lji_nomem(ctx, op);
         goto done;
     }
     memcpy(uses, p->uses, (size_t)t->n * sizeof *uses);
-    dctx d = { ctx, t, p->vals, var, ov };
+    dctx d = { ctx, t, p->vals, var, ov, false, dense };
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *x = t->node[i];
         if (!dep[i]) continue;
@@ -333,7 +357,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
             if (!kids[w]) continue;
             int64_t ci = lji_topo_find(t, kids[w]);
             if (!dep[ci]) continue;
-            lj_op *L = x->def->local(&d, x, w);
+            lj_op *L = lji_local(&d, x, w);
             lj_op *T = L ? lj_op_mul(ctx, L, J[ci]) : NULL;
             lj_op_free(&L);
             if (!T) {
@@ -352,6 +376,8 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
                 if (--uses[ci] == 0) {
                     lj_op_free(&J[ci]);
                     lj_op_free(&ov[ci]);
+                    free(dense[ci]);
+                    dense[ci] = NULL;
                 }
             }
     }
@@ -361,8 +387,11 @@ done:
         for (int64_t i = 0; i < t->n; i++) lj_op_free(&J[i]);
     if (ov)
         for (int64_t i = 0; i < t->n; i++) lj_op_free(&ov[i]);
+    if (dense)
+        for (int64_t i = 0; i < t->n; i++) free(dense[i]);
     free(J);
     free(ov);
+    free(dense);
     free(uses);
     return result;
 }
@@ -377,7 +406,7 @@ lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *p, double *value)
     if (value && lji_vals_alloc(ctx, &p->t, NULL, &p->vals) != LJ_OK) return NULL;
     if (lji_eval_into(ctx, &p->t, value ? NULL : p->need, p->vals) != LJ_OK) return NULL;
     if (value) {
-        int64_t en = p->root->rows * p->root->cols;
+        int64_t en = lji_vlen(p->root);
         if (en) memcpy(value, p->vals[p->t.n - 1], (size_t)en * sizeof *value);
     }
     if (p->nvars == 1) return plan_jacobian(ctx, p, 0);
@@ -443,7 +472,7 @@ lj_status lj_expr_fd_check(lj_context *ctx, const lj_expr *e, lj_expr *var, cons
     if (!lji_expr_ok(e) || !lji_expr_ok(var))
         return lji_error(ctx, LJ_ERR_INVALID, "%s: NULL or dead expression", op);
     if (!lji_is_var(var)) return lji_error(ctx, LJ_ERR_INVALID, "%s: not a variable", op);
-    int64_t vn = var->rows * var->cols, en = e->rows * e->cols;
+    int64_t vn = lji_vlen(var), en = lji_vlen(e);
     lj_op *J = Jin ? lj_op_retain(Jin) : jacobian(ctx, e, var);
     if (!J) return ctx->status;
     if (lj_op_rows(J) != en || lj_op_cols(J) != vn) {
@@ -481,11 +510,10 @@ lj_status lj_expr_fd_check(lj_context *ctx, const lj_expr *e, lj_expr *var, cons
     }
     for (int64_t j = 0; j < vn && st == LJ_OK; j++) {
         double hj = h > 0 ? h : cbrt(2.220446049250313e-16) * fmax(1.0, fabs(x0[j]));
-        int64_t r, c;
         var->value[j] = x0[j] + hj;
-        st = lj_expr_eval(ctx, e, &r, &c, &fp);
+        st = lji_eval_raw(ctx, e, &fp);
         var->value[j] = x0[j] - hj;
-        if (st == LJ_OK) st = lj_expr_eval(ctx, e, &r, &c, &fm);
+        if (st == LJ_OK) st = lji_eval_raw(ctx, e, &fm);
         var->value[j] = x0[j];
         if (st != LJ_OK) break;
         for (int64_t i = 0; i < en; i++) {

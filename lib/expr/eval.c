@@ -26,7 +26,7 @@ lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, const unsigned char
             continue;
         }
         if (vals[i] || (need && !need[i])) continue;
-        int64_t mn = e->rows * e->cols;
+        int64_t mn = lji_vlen(e);
         vals[i] = lji_malloc(ctx, (size_t)(mn ? mn : 1) * sizeof(double));
         if (!vals[i]) {
             if (fresh) lji_vals_free(t, vals);
@@ -45,7 +45,8 @@ lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, const unsigned char 
         if (lji_is_leaf(e) || (need && !need[i])) continue;
         const double *A = e->a ? vals[lji_topo_find(t, e->a)] : NULL;
         const double *B = e->b ? vals[lji_topo_find(t, e->b)] : NULL;
-        lj_status st = e->def->eval(ctx, e, A, B, vals[i]);
+        bool sparse = e->pat || (e->a && e->a->pat) || (e->b && e->b->pat);
+        lj_status st = sparse ? lji_sparse_eval(ctx, e, A, B, vals[i]) : e->def->eval(ctx, e, A, B, vals[i]);
         if (st != LJ_OK) return st;
     }
     return LJ_OK;
@@ -64,6 +65,28 @@ lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***pvals)
     return st;
 }
 
+lj_status lji_eval_raw(lj_context *ctx, const lj_expr *e, double **out)
+{
+    lji_topo t;
+    lj_status st = lji_topo_build(ctx, e, &t);
+    if (st != LJ_OK) return st;
+    double **vals;
+    st = lji_eval_all(ctx, &t, &vals);
+    if (st == LJ_OK) {
+        int64_t n = lji_vlen(e);
+        double *x = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof *x);
+        if (!x)
+            st = lji_nomem(ctx, "eval");
+        else {
+            if (n) memcpy(x, vals[t.n - 1], (size_t)n * sizeof *x);
+            *out = x;
+        }
+        lji_vals_free(&t, vals);
+    }
+    lji_topo_free(&t);
+    return st;
+}
+
 lj_status lj_expr_eval(lj_context *ctx, const lj_expr *e, int64_t *rows, int64_t *cols,
                        double **values)
 {
@@ -71,24 +94,17 @@ lj_status lj_expr_eval(lj_context *ctx, const lj_expr *e, int64_t *rows, int64_t
     if (!lji_ctx_ok(ctx)) return LJ_ERR_INVALID;
     if (!lji_expr_ok(e)) return lji_error(ctx, LJ_ERR_INVALID, "%s: expression is %s", op, e ? "not live" : "NULL");
     if (!values) return lji_error(ctx, LJ_ERR_INVALID, "%s: NULL output", op);
-    lji_topo t;
-    lj_status st = lji_topo_build(ctx, e, &t);
+    double *x = NULL;
+    lj_status st = lji_eval_raw(ctx, e, &x);
     if (st != LJ_OK) return st;
-    double **vals;
-    st = lji_eval_all(ctx, &t, &vals);
-    if (st == LJ_OK) {
-        int64_t mn = e->rows * e->cols;
-        double *out = lji_malloc(ctx, (size_t)(mn ? mn : 1) * sizeof *out);
-        if (!out)
-            st = lji_nomem(ctx, op);
-        else {
-            memcpy(out, vals[t.n - 1], (size_t)mn * sizeof *out);
-            *values = out;
-            if (rows) *rows = e->rows;
-            if (cols) *cols = e->cols;
-        }
-        lji_vals_free(&t, vals);
+    if (e->pat) { /* the caller asked for the dense array */
+        double *D = lji_scatter(ctx, e, x, op);
+        free(x);
+        if (!D) return ctx->status;
+        x = D;
     }
-    lji_topo_free(&t);
-    return st;
+    *values = x;
+    if (rows) *rows = e->rows;
+    if (cols) *cols = e->cols;
+    return LJ_OK;
 }

@@ -63,7 +63,10 @@ void lj_expr_free(lj_expr **pe)
             }
         }
         free(x->name);
-        free(x->value);
+        if (!x->borrowed) free(x->value);
+        lji_pat_free(&x->pat);
+        free(x->map[0]);
+        free(x->map[1]);
         x->magic = LJI_DEAD_MAGIC;
         free(x);
     }
@@ -96,12 +99,10 @@ static bool valid_name(const char *s)
     return true;
 }
 
-static lj_expr *leaf(lj_context *ctx, const lji_opdef *def, const char *name, int64_t rows,
-                     int64_t cols, const double *values)
+lj_expr *lji_leaf_shell(lj_context *ctx, const lji_opdef *def, const char *opname, const char *name,
+                        int64_t rows, int64_t cols)
 {
-    const char *opname = def->name;
     bool var = def == &lji_op_var;
-    if (!lji_ctx_ok(ctx)) return NULL;
     if (name && !valid_name(name)) {
         lji_error(ctx, LJ_ERR_NAME, "%s: '%s' is not a valid name", opname, name);
         return NULL;
@@ -110,17 +111,36 @@ static lj_expr *leaf(lj_context *ctx, const lji_opdef *def, const char *name, in
         lji_error(ctx, LJ_ERR_NAME, "%s: a variable needs a name", opname);
         return NULL;
     }
+    lj_expr *e = lji_node_new(ctx, def, rows, cols, NULL, NULL);
+    if (!e) return NULL;
+    e->name = name ? lji_strdup(ctx, name) : NULL;
+    if (name && !e->name) {
+        lj_expr_free(&e);
+        lji_nomem(ctx, opname);
+        return NULL;
+    }
+    return e;
+}
+
+static lj_expr *leaf(lj_context *ctx, const lji_opdef *def, const char *name, int64_t rows,
+                     int64_t cols, const double *values)
+{
+    const char *opname = def->name;
+    if (!lji_ctx_ok(ctx)) return NULL;
     int64_t n;
     if (rows < 0 || cols < 0 || !lji_size_ok(rows, cols, &n)) {
+        if (name && !valid_name(name)) {
+            lji_error(ctx, LJ_ERR_NAME, "%s: '%s' is not a valid name", opname, name);
+            return NULL;
+        }
         lji_error(ctx, rows < 0 || cols < 0 ? LJ_ERR_SHAPE : LJ_ERR_OVERFLOW,
                   "%s: bad shape " LJI_SHP " for '%s'", opname, rows, cols, name ? name : "?");
         return NULL;
     }
-    lj_expr *e = lji_node_new(ctx, def, rows, cols, NULL, NULL);
+    lj_expr *e = lji_leaf_shell(ctx, def, opname, name, rows, cols);
     if (!e) return NULL;
-    e->name = name ? lji_strdup(ctx, name) : NULL;
     e->value = lji_calloc(ctx, (size_t)(n ? n : 1), sizeof(double));
-    if ((name && !e->name) || !e->value) {
+    if (!e->value) {
         lj_expr_free(&e);
         lji_nomem(ctx, opname);
         return NULL;
@@ -155,10 +175,10 @@ lj_status lj_expr_set_value(lj_context *ctx, lj_expr *e, const double *values)
     lj_status st = check_in(ctx, "set_value", e, NULL, 1);
     if (st != LJ_OK) return st;
     if (!lji_is_leaf(e)) return lji_error(ctx, LJ_ERR_INVALID, "set_value: not a leaf");
-    if (!values && e->rows * e->cols > 0)
+    int64_t mn = lji_vlen(e);
+    if (!values && mn > 0)
         return lji_error(ctx, LJ_ERR_INVALID, "set_value: NULL values for '%s'", e->name ? e->name : "?");
-    int64_t mn = e->rows * e->cols;
-    if (mn > 0) memcpy(e->value, values, (size_t)mn * sizeof(double));
+    if (mn > 0 && values != e->value) memmove(e->value, values, (size_t)mn * sizeof(double));
     return LJ_OK;
 }
 
@@ -173,7 +193,9 @@ lj_expr *lji_expr_binary(lj_context *ctx, const lji_opdef *d, lj_expr *a, lj_exp
     if (check_in(ctx, d->name, a, b, d->arity) != LJ_OK) return NULL;
     int64_t r, c;
     if (d->shape(ctx, d, a, b, &r, &c) != LJ_OK) return NULL;
-    return lji_node_new(ctx, d, r, c, a, b);
+    lj_expr *e = lji_node_new(ctx, d, r, c, a, b);
+    if (e && lji_sparse_node(ctx, e) != LJ_OK) lj_expr_free(&e);
+    return e;
 }
 
 lj_expr *lj_expr_add(lj_context *ctx, lj_expr *a, lj_expr *b) { return lji_expr_binary(ctx, &lji_op_add, a, b); }
@@ -267,6 +289,7 @@ static lj_expr *with_number(lj_context *ctx, const lji_opdef *d, double p, lj_ex
     }
     lj_expr *e = lji_expr_unary(ctx, d, a);
     if (e) e->p = p;
+    if (e && lji_sparse_node(ctx, e) != LJ_OK) lj_expr_free(&e); /* .^p keeps a pattern for p > 0 */
     return e;
 }
 

@@ -6,6 +6,15 @@
 /* The operation of a node: its entry in the table of operations (ops.h). */
 typedef struct lji_opdef lji_opdef;
 
+/* A sparsity pattern (CSC, rows strictly ascending in each column), shared
+ * by reference between the nodes whose values live on it. */
+typedef struct lji_pat {
+    atomic_long refs;
+    int64_t nrow, ncol, nnz;
+    int64_t *p, *i;
+    bool borrowed; /* p and i belong to the caller's cholmod_sparse */
+} lji_pat;
+
 struct lj_expr {
     uint32_t magic;
     atomic_long refs;
@@ -20,9 +29,25 @@ struct lj_expr {
      * product's own subtree (borrowed, alive while this node is). */
     const lj_expr *pbase;
     int64_t pn;
+    /* A sparse value: the node's values are the pattern's nnz entries in CSC
+     * order (a leaf's `value`, an operation's value buffer); a Jacobian's rows
+     * (cols, for a variable) are those entries. NULL: a dense value. */
+    lji_pat *pat;
+    /* for each stored entry of the value, the index of the entry it comes
+     * from in operand a's (map[0]) or b's (map[1]) values; -1 where that
+     * operand holds a zero; NULL for the identity (same pattern) */
+    int64_t *map[2];
+    unsigned char skind; /* LJI_SK_*: how a sparse value is computed */
+    bool borrowed; /* a leaf reading the caller's value array in place */
 };
 
 #define LJI_EXPR_MAGIC 0x4c4a4558u /* "LJEX" */
+
+/* The length of e's value array: nnz of its pattern, or rows·cols. */
+static inline int64_t lji_vlen(const lj_expr *e)
+{
+    return e->pat ? e->pat->nnz : e->rows * e->cols;
+}
 
 static inline bool lji_expr_ok(const lj_expr *e)
 {
@@ -60,6 +85,25 @@ void lji_vals_free(const lji_topo *t, double **vals);
  * set. */
 lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, const unsigned char *need, double ***vals);
 lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, const unsigned char *need, double **vals);
+
+/* ---- sparse values (sparse.c) ---- */
+lji_pat *lji_pat_retain(lji_pat *p);
+void lji_pat_free(lji_pat **p);
+/* A read-only CHOLMOD view of pattern p with values x (no allocation). */
+void lji_pat_view(const lji_pat *p, const double *x, cholmod_sparse *v);
+/* Position of entry (r, c) among p's stored entries, or -1. */
+int64_t lji_pat_find(const lji_pat *p, int64_t r, int64_t c);
+/* Row and column of stored entry k. */
+void lji_pat_entry(const lji_pat *p, int64_t k, int64_t *row, int64_t *col);
+/* Called by every constructor once the node's operands and parameters are
+ * set: gives e a pattern where its operation keeps sparse operands sparse. */
+lj_status lji_sparse_node(lj_context *ctx, lj_expr *e);
+/* The value of a sparse node scattered into a new dense rows×cols array. */
+double *lji_scatter(lj_context *ctx, const lj_expr *e, const double *x, const char *op);
+/* Evaluates node e whose operands or result are sparse. */
+lj_status lji_sparse_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out);
+/* Value of e (lji_vlen(e) entries), new. */
+lj_status lji_eval_raw(lj_context *ctx, const lj_expr *e, double **out);
 
 /* Appends e in the expression language; `level` is the binding strength of
  * the place it stands in (parenthesised when weaker). */

@@ -92,7 +92,7 @@ static lj_status neg_eval(lj_context *ctx, const lj_expr *e, const double *A, co
 {
     LJI_UNUSED(ctx);
     LJI_UNUSED(B);
-    for (int64_t i = 0; i < e->rows * e->cols; i++) out[i] = -A[i];
+    for (int64_t i = 0; i < lji_vlen(e); i++) out[i] = -A[i];
     return LJ_OK;
 }
 
@@ -100,14 +100,14 @@ static lj_status scale_eval(lj_context *ctx, const lj_expr *e, const double *A, 
 {
     LJI_UNUSED(ctx);
     LJI_UNUSED(B);
-    for (int64_t i = 0; i < e->rows * e->cols; i++) out[i] = e->p * A[i];
+    for (int64_t i = 0; i < lji_vlen(e); i++) out[i] = e->p * A[i];
     return LJ_OK;
 }
 
 static lj_status divs_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
 {
     if (B[0] == 0.0) return lji_error(ctx, LJ_ERR_DOMAIN, "div: division by zero");
-    for (int64_t i = 0; i < e->rows * e->cols; i++) out[i] = A[i] / B[0];
+    for (int64_t i = 0; i < lji_vlen(e); i++) out[i] = A[i] / B[0];
     return LJ_OK;
 }
 
@@ -119,11 +119,13 @@ static bool pow_defined(double x, double p)
 static lj_status pow_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
 {
     LJI_UNUSED(B);
-    int64_t m = e->rows;
-    for (int64_t i = 0; i < e->rows * e->cols; i++) {
-        if (!pow_defined(A[i], e->p))
+    for (int64_t i = 0; i < lji_vlen(e); i++) {
+        if (!pow_defined(A[i], e->p)) {
+            int64_t r = i % (e->rows ? e->rows : 1), c = i / (e->rows ? e->rows : 1);
+            if (e->pat) lji_pat_entry(e->pat, i, &r, &c);
             return lji_error(ctx, LJ_ERR_DOMAIN, "pow: %g .^ %g is undefined at entry (%" PRId64 ",%" PRId64 ")",
-                             A[i], e->p, i % m + 1, i / m + 1);
+                             A[i], e->p, r + 1, c + 1);
+        }
         out[i] = pow(A[i], e->p);
     }
     return LJ_OK;
@@ -153,13 +155,13 @@ static lj_op *sum_local(lji_dctx *d, const lj_expr *e, int which)
 static lj_op *neg_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
-    return lji_d_scaled(d->ctx, -1.0, lji_d_identity(d->ctx, e->rows * e->cols));
+    return lji_d_scaled(d->ctx, -1.0, lji_d_identity(d->ctx, lji_d_len(d, e)));
 }
 
 static lj_op *scale_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
-    return lji_d_scaled(d->ctx, e->p, lji_d_identity(d->ctx, e->rows * e->cols));
+    return lji_d_scaled(d->ctx, e->p, lji_d_identity(d->ctx, lji_d_len(d, e)));
 }
 
 /* Diag(vec B) dA, with a broadcast operand's own cases */
@@ -208,7 +210,7 @@ static lj_op *hdiv_local(lji_dctx *d, const lj_expr *e, int which)
 static lj_op *divs_local(lji_dctx *d, const lj_expr *e, int which)
 {
     double s = lji_d_val(d, e->b)[0];
-    if (!which) return lji_d_scaled(d->ctx, 1.0 / s, lji_d_identity(d->ctx, e->rows * e->cols));
+    if (!which) return lji_d_scaled(d->ctx, 1.0 / s, lji_d_identity(d->ctx, lji_d_len(d, e)));
     return lji_d_scaled(d->ctx, -1.0 / (s * s), lji_d_vec(d, e->a));
 }
 
@@ -226,7 +228,7 @@ static lj_op *pow_local(lji_dctx *d, const lj_expr *e, int which)
     else lji_buf_printf(&bb, "%g·(%s).^%g", e->p, v, e->p - 1);
     free(v);
     char *l = lji_buf_finish(&bb, "jacobian");
-    int64_t mn = e->rows * e->cols;
+    int64_t mn = lji_d_len(d, e);
     lj_op *r = l ? lji_d_elem(d, mn, lji_d_val(d, e->a), mn, NULL, 0, e->p, f_pow, l, false) : NULL;
     free(l);
     return r;
@@ -314,31 +316,46 @@ static void power_write(lji_buf *b, const lj_expr *e)
     lji_expr_write(b, e->b, 4);
 }
 
+/* ---- scalar kernels of the elementwise binary operations (sparse values) ---- */
+
+static double k_add(double x, double y) { return x + y; }
+static double k_sub(double x, double y) { return x - y; }
+double lji_k_mul(double x, double y) { return x * y; }
+static double k_div(double x, double y) { return x / y; }
+static double dk_add(double x, double y, int w) { LJI_UNUSED(x); LJI_UNUSED(y); LJI_UNUSED(w); return 1.0; }
+static double dk_sub(double x, double y, int w) { LJI_UNUSED(x); LJI_UNUSED(y); return w ? -1.0 : 1.0; }
+double lji_dk_mul(double x, double y, int w) { return w ? x : y; }
+static double dk_div(double x, double y, int w) { return w ? -x / (y * y) : 1.0 / y; }
+
 /* ---- the entries ------------------------------------------------------------------ */
 
-#define ELEMENTWISE(nm, s, ms, loc, rd0, rd1, fail)                                              \
+#define ELEMENTWISE(nm, s, ms, loc, rd0, rd1, fail, sp, k, dk)                                  \
     { .name = nm, .arity = 2, .level = 2, .sym = s, .msym = ms, .shape = lji_shape_broadcast,     \
-      .eval = binary_eval, .local = loc, .reads = { rd0, rd1 }, .can_fail = fail }
+      .eval = binary_eval, .local = loc, .reads = { rd0, rd1 }, .can_fail = fail, .sparse = sp,     \
+      .bin = k, .dbin = dk }
 
 const lji_opdef lji_op_add = { .name = "add", .arity = 2, .level = 1, .sym = "+", .msym = " + ",
-                               .shape = lji_shape_broadcast, .eval = binary_eval, .local = sum_local };
+                               .shape = lji_shape_broadcast, .eval = binary_eval, .local = sum_local,
+                               .sparse = LJI_SP_UNION, .bin = k_add, .dbin = dk_add };
 const lji_opdef lji_op_sub = { .name = "sub", .arity = 2, .level = 1, .sym = "-", .msym = " − ",
-                               .shape = lji_shape_broadcast, .eval = binary_eval, .local = sum_local };
+                               .shape = lji_shape_broadcast, .eval = binary_eval, .local = sum_local,
+                               .sparse = LJI_SP_UNION, .bin = k_sub, .dbin = dk_sub };
 const lji_opdef lji_op_hadamard = ELEMENTWISE("hadamard", ".*", " ∘ ", hadamard_local, LJI_READ_OTHER,
-                                              LJI_READ_OTHER, false);
+                                              LJI_READ_OTHER, false, LJI_SP_PRODUCT, lji_k_mul, lji_dk_mul);
 const lji_opdef lji_op_hdiv = ELEMENTWISE("hdiv", "./", " ⊘ ", hdiv_local, LJI_READ_OTHER,
-                                          LJI_READ_OPERAND | LJI_READ_OTHER, true);
+                                          LJI_READ_OPERAND | LJI_READ_OTHER, true, LJI_SP_QUOTIENT, k_div, dk_div);
 const lji_opdef lji_op_divs = { .name = "div", .arity = 2, .level = 2, .sym = "/", .msym = "/",
                                 .shape = divs_shape, .eval = divs_eval, .local = divs_local,
                                 .reads = { LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER },
-                                .can_fail = true };
+                                .can_fail = true, .sparse = LJI_SP_SAME };
 const lji_opdef lji_op_neg = { .name = "neg", .arity = 1, .level = 3, .shape = lji_shape_same,
-                               .eval = neg_eval, .local = neg_local, .write = neg_write };
+                               .eval = neg_eval, .local = neg_local, .write = neg_write, .sparse = LJI_SP_SAME };
 const lji_opdef lji_op_scale = { .name = "scale", .arity = 1, .level = 2, .shape = lji_shape_same,
-                                 .eval = scale_eval, .local = scale_local, .write = scale_write };
+                                 .eval = scale_eval, .local = scale_local, .write = scale_write,
+                                 .sparse = LJI_SP_SAME };
 const lji_opdef lji_op_pow = { .name = "pow", .arity = 1, .level = 4, .shape = lji_shape_same,
                                .eval = pow_eval, .local = pow_local, .reads = { LJI_READ_OPERAND, 0 },
-                               .can_fail = true, .write = pow_write };
+                               .can_fail = true, .write = pow_write, .sparse = LJI_SP_ZERO };
 const lji_opdef lji_op_max = { .name = "max", .arity = 2, .function = true, .level = 6, .sym = "and",
                                .shape = lji_shape_broadcast, .eval = binary_eval, .local = maxmin_local,
                                .reads = { LJI_READ_OPERAND | LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER } };

@@ -46,11 +46,13 @@ static lj_status func_eval(lj_context *ctx, const lj_expr *e, const double *A, c
 {
     LJI_UNUSED(B);
     const lji_opdef *d = e->def;
-    int64_t m = e->rows;
-    for (int64_t i = 0; i < e->rows * e->cols; i++) {
-        if (d->in_domain && !d->in_domain(A[i]))
+    for (int64_t i = 0; i < lji_vlen(e); i++) {
+        if (d->in_domain && !d->in_domain(A[i])) {
+            int64_t r = i % (e->rows ? e->rows : 1), c = i / (e->rows ? e->rows : 1);
+            if (e->pat) lji_pat_entry(e->pat, i, &r, &c);
             return lji_error(ctx, LJ_ERR_DOMAIN, "%s: argument %g is %s at entry (%" PRId64 ",%" PRId64 ")",
-                             d->name, A[i], d->domain, i % m + 1, i / m + 1);
+                             d->name, A[i], d->domain, r + 1, c + 1);
+        }
         out[i] = d->f(A[i]);
     }
     return LJ_OK;
@@ -61,7 +63,7 @@ static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
     const lji_opdef *f = e->def;
-    int64_t mn = e->rows * e->cols;
+    int64_t mn = lji_d_len(d, e);
     if (f->df == d_zero) return lj_op_zero(d->ctx, mn, mn);
     const double *A = lji_d_val(d, e->a);
     for (int64_t i = 0; i < mn; i++)
@@ -96,7 +98,7 @@ static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
     { .name = nm, .arity = 1, .function = true, .level = 6, .shape = lji_shape_same,               \
       .eval = func_eval, .local = func_local, .reads = { LJI_READ_OPERAND, 0 },                    \
       .can_fail = INDOM != NULL, .f = F, .df = DF, .in_domain = INDOM, .domain = OUTSIDE,           \
-      .diff_at = DIFFAT, .dpre = LABEL }
+      .diff_at = DIFFAT, .dpre = LABEL, .sparse = LJI_SP_ZERO }
 
 static const lji_opdef fn_exp = FUNC("exp", exp, d_exp, NULL, NULL, NULL, "exp(@)");
 static const lji_opdef fn_log = FUNC("log", log, d_log, positive, "not positive", NULL, "1./@");

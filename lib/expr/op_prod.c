@@ -23,10 +23,57 @@ static lj_status mul_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *a
     return LJ_OK;
 }
 
+/* A dense product with a sparse factor: S·X through CHOLMOD's sdmult, X·S
+ * column by column of S (out[:, j] = Σ X[:, l]·s_lj). */
+static lj_status mul_sparse_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    const lj_expr *a = e->a, *b = e->b;
+    int64_t m = e->rows, n = e->cols;
+    if (a->pat) {
+        cholmod_sparse S;
+        lji_pat_view(a->pat, A, &S);
+        int64_t xn = b->rows * n, yn = m * n;
+        cholmod_dense X = { .nrow = (size_t)b->rows, .ncol = (size_t)n, .nzmax = (size_t)(xn > 0 ? xn : 1),
+                            .d = (size_t)(b->rows > 0 ? b->rows : 1), .x = (double *)B, .xtype = CHOLMOD_REAL,
+                            .dtype = CHOLMOD_DOUBLE };
+        cholmod_dense Y = { .nrow = (size_t)m, .ncol = (size_t)n, .nzmax = (size_t)(yn > 0 ? yn : 1),
+                            .d = (size_t)(m > 0 ? m : 1), .x = out, .xtype = CHOLMOD_REAL, .dtype = CHOLMOD_DOUBLE };
+        double one[2] = { 1, 0 }, zero[2] = { 0, 0 };
+        if (!cholmod_l_sdmult(&S, 0, one, zero, &X, &Y, &ctx->cc)) return lji_cholmod_check(ctx, "mul");
+        return LJ_OK;
+    }
+    const lji_pat *p = b->pat;
+    memset(out, 0, (size_t)(m * n) * sizeof *out);
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t q = p->p[j]; q < p->p[j + 1]; q++) {
+            const double *x = A + p->i[q] * m, s = B[q];
+            double *y = out + j * m;
+            for (int64_t i = 0; i < m; i++) y[i] += s * x[i];
+        }
+    return LJ_OK;
+}
+
+/* a 1×1 operand's value: a sparse one is its entry or 0 */
+static double scalar_of(const lj_expr *x, const double *X)
+{
+    return x->pat && x->pat->nnz == 0 ? 0.0 : X[0];
+}
+
 static lj_status mul_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
 {
     const lj_expr *a = e->a, *b = e->b;
     int64_t m = e->rows, n = e->cols, mn = m * n;
+    if ((a->pat || b->pat) && !(lji_is_scalar(a) || lji_is_scalar(b))) return mul_sparse_eval(ctx, e, A, B, out);
+    if ((a->pat || b->pat) && lji_is_scalar(a) && lji_is_scalar(b)) {
+        out[0] = scalar_of(a, A) * scalar_of(b, B);
+        return LJ_OK;
+    }
+    if (a->pat || b->pat) { /* a 1×1 sparse factor of a dense matrix */
+        double s = lji_is_scalar(a) ? scalar_of(a, A) : scalar_of(b, B);
+        const double *M = lji_is_scalar(a) ? B : A;
+        for (int64_t i = 0; i < mn; i++) out[i] = s * M[i];
+        return LJ_OK;
+    }
     if (lji_is_scalar(a) || lji_is_scalar(b)) {
         const double *s = lji_is_scalar(a) ? A : B, *M = lji_is_scalar(a) ? B : A;
         bool both = lji_is_scalar(a) && lji_is_scalar(b);
@@ -37,10 +84,63 @@ static lj_status mul_eval(lj_context *ctx, const lj_expr *e, const double *A, co
                     b->rows > 0 ? b->rows : 1, 0.0, out, m > 0 ? m : 1);
 }
 
+/* J of S·X (or X·S) w.r.t. the stored entries of a sparse S, the other
+ * factor dense: (X^T ⊗ I_m)·P_S^T (or (I_n ⊗ X)·P_S^T) written out, with
+ * p entries per stored entry (p the columns of X, or its rows). */
+static lj_op *mul_sparse_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    lj_context *ctx = d->ctx;
+    const lj_expr *c = which ? e->b : e->a, *o = which ? e->a : e->b;
+    if (lji_is_scalar(c) || lji_is_scalar(o) || o->pat) return NULL; /* the general rule */
+    const lji_pat *p = c->pat;
+    const double *X = lji_d_val(d, o);
+    int64_t m = e->rows, n = e->cols, per = which ? m : n, nz;
+    if (!lji_mul_ok(p->nnz, per, &nz)) {
+        lji_error(ctx, LJ_ERR_OVERFLOW, "jacobian: mul: %" PRId64 "·%" PRId64 " entries overflow", p->nnz, per);
+        return NULL;
+    }
+    cholmod_sparse *s = lji_sparse_alloc(ctx, m * n, p->nnz, nz, "jacobian");
+    if (!s) return NULL;
+    int64_t *sp = s->p, *si = s->i, k = 0;
+    double *sx = s->x;
+    for (int64_t j = 0; j < p->ncol; j++)
+        for (int64_t q = p->p[j]; q < p->p[j + 1]; q++) {
+            int64_t i = p->i[q]; /* entry (i, j) of S */
+            sp[q] = k;
+            if (!which) /* d(S X)[i, t] / dS[i, j] = X[j, t] */
+                for (int64_t t = 0; t < n; t++) {
+                    si[k] = i + t * m;
+                    sx[k++] = X[j + t * o->rows];
+                }
+            else /* d(X S)[t, j] / dS[i, j] = X[t, i] */
+                for (int64_t t = 0; t < m; t++) {
+                    si[k] = t + j * m;
+                    sx[k++] = X[t + i * m];
+                }
+        }
+    sp[p->nnz] = k;
+    char *lo = lji_d_label(d, o), *lc = lji_d_label(d, c);
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    bool atom = lc && lji_label_is_atomic(lc) && !strchr(lc, '(');
+    if (!which) lji_buf_printf(&b, "(%s^T ⊗ I_%" PRId64 ")·P", lo ? lo : "?", m);
+    else lji_buf_printf(&b, "(I_%" PRId64 " ⊗ %s)·P", n, lo ? lo : "?");
+    lji_buf_printf(&b, atom ? "_%s^T" : "_{%s}^T", lc ? lc : "?");
+    char *label = lji_buf_finish(&b, "jacobian");
+    lj_op *r = label && lo && lc ? lj_op_sparse(ctx, s, label) : NULL;
+    if (!r && ctx->status == LJ_OK) lji_nomem(ctx, "jacobian");
+    free(lo);
+    free(lc);
+    free(label);
+    cholmod_l_free_sparse(&s, &ctx->cc);
+    return r;
+}
+
 /* (B^T ⊗ I_m) dA + (I_q ⊗ A) dB; scalar factors by their own rules */
 static lj_op *mul_local(lji_dctx *d, const lj_expr *e, int which)
 {
     lj_context *ctx = d->ctx;
+    if (d->raw) return mul_sparse_local(d, e, which); /* w.r.t. a sparse factor */
     const lj_expr *a = e->a, *b = e->b, *c = which ? b : a, *o = which ? a : b;
     int64_t mn = e->rows * e->cols;
     if (lji_is_scalar(c) && !lji_is_scalar(o)) return lji_d_vec(d, o); /* d(s·M)/ds = vec M */
@@ -123,10 +223,11 @@ static void transpose_write(lji_buf *b, const lj_expr *e)
 
 const lji_opdef lji_op_mul = { .name = "mul", .arity = 2, .level = 2, .sym = "*", .msym = "·",
                                .shape = mul_shape, .eval = mul_eval, .local = mul_local,
-                               .reads = { LJI_READ_OTHER, LJI_READ_OTHER } };
+                               .reads = { LJI_READ_OTHER, LJI_READ_OTHER }, .sparse = LJI_SP_PRODUCT,
+                               .sparse_eval = true, .sparse_local = true, .bin = lji_k_mul, .dbin = lji_dk_mul };
 const lji_opdef lji_op_kron = { .name = "kron", .arity = 2, .function = true, .level = 6, .sym = "⊗",
                                 .shape = kron_shape, .eval = kron_eval, .local = kron_local,
                                 .reads = { LJI_READ_OTHER, LJI_READ_OTHER } };
 const lji_opdef lji_op_transpose = { .name = "transpose", .arity = 1, .level = 5, .shape = transpose_shape,
                                      .eval = transpose_eval, .local = transpose_local,
-                                     .write = transpose_write };
+                                     .write = transpose_write, .sparse = LJI_SP_TRANSPOSE };

@@ -89,9 +89,14 @@ static lj_status reduce_eval(lj_context *ctx, const lj_expr *e, const double *A,
     LJI_UNUSED(ctx);
     LJI_UNUSED(B);
     const lj_expr *a = e->a;
-    int64_t an = a->rows * a->cols;
+    int64_t an = lji_vlen(a); /* a sparse operand: its stored entries */
     double s = 0;
-    if (e->def == &lji_op_trace)
+    if (e->def == &lji_op_trace && a->pat)
+        for (int64_t j = 0; j < a->cols; j++) {
+            int64_t q = lji_pat_find(a->pat, j, j);
+            if (q >= 0) s += A[q];
+        }
+    else if (e->def == &lji_op_trace)
         for (int64_t i = 0; i < a->rows; i++) s += A[i + i * a->rows];
     else if (e->def == &lji_op_sum)
         for (int64_t i = 0; i < an; i++) s += A[i];
@@ -109,7 +114,7 @@ static lj_status vec_eval(lj_context *ctx, const lj_expr *e, const double *A, co
 {
     LJI_UNUSED(ctx);
     LJI_UNUSED(B);
-    memcpy(out, A, (size_t)(e->rows * e->cols) * sizeof *out);
+    memcpy(out, A, (size_t)lji_vlen(e) * sizeof *out);
     return LJ_OK;
 }
 
@@ -119,6 +124,18 @@ static lj_status diag_eval(lj_context *ctx, const lj_expr *e, const double *A, c
     LJI_UNUSED(B);
     const lj_expr *a = e->a;
     int64_t m = e->rows, an = a->rows * a->cols;
+    if (a->pat) { /* a sparse operand's entries placed (out is dense) */
+        const lji_pat *p = a->pat;
+        bool to_matrix = !(e->cols == 1 && (!(a->rows == 1 || a->cols == 1) || an == 1));
+        memset(out, 0, (size_t)(m * e->cols) * sizeof *out);
+        for (int64_t j = 0; j < p->ncol; j++)
+            for (int64_t q = p->p[j]; q < p->p[j + 1]; q++) {
+                int64_t i = p->i[q], k = i + j * a->rows; /* position in vec a */
+                if (to_matrix) out[k + k * m] = A[q];
+                else if (i == j) out[i] = A[q];
+            }
+        return LJ_OK;
+    }
     if (e->cols == 1 && !(a->rows == 1 || a->cols == 1)) {
         for (int64_t i = 0; i < m; i++) out[i] = A[i + i * a->rows];
     } else if (e->cols == 1 && an == 1) { /* diag of a 1×1 is itself */
@@ -137,6 +154,7 @@ static lj_op *trace_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
     int64_t n = e->a->rows;
+    if (d->raw) return lji_d_diag_selection(d, e->a, true); /* a sparse operand */
     char tmp[48];
     snprintf(tmp, sizeof tmp, "vec I_%" PRId64, n);
     return lji_d_transposed(d->ctx, lji_d_selection(d->ctx, n * n, n, 1, tmp));
@@ -145,7 +163,7 @@ static lj_op *trace_local(lji_dctx *d, const lj_expr *e, int which)
 static lj_op *sum_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
-    return lji_d_transposed(d->ctx, lji_d_ones(d->ctx, e->a->rows * e->a->cols));
+    return lji_d_transposed(d->ctx, lji_d_ones(d->ctx, lji_d_len(d, e->a)));
 }
 
 /* vec(A)^T / ‖A‖ */
@@ -171,7 +189,7 @@ static double f_sign(double x, double y, double p)
 static lj_op *norm1_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
-    int64_t an = e->a->rows * e->a->cols;
+    int64_t an = lji_d_len(d, e->a);
     char *l = lji_d_vec_label(d, e->a, "sign(", ")");
     lj_op *r = l ? lji_d_elem(d, an, lji_d_val(d, e->a), an, NULL, 0, 0, f_sign, l, true) : NULL;
     free(l);
@@ -181,7 +199,7 @@ static lj_op *norm1_local(lji_dctx *d, const lj_expr *e, int which)
 static lj_op *vec_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
-    return lji_d_identity(d->ctx, e->rows * e->cols);
+    return lji_d_identity(d->ctx, lji_d_len(d, e));
 }
 
 /* the selection E with E v = vec(diag(v)): entry (i + i·n, i) */
@@ -190,6 +208,8 @@ static lj_op *diag_local(lji_dctx *d, const lj_expr *e, int which)
     LJI_UNUSED(which);
     int64_t cn = e->a->rows * e->a->cols;
     bool to_matrix = e->cols != 1 || cn == 1;
+    if (d->raw) /* a sparse operand */
+        return to_matrix ? NULL : lji_d_diag_selection(d, e->a, false);
     int64_t n = to_matrix ? e->rows : e->a->rows;
     char tmp[48];
     snprintf(tmp, sizeof tmp, "E_%" PRId64, n);
@@ -199,15 +219,18 @@ static lj_op *diag_local(lji_dctx *d, const lj_expr *e, int which)
 
 /* ---- the entries --------------------------------------------------------------------- */
 
+/* the reductions and diag read a sparse operand's entries themselves */
 #define FUNCTION1(nm, shp, ev, loc, rd)                                                          \
     { .name = nm, .arity = 1, .function = true, .level = 6, .shape = shp, .eval = ev,            \
-      .local = loc, .reads = { rd, 0 } }
+      .local = loc, .reads = { rd, 0 }, .sparse_eval = true, .sparse_local = true }
 
 const lji_opdef lji_op_trace = FUNCTION1("tr", lji_shape_square, reduce_eval, trace_local, 0);
 const lji_opdef lji_op_sum = FUNCTION1("sum", lji_shape_scalar, reduce_eval, sum_local, 0);
 const lji_opdef lji_op_norm1 = FUNCTION1("norm1", lji_shape_scalar, reduce_eval, norm1_local, LJI_READ_OPERAND);
 const lji_opdef lji_op_norm2 = { .name = "norm2", .arity = 1, .function = true, .level = 6,
                                  .shape = lji_shape_scalar, .eval = reduce_eval, .local = norm2_local,
-                                 .reads = { LJI_READ_OPERAND | LJI_READ_NODE, 0 } };
-const lji_opdef lji_op_vec = FUNCTION1("vec", vec_shape, vec_eval, vec_local, 0);
+                                 .reads = { LJI_READ_OPERAND | LJI_READ_NODE, 0 }, .sparse_eval = true,
+                                 .sparse_local = true };
+const lji_opdef lji_op_vec = { .name = "vec", .arity = 1, .function = true, .level = 6, .shape = vec_shape,
+                               .eval = vec_eval, .local = vec_local, .sparse = LJI_SP_VEC };
 const lji_opdef lji_op_diag = FUNCTION1("diag", diag_shape, diag_eval, diag_local, 0);

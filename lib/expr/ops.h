@@ -26,14 +26,35 @@ enum { LJI_READ_OPERAND = 1, /* the operand `which` */
        LJI_READ_OTHER = 2,   /* the other operand */
        LJI_READ_NODE = 4 };  /* e's own value */
 
+/* How an operation treats sparse operands (sparse.c, lji_sparse_node). */
+enum { LJI_SP_NONE = 0,
+       LJI_SP_SAME,      /* the operand's pattern (neg, scale, a / s) */
+       LJI_SP_ZERO,      /* the operand's pattern where f(0) = 0 (functions, .^p, p > 0) */
+       LJI_SP_VEC,       /* vec: the same entries in a column */
+       LJI_SP_TRANSPOSE, /* the transposed pattern */
+       LJI_SP_PRODUCT,   /* .*, and * with a scalar: the sparse side's pattern;
+                            * for *, two sparse matrices give CHOLMOD's product */
+       LJI_SP_QUOTIENT,  /* S ./ X: S's pattern */
+       LJI_SP_UNION };   /* S ± T: the union */
+/* How a node with a pattern is evaluated and differentiated. */
+enum { LJI_SK_NONE = 0,
+       LJI_SK_UNARY,  /* entry k from the operand's entry k: the dense code on the entries */
+       LJI_SK_GATHER, /* entry k is the operand's entry map[0][k] (transpose) */
+       LJI_SK_BINARY, /* entry k = bin(a at map[0][k], b at map[1][k]) */
+       LJI_SK_OWN };  /* S * T through CHOLMOD */
+
 /* Differentiation context: the plan's order and values, the variable, and
- * a cache of node values as labelled dense operators. */
+ * a cache of node values as labelled dense operators. With `raw`, a local
+ * rule reads a sparse node's values as its stored entries (lji_d_val,
+ * lji_d_len); otherwise as a dense array (scattered, cached in `dense`). */
 typedef struct lji_dctx {
     lj_context *ctx;
     const lji_topo *t;
     double **vals;
     const lj_expr *var;
     lj_op **opval;
+    bool raw;
+    double **dense;
 } lji_dctx;
 
 struct lji_opdef {
@@ -61,7 +82,20 @@ struct lji_opdef {
     bool (*in_domain)(double x);
     bool (*diff_at)(double x); /* NULL, or false where f' does not exist */
     const char *dpre, *dpost;  /* f'(vec A) printed as dpre "vec A" dpost */
+    /* sparse operands: the rule (LJI_SP_*), whether `eval` reads sparse
+     * operands itself (their stored entries, through the pattern), whether
+     * `local` does (it may return NULL without an error to take the general
+     * rule), and the scalar kernel of an elementwise binary operation and its
+     * partial derivatives */
+    unsigned char sparse;
+    bool sparse_eval, sparse_local;
+    double (*bin)(double x, double y);
+    double (*dbin)(double x, double y, int which);
 };
+
+/* The product's scalar kernel (.* and the matrix product by a scalar). */
+double lji_k_mul(double x, double y);
+double lji_dk_mul(double x, double y, int which);
 
 /* The entries, by family. */
 extern const lji_opdef lji_op_var, lji_op_const, lji_op_eye;
@@ -91,9 +125,19 @@ lj_status lji_shape_scalar(lj_context *ctx, const lji_opdef *d, const lj_expr *a
 lj_status lji_shape_square(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
                            int64_t *r, int64_t *c);
 
+/* The local Jacobian of e w.r.t. operand `which`, in the coordinates of
+ * sparse values where e or the operand is sparse (sparse.c). */
+lj_op *lji_local(lji_dctx *d, const lj_expr *e, int which);
+/* tr (trace) or diag of a sparse square a, as selections of its entries */
+lj_op *lji_d_diag_selection(lji_dctx *d, const lj_expr *a, bool trace);
+/* A leaf's node with its name checked and set, no values (expr.c). */
+lj_expr *lji_leaf_shell(lj_context *ctx, const lji_opdef *def, const char *op, const char *name, int64_t rows,
+                        int64_t cols);
+
 /* Helpers for local Jacobians (diff.c). Functions that take operators
  * consume them (NULL in gives NULL out). */
 double *lji_d_val(lji_dctx *d, const lj_expr *e);
+int64_t lji_d_len(lji_dctx *d, const lj_expr *e);    /* length of lji_d_val(d, e) */
 lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e);   /* e's value as a labelled operator */
 lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e);     /* vec of e's value, (mn)×1 */
 char *lji_d_label(lji_dctx *d, const lj_expr *e);    /* "A", "(A·B)", "1_n" */
