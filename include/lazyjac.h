@@ -188,7 +188,11 @@ lj_status lj_op_apply_multi(lj_context *ctx, const lj_op *J, int trans, int64_t 
                             double alpha, const double *X, int64_t ldx,
                             double beta, double *Y, int64_t ldy);
 
-/* Printing. Returns a new NUL-terminated string (free with lj_free). */
+/* Printing. Returns a new NUL-terminated string (free with lj_free). An
+ * operator shares subtrees, and written out a deep chain of them (the
+ * Jacobian of a matrix power of a matrix power) can grow without bound: a
+ * print (or tree) longer than LJ_PRINT_MAX bytes is cut and ends in "…". */
+#define LJ_PRINT_MAX (1 << 20)
 typedef enum { LJ_PRINT_UNICODE = 0, LJ_PRINT_PLAIN = 1, LJ_PRINT_LATEX = 2 } lj_print_format;
 char *lj_op_print(lj_context *ctx, const lj_op *a, lj_print_format fmt);
 /* The operator tree, one node a line, annotated with shape, nnz and cost.

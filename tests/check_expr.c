@@ -684,6 +684,18 @@ START_TEST(test_power_and_eye)
     lj_free(dp);
     lj_expr_free(&D);
     lj_expr_free(&D2);
+    /* powers of powers: J written out grows as their product; the print is cut */
+    lj_expr *N = lj_parse(ctx, "((X^95 - X)^93 - X)^95", t, &dpos);
+    CK_NN(ctx, N);
+    lj_op *JN = lj_expr_jacobian(ctx, N, X);
+    CK_NN(ctx, JN);
+    char *pn = lj_op_print(ctx, JN, LJ_PRINT_PLAIN);
+    CK_NN(ctx, pn);
+    size_t ln = strlen(pn);
+    ck_assert_msg(ln <= LJ_PRINT_MAX + 3 && ln > LJ_PRINT_MAX - 8 && strcmp(pn + ln - 3, "…") == 0, "length %zu", ln);
+    lj_free(pn);
+    lj_op_free(&JN);
+    lj_expr_free(&N);
     /* the Jacobian's labels say X^2, not X·X */
     lj_expr *X3 = lj_expr_mpower(ctx, X, 3);
     lj_op *J3 = lj_expr_jacobian(ctx, X3, X);

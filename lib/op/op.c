@@ -550,7 +550,21 @@ bool lji_label_is_atomic(const char *label)
 
 void lji_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
+    if (b->truncated) return; /* the length cap was reached: stop the walk */
     J->kind->print(b, J, fmt, where);
+}
+
+/* Ends a capped print: a cut form ends in "…" at a character boundary. */
+char *lji_buf_finish_capped(lji_buf *b, const char *op)
+{
+    bool cut = b->truncated && !b->failed && b->s;
+    b->limit = 0;
+    if (cut) {
+        b->len = lji_utf8_prefix(b->s, LJ_PRINT_MAX);
+        b->s[b->len] = '\0';
+        lji_buf_puts(b, "…");
+    }
+    return lji_buf_finish(b, op);
 }
 
 char *lj_op_print(lj_context *ctx, const lj_op *a, lj_print_format fmt)
@@ -562,6 +576,7 @@ char *lj_op_print(lj_context *ctx, const lj_op *a, lj_print_format fmt)
     }
     lji_buf b;
     lji_buf_init(&b, ctx);
+    b.limit = LJ_PRINT_MAX;
     lji_print(&b, a, fmt, LJI_AT_TOP);
-    return lji_buf_finish(&b, "print");
+    return lji_buf_finish_capped(&b, "print");
 }

@@ -41,6 +41,7 @@ static bool node_valid(lj_context *ctx, const lj_op *a, const char *path)
 
 static bool tree_walk(lj_context *ctx, lji_buf *b, const lj_op *a, int depth, const char *path)
 {
+    if (b->truncated) return true; /* the length cap was reached */
     if (!node_valid(ctx, a, path)) return false;
     bool exact;
     int64_t nz = lji_nnz(a, &exact);
@@ -70,11 +71,12 @@ char *lj_op_tree(lj_context *ctx, const lj_op *a)
     if (lji_check_args(ctx, "tree", 1, &a) != LJ_OK) return NULL;
     lji_buf b;
     lji_buf_init(&b, ctx);
+    b.limit = LJ_PRINT_MAX;
     if (!tree_walk(ctx, &b, a, 0, "1")) {
         lji_buf_discard(&b);
         return NULL;
     }
-    return lji_buf_finish(&b, "tree");
+    return lji_buf_finish_capped(&b, "tree");
 }
 
 static void dot_escape(lji_buf *b, const char *s)
