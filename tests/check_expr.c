@@ -1385,9 +1385,10 @@ START_TEST(test_sparse_structure)
     lj_expr *Sc = lj_expr_const_sparse(ctx, "S", S), *Sv = lj_expr_var_sparse(ctx, "W", S);
     tmat xv = tm_rand(30, 4, &seed);
     lj_expr *X = lj_expr_var(ctx, "X", 30, 4, xv.a), *Y = lj_expr_var(ctx, "Y", 30, 30, ref.a);
+    lj_expr *Xt = lj_expr_transpose(ctx, X);
     const struct { lj_expr *e; lj_expr *w; int64_t nnz; const char *print; } cases[] = {
         { lj_expr_mul(ctx, Sc, X), X, 4 * nz, "I_4 ⊗ S" },
-        { lj_expr_mul(ctx, lj_expr_transpose(ctx, X), Sc), X, 4 * nz, NULL },
+        { lj_expr_mul(ctx, Xt, Sc), X, 4 * nz, NULL },
         { lj_expr_hadamard(ctx, Sc, Y), Y, nz, "P_S·Diag(vec S)" },
         { lj_expr_hadamard(ctx, Y, Sv), Sv, nz, "Diag(P_W vec Y)" },
         { lj_expr_mul(ctx, Sv, X), Sv, 4 * nz, "(X^T ⊗ I_30)·P_W^T" },
@@ -1415,6 +1416,7 @@ START_TEST(test_sparse_structure)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) lj_expr_free((lj_expr **)&cases[c].e);
     lj_expr_free(&Sc);
     lj_expr_free(&Sv);
+    lj_expr_free(&Xt);
     lj_expr_free(&X);
     lj_expr_free(&Y);
     tm_free(&xv);

@@ -241,8 +241,12 @@ if mkfifo "$T/wide.fifo" 2>/dev/null; then
     bad "wide matrix through a pipe: $(cat "$T/err")"
   wait
 fi
-# the command reads -v files densely: a clear error, quickly
-check_bad 1 "cannot be allocated" eval -e "M" -v M="$T/tall.mtx" -o "$T/res.mtx"
+# a coordinate file stays sparse (19 bytes of file, 12 column pointers);
+# read dense (--dense) it is a clear error, quickly
+if run 0 "tall sparse leaf" -- eval -e "M" -v M="$T/tall.mtx"; then
+  [ "$(sed -n 2p "$T/out")" = "1882119519 11 0" ] && ok || bad "tall sparse leaf: $(sed -n 2p "$T/out")"
+fi
+check_bad 1 "cannot be allocated" eval -e "M" -v M="$T/tall.mtx" --dense M -o "$T/res.mtx"
 check_bad 1 "truncated: it declares 1000000000 entries" eval -e "M" -v M="$T/n9.mtx" -o "$T/res.mtx"
 check_bad 1 "declaration '-d A=1000000x1000000': its 8e+03 GB of values cannot be allocated (more than this machine" eval -e "A" -d A=1000000x1000000 -o "$T/res.mtx"
 
@@ -256,6 +260,27 @@ run 0 "gradient --print --check seed002" -- gradient -e "ones'*(Q.*W)*b" -w Q -v
 run 0 "gradient --print -o" -- gradient -e "tr(A*X*B)" -w X -d A=3x4 -d X=4x5 -d B=5x3 --print -o "$T/gp.mtx" &&
   { grep -qxF "gradient = A^T B^T" "$T/out" && [ -s "$T/gp.mtx" ] && ok || bad "gradient --print -o: $(cat "$T/out")"; }
 check_bad 1 "gradient: expression is (3×5), not a scalar" gradient -e "A*X" -w X -d A=3x4 -d X=4x5 --print -o "$T/res.mtx"
+
+# ---- sparse data -------------------------------------------------------------
+printf '%%%%MatrixMarket matrix coordinate real general\n3 3 2\n1 1 2.5\n3 2 -1\n' >"$T/S.mtx"
+if run 0 "sparse leaf: I ⊗ S" -- jacobian -e "S*X" -w X -v S="$T/S.mtx" -d X=3x2 --print; then
+  grep -qF "J = I_2 ⊗ S" "$T/out" && grep -qF "nnz: 4" "$T/out" && ok || bad "sparse S*X: I_2 ⊗ S with nnz 4"
+fi
+if run 0 "--dense S" -- jacobian -e "S*X" -w X -v S="$T/S.mtx" --dense S -d X=3x2 --print; then
+  grep -qF "nnz: 18" "$T/out" && ok || bad "--dense S makes S dense (nnz 18)"
+fi
+if run 0 "sparse value" -- eval -e "2*S'" -v S="$T/S.mtx"; then
+  printf '%%%%MatrixMarket matrix coordinate real general\n3 3 2\n1 1 5\n2 3 -2\n' | cmp -s - "$T/out" && ok ||
+    bad "eval of a sparse value writes coordinate"
+fi
+if run 0 "gradient on the pattern" -- gradient -e "sum(S .* S)" -w S -v S="$T/S.mtx" -o "$T/g.mtx"; then
+  printf '%%%%MatrixMarket matrix coordinate real general\n3 3 2\n1 1 5\n3 2 -2\n' >"$T/gref.mtx"
+  "$TOOL" diff "$T/g.mtx" "$T/gref.mtx" 1e-14 && ok || bad "gradient of a sparse variable on its pattern"
+fi
+if run 0 "sparse check" -- jacobian -e "S .* X" -w X -v S="$T/S.mtx" -d X=3x3 --print --check; then
+  grep -qF "J = P_S·Diag(vec S)" "$T/out" && grep -qF "shape: 2×9" "$T/out" && ok || bad "S .* X prints P_S·Diag(vec S)"
+fi
+check_bad 2 "--dense T: no '-v T=FILE' declaration" eval -e "S" -v S="$T/S.mtx" --dense T
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

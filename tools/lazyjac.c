@@ -3,6 +3,7 @@
  * public API alone; the contract (options, formats, exit status) is the one
  * in DESIGN.md and lazyjac(1). */
 #include <lazyjac.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -29,7 +30,8 @@ static const char *usage_text =
     "       lazyjac eval     -e EXPR|-f FILE [DECL...] [-o FILE]\n"
     "       -f FILE (or -f - for standard input) may stand for -e EXPR everywhere.\n"
     "DECL:  -d NAME=RxC     shape; values drawn from --seed N (default 1)\n"
-    "       -v NAME=FILE    values (and shape) from a Matrix Market file\n"
+    "       -v NAME=FILE    values (and shape) from a Matrix Market file; a coordinate\n"
+    "                       file stays sparse (--dense NAME reads it dense)\n"
     "Run 'lazyjac COMMAND --help' for one command, 'lazyjac --version' for the version.\n";
 
 static const char *help_demo =
@@ -64,8 +66,8 @@ static const char *help_apply =
     "  Matrix Market array. -f FILE reads EXPR from FILE (- for standard input).\n";
 static const char *help_eval =
     "lazyjac eval -e EXPR|-f FILE [DECL...] [-o FILE]\n"
-    "  The value of EXPR, written as a Matrix Market array. -f FILE reads EXPR\n"
-    "  from FILE (- for standard input).\n";
+    "  The value of EXPR, written as a Matrix Market array (coordinate when the\n"
+    "  value is sparse). -f FILE reads EXPR from FILE (- for standard input).\n";
 
 /* ---- errors ----------------------------------------------------------------------- */
 
@@ -98,6 +100,8 @@ typedef struct {
     const char *cmd, *expr, *file, *wrt, *out, *format, *vector;
     bool print, check, transpose, help;
     uint64_t seed;
+    const char *dense[256];
+    int ndense;
     const char *decl_kind[256];
     const char *decl[256];
     int ndecl;
@@ -113,7 +117,7 @@ static int parse_options(int argc, char **argv, options *o)
         const char *a = argv[i];
         bool takes = !strcmp(a, "-e") || !strcmp(a, "-f") || !strcmp(a, "-w") || !strcmp(a, "-o") || !strcmp(a, "-d") ||
                      !strcmp(a, "-v") || !strcmp(a, "--format") || !strcmp(a, "--vector") ||
-                     !strcmp(a, "--seed");
+                     !strcmp(a, "--seed") || !strcmp(a, "--dense");
         if (takes && i + 1 >= argc) return die(EXIT_USAGE, "option '%s' needs a value", a);
         const char *v = takes ? argv[++i] : NULL;
         if (!strcmp(a, "-e") || !strcmp(a, "-f")) {
@@ -135,6 +139,9 @@ static int parse_options(int argc, char **argv, options *o)
             if (o->ndecl == 256) return die(EXIT_USAGE, "too many declarations");
             o->decl_kind[o->ndecl] = a;
             o->decl[o->ndecl++] = v;
+        } else if (!strcmp(a, "--dense")) {
+            if (o->ndense == 256) return die(EXIT_USAGE, "too many --dense names");
+            o->dense[o->ndense++] = v;
         } else if (!strcmp(a, "--print")) o->print = true;
         else if (!strcmp(a, "--check")) o->check = true;
         else if (!strcmp(a, "--transpose")) o->transpose = true;
@@ -176,8 +183,37 @@ static bool parse_dim(const char *s, const char **end, int64_t *v)
     return true;
 }
 
+/* A Matrix Market coordinate file (by its banner); anything else, or a
+ * file that cannot be read, goes to the dense reader, which says why. */
+static bool coordinate_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    char line[256] = "";
+    bool coord = fgets(line, sizeof line, f) && !strncmp(line, "%%MatrixMarket", 14);
+    fclose(f);
+    for (char *c = line; *c; c++) *c = (char)tolower((unsigned char)*c);
+    return coord && strstr(line, " coordinate");
+}
+
+static bool wants_dense(const options *o, const char *name)
+{
+    for (int i = 0; i < o->ndense; i++)
+        if (!strcmp(o->dense[i], name)) return true;
+    return false;
+}
+
 static int declare(lj_context *ctx, lj_symtab *t, const options *o)
 {
+    for (int i = 0; i < o->ndense; i++) {
+        bool found = false;
+        for (int k = 0; k < o->ndecl && !found; k++) {
+            const char *d = o->decl[k], *eq = strchr(d, '=');
+            found = o->decl_kind[k][1] == 'v' && eq && (size_t)(eq - d) == strlen(o->dense[i]) &&
+                    !strncmp(d, o->dense[i], (size_t)(eq - d));
+        }
+        if (!found) return die(EXIT_USAGE, "--dense %s: no '-v %s=FILE' declaration", o->dense[i], o->dense[i]);
+    }
     uint64_t rng = o->seed;
     for (int i = 0; i < o->ndecl; i++) {
         const char *d = o->decl[i];
@@ -213,6 +249,11 @@ static int declare(lj_context *ctx, lj_symtab *t, const options *o)
                 v[k] = (double)(splitmix(&rng) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
             e = lj_expr_var(ctx, name, r, c, v);
             free(v);
+        } else if (coordinate_file(eq + 1) && !wants_dense(o, name)) { /* stays sparse */
+            cholmod_sparse *S = lj_read_sparse_mtx(ctx, eq + 1);
+            if (!S) return die(EXIT_FAIL, "%s (declaring '%s')", lj_context_message(ctx), name);
+            e = lj_expr_var_sparse(ctx, name, S);
+            lj_sparse_free(ctx, &S);
         } else {
             int64_t r, c;
             double *v;
@@ -325,6 +366,25 @@ static int write_array(lj_context *ctx, const char *out, int64_t r, int64_t c, c
     return fflush(stdout) == 0 ? 0 : die(EXIT_FAIL, "writing standard output failed");
 }
 
+/* Matrix Market coordinate: to standard output here, to a file through the
+ * library (a temporary name, renamed). */
+static int write_sparse(lj_context *ctx, const char *out, const cholmod_sparse *S)
+{
+    if (!to_stdout(out)) {
+        lj_op *op = lj_op_sparse(ctx, S, NULL);
+        lj_status st = op ? lj_op_write_mtx(ctx, op, out) : lj_context_status(ctx);
+        lj_op_free(&op);
+        return st == LJ_OK ? 0 : lib_error(ctx);
+    }
+    const int64_t *p = S->p, *ii = S->i;
+    const double *x = S->x;
+    printf("%%%%MatrixMarket matrix coordinate real general\n%zu %zu %" PRId64 "\n", S->nrow, S->ncol,
+           p[S->ncol]);
+    for (size_t j = 0; j < S->ncol; j++)
+        for (int64_t q = p[j]; q < p[j + 1]; q++) printf("%" PRId64 " %zu %.17g\n", ii[q] + 1, j + 1, x[q]);
+    return fflush(stdout) == 0 ? 0 : die(EXIT_FAIL, "writing standard output failed");
+}
+
 /* Materialisation (and the writing that includes it) runs in a worker
  * thread, so that a long one shows its progress on standard error when that
  * is a terminal. */
@@ -393,14 +453,9 @@ static int write_jacobian(lj_context *ctx, const lj_op *J, const options *o)
     if (materialise_with_progress(&job) != LJ_OK) return lib_error(ctx);
     if (!job.S) return 0; /* written to the file */
     cholmod_sparse *S = job.S;
-    const int64_t *p = S->p, *ii = S->i;
-    const double *x = S->x;
-    printf("%%%%MatrixMarket matrix coordinate real general\n%zu %zu %" PRId64 "\n", S->nrow, S->ncol,
-           p[S->ncol]);
-    for (size_t j = 0; j < S->ncol; j++)
-        for (int64_t q = p[j]; q < p[j + 1]; q++) printf("%" PRId64 " %zu %.17g\n", ii[q] + 1, j + 1, x[q]);
+    int rc = write_sparse(ctx, NULL, S);
     lj_sparse_free(ctx, &S);
-    return fflush(stdout) == 0 ? 0 : die(EXIT_FAIL, "writing standard output failed");
+    return rc;
 }
 
 static void print_report(lj_context *ctx, const lj_op *J, FILE *f)
@@ -498,7 +553,18 @@ static int cmd_gradient(const options *o)
     int64_t m = lj_expr_rows(s.x), n = lj_expr_cols(s.x);
     lj_op *J = NULL;
     if (!rc && (o->print || o->check) && !(J = lj_expr_jacobian(s.ctx, s.f, s.x))) rc = lib_error(s.ctx);
-    if (!rc && o->print) { /* the structured form of J^T·1, in the variable's shape */
+    bool sv = !rc && lj_expr_is_sparse(s.x);
+    if (!rc && o->print && sv) { /* on the stored entries: the form of J^T */
+        lj_op *Jt = lj_op_transpose(s.ctx, J);
+        char *u = Jt ? lj_op_print(s.ctx, Jt, LJ_PRINT_UNICODE) : NULL;
+        char *pl = u ? lj_op_print(s.ctx, Jt, LJ_PRINT_PLAIN) : NULL;
+        if (!pl) rc = lib_error(s.ctx);
+        else printf("gradient = %s\nplain: %s\nshape: %" PRId64 "×%" PRId64 ", on the %" PRId64 " stored entries of %s\n",
+                    u, pl, m, n, lj_expr_nvalues(s.x), o->wrt);
+        lj_free(u);
+        lj_free(pl);
+        lj_op_free(&Jt);
+    } else if (!rc && o->print) { /* the structured form of J^T·1, in the variable's shape */
         char *u = lj_op_print_gradient(s.ctx, J, m, n, LJ_PRINT_UNICODE);
         char *pl = u ? lj_op_print_gradient(s.ctx, J, m, n, LJ_PRINT_PLAIN) : NULL;
         if (!pl) rc = lib_error(s.ctx);
@@ -513,10 +579,20 @@ static int cmd_gradient(const options *o)
     }
     double *g = NULL;
     if (!rc && (o->out || (!o->print && !o->check))) {
-        g = malloc(sizeof *g * (size_t)(m * n > 0 ? m * n : 1));
+        int64_t nv = lj_expr_nvalues(s.x);
+        g = malloc(sizeof *g * (size_t)(nv > 0 ? nv : 1));
         if (!g) rc = die(EXIT_FAIL, "out of memory");
         else if (lj_expr_gradient(s.ctx, s.f, s.x, g) != LJ_OK) rc = lib_error(s.ctx);
-        else rc = write_array(s.ctx, o->out, m, n, g);
+        else if (sv) { /* on the variable's pattern */
+            cholmod_sparse *S = lj_expr_eval_sparse(s.ctx, s.x);
+            if (!S) rc = lib_error(s.ctx);
+            else {
+                memcpy(S->x, g, sizeof *g * (size_t)nv);
+                rc = write_sparse(s.ctx, o->out, S);
+            }
+            lj_sparse_free(s.ctx, &S);
+        } else
+            rc = write_array(s.ctx, o->out, m, n, g);
     }
     free(g);
     lj_op_free(&J);
@@ -571,7 +647,11 @@ static int cmd_eval(const options *o)
     rc = session_begin(&s, o, false);
     double *v = NULL;
     int64_t r, c;
-    if (!rc) {
+    if (!rc && lj_expr_is_sparse(s.f)) { /* a sparse value: coordinate */
+        cholmod_sparse *S = lj_expr_eval_sparse(s.ctx, s.f);
+        rc = S ? write_sparse(s.ctx, o->out, S) : lib_error(s.ctx);
+        lj_sparse_free(s.ctx, &S);
+    } else if (!rc) {
         if (lj_expr_eval(s.ctx, s.f, &r, &c, &v) != LJ_OK) rc = lib_error(s.ctx);
         else rc = write_array(s.ctx, o->out, r, c, v);
     }
