@@ -17,6 +17,9 @@ for ex in lowrank_lm riccati_nk; do
 done
 if "$top_builddir/examples/lowrank_lm" 25 18 2 >"$T/lm2.out" 2>&1 && grep -q "agree: .* converged" "$T/lm2.out"; then pass=$((pass + 1))
 else fail=$((fail + 1)); echo "FAIL: lowrank_lm 25 18 2"; cat "$T/lm2.out"; fi
+# sparse data: tr(X'*L*X) for a 3600-node grid Laplacian, value, gradient and J v checked inside
+if "$top_builddir/examples/graph_laplacian" 60 3 >"$T/gl.out" 2>&1 && grep -q "^checks: ok$" "$T/gl.out"; then pass=$((pass + 1))
+else fail=$((fail + 1)); echo "FAIL: examples/graph_laplacian 60 3"; cat "$T/gl.out"; fi
 [ -s "$T/J.mtx" ] && pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: examples/using wrote no J.mtx"; }
 # the README's program is examples/using.c, verbatim
 awk '/^<!-- using.c -->/ { on = 1; next } on && /^```c/ { inblock = 1; next } inblock && /^```/ { exit } inblock { print }' \
