@@ -554,16 +554,15 @@ static int cmd_gradient(const options *o)
     lj_op *J = NULL;
     if (!rc && (o->print || o->check) && !(J = lj_expr_jacobian(s.ctx, s.f, s.x))) rc = lib_error(s.ctx);
     bool sv = !rc && lj_expr_is_sparse(s.x);
-    if (!rc && o->print && sv) { /* on the stored entries: the form of J^T */
-        lj_op *Jt = lj_op_transpose(s.ctx, J);
-        char *u = Jt ? lj_op_print(s.ctx, Jt, LJ_PRINT_UNICODE) : NULL;
-        char *pl = u ? lj_op_print(s.ctx, Jt, LJ_PRINT_PLAIN) : NULL;
+    if (!rc && o->print && sv) { /* on the stored entries: a column of nnz values */
+        int64_t nv = lj_expr_nvalues(s.x);
+        char *u = lj_op_print_gradient(s.ctx, J, nv, 1, LJ_PRINT_UNICODE);
+        char *pl = u ? lj_op_print_gradient(s.ctx, J, nv, 1, LJ_PRINT_PLAIN) : NULL;
         if (!pl) rc = lib_error(s.ctx);
         else printf("gradient = %s\nplain: %s\nshape: %" PRId64 "×%" PRId64 ", on the %" PRId64 " stored entries of %s\n",
                     u, pl, m, n, lj_expr_nvalues(s.x), o->wrt);
         lj_free(u);
         lj_free(pl);
-        lj_op_free(&Jt);
     } else if (!rc && o->print) { /* the structured form of J^T·1, in the variable's shape */
         char *u = lj_op_print_gradient(s.ctx, J, m, n, LJ_PRINT_UNICODE);
         char *pl = u ? lj_op_print_gradient(s.ctx, J, m, n, LJ_PRINT_PLAIN) : NULL;

@@ -234,6 +234,8 @@ static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, 
         }
         if (lji_is(f, &lji_kind_diag) && f->label && strncmp(f->label, "vec ", 4) == 0 && is_ones(rest)) {
             lji_put_label(b, f->label + 4, fmt); /* ones ∘ W = W */
+        } else if (lji_is(f, &lji_kind_diag) && f->label && strncmp(f->label, "P_", 2) == 0 && is_ones(rest)) {
+            lji_put_label(b, f->label, fmt); /* Diag(P_S vec X)·1 = P_S vec X, on a sparse pattern */
         } else if (lji_is(f, &lji_kind_diag) && f->label && strncmp(f->label, "vec ", 4) == 0) {
             lji_put_open(b, inner);
             grad_render(b, ctx, rest, m, n, fmt, true);
