@@ -24,6 +24,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         lj_symtab_add(ctx, t, e);
         lj_expr_free(&e);
     }
+    /* sparse leaves: S 3×3 with 4 entries (a variable), E 3×2 with none */
+    cholmod_sparse *S = cholmod_l_allocate_sparse(3, 3, 4, 1, 1, 0, CHOLMOD_REAL, lj_context_cholmod(ctx));
+    cholmod_sparse *E = cholmod_l_allocate_sparse(3, 2, 1, 1, 1, 0, CHOLMOD_REAL, lj_context_cholmod(ctx));
+    if (S && E) {
+        int64_t sp[4] = { 0, 2, 3, 4 }, si[4] = { 0, 2, 1, 2 };
+        double sx[4] = { 1.5, -2, 0.5, 3 };
+        memcpy(S->p, sp, sizeof sp);
+        memcpy(S->i, si, sizeof si);
+        memcpy(S->x, sx, sizeof sx);
+        memset(E->p, 0, 3 * sizeof(int64_t));
+        lj_expr *a = lj_expr_var_sparse(ctx, "S", S), *b = lj_expr_const_sparse(ctx, "E", E);
+        lj_symtab_add(ctx, t, a);
+        lj_symtab_add(ctx, t, b);
+        lj_expr_free(&a);
+        lj_expr_free(&b);
+    }
+    cholmod_l_free_sparse(&S, lj_context_cholmod(ctx));
+    cholmod_l_free_sparse(&E, lj_context_cholmod(ctx));
     int64_t pos;
     lj_expr *f = lj_parse(ctx, text, t, &pos);
     if (f) {
@@ -35,12 +53,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int64_t r, c;
         double *val = NULL;
         if (lj_expr_rows(f) * lj_expr_cols(f) <= 4096 && lj_expr_eval(ctx, f, &r, &c, &val) == LJ_OK) {
-            lj_op *J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, "A"));
-            if (J) {
-                char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
-                lj_free(p);
+            const char *wrt[2] = { "A", "S" };
+            for (int w = 0; w < 2; w++) {
+                lj_op *J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, wrt[w]));
+                if (J) {
+                    char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+                    lj_free(p);
+                    /* J applied both ways to ones, when cheap: the apply of a
+                     * power's J walks every product of its chain */
+                    int64_t r2 = lj_op_rows(J), c2 = lj_op_cols(J);
+                    double flops = 0, bytes = 0;
+                    if (r2 * c2 <= 65536 && lj_op_cost(ctx, J, &flops, &bytes) == LJ_OK && flops <= 1e6) {
+                        double *x = calloc((size_t)(c2 + r2 + 2), sizeof *x);
+                        if (x) {
+                            for (int64_t k = 0; k < c2 + r2 + 2; k++) x[k] = 1.0;
+                            lj_op_apply(ctx, J, 0, 1.0, x, 0.0, x + c2 + 1);
+                            lj_op_apply(ctx, J, 1, 1.0, x + c2 + 1, 0.0, x);
+                            free(x);
+                        }
+                    }
+                    lj_context_clear(ctx);
+                }
+                lj_op_free(&J);
             }
-            lj_op_free(&J);
+            if (lj_expr_is_sparse(f)) {
+                cholmod_sparse *V = lj_expr_eval_sparse(ctx, f);
+                lj_sparse_free(ctx, &V);
+            }
         }
         lj_free(val);
         lj_expr_free(&f);

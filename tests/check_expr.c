@@ -694,6 +694,16 @@ START_TEST(test_power_and_eye)
     size_t ln = strlen(pn);
     ck_assert_msg(ln <= LJ_PRINT_MAX + 3 && ln > LJ_PRINT_MAX - 8 && strcmp(pn + ln - 3, "…") == 0, "length %zu", ln);
     lj_free(pn);
+    /* nnz and cost visit each shared node once (the tree has ~10^6 paths):
+     * the same answers as on a fresh copy of the same structure */
+    int exact;
+    double fl, by;
+    ck_assert_int_eq(lj_op_nnz(ctx, JN, &exact), 9 * 9);
+    CK_OK(ctx, lj_op_cost(ctx, JN, &fl, &by));
+    ck_assert_msg(fl > 1e6 && isfinite(fl), "cost %g", fl);
+    char *tr = lj_op_tree(ctx, JN);
+    CK_NN(ctx, tr);
+    lj_free(tr);
     lj_op_free(&JN);
     lj_expr_free(&N);
     /* the Jacobian's labels say X^2, not X·X */

@@ -171,8 +171,79 @@ int lj_op_equal(const lj_op *a, const lj_op *b)
     return lji_equal(a, b);
 }
 
+/* An operator is a DAG: a matrix power's Jacobian holds each factor's
+ * Jacobian twice, and a tree walk of a power of a power visits a number of
+ * paths that grows with the product of the exponents. While a top-level
+ * query runs (lj_op_nnz, lj_op_cost, lj_op_tree), nnz and cost are
+ * remembered per node in a table of this thread, so each node is computed
+ * once. Without memory for the table the walk is done as before. */
+typedef struct {
+    const lj_op *key;
+    unsigned char has; /* 1: nnz, 2: cost */
+    bool exact;
+    int64_t nnz;
+    double flops, bytes;
+} memo_slot;
+
+static _Thread_local struct {
+    memo_slot *slot;
+    size_t cap, used;
+    int depth;
+} memo;
+
+void lji_memo_begin(void)
+{
+    memo.depth++;
+}
+
+void lji_memo_end(void)
+{
+    if (--memo.depth > 0) return;
+    free(memo.slot);
+    memo.slot = NULL;
+    memo.cap = memo.used = 0;
+}
+
+static size_t memo_hash(const lj_op *J, size_t cap)
+{
+    uint64_t h = (uint64_t)(uintptr_t)J * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 17) & (cap - 1);
+}
+
+static memo_slot *memo_find(const lj_op *J, bool create)
+{
+    if (memo.depth <= 0) return NULL;
+    if (create && (memo.used + 1) * 2 > memo.cap) { /* grow to keep the table half empty */
+        size_t cap = memo.cap ? memo.cap * 2 : 256;
+        memo_slot *s = calloc(cap, sizeof *s);
+        if (!s) return NULL;
+        for (size_t k = 0; k < memo.cap; k++)
+            if (memo.slot[k].key) {
+                size_t h = memo_hash(memo.slot[k].key, cap);
+                while (s[h].key) h = (h + 1) & (cap - 1);
+                s[h] = memo.slot[k];
+            }
+        free(memo.slot);
+        memo.slot = s;
+        memo.cap = cap;
+    }
+    if (!memo.cap) return NULL;
+    size_t h = memo_hash(J, memo.cap);
+    while (memo.slot[h].key && memo.slot[h].key != J) h = (h + 1) & (memo.cap - 1);
+    if (memo.slot[h].key == J) return &memo.slot[h];
+    if (!create) return NULL;
+    memo.slot[h].key = J;
+    memo.used++;
+    return &memo.slot[h];
+}
+
 int64_t lji_nnz(const lj_op *J, bool *exact)
 {
+    memo_slot *m = memo_find(J, false);
+    if (m && (m->has & 1)) {
+        if (exact) *exact = m->exact;
+        return m->nnz;
+    }
     bool ex = true;
     int64_t n = J->kind->nnz(J, &ex);
     int64_t full;
@@ -180,6 +251,11 @@ int64_t lji_nnz(const lj_op *J, bool *exact)
     if (n > full || n < 0) {
         n = full;
         ex = false;
+    }
+    if ((m = memo_find(J, true))) {
+        m->has |= 1;
+        m->nnz = n;
+        m->exact = ex;
     }
     if (exact) *exact = ex;
     return n;
@@ -189,15 +265,28 @@ int64_t lj_op_nnz(lj_context *ctx, const lj_op *a, int *exact)
 {
     if (lji_check_args(ctx, "nnz", 1, &a) != LJ_OK) return -1;
     bool ex;
+    lji_memo_begin();
     int64_t n = lji_nnz(a, &ex);
+    lji_memo_end();
     if (exact) *exact = ex;
     return n;
 }
 
 void lji_cost(const lj_op *J, double *flops, double *bytes)
 {
+    memo_slot *m = memo_find(J, false);
+    if (m && (m->has & 2)) {
+        *flops = m->flops;
+        *bytes = m->bytes;
+        return;
+    }
     double f = 0, b = 0;
     J->kind->cost(J, &f, &b);
+    if ((m = memo_find(J, true))) {
+        m->has |= 2;
+        m->flops = f;
+        m->bytes = b;
+    }
     *flops = f;
     *bytes = b;
 }
@@ -207,7 +296,9 @@ lj_status lj_op_cost(lj_context *ctx, const lj_op *a, double *flops, double *byt
     lj_status st = lji_check_args(ctx, "cost", 1, &a);
     if (st != LJ_OK) return st;
     double f, b;
+    lji_memo_begin();
     lji_cost(a, &f, &b);
+    lji_memo_end();
     if (flops) *flops = f;
     if (bytes) *bytes = b;
     return LJ_OK;

@@ -110,6 +110,10 @@ cholmod_sparse *lji_sparse_full(lj_context *ctx, const lj_op *J, const char *wha
 /* The sum of the children's costs. */
 void lji_cost_of_children(const lj_op *J, double *flops, double *bytes);
 int64_t lji_nnz(const lj_op *J, bool *exact);
+/* Between these, lji_nnz and lji_cost remember each node's result (in a
+ * table of the calling thread), so that a DAG is walked once per node. */
+void lji_memo_begin(void);
+void lji_memo_end(void);
 void lji_cost(const lj_op *J, double *flops, double *bytes);
 void lji_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where);
 bool lji_equal(const lj_op *a, const lj_op *b);
