@@ -706,6 +706,16 @@ START_TEST(test_power_and_eye)
     lj_free(tr);
     lj_op_free(&JN);
     lj_expr_free(&N);
+    /* equal operators that share subtrees are compared once per pair of
+     * nodes (a fuzz input: the sum of two such Jacobians took minutes) */
+    lj_expr *N2 = lj_parse(ctx, "------min(X --4,-3---min(X, ------5--2- ------2--2--min(X, -4---3--min(X, "
+                                "------0-X)^95-X)^93-X)^94-X)^93---2--min(X --4,-3---min(X, ------5--2- ------2--2"
+                                "--min(X, -4---3--min(X, ------0-X)^95-X)^93-X)^94-X)^93", t, &dpos);
+    CK_NN(ctx, N2);
+    lj_op *JN2 = lj_expr_jacobian(ctx, N2, X);
+    CK_NN(ctx, JN2);
+    lj_op_free(&JN2);
+    lj_expr_free(&N2);
     /* the Jacobian's labels say X^2, not X·X */
     lj_expr *X3 = lj_expr_mpower(ctx, X, 3);
     lj_op *J3 = lj_expr_jacobian(ctx, X3, X);

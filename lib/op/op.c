@@ -152,17 +152,83 @@ const lj_op *lj_op_child(const lj_op *a, int i)
 bool lji_is_identity(const lj_op *a) { return lji_is(a, &lji_kind_identity); }
 bool lji_is_zero(const lj_op *a) { return lji_is(a, &lji_kind_zero); }
 
-bool lji_equal(const lj_op *a, const lj_op *b)
+/* Equality walks two DAGs side by side; distinct but equal operators that
+ * share their subtrees (the Jacobians of nested matrix powers) would meet
+ * the same pair of nodes along many paths. Past a few hundred steps of one
+ * comparison, the pairs already compared are remembered (a table of the
+ * calling thread), so each pair is compared once. */
+typedef struct {
+    const lj_op *a, *b;
+    bool equal;
+} eq_slot;
+
+static _Thread_local struct {
+    eq_slot *slot;
+    size_t cap, used;
+    int64_t steps;
+    int depth;
+} eqm;
+
+static eq_slot *eq_find(const lj_op *a, const lj_op *b, bool create)
+{
+    if (create && (eqm.used + 1) * 2 > eqm.cap) {
+        size_t cap = eqm.cap ? eqm.cap * 2 : 1024;
+        eq_slot *s = calloc(cap, sizeof *s);
+        if (!s) return NULL;
+        for (size_t k = 0; k < eqm.cap; k++)
+            if (eqm.slot[k].a) {
+                uint64_t h = ((uint64_t)(uintptr_t)eqm.slot[k].a * 31 + (uint64_t)(uintptr_t)eqm.slot[k].b) *
+                             0x9e3779b97f4a7c15ull;
+                size_t i = (size_t)(h >> 17) & (cap - 1);
+                while (s[i].a) i = (i + 1) & (cap - 1);
+                s[i] = eqm.slot[k];
+            }
+        free(eqm.slot);
+        eqm.slot = s;
+        eqm.cap = cap;
+    }
+    if (!eqm.cap) return NULL;
+    uint64_t h = ((uint64_t)(uintptr_t)a * 31 + (uint64_t)(uintptr_t)b) * 0x9e3779b97f4a7c15ull;
+    size_t i = (size_t)(h >> 17) & (eqm.cap - 1);
+    while (eqm.slot[i].a && !(eqm.slot[i].a == a && eqm.slot[i].b == b)) i = (i + 1) & (eqm.cap - 1);
+    if (eqm.slot[i].a) return &eqm.slot[i];
+    if (!create) return NULL;
+    eqm.slot[i].a = a;
+    eqm.slot[i].b = b;
+    eqm.used++;
+    return &eqm.slot[i];
+}
+
+static bool equal_rec(const lj_op *a, const lj_op *b)
 {
     if (a == b) return true;
     if (a->kind != b->kind || a->rows != b->rows || a->cols != b->cols || a->hash != b->hash ||
         a->nchild != b->nchild)
         return false;
-    for (int i = 0; i < a->nchild; i++) {
-        if (!lji_equal(a->child[i], b->child[i])) return false;
-        if (a->coef && a->coef[i] != b->coef[i]) return false;
+    bool memo = a->nchild > 0 && ++eqm.steps > 256;
+    eq_slot *m = memo ? eq_find(a, b, false) : NULL;
+    if (m) return m->equal;
+    bool eq = true;
+    for (int i = 0; eq && i < a->nchild; i++) {
+        if (!equal_rec(a->child[i], b->child[i])) eq = false;
+        else if (a->coef && a->coef[i] != b->coef[i]) eq = false;
     }
-    return a->kind->equal ? a->kind->equal(a, b) : true;
+    if (eq) eq = a->kind->equal ? a->kind->equal(a, b) : true;
+    if (memo && (m = eq_find(a, b, true))) m->equal = eq;
+    return eq;
+}
+
+bool lji_equal(const lj_op *a, const lj_op *b)
+{
+    if (a == b) return true;
+    if (eqm.depth++ == 0) eqm.steps = 0;
+    bool eq = equal_rec(a, b);
+    if (--eqm.depth == 0 && eqm.slot) {
+        free(eqm.slot);
+        eqm.slot = NULL;
+        eqm.cap = eqm.used = 0;
+    }
+    return eq;
 }
 
 int lj_op_equal(const lj_op *a, const lj_op *b)
