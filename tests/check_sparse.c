@@ -344,6 +344,8 @@ START_TEST(test_hostile_headers)
         { "negnz.mtx", "3 3 -1\n", 0, 0, 0, "bad size line" },
         { "ovf.mtx", "99999999999999999999999 11 0\n", 0, 0, 0, "bad size line" },
         { "ovf2.mtx", "4294967296 4294967296 1\n1 1 1\n", 0, 0, 0, "bad size line" },
+        /* a fuzz input: 0 rows and a column count past int64 */
+        { "ovf0.mtx", "0 0511555555555555555555555555555555555 0\n", 0, 0, 0, "bad size line" },
     };
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         char text[512];

@@ -278,7 +278,9 @@ static lj_status mm_header(lj_context *ctx, mm_file *m, mm_data *d)
                                      &d->cols, &d->declared, extra)
                             : sscanf(m->line, "%" SCNd64 " %" SCNd64 " %7s", &d->rows, &d->cols, extra);
     int64_t total;
-    if (got != (d->coordinate ? 3 : 2) || d->rows < 0 || d->cols < 0 ||
+    /* sscanf saturates a number too large for int64 at INT64_MAX: refused */
+    bool saturated = d->rows == INT64_MAX || d->cols == INT64_MAX || (d->coordinate && d->declared == INT64_MAX);
+    if (got != (d->coordinate ? 3 : 2) || saturated || d->rows < 0 || d->cols < 0 ||
         !lji_size_ok(d->rows, d->cols, &total) ||
         (d->coordinate && (d->declared < 0 || d->declared > total)))
         return lji_error(ctx, LJ_ERR_FORMAT, "%s: '%s' line %" PRId64 ": bad size line", op, path,
@@ -516,10 +518,10 @@ cholmod_sparse *lj_read_sparse_mtx(lj_context *ctx, const char *path)
         /* CSC needs a pointer a column: refuse where that is far more than
          * the file could justify (a very wide matrix with few entries) */
         int64_t bytes = d.bytes;
-        if ((d.cols + 1) > lji_reader_structure_limit(bytes) / 8)
+        if (d.cols >= lji_reader_structure_limit(bytes) / 8) /* cols + 1 pointers; cols may be INT64_MAX */
             lji_error(ctx, LJ_ERR_NOMEM, "%s: '%s' is " LJI_SHP " with %" PRId64 " entries: its CSC form "
                       "needs %.3g GB of column pointers, more than a file of %" PRId64 " bytes may take",
-                      op, path, d.rows, d.cols, d.count, (double)(d.cols + 1) * 8e-9, bytes);
+                      op, path, d.rows, d.cols, d.count, ((double)d.cols + 1.0) * 8e-9, bytes);
         else
             s = csc_from_triplets(ctx, op, path, &d);
     } else {
