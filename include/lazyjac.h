@@ -112,7 +112,8 @@ typedef struct lj_op lj_op;
 typedef enum {
     LJ_OP_IDENTITY, LJ_OP_ZERO, LJ_OP_SCALED, LJ_OP_DIAG, LJ_OP_DENSE,
     LJ_OP_SPARSE, LJ_OP_PERM, LJ_OP_COMMUTATION, LJ_OP_KRON, LJ_OP_COMPOSE,
-    LJ_OP_SUM, LJ_OP_TRANSPOSE, LJ_OP_HSTACK, LJ_OP_VSTACK, LJ_OP_RANK1
+    LJ_OP_SUM, LJ_OP_TRANSPOSE, LJ_OP_HSTACK, LJ_OP_VSTACK, LJ_OP_RANK1,
+    LJ_OP_SAMPLED
 } lj_op_kind;
 
 /* Constructors. Each returns a new reference or NULL. `label` (may be NULL)
@@ -139,6 +140,17 @@ lj_op *lj_op_commutation(lj_context *ctx, int64_t m, int64_t n);
 /* Rank one u v^T, u of length m, v of length n. */
 lj_op *lj_op_rank1(lj_context *ctx, int64_t m, const double *u, const char *ulabel,
                    int64_t n, const double *v, const char *vlabel);
+/* Sampled Kronecker product P_Ω·Diag(w)·(C ⊗ D), nnz×(q·p) for C n×q and
+ * D m×p: row k maps vec X (X p×q) to w[k]·(D X C^T)[i[k], j[k]], with
+ * 0 <= i[k] < m, 0 <= j[k] < n (repeats allowed); w NULL means ones. C and
+ * D are each an identity or a dense block (or its transpose). Applied entry
+ * by entry, O(nnz·(p or q)) plus one small GEMM, never forming C ⊗ D or the
+ * m×n product: the Jacobian of a product sampled on a sparse pattern
+ * (S .* (U*V') w.r.t. U is P_S·Diag(vec S)·(V ⊗ I)). `label` names the
+ * P_Ω·Diag(w) part. Composed with a Kronecker product on the right it stays
+ * one sampled node where the factors' products are again plain. */
+lj_op *lj_op_sampled(lj_context *ctx, int64_t nnz, const int64_t *i, const int64_t *j,
+                     const double *w, const lj_op *C, const lj_op *D, const char *label);
 
 lj_op *lj_op_scale(lj_context *ctx, double alpha, const lj_op *a);
 lj_op *lj_op_kron(lj_context *ctx, const lj_op *a, const lj_op *b);

@@ -1296,8 +1296,9 @@ START_TEST(test_sparse_against_dense)
         lj_expr_free(&b);
         tm_free(&ref);
     }
-    const struct { const char *name; int64_t r, c; } dn[] = { { "X", 3, 2 }, { "Y", 4, 3 }, { "s", 1, 1 } };
-    for (int k = 0; k < 3; k++) {
+    const struct { const char *name; int64_t r, c; } dn[] = { { "X", 3, 2 }, { "Y", 4, 3 }, { "s", 1, 1 },
+                                                              { "U", 4, 2 }, { "V", 3, 2 } };
+    for (int k = 0; k < 5; k++) {
         tmat v = tm_rand(dn[k].r, dn[k].c, &seed);
         for (int64_t q = 0; q < v.r * v.c; q++) v.a[q] += v.a[q] >= 0 ? 0.5 : -0.5; /* away from 0 */
         lj_expr *a = lj_expr_var(ctx, dn[k].name, v.r, v.c, v.a), *b = lj_expr_var(ctx, dn[k].name, v.r, v.c, v.a);
@@ -1317,8 +1318,13 @@ START_TEST(test_sparse_against_dense)
         { "sum(S .* (Y*2)) + norm2(S - T)", false }, { "(Y*(S'*Y)) .* S", true }, { "E'*E", true },
         { "E .* E", true }, { "sum(Z .* Y)", false }, { "Z' + Z'", true }, { "kron(Q, X)", false },
         { "S' * (S .* T)", true }, { "diag(vec(Q))", false }, { "tanh(S) ./ s", true }, { "abs(S).^1.5 .* S", true },
+        /* products sampled on a pattern */
+        { "S .* (U*V')", true }, { "(U*V') .* S", true }, { "S .* (U*V' - T)", true }, { "S .* (2*(U*V'))", true },
+        { "S .* (T - (U*V')/s)", true }, { "S .* (U*V' - Y)", true }, { "sum(S .* (U*V'))", false },
+        { "Z .* (U*V')", true }, { "Q .* (X*X')", true }, { "S .* (U*V' + U*V')", true },
+        { "norm2(S .* (U*V') - T)", false }, { "S .* (U*V') .* (U*V')", true },
     };
-    const char *vars[] = { "S", "T", "Q", "E", "Z", "X", "Y", "s" };
+    const char *vars[] = { "S", "T", "Q", "E", "Z", "X", "Y", "s", "U", "V" };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int64_t pos;
         const char *text = cases[c].text;
@@ -1393,6 +1399,81 @@ START_TEST(test_sparse_against_dense)
 }
 END_TEST
 
+/* S .* (U*V') at 200000×200000 (the product would need 320 GB): the value,
+ * J U-applies and their transposes come from the stored entries alone. */
+START_TEST(test_sparse_sampled_scale)
+{
+    lj_context *ctx = lj_context_new();
+    const int64_t m = 200000, n = 200000, r = 2, nz = 3000;
+    cholmod_common cc;
+    cholmod_l_start(&cc);
+    cholmod_triplet *T = cholmod_l_allocate_triplet((size_t)m, (size_t)n, (size_t)nz, 0, CHOLMOD_REAL, &cc);
+    int64_t *ti = T->i, *tj = T->j;
+    double *tx = T->x;
+    uint64_t seed = 5;
+    for (int64_t k = 0; k < nz; k++) {
+        ti[k] = (int64_t)(tm_uniform(&seed) * (double)m);
+        tj[k] = (int64_t)(tm_uniform(&seed) * (double)n);
+        tx[k] = 1.0 + tm_uniform(&seed);
+    }
+    T->nnz = (size_t)nz;
+    cholmod_sparse *S = cholmod_l_triplet_to_sparse(T, (size_t)nz, &cc);
+    cholmod_l_free_triplet(&T, &cc);
+    ck_assert_ptr_nonnull(S);
+    tmat u = tm_rand(m, r, &seed), v = tm_rand(n, r, &seed);
+    lj_expr *Se = lj_expr_const_sparse(ctx, "S", S), *U = lj_expr_var(ctx, "U", m, r, u.a),
+            *V = lj_expr_var(ctx, "V", n, r, v.a);
+    lj_expr *Vt = lj_expr_transpose(ctx, V), *UV = lj_expr_mul(ctx, U, Vt), *F = lj_expr_hadamard(ctx, Se, UV);
+    CK_NN(ctx, F);
+    ck_assert(lj_expr_is_sparse(F));
+    cholmod_sparse *Fv = lj_expr_eval_sparse(ctx, F);
+    CK_NN(ctx, Fv);
+    int64_t snz = ((int64_t *)S->p)[n], *sp = S->p, *si = S->i;
+    const double *sx = S->x, *fx = Fv->x;
+    ck_assert_int_eq(((int64_t *)Fv->p)[n], snz);
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t q = sp[j]; q < sp[j + 1]; q++) {
+            double want = 0;
+            for (int64_t l = 0; l < r; l++) want += u.a[si[q] + l * m] * v.a[j + l * n];
+            want *= sx[q];
+            ck_assert_msg(fabs(fx[q] - want) <= 1e-14 * (1 + fabs(want)), "entry %lld", (long long)q);
+        }
+    /* the dense value is refused, not attempted */
+    double *dense = NULL;
+    ck_assert_int_eq(lj_expr_eval(ctx, F, NULL, NULL, &dense), LJ_ERR_NOMEM);
+    lj_context_clear(ctx);
+    lj_op *J = lj_expr_jacobian(ctx, F, U);
+    CK_NN(ctx, J);
+    int exact;
+    ck_assert_int_eq(lj_op_nnz(ctx, J, &exact), r * snz);
+    ck_assert(exact);
+    tmat x = tm_rand(m * r, 1, &seed), y = tm_new(snz, 1), w = tm_rand(snz, 1, &seed), z = tm_new(m * r, 1);
+    CK_OK(ctx, lj_op_apply(ctx, J, 0, 1.0, x.a, 0.0, y.a));
+    CK_OK(ctx, lj_op_apply(ctx, J, 1, 1.0, w.a, 0.0, z.a));
+    tmat zref = tm_new(m * r, 1);
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t q = sp[j]; q < sp[j + 1]; q++) {
+            double want = 0;
+            for (int64_t l = 0; l < r; l++) {
+                want += x.a[si[q] + l * m] * v.a[j + l * n];
+                zref.a[si[q] + l * m] += sx[q] * w.a[q] * v.a[j + l * n];
+            }
+            want *= sx[q];
+            ck_assert_msg(fabs(y.a[q] - want) <= 1e-13 * (1 + fabs(want)), "J x entry %lld", (long long)q);
+        }
+    ck_assert_msg(tm_maxdiff(z, zref) <= 1e-13, "J^T w differs by %g", tm_maxdiff(z, zref));
+    tmat bufs[] = { u, v, x, y, w, z, zref };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) tm_free(&bufs[i]);
+    lj_op_free(&J);
+    lj_expr *es[] = { Se, U, V, Vt, UV, F };
+    for (size_t i = 0; i < sizeof es / sizeof es[0]; i++) lj_expr_free(&es[i]);
+    lj_sparse_free(ctx, &Fv);
+    cholmod_l_free_sparse(&S, &cc);
+    cholmod_l_finish(&cc);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* Structure: nnz stays exact and the forms print as the Cookbook writes
  * them with the pattern's selection. */
 START_TEST(test_sparse_structure)
@@ -1406,6 +1487,8 @@ START_TEST(test_sparse_structure)
     tmat xv = tm_rand(30, 4, &seed);
     lj_expr *X = lj_expr_var(ctx, "X", 30, 4, xv.a), *Y = lj_expr_var(ctx, "Y", 30, 30, ref.a);
     lj_expr *Xt = lj_expr_transpose(ctx, X);
+    lj_expr *U = lj_expr_var(ctx, "U", 30, 4, xv.a), *V = lj_expr_var(ctx, "V", 30, 4, xv.a);
+    lj_expr *Vt = lj_expr_transpose(ctx, V), *UVt = lj_expr_mul(ctx, U, Vt);
     const struct { lj_expr *e; lj_expr *w; int64_t nnz; const char *print; } cases[] = {
         { lj_expr_mul(ctx, Sc, X), X, 4 * nz, "I_4 ⊗ S" },
         { lj_expr_mul(ctx, Xt, Sc), X, 4 * nz, NULL },
@@ -1414,6 +1497,10 @@ START_TEST(test_sparse_structure)
         { lj_expr_mul(ctx, Sv, X), Sv, 4 * nz, "(X^T ⊗ I_30)·P_W^T" },
         { lj_expr_trace(ctx, Sv), Sv, -1, "(P_W vec I_30)^T" },
         { lj_expr_transpose(ctx, Sv), Sv, nz, "P_{W^T}·K_{30,30}·P_W^T" },
+        /* a product sampled on S: one sampled Kronecker product, 4 entries a row */
+        { lj_expr_hadamard(ctx, Sc, UVt), U, 4 * nz, "Diag(P_S vec S)·P_S·(V ⊗ I_30)" },
+        { lj_expr_hadamard(ctx, UVt, Sc), V, 4 * nz, "Diag(P_S vec S)·P_S·(I_30 ⊗ U)·K_{30,4}" },
+        { lj_expr_hadamard(ctx, Sv, UVt), Sv, nz, "Diag(P_W vec(U·V^T))" },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         CK_NN(ctx, cases[c].e);
@@ -1439,6 +1526,10 @@ START_TEST(test_sparse_structure)
     lj_expr_free(&Xt);
     lj_expr_free(&X);
     lj_expr_free(&Y);
+    lj_expr_free(&U);
+    lj_expr_free(&V);
+    lj_expr_free(&Vt);
+    lj_expr_free(&UVt);
     tm_free(&xv);
     tm_free(&ref);
     lj_sparse_free(ctx, &S);
@@ -1550,6 +1641,7 @@ Suite *make_expr_suite(void)
     TCase *sparse = tcase_create("sparse");
     tcase_add_loop_test(sparse, test_sparse_against_dense, 0, 3);
     tcase_add_test(sparse, test_sparse_structure);
+    tcase_add_test(sparse, test_sparse_sampled_scale);
     tcase_add_test(sparse, test_sparse_errors);
     suite_add_tcase(s, sparse);
     TCase *seeds = tcase_create("seeds");

@@ -211,6 +211,173 @@ START_TEST(test_perm_commutation_rank1)
 }
 END_TEST
 
+/* ---- sampled Kronecker products -------------------------------------------------- */
+
+/* C or D of the sampled kind: 0 identity, 1 dense, 2 a transposed dense */
+static lj_op *sampled_factor(lj_context *ctx, int kind, int64_t r, int64_t c, uint64_t *seed, tmat *ref,
+                             const char *label)
+{
+    if (kind == 0) {
+        *ref = tm_eye(r);
+        return lj_op_identity(ctx, r);
+    }
+    if (kind == 1) {
+        *ref = tm_rand(r, c, seed);
+        return dense_of(ctx, *ref, label);
+    }
+    tmat t = tm_rand(c, r, seed);
+    *ref = tm_transpose(t);
+    lj_op *d = dense_of(ctx, t, label), *dt = lj_op_transpose(ctx, d);
+    lj_op_free(&d);
+    tm_free(&t);
+    return dt;
+}
+
+START_TEST(test_sampled)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 17;
+    /* m, p, n, q: D m×p, C n×q; the both-dense ones favour each order */
+    const int64_t sh[][4] = { { 5, 3, 4, 2 }, { 7, 2, 3, 4 }, { 2, 4, 9, 3 }, { 30, 2, 3, 5 },
+                              { 3, 5, 30, 2 }, { 0, 2, 3, 2 }, { 4, 3, 0, 2 }, { 4, 0, 3, 2 } };
+    for (size_t t = 0; t < sizeof sh / sizeof sh[0]; t++)
+        for (int kc = 0; kc < 3; kc++)
+            for (int kd = 0; kd < 3; kd++)
+                for (int weighted = 0; weighted < 2; weighted++) {
+                    int64_t m = sh[t][0], p = kd ? sh[t][1] : m, n = sh[t][2], q = kc ? sh[t][3] : n;
+                    tmat Cr, Dr;
+                    lj_op *C = sampled_factor(ctx, kc, n, q, &seed, &Cr, "V");
+                    lj_op *D = sampled_factor(ctx, kd, m, p, &seed, &Dr, "U");
+                    CK_NN(ctx, C);
+                    CK_NN(ctx, D);
+                    /* entries with a repeat, in no particular order */
+                    int64_t nz = m * n > 0 ? 1 + (int64_t)(tm_uniform(&seed) * (double)(m * n)) : 0;
+                    int64_t *ii = malloc(sizeof(int64_t) * (size_t)(nz + 1)), *jj = malloc(sizeof(int64_t) * (size_t)(nz + 1));
+                    tmat w = tm_rand(nz + 1, 1, &seed);
+                    for (int64_t k = 0; k < nz; k++) {
+                        ii[k] = (int64_t)(tm_uniform(&seed) * (double)m) % m;
+                        jj[k] = (int64_t)(tm_uniform(&seed) * (double)n) % n;
+                    }
+                    if (nz > 1) {
+                        ii[nz - 1] = ii[0];
+                        jj[nz - 1] = jj[0];
+                    }
+                    lj_op *J = lj_op_sampled(ctx, nz, ii, jj, weighted ? w.a : NULL, C, D, weighted ? "P_S·Diag(w)" : NULL);
+                    CK_NN(ctx, J);
+                    ck_assert_int_eq(lj_op_kind_of(J), LJ_OP_SAMPLED);
+                    tmat K = tm_kron(Cr, Dr), R = tm_new(nz, p * q);
+                    for (int64_t k = 0; k < nz; k++)
+                        for (int64_t c = 0; c < p * q; c++)
+                            R.a[k + c * nz] = (weighted ? w.a[k] : 1.0) * K.a[ii[k] + jj[k] * m + c * (m * n)];
+                    char what[96];
+                    snprintf(what, sizeof what, "sampled %lldx%lld (x) %lldx%lld kinds %d%d w%d", (long long)n,
+                             (long long)q, (long long)m, (long long)p, kc, kd, weighted);
+                    check_op_against(ctx, J, R, 1e-14, what);
+                    int ex = 0;
+                    ck_assert_int_eq(lj_op_nnz(ctx, J, &ex), nz * (kd ? p : 1) * (kc ? q : 1));
+                    ck_assert(ex);
+                    lj_op_free(&J);
+                    free(ii);
+                    free(jj);
+                    tm_free(&w);
+                    tm_free(&K);
+                    tm_free(&R);
+                    tm_free(&Cr);
+                    tm_free(&Dr);
+                    lj_op_free(&C);
+                    lj_op_free(&D);
+                }
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* A selection times a Kronecker product is one sampled node; it prints as
+ * the product it is. */
+START_TEST(test_sampled_rules)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 3;
+    int64_t ii[4] = { 0, 3, 2, 3 }, jj[4] = { 0, 1, 4, 4 };
+    tmat V = tm_rand(5, 2, &seed), U = tm_rand(4, 2, &seed);
+    lj_op *I4 = lj_op_identity(ctx, 4), *I5 = lj_op_identity(ctx, 5), *Vo = dense_of(ctx, V, "V"),
+          *Uo = dense_of(ctx, U, "U"), *I2 = lj_op_identity(ctx, 2);
+    lj_op *P = lj_op_sampled(ctx, 4, ii, jj, NULL, I5, I4, "P_M");
+    ASSERT_PRINTS(ctx, P, "P_M");
+    lj_op *KV = lj_op_kron(ctx, Vo, I4), *KU = lj_op_kron(ctx, I5, Uo);
+    lj_op *JU = lj_op_mul(ctx, P, KV), *JV = lj_op_mul(ctx, P, KU);
+    CK_NN(ctx, JU);
+    CK_NN(ctx, JV);
+    ck_assert_int_eq(lj_op_kind_of(JU), LJ_OP_SAMPLED);
+    ck_assert_int_eq(lj_op_kind_of(JV), LJ_OP_SAMPLED);
+    ASSERT_PRINTS(ctx, JU, "P_M·(V ⊗ I_4)");
+    ASSERT_PRINTS(ctx, JV, "P_M·(I_5 ⊗ U)");
+    /* the same numbers as the product left lazy */
+    tmat PR = tm_new(4, 20), R;
+    for (int k = 0; k < 4; k++) PR.a[k + (ii[k] + jj[k] * 4) * 4] = 1;
+    tmat E4 = tm_eye(4), KVr = tm_kron(V, E4);
+    tm_free(&E4);
+    R = tm_mul(PR, KVr);
+    check_op_against(ctx, JU, R, 1e-14, "P·(V ⊗ I)");
+    /* a product that is not plain stays a composition */
+    tmat W = tm_rand(4, 3, &seed);
+    lj_op *Wo = dense_of(ctx, W, "W"), *K2 = lj_op_kron(ctx, I2, Wo), *UU = lj_op_kron(ctx, Vo, Uo);
+    lj_op *JUU = lj_op_mul(ctx, JU, K2);
+    ck_assert_int_eq(lj_op_kind_of(JUU), LJ_OP_SAMPLED);
+    ASSERT_PRINTS(ctx, JUU, "P_M·(V ⊗ W)");
+    lj_op *JW = lj_op_mul(ctx, P, UU);
+    ck_assert_int_eq(lj_op_kind_of(JW), LJ_OP_SAMPLED);
+    ASSERT_PRINTS(ctx, JW, "P_M·(V ⊗ U)");
+    /* allocation failure anywhere: building, fusing, materialising, applying */
+    int ok_at = 0;
+    for (int n = 1; n < 300 && !ok_at; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        lj_op *P2 = lj_op_sampled(ctx, 4, ii, jj, NULL, I5, I4, "P");
+        lj_op *J2 = P2 ? lj_op_mul(ctx, P2, UU) : NULL;
+        cholmod_sparse *S2 = J2 ? lj_op_to_sparse(ctx, J2) : NULL;
+        double x[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, y[8];
+        lj_status st = S2 ? lj_op_apply(ctx, J2, 1, 1.0, x, 0.0, y) : LJ_ERR_NOMEM;
+        if (st == LJ_OK) st = lj_op_apply(ctx, J2, 0, 1.0, x, 0.0, y);
+        if (st == LJ_OK && J2 && lj_op_kind_of(J2) == LJ_OP_SAMPLED) ok_at = n;
+        else {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: status %d (%s)", n,
+                          (int)lj_context_status(ctx), lj_context_message(ctx));
+            lj_context_clear(ctx);
+        }
+        lj_sparse_free(ctx, &S2);
+        lj_op_free(&P2);
+        lj_op_free(&J2);
+    }
+    lj_context_fail_alloc(ctx, 0, 0);
+    ck_assert_int_gt(ok_at, 3);
+    /* bad input */
+    int64_t bad[4] = { 0, 4, 0, 0 };
+    ck_assert_ptr_null(lj_op_sampled(ctx, 4, bad, jj, NULL, I5, I4, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "sampled: entry 1 at (4,1) is outside the (4×5) product");
+    lj_op *fine = lj_op_sampled(ctx, 4, ii, bad, NULL, Vo, I4, NULL); /* j < 5 rows of V */
+    CK_NN(ctx, fine);
+    ASSERT_PRINTS(ctx, fine, "P_Ω·(V ⊗ I_4)");
+    lj_op_free(&fine);
+    ck_assert_ptr_null(lj_op_sampled(ctx, 2, NULL, jj, NULL, I5, I4, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "sampled: NULL index array");
+    ck_assert_ptr_null(lj_op_sampled(ctx, -1, ii, jj, NULL, I5, I4, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "sampled: bad number of entries -1");
+    ck_assert_ptr_null(lj_op_sampled(ctx, 4, ii, jj, NULL, KV, I4, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "sampled: factor C (20×8) must be an identity or a dense block, not kron");
+    ck_assert_ptr_null(lj_op_sampled(ctx, 4, ii, jj, NULL, NULL, I4, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "sampled");
+    ck_assert_ptr_null(lj_op_sampled(NULL, 4, ii, jj, NULL, I5, I4, NULL));
+    lj_op *ops[] = { P, I4, I5, Vo, Uo, I2, KV, KU, JU, JV, K2, UU, JUU, JW, Wo };
+    tm_free(&W);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) lj_op_free(&ops[i]);
+    tm_free(&V);
+    tm_free(&U);
+    tm_free(&PR);
+    tm_free(&KVr);
+    tm_free(&R);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- Kronecker products --------------------------------------------------------- */
 
 START_TEST(test_kron_dense_factors)
@@ -862,7 +1029,7 @@ END_TEST
  * ways), materialised, printed and queried from 8 threads at once, each
  * thread with its own context; every result equals the one computed alone.
  * CI runs this case under ThreadSanitizer. */
-#define NKINDS 15
+#define NKINDS 16
 #define NTHREADS 8
 typedef struct {
     lj_op *op[NKINDS];
@@ -918,7 +1085,7 @@ START_TEST(test_threads_every_kind)
     tmat Q = tm_rand(3, 2, &seed), R, T = tm_rand(4, 6, &seed), u = tm_rand(6, 1, &seed), v = tm_rand(4, 1, &seed);
     cholmod_sparse *cs = rand_sparse(ctx, 6, 4, &seed, &R);
     double d[6] = { 1, -2, 3, 0.5, 4, -1 };
-    int64_t perm[6] = { 3, 0, 5, 1, 4, 2 };
+    int64_t perm[6] = { 3, 0, 5, 1, 4, 2 }, si[5] = { 0, 1, 1, 0, 1 }, sj[5] = { 0, 4, 2, 2, 4 };
     lj_op *a = dense_of(ctx, A, "A"), *s = lj_op_sparse(ctx, cs, "S");
     lj_op *b = dense_of(ctx, B, "B"), *c = dense_of(ctx, C, "C"), *t = dense_of(ctx, T, "T");
     lj_op *p = dense_of(ctx, P, "P"), *q = dense_of(ctx, Q, "Q");
@@ -927,7 +1094,8 @@ START_TEST(test_threads_every_kind)
                       lj_op_diag(ctx, 6, d, "d"), lj_op_retain(a), lj_op_retain(s), lj_op_perm(ctx, 6, perm, "P"),
                       lj_op_commutation(ctx, 2, 3), lj_op_kron(ctx, p, q), lj_op_mul(ctx, b, c),
                       lj_op_add(ctx, a, s), lj_op_transpose(ctx, t), lj_op_hstack(ctx, 2, aa),
-                      lj_op_vstack(ctx, 2, aa), lj_op_rank1(ctx, 6, u.a, "u", 4, v.a, "v") } };
+                      lj_op_vstack(ctx, 2, aa), lj_op_rank1(ctx, 6, u.a, "u", 4, v.a, "v"),
+                      lj_op_sampled(ctx, 5, si, sj, d, c, p, "P_Ω") } };
     bool seen[NKINDS] = { false };
     r.x = calloc(64, 8);
     r.w = calloc(64, 8);
@@ -1031,6 +1199,8 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_diag_dense_sparse);
     tcase_add_test(kinds, test_sparse_unsorted_symmetric);
     tcase_add_test(kinds, test_perm_commutation_rank1);
+    tcase_add_test(kinds, test_sampled);
+    tcase_add_test(kinds, test_sampled_rules);
     tcase_add_test(kinds, test_kron_dense_factors);
     tcase_add_test(kinds, test_kron_structured_factors);
     tcase_add_test(kinds, test_compose_sum_stack);

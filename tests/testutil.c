@@ -13,6 +13,11 @@ double urand(uint64_t *s)
     return (double)(z >> 11) * (2.0 / 9007199254740992.0) - 1.0;
 }
 
+double tm_uniform(uint64_t *seed)
+{
+    return (urand(seed) + 1.0) / 2.0;
+}
+
 tmat tm_new(int64_t r, int64_t c)
 {
     tmat m = { r, c, calloc((size_t)(r * c > 0 ? r * c : 1), sizeof(double)) };

@@ -15,6 +15,8 @@ typedef struct {
 
 tmat tm_new(int64_t r, int64_t c);
 tmat tm_rand(int64_t r, int64_t c, uint64_t *seed);
+/* uniform in [0, 1) */
+double tm_uniform(uint64_t *seed);
 void tm_free(tmat *m);
 tmat tm_eye(int64_t n);
 tmat tm_mul(tmat a, tmat b);

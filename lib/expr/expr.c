@@ -63,6 +63,7 @@ void lj_expr_free(lj_expr **pe)
             }
         }
         free(x->name);
+        free(x->plabel);
         if (!x->borrowed) free(x->value);
         lji_pat_free(&x->pat);
         free(x->map[0]);

@@ -38,6 +38,10 @@ struct lj_expr {
      * operand holds a zero; NULL for the identity (same pattern) */
     int64_t *map[2];
     unsigned char skind; /* LJI_SK_*: how a sparse value is computed */
+    /* A product sampled on a pattern (LJI_SK_SAMPLED): the label of the
+     * sparse operand whose pattern it is ("M"), for printed selections. Such
+     * nodes are made only inside S .* (…), where no other node sees them. */
+    char *plabel;
     bool borrowed; /* a leaf reading the caller's value array in place */
 };
 

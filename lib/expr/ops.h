@@ -41,7 +41,8 @@ enum { LJI_SK_NONE = 0,
        LJI_SK_UNARY,  /* entry k from the operand's entry k: the dense code on the entries */
        LJI_SK_GATHER, /* entry k is the operand's entry map[0][k] (transpose) */
        LJI_SK_BINARY, /* entry k = bin(a at map[0][k], b at map[1][k]) */
-       LJI_SK_OWN };  /* S * T through CHOLMOD */
+       LJI_SK_OWN,    /* S * T through CHOLMOD */
+       LJI_SK_SAMPLED }; /* A * B (dense) on a pattern: the entries only (SDDMM) */
 
 /* Differentiation context: the plan's order and values, the variable, and
  * a cache of node values as labelled dense operators. With `raw`, a local

@@ -343,6 +343,54 @@ static lji_pat *pat_vec(lj_context *ctx, const lji_pat *p)
 
 static bool scalar(const lj_expr *e) { return e->rows == 1 && e->cols == 1; }
 
+/* Sampling: S .* X needs X only on S's pattern. Where X is a matrix
+ * product of dense operands (or sums, differences, negations and scalings
+ * of such products with sparse terms), the node gets, in place of X, a copy
+ * of X's operations on that pattern: the product's entries are computed
+ * there alone (a sampled dense-dense product), so S .* (U*V') costs
+ * O(nnz(S)·r) and never holds the m×n product. The copies print as X does.
+ * Returns a new node, or NULL when X is not worth sampling (or on error,
+ * with ctx->status set). */
+static lj_expr *sample_on(lj_context *ctx, const lj_expr *o, lji_pat *pat, const char *plabel, bool *fail)
+{
+    if (o->pat || scalar(o)) return NULL;
+    const lji_opdef *d = o->def;
+    lj_expr *n = NULL;
+    if (d == &lji_op_mul && !scalar(o->a) && !scalar(o->b) && !o->a->pat && !o->b->pat) {
+        n = lji_node_new(ctx, d, o->rows, o->cols, o->a, o->b);
+        if (n) {
+            n->pbase = o->pbase;
+            n->pn = o->pn;
+            n->pat = lji_pat_retain(pat);
+            n->skind = LJI_SK_SAMPLED;
+            if (!(n->plabel = lji_strdup(ctx, plabel))) lj_expr_free(&n);
+        }
+        *fail = !n;
+        return n;
+    }
+    bool unary = d == &lji_op_neg || d == &lji_op_scale;
+    if (!unary && d->sparse != LJI_SP_UNION) return NULL;
+    lj_expr *sa = sample_on(ctx, o->a, pat, plabel, fail), *sb = NULL;
+    if (*fail) return NULL;
+    if (!unary) {
+        sb = sample_on(ctx, o->b, pat, plabel, fail);
+        /* worth it when one side samples and the other is sparse or samples */
+        if (*fail || (!sa && !sb) || (!sa && !o->a->pat) || (!sb && !o->b->pat)) {
+            lj_expr_free(&sa);
+            lj_expr_free(&sb);
+            return NULL;
+        }
+    } else if (!sa)
+        return NULL;
+    n = lji_node_new(ctx, d, o->rows, o->cols, sa ? sa : o->a, unary ? o->b : sb ? sb : o->b);
+    lj_expr_free(&sa);
+    lj_expr_free(&sb);
+    if (n) n->p = o->p;
+    if (n && (lji_sparse_node(ctx, n) != LJ_OK || !n->pat)) lj_expr_free(&n);
+    *fail = !n;
+    return n;
+}
+
 lj_status lji_sparse_node(lj_context *ctx, lj_expr *e)
 {
     const lj_expr *a = e->a, *b = e->b;
@@ -380,10 +428,24 @@ lj_status lji_sparse_node(lj_context *ctx, lj_expr *e)
         }
         if (sa && sb) {
             if (scalar(a) != scalar(b)) return LJ_OK; /* a 1×1 sparse broadcast: dense */
-            e->pat = pat_merge(ctx, a->pat, b->pat, false, &m0, &m1, d->name);
+            if (a->pat == b->pat) e->pat = lji_pat_retain(a->pat); /* S .* (a product sampled on S) */
+            else e->pat = pat_merge(ctx, a->pat, b->pat, false, &m0, &m1, d->name);
         } else {
             const lj_expr *s = sa ? a : b, *o = sa ? b : a;
             if (scalar(s) && !scalar(o)) return LJ_OK;
+            if (d == &lji_op_hadamard) {
+                char *l = lji_expr_label(ctx, s);
+                bool fail = !l;
+                lj_expr *so = l ? sample_on(ctx, o, s->pat, l, &fail) : NULL;
+                free(l);
+                if (fail) return ctx->status != LJ_OK ? ctx->status : lji_nomem(ctx, d->name);
+                if (so) { /* the operand replaced by its sampled copy */
+                    lj_expr **slot = sa ? &e->b : &e->a;
+                    lj_expr_free(slot);
+                    *slot = so;
+                    return lji_sparse_node(ctx, e);
+                }
+            }
             e->pat = lji_pat_retain(s->pat);
             if (!(sa ? (m1 = dense_map(ctx, s->pat, o)) : (m0 = dense_map(ctx, s->pat, o)))) {
                 lji_pat_free(&e->pat);
@@ -471,6 +533,28 @@ static lj_status product_eval(lj_context *ctx, const lj_expr *e, const double *A
     return LJ_OK;
 }
 
+/* A·B (A m×r, B r×n, dense) on e's pattern only: entry (i, j) is row i of A
+ * (kept transposed, contiguous) against column j of B. */
+static lj_status sampled_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    const lji_pat *p = e->pat;
+    int64_t m = e->a->rows, r = e->a->cols;
+    double *At = lji_malloc(ctx, (size_t)(m * r > 0 ? m * r : 1) * sizeof *At);
+    if (!At) return lji_error(ctx, LJ_ERR_NOMEM, "mul: out of memory for a sampled product's " LJI_SHP " factor", m, r);
+    if (m * r > 0) lji_transpose_block(m, r, 1.0, A, m, 0.0, At, r);
+    for (int64_t j = 0; j < p->ncol; j++) {
+        const double *bj = B + j * r;
+        for (int64_t q = p->p[j]; q < p->p[j + 1]; q++) {
+            const double *ai = At + p->i[q] * r;
+            double t = 0.0;
+            for (int64_t l = 0; l < r; l++) t += ai[l] * bj[l];
+            out[q] = t;
+        }
+    }
+    free(At);
+    return LJ_OK;
+}
+
 lj_status lji_sparse_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
 {
     const lji_opdef *d = e->def;
@@ -495,6 +579,8 @@ lj_status lji_sparse_eval(lj_context *ctx, const lj_expr *e, const double *A, co
         return LJ_OK;
     case LJI_SK_OWN:
         return product_eval(ctx, e, A, B, out);
+    case LJI_SK_SAMPLED:
+        return sampled_eval(ctx, e, A, B, out);
     default:
         break;
     }
@@ -531,34 +617,39 @@ static char *pname(lj_context *ctx, const char *label)
     return lji_buf_finish(&b, "jacobian");
 }
 
+/* P_Ω·Diag(w) (w NULL: ones) with entries (i[k], j[k]) of e's rows×cols: a
+ * sampled node over identities, so that a Kronecker factor composed on its
+ * right (a product's local Jacobian) joins it as one sampled product. */
+static lj_op *sampled_identities(lj_context *ctx, const lj_expr *e, int64_t nz, const int64_t *i, const int64_t *j,
+                                 const double *w, const char *label)
+{
+    lj_op *C = lj_op_identity(ctx, e->cols), *D = C ? lj_op_identity(ctx, e->rows) : NULL;
+    lj_op *r = D ? lj_op_sampled(ctx, nz, i, j, w, C, D, label) : NULL;
+    lj_op_free(&C);
+    lj_op_free(&D);
+    return r;
+}
+
 /* P_e: the nnz×(rows·cols) selection of e's stored entries from vec e */
 static lj_op *selection(lji_dctx *d, const lj_expr *e)
 {
     lj_context *ctx = d->ctx;
     const lji_pat *p = e->pat;
-    int64_t mn;
-    if (!lji_size_ok(e->rows, e->cols, &mn) || (uint64_t)mn * 8 > lji_machine_bytes()) {
-        lji_error(ctx, LJ_ERR_NOMEM, "jacobian: the selection of a sparse " LJI_SHP " needs %.3g GB", e->rows,
-                  e->cols, (double)e->rows * (double)e->cols * 8e-9);
-        return NULL;
-    }
-    cholmod_sparse *s = lji_sparse_alloc(ctx, p->nnz, mn, p->nnz, "jacobian");
-    if (!s) return NULL;
-    int64_t *sp = s->p, *si = s->i, col = 0;
-    double *sx = s->x;
-    for (int64_t j = 0; j < p->ncol; j++)
-        for (int64_t q = p->p[j]; q < p->p[j + 1]; q++) {
-            int64_t c = p->i[q] + j * e->rows;
-            while (col <= c) sp[col++] = q;
-            si[q] = q;
-            sx[q] = 1.0;
-        }
-    while (col <= mn) sp[col++] = p->nnz;
-    char *l = lji_d_label(d, e), *pl = l ? pname(ctx, l) : NULL;
-    lj_op *r = pl ? lj_op_sparse(ctx, s, pl) : NULL;
+    int64_t *rc = lji_malloc(ctx, 2 * (size_t)(p->nnz ? p->nnz : 1) * sizeof *rc);
+    char *l = e->plabel ? lji_strdup(ctx, e->plabel) : lji_d_label(d, e), *pl = l ? pname(ctx, l) : NULL;
+    lj_op *r = NULL;
+    if (rc && pl) {
+        for (int64_t j = 0; j < p->ncol; j++)
+            for (int64_t q = p->p[j]; q < p->p[j + 1]; q++) {
+                rc[q] = p->i[q];
+                rc[p->nnz + q] = j;
+            }
+        r = sampled_identities(ctx, e, p->nnz, rc, rc + p->nnz, NULL, pl);
+    } else
+        lji_nomem(ctx, "jacobian");
+    free(rc);
     free(l);
     free(pl);
-    cholmod_l_free_sparse(&s, &ctx->cc);
     return r;
 }
 
@@ -632,6 +723,21 @@ static lj_op *placed(lj_context *ctx, const lj_expr *e, const lj_expr *c, const 
         if (ones && n > 0) return g[0] == 1.0 ? lj_op_identity(ctx, n) : lji_d_scaled(ctx, g[0], lj_op_identity(ctx, n));
         return lj_op_diag(ctx, n, g, label);
     }
+    if (map && !c->pat) { /* a dense operand read on the pattern: P·Diag(g) */
+        int64_t *rc = lji_malloc(ctx, 2 * (size_t)(n ? n : 1) * sizeof *rc);
+        if (!rc) {
+            lji_nomem(ctx, "jacobian");
+            return NULL;
+        }
+        int64_t cr = c->rows > 0 ? c->rows : 1;
+        for (int64_t k = 0; k < n; k++) {
+            rc[k] = map[k] % cr;
+            rc[n + k] = map[k] / cr;
+        }
+        lj_op *r = sampled_identities(ctx, c, n, rc, rc + n, g, label);
+        free(rc);
+        return r;
+    }
     int64_t nz = 0;
     for (int64_t k = 0; k < n; k++) nz += !map || map[k] >= 0;
     cholmod_sparse *s = lji_sparse_alloc(ctx, n, cn, nz, "jacobian");
@@ -693,7 +799,11 @@ static lj_op *binary_local(lji_dctx *d, const lj_expr *e, int which)
         lji_buf_printf(&b, ones ? "%s" : "%s·Diag(vec %s)", po, lo);
     else if (!o->pat) /* the sparse operand, the other dense */
         lji_buf_printf(&b, def->sparse == LJI_SP_QUOTIENT ? "%s vec(1 ⊘ %s)" : "%s vec %s", pc, lo);
-    else
+    else if (!e->map[0] && !e->map[1]) { /* one pattern: the other's stored entries */
+        char *ps = o->plabel ? pname(ctx, o->plabel) : NULL;
+        lji_buf_printf(&b, lo[0] == '(' ? "%s vec%s" : "%s vec %s", ps ? ps : po, lo); /* Diag(…) around it */
+        free(ps);
+    } else
         lji_buf_printf(&b, "%s·Diag(vec %s)·%s^T", pe, lo, pc);
     char *label = lji_buf_finish(&b, "jacobian");
     if (!label) goto done;
@@ -749,6 +859,8 @@ lj_op *lji_local(lji_dctx *d, const lj_expr *e, int which)
     }
     case LJI_SK_BINARY:
         return binary_local(d, e, which);
+    case LJI_SK_SAMPLED: /* P_S·(the product's own rule): one sampled product */
+        return adapted(d, e, which);
     default:
         break;
     }

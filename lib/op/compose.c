@@ -320,6 +320,8 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         return r;
     }
     bool kx = lji_is(x, &lji_kind_kron), ky = lji_is(y, &lji_kind_kron);
+    if (ky && lji_is(x, &lji_kind_sampled)) /* P·(C ⊗ D)(E ⊗ F) = P·(CE ⊗ DF) */
+        return lji_sampled_times_kron(ctx, x, y, fail);
     if (kx && ky) {
         const lj_op *A = x->child[0], *B = x->child[1], *C = y->child[0], *D = y->child[1];
         if (A->cols == C->rows && B->cols == D->rows) {

@@ -62,7 +62,11 @@ struct lj_op {
 extern const lji_kind lji_kind_identity, lji_kind_zero, lji_kind_scaled, lji_kind_diag,
     lji_kind_dense, lji_kind_sparse, lji_kind_perm, lji_kind_commutation, lji_kind_kron,
     lji_kind_compose, lji_kind_sum, lji_kind_transpose, lji_kind_hstack, lji_kind_vstack,
-    lji_kind_rank1;
+    lji_kind_rank1, lji_kind_sampled;
+
+/* P_Ω·Diag(w)·(C ⊗ D)·(E ⊗ F) as one sampled node, or NULL when the
+ * products CE, DF are not identities or dense blocks (*fail on an error). */
+lj_op *lji_sampled_times_kron(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail);
 
 static inline bool lji_op_ok(const lj_op *a)
 {
