@@ -13,30 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Best time of one call over repeated rounds of at least `budget` seconds. */
-#define TIME_BEST(out, budget, stmt)                         \
-    do {                                                     \
-        double best_ = 1e300;                                \
-        for (int round_ = 0; round_ < 5; round_++) {         \
-            int reps_ = 0;                                   \
-            double t0_ = now(), t1_;                         \
-            do {                                             \
-                stmt;                                        \
-                reps_++;                                     \
-                t1_ = now();                                 \
-            } while (t1_ - t0_ < (budget) / 5);              \
-            double per_ = (t1_ - t0_) / reps_;               \
-            if (per_ < best_) best_ = per_;                  \
-        }                                                    \
-        (out) = best_;                                       \
-    } while (0)
+#include "bench.h"
 
 static double *rnd(size_t n, unsigned *s)
 {

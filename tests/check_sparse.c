@@ -484,7 +484,14 @@ START_TEST(test_normal_equations)
     lj_op *h = lj_op_hstack(ctx, 3, hs);
     const lj_op *vs[2] = { kd, Kc };
     lj_op *v = lj_op_vstack(ctx, 2, vs);
-    lj_op *cases[] = { k, kd, Kc, s, h, v, kw, kwt, D };
+    /* sampled products: dense factors with weights, an identity factor,
+     * and a trailing commutation */
+    tmat E = tm_rand(3, 2, &seed);
+    lj_op *e = lj_op_dense(ctx, 3, 2, E.a, 3, "E"), *I4 = lj_op_identity(ctx, 4), *K23 = lj_op_commutation(ctx, 2, 3);
+    int64_t si[5] = { 0, 2, 1, 2, 0 }, sj[5] = { 3, 1, 0, 1, 2 };
+    lj_op *sw = lj_op_sampled(ctx, 5, si, sj, dv, w, e, "P"), *si4 = lj_op_sampled(ctx, 5, si, sj, NULL, I4, w, "P");
+    lj_op *sk = lj_op_mul(ctx, sw, K23);
+    lj_op *cases[] = { k, kd, Kc, s, h, v, kw, kwt, D, sw, si4, sk };
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         lj_op *J = cases[t];
         int64_t m = lj_op_rows(J), n = lj_op_cols(J);
@@ -510,8 +517,9 @@ START_TEST(test_normal_equations)
     }
     ck_assert_int_eq(lj_op_normal_diag(ctx, k, NULL), LJ_ERR_INVALID);
     ck_assert_ptr_null(lj_op_normal(ctx, NULL));
-    lj_op *all[] = { a, b, c, w, D, K, k, kd, Kc, s, kw, kwt, h, v };
+    lj_op *all[] = { a, b, c, w, D, K, k, kd, Kc, s, kw, kwt, h, v, e, I4, K23, sw, si4, sk };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tm_free(&E);
     tm_free(&A);
     tm_free(&B);
     tm_free(&C);

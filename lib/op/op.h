@@ -67,6 +67,8 @@ extern const lji_kind lji_kind_identity, lji_kind_zero, lji_kind_scaled, lji_kin
 /* P_Ω·Diag(w)·(C ⊗ D)·(E ⊗ F) as one sampled node, or NULL when the
  * products CE, DF are not identities or dense blocks (*fail on an error). */
 lj_op *lji_sampled_times_kron(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail);
+/* diag(J^T J) of a sampled node, without materialising it */
+void lji_sampled_colnorms2(const lj_op *J, double *d);
 
 static inline bool lji_op_ok(const lj_op *a)
 {

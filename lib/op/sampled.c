@@ -387,3 +387,23 @@ lj_op *lji_sampled_times_kron(lj_context *ctx, const lj_op *x, const lj_op *y, b
     lj_op_free(&DF);
     return r;
 }
+
+/* Squared column norms: column a + b·p holds w[k]·D[i,a]·C[j,b] in row k. */
+void lji_sampled_colnorms2(const lj_op *J, double *d)
+{
+    parts s = parts_of(J);
+    int64_t ra = s.dd ? s.p : 1, rb = s.cd ? s.q : 1;
+    memset(d, 0, (size_t)J->cols * sizeof *d);
+    for (int64_t k = 0; k < s.nz; k++) {
+        int64_t i = s.ri[k], j = s.cj[k];
+        double w2 = s.w ? s.w[k] * s.w[k] : 1.0;
+        for (int64_t b = 0; b < rb; b++) {
+            double vb = s.cd ? s.Ct[b + j * s.q] : 1.0, cb = w2 * vb * vb;
+            int64_t col = (s.cd ? b : j) * s.p;
+            if (s.dd)
+                for (int64_t a = 0; a < ra; a++) d[col + a] += cb * s.Dt[a + i * s.p] * s.Dt[a + i * s.p];
+            else
+                d[col + i] += cb;
+        }
+    }
+}

@@ -248,6 +248,10 @@ static lj_status colnorms2(lj_context *ctx, const lj_op *A, double *d)
         free(db);
         return st;
     }
+    if (k == &lji_kind_sampled) {
+        lji_sampled_colnorms2(A, d);
+        return LJ_OK;
+    }
     if (k == &lji_kind_hstack) {
         int64_t off = 0;
         for (int i = 0; i < A->nchild; i++) {
@@ -271,6 +275,18 @@ static lj_status colnorms2(lj_context *ctx, const lj_op *A, double *d)
         }
         free(t);
         return LJ_OK;
+    }
+    if (k == &lji_kind_compose && A->nchild >= 2 &&
+        (lji_is(A->child[A->nchild - 1], &lji_kind_perm) || lji_is(A->child[A->nchild - 1], &lji_kind_commutation))) {
+        /* a trailing permutation Q moves columns: diag(Q^T B^T B Q) = Q^T diag(B^T B) */
+        const lj_op *last = A->child[A->nchild - 1];
+        lj_op *rest = lj_op_compose(ctx, A->nchild - 1, (const lj_op *const *)A->child);
+        double *t = rest ? lji_malloc(ctx, (size_t)(n + 1) * sizeof *t) : NULL;
+        lj_status st = !rest ? ctx->status : !t ? lji_nomem(ctx, "normal_diag") : colnorms2(ctx, rest, t);
+        if (st == LJ_OK) st = lji_apply(ctx, last, true, 1, 1.0, t, n, 0.0, d, n);
+        free(t);
+        lj_op_free(&rest);
+        return st;
     }
     if (k == &lji_kind_compose && A->nchild >= 2) {
         /* a trailing Diag scales columns; leading monomial factors of unit

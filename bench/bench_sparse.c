@@ -1,0 +1,240 @@
+/* Sparse-data benchmarks, each printed as ratios measured in this one run:
+ *   mc:  the matrix-completion Jacobian J = d vec(M .* (U*V')) / d[U, V]
+ *        (m = 100000, n = 10000, rank 8, 10 observations a row: 10^6
+ *        entries), J x and J^T w against a hand-written loop over the
+ *        observed entries computing the same numbers;
+ *   lap: the gradient of tr(X'*L*X), L the Laplacian of a 1000×1000 grid
+ *        (10^6 nodes), X 10^6×4, against one cholmod_l_sdmult L·X.
+ * Each part runs in its own process (this program started again with the
+ * part's name), so that its peak memory is its own; it is printed against
+ * the size of the part's data.
+ * Usage: bench_sparse [quick]   (quick: a tenth of the sizes) */
+#include <lazyjac.h>
+#include <math.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+
+extern char **environ;
+
+#include "bench.h"
+
+static double peak_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / 1024.0;
+}
+
+static double urand(unsigned long long *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(*s >> 11) / 9007199254740992.0;
+}
+
+static void check(lj_context *ctx, int ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "bench_sparse: %s: %s\n", what, lj_context_message(ctx));
+        exit(1);
+    }
+}
+
+static double maxdiff(const double *a, const double *b, int64_t n)
+{
+    double d = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs(a[i] - b[i]));
+        s = fmax(s, fabs(b[i]));
+    }
+    return d / (s > 0 ? s : 1);
+}
+
+/* The hand-written loops over the observed entries, U and V column-major. */
+typedef struct {
+    int64_t m, n, r;
+    const SuiteSparse_long *mp, *mi;
+    const double *U, *V;
+} hand;
+
+/* y_q = dU(i,:)·V(j,:) + U(i,:)·dV(j,:) for the stored (i, j) */
+static void hand_forward(const hand *h, const double *x, double *y)
+{
+    int64_t m = h->m, n = h->n, r = h->r;
+    const double *dU = x, *dV = x + m * r;
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t q = h->mp[j]; q < h->mp[j + 1]; q++) {
+            int64_t i = h->mi[q];
+            double s = 0;
+            for (int64_t l = 0; l < r; l++) s += dU[i + l * m] * h->V[j + l * n] + h->U[i + l * m] * dV[j + l * n];
+            y[q] = s;
+        }
+}
+
+/* gU(i,:) += w_q V(j,:), gV(j,:) += w_q U(i,:) */
+static void hand_backward(const hand *h, const double *w, double *g)
+{
+    int64_t m = h->m, n = h->n, r = h->r;
+    memset(g, 0, sizeof(double) * (size_t)((m + n) * r));
+    double *gU = g, *gV = g + m * r;
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t q = h->mp[j]; q < h->mp[j + 1]; q++) {
+            int64_t i = h->mi[q];
+            for (int64_t l = 0; l < r; l++) {
+                gU[i + l * m] += w[q] * h->V[j + l * n];
+                gV[j + l * n] += w[q] * h->U[i + l * m];
+            }
+        }
+}
+
+static int part_mc(int quick)
+{
+    int64_t m = quick ? 10000 : 100000, n = quick ? 1000 : 10000, r = 8, k = 10;
+    lj_context *ctx = lj_context_new();
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    unsigned long long seed = 7;
+    cholmod_triplet *T = cholmod_l_allocate_triplet((size_t)m, (size_t)n, (size_t)(m * k), 0, CHOLMOD_REAL, cc);
+    check(ctx, T != NULL, "triplet");
+    SuiteSparse_long *ti = T->i, *tj = T->j;
+    for (int64_t i = 0, q = 0; i < m; i++)
+        for (int64_t c = 0; c < k; c++, q++) {
+            ti[q] = i;
+            tj[q] = (SuiteSparse_long)(urand(&seed) * (double)n) % n;
+            ((double *)T->x)[q] = 1.0;
+        }
+    T->nnz = (size_t)(m * k);
+    cholmod_sparse *M = cholmod_l_triplet_to_sparse(T, (size_t)(m * k), cc);
+    cholmod_l_free_triplet(&T, cc);
+    check(ctx, M != NULL, "triplet_to_sparse");
+    const SuiteSparse_long *mp = M->p, *mi = M->i;
+    int64_t nz = mp[n], nv = (m + n) * r;
+    for (int64_t q = 0; q < nz; q++) ((double *)M->x)[q] = 1.0;
+    double *U = malloc(sizeof(double) * (size_t)(m * r)), *V = malloc(sizeof(double) * (size_t)(n * r));
+    for (int64_t i = 0; i < m * r; i++) U[i] = urand(&seed) - 0.5;
+    for (int64_t i = 0; i < n * r; i++) V[i] = urand(&seed) - 0.5;
+    double data_mb = (16.0 * (double)nz + 8.0 * (double)(n + 1) + 8.0 * (double)nv) / 1048576.0;
+
+    lj_expr *Ue = lj_expr_var(ctx, "U", m, r, U), *Ve = lj_expr_var(ctx, "V", n, r, V);
+    lj_expr *Me = lj_expr_const_sparse_borrow(ctx, "M", M), *Vt = lj_expr_transpose(ctx, Ve);
+    lj_expr *UV = lj_expr_mul(ctx, Ue, Vt), *F = lj_expr_hadamard(ctx, Me, UV);
+    check(ctx, F && lj_expr_nvalues(F) == nz, "expression");
+    const lj_expr *vars[2] = { Ue, Ve };
+    double tj0 = now();
+    lj_op *J = lj_expr_jacobian_n(ctx, F, 2, vars);
+    double tjac = now() - tj0;
+    check(ctx, J != NULL, "jacobian");
+    char *pr = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    printf("mc: J = %s, %lld×%lld, %lld observed entries of %lld×%lld, rank %lld (built in %.3f s)\n", pr,
+           (long long)lj_op_rows(J), (long long)lj_op_cols(J), (long long)nz, (long long)m, (long long)n,
+           (long long)r, tjac);
+    lj_free(pr);
+
+    double *x = malloc(sizeof(double) * (size_t)nv), *w = malloc(sizeof(double) * (size_t)nz);
+    double *y = malloc(sizeof(double) * (size_t)nz), *yh = malloc(sizeof(double) * (size_t)nz);
+    double *g = malloc(sizeof(double) * (size_t)nv), *gh = malloc(sizeof(double) * (size_t)nv);
+    for (int64_t i = 0; i < nv; i++) x[i] = urand(&seed) - 0.5;
+    for (int64_t i = 0; i < nz; i++) w[i] = urand(&seed) - 0.5;
+    hand hp = { m, n, r, mp, mi, U, V };
+    double t_lazy, t_hand, t_lazyt, t_handt;
+    TIME_BEST(t_lazy, 2.0, check(ctx, lj_op_apply(ctx, J, 0, 1.0, x, 0.0, y) == LJ_OK, "apply"));
+    /* the hand loop: y_q = dU(i,:)·V(j,:) + U(i,:)·dV(j,:) over the stored (i, j) */
+    TIME_BEST(t_hand, 2.0, hand_forward(&hp, x, yh));
+    TIME_BEST(t_lazyt, 2.0, check(ctx, lj_op_apply(ctx, J, 1, 1.0, w, 0.0, g) == LJ_OK, "apply_t"));
+    TIME_BEST(t_handt, 2.0, hand_backward(&hp, w, gh));
+    printf("mc: J x   %.2f ms, hand loop %.2f ms: ratio %.2f (goal <= 1.3)   [max rel. difference %.1e]\n",
+           1e3 * t_lazy, 1e3 * t_hand, t_lazy / t_hand, maxdiff(y, yh, nz));
+    printf("mc: J^T w %.2f ms, hand loop %.2f ms: ratio %.2f (goal <= 1.3)   [max rel. difference %.1e]\n",
+           1e3 * t_lazyt, 1e3 * t_handt, t_lazyt / t_handt, maxdiff(g, gh, nv));
+    printf("mc: peak memory %.0f MB for %.0f MB of data (pattern, U, V, x): %.2f× (goal <= 3)\n", peak_mb(), data_mb,
+           peak_mb() / data_mb);
+    lj_op_free(&J);
+    lj_expr *all[] = { Ue, Ve, Me, Vt, UV, F };
+    for (int i = 0; i < 6; i++) lj_expr_free(&all[i]);
+    cholmod_l_free_sparse(&M, cc);
+    free(U); free(V); free(x); free(w); free(y); free(yh); free(g); free(gh);
+    lj_context_free(&ctx);
+    return 0;
+}
+
+static int part_lap(int quick)
+{
+    int64_t side = quick ? 300 : 1000, N = side * side, c = 4;
+    lj_context *ctx = lj_context_new();
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    /* the 5-point grid Laplacian, built column by column (rows ascending) */
+    cholmod_sparse *L = cholmod_l_allocate_sparse((size_t)N, (size_t)N, (size_t)(5 * N), 1, 1, 0, CHOLMOD_REAL, cc);
+    check(ctx, L != NULL, "allocate_sparse");
+    SuiteSparse_long *lp = L->p, *li = L->i, q = 0;
+    double *lx = L->x;
+    for (int64_t j = 0; j < N; j++) {
+        int64_t a = j % side, b = j / side, deg = (a > 0) + (a < side - 1) + (b > 0) + (b < side - 1);
+        lp[j] = q;
+        if (b > 0) li[q] = j - side, lx[q++] = -1;
+        if (a > 0) li[q] = j - 1, lx[q++] = -1;
+        li[q] = j, lx[q++] = (double)deg;
+        if (a < side - 1) li[q] = j + 1, lx[q++] = -1;
+        if (b < side - 1) li[q] = j + side, lx[q++] = -1;
+    }
+    lp[N] = q;
+    unsigned long long seed = 11;
+    double *X = malloc(sizeof(double) * (size_t)(N * c)), *G = malloc(sizeof(double) * (size_t)(N * c));
+    double *LX = malloc(sizeof(double) * (size_t)(N * c));
+    for (int64_t i = 0; i < N * c; i++) X[i] = urand(&seed) - 0.5;
+    double data_mb = (16.0 * (double)q + 8.0 * (double)(N + 1) + 8.0 * (double)(N * c)) / 1048576.0;
+    lj_expr *Le = lj_expr_const_sparse_borrow(ctx, "L", L), *Xe = lj_expr_var(ctx, "X", N, c, X);
+    lj_expr *Xt = lj_expr_transpose(ctx, Xe), *LXe = lj_expr_mul(ctx, Le, Xe), *XLX = lj_expr_mul(ctx, Xt, LXe);
+    lj_expr *f = lj_expr_trace(ctx, XLX);
+    check(ctx, f != NULL, "expression");
+    double t_grad, t_sd;
+    TIME_BEST(t_grad, 3.0, check(ctx, lj_expr_gradient(ctx, f, Xe, G) == LJ_OK, "gradient"));
+    double one[2] = { 1, 0 }, zero[2] = { 0, 0 };
+    cholmod_dense Xd = { .nrow = (size_t)N, .ncol = (size_t)c, .nzmax = (size_t)(N * c), .d = (size_t)N, .x = X,
+                         .xtype = CHOLMOD_REAL, .dtype = CHOLMOD_DOUBLE };
+    cholmod_dense Yd = Xd;
+    Yd.x = LX;
+    TIME_BEST(t_sd, 3.0, cholmod_l_sdmult(L, 0, one, zero, &Xd, &Yd, cc));
+    for (int64_t i = 0; i < N * c; i++) LX[i] *= 2; /* (L + L^T) X = 2 L X: L is symmetric */
+    printf("lap: gradient of tr(X'*L*X), %lld nodes, X %lld×%lld: %.1f ms, one cholmod_l_sdmult %.1f ms: ratio %.2f "
+           "(goal <= 1.2)   [max rel. difference %.1e]\n", (long long)N, (long long)N, (long long)c, 1e3 * t_grad,
+           1e3 * t_sd, t_grad / t_sd, maxdiff(G, LX, N * c));
+    printf("lap: peak memory %.0f MB for %.0f MB of data (L, X): %.2f× (goal <= 3)\n", peak_mb(), data_mb,
+           peak_mb() / data_mb);
+    lj_expr *all[] = { Le, Xe, Xt, LXe, XLX, f };
+    for (int i = 0; i < 6; i++) lj_expr_free(&all[i]);
+    cholmod_l_free_sparse(&L, cc);
+    free(X); free(G); free(LX);
+    lj_context_free(&ctx);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0;
+    const char *part = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "mc") == 0 || strcmp(argv[i], "lap") == 0) part = argv[i];
+        else {
+            fprintf(stderr, "usage: bench_sparse [quick]\n");
+            return 2;
+        }
+    }
+    if (part) return strcmp(part, "mc") == 0 ? part_mc(quick) : part_lap(quick);
+    int status = 0;
+    static char mc[] = "mc", lap[] = "lap";
+    char *parts[] = { mc, lap };
+    for (int p = 0; p < 2; p++) {
+        char *args[] = { argv[0], parts[p], quick ? (char *)"quick" : NULL, NULL };
+        pid_t pid;
+        int st;
+        fflush(stdout);
+        if (posix_spawn(&pid, argv[0], NULL, NULL, args, environ) != 0 || waitpid(pid, &st, 0) < 0 ||
+            !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            status = 1;
+    }
+    return status;
+}
