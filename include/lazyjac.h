@@ -429,6 +429,31 @@ void lj_jacplan_free(lj_jacplan **plan);
  * CSC order), through J^T·1 (never materialised). */
 lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var, double *g);
 
+/* Derivatives as expressions. The gradient of a 1×1 f with respect to a
+ * dense variable x, as a new expression of x's shape built by reverse mode
+ * from each operation's adjoint rule and simplified the way one writes it
+ * by hand: tr(A·X·B) gives A^T·B^T, x'*A*x gives (A + A^T)·x,
+ * log(det(X)) gives X^{-T}, det(X) gives det(X)·X^{-T}. It evaluates like
+ * any expression (the numbers of lj_expr_gradient, to rounding), prints with
+ * lj_expr_print_math, and can be differentiated again. A variable f does
+ * not depend on gives the zero matrix; a sparse variable is
+ * LJ_ERR_UNSUPPORTED (lj_expr_gradient gives its gradient on the pattern). */
+lj_expr *lj_expr_gradient_expr(lj_context *ctx, const lj_expr *f, const lj_expr *x);
+/* The Hessian d vec(∇f) / d vec x: the Jacobian of the gradient expression,
+ * a lazy structured operator (Hessian-vector products through lj_op_apply;
+ * exact materialisation through lj_op_to_sparse). tr(X'*A*X) gives
+ * I ⊗ (A + A^T). For several variables, the block operator of the mixed
+ * second derivatives [H_ij] = d vec(∇_i f) / d vec x_j. */
+lj_op *lj_expr_hessian(lj_context *ctx, const lj_expr *f, const lj_expr *x);
+lj_op *lj_expr_hessian_n(lj_context *ctx, const lj_expr *f, int nvars, const lj_expr *const *vars);
+/* An expression in mathematical notation: Unicode (A^T·x, X^{-T}, A ∘ B,
+ * ‖A‖_F, a b^T), plain (the expression language where it has the
+ * operation: A'*x, inv(X)', A.*B, norm2(A)) or LaTeX (new string). In
+ * Unicode and LaTeX a constant vector of ones prints as 1_n, as in printed
+ * Jacobians; with wrt (the variable of a derivative; may be NULL) so does
+ * any other leaf that is a vector of ones. */
+char *lj_expr_print_math(lj_context *ctx, const lj_expr *e, const lj_expr *wrt, lj_print_format fmt);
+
 /* Central finite differences: compares the operator J (or, when J is NULL,
  * the Jacobian built here) with (f(x + h e_j) - f(x - h e_j)) / 2h column by
  * column. Reports the largest entrywise error relative to max(1, |J|_max)

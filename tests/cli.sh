@@ -97,7 +97,7 @@ run 0 "seed 1 again" -- eval -e "X" -d X=2x2 --seed 1 -o "$T/s1b.mtx"
 run 0 "seed 2" -- eval -e "X" -d X=2x2 --seed 2 -o "$T/s2.mtx"
 cmp -s "$T/s1.mtx" "$T/s1b.mtx" && ok || bad "--seed is deterministic"
 cmp -s "$T/s1.mtx" "$T/s2.mtx" && bad "--seed changes the values" || ok
-for sub in demo jacobian gradient apply eval; do
+for sub in demo jacobian gradient hessian apply eval; do
   run 0 "$sub --help" -- "$sub" --help && { grep -q "lazyjac $sub" "$T/out" && ok || bad "$sub --help text"; }
 done
 run 0 "--help" -- --help
@@ -258,7 +258,29 @@ run 0 "gradient --print --check seed002" -- gradient -e "ones'*(Q.*W)*b" -w Q -v
     grep -q "^finite-difference check: largest relative error" "$T/out" && ! grep -q "MatrixMarket" "$T/out" &&
     ok || bad "gradient --print: $(cat "$T/out")"; }
 run 0 "gradient --print -o" -- gradient -e "tr(A*X*B)" -w X -d A=3x4 -d X=4x5 -d B=5x3 --print -o "$T/gp.mtx" &&
-  { grep -qxF "gradient = A^T B^T" "$T/out" && [ -s "$T/gp.mtx" ] && ok || bad "gradient --print -o: $(cat "$T/out")"; }
+  { grep -qxF "gradient = A^T·B^T" "$T/out" && grep -qxF "plain: A'*B'" "$T/out" &&
+    grep -qxF 'latex: A^{\top} \cdot B^{\top}' "$T/out" && [ -s "$T/gp.mtx" ] && ok || bad "gradient --print -o: $(cat "$T/out")"; }
+# ---- hessian and apply --hessian ------------------------------------------------------
+run 0 "hessian --print --check" -- hessian -e "tr(X'*A*X)" -w X -d A=3x3 -d X=3x2 --print --check &&
+  { grep -qxF "gradient = (A^T + A)·X" "$T/out" && grep -qxF "H = I_2 ⊗ (A^T + A)" "$T/out" &&
+    grep -qxF "shape: 6×6" "$T/out" && grep -q "^finite-difference check: largest relative error" "$T/out" &&
+    ok || bad "hessian --print: $(cat "$T/out")"; }
+run 0 "hessian -o" -- hessian -e "norm2(A*X*B-C)^2/2" -w X -d A=4x3 -d X=3x2 -d B=2x5 -d C=4x5 -o "$T/h.mtx" &&
+  { head -1 "$T/h.mtx" | grep -q "coordinate real general" && ok || bad "hessian -o: $(head -2 "$T/h.mtx")"; }
+run 0 "hessian rb" -- hessian -e "x'*A*x" -w x -d A=3x3 -d x=3x1 --format rb -o "$T/h.rb" &&
+  { [ -s "$T/h.rb" ] && ok || bad "hessian --format rb wrote nothing"; }
+# H v against the written H: x'*A*x has H = A + A^T
+run 0 "hessian of x'Ax" -- hessian -e "x'*A*x" -w x -d A=4x4 -d x=4x1 -o "$T/hx.mtx"
+run 0 "vector for H v" -- eval -e "v" -d v=4x1 --seed 5 -o "$T/hv.mtx"
+run 0 "apply --hessian" -- apply -e "x'*A*x" -w x -d A=4x4 -d x=4x1 --hessian --vector "$T/hv.mtx" -o "$T/hy.mtx" &&
+  { "$TOOL" matvec "$T/hx.mtx" "$T/hv.mtx" "$T/hyref.mtx" && "$TOOL" diff "$T/hy.mtx" "$T/hyref.mtx" 1e-12 && ok ||
+    bad "apply --hessian differs from the written Hessian"; }
+check_bad 1 "hessian: expression is (3×5), not a scalar" hessian -e "A*X" -w X -d A=3x4 -d X=4x5 -o "$T/res.mtx"
+check_bad 1 "apply --hessian: expression is (3×5), not a scalar" apply -e "A*X" -w X -d A=3x4 -d X=4x5 --hessian --vector "$T/hv.mtx"
+check_bad 2 "--format must be mtx or rb, not 'csv'" hessian -e "x'*x" -w x -d x=3x1 --format csv
+check_bad 2 "'hessian' does not take --vector" hessian -e "x'*x" -w x -d x=3x1 --vector "$T/hv.mtx"
+check_bad 2 "unknown option '--hessian' for 'jacobian'" jacobian -e "x'*x" -w x -d x=3x1 --hessian
+check_bad 1 "apply: the vector in" apply -e "x'*x" -w x -d x=3x1 --hessian --vector "$T/hv.mtx"
 check_bad 1 "gradient: expression is (3×5), not a scalar" gradient -e "A*X" -w X -d A=3x4 -d X=4x5 --print -o "$T/res.mtx"
 
 # ---- sparse data -------------------------------------------------------------

@@ -26,7 +26,8 @@ static const char *usage_text =
     "usage: lazyjac demo [-o DIR]\n"
     "       lazyjac jacobian -e EXPR|-f FILE -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
     "       lazyjac gradient -e EXPR|-f FILE -w VAR [DECL...] [-o FILE] [--print] [--check]\n"
-    "       lazyjac apply    -e EXPR|-f FILE -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
+    "       lazyjac hessian  -e EXPR|-f FILE -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
+    "       lazyjac apply    -e EXPR|-f FILE -w VAR [DECL...] --vector FILE [--transpose|--hessian] [-o FILE]\n"
     "       lazyjac eval     -e EXPR|-f FILE [DECL...] [-o FILE]\n"
     "       -f FILE (or -f - for standard input) may stand for -e EXPR everywhere.\n"
     "DECL:  -d NAME=RxC     shape; values drawn from --seed N (default 1)\n"
@@ -57,13 +58,25 @@ static const char *help_gradient =
     "  through the lazy operator, written as a Matrix Market array to FILE, or\n"
     "  to standard output when there is no -o and neither --print nor --check\n"
     "  is given. -f FILE reads EXPR from FILE (- for standard input).\n"
-    "  --print   gradient = <structured form> (Unicode and plain) and its shape\n"
+    "  --print   gradient = <expression>: the gradient derived symbolically (reverse\n"
+    "            mode, simplified: tr(A*X*B) gives A^T·B^T), in Unicode, plain and\n"
+    "            LaTeX, and its shape\n"
     "  --check   the largest relative error of J against central finite differences\n";
+static const char *help_hessian =
+    "lazyjac hessian -e EXPR|-f FILE -w VAR [DECL...] [-o FILE] [--format mtx|rb] [--print] [--check]\n"
+    "  H = d vec(gradient) / d vec(VAR) of a scalar EXPR: the Jacobian of the\n"
+    "  symbolic gradient, a structured operator (tr(X'*A*X) gives I ⊗ (A + A^T)),\n"
+    "  materialised exactly and written like 'jacobian' writes J.\n"
+    "  --print   the gradient expression, then H's structured form, shape, nnz,\n"
+    "            apply cost and operator tree\n"
+    "  --check   the largest relative error of H against central finite\n"
+    "            differences of the gradient\n";
 static const char *help_apply =
-    "lazyjac apply -e EXPR|-f FILE -w VAR [DECL...] --vector FILE [--transpose] [-o FILE]\n"
+    "lazyjac apply -e EXPR|-f FILE -w VAR [DECL...] --vector FILE [--transpose|--hessian] [-o FILE]\n"
     "  J v (or J^T v with --transpose) for the column vector in the Matrix Market\n"
     "  file, through the lazy operator (J is never materialised), written as a\n"
-    "  Matrix Market array. -f FILE reads EXPR from FILE (- for standard input).\n";
+    "  Matrix Market array. With --hessian, the Hessian-vector product H v of a\n"
+    "  scalar EXPR, H never formed. -f FILE reads EXPR from FILE (- for standard input).\n";
 static const char *help_eval =
     "lazyjac eval -e EXPR|-f FILE [DECL...] [-o FILE]\n"
     "  The value of EXPR, written as a Matrix Market array (coordinate when the\n"
@@ -98,7 +111,7 @@ static int lib_error(lj_context *ctx)
 
 typedef struct {
     const char *cmd, *expr, *file, *wrt, *out, *format, *vector;
-    bool print, check, transpose, help;
+    bool print, check, transpose, help, hessian;
     uint64_t seed;
     const char *dense[256];
     int ndense;
@@ -145,6 +158,7 @@ static int parse_options(int argc, char **argv, options *o)
         } else if (!strcmp(a, "--print")) o->print = true;
         else if (!strcmp(a, "--check")) o->check = true;
         else if (!strcmp(a, "--transpose")) o->transpose = true;
+        else if (!strcmp(a, "--hessian") && !strcmp(o->cmd, "apply")) o->hessian = true;
         else if (!strcmp(a, "-h") || !strcmp(a, "--help")) o->help = true;
         else return die(EXIT_USAGE, "unknown option '%s' for '%s' (see 'lazyjac %s --help')", a, o->cmd, o->cmd);
     }
@@ -458,7 +472,7 @@ static int write_jacobian(lj_context *ctx, const lj_op *J, const options *o)
     return rc;
 }
 
-static void print_report(lj_context *ctx, const lj_op *J, FILE *f)
+static void print_report(lj_context *ctx, const lj_op *J, const char *name, FILE *f)
 {
     char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *pl = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
     char *tree = lj_op_tree(ctx, J);
@@ -466,8 +480,8 @@ static void print_report(lj_context *ctx, const lj_op *J, FILE *f)
     int64_t nz = lj_op_nnz(ctx, J, &exact);
     double flops = 0, bytes = 0;
     lj_op_cost(ctx, J, &flops, &bytes);
-    fprintf(f, "J = %s\nplain: %s\nshape: %" PRId64 "×%" PRId64 "\nnnz: %s%" PRId64 "\n",
-            u ? u : "?", pl ? pl : "?", lj_op_rows(J), lj_op_cols(J), exact ? "" : "≤ ", nz);
+    fprintf(f, "%s = %s\nplain: %s\nshape: %" PRId64 "×%" PRId64 "\nnnz: %s%" PRId64 "\n",
+            name, u ? u : "?", pl ? pl : "?", lj_op_rows(J), lj_op_cols(J), exact ? "" : "≤ ", nz);
     fprintf(f, "apply cost: %.4g flops, %.4g bytes per vector\ntree:\n%s", flops, bytes, tree ? tree : "");
     lj_free(u);
     lj_free(pl);
@@ -514,25 +528,37 @@ static int session_begin(session *s, const options *o, bool need_var)
     return parse_expr_from(s->ctx, s->t, o->file ? s->text : o->expr, o->file, &s->f);
 }
 
-static int cmd_jacobian(const options *o)
+/* jacobian and hessian: the output format, no --vector or --transpose, the session */
+static int matrix_command_begin(const options *o, session *s)
 {
+    memset(s, 0, sizeof *s);
     if (strcmp(o->format, "mtx") && strcmp(o->format, "rb"))
         return die(EXIT_USAGE, "--format must be mtx or rb, not '%s'", o->format);
     int rc;
     if ((rc = reject(o, o->vector != NULL, "--vector")) || (rc = reject(o, o->transpose, "--transpose"))) return rc;
+    return session_begin(s, o, true);
+}
+
+/* --check: J of e against central differences */
+static int fd_report(lj_context *ctx, const lj_expr *e, lj_expr *x, const lj_op *J)
+{
+    double maxrel, fro;
+    if (lj_expr_fd_check(ctx, e, x, J, 0, &maxrel, &fro) != LJ_OK) return lib_error(ctx);
+    printf("finite-difference check: largest relative error %.3e (Frobenius %.3e)\n", maxrel, fro);
+    return 0;
+}
+
+static int cmd_jacobian(const options *o)
+{
     session s;
-    rc = session_begin(&s, o, true);
+    int rc = matrix_command_begin(o, &s);
     lj_op *J = NULL;
     if (!rc) {
         J = lj_expr_jacobian(s.ctx, s.f, s.x);
         if (!J) rc = lib_error(s.ctx);
     }
-    if (!rc && o->print) print_report(s.ctx, J, stdout);
-    if (!rc && o->check) {
-        double maxrel, fro;
-        if (lj_expr_fd_check(s.ctx, s.f, s.x, J, 0, &maxrel, &fro) != LJ_OK) rc = lib_error(s.ctx);
-        else printf("finite-difference check: largest relative error %.3e (Frobenius %.3e)\n", maxrel, fro);
-    }
+    if (!rc && o->print) print_report(s.ctx, J, "J", stdout);
+    if (!rc && o->check) rc = fd_report(s.ctx, s.f, s.x, J);
     if (!rc && (o->out || (!o->print && !o->check))) rc = write_jacobian(s.ctx, J, o);
     lj_op_free(&J);
     session_end(&s);
@@ -563,19 +589,19 @@ static int cmd_gradient(const options *o)
                     u, pl, m, n, lj_expr_nvalues(s.x), o->wrt);
         lj_free(u);
         lj_free(pl);
-    } else if (!rc && o->print) { /* the structured form of J^T·1, in the variable's shape */
-        char *u = lj_op_print_gradient(s.ctx, J, m, n, LJ_PRINT_UNICODE);
-        char *pl = u ? lj_op_print_gradient(s.ctx, J, m, n, LJ_PRINT_PLAIN) : NULL;
-        if (!pl) rc = lib_error(s.ctx);
-        else printf("gradient = %s\nplain: %s\nshape: %" PRId64 "×%" PRId64 "\n", u, pl, m, n);
+    } else if (!rc && o->print) { /* the gradient as an expression, in the variable's shape */
+        lj_expr *ge = lj_expr_gradient_expr(s.ctx, s.f, s.x);
+        char *u = ge ? lj_expr_print_math(s.ctx, ge, s.x, LJ_PRINT_UNICODE) : NULL;
+        char *pl = u ? lj_expr_print_math(s.ctx, ge, s.x, LJ_PRINT_PLAIN) : NULL;
+        char *lx = pl ? lj_expr_print_math(s.ctx, ge, s.x, LJ_PRINT_LATEX) : NULL;
+        if (!lx) rc = lib_error(s.ctx);
+        else printf("gradient = %s\nplain: %s\nlatex: %s\nshape: %" PRId64 "×%" PRId64 "\n", u, pl, lx, m, n);
         lj_free(u);
         lj_free(pl);
+        lj_free(lx);
+        lj_expr_free(&ge);
     }
-    if (!rc && o->check) {
-        double maxrel, fro;
-        if (lj_expr_fd_check(s.ctx, s.f, s.x, J, 0, &maxrel, &fro) != LJ_OK) rc = lib_error(s.ctx);
-        else printf("finite-difference check: largest relative error %.3e (Frobenius %.3e)\n", maxrel, fro);
-    }
+    if (!rc && o->check) rc = fd_report(s.ctx, s.f, s.x, J);
     double *g = NULL;
     if (!rc && (o->out || (!o->print && !o->check))) {
         int64_t nv = lj_expr_nvalues(s.x);
@@ -599,6 +625,32 @@ static int cmd_gradient(const options *o)
     return rc;
 }
 
+static int cmd_hessian(const options *o)
+{
+    session s;
+    int rc = matrix_command_begin(o, &s);
+    if (!rc && (lj_expr_rows(s.f) != 1 || lj_expr_cols(s.f) != 1))
+        rc = die(EXIT_FAIL, "hessian: expression is (%" PRId64 "×%" PRId64 "), not a scalar", lj_expr_rows(s.f),
+                 lj_expr_cols(s.f));
+    lj_op *H = NULL;
+    lj_expr *g = NULL;
+    if (!rc && (!(g = lj_expr_gradient_expr(s.ctx, s.f, s.x)) || !(H = lj_expr_hessian(s.ctx, s.f, s.x))))
+        rc = lib_error(s.ctx);
+    if (!rc && o->print) {
+        char *gu = lj_expr_print_math(s.ctx, g, s.x, LJ_PRINT_UNICODE);
+        if (!gu) rc = lib_error(s.ctx);
+        else printf("gradient = %s\n", gu);
+        lj_free(gu);
+        if (!rc) print_report(s.ctx, H, "H", stdout);
+    }
+    if (!rc && o->check) rc = fd_report(s.ctx, g, s.x, H); /* against differences of the gradient */
+    if (!rc && (o->out || (!o->print && !o->check))) rc = write_jacobian(s.ctx, H, o);
+    lj_expr_free(&g);
+    lj_op_free(&H);
+    session_end(&s);
+    return rc;
+}
+
 static int cmd_apply(const options *o)
 {
     int rc;
@@ -610,8 +662,11 @@ static int cmd_apply(const options *o)
     rc = session_begin(&s, o, true);
     lj_op *J = NULL;
     double *v = NULL, *y = NULL;
+    if (!rc && o->hessian && (lj_expr_rows(s.f) != 1 || lj_expr_cols(s.f) != 1))
+        rc = die(EXIT_FAIL, "apply --hessian: expression is (%" PRId64 "×%" PRId64 "), not a scalar",
+                 lj_expr_rows(s.f), lj_expr_cols(s.f));
     if (!rc) {
-        J = lj_expr_jacobian(s.ctx, s.f, s.x);
+        J = o->hessian ? lj_expr_hessian(s.ctx, s.f, s.x) : lj_expr_jacobian(s.ctx, s.f, s.x);
         if (!J) rc = lib_error(s.ctx);
     }
     if (!rc) {
@@ -620,7 +675,7 @@ static int cmd_apply(const options *o)
         if (lj_read_dense_mtx(s.ctx, o->vector, &r, &c, &v) != LJ_OK) rc = lib_error(s.ctx);
         else if (c != 1 || r != in)
             rc = die(EXIT_FAIL, "apply: the vector in '%s' is (%" PRId64 "×%" PRId64 "); %s needs (%" PRId64 "×1)",
-                     o->vector, r, c, o->transpose ? "J^T" : "J", in);
+                     o->vector, r, c, o->hessian ? (o->transpose ? "H^T" : "H") : o->transpose ? "J^T" : "J", in);
         else if (!(y = malloc(sizeof *y * (size_t)(out > 0 ? out : 1))))
             rc = die(EXIT_FAIL, "out of memory");
         else if (lj_op_apply(s.ctx, J, o->transpose, 1.0, v, 0.0, y) != LJ_OK)
@@ -763,9 +818,9 @@ int main(int argc, char **argv)
     }
     static const struct { const char *name, *help; int (*run)(const options *); } cmds[] = {
         { "demo", NULL, cmd_demo }, { "jacobian", NULL, cmd_jacobian }, { "gradient", NULL, cmd_gradient },
-        { "apply", NULL, cmd_apply }, { "eval", NULL, cmd_eval },
+        { "hessian", NULL, cmd_hessian }, { "apply", NULL, cmd_apply }, { "eval", NULL, cmd_eval },
     };
-    const char *helps[] = { help_demo, help_jacobian, help_gradient, help_apply, help_eval };
+    const char *helps[] = { help_demo, help_jacobian, help_gradient, help_hessian, help_apply, help_eval };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         if (strcmp(cmd, cmds[i].name)) continue;
         options o;

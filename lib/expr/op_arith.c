@@ -80,6 +80,7 @@ static lj_status binary_eval(lj_context *ctx, const lj_expr *e, const double *A,
         else if (d == &lji_op_hadamard) out[i] = x * y;
         else if (d == &lji_op_max) out[i] = x >= y ? x : y;
         else if (d == &lji_op_min) out[i] = x <= y ? x : y;
+        else if (d == &lji_op_gt) out[i] = d->bin(x, y);
         else if (y == 0.0)
             return lji_error(ctx, LJ_ERR_DOMAIN, "hdiv: division by zero at entry (%" PRId64 ",%" PRId64
                              ") of " LJI_SHP, i % m + 1, i / m + 1, e->b->rows, e->b->cols);
@@ -327,42 +328,205 @@ static double dk_sub(double x, double y, int w) { LJI_UNUSED(x); LJI_UNUSED(y); 
 double lji_dk_mul(double x, double y, int w) { return w ? x : y; }
 static double dk_div(double x, double y, int w) { return w ? -x / (y * y) : 1.0 / y; }
 
+/* ---- adjoints (reverse mode, grad.c) ---------------------------------------------- */
+
+/* out += c·G, summed to a scalar for a broadcast operand */
+static void to_operand(lji_gctx *g, const lj_expr *e, const lj_expr *o, double c, const lji_poly *G,
+                       lji_poly *out)
+{
+    if (lji_is_scalar(o) && !lji_is_scalar(e)) lji_poly_sum(g, out, c, G);
+    else lji_poly_add(g, out, c, G);
+}
+
+/* out += c·(G ∘ x) (or ⊘ x), summed for a broadcast operand o */
+static void hadamard_to(lji_gctx *g, const lj_expr *e, const lj_expr *o, double c, const lji_poly *G,
+                        const lj_expr *x, bool divide, lji_poly *out)
+{
+    lji_poly t;
+    lji_poly_init(&t, e->rows, e->cols);
+    lji_poly_hadamard(g, &t, 1.0, G, x, divide);
+    to_operand(g, e, o, c, &t, out);
+    lji_poly_free(&t);
+}
+
+static void sum_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    to_operand(g, e, which ? e->b : e->a, which && e->def == &lji_op_sub ? -1.0 : 1.0, G, out);
+}
+
+static void neg_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(e);
+    LJI_UNUSED(which);
+    lji_poly_add(g, out, -1.0, G);
+}
+
+static void scale_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    lji_poly_add(g, out, e->p, G);
+}
+
+/* a ∘ b: G ∘ b, G ∘ a */
+static void hadamard_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    hadamard_to(g, e, which ? e->b : e->a, 1.0, G, which ? e->a : e->b, false, out);
+}
+
+/* a ⊘ b: G ⊘ b, −(G ∘ e) ⊘ b */
+static void hdiv_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    if (!which) {
+        hadamard_to(g, e, e->a, 1.0, G, e->b, true, out);
+        return;
+    }
+    lji_poly t;
+    lji_poly_init(&t, e->rows, e->cols);
+    lji_poly_hadamard(g, &t, 1.0, G, e, false);
+    hadamard_to(g, e, e->b, -1.0, &t, e->b, true, out);
+    lji_poly_free(&t);
+}
+
+/* a / s: G / s, −sum(G ∘ e) / s */
+static void divs_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    if (!which) {
+        lji_poly_div_scalar(g, out, 1.0, G, e->b);
+        return;
+    }
+    lji_poly t, u;
+    lji_poly_init(&t, e->rows, e->cols);
+    lji_poly_init(&u, 1, 1);
+    lji_poly_hadamard(g, &t, 1.0, G, e, false);
+    lji_poly_sum(g, &u, 1.0, &t);
+    lji_poly_div_scalar(g, out, -1.0, &u, e->b);
+    lji_poly_free(&t);
+    lji_poly_free(&u);
+}
+
+/* a.^p: p·G ∘ a.^(p−1) (a for p = 2, ⊘ a.^(1−p) for p < 1) */
+static void pow_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    double p = e->p, q = p - 1;
+    if (p == 0) return;
+    if (q == 0) {
+        lji_poly_add(g, out, 1.0, G);
+        return;
+    }
+    bool divide = q < 0;
+    double k = divide ? -q : q;
+    lj_expr *x = k == 1 ? lj_expr_retain(e->a) : lji_g_node(g, lj_expr_pow(g->ctx, e->a, k));
+    if (x) lji_poly_hadamard(g, out, p, G, x, divide);
+    lj_expr_free(&x);
+}
+
+/* max: G ∘ [a > b] (½ at ties); min: G ∘ [a < b] */
+static void maxmin_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    const lj_expr *c = which ? e->b : e->a, *o = which ? e->a : e->b;
+    bool max = e->def == &lji_op_max;
+    lj_expr *ind = lji_g_node(g, max ? lji_expr_binary(g->ctx, &lji_op_gt, (lj_expr *)c, (lj_expr *)o)
+                                     : lji_expr_binary(g->ctx, &lji_op_gt, (lj_expr *)o, (lj_expr *)c));
+    if (ind) hadamard_to(g, e, c, 1.0, G, ind, false, out);
+    lj_expr_free(&ind);
+}
+
+/* a^b (scalars): G·b·a^(b−1), G·a^b·log(a) */
+static void power_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    lj_context *ctx = g->ctx;
+    lji_poly t;
+    lji_poly_init(&t, 1, 1);
+    lj_expr *x = NULL, *y = NULL;
+    if (!which) {
+        x = lj_expr_retain(e->b);
+        if (e->b->def == &lji_op_const && !e->b->name) { /* a number: a^(b−1) folded */
+            double q = e->b->value[0] - 1;
+            y = q == 0 ? lji_g_node(g, lj_expr_scalar(ctx, 1.0))
+                : q == 1 ? lj_expr_retain(e->a) : lji_g_node(g, lj_expr_pow(ctx, e->a, q));
+        } else {
+            lj_expr *one = lji_g_node(g, lj_expr_scalar(ctx, 1.0));
+            lj_expr *bm1 = one ? lji_g_node(g, lj_expr_sub(ctx, e->b, one)) : NULL;
+            y = bm1 ? lji_g_node(g, lj_expr_power(ctx, e->a, bm1)) : NULL;
+            lj_expr_free(&one);
+            lj_expr_free(&bm1);
+        }
+    } else {
+        x = lj_expr_retain((lj_expr *)e);
+        y = lji_g_node(g, lj_expr_func(ctx, LJ_FN_LOG, e->a));
+    }
+    if (x && y) {
+        lji_poly_mul_expr(g, &t, 1.0, G, x, false, false);
+        lji_poly_mul_expr(g, out, 1.0, &t, y, false, false);
+    }
+    lj_expr_free(&x);
+    lj_expr_free(&y);
+    lji_poly_free(&t);
+}
+
+/* [a > b], ½ at ties: the derivative of max and min, 0 almost everywhere */
+static double k_gt(double x, double y) { return x > y ? 1.0 : x < y ? 0.0 : 0.5; }
+static double dk_zero(double x, double y, int w) { LJI_UNUSED(x); LJI_UNUSED(y); LJI_UNUSED(w); return 0.0; }
+static lj_op *gt_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    const lj_expr *c = which ? e->b : e->a;
+    return lj_op_zero(d->ctx, e->rows * e->cols, c->rows * c->cols);
+}
+static void gt_write(lji_buf *b, const lj_expr *e)
+{
+    lji_buf_puts(b, "(");
+    lji_expr_write(b, e->a, 2);
+    lji_buf_puts(b, " > ");
+    lji_expr_write(b, e->b, 2);
+    lji_buf_puts(b, ")");
+}
+
 /* ---- the entries ------------------------------------------------------------------ */
 
-#define ELEMENTWISE(nm, s, ms, loc, rd0, rd1, fail, sp, k, dk)                                  \
+#define ELEMENTWISE(nm, s, ms, loc, rd0, rd1, fail, sp, k, dk, adj)                                  \
     { .name = nm, .arity = 2, .level = 2, .sym = s, .msym = ms, .shape = lji_shape_broadcast,     \
       .eval = binary_eval, .local = loc, .reads = { rd0, rd1 }, .can_fail = fail, .sparse = sp,     \
-      .bin = k, .dbin = dk }
+      .bin = k, .dbin = dk, .adjoint = adj }
 
 const lji_opdef lji_op_add = { .name = "add", .arity = 2, .level = 1, .sym = "+", .msym = " + ",
                                .shape = lji_shape_broadcast, .eval = binary_eval, .local = sum_local,
-                               .sparse = LJI_SP_UNION, .bin = k_add, .dbin = dk_add };
+                               .sparse = LJI_SP_UNION, .bin = k_add, .dbin = dk_add, .adjoint = sum_adjoint };
 const lji_opdef lji_op_sub = { .name = "sub", .arity = 2, .level = 1, .sym = "-", .msym = " − ",
                                .shape = lji_shape_broadcast, .eval = binary_eval, .local = sum_local,
-                               .sparse = LJI_SP_UNION, .bin = k_sub, .dbin = dk_sub };
+                               .sparse = LJI_SP_UNION, .bin = k_sub, .dbin = dk_sub, .adjoint = sum_adjoint };
 const lji_opdef lji_op_hadamard = ELEMENTWISE("hadamard", ".*", " ∘ ", hadamard_local, LJI_READ_OTHER,
-                                              LJI_READ_OTHER, false, LJI_SP_PRODUCT, lji_k_mul, lji_dk_mul);
+                                              LJI_READ_OTHER, false, LJI_SP_PRODUCT, lji_k_mul, lji_dk_mul,
+                                              hadamard_adjoint);
 const lji_opdef lji_op_hdiv = ELEMENTWISE("hdiv", "./", " ⊘ ", hdiv_local, LJI_READ_OTHER,
-                                          LJI_READ_OPERAND | LJI_READ_OTHER, true, LJI_SP_QUOTIENT, k_div, dk_div);
+                                          LJI_READ_OPERAND | LJI_READ_OTHER, true, LJI_SP_QUOTIENT, k_div, dk_div,
+                                          hdiv_adjoint);
 const lji_opdef lji_op_divs = { .name = "div", .arity = 2, .level = 2, .sym = "/", .msym = "/",
                                 .shape = divs_shape, .eval = divs_eval, .local = divs_local,
                                 .reads = { LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER },
-                                .can_fail = true, .sparse = LJI_SP_SAME };
+                                .can_fail = true, .sparse = LJI_SP_SAME, .adjoint = divs_adjoint };
 const lji_opdef lji_op_neg = { .name = "neg", .arity = 1, .level = 3, .shape = lji_shape_same,
-                               .eval = neg_eval, .local = neg_local, .write = neg_write, .sparse = LJI_SP_SAME };
+                               .eval = neg_eval, .local = neg_local, .write = neg_write, .sparse = LJI_SP_SAME,
+                               .adjoint = neg_adjoint };
 const lji_opdef lji_op_scale = { .name = "scale", .arity = 1, .level = 2, .shape = lji_shape_same,
                                  .eval = scale_eval, .local = scale_local, .write = scale_write,
-                                 .sparse = LJI_SP_SAME };
+                                 .sparse = LJI_SP_SAME, .adjoint = scale_adjoint };
 const lji_opdef lji_op_pow = { .name = "pow", .arity = 1, .level = 4, .shape = lji_shape_same,
                                .eval = pow_eval, .local = pow_local, .reads = { LJI_READ_OPERAND, 0 },
-                               .can_fail = true, .write = pow_write, .sparse = LJI_SP_ZERO };
+                               .can_fail = true, .write = pow_write, .sparse = LJI_SP_ZERO,
+                               .adjoint = pow_adjoint };
 const lji_opdef lji_op_max = { .name = "max", .arity = 2, .function = true, .level = 6, .sym = "and",
                                .shape = lji_shape_broadcast, .eval = binary_eval, .local = maxmin_local,
-                               .reads = { LJI_READ_OPERAND | LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER } };
+                               .reads = { LJI_READ_OPERAND | LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER },
+                               .adjoint = maxmin_adjoint };
 const lji_opdef lji_op_min = { .name = "min", .arity = 2, .function = true, .level = 6, .sym = "and",
                                .shape = lji_shape_broadcast, .eval = binary_eval, .local = maxmin_local,
-                               .reads = { LJI_READ_OPERAND | LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER } };
+                               .reads = { LJI_READ_OPERAND | LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER },
+                               .adjoint = maxmin_adjoint };
 const lji_opdef lji_op_power = { .name = "power", .arity = 2, .level = 4, .sym = "^", .msym = "^",
                                  .shape = power_shape, .eval = power_eval, .local = power_local,
                                  .reads = { LJI_READ_OPERAND | LJI_READ_OTHER, LJI_READ_OPERAND | LJI_READ_OTHER },
-                                 .can_fail = true, .write = power_write };
+                                 .can_fail = true, .write = power_write, .adjoint = power_adjoint };
+const lji_opdef lji_op_gt = { .name = "gt", .arity = 2, .level = 6, .shape = lji_shape_broadcast,
+                              .eval = binary_eval, .local = gt_local, .write = gt_write, .bin = k_gt,
+                              .dbin = dk_zero };

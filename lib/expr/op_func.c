@@ -93,37 +93,104 @@ static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
     return r;
 }
 
+/* ---- adjoints: G ∘ f'(A), f'(A) written with the functions themselves ---- */
+
+static lj_expr *fn(lj_context *ctx, lj_func f, lj_expr *a) { return a ? lj_expr_func(ctx, f, a) : NULL; }
+
+/* 1 ± a (a consumed) */
+static lj_expr *one_pm(lj_context *ctx, lj_expr *a, bool plus)
+{
+    lj_expr *one = a ? lj_expr_scalar(ctx, 1.0) : NULL;
+    lj_expr *r = one ? (plus ? lj_expr_add(ctx, one, a) : lj_expr_sub(ctx, one, a)) : NULL;
+    lj_expr_free(&one);
+    lj_expr_free(&a);
+    return r;
+}
+
+static lj_expr *sq(lj_context *ctx, lj_expr *a) { return lj_expr_pow(ctx, a, 2.0); }
+
+static lj_expr *take1(lj_expr *made, lj_expr *consumed)
+{
+    lj_expr_free(&consumed);
+    return made;
+}
+
+#define DX(nm) static lj_expr *nm(lj_context *ctx, lj_expr *a, lj_expr *e, double *scale, bool *divide)
+#define DX_UNUSED LJI_UNUSED(ctx); LJI_UNUSED(a); LJI_UNUSED(e); LJI_UNUSED(scale); LJI_UNUSED(divide)
+DX(dx_exp) { DX_UNUSED; return lj_expr_retain(e); }                       /* exp(A) */
+DX(dx_log) { DX_UNUSED; *divide = true; return lj_expr_retain(a); }       /* ⊘ A */
+DX(dx_sin) { DX_UNUSED; return lj_expr_func(ctx, LJ_FN_COS, a); }
+DX(dx_cos) { DX_UNUSED; *scale = -1; return lj_expr_func(ctx, LJ_FN_SIN, a); }
+DX(dx_tanh) { DX_UNUSED; return one_pm(ctx, sq(ctx, e), false); }        /* 1 − tanh(A).^2 */
+DX(dx_sqrt) { DX_UNUSED; *scale = 0.5; *divide = true; return lj_expr_retain(e); }
+DX(dx_abs) { DX_UNUSED; return lj_expr_func(ctx, LJ_FN_SIGN, a); }
+DX(dx_zero) { DX_UNUSED; return NULL; }
+DX(dx_relu) { DX_UNUSED; return lji_expr_unary(ctx, &lji_op_step, a); }
+DX(dx_tan) { DX_UNUSED; return one_pm(ctx, sq(ctx, e), true); }         /* 1 + tan(A).^2 */
+DX(dx_asin) { DX_UNUSED; *divide = true; return fn(ctx, LJ_FN_SQRT, one_pm(ctx, sq(ctx, a), false)); }
+DX(dx_acos) { DX_UNUSED; *scale = -1; *divide = true; return fn(ctx, LJ_FN_SQRT, one_pm(ctx, sq(ctx, a), false)); }
+DX(dx_atan) { DX_UNUSED; *divide = true; return one_pm(ctx, sq(ctx, a), true); }
+DX(dx_sinh) { DX_UNUSED; return lj_expr_func(ctx, LJ_FN_COSH, a); }
+DX(dx_cosh) { DX_UNUSED; return lj_expr_func(ctx, LJ_FN_SINH, a); }
+DX(dx_sigmoid) /* σ(A) ∘ (1 − σ(A)) */
+{
+    DX_UNUSED;
+    lj_expr *r = one_pm(ctx, lj_expr_retain(e), false);
+    return r ? take1(lj_expr_hadamard(ctx, e, r), r) : NULL;
+}
+DX(dx_softplus) { DX_UNUSED; return lj_expr_func(ctx, LJ_FN_SIGMOID, a); }
+DX(dx_log1p) { DX_UNUSED; *divide = true; return one_pm(ctx, lj_expr_retain(a), true); }
+DX(dx_expm1) { DX_UNUSED; return lj_expr_func(ctx, LJ_FN_EXP, a); }
+
+static void func_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    double scale = 1;
+    bool divide = false;
+    lj_status before = g->ctx->status;
+    lj_expr *D = e->def->dexpr(g->ctx, e->a, (lj_expr *)e, &scale, &divide);
+    if (!D) {
+        if (g->ctx->status != before || e->def->dexpr != dx_zero) g->failed = true;
+        return;
+    }
+    lji_poly_hadamard(g, out, scale, G, D, divide);
+    lj_expr_free(&D);
+}
+
 /* One entry: the label template writes '@' for "vec A". */
-#define FUNC(nm, F, DF, INDOM, OUTSIDE, DIFFAT, LABEL)                                            \
+#define FUNC(nm, F, DF, INDOM, OUTSIDE, DIFFAT, LABEL, DXF)                                       \
     { .name = nm, .arity = 1, .function = true, .level = 6, .shape = lji_shape_same,               \
       .eval = func_eval, .local = func_local, .reads = { LJI_READ_OPERAND, 0 },                    \
       .can_fail = INDOM != NULL, .f = F, .df = DF, .in_domain = INDOM, .domain = OUTSIDE,           \
-      .diff_at = DIFFAT, .dpre = LABEL, .sparse = LJI_SP_ZERO }
+      .diff_at = DIFFAT, .dpre = LABEL, .sparse = LJI_SP_ZERO, .adjoint = func_adjoint, .dexpr = DXF }
 
-static const lji_opdef fn_exp = FUNC("exp", exp, d_exp, NULL, NULL, NULL, "exp(@)");
-static const lji_opdef fn_log = FUNC("log", log, d_log, positive, "not positive", NULL, "1./@");
-static const lji_opdef fn_sin = FUNC("sin", sin, d_sin, NULL, NULL, NULL, "cos(@)");
-static const lji_opdef fn_cos = FUNC("cos", cos, d_cos, NULL, NULL, NULL, "−sin(@)");
-static const lji_opdef fn_tanh = FUNC("tanh", tanh, d_tanh, NULL, NULL, NULL, "1 − tanh²(@)");
+static const lji_opdef fn_exp = FUNC("exp", exp, d_exp, NULL, NULL, NULL, "exp(@)", dx_exp);
+static const lji_opdef fn_log = FUNC("log", log, d_log, positive, "not positive", NULL, "1./@", dx_log);
+static const lji_opdef fn_sin = FUNC("sin", sin, d_sin, NULL, NULL, NULL, "cos(@)", dx_sin);
+static const lji_opdef fn_cos = FUNC("cos", cos, d_cos, NULL, NULL, NULL, "−sin(@)", dx_cos);
+static const lji_opdef fn_tanh = FUNC("tanh", tanh, d_tanh, NULL, NULL, NULL, "1 − tanh²(@)", dx_tanh);
 static const lji_opdef fn_sqrt = FUNC("sqrt", sqrt, d_sqrt, nonnegative, "negative", nonzero,
-                                      "1./(2·sqrt(@))");
-static const lji_opdef fn_abs = FUNC("abs", fabs, f_sign, NULL, NULL, NULL, "sign(@)");
-static const lji_opdef fn_sign = FUNC("sign", f_sign, d_zero, NULL, NULL, NULL, "0");
-static const lji_opdef fn_relu = FUNC("relu", f_relu, d_relu, NULL, NULL, NULL, "[@ > 0]");
-static const lji_opdef fn_tan = FUNC("tan", tan, d_tan, NULL, NULL, NULL, "1 + tan²(@)");
+                                      "1./(2·sqrt(@))", dx_sqrt);
+static const lji_opdef fn_abs = FUNC("abs", fabs, f_sign, NULL, NULL, NULL, "sign(@)", dx_abs);
+static const lji_opdef fn_sign = FUNC("sign", f_sign, d_zero, NULL, NULL, NULL, "0", dx_zero);
+static const lji_opdef fn_relu = FUNC("relu", f_relu, d_relu, NULL, NULL, NULL, "[@ > 0]", dx_relu);
+static const lji_opdef fn_tan = FUNC("tan", tan, d_tan, NULL, NULL, NULL, "1 + tan²(@)", dx_tan);
 static const lji_opdef fn_asin = FUNC("asin", asin, d_asin, unit_interval, "outside [-1, 1]", inside_unit,
-                                      "1./sqrt(1 − (@).^2)");
+                                      "1./sqrt(1 − (@).^2)", dx_asin);
 static const lji_opdef fn_acos = FUNC("acos", acos, d_acos, unit_interval, "outside [-1, 1]", inside_unit,
-                                      "−1./sqrt(1 − (@).^2)");
-static const lji_opdef fn_atan = FUNC("atan", atan, d_atan, NULL, NULL, NULL, "1./(1 + (@).^2)");
-static const lji_opdef fn_sinh = FUNC("sinh", sinh, cosh, NULL, NULL, NULL, "cosh(@)");
-static const lji_opdef fn_cosh = FUNC("cosh", cosh, sinh, NULL, NULL, NULL, "sinh(@)");
+                                      "−1./sqrt(1 − (@).^2)", dx_acos);
+static const lji_opdef fn_atan = FUNC("atan", atan, d_atan, NULL, NULL, NULL, "1./(1 + (@).^2)", dx_atan);
+static const lji_opdef fn_sinh = FUNC("sinh", sinh, cosh, NULL, NULL, NULL, "cosh(@)", dx_sinh);
+static const lji_opdef fn_cosh = FUNC("cosh", cosh, sinh, NULL, NULL, NULL, "sinh(@)", dx_cosh);
 static const lji_opdef fn_sigmoid = FUNC("sigmoid", f_sigmoid, d_sigmoid, NULL, NULL, NULL,
-                                         "σ(@) ∘ (1 − σ(@))");
-static const lji_opdef fn_softplus = FUNC("softplus", f_softplus, f_sigmoid, NULL, NULL, NULL, "σ(@)");
+                                         "σ(@) ∘ (1 − σ(@))", dx_sigmoid);
+static const lji_opdef fn_softplus = FUNC("softplus", f_softplus, f_sigmoid, NULL, NULL, NULL, "σ(@)", dx_softplus);
 static const lji_opdef fn_log1p = FUNC("log1p", log1p, d_log1p, above_minus_one, "not above -1", NULL,
-                                       "1./(1 + @)");
-static const lji_opdef fn_expm1 = FUNC("expm1", expm1, d_exp, NULL, NULL, NULL, "exp(@)");
+                                       "1./(1 + @)", dx_log1p);
+static const lji_opdef fn_expm1 = FUNC("expm1", expm1, d_exp, NULL, NULL, NULL, "exp(@)", dx_expm1);
+
+/* [A > 0] (relu'), inside gradient expressions; its derivative is 0 */
+const lji_opdef lji_op_step = FUNC("step", d_relu, d_zero, NULL, NULL, NULL, "0", dx_zero);
 
 /* in the order of lj_func */
 const lji_opdef *const lji_func_defs[] = {

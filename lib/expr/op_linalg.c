@@ -117,12 +117,49 @@ static lj_op *det_local(lji_dctx *d, const lj_expr *e, int which)
     return e->def == &lji_op_det ? lji_d_scaled(d->ctx, lji_d_val(d, e)[0], r) : r;
 }
 
+/* ---- adjoints (reverse mode, grad.c) ------------------------------------------------ */
+
+/* inv(A), with inv(inv(X)) = X */
+static lj_expr *inverse_of(lji_gctx *g, const lj_expr *a)
+{
+    if (a->def == &lji_op_inv) return lj_expr_retain(a->a);
+    return lji_g_node(g, lj_expr_inv(g->ctx, (lj_expr *)a));
+}
+
+/* inv(A) = Y: −Y^T·G·Y^T */
+static void inv_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    lji_poly t;
+    lji_poly_init(&t, e->rows, e->cols);
+    lji_poly_mul_expr(g, &t, 1.0, G, e, true, true);
+    lji_poly_mul_expr(g, out, -1.0, &t, e, false, true);
+    lji_poly_free(&t);
+}
+
+/* det A: G·det(A)·A^{-T}; log det A: G·A^{-T} */
+static void det_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    lj_expr *y = inverse_of(g, e->a);
+    if (!y) return;
+    if (e->def == &lji_op_det) {
+        lji_poly t;
+        lji_poly_init(&t, 1, 1);
+        lji_poly_mul_expr(g, &t, 1.0, G, e, false, false);
+        lji_poly_mul_expr(g, out, 1.0, &t, y, false, true);
+        lji_poly_free(&t);
+    } else
+        lji_poly_mul_expr(g, out, 1.0, G, y, false, true);
+    lj_expr_free(&y);
+}
+
 const lji_opdef lji_op_inv = { .name = "inv", .arity = 1, .function = true, .level = 6,
                                .shape = lji_shape_square, .eval = inv_eval, .local = inv_local,
-                               .reads = { LJI_READ_NODE, 0 }, .can_fail = true };
+                               .reads = { LJI_READ_NODE, 0 }, .can_fail = true, .adjoint = inv_adjoint };
 const lji_opdef lji_op_det = { .name = "det", .arity = 1, .function = true, .level = 6,
                                .shape = lji_shape_square, .eval = det_eval, .local = det_local,
-                               .reads = { LJI_READ_OPERAND | LJI_READ_NODE, 0 } };
+                               .reads = { LJI_READ_OPERAND | LJI_READ_NODE, 0 }, .adjoint = det_adjoint };
 const lji_opdef lji_op_logdet = { .name = "logdet", .arity = 1, .function = true, .level = 6,
                                   .shape = lji_shape_square, .eval = det_eval, .local = det_local,
-                                  .reads = { LJI_READ_OPERAND, 0 }, .can_fail = true };
+                                  .reads = { LJI_READ_OPERAND, 0 }, .can_fail = true, .adjoint = det_adjoint };

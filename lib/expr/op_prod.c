@@ -215,6 +215,136 @@ static lj_op *transpose_local(lji_dctx *d, const lj_expr *e, int which)
     return lj_op_commutation(d->ctx, e->a->rows, e->a->cols);
 }
 
+/* ---- adjoints (reverse mode, grad.c) ---------------------------------------------- */
+
+/* a·b: G·b^T and a^T·G; a scalar factor s of s·M gets sum(G ∘ M) */
+static void mul_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    const lj_expr *a = e->a, *b = e->b, *c = which ? b : a, *o = which ? a : b;
+    if (lji_is_scalar(c) && !lji_is_scalar(o)) {
+        lji_poly t;
+        lji_poly_init(&t, e->rows, e->cols);
+        lji_poly_hadamard(g, &t, 1.0, G, o, false);
+        lji_poly_sum(g, out, 1.0, &t);
+        lji_poly_free(&t);
+    } else if (lji_is_scalar(o) && !lji_is_scalar(c))
+        lji_poly_mul_expr(g, out, 1.0, G, o, true, false);
+    else if (!which)
+        lji_poly_mul_expr(g, out, 1.0, G, b, false, true);
+    else
+        lji_poly_mul_expr(g, out, 1.0, G, a, true, true);
+}
+
+static void transpose_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(e);
+    LJI_UNUSED(which);
+    lji_poly_transpose(g, out, 1.0, G);
+}
+
+/* A ⊗ B: the partial contractions of G with B (for A) and with A (for B) */
+static void kron_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    lj_expr *ge = lji_poly_expr(g, G);
+    lj_expr *x = ge ? lji_g_node(g, lji_expr_binary(g->ctx, which ? &lji_op_kron_cb : &lji_op_kron_ca, ge,
+                                                    which ? e->a : e->b))
+                    : NULL;
+    if (x) lji_poly_add_expr(g, out, 1.0, x);
+    lj_expr_free(&ge);
+    lj_expr_free(&x);
+}
+
+/* The contractions: for G of the shape of A ⊗ B (ma·mb × na·nb),
+ * kron_ca(G, B)[i, j] = Σ_{k,l} G[i·mb + k, j·nb + l]·B[k, l] (A's shape) and
+ * kron_cb(G, A)[k, l] = Σ_{i,j} G[i·mb + k, j·nb + l]·A[i, j] (B's shape). */
+static lj_status kc_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *G, const lj_expr *f, int64_t *r,
+                          int64_t *c)
+{
+    if (f->rows == 0 || f->cols == 0 || G->rows % f->rows || G->cols % f->cols)
+        return lji_error(ctx, LJ_ERR_SHAPE, "%s: " LJI_SHP " is not a Kronecker product with a " LJI_SHP " factor",
+                         d->name, G->rows, G->cols, f->rows, f->cols);
+    *r = G->rows / f->rows;
+    *c = G->cols / f->cols;
+    return LJ_OK;
+}
+
+/* the four index ranges (ma, na, mb, nb) of a contraction node */
+static void kc_dims(const lj_expr *e, int64_t *ma, int64_t *na, int64_t *mb, int64_t *nb)
+{
+    bool ca = e->def == &lji_op_kron_ca;
+    *ma = ca ? e->rows : e->b->rows;
+    *na = ca ? e->cols : e->b->cols;
+    *mb = ca ? e->b->rows : e->rows;
+    *nb = ca ? e->b->cols : e->cols;
+}
+
+static lj_status kc_eval(lj_context *ctx, const lj_expr *e, const double *G, const double *F, double *out)
+{
+    LJI_UNUSED(ctx);
+    int64_t ma, na, mb, nb;
+    kc_dims(e, &ma, &na, &mb, &nb);
+    bool ca = e->def == &lji_op_kron_ca;
+    int64_t m = ma * mb;
+    memset(out, 0, (size_t)(e->rows * e->cols) * sizeof *out);
+    for (int64_t j = 0; j < na; j++)
+        for (int64_t l = 0; l < nb; l++)
+            for (int64_t i = 0; i < ma; i++)
+                for (int64_t k = 0; k < mb; k++) {
+                    double gv = G[(i * mb + k) + (j * nb + l) * m];
+                    if (ca) out[i + j * ma] += gv * F[k + l * mb];
+                    else out[k + l * mb] += gv * F[i + j * ma];
+                }
+    return LJ_OK;
+}
+
+/* Linear in each operand: w.r.t. G each of G's entries feeds one entry of
+ * the result (a sparse selection with the other factor's values); w.r.t. the
+ * factor, the dense matrix of G's entries. */
+static lj_op *kc_local(lji_dctx *d, const lj_expr *e, int which)
+{
+    lj_context *ctx = d->ctx;
+    int64_t ma, na, mb, nb;
+    kc_dims(e, &ma, &na, &mb, &nb);
+    bool ca = e->def == &lji_op_kron_ca;
+    int64_t m = ma * mb, gn = m * na * nb, rn = e->rows * e->cols;
+    const double *G = lji_d_val(d, e->a), *F = lji_d_val(d, e->b);
+    if (!G || !F) return NULL;
+    if (!which) {
+        cholmod_sparse *s = lji_sparse_alloc(ctx, rn, gn, gn, "jacobian");
+        if (!s) return NULL;
+        int64_t *sp = s->p, *si = s->i;
+        double *sx = s->x;
+        for (int64_t q = 0; q < gn; q++) {
+            int64_t gi = q % (m ? m : 1), gj = q / (m ? m : 1), i = gi / mb, k = gi % mb, j = gj / nb, l = gj % nb;
+            sp[q] = q;
+            si[q] = ca ? i + j * ma : k + l * mb;
+            sx[q] = ca ? F[k + l * mb] : F[i + j * ma];
+        }
+        sp[gn] = gn;
+        lj_op *r = lj_op_sparse(ctx, s, ca ? "∂kron_ca/∂G" : "∂kron_cb/∂G");
+        cholmod_l_free_sparse(&s, &ctx->cc);
+        return r;
+    }
+    int64_t fn = e->b->rows * e->b->cols;
+    double *J = lji_calloc(ctx, (size_t)(rn * fn > 0 ? rn * fn : 1), sizeof *J);
+    if (!J) {
+        lji_nomem(ctx, "jacobian");
+        return NULL;
+    }
+    for (int64_t j = 0; j < na; j++)
+        for (int64_t l = 0; l < nb; l++)
+            for (int64_t i = 0; i < ma; i++)
+                for (int64_t k = 0; k < mb; k++) {
+                    int64_t ra = i + j * ma, rb = k + l * mb;
+                    double gv = G[(i * mb + k) + (j * nb + l) * m];
+                    if (ca) J[ra + rb * rn] = gv; /* d out[ra] / d B[rb] */
+                    else J[rb + ra * rn] = gv;    /* d out[rb] / d A[ra] */
+                }
+    lj_op *r = lj_op_dense(ctx, rn, fn, J, rn > 0 ? rn : 1, ca ? "∂kron_ca/∂B" : "∂kron_cb/∂A");
+    free(J);
+    return r;
+}
+
 static void transpose_write(lji_buf *b, const lj_expr *e)
 {
     lji_expr_write(b, e->a, 5);
@@ -224,10 +354,18 @@ static void transpose_write(lji_buf *b, const lj_expr *e)
 const lji_opdef lji_op_mul = { .name = "mul", .arity = 2, .level = 2, .sym = "*", .msym = "·",
                                .shape = mul_shape, .eval = mul_eval, .local = mul_local,
                                .reads = { LJI_READ_OTHER, LJI_READ_OTHER }, .sparse = LJI_SP_PRODUCT,
-                               .sparse_eval = true, .sparse_local = true, .bin = lji_k_mul, .dbin = lji_dk_mul };
+                               .sparse_eval = true, .sparse_local = true, .bin = lji_k_mul, .dbin = lji_dk_mul,
+                               .adjoint = mul_adjoint };
 const lji_opdef lji_op_kron = { .name = "kron", .arity = 2, .function = true, .level = 6, .sym = "⊗",
                                 .shape = kron_shape, .eval = kron_eval, .local = kron_local,
-                                .reads = { LJI_READ_OTHER, LJI_READ_OTHER } };
+                                .reads = { LJI_READ_OTHER, LJI_READ_OTHER }, .adjoint = kron_adjoint };
+const lji_opdef lji_op_kron_ca = { .name = "kron_ca", .arity = 2, .function = true, .level = 6,
+                                   .shape = kc_shape, .eval = kc_eval, .local = kc_local,
+                                   .reads = { LJI_READ_OTHER, LJI_READ_OTHER } };
+const lji_opdef lji_op_kron_cb = { .name = "kron_cb", .arity = 2, .function = true, .level = 6,
+                                   .shape = kc_shape, .eval = kc_eval, .local = kc_local,
+                                   .reads = { LJI_READ_OTHER, LJI_READ_OTHER } };
 const lji_opdef lji_op_transpose = { .name = "transpose", .arity = 1, .level = 5, .shape = transpose_shape,
                                      .eval = transpose_eval, .local = transpose_local,
-                                     .write = transpose_write, .sparse = LJI_SP_TRANSPOSE };
+                                     .write = transpose_write, .sparse = LJI_SP_TRANSPOSE,
+                                     .adjoint = transpose_adjoint };

@@ -217,20 +217,154 @@ static lj_op *diag_local(lji_dctx *d, const lj_expr *e, int which)
     return to_matrix ? r : lji_d_transposed(d->ctx, r);
 }
 
+/* ---- adjoints (reverse mode, grad.c) ------------------------------------------------ */
+
+/* tr A: G·I_n */
+static void trace_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    lj_expr *I = lji_g_node(g, lj_expr_eye(g->ctx, e->a->rows));
+    if (I) lji_poly_mul_expr(g, out, 1.0, G, I, false, false);
+    lj_expr_free(&I);
+}
+
+/* sum A: G·1_{m×n} */
+static void sum_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    lj_expr *one = lji_g_node(g, lji_expr_fill(g->ctx, e->a->rows, e->a->cols, 1.0));
+    if (one) lji_poly_mul_expr(g, out, 1.0, G, one, false, false);
+    lj_expr_free(&one);
+}
+
+/* ‖A‖_1: G·sign(A) */
+static void norm1_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    lj_expr *s = lji_g_node(g, lj_expr_func(g->ctx, LJ_FN_SIGN, e->a));
+    if (s) lji_poly_mul_expr(g, out, 1.0, G, s, false, false);
+    lj_expr_free(&s);
+}
+
+/* ‖A‖_F: G·A / ‖A‖_F */
+static void norm2_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    lji_poly t;
+    lji_poly_init(&t, e->a->rows, e->a->cols);
+    lji_poly_mul_expr(g, &t, 1.0, G, e->a, false, false);
+    lji_poly_div_scalar(g, out, 1.0, &t, e);
+    lji_poly_free(&t);
+}
+
+/* an operation applied to G's expression as a whole */
+static void whole(lji_gctx *g, lji_poly *out, lj_expr *made)
+{
+    lj_expr *x = lji_g_node(g, made);
+    if (x) lji_poly_add_expr(g, out, 1.0, x);
+    lj_expr_free(&x);
+}
+
+/* vec A: reshape(G, m, n) (G itself for a column A) */
+static void vec_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    if (e->a->cols == 1) {
+        lji_poly_add(g, out, 1.0, G);
+        return;
+    }
+    lj_expr *ge = lji_poly_expr(g, G);
+    if (ge) whole(g, out, lji_expr_reshape(g->ctx, ge, e->a->rows, e->a->cols));
+    lj_expr_free(&ge);
+}
+
+/* diag: diag(G) (the diagonal matrix of a vector G, the diagonal of a matrix G) */
+static void diag_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out)
+{
+    LJI_UNUSED(which);
+    if (lji_is_scalar(e->a)) {
+        lji_poly_add(g, out, 1.0, G);
+        return;
+    }
+    lj_expr *ge = lji_poly_expr(g, G);
+    if (ge) whole(g, out, lj_expr_diag(g->ctx, ge));
+    lj_expr_free(&ge);
+}
+
+/* ---- internal leaves and reshape, for gradient expressions ----------------------------- */
+
+static lj_status fill_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    LJI_UNUSED(ctx);
+    LJI_UNUSED(A);
+    LJI_UNUSED(B);
+    for (int64_t i = 0; i < e->rows * e->cols; i++) out[i] = e->p;
+    return LJ_OK;
+}
+
+static void fill_write(lji_buf *b, const lj_expr *e)
+{
+    lji_buf_printf(b, "%s(%" PRId64 ",%" PRId64 ")", e->p == 0 ? "zeros" : "ones", e->rows, e->cols);
+}
+
+lj_expr *lji_expr_fill(lj_context *ctx, int64_t rows, int64_t cols, double x)
+{
+    if (!lji_ctx_ok(ctx)) return NULL;
+    if (rows < 0 || cols < 0 || !lji_size_ok(rows, cols, NULL)) {
+        lji_error(ctx, LJ_ERR_SHAPE, "fill: bad size " LJI_SHP, rows, cols);
+        return NULL;
+    }
+    lj_expr *e = lji_node_new(ctx, &lji_op_fill, rows, cols, NULL, NULL);
+    if (e) e->p = x;
+    return e;
+}
+
+static lj_status reshape_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B,
+                              double *out)
+{
+    LJI_UNUSED(ctx);
+    LJI_UNUSED(B);
+    memcpy(out, A, (size_t)(e->rows * e->cols) * sizeof *out);
+    return LJ_OK;
+}
+
+static void reshape_write(lji_buf *b, const lj_expr *e)
+{
+    lji_buf_puts(b, "reshape(");
+    lji_expr_write(b, e->a, 1);
+    lji_buf_printf(b, ", %" PRId64 ", %" PRId64 ")", e->rows, e->cols);
+}
+
+lj_expr *lji_expr_reshape(lj_context *ctx, lj_expr *a, int64_t rows, int64_t cols)
+{
+    if (!lji_ctx_ok(ctx) || !lji_expr_ok(a)) return NULL;
+    if (rows < 0 || cols < 0 || rows * cols != a->rows * a->cols) {
+        lji_error(ctx, LJ_ERR_SHAPE, "reshape: " LJI_SHP " has not " LJI_SHP " entries", a->rows, a->cols, rows,
+                  cols);
+        return NULL;
+    }
+    return lji_node_new(ctx, &lji_op_reshape, rows, cols, a, NULL);
+}
+
 /* ---- the entries --------------------------------------------------------------------- */
 
 /* the reductions and diag read a sparse operand's entries themselves */
-#define FUNCTION1(nm, shp, ev, loc, rd)                                                          \
+#define FUNCTION1(nm, shp, ev, loc, rd, adj)                                                     \
     { .name = nm, .arity = 1, .function = true, .level = 6, .shape = shp, .eval = ev,            \
-      .local = loc, .reads = { rd, 0 }, .sparse_eval = true, .sparse_local = true }
+      .local = loc, .reads = { rd, 0 }, .sparse_eval = true, .sparse_local = true, .adjoint = adj }
 
-const lji_opdef lji_op_trace = FUNCTION1("tr", lji_shape_square, reduce_eval, trace_local, 0);
-const lji_opdef lji_op_sum = FUNCTION1("sum", lji_shape_scalar, reduce_eval, sum_local, 0);
-const lji_opdef lji_op_norm1 = FUNCTION1("norm1", lji_shape_scalar, reduce_eval, norm1_local, LJI_READ_OPERAND);
+const lji_opdef lji_op_trace = FUNCTION1("tr", lji_shape_square, reduce_eval, trace_local, 0, trace_adjoint);
+const lji_opdef lji_op_sum = FUNCTION1("sum", lji_shape_scalar, reduce_eval, sum_local, 0, sum_adjoint);
+const lji_opdef lji_op_norm1 = FUNCTION1("norm1", lji_shape_scalar, reduce_eval, norm1_local, LJI_READ_OPERAND,
+                                             norm1_adjoint);
 const lji_opdef lji_op_norm2 = { .name = "norm2", .arity = 1, .function = true, .level = 6,
                                  .shape = lji_shape_scalar, .eval = reduce_eval, .local = norm2_local,
                                  .reads = { LJI_READ_OPERAND | LJI_READ_NODE, 0 }, .sparse_eval = true,
-                                 .sparse_local = true };
+                                 .sparse_local = true, .adjoint = norm2_adjoint };
 const lji_opdef lji_op_vec = { .name = "vec", .arity = 1, .function = true, .level = 6, .shape = vec_shape,
-                               .eval = vec_eval, .local = vec_local, .sparse = LJI_SP_VEC };
-const lji_opdef lji_op_diag = FUNCTION1("diag", diag_shape, diag_eval, diag_local, 0);
+                               .eval = vec_eval, .local = vec_local, .sparse = LJI_SP_VEC,
+                               .adjoint = vec_adjoint };
+const lji_opdef lji_op_fill = { .name = "fill", .level = 6, .eval = fill_eval, .write = fill_write };
+const lji_opdef lji_op_reshape = { .name = "reshape", .arity = 1, .level = 6, .eval = reshape_eval,
+                                   .local = vec_local, .write = reshape_write };
+const lji_opdef lji_op_diag = FUNCTION1("diag", diag_shape, diag_eval, diag_local, 0, diag_adjoint);

@@ -20,6 +20,7 @@
 #ifndef LJI_OPS_H
 #define LJI_OPS_H
 #include "expr.h"
+#include "grad.h"
 
 /* The values local(e, which) reads, beside the operands' shapes. */
 enum { LJI_READ_OPERAND = 1, /* the operand `which` */
@@ -92,6 +93,12 @@ struct lji_opdef {
     bool sparse_eval, sparse_local;
     double (*bin)(double x, double y);
     double (*dbin)(double x, double y, int which);
+    /* reverse mode (grad.c): out += the adjoint of operand `which` given the
+     * adjoint G of e, built with the lji_poly_* functions of grad.h */
+    void (*adjoint)(lji_gctx *g, const lj_expr *e, int which, const lji_poly *G, lji_poly *out);
+    /* elementwise functions: f'(a) as an expression D (new), out += scale·G ∘ D,
+     * or scale·G ⊘ D when *divide; NULL with no error for f' = 0 */
+    lj_expr *(*dexpr)(lj_context *ctx, lj_expr *a, lj_expr *e, double *scale, bool *divide);
 };
 
 /* The product's scalar kernel (.* and the matrix product by a scalar). */

@@ -1,0 +1,557 @@
+/* Derivatives as expressions: symbolic gradients (their printed forms
+ * against the Matrix Cookbook's, their values against the closed forms
+ * written independently here and against lj_expr_gradient), structured
+ * Hessians (against central differences of the gradient, symmetric, the
+ * three-way operator check), mathematical printing, and every error path. */
+#include "testutil.h"
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A table of variables from "A=3x4 X=3x3 P=2x2 a=1x1+": random values; a
+ * square variable named X is made well-conditioned with a positive
+ * determinant, one named P or declared with a trailing + has positive
+ * entries, one named ones is all ones. */
+static lj_symtab *declare(lj_context *ctx, const char *decls, uint64_t seed)
+{
+    lj_symtab *t = lj_symtab_new(ctx);
+    ck_assert_ptr_nonnull(t);
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", decls);
+    for (char *tok = strtok(buf, " "); tok; tok = strtok(NULL, " ")) {
+        char name[32];
+        long long r, c;
+        ck_assert_msg(sscanf(tok, "%31[^=]=%lldx%lld", name, &r, &c) == 3, "bad declaration %s", tok);
+        tmat m = tm_rand(r, c, &seed);
+        bool positive = name[0] == 'P' || tok[strlen(tok) - 1] == '+';
+        for (int64_t k = 0; k < m.r * m.c; k++) {
+            if (!strcmp(name, "X") && r == c && k % (r + 1) == 0) m.a[k] += 4.0;
+            if (positive) m.a[k] = 0.5 + fabs(m.a[k]);
+            if (!strcmp(name, "ones")) m.a[k] = 1.0;
+        }
+        lj_expr *e = lj_expr_var(ctx, name, r, c, m.a);
+        CK_OK(ctx, lj_symtab_add(ctx, t, e));
+        lj_expr_free(&e);
+        tm_free(&m);
+    }
+    return t;
+}
+
+static lj_expr *parse(lj_context *ctx, lj_symtab *t, const char *text)
+{
+    int64_t pos;
+    lj_expr *f = lj_parse(ctx, text, t, &pos);
+    ck_assert_msg(f != NULL, "%s: %s", text, lj_context_message(ctx));
+    return f;
+}
+
+static double *value(lj_context *ctx, const lj_expr *e, int64_t *n)
+{
+    int64_t r, c;
+    double *v = NULL;
+    CK_OK(ctx, lj_expr_eval(ctx, e, &r, &c, &v));
+    *n = r * c;
+    return v;
+}
+
+static double rel_diff(const double *a, const double *b, int64_t n)
+{
+    double d = 0, s = 1e-300;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs(a[i] - b[i]));
+        s = fmax(s, fabs(b[i]));
+    }
+    return d / fmax(s, 1.0);
+}
+
+typedef struct {
+    const char *f, *wrt, *decls;
+    const char *unicode; /* the printed gradient */
+    const char *closed;  /* the same, written in the language, evaluated independently */
+} gcase;
+
+/* The value of the gradient expression against lj_expr_gradient (J^T·1 of
+ * the lazy Jacobian) and against the closed form; the printed form. */
+static void check_case(const gcase *c, uint64_t seed)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, c->decls, seed);
+    lj_expr *f = parse(ctx, t, c->f), *x = lj_symtab_get(t, c->wrt);
+    lj_expr *g = lj_expr_gradient_expr(ctx, f, x);
+    CK_NN(ctx, g);
+    ck_assert_int_eq(lj_expr_rows(g), lj_expr_rows(x));
+    ck_assert_int_eq(lj_expr_cols(g), lj_expr_cols(x));
+    char *u = lj_expr_print_math(ctx, g, x, LJ_PRINT_UNICODE);
+    CK_NN(ctx, u);
+    ck_assert_msg(!strcmp(u, c->unicode), "gradient of %s w.r.t. %s prints '%s', want '%s'", c->f, c->wrt, u,
+                  c->unicode);
+    int64_t n, n2;
+    double *gv = value(ctx, g, &n);
+    double *ref = malloc(sizeof *ref * (size_t)n);
+    CK_OK(ctx, lj_expr_gradient(ctx, f, x, ref));
+    double e1 = rel_diff(gv, ref, n);
+    ck_assert_msg(e1 < 1e-10, "%s: gradient expression differs from J^T·1 by %g", c->f, e1);
+    lj_expr *cf = parse(ctx, t, c->closed);
+    double *cv = value(ctx, cf, &n2);
+    ck_assert_int_eq(n, n2);
+    double e2 = rel_diff(gv, cv, n);
+    ck_assert_msg(e2 < 1e-10, "%s: gradient differs from the closed form %s by %g", c->f, c->closed, e2);
+    lj_free(cv);
+    lj_free(gv);
+    free(ref);
+    lj_free(u);
+    lj_expr_free(&cf);
+    lj_expr_free(&g);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+
+/* Matrix Cookbook (Petersen & Pedersen) identities; the printed forms are
+ * the Cookbook's up to the order of factors and terms. */
+static const gcase cookbook[] = {
+    { "tr(A*X)", "X", "A=3x4 X=4x3", "A^T", "A'" },                                        /* (100) */
+    { "tr(X*A)", "X", "A=3x4 X=4x3", "A^T", "A'" },                                        /* (101) */
+    { "tr(A*X*B)", "X", "A=3x4 X=4x2 B=2x3", "A^T·B^T", "A'*B'" },                         /* (102) */
+    { "tr(A*X'*B)", "X", "A=3x2 X=4x2 B=4x3", "B·A", "B*A" },                              /* (103) */
+    { "tr(X'*A)", "X", "A=4x3 X=4x3", "A", "A" },                                          /* (101) */
+    { "tr(X'*X)", "X", "X=4x3", "2·X", "2*X" },                                            /* (113) */
+    { "tr(X*X)", "X", "X=3x3", "2·X^T", "2*X'" },                                          /* (111) */
+    { "tr(X'*A*X)", "X", "A=4x4 X=4x3", "(A^T + A)·X", "A*X + A'*X" },                     /* (117) */
+    { "tr(X*A*X')", "X", "A=3x3 X=4x3", "X·(A + A^T)", "X*A' + X*A" },                     /* (116) */
+    { "tr(A*X'*B*X*C)", "X", "A=2x3 X=4x3 B=4x4 C=3x2", "B^T·X·A^T·C^T + B·X·C·A",
+      "B*X*C*A + B'*X*A'*C'" },                                                            /* (119) */
+    { "tr(A*X*B*X)", "X", "A=3x3 B=3x3 X=3x3", "B^T·X^T·A^T + A^T·X^T·B^T", "A'*X'*B' + B'*X'*A'" }, /* (118) */
+    { "tr(X^3)", "X", "X=3x3", "3·(X^T)^2", "3*(X*X)'" },                                  /* (121) */
+    { "a'*X*b", "X", "a=3x1 X=3x4 b=4x1", "a b^T", "a*b'" },                               /* (70) */
+    { "a'*X'*b", "X", "a=4x1 X=3x4 b=3x1", "b a^T", "b*a'" },                              /* (71) */
+    { "a'*X*a", "X", "a=3x1 X=3x3", "a a^T", "a*a'" },                                     /* (72) */
+    { "b'*X'*X*c", "X", "b=3x1 X=4x3 c=3x1", "X·(b c^T + c b^T)", "X*(b*c' + c*b')" },     /* (77) */
+    { "(X*b+c)'*D*(X*b+c)", "X", "b=3x1 X=4x3 c=4x1 D=4x4", "(D^T + D)·(X·b + c) b^T",
+      "(D + D')*(X*b + c)*b'" },                                                           /* (79) */
+    { "x'*A*x", "x", "x=3x1 A=3x3", "(A^T + A)·x", "(A + A')*x" },                         /* (81) */
+    { "x'*x", "x", "x=3x1", "2·x", "2*x" },
+    { "(A*x+b)'*(A*x+b)", "x", "A=4x3 x=3x1 b=4x1", "2·A^T·(A·x + b)", "2*A'*(A*x + b)" }, /* (85) */
+    { "norm2(x)^2", "x", "x=3x1", "2·x", "2*x" },                                          /* (131) */
+    { "norm2(A*x-y)^2", "x", "A=4x3 x=3x1 y=4x1", "2·A^T·(A·x − y)", "2*A'*(A*x - y)" },   /* (84) */
+    { "norm2(X)", "X", "X=3x4", "X / ‖X‖_F", "X/sqrt(tr(X'*X))" },
+    { "norm2(X)^2", "X", "X=3x4", "2·X", "2*X" },                                          /* (127) */
+    { "det(X)", "X", "X=3x3", "det(X)·X^{-T}", "det(X)*inv(X')" },                         /* (49) */
+    { "log(det(X))", "X", "X=3x3", "X^{-T}", "inv(X')" },                                  /* (57) */
+    { "logdet(X)", "X", "X=3x3", "X^{-T}", "inv(X)'" },                                    /* (57) */
+    { "log(det(X'*X))", "X", "X=4x3", "2·X·(X^T·X)^{-1}", "2*X*inv(X'*X)" },               /* (55) */
+    { "tr(inv(X)*A)", "X", "X=3x3 A=3x3", "−X^{-T}·A^T·X^{-T}", "-(inv(X)*A*inv(X))'" },   /* (63) */
+    { "tr(A*inv(X)*B)", "X", "A=3x3 X=3x3 B=3x3", "−X^{-T}·A^T·B^T·X^{-T}", "-(inv(X)*B*A*inv(X))'" }, /* (124) */
+    { "tr(inv(X))", "X", "X=3x3", "−(X^{-T})^2", "-(inv(X)*inv(X))'" },
+    { "a'*inv(X)*b", "X", "a=3x1 X=3x3 b=3x1", "−X^{-T}·a b^T·X^{-T}", "-inv(X)'*a*b'*inv(X)'" }, /* (61) */
+    { "sum(X.*A)", "X", "X=3x4 A=3x4", "A", "A" },
+    { "sum(exp(X))", "X", "X=3x4", "exp(X)", "exp(X)" },
+    { "sum(log(P))", "P", "P=3x4", "1 ⊘ P", "1./P" },
+    { "sum(sqrt(P))", "P", "P=3x4", "0.5·(1 ⊘ sqrt(P))", "0.5./sqrt(P)" },
+    { "sum(X.^3)", "X", "X=3x4", "3·X^{∘2}", "3*X.*X" },
+    { "sum(sin(X))", "X", "X=3x4", "cos(X)", "cos(X)" },
+    { "norm1(X)", "X", "X=3x4", "sign(X)", "sign(X)" },
+    { "sum(X)", "X", "X=3x4", "1_{3×4}", "X.^0" },
+    { "exp(x'*A*x)", "x", "x=3x1 A=3x3", "exp(x^T·A·x)·(A^T + A)·x", "exp(x'*A*x)*(A + A')*x" },
+    { "tr(X'*X)^2", "X", "X=3x2", "4·tr(X^T·X)·X", "4*tr(X'*X)*X" },
+};
+
+START_TEST(test_cookbook)
+{
+    check_case(&cookbook[_i], 100 + (uint64_t)_i);
+}
+END_TEST
+
+/* matrixcalculus.org's documentation examples, in the forms that site shows
+ * (A*exp(x) is vector-valued: its Jacobian, below). */
+static const gcase mc_examples[] = {
+    { "0.5*x'*A*x", "x", "x=4x1 A=4x4", "0.5·(A^T + A)·x", "0.5*(A*x + A'*x)" },
+    { "(y.*v)'*x", "x", "x=4x1 y=4x1 v=4x1", "y ∘ v", "y.*v" },
+    { "a^b", "a", "a=1x1+ b=1x1", "b·a^(b − 1)", "b*a^(b-1)" },
+    { "norm1(A*x-y)", "x", "A=4x4 x=4x1 y=4x1", "A^T·sign(A·x − y)", "A'*sign(A*x - y)" },
+    { "norm2(A*x-y)^2", "x", "A=4x4 x=4x1 y=4x1", "2·A^T·(A·x − y)", "2*A'*(A*x - y)" },
+    { "sum(log(exp(-y.*(Z*w)) + 1))", "w", "y=4x1 Z=4x3 w=3x1",
+      "−Z^T·((exp(−y ∘ (Z·w)) ⊘ (exp(−y ∘ (Z·w)) + 1)) ∘ y)",
+      "-Z'*(y.*exp(-y.*(Z*w))./(1 + exp(-y.*(Z*w))))" },
+    { "tr(A*X'*B*X*C)", "X", "A=4x4 X=4x4 B=4x4 C=4x4", "B^T·X·A^T·C^T + B·X·C·A", "B'*X*A'*C' + B*X*C*A" },
+    { "log(det(inv(X)))", "X", "X=4x4", "−X^{-T}", "-inv(X)'" },
+};
+
+START_TEST(test_matrixcalculus)
+{
+    check_case(&mc_examples[_i], 300 + (uint64_t)_i);
+}
+END_TEST
+
+/* a^b with respect to b, and A*exp(x)'s Jacobian */
+START_TEST(test_matrixcalculus_rest)
+{
+    static const gcase pb = { "a^b", "b", "a=1x1+ b=1x1", "a^b·log(a)", "a^b*log(a)" };
+    check_case(&pb, 8);
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, "A=4x4 x=4x1", 9);
+    lj_expr *f = parse(ctx, t, "A*exp(x)");
+    lj_op *J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x"));
+    CK_NN(ctx, J);
+    char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(u, "A·Diag(exp(vec x))");
+    lj_free(u);
+    lj_op_free(&J);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* The three formats, and printing of the internal operations. */
+START_TEST(test_formats)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, "A=3x3 X=3x3 x=3x1 ones=3x1 P=3x3", 11);
+    const struct { const char *f, *wrt, *u, *plain, *latex; } c[] = {
+        { "tr(A*X'*X)", "X", "X·(A^T + A)", "X*(A' + A)", "X \\cdot \\left(A^{\\top} + A\\right)" },
+        { "det(X)", "X", "det(X)·X^{-T}", "det(X)*inv(X)'", "\\det\\left(X\\right) \\cdot X^{-\\top}" },
+        { "tr(inv(X))", "X", "−(X^{-T})^2", "-(inv(X)')^2", "-\\left(X^{-\\top}\\right)^{2}" },
+        { "norm2(X)", "X", "X / ‖X‖_F", "X/norm2(X)", "\\frac{X}{\\|X\\|_F}" },
+        { "sum(log(P))", "P", "1 ⊘ P", "1./P", "1 \\oslash P" },
+        { "sum(X.^2.*A)", "X", "2·(A ∘ X)", "2*(A.*X)", "2 \\cdot \\left(A \\circ X\\right)" },
+        { "sum(relu(X))", "X", "[X > 0]", "(X > 0)", "[X > 0]" },
+        { "sum(max(X,A))", "X", "[X > A]", "(X > A)", "[X > A]" },
+        { "sum(x)", "x", "1_3", "ones(3,1)", "\\mathbf{1}_{3}" },
+        { "ones'*x", "x", "1_3", "ones", "\\mathbf{1}_{3}" },
+        { "sum(A)", "X", "0_{3×3}", "zeros(3,3)", "\\mathbf{0}_{3\\times 3}" },
+        { "sum(sigmoid(X))", "X", "σ(X) ∘ (1 − σ(X))", "sigmoid(X).*(1 - sigmoid(X))",
+          "\\sigma\\left(X\\right) \\circ \\left(1 - \\sigma\\left(X\\right)\\right)" },
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        lj_expr *f = parse(ctx, t, c[i].f), *x = lj_symtab_get(t, c[i].wrt);
+        lj_expr *g = lj_expr_gradient_expr(ctx, f, x);
+        CK_NN(ctx, g);
+        const char *want[3] = { c[i].u, c[i].plain, c[i].latex };
+        lj_print_format fmt[3] = { LJ_PRINT_UNICODE, LJ_PRINT_PLAIN, LJ_PRINT_LATEX };
+        for (int k = 0; k < 3; k++) {
+            char *s = lj_expr_print_math(ctx, g, x, fmt[k]);
+            CK_NN(ctx, s);
+            ck_assert_msg(!strcmp(s, want[k]), "%s format %d: '%s', want '%s'", c[i].f, k, s, want[k]);
+            lj_free(s);
+        }
+        lj_expr_free(&g);
+        lj_expr_free(&f);
+    }
+    /* without wrt only constants of ones print as 1_n: the variable named ones stays */
+    lj_expr *f = parse(ctx, t, "ones'*x");
+    char *s = lj_expr_print_math(ctx, f, NULL, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "ones^T·x");
+    lj_free(s);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* A gradient expression is an expression: the plain form re-parses to the
+ * same values, and it can be differentiated again. */
+START_TEST(test_plain_reparses)
+{
+    for (size_t i = 0; i < sizeof cookbook / sizeof cookbook[0]; i++) {
+        lj_context *ctx = lj_context_new();
+        lj_symtab *t = declare(ctx, cookbook[i].decls, 500 + i);
+        lj_expr *f = parse(ctx, t, cookbook[i].f), *x = lj_symtab_get(t, cookbook[i].wrt);
+        lj_expr *g = lj_expr_gradient_expr(ctx, f, x);
+        CK_NN(ctx, g);
+        char *pl = lj_expr_print_math(ctx, g, NULL, LJ_PRINT_PLAIN);
+        CK_NN(ctx, pl);
+        if (strstr(pl, "ones(") || strstr(pl, "zeros(")) { /* not in the language */
+            lj_free(pl);
+            lj_expr_free(&g);
+            lj_expr_free(&f);
+            lj_symtab_free(&t);
+            lj_context_free(&ctx);
+            continue;
+        }
+        lj_expr *back = parse(ctx, t, pl);
+        int64_t n1, n2;
+        double *a = value(ctx, g, &n1), *b = value(ctx, back, &n2);
+        ck_assert_int_eq(n1, n2);
+        ck_assert_msg(rel_diff(a, b, n1) < 1e-12, "%s: '%s' re-parsed differs", cookbook[i].f, pl);
+        lj_free(a);
+        lj_free(b);
+        lj_free(pl);
+        lj_expr_free(&back);
+        lj_expr_free(&g);
+        lj_expr_free(&f);
+        lj_symtab_free(&t);
+        lj_context_free(&ctx);
+    }
+}
+END_TEST
+
+/* ---- Hessians ---------------------------------------------------------------------- */
+
+typedef struct {
+    const char *f, *wrt, *decls, *form; /* form: the printed Hessian, or NULL */
+} hcase;
+
+static const hcase hessians[] = {
+    { "tr(X'*A*X)", "X", "A=4x4 X=4x3", "I_3 ⊗ (A^T + A)" },
+    { "norm2(A*X*B-C)^2/2", "X", "A=4x3 X=3x2 B=2x5 C=4x5", "(B·B^T) ⊗ (A^T·A)" },
+    { "x'*A*x", "x", "x=3x1 A=3x3", "(A^T + A)" },
+    { "sum(log(1+exp(-y.*(Z*w)))) + 0.5*w'*w", "w", "Z=6x3 y=6x1 w=3x1", NULL },
+    { "logdet(X)", "X", "X=3x3", "−K_{3,3}·(X^{-T} ⊗ X^{-1})" },
+    { "det(X)", "X", "X=3x3", NULL },
+    { "tr(inv(X)*A)", "X", "X=3x3 A=3x3", NULL },
+    { "norm2(A*x-y)^2", "x", "A=5x3 x=3x1 y=5x1", NULL },
+    { "sum(exp(X))", "X", "X=3x2", NULL },
+    { "exp(x'*A*x/10)", "x", "x=3x1 A=3x3", NULL },
+    { "tr(X^3)", "X", "X=3x3", NULL },
+    { "tr(A*X'*B*X*C)", "X", "A=2x3 X=4x3 B=4x4 C=3x2", NULL },
+    { "sum(log(P))", "P", "P=3x2", NULL },
+    { "norm2(X)", "X", "X=3x2", NULL },
+    { "sum(sin(X).*A)", "X", "X=3x2 A=3x2", NULL },
+    { "tr(X'*X)^2", "X", "X=3x2", NULL },
+    { "a'*inv(X)*b", "X", "a=3x1 X=3x3 b=3x1", NULL },
+    { "sum(sigmoid(A*x))", "x", "A=4x3 x=3x1", NULL },
+    { "log(det(X'*X))", "X", "X=4x3", NULL },
+    { "sum((A*X - B).^2)", "X", "A=4x3 X=3x2 B=4x2", NULL },
+    { "sum(kron(X,X).*C)", "X", "X=2x3 C=4x9", NULL },
+    { "sum(tanh(X*Y).^2)", "X", "X=3x2 Y=2x3", NULL },
+};
+
+static void check_hessian(const hcase *c, uint64_t seed)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, c->decls, seed);
+    lj_expr *f = parse(ctx, t, c->f), *x = lj_symtab_get(t, c->wrt);
+    lj_op *H = lj_expr_hessian(ctx, f, x);
+    CK_NN(ctx, H);
+    int64_t n = lj_expr_nvalues(x);
+    ck_assert_int_eq(lj_op_rows(H), n);
+    ck_assert_int_eq(lj_op_cols(H), n);
+    if (c->form) {
+        char *u = lj_op_print(ctx, H, LJ_PRINT_UNICODE);
+        ck_assert_msg(!strcmp(u, c->form), "Hessian of %s prints '%s', want '%s'", c->f, u, c->form);
+        lj_free(u);
+    }
+    /* against central differences of the gradient expression */
+    lj_expr *g = lj_expr_gradient_expr(ctx, f, x);
+    CK_NN(ctx, g);
+    double maxrel = -1, fro;
+    CK_OK(ctx, lj_expr_fd_check(ctx, g, x, H, 0, &maxrel, &fro));
+    ck_assert_msg(maxrel < 1e-6, "Hessian of %s: finite differences differ by %g", c->f, maxrel);
+    /* symmetric, and apply, transpose-apply and the materialised matrix agree */
+    double *D = malloc(sizeof *D * (size_t)(n * n));
+    CK_OK(ctx, lj_op_to_dense(ctx, H, D, n));
+    double asym = 0, big = 1;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) {
+            asym = fmax(asym, fabs(D[i + j * n] - D[j + i * n]));
+            big = fmax(big, fabs(D[i + j * n]));
+        }
+    ck_assert_msg(asym / big < 1e-12, "Hessian of %s is not symmetric: %g", c->f, asym / big);
+    tmat ref = { n, n, D };
+    check_op_against(ctx, H, ref, 1e-12, c->f);
+    free(D);
+    lj_expr_free(&g);
+    lj_op_free(&H);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+
+START_TEST(test_hessians)
+{
+    check_hessian(&hessians[_i], 700 + (uint64_t)_i);
+}
+END_TEST
+
+/* Several variables: the block operator [H_ij], each block against central
+ * differences of the gradient with respect to x_i, symmetric as a whole. */
+START_TEST(test_hessian_blocks)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, "X=3x2 Y=2x4 C=3x4 a=3x1", 31);
+    lj_expr *f = parse(ctx, t, "sum((X*Y - C).^2) + a'*X*Y*Y'*X'*a");
+    const lj_expr *v[2] = { lj_symtab_get(t, "X"), lj_symtab_get(t, "Y") };
+    lj_op *H = lj_expr_hessian_n(ctx, f, 2, v);
+    CK_NN(ctx, H);
+    int64_t nx = 6, ny = 8, n = nx + ny;
+    ck_assert_int_eq(lj_op_rows(H), n);
+    double *D = malloc(sizeof *D * (size_t)(n * n));
+    CK_OK(ctx, lj_op_to_dense(ctx, H, D, n));
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++)
+            ck_assert_msg(fabs(D[i + j * n] - D[j + i * n]) < 1e-9 * fmax(1, fabs(D[i + j * n])),
+                          "H[%lld,%lld] = %g, H[%lld,%lld] = %g", (long long)i, (long long)j, D[i + j * n],
+                          (long long)j, (long long)i, D[j + i * n]);
+    /* column j of H: central differences of (∇_X f, ∇_Y f) along variable entry j */
+    lj_expr *gx = lj_expr_gradient_expr(ctx, f, v[0]), *gy = lj_expr_gradient_expr(ctx, f, v[1]);
+    CK_NN(ctx, gx);
+    CK_NN(ctx, gy);
+    double worst = 0;
+    for (int64_t j = 0; j < n; j++) {
+        lj_expr *var = (lj_expr *)v[j < nx ? 0 : 1];
+        int64_t k = j < nx ? j : j - nx;
+        int64_t len = lj_expr_nvalues(var);
+        double *x0 = malloc(sizeof *x0 * (size_t)len), *xp = malloc(sizeof *xp * (size_t)len);
+        int64_t r, c;
+        double *vals = NULL;
+        CK_OK(ctx, lj_expr_eval(ctx, var, &r, &c, &vals));
+        memcpy(x0, vals, sizeof *x0 * (size_t)len);
+        lj_free(vals);
+        double h = 1e-5, col[14], *gp[2], *gm[2];
+        memcpy(xp, x0, sizeof *xp * (size_t)len);
+        xp[k] += h;
+        CK_OK(ctx, lj_expr_set_value(ctx, var, xp));
+        CK_OK(ctx, lj_expr_eval(ctx, gx, &r, &c, &gp[0]));
+        CK_OK(ctx, lj_expr_eval(ctx, gy, &r, &c, &gp[1]));
+        xp[k] -= 2 * h;
+        CK_OK(ctx, lj_expr_set_value(ctx, var, xp));
+        CK_OK(ctx, lj_expr_eval(ctx, gx, &r, &c, &gm[0]));
+        CK_OK(ctx, lj_expr_eval(ctx, gy, &r, &c, &gm[1]));
+        CK_OK(ctx, lj_expr_set_value(ctx, var, x0));
+        for (int64_t i = 0; i < nx; i++) col[i] = (gp[0][i] - gm[0][i]) / (2 * h);
+        for (int64_t i = 0; i < ny; i++) col[nx + i] = (gp[1][i] - gm[1][i]) / (2 * h);
+        for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(col[i] - D[i + j * n]) / fmax(1, fabs(D[i + j * n])));
+        for (int s = 0; s < 2; s++) {
+            lj_free(gp[s]);
+            lj_free(gm[s]);
+        }
+        free(x0);
+        free(xp);
+    }
+    ck_assert_msg(worst < 1e-6, "mixed Hessian differs from differences of the gradients by %g", worst);
+    tmat ref = { n, n, D };
+    check_op_against(ctx, H, ref, 1e-12, "mixed Hessian");
+    free(D);
+    lj_expr_free(&gx);
+    lj_expr_free(&gy);
+    lj_op_free(&H);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* ---- errors -------------------------------------------------------------------------- */
+
+START_TEST(test_errors)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, "A=3x4 X=4x3 x=3x1", 5);
+    lj_expr *X = lj_symtab_get(t, "X"), *A = lj_symtab_get(t, "A");
+    lj_expr *f = parse(ctx, t, "tr(A*X)"), *m = parse(ctx, t, "A*X");
+    ck_assert_ptr_null(lj_expr_gradient_expr(ctx, NULL, X));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "gradient_expr: NULL or dead expression");
+    ck_assert_ptr_null(lj_expr_gradient_expr(ctx, f, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "gradient_expr: NULL or dead expression");
+    ck_assert_ptr_null(lj_expr_gradient_expr(ctx, m, X));
+    ASSERT_ERR(ctx, LJ_ERR_NOT_SCALAR, "gradient_expr: expression is (3×3), not a scalar");
+    ck_assert_ptr_null(lj_expr_gradient_expr(ctx, f, m));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "gradient_expr: '?' is not a variable");
+    ck_assert_ptr_null(lj_expr_gradient_expr(NULL, f, X));
+    ck_assert_ptr_null(lj_expr_hessian(ctx, m, X));
+    ASSERT_ERR(ctx, LJ_ERR_NOT_SCALAR, "hessian: expression is (3×3), not a scalar");
+    ck_assert_ptr_null(lj_expr_hessian_n(ctx, f, 0, NULL));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "hessian: 0 variables (NULL list)");
+    const lj_expr *bad[2] = { X, NULL };
+    ck_assert_ptr_null(lj_expr_hessian_n(ctx, f, 2, bad));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "hessian: variable 2 is NULL or dead");
+    ck_assert_ptr_null(lj_expr_print_math(ctx, NULL, NULL, LJ_PRINT_UNICODE));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "expr_print_math: NULL or dead expression");
+    ck_assert_ptr_null(lj_expr_print_math(ctx, f, NULL, (lj_print_format)7));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "expr_print_math: unknown format 7");
+    /* a variable f does not depend on: the zero matrix */
+    lj_expr *g = lj_expr_gradient_expr(ctx, f, lj_symtab_get(t, "x"));
+    CK_NN(ctx, g);
+    char *s = lj_expr_print_math(ctx, g, NULL, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "0_3");
+    lj_free(s);
+    int64_t n;
+    double *v = value(ctx, g, &n);
+    ck_assert_int_eq(n, 3);
+    for (int i = 0; i < 3; i++) ck_assert(v[i] == 0.0);
+    lj_free(v);
+    lj_expr_free(&g);
+    /* a sparse variable */
+    uint64_t seed = 3;
+    tmat ref;
+    cholmod_sparse *S = tm_rand_sparse(ctx, 4, 3, 0.5, &seed, &ref);
+    lj_expr *sv = lj_expr_var_sparse(ctx, "S", S);
+    lj_expr *as = lj_expr_mul(ctx, A, sv), *fs = lj_expr_trace(ctx, as);
+    CK_NN(ctx, fs);
+    ck_assert_ptr_null(lj_expr_gradient_expr(ctx, fs, sv));
+    ASSERT_ERR(ctx, LJ_ERR_UNSUPPORTED, "gradient_expr: 'S' is sparse");
+    ck_assert_ptr_null(lj_expr_hessian(ctx, fs, sv));
+    ASSERT_ERR(ctx, LJ_ERR_UNSUPPORTED, "hessian: 'S' is sparse");
+    lj_expr_free(&fs);
+    lj_expr_free(&as);
+    lj_expr_free(&sv);
+    lj_sparse_free(ctx, &S);
+    tm_free(&ref);
+    lj_expr_free(&f);
+    lj_expr_free(&m);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Every allocation of a gradient expression and a Hessian failing in turn:
+ * a clean LJ_ERR_NOMEM each time, nothing leaked (valgrind, ASan). */
+START_TEST(test_alloc_failure)
+{
+    const char *texts[] = { "tr(A*X'*B*X*C) + log(det(X)) + sum(exp(X).*B)", "norm2(A*X*B-C)^2/2 + tr(inv(X))" };
+    for (int w = 0; w < 2; w++) {
+        lj_context *ctx = lj_context_new();
+        lj_symtab *t = declare(ctx, "A=3x3 X=3x3 B=3x3 C=3x3", 17);
+        lj_expr *f = parse(ctx, t, texts[w]), *x = lj_symtab_get(t, "X");
+        int ok_at = 0;
+        for (int k = 1; k < 20000 && !ok_at; k++) {
+            lj_context_fail_alloc(ctx, k, 0);
+            lj_expr *g = lj_expr_gradient_expr(ctx, f, x);
+            lj_op *H = g ? lj_expr_hessian(ctx, f, x) : NULL;
+            char *s = H ? lj_expr_print_math(ctx, g, x, LJ_PRINT_LATEX) : NULL;
+            if (s) ok_at = k;
+            else {
+                ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "k=%d: %s", k, lj_context_message(ctx));
+                lj_context_clear(ctx);
+            }
+            lj_free(s);
+            lj_op_free(&H);
+            lj_expr_free(&g);
+        }
+        lj_context_fail_alloc(ctx, 0, 0);
+        ck_assert_int_gt(ok_at, 50);
+        lj_expr_free(&f);
+        lj_symtab_free(&t);
+        lj_context_free(&ctx);
+    }
+}
+END_TEST
+
+static Suite *make_suite(void)
+{
+    Suite *s = suite_create("grad");
+    TCase *forms = tcase_create("forms");
+    tcase_add_loop_test(forms, test_cookbook, 0, (int)(sizeof cookbook / sizeof cookbook[0]));
+    tcase_add_loop_test(forms, test_matrixcalculus, 0, (int)(sizeof mc_examples / sizeof mc_examples[0]));
+    tcase_add_test(forms, test_matrixcalculus_rest);
+    tcase_add_test(forms, test_formats);
+    tcase_add_test(forms, test_plain_reparses);
+    suite_add_tcase(s, forms);
+    TCase *hess = tcase_create("hessians");
+    tcase_add_loop_test(hess, test_hessians, 0, (int)(sizeof hessians / sizeof hessians[0]));
+    tcase_add_test(hess, test_hessian_blocks);
+    suite_add_tcase(s, hess);
+    TCase *errors = tcase_create("errors");
+    tcase_set_timeout(errors, 120);
+    tcase_add_test(errors, test_errors);
+    tcase_add_test(errors, test_alloc_failure);
+    suite_add_tcase(s, errors);
+    return s;
+}
+
+int main(void)
+{
+    return run_suite(make_suite());
+}
