@@ -2,11 +2,44 @@
  * fails with a status; what parses is printed, re-parsed, evaluated and
  * differentiated without a crash or a sanitizer report. */
 #include <lazyjac.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The gradient of a scalar f with respect to A as an expression: printed in
+ * the three formats, and where both the expression and J^T·1 evaluate, the
+ * same numbers (a wrong adjoint rule or simplification aborts). */
+static void gradient_as_expression(lj_context *ctx, const lj_expr *f, lj_symtab *t)
+{
+    lj_expr *A = lj_symtab_get(t, "A");
+    lj_expr *g = lj_expr_gradient_expr(ctx, f, A);
+    if (!g) {
+        lj_context_clear(ctx);
+        return;
+    }
+    for (int k = 0; k < 3; k++) lj_free(lj_expr_print_math(ctx, g, A, (lj_print_format)k));
+    int64_t r, c;
+    double *gv = NULL, ref[9];
+    if (lj_expr_eval(ctx, g, &r, &c, &gv) == LJ_OK && lj_expr_gradient(ctx, f, A, ref) == LJ_OK) {
+        double big = 1, diff = 0;
+        bool finite = true;
+        for (int i = 0; i < 9; i++) {
+            finite = finite && isfinite(gv[i]) && isfinite(ref[i]);
+            big = fmax(big, fmax(fabs(gv[i]), fabs(ref[i])));
+            diff = fmax(diff, fabs(gv[i] - ref[i]));
+        }
+        if (finite && big < 1e8 && diff > 1e-6 * big) abort();
+    }
+    lj_free(gv);
+    lj_op *H = lj_expr_hessian(ctx, f, A);
+    lj_op_free(&H);
+    lj_context_clear(ctx);
+    lj_expr_free(&g);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -76,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 lj_op_free(&J);
             }
+            if (lj_expr_rows(f) == 1 && lj_expr_cols(f) == 1) gradient_as_expression(ctx, f, t);
             if (lj_expr_is_sparse(f)) {
                 cholmod_sparse *V = lj_expr_eval_sparse(ctx, f);
                 lj_sparse_free(ctx, &V);

@@ -287,6 +287,30 @@ START_TEST(test_plain_reparses)
 }
 END_TEST
 
+/* Large matrix powers stay one factor: the gradient of tr(X^300) (fuzz_parse
+ * once spent minutes on A^942) has few terms and the numbers of J^T·1. */
+START_TEST(test_large_power)
+{
+    lj_context *ctx = lj_context_new();
+    double x[9] = { 0.3, 0.1, -0.2, 0.05, 0.25, 0.1, -0.1, 0.2, 0.35 };
+    lj_expr *X = lj_expr_var(ctx, "X", 3, 3, x);
+    lj_expr *P = lj_expr_mpower(ctx, X, 300), *f = lj_expr_trace(ctx, P);
+    CK_NN(ctx, f);
+    lj_expr *g = lj_expr_gradient_expr(ctx, f, X);
+    CK_NN(ctx, g);
+    int64_t n;
+    double *gv = value(ctx, g, &n), ref[9];
+    CK_OK(ctx, lj_expr_gradient(ctx, f, X, ref));
+    ck_assert_msg(rel_diff(gv, ref, 9) < 1e-10, "tr(X^300): gradient differs by %g", rel_diff(gv, ref, 9));
+    lj_free(gv);
+    lj_expr_free(&g);
+    lj_expr_free(&f);
+    lj_expr_free(&P);
+    lj_expr_free(&X);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- Hessians ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -538,6 +562,7 @@ static Suite *make_suite(void)
     tcase_add_test(forms, test_matrixcalculus_rest);
     tcase_add_test(forms, test_formats);
     tcase_add_test(forms, test_plain_reparses);
+    tcase_add_test(forms, test_large_power);
     suite_add_tcase(s, forms);
     TCase *hess = tcase_create("hessians");
     tcase_add_loop_test(hess, test_hessians, 0, (int)(sizeof hessians / sizeof hessians[0]));

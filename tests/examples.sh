@@ -20,6 +20,10 @@ else fail=$((fail + 1)); echo "FAIL: lowrank_lm 25 18 2"; cat "$T/lm2.out"; fi
 # matrix completion with a sparse mask: the residual on the mask's pattern, the planted factors recovered
 if "$top_builddir/examples/lowrank_lm" --sparse >"$T/mc.out" 2>&1 && grep -q "; converged$" "$T/mc.out"; then pass=$((pass + 1))
 else fail=$((fail + 1)); echo "FAIL: lowrank_lm --sparse"; cat "$T/mc.out"; fi
+# Newton for logistic regression: Newton-CG on Hessian-vector products and Cholesky of the
+# materialised Hessian both converge, to the same w
+if "$top_builddir/examples/newton_logreg" 800 30 0.5 >"$T/nl.out" 2>&1 && grep -q "^converged: both runs" "$T/nl.out"; then pass=$((pass + 1))
+else fail=$((fail + 1)); echo "FAIL: examples/newton_logreg 800 30 0.5"; cat "$T/nl.out"; fi
 # sparse data: tr(X'*L*X) for a 3600-node grid Laplacian, value, gradient and J v checked inside
 if "$top_builddir/examples/graph_laplacian" 60 3 >"$T/gl.out" 2>&1 && grep -q "^checks: ok$" "$T/gl.out"; then pass=$((pass + 1))
 else fail=$((fail + 1)); echo "FAIL: examples/graph_laplacian 60 3"; cat "$T/gl.out"; fi

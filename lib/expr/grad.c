@@ -237,6 +237,14 @@ static lj_expr *fresh_transpose(lji_gctx *g, const lj_expr *e)
     return lji_g_node(g, lj_expr_transpose(g->ctx, (lj_expr *)e));
 }
 
+/* A matrix power X^k is flattened into k factors of the chain (so that
+ * tr(X^3) gives 3·(X^T)^2) only for small k; a larger power is one factor,
+ * or the terms of its adjoint would have k factors each. */
+#define LJI_FLAT_POWER 8
+/* An adjoint with more terms than this becomes one opaque term (its
+ * expression): the terms of products of sums multiply. */
+#define LJI_MAX_TERMS 64
+
 /* Appends e (transposed when T) in normal form: numbers into c, scalars into
  * the scalar factors, products and transposes flattened into the chain. A
  * product on a sparsity pattern (a sampled product, a sparse product) is
@@ -257,7 +265,7 @@ static void put(lji_gctx *g, lji_mono *m, const lj_expr *e, bool T)
     } else if (d == &lji_op_scale) {
         m->c *= e->p;
         put(g, m, e->a, T);
-    } else if (d == &lji_op_mul && !e->pat) {
+    } else if (d == &lji_op_mul && !e->pat && (!e->pbase || e->pn <= LJI_FLAT_POWER)) {
         if (T) {
             put(g, m, e->b, true);
             put(g, m, e->a, true);
@@ -771,6 +779,12 @@ static lj_expr *gradient_expr(lj_context *ctx, const lj_expr *f, const lj_expr *
             e->def->adjoint(&g, e, which, &adj[i], &part);
             lji_poly_add(&g, &adj[oi], 1.0, &part);
             lji_poly_free(&part);
+            if (adj[oi].n > LJI_MAX_TERMS) {
+                lji_poly one;
+                collapse(&g, &one, &adj[oi]);
+                lji_poly_free(&adj[oi]);
+                adj[oi] = one;
+            }
         }
         lji_poly_free(&adj[i]); /* every parent of an operand comes before it */
     }
