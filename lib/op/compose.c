@@ -263,12 +263,47 @@ static lj_op *mul2(lj_context *ctx, const lj_op *a, const lj_op *b)
     return lj_op_compose(ctx, 2, ab);
 }
 
+static bool is_dense_block(const lj_op *a)
+{
+    return lji_is(a, &lji_kind_dense) || (lji_is(a, &lji_kind_transpose) && lji_is(a->child[0], &lji_kind_dense));
+}
+
+/* a·c for a factor of a Kronecker product: two dense blocks whose product
+ * is no larger than they are (a Gram matrix B·B^T) are multiplied once, so
+ * that the Kronecker product applies with plain GEMMs; otherwise the
+ * product stays lazy. The label is the lazy product's. */
+static lj_op *factor_product(lj_context *ctx, const lj_op *a, const lj_op *c)
+{
+    lj_op *l = mul2(ctx, a, c);
+    if (!l || !is_dense_block(a) || !is_dense_block(c)) return l;
+    int64_t m = a->rows, k = a->cols, n = c->cols;
+    if (m * n > k * (m + n) || m * n > ((int64_t)1 << 24)) return l;
+    double *D = lji_malloc(ctx, (size_t)(m * n > 0 ? m * n : 1) * sizeof *D);
+    char *label = D ? lj_op_print(ctx, l, LJ_PRINT_UNICODE) : NULL;
+    char *wrapped = NULL;
+    if (label && !lji_label_is_atomic(label)) { /* labels of compound values carry their parentheses */
+        lji_buf b;
+        lji_buf_init(&b, ctx);
+        lji_buf_printf(&b, "(%s)", label);
+        wrapped = lji_buf_finish(&b, "compose");
+    }
+    const char *lb = wrapped ? wrapped : label && lji_label_is_atomic(label) ? label : NULL;
+    lj_op *r = lb && lj_op_to_dense(ctx, l, D, m > 0 ? m : 1) == LJ_OK ? lj_op_dense(ctx, m, n, D, m > 0 ? m : 1, lb)
+                                                                        : NULL;
+    if (!D) lji_nomem(ctx, "compose");
+    free(D);
+    free(wrapped);
+    lj_free(label);
+    lj_op_free(&l);
+    return r;
+}
+
 static lj_op *kron_of_products(lj_context *ctx, const lj_op *a, const lj_op *c, const lj_op *b,
                                const lj_op *d)
 {
     /* (a ⊗ b)(c ⊗ d) = (a c) ⊗ (b d); NULL a or b stands for I_1 */
-    lj_op *l = a ? mul2(ctx, a, c) : lj_op_retain(c);
-    lj_op *r = b ? (d ? mul2(ctx, b, d) : lj_op_retain(b)) : lj_op_retain(d);
+    lj_op *l = a ? factor_product(ctx, a, c) : lj_op_retain(c);
+    lj_op *r = b ? (d ? factor_product(ctx, b, d) : lj_op_retain(b)) : lj_op_retain(d);
     lj_op *k = (l && r) ? lj_op_kron(ctx, l, r) : NULL;
     lj_op_free(&l);
     lj_op_free(&r);
