@@ -201,6 +201,21 @@ static int part_lap(int quick)
     printf("lap: gradient of tr(X'*L*X), %lld nodes, X %lld×%lld: %.1f ms, one cholmod_l_sdmult %.1f ms: ratio %.2f "
            "(goal <= 1.2)   [max rel. difference %.1e]\n", (long long)N, (long long)N, (long long)c, 1e3 * t_grad,
            1e3 * t_sd, t_grad / t_sd, maxdiff(G, LX, N * c));
+    /* the gradient derived as an expression once, (L^T + L)·X, then evaluated */
+    lj_expr *ge = lj_expr_gradient_expr(ctx, f, Xe);
+    check(ctx, ge != NULL, "gradient_expr");
+    char *gform = lj_expr_print_math(ctx, ge, Xe, LJ_PRINT_UNICODE);
+    double t_ge, *GE = NULL;
+    int64_t gr, gc;
+    TIME_BEST(t_ge, 3.0, {
+        lj_free(GE);
+        check(ctx, lj_expr_eval(ctx, ge, &gr, &gc, &GE) == LJ_OK, "evaluate the gradient expression");
+    });
+    printf("lap: the gradient as an expression, %s, evaluated: %.1f ms: ratio %.2f to one sdmult   [max rel. "
+           "difference %.1e]\n", gform ? gform : "?", 1e3 * t_ge, t_ge / t_sd, maxdiff(GE, LX, N * c));
+    lj_free(GE);
+    lj_free(gform);
+    lj_expr_free(&ge);
     printf("lap: peak memory %.0f MB for %.0f MB of data (L, X): %.2f× (goal <= 3)\n", peak_mb(), data_mb,
            peak_mb() / data_mb);
     lj_expr *all[] = { Le, Xe, Xt, LXe, XLX, f };
