@@ -436,8 +436,9 @@ lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var
  * log(det(X)) gives X^{-T}, det(X) gives det(X)·X^{-T}. It evaluates like
  * any expression (the numbers of lj_expr_gradient, to rounding), prints with
  * lj_expr_print_math, and can be differentiated again. A variable f does
- * not depend on gives the zero matrix; a sparse variable is
- * LJ_ERR_UNSUPPORTED (lj_expr_gradient gives its gradient on the pattern). */
+ * not depend on gives the zero matrix. For a sparse variable S the gradient
+ * lives on S's pattern: P_S ∘ G, with P_S the constant of ones on the
+ * pattern (its stored values are lj_expr_gradient's, in CSC order). */
 lj_expr *lj_expr_gradient_expr(lj_context *ctx, const lj_expr *f, const lj_expr *x);
 /* The Hessian d vec(∇f) / d vec x: the Jacobian of the gradient expression,
  * a lazy structured operator (Hessian-vector products through lj_op_apply;

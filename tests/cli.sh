@@ -303,8 +303,8 @@ if run 0 "sparse check" -- jacobian -e "S .* X" -w X -v S="$T/S.mtx" -d X=3x3 --
   grep -qF "J = P_S·Diag(vec S)" "$T/out" && grep -qF "shape: 2×9" "$T/out" && ok || bad "S .* X prints P_S·Diag(vec S)"
 fi
 if run 0 "sparse gradient form" -- gradient -e "sum(S .* X)" -w S -v S="$T/S.mtx" -d X=3x3 --print; then
-  grep -qF "gradient = P_S vec X" "$T/out" && grep -qF "on the 2 stored entries of S" "$T/out" && ok ||
-    bad "gradient of a sparse variable prints P_S vec X"
+  grep -qxF "gradient = P_S ∘ X" "$T/out" && grep -qF "on the 2 stored entries of S" "$T/out" && ok ||
+    bad "gradient of a sparse variable prints P_S ∘ X: $(cat "$T/out")"
 fi
 check_bad 2 "--dense T: no '-v T=FILE' declaration" eval -e "S" -v S="$T/S.mtx" --dense T
 

@@ -578,24 +578,19 @@ static int cmd_gradient(const options *o)
                  lj_expr_cols(s.f));
     int64_t m = lj_expr_rows(s.x), n = lj_expr_cols(s.x);
     lj_op *J = NULL;
-    if (!rc && (o->print || o->check) && !(J = lj_expr_jacobian(s.ctx, s.f, s.x))) rc = lib_error(s.ctx);
+    if (!rc && o->check && !(J = lj_expr_jacobian(s.ctx, s.f, s.x))) rc = lib_error(s.ctx);
     bool sv = !rc && lj_expr_is_sparse(s.x);
-    if (!rc && o->print && sv) { /* on the stored entries: a column of nnz values */
-        int64_t nv = lj_expr_nvalues(s.x);
-        char *u = lj_op_print_gradient(s.ctx, J, nv, 1, LJ_PRINT_UNICODE);
-        char *pl = u ? lj_op_print_gradient(s.ctx, J, nv, 1, LJ_PRINT_PLAIN) : NULL;
-        if (!pl) rc = lib_error(s.ctx);
-        else printf("gradient = %s\nplain: %s\nshape: %" PRId64 "×%" PRId64 ", on the %" PRId64 " stored entries of %s\n",
-                    u, pl, m, n, lj_expr_nvalues(s.x), o->wrt);
-        lj_free(u);
-        lj_free(pl);
-    } else if (!rc && o->print) { /* the gradient as an expression, in the variable's shape */
+    if (!rc && o->print) { /* the gradient as an expression, in the variable's shape (on its pattern) */
         lj_expr *ge = lj_expr_gradient_expr(s.ctx, s.f, s.x);
         char *u = ge ? lj_expr_print_math(s.ctx, ge, s.x, LJ_PRINT_UNICODE) : NULL;
         char *pl = u ? lj_expr_print_math(s.ctx, ge, s.x, LJ_PRINT_PLAIN) : NULL;
         char *lx = pl ? lj_expr_print_math(s.ctx, ge, s.x, LJ_PRINT_LATEX) : NULL;
         if (!lx) rc = lib_error(s.ctx);
-        else printf("gradient = %s\nplain: %s\nlatex: %s\nshape: %" PRId64 "×%" PRId64 "\n", u, pl, lx, m, n);
+        else {
+            printf("gradient = %s\nplain: %s\nlatex: %s\nshape: %" PRId64 "×%" PRId64, u, pl, lx, m, n);
+            if (sv) printf(", on the %" PRId64 " stored entries of %s", lj_expr_nvalues(s.x), o->wrt);
+            printf("\n");
+        }
         lj_free(u);
         lj_free(pl);
         lj_free(lx);

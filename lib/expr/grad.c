@@ -799,16 +799,36 @@ done:
     return r;
 }
 
-lj_expr *lj_expr_gradient_expr(lj_context *ctx, const lj_expr *f, const lj_expr *x)
+/* P_X: the constant with X's pattern and ones on it (X sparse) */
+static lj_expr *pattern_of(lj_context *ctx, const lj_expr *x)
 {
-    if (lji_ctx_ok(ctx) && lji_expr_ok(x) && x->pat) {
-        lji_error(ctx, LJ_ERR_UNSUPPORTED,
-                  "gradient_expr: '%s' is sparse; gradient expressions are for dense variables "
-                  "(lj_expr_gradient gives the gradient on the pattern)",
-                  x->name ? x->name : "?");
+    char name[160];
+    snprintf(name, sizeof name, "P_%s", x->name ? x->name : "X");
+    lj_expr *p = lji_leaf_shell(ctx, &lji_op_const, "gradient_expr", name, x->rows, x->cols);
+    if (!p) return NULL;
+    int64_t nz = x->pat->nnz;
+    p->value = lji_malloc(ctx, (size_t)(nz ? nz : 1) * sizeof *p->value);
+    if (!p->value) {
+        lj_expr_free(&p);
+        lji_nomem(ctx, "gradient_expr");
         return NULL;
     }
-    return gradient_expr(ctx, f, x, "gradient_expr");
+    for (int64_t k = 0; k < nz; k++) p->value[k] = 1.0;
+    p->pat = lji_pat_retain(x->pat);
+    return p;
+}
+
+lj_expr *lj_expr_gradient_expr(lj_context *ctx, const lj_expr *f, const lj_expr *x)
+{
+    lj_expr *g = gradient_expr(ctx, f, x, "gradient_expr");
+    if (!g || !x->pat) return g;
+    /* a sparse variable: the gradient on its pattern, P_X ∘ G (a product in
+     * G is then computed on the pattern alone) */
+    lj_expr *P = pattern_of(ctx, x);
+    lj_expr *r = P ? lj_expr_hadamard(ctx, P, g) : NULL;
+    lj_expr_free(&P);
+    lj_expr_free(&g);
+    return r;
 }
 
 /* ---- Hessians -------------------------------------------------------------------------- */
@@ -834,10 +854,14 @@ lj_op *lj_expr_hessian_n(lj_context *ctx, const lj_expr *f, int nvars, const lj_
     lj_op *H = NULL;
     bool ok = true;
     for (int i = 0; i < nvars && ok; i++) {
-        lj_expr *g = lji_expr_ok(vars[i]) && vars[i]->pat ? NULL : gradient_expr(ctx, f, vars[i], op);
-        if (!g && lji_expr_ok(vars[i]) && vars[i]->pat)
-            lji_error(ctx, LJ_ERR_UNSUPPORTED, "%s: '%s' is sparse; Hessians are for dense variables", op,
-                      vars[i]->name ? vars[i]->name : "?");
+        lj_expr *g = gradient_expr(ctx, f, vars[i], op);
+        if (g && vars[i]->pat) { /* on the pattern, as lj_expr_gradient_expr */
+            lj_expr *P = pattern_of(ctx, vars[i]);
+            lj_expr *h = P ? lj_expr_hadamard(ctx, P, g) : NULL;
+            lj_expr_free(&P);
+            lj_expr_free(&g);
+            g = h;
+        }
         rows[i] = g ? (nvars == 1 ? lj_expr_jacobian(ctx, g, vars[0]) : lj_expr_jacobian_n(ctx, g, nvars, vars))
                     : NULL;
         ok = rows[i] != NULL;
