@@ -155,6 +155,10 @@ static const gcase cookbook[] = {
     { "sum(X)", "X", "X=3x4", "1_{3×4}", "X.^0" },
     { "exp(x'*A*x)", "x", "x=3x1 A=3x3", "exp(x^T·A·x)·(A^T + A)·x", "exp(x'*A*x)*(A + A')*x" },
     { "tr(X'*X)^2", "X", "X=3x2", "4·tr(X^T·X)·X", "4*tr(X'*X)*X" },
+    { "norm2(X)^3", "X", "X=3x2", "3·‖X‖_F·X", "3*norm2(X)*X" },
+    { "det(X)^2", "X", "X=3x3", "2·det(X)^2·X^{-T}", "2*det(X)^2*inv(X)'" },
+    { "1/det(X)", "X", "X=3x3", "−X^{-T} / det(X)", "-inv(X)'/det(X)" },                   /* (50) */
+    { "sum(vec(X'))", "X", "X=3x2", "1_{3×2}", "X.^0" },
 };
 
 START_TEST(test_cookbook)

@@ -164,6 +164,9 @@ static void put_scalar(lji_gctx *g, lji_mono *m, const lj_expr *e, bool div)
         put_scalar(g, m, e->a, div);
     } else if (d == &lji_op_transpose) {
         put_scalar(g, m, e->a, div);
+    } else if (d == &lji_op_pow && e->p == floor(e->p) && e->p >= -8 && e->p <= 8 && e->p != 0) {
+        /* a^k as k factors (or divisors), so that they cancel and merge */
+        for (int k = 0; k < (int)fabs(e->p); k++) put_scalar(g, m, e->a, e->p < 0 ? !div : div);
     } else if (d == &lji_op_mul && e->a->rows * e->a->cols == 1 && e->b->rows * e->b->cols == 1 &&
                !e->pat) {
         put_scalar(g, m, e->a, div);
@@ -383,17 +386,30 @@ static lj_expr *chain_expr(lji_gctx *g, const lji_elist *l)
     return acc;
 }
 
+/* The product of scalar factors, equal factors as one power (det(X)^2). */
 static lj_expr *product_of(lji_gctx *g, const lji_elist *l)
 {
     lj_expr *acc = NULL;
-    for (int i = 0; i < l->n && !g->failed; i++) {
-        if (!acc) acc = lj_expr_retain(l->v[i]);
-        else {
-            lj_expr *x = lji_g_node(g, lj_expr_mul(g->ctx, acc, l->v[i]));
-            lj_expr_free(&acc);
-            acc = x;
-        }
+    bool *done = l->n ? lji_calloc(g->ctx, (size_t)l->n, sizeof *done) : NULL;
+    if (l->n && !done) {
+        g_nomem(g);
+        return NULL;
     }
+    for (int i = 0; i < l->n && !g->failed; i++) {
+        if (done[i]) continue;
+        int k = 1;
+        for (int j = i + 1; j < l->n; j++)
+            if (!done[j] && lji_expr_equal(l->v[i], l->v[j])) done[j] = true, k++;
+        lj_expr *f = k > 1 ? lji_g_node(g, lj_expr_pow(g->ctx, l->v[i], (double)k)) : lj_expr_retain(l->v[i]);
+        if (f && acc) {
+            lj_expr *x = lji_g_node(g, lj_expr_mul(g->ctx, acc, f));
+            lj_expr_free(&acc);
+            lj_expr_free(&f);
+            acc = x;
+        } else if (f)
+            acc = f;
+    }
+    free(done);
     if (g->failed) lj_expr_free(&acc);
     return acc;
 }

@@ -274,7 +274,10 @@ static void vec_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly
         return;
     }
     lj_expr *ge = lji_poly_expr(g, G);
-    if (ge) whole(g, out, lji_expr_reshape(g->ctx, ge, e->a->rows, e->a->cols));
+    if (ge && ge->def == &lji_op_fill) /* a constant keeps its value */
+        whole(g, out, lji_expr_fill(g->ctx, e->a->rows, e->a->cols, ge->p));
+    else if (ge)
+        whole(g, out, lji_expr_reshape(g->ctx, ge, e->a->rows, e->a->cols));
     lj_expr_free(&ge);
 }
 
