@@ -23,11 +23,44 @@ extern char **environ;
 
 #include "bench.h"
 
-static double peak_mb(void)
+/* "VmRSS" (resident now) or "VmHWM" (the peak) of this process, in MB */
+static double status_mb(const char *key)
 {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0;
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = -1;
+    size_t n = strlen(key);
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, key, n) && line[n] == ':') kb = atof(line + n + 1);
+    if (f) fclose(f);
+    return kb / 1024.0;
+}
+
+/* Peak memory of one computation: the data (the caller's arrays, allocated
+ * and written before) plus the most lazyjac held at once beyond it, which is
+ * the peak resident size during the computation (reset before it through
+ * /proc/self/clear_refs) less the resident size when it began. */
+typedef struct {
+    double start;
+} peak_probe;
+
+static void probe_start(peak_probe *p)
+{
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f || fputs("5", f) < 0) {
+        fprintf(stderr, "bench_sparse: cannot reset the peak resident size (/proc/self/clear_refs)\n");
+        exit(1);
+    }
+    fclose(f);
+    p->start = status_mb("VmRSS");
+}
+
+static void probe_print(const peak_probe *p, const char *part, const char *what, double data_mb, const char *data)
+{
+    double extra = status_mb("VmHWM") - p->start;
+    if (extra < 0) extra = 0;
+    printf("%s: peak memory of %s: %.0f MB of data (%s) + %.0f MB held by lazyjac: %.2f× the data (goal <= 3)\n",
+           part, what, data_mb, data, extra, (data_mb + extra) / data_mb);
 }
 
 static double urand(unsigned long long *s)
@@ -116,28 +149,37 @@ static int part_mc(int quick)
     double *U = malloc(sizeof(double) * (size_t)(m * r)), *V = malloc(sizeof(double) * (size_t)(n * r));
     for (int64_t i = 0; i < m * r; i++) U[i] = urand(&seed) - 0.5;
     for (int64_t i = 0; i < n * r; i++) V[i] = urand(&seed) - 0.5;
-    double data_mb = (16.0 * (double)nz + 8.0 * (double)(n + 1) + 8.0 * (double)nv) / 1048576.0;
 
     lj_expr *Ue = lj_expr_var(ctx, "U", m, r, U), *Ve = lj_expr_var(ctx, "V", n, r, V);
     lj_expr *Me = lj_expr_const_sparse_borrow(ctx, "M", M), *Vt = lj_expr_transpose(ctx, Ve);
     lj_expr *UV = lj_expr_mul(ctx, Ue, Vt), *F = lj_expr_hadamard(ctx, Me, UV);
     check(ctx, F && lj_expr_nvalues(F) == nz, "expression");
     const lj_expr *vars[2] = { Ue, Ve };
+    double *x = malloc(sizeof(double) * (size_t)nv), *w = malloc(sizeof(double) * (size_t)nz);
+    double *y = calloc((size_t)nz, sizeof(double)), *yh = calloc((size_t)nz, sizeof(double));
+    double *g = calloc((size_t)nv, sizeof(double)), *gh = calloc((size_t)nv, sizeof(double));
+    for (int64_t i = 0; i < nv; i++) x[i] = urand(&seed) - 0.5;
+    for (int64_t i = 0; i < nz; i++) w[i] = urand(&seed) - 0.5;
+    memset(y, 1, sizeof(double) * (size_t)nz), memset(yh, 1, sizeof(double) * (size_t)nz);
+    memset(g, 1, sizeof(double) * (size_t)nv), memset(gh, 1, sizeof(double) * (size_t)nv);
+    /* the data: M's pattern and values, U, V, x and w in, y and g out */
+    double data_mb = (16.0 * (double)nz + 8.0 * (double)(n + 1) + 8.0 * (double)(m + n) * (double)r +
+                      16.0 * (double)nv + 16.0 * (double)nz) / 1048576.0;
+    peak_probe probe;
+    probe_start(&probe);
     double tj0 = now();
     lj_op *J = lj_expr_jacobian_n(ctx, F, 2, vars);
     double tjac = now() - tj0;
     check(ctx, J != NULL, "jacobian");
+    check(ctx, lj_op_apply(ctx, J, 0, 1.0, x, 0.0, y) == LJ_OK, "apply");
+    check(ctx, lj_op_apply(ctx, J, 1, 1.0, w, 0.0, g) == LJ_OK, "apply_t");
+    probe_print(&probe, "mc", "building J and one J x and J^T w", data_mb, "pattern, U, V, x, w, y, g");
     char *pr = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
     printf("mc: J = %s, %lld×%lld, %lld observed entries of %lld×%lld, rank %lld (built in %.3f s)\n", pr,
            (long long)lj_op_rows(J), (long long)lj_op_cols(J), (long long)nz, (long long)m, (long long)n,
            (long long)r, tjac);
     lj_free(pr);
 
-    double *x = malloc(sizeof(double) * (size_t)nv), *w = malloc(sizeof(double) * (size_t)nz);
-    double *y = malloc(sizeof(double) * (size_t)nz), *yh = malloc(sizeof(double) * (size_t)nz);
-    double *g = malloc(sizeof(double) * (size_t)nv), *gh = malloc(sizeof(double) * (size_t)nv);
-    for (int64_t i = 0; i < nv; i++) x[i] = urand(&seed) - 0.5;
-    for (int64_t i = 0; i < nz; i++) w[i] = urand(&seed) - 0.5;
     hand hp = { m, n, r, mp, mi, U, V };
     double t_lazy, t_hand, t_lazyt, t_handt;
     TIME_BEST(t_lazy, 2.0, check(ctx, lj_op_apply(ctx, J, 0, 1.0, x, 0.0, y) == LJ_OK, "apply"));
@@ -149,8 +191,6 @@ static int part_mc(int quick)
            1e3 * t_lazy, 1e3 * t_hand, t_lazy / t_hand, maxdiff(y, yh, nz));
     printf("mc: J^T w %.2f ms, hand loop %.2f ms: ratio %.2f (goal <= 1.3)   [max rel. difference %.1e]\n",
            1e3 * t_lazyt, 1e3 * t_handt, t_lazyt / t_handt, maxdiff(g, gh, nv));
-    printf("mc: peak memory %.0f MB for %.0f MB of data (pattern, U, V, x): %.2f× (goal <= 3)\n", peak_mb(), data_mb,
-           peak_mb() / data_mb);
     lj_op_free(&J);
     lj_expr *all[] = { Ue, Ve, Me, Vt, UV, F };
     for (int i = 0; i < 6; i++) lj_expr_free(&all[i]);
@@ -181,14 +221,23 @@ static int part_lap(int quick)
     }
     lp[N] = q;
     unsigned long long seed = 11;
-    double *X = malloc(sizeof(double) * (size_t)(N * c)), *G = malloc(sizeof(double) * (size_t)(N * c));
-    double *LX = malloc(sizeof(double) * (size_t)(N * c));
+    double *X = malloc(sizeof(double) * (size_t)(N * c)), *G = calloc((size_t)(N * c), sizeof(double));
+    double *LX = calloc((size_t)(N * c), sizeof(double));
     for (int64_t i = 0; i < N * c; i++) X[i] = urand(&seed) - 0.5;
-    double data_mb = (16.0 * (double)q + 8.0 * (double)(N + 1) + 8.0 * (double)(N * c)) / 1048576.0;
+    memset(G, 1, sizeof(double) * (size_t)(N * c)), memset(LX, 1, sizeof(double) * (size_t)(N * c));
+    /* the data: L, X in and G out */
+    double data_mb = (16.0 * (double)q + 8.0 * (double)(N + 1) + 16.0 * (double)(N * c)) / 1048576.0;
+    /* L is read in place, and declared symmetric (checked), so that the
+     * gradient (L^T + L)·X is 2·L·X */
     lj_expr *Le = lj_expr_const_sparse_borrow(ctx, "L", L), *Xe = lj_expr_var(ctx, "X", N, c, X);
+    check(ctx, lj_expr_declare_symmetric(ctx, Le) == LJ_OK, "declare_symmetric");
     lj_expr *Xt = lj_expr_transpose(ctx, Xe), *LXe = lj_expr_mul(ctx, Le, Xe), *XLX = lj_expr_mul(ctx, Xt, LXe);
     lj_expr *f = lj_expr_trace(ctx, XLX);
     check(ctx, f != NULL, "expression");
+    peak_probe probe;
+    probe_start(&probe);
+    check(ctx, lj_expr_gradient(ctx, f, Xe, G) == LJ_OK, "gradient");
+    probe_print(&probe, "lap", "lj_expr_gradient", data_mb, "L, X, G");
     double t_grad, t_sd;
     TIME_BEST(t_grad, 3.0, check(ctx, lj_expr_gradient(ctx, f, Xe, G) == LJ_OK, "gradient"));
     double one[2] = { 1, 0 }, zero[2] = { 0, 0 };
@@ -201,7 +250,7 @@ static int part_lap(int quick)
     printf("lap: gradient of tr(X'*L*X), %lld nodes, X %lld×%lld: %.1f ms, one cholmod_l_sdmult %.1f ms: ratio %.2f "
            "(goal <= 1.2)   [max rel. difference %.1e]\n", (long long)N, (long long)N, (long long)c, 1e3 * t_grad,
            1e3 * t_sd, t_grad / t_sd, maxdiff(G, LX, N * c));
-    /* the gradient derived as an expression once, (L^T + L)·X, then evaluated */
+    /* the gradient derived as an expression once, 2·L·X, then evaluated */
     lj_expr *ge = lj_expr_gradient_expr(ctx, f, Xe);
     check(ctx, ge != NULL, "gradient_expr");
     char *gform = lj_expr_print_math(ctx, ge, Xe, LJ_PRINT_UNICODE);
@@ -216,8 +265,6 @@ static int part_lap(int quick)
     lj_free(GE);
     lj_free(gform);
     lj_expr_free(&ge);
-    printf("lap: peak memory %.0f MB for %.0f MB of data (L, X): %.2f× (goal <= 3)\n", peak_mb(), data_mb,
-           peak_mb() / data_mb);
     lj_expr *all[] = { Le, Xe, Xt, LXe, XLX, f };
     for (int i = 0; i < 6; i++) lj_expr_free(&all[i]);
     cholmod_l_free_sparse(&L, cc);

@@ -345,6 +345,15 @@ lj_expr *lj_expr_var_sparse_borrow(lj_context *ctx, const char *name, cholmod_sp
  * new values at their next evaluation or differentiation; operators already
  * built keep the values they were built with. */
 lj_status lj_expr_set_value(lj_context *ctx, lj_expr *leaf, const double *values);
+/* Declare a square constant symmetric (its values are checked: exactly
+ * equal to their transpose, else LJ_ERR_INVALID naming an entry that
+ * differs). Gradient expressions then use A^T = A: tr(X'*A*X) gives 2·A·X,
+ * one product, where (A^T + A)·X costs two. A sparse constant made from a
+ * symmetric CHOLMOD matrix (stype != 0) is declared symmetric already.
+ * lj_expr_set_value on a declared constant refuses values that are not
+ * symmetric (a borrowed matrix's values must stay symmetric too). */
+lj_status lj_expr_declare_symmetric(lj_context *ctx, lj_expr *leaf);
+int lj_expr_is_symmetric(const lj_expr *e);
 
 /* Operations. Shapes are checked here; a 1×1 operand broadcasts in add,
  * sub, hadamard and hdiv; mul accepts a 1×1 operand on either side as a
@@ -426,7 +435,12 @@ void lj_jacplan_free(lj_jacplan **plan);
 
 /* Gradient of a 1×1 expression, in var's shape (rows×cols of var, written to
  * g with leading dimension var rows; for a sparse var, its stored entries in
- * CSC order), through J^T·1 (never materialised). */
+ * CSC order). It evaluates the gradient expression (lj_expr_gradient_expr)
+ * straight into g, each intermediate value freed after its last use and a
+ * scaled product computed with its factor: tr(X'*L*X) for a sparse L
+ * declared symmetric costs one cholmod_l_sdmult, 2·L·X. Where a derivative
+ * is not finite (sqrt at 0) or the expression cannot be evaluated, the
+ * answer and the error are those of J^T·1 through the lazy Jacobian. */
 lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var, double *g);
 
 /* Derivatives as expressions. The gradient of a 1×1 f with respect to a

@@ -71,8 +71,20 @@ typedef struct {
     const char *closed;  /* the same, written in the language, evaluated independently */
 } gcase;
 
-/* The value of the gradient expression against lj_expr_gradient (J^T·1 of
- * the lazy Jacobian) and against the closed form; the printed form. */
+/* The value of the gradient expression against J^T·1 of the lazy Jacobian
+ * and against the closed form, lj_expr_gradient against J^T·1; the printed
+ * form. */
+/* J^T·1 through the lazy Jacobian: the reference lj_expr_gradient was
+ * before it evaluated the gradient expression */
+static void jt_one(lj_context *ctx, const lj_expr *f, const lj_expr *x, double *g)
+{
+    lj_op *J = lj_expr_jacobian(ctx, f, x);
+    CK_NN(ctx, J);
+    double one = 1.0;
+    CK_OK(ctx, lj_op_apply(ctx, J, 1, 1.0, &one, 0.0, g));
+    lj_op_free(&J);
+}
+
 static void check_case(const gcase *c, uint64_t seed)
 {
     lj_context *ctx = lj_context_new();
@@ -88,10 +100,14 @@ static void check_case(const gcase *c, uint64_t seed)
                   c->unicode);
     int64_t n, n2;
     double *gv = value(ctx, g, &n);
-    double *ref = malloc(sizeof *ref * (size_t)n);
-    CK_OK(ctx, lj_expr_gradient(ctx, f, x, ref));
+    double *ref = malloc(sizeof *ref * (size_t)n), *lg = malloc(sizeof *lg * (size_t)n);
+    jt_one(ctx, f, x, ref);
     double e1 = rel_diff(gv, ref, n);
     ck_assert_msg(e1 < 1e-10, "%s: gradient expression differs from J^T·1 by %g", c->f, e1);
+    CK_OK(ctx, lj_expr_gradient(ctx, f, x, lg));
+    e1 = rel_diff(lg, ref, n);
+    ck_assert_msg(e1 < 1e-10, "%s: lj_expr_gradient differs from J^T·1 by %g", c->f, e1);
+    free(lg);
     lj_expr *cf = parse(ctx, t, c->closed);
     double *cv = value(ctx, cf, &n2);
     ck_assert_int_eq(n, n2);
@@ -304,7 +320,7 @@ START_TEST(test_large_power)
     CK_NN(ctx, g);
     int64_t n;
     double *gv = value(ctx, g, &n), ref[9];
-    CK_OK(ctx, lj_expr_gradient(ctx, f, X, ref));
+    jt_one(ctx, f, X, ref);
     ck_assert_msg(rel_diff(gv, ref, 9) < 1e-10, "tr(X^300): gradient differs by %g", rel_diff(gv, ref, 9));
     lj_free(gv);
     lj_expr_free(&g);
@@ -494,9 +510,14 @@ START_TEST(test_sparse_variable)
         cholmod_sparse *G = lj_expr_eval_sparse(ctx, g);
         CK_NN(ctx, G);
         double *r = malloc(sizeof *r * (size_t)nz);
-        CK_OK(ctx, lj_expr_gradient(ctx, f, sv, r));
+        jt_one(ctx, f, sv, r);
         ck_assert_msg(rel_diff(G->x, r, nz) < 1e-10, "%s: gradient on the pattern differs by %g", c[i].f,
                       rel_diff(G->x, r, nz));
+        double *lg = malloc(sizeof *lg * (size_t)nz);
+        CK_OK(ctx, lj_expr_gradient(ctx, f, sv, lg));
+        ck_assert_msg(rel_diff(lg, r, nz) < 1e-10, "%s: lj_expr_gradient on the pattern differs by %g", c[i].f,
+                      rel_diff(lg, r, nz));
+        free(lg);
         lj_op *H = lj_expr_hessian(ctx, f, sv);
         CK_NN(ctx, H);
         ck_assert_int_eq(lj_op_rows(H), nz);
@@ -514,6 +535,302 @@ START_TEST(test_sparse_variable)
     lj_sparse_free(ctx, &S);
     tm_free(&ref);
     lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* ---- symmetric constants and lj_expr_gradient ------------------------------------------- */
+
+static char *printed(lj_context *ctx, const lj_expr *f, const lj_expr *x)
+{
+    lj_expr *g = lj_expr_gradient_expr(ctx, f, x);
+    CK_NN(ctx, g);
+    char *u = lj_expr_print_math(ctx, g, x, LJ_PRINT_UNICODE);
+    CK_NN(ctx, u);
+    lj_expr_free(&g);
+    return u;
+}
+
+/* the gradient's three values agree: the expression, lj_expr_gradient, J^T·1 */
+static void same_gradient(lj_context *ctx, const lj_expr *f, const lj_expr *x, const char *what)
+{
+    lj_expr *g = lj_expr_gradient_expr(ctx, f, x);
+    CK_NN(ctx, g);
+    int64_t n = lj_expr_nvalues(x);
+    double *ref = malloc(sizeof *ref * (size_t)n), *lg = malloc(sizeof *lg * (size_t)n), *gv = NULL;
+    jt_one(ctx, f, x, ref);
+    CK_OK(ctx, lj_expr_gradient(ctx, f, x, lg));
+    if (lj_expr_is_sparse(g)) {
+        cholmod_sparse *G = lj_expr_eval_sparse(ctx, g);
+        CK_NN(ctx, G);
+        gv = malloc(sizeof *gv * (size_t)n);
+        memcpy(gv, G->x, sizeof *gv * (size_t)n);
+        lj_sparse_free(ctx, &G);
+    } else {
+        int64_t m;
+        double *v = value(ctx, g, &m);
+        ck_assert_int_eq(m, n);
+        gv = malloc(sizeof *gv * (size_t)n);
+        memcpy(gv, v, sizeof *gv * (size_t)n);
+        lj_free(v);
+    }
+    ck_assert_msg(rel_diff(lg, ref, n) < 1e-12, "%s: lj_expr_gradient differs from J^T·1 by %g", what,
+                  rel_diff(lg, ref, n));
+    ck_assert_msg(rel_diff(gv, ref, n) < 1e-12, "%s: the expression differs from J^T·1 by %g", what,
+                  rel_diff(gv, ref, n));
+    free(ref);
+    free(lg);
+    free(gv);
+    lj_expr_free(&g);
+}
+
+/* a random symmetric n×n array */
+static double *sym_rand(int64_t n, uint64_t *seed)
+{
+    tmat m = tm_rand(n, n, seed);
+    double *a = malloc(sizeof *a * (size_t)(n * n));
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t i = 0; i < n; i++) a[i + j * n] = i >= j ? m.a[i + j * n] : m.a[j + i * n];
+    tm_free(&m);
+    return a;
+}
+
+START_TEST(test_symmetric_constants)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 31;
+    double *a = sym_rand(4, &seed);
+    tmat xv = tm_rand(4, 3, &seed), vv = tm_rand(4, 1, &seed);
+    lj_expr *A = lj_expr_const(ctx, "A", 4, 4, a), *X = lj_expr_var(ctx, "X", 4, 3, xv.a);
+    lj_expr *v = lj_expr_var(ctx, "v", 4, 1, vv.a);
+    lj_symtab *t = lj_symtab_new(ctx);
+    CK_OK(ctx, lj_symtab_add(ctx, t, A));
+    CK_OK(ctx, lj_symtab_add(ctx, t, X));
+    CK_OK(ctx, lj_symtab_add(ctx, t, v));
+    lj_expr *f = parse(ctx, t, "tr(X'*A*X)"), *q = parse(ctx, t, "v'*A*v + sum(exp(A*v))");
+    /* undeclared, A is any matrix: the Cookbook's general form */
+    ck_assert_int_eq(lj_expr_is_symmetric(A), 0);
+    char *u = printed(ctx, f, X);
+    ck_assert_str_eq(u, "(A^T + A)·X");
+    lj_free(u);
+    same_gradient(ctx, f, X, "tr(X'*A*X), A undeclared");
+    /* declared: A^T = A, one product */
+    CK_OK(ctx, lj_expr_declare_symmetric(ctx, A));
+    ck_assert_int_eq(lj_expr_is_symmetric(A), 1);
+    u = printed(ctx, f, X);
+    ck_assert_str_eq(u, "2·A·X");
+    lj_free(u);
+    u = printed(ctx, q, v);
+    ck_assert_str_eq(u, "A·(exp(A·v) + 2·v)");
+    lj_free(u);
+    same_gradient(ctx, f, X, "tr(X'*A*X), A symmetric");
+    same_gradient(ctx, q, v, "v'*A*v + sum(exp(A*v)), A symmetric");
+    lj_op *H = lj_expr_hessian(ctx, f, X);
+    CK_NN(ctx, H);
+    u = lj_op_print(ctx, H, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(u, "2·(I_3 ⊗ A)");
+    lj_free(u);
+    lj_op_free(&H);
+    /* new values must stay symmetric: refused, the old ones kept */
+    double b[16];
+    memcpy(b, a, sizeof b);
+    b[1] += 1.0; /* (2,1) */
+    ck_assert_int_eq(lj_expr_set_value(ctx, A, b), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "set_value: 'A' (4×4) is declared symmetric, the new values are not (entries "
+               "(2,1) and (1,2) differ); values unchanged");
+    int64_t n;
+    double *av = value(ctx, A, &n);
+    ck_assert_int_eq(memcmp(av, a, sizeof b), 0);
+    lj_free(av);
+    b[4] += 1.0; /* (1,2) too: symmetric again */
+    CK_OK(ctx, lj_expr_set_value(ctx, A, b));
+    same_gradient(ctx, f, X, "tr(X'*A*X), A set anew");
+    /* errors */
+    lj_expr *B = lj_expr_const(ctx, "B", 3, 3, xv.a), *R = lj_expr_const(ctx, "R", 4, 3, xv.a);
+    lj_expr *AX = lj_expr_mul(ctx, A, X);
+    ck_assert_int_eq(lj_expr_declare_symmetric(ctx, B), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "declare_symmetric: 'B' (3×3) is not symmetric: entries (2,1) and (1,2) differ");
+    ck_assert_int_eq(lj_expr_is_symmetric(B), 0);
+    ck_assert_int_eq(lj_expr_declare_symmetric(ctx, R), LJ_ERR_SHAPE);
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "declare_symmetric: 'R' is (4×3), not square");
+    ck_assert_int_eq(lj_expr_declare_symmetric(ctx, X), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "declare_symmetric: a variable is not a constant leaf");
+    ck_assert_int_eq(lj_expr_declare_symmetric(ctx, AX), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "declare_symmetric: an operation is not a constant leaf");
+    ck_assert_int_eq(lj_expr_declare_symmetric(ctx, NULL), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "declare_symmetric: operand 1 is NULL");
+    ck_assert_int_eq(lj_expr_declare_symmetric(NULL, A), LJ_ERR_INVALID);
+    ck_assert_int_eq(lj_expr_is_symmetric(NULL), 0);
+    lj_expr *all[] = { A, X, v, f, q, B, R, AX };
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) lj_expr_free(&all[k]);
+    lj_symtab_free(&t);
+    free(a);
+    tm_free(&xv);
+    tm_free(&vv);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* the 1-D Laplacian tridiag(-1, 2, -1) of order n, upper triangle only when
+ * `upper` (stype 1), else both */
+static cholmod_sparse *laplacian_1d(lj_context *ctx, int64_t n, bool upper)
+{
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    cholmod_sparse *L = cholmod_l_allocate_sparse((size_t)n, (size_t)n, (size_t)(3 * n), 1, 1, upper ? 1 : 0,
+                                                  CHOLMOD_REAL, cc);
+    ck_assert_ptr_nonnull(L);
+    SuiteSparse_long *p = L->p, *i = L->i, q = 0;
+    double *x = L->x;
+    for (int64_t j = 0; j < n; j++) {
+        p[j] = q;
+        if (j > 0) i[q] = j - 1, x[q++] = -1;
+        i[q] = j, x[q++] = 2;
+        if (j < n - 1 && !upper) i[q] = j + 1, x[q++] = -1;
+    }
+    p[n] = q;
+    return L;
+}
+
+START_TEST(test_symmetric_sparse)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 41;
+    int64_t n = 7;
+    tmat xv = tm_rand(n, 2, &seed);
+    cholmod_sparse *Lu = laplacian_1d(ctx, n, true), *Lf = laplacian_1d(ctx, n, false);
+    /* a symmetric CHOLMOD matrix says so itself */
+    lj_expr *L = lj_expr_const_sparse(ctx, "L", Lu), *X = lj_expr_var(ctx, "X", n, 2, xv.a);
+    CK_NN(ctx, L);
+    ck_assert_int_eq(lj_expr_is_symmetric(L), 1);
+    ck_assert_int_eq(lj_expr_nvalues(L), 3 * n - 2);
+    lj_expr *Xt = lj_expr_transpose(ctx, X), *LX = lj_expr_mul(ctx, L, X), *XLX = lj_expr_mul(ctx, Xt, LX);
+    lj_expr *f = lj_expr_trace(ctx, XLX);
+    char *u = printed(ctx, f, X);
+    ck_assert_str_eq(u, "2·L·X");
+    lj_free(u);
+    same_gradient(ctx, f, X, "tr(X'*L*X), L from stype 1");
+    /* a borrowed unsymmetric-stype matrix is declared by the caller */
+    lj_expr *M = lj_expr_const_sparse_borrow(ctx, "M", Lf);
+    CK_NN(ctx, M);
+    ck_assert_int_eq(lj_expr_is_symmetric(M), 0);
+    CK_OK(ctx, lj_expr_declare_symmetric(ctx, M));
+    lj_expr *MX = lj_expr_mul(ctx, M, X), *XMX = lj_expr_mul(ctx, Xt, MX), *h = lj_expr_trace(ctx, XMX);
+    u = printed(ctx, h, X);
+    ck_assert_str_eq(u, "2·M·X");
+    lj_free(u);
+    same_gradient(ctx, h, X, "tr(X'*M*X), M declared");
+    /* a stored entry without its mirror, and unequal mirrored values */
+    ((double *)Lf->x)[0] = 2.5; /* (1,1): still symmetric */
+    CK_OK(ctx, lj_expr_declare_symmetric(ctx, M));
+    ((double *)Lf->x)[1] = -3; /* (2,1) against (1,2) = -1 */
+    lj_expr *M2 = lj_expr_const_sparse(ctx, "M2", Lf);
+    ck_assert_int_eq(lj_expr_declare_symmetric(ctx, M2), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "declare_symmetric: 'M2' (7×7) is not symmetric: entries (2,1) and (1,2) differ");
+    ((double *)Lf->x)[1] = -1;
+    cholmod_sparse *T = laplacian_1d(ctx, n, true);
+    T->stype = 0; /* the upper triangle alone, as an unsymmetric matrix */
+    lj_expr *U = lj_expr_const_sparse(ctx, "U", T);
+    ck_assert_int_eq(lj_expr_declare_symmetric(ctx, U), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "declare_symmetric: 'U' (7×7) is not symmetric: entries (1,2) and (2,1) differ");
+    double *lv = malloc(sizeof *lv * (size_t)(3 * n - 2));
+    memcpy(lv, Lf->x, sizeof *lv * (size_t)(3 * n - 2));
+    lv[3] = 9; /* (2,2)... a diagonal entry: allowed */
+    CK_OK(ctx, lj_expr_set_value(ctx, M, lv));
+    lv[2] = 9; /* (1,2) alone */
+    ck_assert_int_eq(lj_expr_set_value(ctx, M, lv), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "is declared symmetric, the new values are not");
+    free(lv);
+    lj_expr *all[] = { L, X, Xt, LX, XLX, f, M, MX, XMX, h, M2, U };
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) lj_expr_free(&all[k]);
+    lj_sparse_free(ctx, &Lu);
+    lj_sparse_free(ctx, &Lf);
+    lj_sparse_free(ctx, &T);
+    tm_free(&xv);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* lj_expr_gradient evaluates the gradient expression; where a derivative is
+ * not finite it reports J^T·1's error, naming the operation */
+START_TEST(test_gradient_domain)
+{
+    lj_context *ctx = lj_context_new();
+    double p[4] = { 1, 0, 4, 9 }, g[4];
+    lj_expr *P = lj_expr_var(ctx, "P", 2, 2, p), *S = lj_expr_func(ctx, LJ_FN_SQRT, P), *f = lj_expr_sum(ctx, S);
+    ck_assert_int_eq(lj_expr_gradient(ctx, f, P, g), LJ_ERR_DOMAIN);
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "sqrt");
+    p[1] = 0.25;
+    CK_OK(ctx, lj_expr_set_value(ctx, P, p));
+    CK_OK(ctx, lj_expr_gradient(ctx, f, P, g));
+    for (int k = 0; k < 4; k++) ck_assert(fabs(g[k] - 0.5 / sqrt(p[k])) < 1e-15);
+    lj_expr *n2 = lj_expr_norm2(ctx, P);
+    double z[4] = { 0, 0, 0, 0 };
+    CK_OK(ctx, lj_expr_set_value(ctx, P, z));
+    ck_assert_int_eq(lj_expr_gradient(ctx, n2, P, g), LJ_ERR_DOMAIN);
+    ASSERT_ERR(ctx, LJ_ERR_DOMAIN, "norm2: not differentiable at the zero matrix");
+    lj_expr_free(&n2);
+    lj_expr_free(&f);
+    lj_expr_free(&S);
+    lj_expr_free(&P);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Evaluation computes a product under a scaling with the factor (GEMM's and
+ * sdmult's alpha), a shared product once, and frees values after their last
+ * use: the values are those of the unfused forms. */
+START_TEST(test_eval_fused)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 53;
+    tmat av = tm_rand(4, 3, &seed), xv = tm_rand(3, 2, &seed);
+    lj_expr *A = lj_expr_const(ctx, "A", 4, 3, av.a), *X = lj_expr_var(ctx, "X", 3, 2, xv.a);
+    cholmod_sparse *Ls = laplacian_1d(ctx, 3, false);
+    lj_expr *L = lj_expr_const_sparse(ctx, "L", Ls);
+    lj_symtab *t = lj_symtab_new(ctx);
+    CK_OK(ctx, lj_symtab_add(ctx, t, A));
+    CK_OK(ctx, lj_symtab_add(ctx, t, X));
+    CK_OK(ctx, lj_symtab_add(ctx, t, L));
+    const char *forms[][2] = {
+        { "2*(A*X)", "A*X + A*X" },
+        { "-(A*X)", "0 - A*X" },
+        { "-(L*X) + 3*(L*X)", "L*X + L*X" },
+        { "2*(A*X) + (A*X).*(A*X)", "A*X + A*X + (A*X).^2" },
+        { "X'*(0.5*(L*X))", "0.5*X'*L*X" },
+        { "2.5*(X'*L)", "(2.5*X')*L" },
+    };
+    for (size_t k = 0; k < sizeof forms / sizeof forms[0]; k++) {
+        lj_expr *a = parse(ctx, t, forms[k][0]), *b = parse(ctx, t, forms[k][1]);
+        int64_t na, nb;
+        double *va = value(ctx, a, &na), *vb = value(ctx, b, &nb);
+        ck_assert_int_eq(na, nb);
+        ck_assert_msg(rel_diff(va, vb, na) < 1e-14, "%s against %s: %g", forms[k][0], forms[k][1],
+                      rel_diff(va, vb, na));
+        for (int w = 1; w < 400; w++) { /* every allocation failing in turn */
+            lj_context_fail_alloc(ctx, w, 0);
+            double *vw = NULL;
+            int64_t r, c;
+            lj_status st = lj_expr_eval(ctx, a, &r, &c, &vw);
+            lj_context_fail_alloc(ctx, 0, 0);
+            if (st == LJ_OK) {
+                ck_assert_int_eq(memcmp(vw, va, sizeof *va * (size_t)na), 0);
+                lj_free(vw);
+                break;
+            }
+            ASSERT_ERR(ctx, LJ_ERR_NOMEM, "");
+        }
+        lj_free(va);
+        lj_free(vb);
+        lj_expr_free(&a);
+        lj_expr_free(&b);
+    }
+    lj_symtab_free(&t);
+    lj_expr_free(&A);
+    lj_expr_free(&X);
+    lj_expr_free(&L);
+    lj_sparse_free(ctx, &Ls);
+    tm_free(&av);
+    tm_free(&xv);
     lj_context_free(&ctx);
 }
 END_TEST
@@ -580,6 +897,8 @@ START_TEST(test_alloc_failure)
             lj_expr *g = lj_expr_gradient_expr(ctx, f, x);
             lj_op *H = g ? lj_expr_hessian(ctx, f, x) : NULL;
             char *s = H ? lj_expr_print_math(ctx, g, x, LJ_PRINT_LATEX) : NULL;
+            double gv[9];
+            if (s && lj_expr_gradient(ctx, f, x, gv) != LJ_OK) lj_free(s), s = NULL;
             if (s) ok_at = k;
             else {
                 ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "k=%d: %s", k, lj_context_message(ctx));
@@ -613,10 +932,14 @@ static Suite *make_suite(void)
     tcase_add_loop_test(hess, test_hessians, 0, (int)(sizeof hessians / sizeof hessians[0]));
     tcase_add_test(hess, test_hessian_blocks);
     tcase_add_test(hess, test_sparse_variable);
+    tcase_add_test(hess, test_symmetric_constants);
+    tcase_add_test(hess, test_symmetric_sparse);
+    tcase_add_test(hess, test_eval_fused);
     suite_add_tcase(s, hess);
     TCase *errors = tcase_create("errors");
     tcase_set_timeout(errors, 120);
     tcase_add_test(errors, test_errors);
+    tcase_add_test(errors, test_gradient_domain);
     tcase_add_test(errors, test_alloc_failure);
     suite_add_tcase(s, errors);
     return s;

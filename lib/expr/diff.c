@@ -448,6 +448,50 @@ lj_op *lj_expr_jacobian_n(lj_context *ctx, const lj_expr *e, int nvars, const lj
     return jacobian_once(ctx, e, nvars, vars);
 }
 
+/* Whether every operation in e is one whose gradient expression is built of
+ * products, sums, transposes, reductions and Kronecker contractions only (no
+ * division, no function): finite wherever e's operands are. */
+static bool gradient_stays_finite(lj_context *ctx, const lj_expr *e, bool *ok)
+{
+    static const lji_opdef *const plain[] = { &lji_op_var, &lji_op_const, &lji_op_eye, &lji_op_add, &lji_op_sub,
+                                              &lji_op_neg, &lji_op_scale, &lji_op_hadamard, &lji_op_mul,
+                                              &lji_op_kron, &lji_op_transpose, &lji_op_trace, &lji_op_sum,
+                                              &lji_op_vec, &lji_op_diag };
+    lji_topo t;
+    *ok = lji_topo_build(ctx, e, &t) == LJ_OK;
+    if (!*ok) return false;
+    bool finite = true;
+    for (int64_t i = 0; i < t.n && finite; i++) {
+        bool found = false;
+        for (size_t k = 0; k < sizeof plain / sizeof plain[0] && !found; k++) found = t.node[i]->def == plain[k];
+        finite = found;
+    }
+    lji_topo_free(&t);
+    return finite;
+}
+
+/* The gradient as lj_expr_gradient_expr derives it, evaluated into g: one
+ * product where J^T·1 would build and apply the whole Jacobian (the
+ * gradient of tr(X'*L*X) for a symmetric L is one sdmult, 2·L·X). A
+ * derivative that is not finite where e is (sqrt at 0, a division by
+ * zero in a derivative) is an error here; the caller then asks J^T·1,
+ * which says which operation is not differentiable. */
+static lj_status gradient_by_expression(lj_context *ctx, const lj_expr *e, const lj_expr *var, double *g)
+{
+    bool ok;
+    bool finite = gradient_stays_finite(ctx, e, &ok);
+    if (!ok) return ctx->status;
+    lj_expr *ge = lj_expr_gradient_expr(ctx, e, var);
+    if (!ge) return ctx->status;
+    lj_status st = lji_vlen(ge) == lji_vlen(var) ? lji_eval_to(ctx, ge, g)
+                                                  : lji_error(ctx, LJ_ERR_INVALID, "gradient: the gradient expression has %" PRId64
+                                                              " values, the variable %" PRId64, lji_vlen(ge), lji_vlen(var));
+    lj_expr_free(&ge);
+    for (int64_t i = 0, n = lji_vlen(var); st == LJ_OK && !finite && i < n; i++)
+        if (!isfinite(g[i])) st = lji_error(ctx, LJ_ERR_DOMAIN, "gradient: not finite at entry %" PRId64, i + 1);
+    return st;
+}
+
 lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var, double *g)
 {
     const char *op = "gradient";
@@ -456,6 +500,11 @@ lj_status lj_expr_gradient(lj_context *ctx, const lj_expr *e, const lj_expr *var
         return lji_error(ctx, LJ_ERR_NOT_SCALAR, "%s: expression is " LJI_SHP ", not a scalar", op,
                          e->rows, e->cols);
     if (!g) return lji_error(ctx, LJ_ERR_INVALID, "%s: NULL output", op);
+    if (lji_expr_ok(e) && lji_expr_ok(var) && lji_is_var(var)) {
+        lj_status st = gradient_by_expression(ctx, e, var, g);
+        if (st == LJ_OK || st == LJ_ERR_NOMEM) return st;
+        lj_context_clear(ctx); /* J^T·1 says what is wrong, in its words */
+    }
     lj_op *J = jacobian(ctx, e, var);
     if (!J) return ctx->status;
     double one = 1.0;

@@ -65,25 +65,93 @@ lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***pvals)
     return st;
 }
 
-lj_status lji_eval_raw(lj_context *ctx, const lj_expr *e, double **out)
+/* One node's value from its operands' (the same routing as lji_eval_into). */
+static lj_status eval_node(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    bool sparse = e->pat || (e->a && e->a->pat) || (e->b && e->b->pat);
+    return sparse ? lji_sparse_eval(ctx, e, A, B, out) : e->def->eval(ctx, e, A, B, out);
+}
+
+lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)
 {
     lji_topo t;
     lj_status st = lji_topo_build(ctx, e, &t);
     if (st != LJ_OK) return st;
-    double **vals;
-    st = lji_eval_all(ctx, &t, &vals);
-    if (st == LJ_OK) {
-        int64_t n = lji_vlen(e);
-        double *x = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof *x);
-        if (!x)
-            st = lji_nomem(ctx, "eval");
-        else {
-            if (n) memcpy(x, vals[t.n - 1], (size_t)n * sizeof *x);
-            *out = x;
-        }
-        lji_vals_free(&t, vals);
+    int64_t n = t.n, root = n - 1;
+    double **vals = lji_calloc(ctx, (size_t)n, sizeof *vals);
+    int64_t *uses = lji_calloc(ctx, (size_t)n, sizeof *uses);
+    /* fused[i]: node i is a scaling or negation whose operand, a product
+     * read by nothing else, is computed with the factor into i's buffer */
+    unsigned char *fused = lji_calloc(ctx, (size_t)n, 1);
+    if (!vals || !uses || !fused) {
+        st = lji_nomem(ctx, "eval");
+        goto done;
     }
+    for (int64_t i = 0; i < n; i++) {
+        const lj_expr *x = t.node[i];
+        if (x->a) uses[lji_topo_find(&t, x->a)]++;
+        if (x->b) uses[lji_topo_find(&t, x->b)]++;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const lj_expr *x = t.node[i];
+        if ((x->def == &lji_op_scale || x->def == &lji_op_neg) && !x->pat && lji_mul_fusable(x->a) &&
+            uses[lji_topo_find(&t, x->a)] == 1) {
+            fused[i] = 1;
+            fused[lji_topo_find(&t, x->a)] = 2; /* computed by its scaling */
+        }
+    }
+    for (int64_t i = 0; i < n && st == LJ_OK; i++) {
+        const lj_expr *x = t.node[i];
+        if (lji_is_leaf(x)) {
+            vals[i] = x->value;
+            if (i == root && lji_vlen(x)) memcpy(out, x->value, (size_t)lji_vlen(x) * sizeof *out);
+            continue;
+        }
+        if (fused[i] == 2) continue;
+        int64_t len = lji_vlen(x);
+        double *buf = i == root ? out : lji_malloc(ctx, (size_t)(len ? len : 1) * sizeof *buf);
+        if (!buf) {
+            st = lji_error(ctx, LJ_ERR_NOMEM, "eval: out of memory for the value of " LJI_SHP, x->rows, x->cols);
+            break;
+        }
+        if (i != root) vals[i] = buf;
+        const lj_expr *src = fused[i] == 1 ? x->a : x; /* the node whose operands are read */
+        const double *A = src->a ? vals[lji_topo_find(&t, src->a)] : NULL;
+        const double *B = src->b ? vals[lji_topo_find(&t, src->b)] : NULL;
+        if (fused[i] == 1)
+            st = lji_mul_eval_scaled(ctx, src, A, B, x->def == &lji_op_neg ? -1.0 : x->p, buf);
+        else
+            st = eval_node(ctx, x, A, B, buf);
+        /* operands read for the last time give their buffers back */
+        const lj_expr *ops[2] = { src->a, src->b };
+        for (int k = 0; k < 2; k++) {
+            if (!ops[k]) continue;
+            int64_t j = lji_topo_find(&t, ops[k]);
+            if (--uses[j] == 0 && !lji_is_leaf(ops[k])) {
+                free(vals[j]);
+                vals[j] = NULL;
+            }
+        }
+    }
+done:
+    if (vals)
+        for (int64_t i = 0; i < n; i++)
+            if (i != root && !lji_is_leaf(t.node[i])) free(vals[i]);
+    free(vals);
+    free(uses);
+    free(fused);
     lji_topo_free(&t);
+    return st;
+}
+
+lj_status lji_eval_raw(lj_context *ctx, const lj_expr *e, double **out)
+{
+    int64_t n = lji_vlen(e);
+    double *x = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof *x);
+    if (!x) return lji_nomem(ctx, "eval");
+    lj_status st = lji_eval_to(ctx, e, x);
+    if (st == LJ_OK) *out = x;
+    else free(x);
     return st;
 }
 

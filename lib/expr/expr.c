@@ -179,9 +179,63 @@ lj_status lj_expr_set_value(lj_context *ctx, lj_expr *e, const double *values)
     int64_t mn = lji_vlen(e);
     if (!values && mn > 0)
         return lji_error(ctx, LJ_ERR_INVALID, "set_value: NULL values for '%s'", e->name ? e->name : "?");
+    int64_t bad[2];
+    if (e->symm && !lji_values_symmetric(e, values, bad))
+        return lji_error(ctx, LJ_ERR_INVALID, "set_value: '%s' " LJI_SHP " is declared symmetric, the new values "
+                         "are not (entries (%" PRId64 ",%" PRId64 ") and (%" PRId64 ",%" PRId64 ") differ); "
+                         "values unchanged", e->name ? e->name : "?", e->rows, e->cols, bad[0], bad[1], bad[1],
+                         bad[0]);
     if (mn > 0 && values != e->value) memmove(e->value, values, (size_t)mn * sizeof(double));
     return LJ_OK;
 }
+
+bool lji_values_symmetric(const lj_expr *e, const double *x, int64_t bad[2])
+{
+    int64_t n = e->rows;
+    if (e->pat) {
+        const lji_pat *p = e->pat;
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t q = p->p[j]; q < p->p[j + 1]; q++) {
+                int64_t i = p->i[q];
+                if (i == j) continue;
+                int64_t t = lji_pat_find(p, j, i);
+                if (t < 0 || !(x[t] == x[q])) {
+                    bad[0] = i + 1, bad[1] = j + 1;
+                    return false;
+                }
+            }
+        return true;
+    }
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t i = j + 1; i < n; i++)
+            if (!(x[i + j * n] == x[j + i * n])) {
+                bad[0] = i + 1, bad[1] = j + 1;
+                return false;
+            }
+    return true;
+}
+
+lj_status lj_expr_declare_symmetric(lj_context *ctx, lj_expr *e)
+{
+    const char *op = "declare_symmetric";
+    lj_status st = check_in(ctx, op, e, NULL, 1);
+    if (st != LJ_OK) return st;
+    if (!lji_is_leaf(e) || lji_is_var(e))
+        return lji_error(ctx, LJ_ERR_INVALID, "%s: %s is not a constant leaf", op,
+                         lji_is_var(e) ? "a variable" : "an operation");
+    if (e->rows != e->cols)
+        return lji_error(ctx, LJ_ERR_SHAPE, "%s: '%s' is " LJI_SHP ", not square", op, e->name ? e->name : "?",
+                         e->rows, e->cols);
+    int64_t bad[2];
+    if (!lji_values_symmetric(e, e->value, bad))
+        return lji_error(ctx, LJ_ERR_INVALID, "%s: '%s' " LJI_SHP " is not symmetric: entries (%" PRId64 ",%" PRId64
+                         ") and (%" PRId64 ",%" PRId64 ") differ", op, e->name ? e->name : "?", e->rows, e->cols,
+                         bad[0], bad[1], bad[1], bad[0]);
+    e->symm = true;
+    return LJ_OK;
+}
+
+int lj_expr_is_symmetric(const lj_expr *e) { return lji_expr_ok(e) && e->symm; }
 
 lj_expr *lji_expr_unary(lj_context *ctx, const lji_opdef *d, lj_expr *a)
 {

@@ -43,6 +43,10 @@ struct lj_expr {
      * nodes are made only inside S .* (…), where no other node sees them. */
     char *plabel;
     bool borrowed; /* a leaf reading the caller's value array in place */
+    /* a constant declared symmetric (lj_expr_declare_symmetric, or a
+     * symmetric CHOLMOD matrix): its values are checked when they are set,
+     * and gradient expressions use A^T = A */
+    bool symm;
 };
 
 #define LJI_EXPR_MAGIC 0x4c4a4558u /* "LJEX" */
@@ -106,6 +110,18 @@ lj_status lji_sparse_node(lj_context *ctx, lj_expr *e);
 double *lji_scatter(lj_context *ctx, const lj_expr *e, const double *x, const char *op);
 /* Evaluates node e whose operands or result are sparse. */
 lj_status lji_sparse_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out);
+/* Whether a leaf's values (rows×cols, or on its pattern) equal their
+ * transpose exactly; the first entry that does not, 1-based, in *bad. */
+bool lji_values_symmetric(const lj_expr *e, const double *x, int64_t bad[2]);
+/* Value of e (lji_vlen(e) entries) written to out, intermediate values
+ * freed once their last consumer has read them, a product under a scaling
+ * computed with the factor (one pass, no buffer for the product). */
+lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out);
+/* A matrix product node's value times alpha, for a product with a dense
+ * value and matrix factors, not both sparse (lji_mul_fusable). */
+bool lji_mul_fusable(const lj_expr *e);
+lj_status lji_mul_eval_scaled(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double alpha,
+                              double *out);
 /* Value of e (lji_vlen(e) entries), new. */
 lj_status lji_eval_raw(lj_context *ctx, const lj_expr *e, double **out);
 

@@ -208,12 +208,12 @@ static void push_factor(lji_gctx *g, lji_mono *m, const lj_expr *f)
 }
 
 /* Symmetric by construction: I, M^T·M, M·M^T, S + T and S ∘ T of
- * symmetric terms, c·S, S^{-1}, S^k. */
+ * symmetric terms, c·S, S^{-1}, S^k, and constants declared symmetric. */
 static bool symmetric(const lj_expr *e, int depth)
 {
     const lji_opdef *d = e->def;
     if (e->rows != e->cols || depth > 8) return false;
-    if (e->rows == 1 || d == &lji_op_eye || (d == &lji_op_fill)) return true;
+    if (e->rows == 1 || d == &lji_op_eye || (d == &lji_op_fill) || e->symm) return true;
     if (d == &lji_op_mul && !e->pat) {
         if (e->pbase) return symmetric(e->pbase, depth + 1);
         const lj_expr *a = e->a, *b = e->b;

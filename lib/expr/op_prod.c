@@ -25,7 +25,8 @@ static lj_status mul_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *a
 
 /* A dense product with a sparse factor: S·X through CHOLMOD's sdmult, X·S
  * column by column of S (out[:, j] = Σ X[:, l]·s_lj). */
-static lj_status mul_sparse_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+static lj_status mul_sparse_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double alpha,
+                                 double *out)
 {
     const lj_expr *a = e->a, *b = e->b;
     int64_t m = e->rows, n = e->cols;
@@ -38,15 +39,15 @@ static lj_status mul_sparse_eval(lj_context *ctx, const lj_expr *e, const double
                             .dtype = CHOLMOD_DOUBLE };
         cholmod_dense Y = { .nrow = (size_t)m, .ncol = (size_t)n, .nzmax = (size_t)(yn > 0 ? yn : 1),
                             .d = (size_t)(m > 0 ? m : 1), .x = out, .xtype = CHOLMOD_REAL, .dtype = CHOLMOD_DOUBLE };
-        double one[2] = { 1, 0 }, zero[2] = { 0, 0 };
-        if (!cholmod_l_sdmult(&S, 0, one, zero, &X, &Y, &ctx->cc)) return lji_cholmod_check(ctx, "mul");
+        double al[2] = { alpha, 0 }, zero[2] = { 0, 0 };
+        if (!cholmod_l_sdmult(&S, 0, al, zero, &X, &Y, &ctx->cc)) return lji_cholmod_check(ctx, "mul");
         return LJ_OK;
     }
     const lji_pat *p = b->pat;
     memset(out, 0, (size_t)(m * n) * sizeof *out);
     for (int64_t j = 0; j < n; j++)
         for (int64_t q = p->p[j]; q < p->p[j + 1]; q++) {
-            const double *x = A + p->i[q] * m, s = B[q];
+            const double *x = A + p->i[q] * m, s = alpha * B[q];
             double *y = out + j * m;
             for (int64_t i = 0; i < m; i++) y[i] += s * x[i];
         }
@@ -59,11 +60,29 @@ static double scalar_of(const lj_expr *x, const double *X)
     return x->pat && x->pat->nnz == 0 ? 0.0 : X[0];
 }
 
+/* alpha·A·B of a dense product (lji_mul_fusable): alpha rides in the GEMM or
+ * the sdmult */
+bool lji_mul_fusable(const lj_expr *e)
+{
+    return e->def == &lji_op_mul && !e->pat && !lji_is_scalar(e->a) && !lji_is_scalar(e->b) &&
+           !(e->a->pat && e->b->pat);
+}
+
+lj_status lji_mul_eval_scaled(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double alpha,
+                              double *out)
+{
+    const lj_expr *a = e->a, *b = e->b;
+    int64_t m = e->rows, n = e->cols;
+    if (a->pat || b->pat) return mul_sparse_eval(ctx, e, A, B, alpha, out);
+    return lji_gemm(ctx, "mul", false, false, m, n, a->cols, alpha, A, a->rows > 0 ? a->rows : 1, B,
+                    b->rows > 0 ? b->rows : 1, 0.0, out, m > 0 ? m : 1);
+}
+
 static lj_status mul_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
 {
     const lj_expr *a = e->a, *b = e->b;
     int64_t m = e->rows, n = e->cols, mn = m * n;
-    if ((a->pat || b->pat) && !(lji_is_scalar(a) || lji_is_scalar(b))) return mul_sparse_eval(ctx, e, A, B, out);
+    if ((a->pat || b->pat) && !(lji_is_scalar(a) || lji_is_scalar(b))) return mul_sparse_eval(ctx, e, A, B, 1.0, out);
     if ((a->pat || b->pat) && lji_is_scalar(a) && lji_is_scalar(b)) {
         out[0] = scalar_of(a, A) * scalar_of(b, B);
         return LJ_OK;

@@ -203,6 +203,9 @@ static lj_expr *lji_sparse_leaf(lj_context *ctx, const lji_opdef *def, const cha
     }
     e->value = x;
     e->borrowed = borrow;
+    /* a symmetric CHOLMOD matrix (stype != 0) says what it is: its expanded
+     * copy is a constant declared symmetric */
+    e->symm = S->stype != 0 && def == &lji_op_const;
     return e;
 }
 
