@@ -12,7 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The gradient of a scalar f with respect to A as an expression: printed in
  * the three formats, and where both the expression and J^T·1 evaluate, the
- * same numbers (a wrong adjoint rule or simplification aborts). */
+ * same numbers, and lj_expr_gradient's too (a wrong adjoint rule or
+ * simplification aborts). */
 static void gradient_as_expression(lj_context *ctx, const lj_expr *f, lj_symtab *t)
 {
     lj_expr *A = lj_symtab_get(t, "A");
@@ -23,17 +24,21 @@ static void gradient_as_expression(lj_context *ctx, const lj_expr *f, lj_symtab 
     }
     for (int k = 0; k < 3; k++) lj_free(lj_expr_print_math(ctx, g, A, (lj_print_format)k));
     int64_t r, c;
-    double *gv = NULL, ref[9];
-    if (lj_expr_eval(ctx, g, &r, &c, &gv) == LJ_OK && lj_expr_gradient(ctx, f, A, ref) == LJ_OK) {
+    double *gv = NULL, ref[9], lg[9], one = 1.0;
+    lj_op *J = lj_expr_jacobian(ctx, f, A);
+    if (J && lj_expr_eval(ctx, g, &r, &c, &gv) == LJ_OK && lj_op_apply(ctx, J, 1, 1.0, &one, 0.0, ref) == LJ_OK) {
+        bool have = lj_expr_gradient(ctx, f, A, lg) == LJ_OK;
         double big = 1, diff = 0;
         bool finite = true;
         for (int i = 0; i < 9; i++) {
-            finite = finite && isfinite(gv[i]) && isfinite(ref[i]);
+            finite = finite && isfinite(gv[i]) && isfinite(ref[i]) && (!have || isfinite(lg[i]));
             big = fmax(big, fmax(fabs(gv[i]), fabs(ref[i])));
             diff = fmax(diff, fabs(gv[i] - ref[i]));
+            if (have) diff = fmax(diff, fabs(lg[i] - ref[i]));
         }
         if (finite && big < 1e8 && diff > 1e-6 * big) abort();
     }
+    lj_op_free(&J);
     lj_free(gv);
     lj_op *H = lj_expr_hessian(ctx, f, A);
     lj_op_free(&H);

@@ -835,6 +835,94 @@ START_TEST(test_eval_fused)
 }
 END_TEST
 
+/* Defects found by fuzz/fuzz_pipeline, each with the input that showed it:
+ * a Hadamard adjoint whose cotangent is the identity lost its factor
+ * (tr(inv(inv(B.*A))) printed I_3, not I_3 ∘ B); a dense variable's
+ * gradient on a sparse pattern gave a Hessian with one row per stored entry
+ * (sum(vec(S./A)), 4×9); a sparse variable's gradient on a smaller pattern
+ * (M .* S) had fewer values than the variable; the adjoint of asin leaked;
+ * S ./ (-(B*A)) printed in a plain form that re-parsed as (S./-B)*A. */
+START_TEST(test_pipeline_regressions)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 61;
+    lj_symtab *t = declare(ctx, "A=3x3 B=3x3 x=3x1", seed);
+    lj_expr *A = lj_symtab_get(t, "A");
+    /* S (3×3, 4 entries) and M (5 entries), both variables here */
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    cholmod_sparse *Ss = cholmod_l_allocate_sparse(3, 3, 4, 1, 1, 0, CHOLMOD_REAL, cc);
+    cholmod_sparse *Ms = cholmod_l_allocate_sparse(3, 3, 5, 1, 1, 0, CHOLMOD_REAL, cc);
+    int64_t sp[4] = { 0, 2, 3, 4 }, si[4] = { 0, 2, 1, 2 }, mp[4] = { 0, 2, 3, 5 }, mi[5] = { 0, 1, 1, 0, 2 };
+    double sx[4] = { 1.5, -0.5, 0.8, 1.2 }, mx[5] = { 1.1, 0.4, 0.9, -0.3, 1.3 };
+    memcpy(Ss->p, sp, sizeof sp), memcpy(Ss->i, si, sizeof si), memcpy(Ss->x, sx, sizeof sx);
+    memcpy(Ms->p, mp, sizeof mp), memcpy(Ms->i, mi, sizeof mi), memcpy(Ms->x, mx, sizeof mx);
+    lj_expr *S = lj_expr_var_sparse(ctx, "S", Ss), *M = lj_expr_const_sparse(ctx, "M", Ms);
+    CK_OK(ctx, lj_symtab_add(ctx, t, S));
+    CK_OK(ctx, lj_symtab_add(ctx, t, M));
+    /* the identity cotangent through a Hadamard product */
+    lj_expr *f = parse(ctx, t, "tr(inv(inv(B .* A)))");
+    char *u = printed(ctx, f, A);
+    ck_assert_str_eq(u, "I_3 ∘ B");
+    lj_free(u);
+    same_gradient(ctx, f, A, "tr(inv(inv(B .* A)))");
+    lj_expr_free(&f);
+    f = parse(ctx, t, "sum(inv(inv(A))) * 2");
+    same_gradient(ctx, f, A, "sum(inv(inv(A)))");
+    lj_expr_free(&f);
+    /* gradients on patterns, stored as their variables are */
+    const char *texts[][2] = { { "sum(vec(S ./ A))", "A" }, { "sum(vec(inv(M .* S)^2))", "S" },
+                               { "sum(M .* S)", "S" }, { "tr(A'*(M .* A))", "A" } };
+    for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
+        f = parse(ctx, t, texts[k][0]);
+        lj_expr *v = lj_symtab_get(t, texts[k][1]);
+        lj_expr *g = lj_expr_gradient_expr(ctx, f, v);
+        CK_NN(ctx, g);
+        ck_assert_msg(lj_expr_nvalues(g) == lj_expr_nvalues(v), "%s: %lld values, the variable %lld", texts[k][0],
+                      (long long)lj_expr_nvalues(g), (long long)lj_expr_nvalues(v));
+        same_gradient(ctx, f, v, texts[k][0]);
+        lj_op *H = lj_expr_hessian(ctx, f, v);
+        CK_NN(ctx, H);
+        ck_assert_int_eq(lj_op_rows(H), lj_expr_nvalues(v));
+        ck_assert_int_eq(lj_op_cols(H), lj_expr_nvalues(v));
+        double maxrel = -1;
+        CK_OK(ctx, lj_op_check(ctx, H, 3, &maxrel));
+        ck_assert_msg(maxrel < 1e-10, "%s: Hessian three ways %g", texts[k][0], maxrel);
+        CK_OK(ctx, lj_expr_fd_check(ctx, g, v, H, 0, &maxrel, NULL));
+        ck_assert_msg(maxrel < 1e-6, "%s: Hessian against differences %g", texts[k][0], maxrel);
+        lj_op_free(&H);
+        lj_expr_free(&g);
+        lj_expr_free(&f);
+    }
+    /* the adjoints of asin and acos (a leak under ASan and valgrind) */
+    f = parse(ctx, t, "sum(asin(x/4) + acos(x/4))");
+    same_gradient(ctx, f, lj_symtab_get(t, "x"), "asin + acos");
+    lj_expr_free(&f);
+    /* a negated product as the right operand of ./ keeps its parentheses */
+    f = parse(ctx, t, "det(B ./ (-(A * B)))");
+    lj_expr *g = lj_expr_gradient_expr(ctx, f, A);
+    CK_NN(ctx, g);
+    char *plain = lj_expr_print_math(ctx, g, A, LJ_PRINT_PLAIN);
+    CK_NN(ctx, plain);
+    ck_assert_msg(strstr(plain, "./(-A*B)") != NULL, "plain form '%s'", plain);
+    lj_expr *back = parse(ctx, t, plain);
+    int64_t n1, n2;
+    double *v1 = value(ctx, g, &n1), *v2 = value(ctx, back, &n2);
+    ck_assert_msg(rel_diff(v2, v1, n1) < 1e-5, "'%s' re-parses %g away", plain, rel_diff(v2, v1, n1));
+    lj_free(v1);
+    lj_free(v2);
+    lj_expr_free(&back);
+    lj_free(plain);
+    lj_expr_free(&g);
+    lj_expr_free(&f);
+    lj_expr_free(&S);
+    lj_expr_free(&M);
+    lj_sparse_free(ctx, &Ss);
+    lj_sparse_free(ctx, &Ms);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- errors -------------------------------------------------------------------------- */
 
 START_TEST(test_errors)
@@ -935,6 +1023,7 @@ static Suite *make_suite(void)
     tcase_add_test(hess, test_symmetric_constants);
     tcase_add_test(hess, test_symmetric_sparse);
     tcase_add_test(hess, test_eval_fused);
+    tcase_add_test(hess, test_pipeline_regressions);
     suite_add_tcase(s, hess);
     TCase *errors = tcase_create("errors");
     tcase_set_timeout(errors, 120);

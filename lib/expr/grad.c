@@ -694,7 +694,8 @@ void lji_poly_hadamard(lji_gctx *g, lji_poly *out, double c, const lji_poly *G, 
             if (h) push_factor(g, &m, h);
             lj_expr_free(&h);
         } else {
-            lj_expr *x = chain_expr(g, &t->m);
+            /* an empty chain in a matrix term is the identity */
+            lj_expr *x = t->m.n ? chain_expr(g, &t->m) : lji_g_node(g, lj_expr_eye(ctx, G->rows));
             lj_expr *h = x ? lji_g_node(g, divide ? lj_expr_hdiv(ctx, x, (lj_expr *)e) : lj_expr_hadamard(ctx, x, ed))
                            : NULL;
             if (h) push_factor(g, &m, h);
@@ -719,6 +720,7 @@ void lji_poly_sum(lji_gctx *g, lji_poly *out, double c, const lji_poly *G)
         el_copy(g, &m.s, &t->s);
         el_copy(g, &m.d, &t->d);
         if (is_ones_term(t)) m.c *= (double)G->rows * (double)G->cols;
+        else if (t->m.n == 0) m.c *= (double)G->rows; /* sum(I_n) = n */
         else {
             lj_expr *x = chain_expr(g, &t->m);
             lj_expr *s = x ? lji_g_node(g, lj_expr_sum(g->ctx, x)) : NULL;
@@ -742,6 +744,14 @@ void lji_poly_div_scalar(lji_gctx *g, lji_poly *out, double c, const lji_poly *G
 }
 
 /* ---- the reverse pass ---------------------------------------------------------------- */
+
+static bool same_pattern(const lji_pat *a, const lji_pat *b)
+{
+    if (a == b) return true;
+    if (a->nrow != b->nrow || a->ncol != b->ncol || a->nnz != b->nnz) return false;
+    return !memcmp(a->p, b->p, (size_t)(a->ncol + 1) * sizeof *a->p) &&
+           (!a->nnz || !memcmp(a->i, b->i, (size_t)a->nnz * sizeof *a->i));
+}
 
 static lj_expr *gradient_expr(lj_context *ctx, const lj_expr *f, const lj_expr *x, const char *op)
 {
@@ -805,6 +815,17 @@ static lj_expr *gradient_expr(lj_context *ctx, const lj_expr *f, const lj_expr *
         lji_poly_free(&adj[i]); /* every parent of an operand comes before it */
     }
     if (!g.failed) r = xi >= 0 ? lji_poly_expr(&g, &adj[xi]) : lji_g_node(&g, lji_expr_fill(ctx, x->rows, x->cols, 0.0));
+    if (r && r->pat && !(x->pat && same_pattern(r->pat, x->pat))) {
+        /* a gradient on a sparse pattern (sum(S ./ X) gives −S ⊘ X^{∘2})
+         * for a dense variable is stored dense, one value per entry of x,
+         * as its Hessian's rows must be: G + 0 (printed G); for a sparse
+         * variable with another pattern, the same, then P_X ∘ (G + 0) */
+        lj_expr *z = lji_g_node(&g, lji_expr_fill(ctx, x->rows, x->cols, 0.0));
+        lj_expr *d = z ? lji_g_node(&g, lj_expr_add(ctx, r, z)) : NULL;
+        lj_expr_free(&z);
+        lj_expr_free(&r);
+        r = d;
+    }
 done:
     if (adj)
         for (int64_t i = 0; i < n; i++) lji_poly_free(&adj[i]);

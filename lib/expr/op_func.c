@@ -95,7 +95,13 @@ static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
 
 /* ---- adjoints: G ∘ f'(A), f'(A) written with the functions themselves ---- */
 
-static lj_expr *fn(lj_context *ctx, lj_func f, lj_expr *a) { return a ? lj_expr_func(ctx, f, a) : NULL; }
+/* f(a), a consumed */
+static lj_expr *fn(lj_context *ctx, lj_func f, lj_expr *a)
+{
+    lj_expr *r = a ? lj_expr_func(ctx, f, a) : NULL;
+    lj_expr_free(&a);
+    return r;
+}
 
 /* 1 ± a (a consumed) */
 static lj_expr *one_pm(lj_context *ctx, lj_expr *a, bool plus)

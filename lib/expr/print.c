@@ -47,8 +47,10 @@ static int level_of(const lj_expr *e, lj_print_format fmt)
     if (d == &lji_op_add || d == &lji_op_sub) return 1;
     if (d == &lji_op_mul || d == &lji_op_hadamard || d == &lji_op_hdiv || d == &lji_op_divs || d == &lji_op_kron)
         return 2;
-    if (d == &lji_op_scale) return e->p < 0 ? 3 : 2;
-    if (d == &lji_op_neg) return 3;
+    if (d == &lji_op_scale) return 2; /* c·x is a product, signed or not */
+    /* −x binds like x when x is a product: −B·A reads (−B)·A, so it is
+     * parenthesised where a product would be (S ⊘ (−B·A)) */
+    if (d == &lji_op_neg) return level_of(e->a, fmt) == 2 ? 2 : 3;
     if (d == &lji_op_pow) return e->p == -1 && !(e->rows == 1 && e->cols == 1) ? 2 : 4;
     if (d == &lji_op_power) return 4;
     if (d == &lji_op_transpose) return 5;
@@ -157,6 +159,8 @@ static void w(mp *m, const lj_expr *e, int level)
             lji_buf_puts(b, latex ? (e->p == 0 ? "\\mathbf{0}" : "\\mathbf{1}") : (e->p == 0 ? "0" : "1"));
             size_sub(m, e->rows, e->cols);
         }
+    } else if (d == &lji_op_add && e->b->def == &lji_op_fill && e->b->p == 0 && e->a->pat && !e->pat) {
+        w(m, e->a, 1); /* a sparse value stored dense (a dense variable's gradient): the zero is storage */
     } else if (d == &lji_op_add || d == &lji_op_sub) {
         w(m, e->a, 1);
         lji_buf_puts(b, d == &lji_op_add ? " + " : uni ? " − " : " - ");

@@ -1,0 +1,485 @@
+/* libFuzzer target for the whole differentiation pipeline. The bytes choose
+ * an expression, production by production, over a fixed table of small
+ * leaves (dense and sparse, variables and constants) using every operation
+ * and function of the language, shapes kept consistent; then:
+ *
+ *   parse → evaluate → print → re-parse → the same values;
+ *   for each variable: J → lj_op_check (apply, transpose-apply and the
+ *   materialised matrix agree) → central differences at two step sizes;
+ *   for a scalar: the gradient expression, lj_expr_gradient and J^T·1 agree,
+ *   its plain form re-parses to the same values when it parses, and the
+ *   Hessian passes lj_op_check, is symmetric and agrees with differences
+ *   of the gradient.
+ *
+ * A disagreement aborts with a message, so the fuzzer finds wrong answers,
+ * not only memory errors. Differences are trusted only where the
+ * expression is smooth (no abs, sign, relu, max, min, norm1) and only when
+ * the error is the same at both step sizes (the mark of a wrong derivative,
+ * where truncation and rounding errors change with the step). */
+#include <lazyjac.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* ---- the expression the bytes choose -------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *d;
+    size_t n, at;
+    char text[4096];
+    size_t len;
+    bool smooth;
+    /* the arguments of inv, det and logdet (spans of text), whose
+     * conditioning decides whether the numbers can be compared */
+    size_t arg[16][2];
+    int nargs;
+} gen;
+
+static unsigned next(gen *g) { return g->at < g->n ? g->d[g->at++] : 0; }
+
+__attribute__((format(printf, 2, 3))) static void put(gen *g, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(g->text + g->len, sizeof g->text - g->len, fmt, ap);
+    va_end(ap);
+    if (k > 0) g->len = g->len + (size_t)k < sizeof g->text ? g->len + (size_t)k : sizeof g->text - 1;
+}
+
+static const char *const fns[] = { "exp", "log", "sin", "cos", "tan", "tanh", "sqrt", "abs", "sign", "relu",
+                                   "asin", "acos", "atan", "sinh", "cosh", "sigmoid", "softplus", "log1p",
+                                   "expm1" };
+static const char *const numbers[] = { "2", "0.5", "-1.5", "3", "0.25" };
+
+typedef enum { MAT, VEC, SCAL } shape; /* 3×3, 3×1, 1×1 */
+
+static void expr(gen *g, shape s, int depth);
+
+static void fn(gen *g, shape s, int depth)
+{
+    unsigned k = next(g) % (sizeof fns / sizeof fns[0]);
+    if (k >= 7 && k <= 9) g->smooth = false; /* abs, sign, relu */
+    put(g, "%s(", fns[k]);
+    expr(g, s, depth + 1);
+    put(g, ")");
+}
+
+static void bin(gen *g, shape a, const char *op, shape b, int depth)
+{
+    put(g, "(");
+    expr(g, a, depth + 1);
+    put(g, "%s", op);
+    expr(g, b, depth + 1);
+    put(g, ")");
+}
+
+static void call2(gen *g, const char *name, shape a, shape b, int depth)
+{
+    put(g, "%s(", name);
+    expr(g, a, depth + 1);
+    put(g, ", ");
+    expr(g, b, depth + 1);
+    put(g, ")");
+}
+
+static void call1(gen *g, const char *name, shape a, int depth)
+{
+    put(g, "%s(", name);
+    size_t from = g->len;
+    expr(g, a, depth + 1);
+    if (a == MAT && (!strcmp(name, "inv") || !strcmp(name, "det") || !strcmp(name, "logdet")) && g->nargs < 16) {
+        g->arg[g->nargs][0] = from;
+        g->arg[g->nargs++][1] = g->len;
+    }
+    put(g, ")");
+}
+
+static void expr(gen *g, shape s, int depth)
+{
+    unsigned c = next(g);
+    bool leaf = depth >= 4 || g->len > 1500;
+    if (s == MAT) {
+        static const char *const leaves[] = { "A", "B", "S", "M", "eye(3)" };
+        if (leaf || c % 24 < 5) {
+            put(g, "%s", leaves[(leaf ? c : c % 24) % 5]);
+            return;
+        }
+        switch (c % 24) {
+        case 5: bin(g, MAT, " + ", MAT, depth); break;
+        case 6: bin(g, MAT, " - ", MAT, depth); break;
+        case 7: bin(g, MAT, " .* ", MAT, depth); break;
+        case 8: bin(g, MAT, " * ", MAT, depth); break;
+        case 9: put(g, "("), expr(g, MAT, depth + 1), put(g, ")'"); break;
+        case 10: put(g, "(-"), expr(g, MAT, depth + 1), put(g, ")"); break;
+        case 11: put(g, "(%s * ", numbers[next(g) % 5]), expr(g, MAT, depth + 1), put(g, ")"); break;
+        case 12: fn(g, MAT, depth); break;
+        case 13: call1(g, "inv", MAT, depth); break;
+        case 14: put(g, "("), expr(g, MAT, depth + 1), put(g, "^%u)", 2 + next(g) % 2); break;
+        case 15: put(g, "("), expr(g, MAT, depth + 1), put(g, ".^2)"); break;
+        case 16: put(g, "("), expr(g, VEC, depth + 1), put(g, " * ("), expr(g, VEC, depth + 1), put(g, ")')"); break;
+        case 17: call1(g, "diag", VEC, depth); break;
+        case 18: g->smooth = false, call2(g, "max", MAT, MAT, depth); break;
+        case 19: g->smooth = false, call2(g, "min", MAT, MAT, depth); break;
+        case 20: bin(g, MAT, " / ", SCAL, depth); break;
+        case 21: bin(g, SCAL, " * ", MAT, depth); break;
+        case 22: bin(g, MAT, " ./ ", MAT, depth); break;
+        default: put(g, "kron(("), expr(g, VEC, depth + 1), put(g, ")', "), expr(g, VEC, depth + 1), put(g, ")");
+        }
+        return;
+    }
+    if (s == VEC) {
+        if (leaf || c % 13 < 2) {
+            put(g, "%s", c % 2 ? "x" : "y");
+            return;
+        }
+        switch (c % 13) {
+        case 2: bin(g, MAT, " * ", VEC, depth); break;
+        case 3: bin(g, VEC, " + ", VEC, depth); break;
+        case 4: bin(g, VEC, " .* ", VEC, depth); break;
+        case 5: fn(g, VEC, depth); break;
+        case 6: call1(g, "diag", MAT, depth); break;
+        case 7: bin(g, SCAL, " * ", VEC, depth); break;
+        case 8: put(g, "(-"), expr(g, VEC, depth + 1), put(g, ")"); break;
+        case 9: put(g, "(("), expr(g, MAT, depth + 1), put(g, ")' * "), expr(g, VEC, depth + 1), put(g, ")"); break;
+        case 10: g->smooth = false, call2(g, "max", VEC, VEC, depth); break;
+        case 11: bin(g, VEC, " - ", VEC, depth); break;
+        default: bin(g, VEC, " ./ ", VEC, depth);
+        }
+        return;
+    }
+    if (leaf || c % 19 < 2) {
+        if (c % 2) put(g, "s");
+        else put(g, "%s", numbers[(c / 2) % 5]);
+        return;
+    }
+    switch (c % 19) {
+    case 2: call1(g, "tr", MAT, depth); break;
+    case 3: call1(g, "sum", MAT, depth); break;
+    case 4: call1(g, "norm2", MAT, depth); break;
+    case 5: g->smooth = false, call1(g, "norm1", VEC, depth); break;
+    case 6: call1(g, "det", MAT, depth); break;
+    case 7: call1(g, "logdet", MAT, depth); break;
+    case 8: put(g, "(("), expr(g, VEC, depth + 1), put(g, ")' * "), expr(g, VEC, depth + 1), put(g, ")"); break;
+    case 9:
+        put(g, "(("), expr(g, VEC, depth + 1), put(g, ")' * "), expr(g, MAT, depth + 1), put(g, " * "),
+            expr(g, VEC, depth + 1), put(g, ")");
+        break;
+    case 10: bin(g, SCAL, " * ", SCAL, depth); break;
+    case 11: bin(g, SCAL, " + ", SCAL, depth); break;
+    case 12: put(g, "("), expr(g, SCAL, depth + 1), put(g, "^2)"); break;
+    case 13: fn(g, SCAL, depth); break;
+    case 14: call1(g, "sum", VEC, depth); break;
+    case 15: bin(g, SCAL, " / ", SCAL, depth); break;
+    case 16: bin(g, SCAL, " - ", SCAL, depth); break;
+    case 17: put(g, "sum(vec("), expr(g, MAT, depth + 1), put(g, "))"); break;
+    default: put(g, "tr(kron("), expr(g, MAT, depth + 1), put(g, ", "), expr(g, MAT, depth + 1), put(g, "))");
+    }
+}
+
+/* ---- the checks ----------------------------------------------------------------------- */
+
+static const char *input_text;
+
+/* S's stored entries (0-based row, column), CSC order */
+static const int64_t s_row[4] = { 0, 2, 1, 2 }, s_col[4] = { 0, 0, 1, 2 };
+
+__attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "fuzz_pipeline: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n  expression: %s\n", input_text);
+    va_end(ap);
+    abort();
+}
+
+/* largest |a - b| against max(1, largest |b|); -1 when a value is not finite
+ * or too large for the comparison to mean anything */
+static double gap(const double *a, const double *b, int64_t n)
+{
+    double d = 0, big = 1;
+    for (int64_t i = 0; i < n; i++) {
+        if (!isfinite(a[i]) || !isfinite(b[i]) || fabs(b[i]) > 1e8 || fabs(a[i]) > 1e8) return -1;
+        d = fmax(d, fabs(a[i] - b[i]));
+        big = fmax(big, fabs(b[i]));
+    }
+    return d / big;
+}
+
+static double *values(lj_context *ctx, const lj_expr *e)
+{
+    int64_t r, c;
+    double *v = NULL;
+    if (lj_expr_eval(ctx, e, &r, &c, &v) != LJ_OK) {
+        lj_context_clear(ctx);
+        return NULL;
+    }
+    return v;
+}
+
+/* J against central differences at two steps: an error above 1e-4 (of
+ * max(1, |J|)) that is the same at both is a wrong derivative */
+static void differences(lj_context *ctx, const lj_expr *f, lj_expr *v, const lj_op *J, const char *what)
+{
+    double m1, f1, m2, f2;
+    if (lj_expr_fd_check(ctx, f, v, J, 1e-5, &m1, &f1) != LJ_OK ||
+        lj_expr_fd_check(ctx, f, v, J, 2.5e-6, &m2, &f2) != LJ_OK) {
+        lj_context_clear(ctx);
+        return;
+    }
+    (void)f1, (void)f2; /* relative to ‖J‖, meaningless where J is 0 to rounding */
+    if (m1 > 1e-4 && m2 > 1e-4 && m2 / m1 > 0.7 && m2 / m1 < 1.4)
+        fail("%s: differs from central differences by %.3g (h = 1e-5) and %.3g (h = 2.5e-6), relative to "
+             "max(1, |J|)", what, m1, m2);
+}
+
+/* J x and J^T y against the materialised matrix D, each error measured
+ * against max(1, max |D|)·‖x‖₁: an operator whose terms cancel to rounding
+ * (Diag(1 ⊘ A) − Diag(A ⊘ A^2)) is applied and materialised in different
+ * orders, and the leaves here are of order 1 */
+static void operator_check(lj_context *ctx, const lj_op *J, const char *what)
+{
+    char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    if (!p) fail("%s: printing failed: %s", what, lj_context_message(ctx));
+    lj_free(p);
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+    if (m * n > 1 << 16) return;
+    double *D = malloc(sizeof *D * (size_t)(m * n + 1)), *x = malloc(sizeof *x * (size_t)(n + 1));
+    double *y = malloc(sizeof *y * (size_t)(m + 1)), *u = malloc(sizeof *u * (size_t)(m + 1));
+    double *v = malloc(sizeof *v * (size_t)(n + 1));
+    if (D && x && y && u && v && lj_op_to_dense(ctx, J, D, m > 0 ? m : 1) == LJ_OK) {
+        for (int64_t j = 0; j < n; j++) x[j] = sin(1.0 + (double)j);
+        for (int64_t i = 0; i < m; i++) u[i] = cos(2.0 + (double)i);
+        if (lj_op_apply(ctx, J, 0, 1.0, x, 0.0, y) == LJ_OK && lj_op_apply(ctx, J, 1, 1.0, u, 0.0, v) == LJ_OK) {
+            bool finite = true;
+            double big = 1, sx = 0, su = 0;
+            for (int64_t k = 0; k < m * n; k++) {
+                finite = finite && isfinite(D[k]) && fabs(D[k]) < 1e8;
+                big = fmax(big, fabs(D[k]));
+            }
+            for (int64_t j = 0; j < n; j++) sx += fabs(x[j]);
+            for (int64_t i = 0; i < m; i++) su += fabs(u[i]);
+            for (int64_t i = 0; i < m && finite; i++) {
+                double s = 0;
+                for (int64_t j = 0; j < n; j++) s += D[i + j * m] * x[j];
+                if (fabs(y[i] - s) > 1e-10 * big * sx)
+                    fail("%s: J x differs from the materialised matrix in row %lld: %.17g against %.17g", what,
+                         (long long)i, y[i], s);
+            }
+            for (int64_t j = 0; j < n && finite; j++) {
+                double s = 0;
+                for (int64_t i = 0; i < m; i++) s += D[i + j * m] * u[i];
+                if (fabs(v[j] - s) > 1e-10 * big * su)
+                    fail("%s: J^T y differs from the materialised matrix in column %lld: %.17g against %.17g",
+                         what, (long long)j, v[j], s);
+            }
+        }
+    }
+    lj_context_clear(ctx);
+    free(D), free(x), free(y), free(u), free(v);
+}
+
+static void hessian_symmetric(lj_context *ctx, const lj_op *H, const char *what)
+{
+    int64_t n = lj_op_rows(H);
+    if (lj_op_cols(H) != n) fail("%s: not square, %lld×%lld", what, (long long)n, (long long)lj_op_cols(H));
+    double *d = malloc(sizeof *d * (size_t)(n * n + 1));
+    if (d && lj_op_to_dense(ctx, H, d, n) == LJ_OK) {
+        double big = 1, asym = 0;
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = 0; i < n; i++) {
+                big = fmax(big, fabs(d[i + j * n]));
+                asym = fmax(asym, fabs(d[i + j * n] - d[j + i * n]));
+            }
+        if (isfinite(big) && big < 1e8 && asym > 1e-8 * big) fail("%s: not symmetric (%.3g)", what, asym / big);
+    }
+    lj_context_clear(ctx);
+    free(d);
+}
+
+static void scalar_checks(lj_context *ctx, const lj_expr *f, lj_expr *v, const lj_op *J, lj_symtab *t,
+                          bool smooth, const char *name)
+{
+    char what[64];
+    snprintf(what, sizeof what, "gradient w.r.t. %s", name);
+    lj_expr *ge = lj_expr_gradient_expr(ctx, f, v);
+    if (!ge) fail("%s: %s", what, lj_context_message(ctx));
+    /* values as dense arrays: a sparse variable's gradient scattered from
+     * its stored entries (S's pattern) */
+    int64_t n = lj_expr_rows(v) * lj_expr_cols(v), nv = lj_expr_nvalues(v);
+    double *jt = calloc((size_t)n, sizeof *jt), *lg = calloc((size_t)n, sizeof *lg), one = 1.0;
+    double *gv = values(ctx, ge);
+    if (gv && lj_op_apply(ctx, J, 1, 1.0, &one, 0.0, jt) == LJ_OK) {
+        bool have = lj_expr_gradient(ctx, f, v, lg) == LJ_OK;
+        if (lj_expr_is_sparse(v))
+            for (int64_t k = nv - 1; k >= 0; k--) { /* entry k of S is (s_row[k], s_col[k]) */
+                jt[s_row[k] + 3 * s_col[k]] = jt[k], lg[s_row[k] + 3 * s_col[k]] = lg[k];
+                if (s_row[k] + 3 * s_col[k] != k) jt[k] = lg[k] = 0;
+            }
+        double d = gap(gv, jt, n);
+        if (d > 1e-8) fail("%s: the expression's value differs from J^T·1 by %.3g", what, d);
+        if (have && (d = gap(lg, jt, n)) > 1e-8) fail("%s: lj_expr_gradient differs from J^T·1 by %.3g", what, d);
+    }
+    lj_context_clear(ctx);
+    /* printed in three formats; the plain form, where it parses, means the same */
+    for (int k = 0; k < 3; k++) {
+        char *s = lj_expr_print_math(ctx, ge, v, (lj_print_format)k);
+        if (!s) fail("%s: printing failed: %s", what, lj_context_message(ctx));
+        if (k == LJ_PRINT_PLAIN && gv) {
+            int64_t pos;
+            lj_expr *back = lj_parse(ctx, s, t, &pos);
+            double *bv = back ? values(ctx, back) : NULL, d;
+            /* numbers print with six significant digits */
+            if (bv && (d = gap(bv, gv, n)) > 1e-5) fail("%s: plain form '%s' re-parses to values %.3g away", what, s, d);
+            lj_free(bv);
+            lj_expr_free(&back);
+            lj_context_clear(ctx);
+        }
+        lj_free(s);
+    }
+    lj_op *H = lj_expr_hessian(ctx, f, v);
+    if (H) {
+        snprintf(what, sizeof what, "Hessian w.r.t. %s", name);
+        operator_check(ctx, H, what);
+        if (smooth && gv && gap(gv, gv, n) >= 0) {
+            hessian_symmetric(ctx, H, what);
+            differences(ctx, ge, v, H, what);
+        }
+    }
+    lj_context_clear(ctx);
+    lj_op_free(&H);
+    lj_free(gv);
+    free(jt);
+    free(lg);
+    lj_expr_free(&ge);
+}
+
+/* ---- the leaves ----------------------------------------------------------------------- */
+
+static lj_symtab *leaves(lj_context *ctx)
+{
+    lj_symtab *t = lj_symtab_new(ctx);
+    double a[9] = { 2, 0.1, -0.4, 0.5, 1.5, 0.3, -0.3, 0.2, 1.8 }, b[9] = { 0.7, -0.2, 0.4, 1.1, 0.3, -0.6, 0.2, 0.9, 0.5 };
+    double x[3] = { 0.6, -0.3, 0.8 }, y[3] = { 0.4, 0.9, -0.2 }, s = 0.7;
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    cholmod_sparse *S = cholmod_l_allocate_sparse(3, 3, 4, 1, 1, 0, CHOLMOD_REAL, cc);
+    cholmod_sparse *M = cholmod_l_allocate_sparse(3, 3, 5, 1, 1, 0, CHOLMOD_REAL, cc);
+    if (!t || !S || !M) {
+        cholmod_l_free_sparse(&S, cc);
+        cholmod_l_free_sparse(&M, cc);
+        lj_symtab_free(&t);
+        return NULL;
+    }
+    int64_t sp[4] = { 0, 2, 3, 4 }, si[4] = { 0, 2, 1, 2 }, mp[4] = { 0, 2, 3, 5 }, mi[5] = { 0, 1, 1, 0, 2 };
+    double sx[4] = { 1.5, -0.5, 0.8, 1.2 }, mx[5] = { 1.1, 0.4, 0.9, -0.3, 1.3 };
+    memcpy(S->p, sp, sizeof sp), memcpy(S->i, si, sizeof si), memcpy(S->x, sx, sizeof sx);
+    memcpy(M->p, mp, sizeof mp), memcpy(M->i, mi, sizeof mi), memcpy(M->x, mx, sizeof mx);
+    lj_expr *e[] = { lj_expr_var(ctx, "A", 3, 3, a), lj_expr_const(ctx, "B", 3, 3, b),
+                     lj_expr_var(ctx, "x", 3, 1, x),  lj_expr_const(ctx, "y", 3, 1, y),
+                     lj_expr_var(ctx, "s", 1, 1, &s), lj_expr_var_sparse(ctx, "S", S),
+                     lj_expr_const_sparse(ctx, "M", M) };
+    bool ok = true;
+    for (size_t k = 0; k < sizeof e / sizeof e[0]; k++) {
+        ok = ok && e[k] && lj_symtab_add(ctx, t, e[k]) == LJ_OK;
+        lj_expr_free(&e[k]);
+    }
+    cholmod_l_free_sparse(&S, cc);
+    cholmod_l_free_sparse(&M, cc);
+    if (!ok) lj_symtab_free(&t);
+    return t;
+}
+
+/* Whether every argument of inv, det and logdet is well conditioned at the
+ * point (‖B‖_F·‖B^{-1}‖_F below 1e6 by cofactors, |det B| above
+ * 1e-8·‖B‖_F³): near a singular matrix the derivatives are rounding noise,
+ * and comparing them means nothing. */
+static bool well_conditioned(lj_context *ctx, const gen *g, lj_symtab *t)
+{
+    for (int k = 0; k < g->nargs; k++) {
+        char sub[4096];
+        size_t n = g->arg[k][1] - g->arg[k][0];
+        memcpy(sub, g->text + g->arg[k][0], n);
+        sub[n] = '\0';
+        int64_t pos;
+        lj_expr *b = lj_parse(ctx, sub, t, &pos);
+        double *v = b ? values(ctx, b) : NULL;
+        lj_expr_free(&b);
+        lj_context_clear(ctx);
+        if (!v) return false;
+        double c[9], det, nb = 0, ni = 0;
+        for (int j = 0; j < 3; j++)
+            for (int i = 0; i < 3; i++) { /* cofactor of (i, j), 0-based */
+                int r0 = (i + 1) % 3, r1 = (i + 2) % 3, c0 = (j + 1) % 3, c1 = (j + 2) % 3;
+                c[i + 3 * j] = v[r0 + 3 * c0] * v[r1 + 3 * c1] - v[r0 + 3 * c1] * v[r1 + 3 * c0];
+            }
+        det = v[0] * c[0] + v[3] * c[3] + v[6] * c[6];
+        for (int i = 0; i < 9; i++) nb += v[i] * v[i], ni += c[i] * c[i];
+        lj_free(v);
+        /* rank one: the cofactors vanish with the determinant, so their
+         * ratio says nothing; |det| against ‖B‖³ does */
+        if (!isfinite(det) || !(fabs(det) > 1e-8 * nb * sqrt(nb)) || !(sqrt(nb) * sqrt(ni) / fabs(det) < 1e6))
+            return false;
+    }
+    return true;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1 || size > 200) return 0;
+    static gen g;
+    memset(&g, 0, sizeof g);
+    g.d = data, g.n = size, g.smooth = true;
+    unsigned top = next(&g) % 4;
+    expr(&g, top == 0 ? MAT : top == 1 ? VEC : SCAL, 0);
+    input_text = g.text;
+
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = ctx ? leaves(ctx) : NULL;
+    if (!t) fail("setting up the leaves failed");
+    int64_t pos;
+    lj_expr *f = lj_parse(ctx, g.text, t, &pos);
+    if (!f) fail("does not parse: %s", lj_context_message(ctx));
+    double *fv = values(ctx, f);
+    int64_t nf = lj_expr_rows(f) * lj_expr_cols(f);
+    if (fv && gap(fv, fv, nf) >= 0 && well_conditioned(ctx, &g, t)) {
+        /* printed and parsed back: the same values */
+        char *p = lj_expr_print(ctx, f);
+        lj_expr *back = p ? lj_parse(ctx, p, t, &pos) : NULL;
+        if (!back) fail("its printed form '%s' does not parse: %s", p ? p : "(none)", lj_context_message(ctx));
+        double *bv = values(ctx, back), d;
+        if (bv && (d = gap(bv, fv, nf)) > 1e-12) fail("printed as '%s', re-parsed to values %.3g away", p, d);
+        lj_free(bv);
+        lj_expr_free(&back);
+        lj_free(p);
+        const char *vars[] = { "A", "x", "s", "S" };
+        for (int k = 0; k < 4; k++) {
+            lj_expr *v = lj_symtab_get(t, vars[k]);
+            lj_op *J = lj_expr_jacobian(ctx, f, v);
+            if (!J) {
+                lj_status st = lj_context_status(ctx);
+                if (st == LJ_ERR_INVALID || st == LJ_ERR_SHAPE)
+                    fail("J w.r.t. %s: %s", vars[k], lj_context_message(ctx));
+                lj_context_clear(ctx);
+                continue;
+            }
+            char what[32];
+            snprintf(what, sizeof what, "J w.r.t. %s", vars[k]);
+            operator_check(ctx, J, what);
+            if (g.smooth) differences(ctx, f, v, J, what);
+            if (nf == 1) scalar_checks(ctx, f, v, J, t, g.smooth, vars[k]);
+            lj_op_free(&J);
+        }
+    }
+    lj_free(fv);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+    return 0;
+}
