@@ -483,9 +483,7 @@ static lj_status gradient_by_expression(lj_context *ctx, const lj_expr *e, const
     if (!ok) return ctx->status;
     lj_expr *ge = lj_expr_gradient_expr(ctx, e, var);
     if (!ge) return ctx->status;
-    lj_status st = lji_vlen(ge) == lji_vlen(var) ? lji_eval_to(ctx, ge, g)
-                                                  : lji_error(ctx, LJ_ERR_INVALID, "gradient: the gradient expression has %" PRId64
-                                                              " values, the variable %" PRId64, lji_vlen(ge), lji_vlen(var));
+    lj_status st = lji_eval_to(ctx, ge, g); /* ge has var's values, on var's pattern (gradient_expr) */
     lj_expr_free(&ge);
     for (int64_t i = 0, n = lji_vlen(var); st == LJ_OK && !finite && i < n; i++)
         if (!isfinite(g[i])) st = lji_error(ctx, LJ_ERR_DOMAIN, "gradient: not finite at entry %" PRId64, i + 1);

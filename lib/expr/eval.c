@@ -38,6 +38,13 @@ lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, const unsigned char
     return LJ_OK;
 }
 
+/* One node's value from its operands' (sparse operands or results through sparse.c). */
+static lj_status eval_node(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
+{
+    bool sparse = e->pat || (e->a && e->a->pat) || (e->b && e->b->pat);
+    return sparse ? lji_sparse_eval(ctx, e, A, B, out) : e->def->eval(ctx, e, A, B, out);
+}
+
 lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, const unsigned char *need, double **vals)
 {
     for (int64_t i = 0; i < t->n; i++) {
@@ -45,8 +52,7 @@ lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, const unsigned char 
         if (lji_is_leaf(e) || (need && !need[i])) continue;
         const double *A = e->a ? vals[lji_topo_find(t, e->a)] : NULL;
         const double *B = e->b ? vals[lji_topo_find(t, e->b)] : NULL;
-        bool sparse = e->pat || (e->a && e->a->pat) || (e->b && e->b->pat);
-        lj_status st = sparse ? lji_sparse_eval(ctx, e, A, B, vals[i]) : e->def->eval(ctx, e, A, B, vals[i]);
+        lj_status st = eval_node(ctx, e, A, B, vals[i]);
         if (st != LJ_OK) return st;
     }
     return LJ_OK;
@@ -63,13 +69,6 @@ lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***pvals)
         *pvals = NULL;
     }
     return st;
-}
-
-/* One node's value from its operands' (the same routing as lji_eval_into). */
-static lj_status eval_node(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
-{
-    bool sparse = e->pat || (e->a && e->a->pat) || (e->b && e->b->pat);
-    return sparse ? lji_sparse_eval(ctx, e, A, B, out) : e->def->eval(ctx, e, A, B, out);
 }
 
 lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)

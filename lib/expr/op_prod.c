@@ -81,8 +81,8 @@ lj_status lji_mul_eval_scaled(lj_context *ctx, const lj_expr *e, const double *A
 static lj_status mul_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
 {
     const lj_expr *a = e->a, *b = e->b;
-    int64_t m = e->rows, n = e->cols, mn = m * n;
-    if ((a->pat || b->pat) && !(lji_is_scalar(a) || lji_is_scalar(b))) return mul_sparse_eval(ctx, e, A, B, 1.0, out);
+    int64_t mn = e->rows * e->cols;
+    if (!lji_is_scalar(a) && !lji_is_scalar(b)) return lji_mul_eval_scaled(ctx, e, A, B, 1.0, out);
     if ((a->pat || b->pat) && lji_is_scalar(a) && lji_is_scalar(b)) {
         out[0] = scalar_of(a, A) * scalar_of(b, B);
         return LJ_OK;
@@ -93,14 +93,11 @@ static lj_status mul_eval(lj_context *ctx, const lj_expr *e, const double *A, co
         for (int64_t i = 0; i < mn; i++) out[i] = s * M[i];
         return LJ_OK;
     }
-    if (lji_is_scalar(a) || lji_is_scalar(b)) {
-        const double *s = lji_is_scalar(a) ? A : B, *M = lji_is_scalar(a) ? B : A;
-        bool both = lji_is_scalar(a) && lji_is_scalar(b);
-        for (int64_t i = 0; i < mn; i++) out[i] = both ? A[0] * B[0] : s[0] * M[i];
-        return LJ_OK;
-    }
-    return lji_gemm(ctx, "mul", false, false, m, n, a->cols, 1.0, A, a->rows > 0 ? a->rows : 1, B,
-                    b->rows > 0 ? b->rows : 1, 0.0, out, m > 0 ? m : 1);
+    /* a 1×1 dense factor */
+    const double *s = lji_is_scalar(a) ? A : B, *M = lji_is_scalar(a) ? B : A;
+    bool both = lji_is_scalar(a) && lji_is_scalar(b);
+    for (int64_t i = 0; i < mn; i++) out[i] = both ? A[0] * B[0] : s[0] * M[i];
+    return LJ_OK;
 }
 
 /* J of S·X (or X·S) w.r.t. the stored entries of a sparse S, the other
