@@ -1489,6 +1489,8 @@ START_TEST(test_sparse_structure)
     lj_expr *Xt = lj_expr_transpose(ctx, X);
     lj_expr *U = lj_expr_var(ctx, "U", 30, 4, xv.a), *V = lj_expr_var(ctx, "V", 30, 4, xv.a);
     lj_expr *Vt = lj_expr_transpose(ctx, V), *UVt = lj_expr_mul(ctx, U, Vt);
+    lj_expr *SY = lj_expr_hadamard(ctx, Sc, Y), *Xtt = lj_expr_transpose(ctx, Xt), *XtY = lj_expr_mul(ctx, Xt, Y);
+    lj_expr *XtYt = lj_expr_transpose(ctx, XtY);
     const struct { lj_expr *e; lj_expr *w; int64_t nnz; const char *print; } cases[] = {
         { lj_expr_mul(ctx, Sc, X), X, 4 * nz, "I_4 ⊗ S" },
         { lj_expr_mul(ctx, Xt, Sc), X, 4 * nz, NULL },
@@ -1501,6 +1503,14 @@ START_TEST(test_sparse_structure)
         { lj_expr_hadamard(ctx, Sc, UVt), U, 4 * nz, "Diag(P_S vec S)·P_S·(V ⊗ I_30)" },
         { lj_expr_hadamard(ctx, UVt, Sc), V, 4 * nz, "Diag(P_S vec S)·P_S·(I_30 ⊗ U)·K_{30,4}" },
         { lj_expr_hadamard(ctx, Sv, UVt), Sv, nz, "Diag(P_W vec(U·V^T))" },
+        /* a sparse value's selection named by the leaf whose pattern it has,
+         * Kronecker factors without parentheses that say nothing */
+        { lj_expr_mul(ctx, Xt, SY), Y, -1, "(I_30 ⊗ X^T)·P_S^T·P_S·Diag(vec S)" },
+        { lj_expr_mul(ctx, SY, Xtt), Y, -1, "(X^T ⊗ I_30)·P_S^T·P_S·Diag(vec S)" },
+        { lj_expr_mul(ctx, SY, XtYt), Y, -1, "((X^T·Y) ⊗ I_30)·P_S^T·P_S·Diag(vec S) + (I_4 ⊗ (S ∘ Y))·K_{4,30}·(I_30 ⊗ X^T)" },
+        /* the derivative of a norm is a symbol, never the number 1/‖·‖ */
+        { lj_expr_norm2(ctx, SY), Y, -1, "(vec(S ∘ Y)/norm2(S ∘ Y))^T·P_S·Diag(vec S)" },
+        { lj_expr_norm2(ctx, XtY), Y, -1, "(vec(X^T·Y)/norm2(X^T·Y))^T·(I_30 ⊗ X^T)" },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         CK_NN(ctx, cases[c].e);
@@ -1530,6 +1540,8 @@ START_TEST(test_sparse_structure)
     lj_expr_free(&V);
     lj_expr_free(&Vt);
     lj_expr_free(&UVt);
+    lj_expr *tmp[] = { SY, Xtt, XtY, XtYt };
+    for (size_t k = 0; k < sizeof tmp / sizeof tmp[0]; k++) lj_expr_free(&tmp[k]);
     tm_free(&xv);
     tm_free(&ref);
     lj_sparse_free(ctx, &S);

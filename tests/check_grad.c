@@ -5,6 +5,7 @@
  * three-way operator check), mathematical printing, and every error path. */
 #include "testutil.h"
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -489,11 +490,12 @@ START_TEST(test_sparse_variable)
     cholmod_sparse *S = tm_rand_sparse(ctx, 4, 3, 0.5, &seed, &ref);
     lj_expr *sv = lj_expr_var_sparse(ctx, "S", S);
     CK_OK(ctx, lj_symtab_add(ctx, t, sv));
-    const struct { const char *f, *form; } c[] = {
-        { "tr(A*S)", "P_S ∘ A^T" },
-        { "norm2(A*S - B)^2", "P_S ∘ (2·A^T·(A·S − B))" },
-        { "tr(S'*L*S)", "P_S ∘ ((L^T + L)·S)" },
-        { "sum(exp(S).*S)", NULL },
+    const struct { const char *f, *form, *hform; } c[] = {
+        { "tr(A*S)", "P_S ∘ A^T", NULL },
+        /* the selection of the pattern constant's entries is P_S, not P_P_S */
+        { "norm2(A*S - B)^2", "P_S ∘ (2·A^T·(A·S − B))", "2·P_S·(I_3 ⊗ A^T)·(I_3 ⊗ A)·P_S^T" },
+        { "tr(S'*L*S)", "P_S ∘ ((L^T + L)·S)", NULL },
+        { "sum(exp(S).*S)", NULL, NULL },
     };
     int64_t nz = lj_expr_nvalues(sv);
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
@@ -520,6 +522,11 @@ START_TEST(test_sparse_variable)
         free(lg);
         lj_op *H = lj_expr_hessian(ctx, f, sv);
         CK_NN(ctx, H);
+        if (c[i].hform) {
+            char *u = lj_op_print(ctx, H, LJ_PRINT_UNICODE);
+            ck_assert_msg(!strcmp(u, c[i].hform), "%s: Hessian '%s', want '%s'", c[i].f, u, c[i].hform);
+            lj_free(u);
+        }
         ck_assert_int_eq(lj_op_rows(H), nz);
         ck_assert_int_eq(lj_op_cols(H), nz);
         double maxrel = -1, fro;
@@ -1005,6 +1012,222 @@ START_TEST(test_alloc_failure)
 }
 END_TEST
 
+/* ---- threads ---------------------------------------------------------------------------- */
+
+/* Everything one derivative workflow produces, recorded as numbers and
+ * text, so a thread's results compare with the single-threaded ones bit for
+ * bit. */
+typedef struct {
+    double *v;
+    size_t n, cap;
+    char *s;
+    size_t slen;
+    bool ok;
+    char why[160];
+} record;
+
+static void rec_nums(record *r, const double *x, int64_t n)
+{
+    if (!r->ok || !x) return;
+    if (r->n + (size_t)n > r->cap) {
+        size_t cap = 2 * (r->n + (size_t)n);
+        double *v = realloc(r->v, cap * sizeof *v);
+        if (!v) {
+            r->ok = false;
+            return;
+        }
+        r->v = v, r->cap = cap;
+    }
+    memcpy(r->v + r->n, x, (size_t)n * sizeof *x);
+    r->n += (size_t)n;
+}
+
+static void rec_text(record *r, char *t) /* takes t */
+{
+    if (r->ok && t) {
+        size_t len = strlen(t);
+        char *s = realloc(r->s, r->slen + len + 2);
+        if (s) {
+            memcpy(s + r->slen, t, len);
+            s[r->slen + len] = '\n';
+            s[r->slen + len + 1] = '\0';
+            r->s = s, r->slen += len + 1;
+        } else r->ok = false;
+    }
+    lj_free(t);
+}
+
+static void rec_fail(record *r, lj_context *ctx, const char *what)
+{
+    if (r->ok) snprintf(r->why, sizeof r->why, "%s: %s", what, lj_context_message(ctx));
+    r->ok = false;
+}
+
+/* J applied to x both ways and to three vectors, materialised, printed. */
+static void rec_op(record *r, lj_context *ctx, const lj_op *J, const double *x)
+{
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J), big = m > n ? m : n;
+    double *y = calloc((size_t)(3 * big + 1), sizeof *y);
+    cholmod_sparse *S = NULL;
+    if (!y || lj_op_apply(ctx, J, 0, 1.0, x, 0.0, y) != LJ_OK) rec_fail(r, ctx, "apply");
+    rec_nums(r, y, m);
+    if (y && lj_op_apply(ctx, J, 1, 1.0, x, 0.0, y) != LJ_OK) rec_fail(r, ctx, "transpose-apply");
+    rec_nums(r, y, n);
+    if (y && lj_op_apply_multi(ctx, J, 0, 3, 1.0, x, n > 0 ? n : 1, 0.0, y, m > 0 ? m : 1) != LJ_OK)
+        rec_fail(r, ctx, "apply_multi");
+    rec_nums(r, y, 3 * m);
+    if (!(S = lj_op_to_sparse(ctx, J))) rec_fail(r, ctx, "to_sparse");
+    else {
+        int64_t nz = ((int64_t *)S->p)[S->ncol];
+        double dims[3] = { (double)m, (double)n, (double)nz };
+        rec_nums(r, dims, 3);
+        rec_nums(r, S->x, nz);
+    }
+    rec_text(r, lj_op_print(ctx, J, LJ_PRINT_UNICODE));
+    lj_sparse_free(ctx, &S);
+    free(y);
+}
+
+#define DFUNCS 3
+#define NTHREADS_D 8
+typedef struct {
+    const lj_expr *f[DFUNCS], *fvar[DFUNCS]; /* scalar functions and their variables */
+    const lj_expr *F, *X, *A;                 /* a matrix-valued F(X), and a second variable */
+    const lj_op *shared[3];                   /* operators built once, used by every thread */
+    const double *x;                          /* input vectors, long enough for everything */
+} deriv_work;
+
+/* One workflow: values, gradients (both ways), gradient expressions printed
+ * and evaluated, Hessians and Jacobians built here and applied, a Jacobian
+ * plan of this thread's own, and the shared operators used. */
+static void derive_all(lj_context *ctx, const deriv_work *w, record *r)
+{
+    for (int k = 0; k < DFUNCS; k++) {
+        const lj_expr *f = w->f[k], *x = w->fvar[k];
+        int64_t rr, cc, nv = lj_expr_nvalues(x);
+        double *v = NULL, *g = malloc(sizeof *g * (size_t)nv);
+        if (!g || lj_expr_eval(ctx, f, &rr, &cc, &v) != LJ_OK) rec_fail(r, ctx, "eval");
+        rec_nums(r, v, 1);
+        lj_free(v);
+        v = NULL;
+        if (g && lj_expr_gradient(ctx, f, x, g) != LJ_OK) rec_fail(r, ctx, "gradient");
+        rec_nums(r, g, nv);
+        free(g);
+        lj_expr *ge = lj_expr_gradient_expr(ctx, f, x);
+        if (!ge) rec_fail(r, ctx, "gradient_expr");
+        rec_text(r, lj_expr_print_math(ctx, ge, x, LJ_PRINT_UNICODE));
+        rec_text(r, lj_expr_print_math(ctx, ge, x, LJ_PRINT_PLAIN));
+        if (lj_expr_is_sparse(ge)) {
+            cholmod_sparse *G = lj_expr_eval_sparse(ctx, ge);
+            if (!G) rec_fail(r, ctx, "eval_sparse");
+            else rec_nums(r, G->x, ((int64_t *)G->p)[G->ncol]);
+            lj_sparse_free(ctx, &G);
+        } else if (lj_expr_eval(ctx, ge, &rr, &cc, &v) != LJ_OK) rec_fail(r, ctx, "eval of the gradient");
+        rec_nums(r, v, nv);
+        lj_free(v);
+        lj_expr_free(&ge);
+        lj_op *H = lj_expr_hessian(ctx, f, x);
+        if (!H) rec_fail(r, ctx, "hessian");
+        else rec_op(r, ctx, H, w->x);
+        lj_op_free(&H);
+    }
+    const lj_expr *vars[2] = { w->X, w->A };
+    lj_op *J = lj_expr_jacobian(ctx, w->F, w->X);
+    if (!J) rec_fail(r, ctx, "jacobian");
+    else rec_op(r, ctx, J, w->x);
+    lj_op_free(&J);
+    lj_jacplan *plan = lj_jacplan_new(ctx, w->F, 2, vars);
+    int64_t nf = lj_expr_nvalues(w->F);
+    double *fv = malloc(sizeof *fv * (size_t)nf);
+    J = plan && fv ? lj_jacplan_eval(ctx, plan, fv) : NULL;
+    if (!J) rec_fail(r, ctx, "jacplan");
+    else rec_nums(r, fv, nf), rec_op(r, ctx, J, w->x);
+    lj_op_free(&J);
+    lj_jacplan_free(&plan);
+    free(fv);
+    for (int k = 0; k < 3; k++) rec_op(r, ctx, w->shared[k], w->x);
+}
+
+typedef struct { const deriv_work *w; const record *ref; record out; } deriv_job;
+
+static void *derive_rounds(void *arg)
+{
+    deriv_job *j = arg;
+    lj_context *ctx = lj_context_new();
+    j->out.ok = ctx != NULL;
+    for (int round = 0; round < 4 && j->out.ok; round++) {
+        record r = { .ok = true };
+        derive_all(ctx, j->w, &r);
+        if (r.ok && (r.n != j->ref->n || memcmp(r.v, j->ref->v, r.n * sizeof *r.v)))
+            r.ok = false, snprintf(r.why, sizeof r.why, "round %d: numbers differ from one thread's", round);
+        if (r.ok && strcmp(r.s, j->ref->s))
+            r.ok = false, snprintf(r.why, sizeof r.why, "round %d: printing differs from one thread's", round);
+        if (!r.ok) j->out.ok = false, memcpy(j->out.why, r.why, sizeof r.why);
+        free(r.v);
+        free(r.s);
+    }
+    lj_context_free(&ctx);
+    return NULL;
+}
+
+/* Derivatives over dense and sparse data from 8 threads at once, each with
+ * its own context: the expressions and three operators (a Hessian over a
+ * sparse constant, a Jacobian through a sparse mask, a block Hessian) are
+ * shared; every result equals the single-threaded one bit for bit. CI runs
+ * this case under ThreadSanitizer. */
+START_TEST(test_threads_derivatives)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, "X=4x4 A=3x4 B=3x3", 91);
+    uint64_t seed = 92;
+    tmat sref, mref;
+    cholmod_sparse *Ls = laplacian_1d(ctx, 4, true), *Ss = tm_rand_sparse(ctx, 4, 3, 0.5, &seed, &sref);
+    cholmod_sparse *Ms = tm_rand_sparse(ctx, 3, 4, 0.5, &seed, &mref);
+    lj_expr *L = lj_expr_const_sparse(ctx, "L", Ls), *S = lj_expr_var_sparse(ctx, "S", Ss);
+    lj_expr *M = lj_expr_const_sparse(ctx, "M", Ms);
+    CK_OK(ctx, lj_symtab_add(ctx, t, L));
+    CK_OK(ctx, lj_symtab_add(ctx, t, S));
+    CK_OK(ctx, lj_symtab_add(ctx, t, M));
+    lj_expr *X = lj_symtab_get(t, "X"), *A = lj_symtab_get(t, "A");
+    lj_expr *f0 = parse(ctx, t, "tr(X'*L*X) + norm2(M.*(A*X))^2"), *f1 = parse(ctx, t, "norm2(A*S - B)^2");
+    lj_expr *f2 = parse(ctx, t, "logdet(X) + sum(exp(A*X))"), *F = parse(ctx, t, "M.*tanh(A*X) + A*X*X");
+    const lj_expr *both[2] = { X, A };
+    lj_op *H0 = lj_expr_hessian(ctx, f0, X), *JF = lj_expr_jacobian(ctx, F, X);
+    lj_op *Hn = lj_expr_hessian_n(ctx, f2, 2, both);
+    CK_NN(ctx, H0);
+    CK_NN(ctx, JF);
+    CK_NN(ctx, Hn);
+    double x[3 * 28];
+    for (int i = 0; i < 3 * 28; i++) x[i] = sin(0.7 * i + 0.3);
+    deriv_work w = { { f0, f1, f2 }, { X, S, X }, F, X, A, { H0, JF, Hn }, x };
+    record ref = { .ok = true };
+    derive_all(ctx, &w, &ref);
+    ck_assert_msg(ref.ok, "one thread: %s", ref.why);
+    ck_assert_msg(strstr(ref.s, " + L·X)\n"), "%s", ref.s); /* the Laplacian is used as symmetric */
+    deriv_job jobs[NTHREADS_D];
+    pthread_t th[NTHREADS_D];
+    for (int i = 0; i < NTHREADS_D; i++) {
+        jobs[i] = (deriv_job){ &w, &ref, { .ok = false } };
+        ck_assert_int_eq(pthread_create(&th[i], NULL, derive_rounds, &jobs[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS_D; i++) ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    for (int i = 0; i < NTHREADS_D; i++) ck_assert_msg(jobs[i].out.ok, "thread %d: %s", i, jobs[i].out.why);
+    free(ref.v);
+    free(ref.s);
+    lj_op *ops[] = { H0, JF, Hn };
+    for (size_t k = 0; k < 3; k++) lj_op_free(&ops[k]);
+    lj_expr *es[] = { L, S, M, f0, f1, f2, F };
+    for (size_t k = 0; k < sizeof es / sizeof es[0]; k++) lj_expr_free(&es[k]);
+    lj_sparse_free(ctx, &Ls);
+    lj_sparse_free(ctx, &Ss);
+    lj_sparse_free(ctx, &Ms);
+    tm_free(&sref);
+    tm_free(&mref);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 static Suite *make_suite(void)
 {
     Suite *s = suite_create("grad");
@@ -1031,6 +1254,10 @@ static Suite *make_suite(void)
     tcase_add_test(errors, test_gradient_domain);
     tcase_add_test(errors, test_alloc_failure);
     suite_add_tcase(s, errors);
+    TCase *threads = tcase_create("threads");
+    tcase_set_timeout(threads, 300);
+    tcase_add_test(threads, test_threads_derivatives);
+    suite_add_tcase(s, threads);
     return s;
 }
 

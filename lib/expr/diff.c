@@ -44,6 +44,30 @@ char *lji_d_label(lji_dctx *d, const lj_expr *e)
     return lji_expr_label(d->ctx, e);
 }
 
+char *lji_d_factor_label(lji_dctx *d, const lj_expr *e, bool transposed)
+{
+    if (transposed && e->def == &lji_op_transpose) return lji_d_factor_label(d, e->a, false); /* (A^T)^T = A */
+    char *l = lji_d_label(d, e);
+    if (!l) return NULL;
+    size_t n = strlen(l);
+    bool wrapped = n > 1 && l[0] == '(' && l[n - 1] == ')';
+    for (size_t k = 1, depth = 1; wrapped && k + 1 < n; k++) { /* "(A)·(B)" is not wrapped */
+        depth += l[k] == '(' ? 1 : l[k] == ')' ? (size_t)-1 : 0;
+        if (depth == 0) wrapped = false;
+    }
+    if (wrapped) { /* "(A^T)": the parentheses say nothing inside ⊗; "(A·B)" keeps them */
+        l[n - 1] = '\0';
+        if (lji_label_is_atomic(l + 1)) memmove(l, l + 1, n - 1);
+        else l[n - 1] = ')';
+    }
+    if (!transposed) return l;
+    lji_buf b;
+    lji_buf_init(&b, d->ctx);
+    lji_buf_printf(&b, strchr(l, '^') && l[0] != '(' ? "(%s)^T" : "%s^T", l); /* X^{-1} → (X^{-1})^T */
+    free(l);
+    return lji_buf_finish(&b, "jacobian");
+}
+
 /* "vec A" or "vec(A*B)" */
 char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix)
 {

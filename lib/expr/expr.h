@@ -40,7 +40,9 @@ struct lj_expr {
     unsigned char skind; /* LJI_SK_*: how a sparse value is computed */
     /* A product sampled on a pattern (LJI_SK_SAMPLED): the label of the
      * sparse operand whose pattern it is ("M"), for printed selections. Such
-     * nodes are made only inside S .* (…), where no other node sees them. */
+     * nodes are made only inside S .* (…), where no other node sees them.
+     * The pattern constant P_X of a sparse variable's gradient carries "X"
+     * the same way: its selection prints P_X, not P_P_X. */
     char *plabel;
     bool borrowed; /* a leaf reading the caller's value array in place */
     /* a constant declared symmetric (lj_expr_declare_symmetric, or a

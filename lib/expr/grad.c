@@ -852,6 +852,7 @@ static lj_expr *pattern_of(lj_context *ctx, const lj_expr *x)
     }
     for (int64_t k = 0; k < nz; k++) p->value[k] = 1.0;
     p->pat = lji_pat_retain(x->pat);
+    if (!(p->plabel = lji_strdup(ctx, x->name ? x->name : "X"))) lj_expr_free(&p); /* its selection is P_X */
     return p;
 }
 

@@ -135,13 +135,12 @@ static lj_op *mul_sparse_local(lji_dctx *d, const lj_expr *e, int which)
                 }
         }
     sp[p->nnz] = k;
-    char *lo = lji_d_label(d, o), *lc = lji_d_label(d, c);
+    char *lo = lji_d_factor_label(d, o, !which), *lc = lji_d_pattern_name(d, c);
     lji_buf b;
     lji_buf_init(&b, ctx);
-    bool atom = lc && lji_label_is_atomic(lc) && !strchr(lc, '(');
-    if (!which) lji_buf_printf(&b, "(%s^T ⊗ I_%" PRId64 ")·P", lo ? lo : "?", m);
-    else lji_buf_printf(&b, "(I_%" PRId64 " ⊗ %s)·P", n, lo ? lo : "?");
-    lji_buf_printf(&b, atom ? "_%s^T" : "_{%s}^T", lc ? lc : "?");
+    if (!which) lji_buf_printf(&b, "(%s ⊗ I_%" PRId64 ")·", lo ? lo : "?", m);
+    else lji_buf_printf(&b, "(I_%" PRId64 " ⊗ %s)·", n, lo ? lo : "?");
+    lji_buf_printf(&b, "%s^T", lc ? lc : "?");
     char *label = lji_buf_finish(&b, "jacobian");
     lj_op *r = label && lo && lc ? lj_op_sparse(ctx, s, label) : NULL;
     if (!r && ctx->status == LJ_OK) lji_nomem(ctx, "jacobian");

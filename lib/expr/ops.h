@@ -149,6 +149,12 @@ int64_t lji_d_len(lji_dctx *d, const lj_expr *e);    /* length of lji_d_val(d, e
 lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e);   /* e's value as a labelled operator */
 lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e);     /* vec of e's value, (mn)×1 */
 char *lji_d_label(lji_dctx *d, const lj_expr *e);    /* "A", "(A·B)", "1_n" */
+/* e's label as a Kronecker factor, (e)^T's when `transposed`: "A^T" and
+ * "X^{-1}" bare, "(A·B)" and "(A^T)^T"... written as "A" */
+char *lji_d_factor_label(lji_dctx *d, const lj_expr *e, bool transposed);
+/* "P_M": the selection of a sparse e's stored entries, named by the sparse
+ * leaf whose pattern e has, if one does (sparse.c) */
+char *lji_d_pattern_name(lji_dctx *d, const lj_expr *e);
 char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix);
 /* Diag(g) (or the column g when as_column) with g[i] = f(x[i], y[i], p);
  * x or y of length 1 broadcast. */

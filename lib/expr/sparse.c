@@ -437,7 +437,7 @@ lj_status lji_sparse_node(lj_context *ctx, lj_expr *e)
             const lj_expr *s = sa ? a : b, *o = sa ? b : a;
             if (scalar(s) && !scalar(o)) return LJ_OK;
             if (d == &lji_op_hadamard) {
-                char *l = lji_expr_label(ctx, s);
+                char *l = s->plabel ? lji_strdup(ctx, s->plabel) : lji_expr_label(ctx, s); /* P_S: "S" */
                 bool fail = !l;
                 lj_expr *so = l ? sample_on(ctx, o, s->pat, l, &fail) : NULL;
                 free(l);
@@ -620,6 +620,22 @@ static char *pname(lj_context *ctx, const char *label)
     return lji_buf_finish(&b, "jacobian");
 }
 
+/* The selection of e's stored entries by name: P_M when a named sparse leaf
+ * of the expression has that very pattern (M .* (A*X) is stored on M's, the
+ * pattern constant P_S of a gradient on S's), else P_{e}. */
+char *lji_d_pattern_name(lji_dctx *d, const lj_expr *e)
+{
+    const char *name = e->plabel;
+    for (int64_t k = 0; !name && e->pat && k < d->t->n; k++) {
+        const lj_expr *l = d->t->node[k];
+        if (lji_is_leaf(l) && l->name && l->pat == e->pat) name = l->plabel ? l->plabel : l->name;
+    }
+    if (name) return pname(d->ctx, name);
+    char *l = lji_d_label(d, e), *r = l ? pname(d->ctx, l) : NULL;
+    free(l);
+    return r;
+}
+
 /* P_Ω·Diag(w) (w NULL: ones) with entries (i[k], j[k]) of e's rows×cols: a
  * sampled node over identities, so that a Kronecker factor composed on its
  * right (a product's local Jacobian) joins it as one sampled product. */
@@ -639,7 +655,7 @@ static lj_op *selection(lji_dctx *d, const lj_expr *e)
     lj_context *ctx = d->ctx;
     const lji_pat *p = e->pat;
     int64_t *rc = lji_malloc(ctx, 2 * (size_t)(p->nnz ? p->nnz : 1) * sizeof *rc);
-    char *l = e->plabel ? lji_strdup(ctx, e->plabel) : lji_d_label(d, e), *pl = l ? pname(ctx, l) : NULL;
+    char *pl = lji_d_pattern_name(d, e);
     lj_op *r = NULL;
     if (rc && pl) {
         for (int64_t j = 0; j < p->ncol; j++)
@@ -651,7 +667,6 @@ static lj_op *selection(lji_dctx *d, const lj_expr *e)
     } else
         lji_nomem(ctx, "jacobian");
     free(rc);
-    free(l);
     free(pl);
     return r;
 }
@@ -690,14 +705,13 @@ lj_op *lji_d_diag_selection(lji_dctx *d, const lj_expr *a, bool trace)
             }
         sp[p->nnz] = k;
     }
-    char *l = lji_d_label(d, a), *pl = l ? pname(ctx, l) : NULL;
+    char *pl = lji_d_pattern_name(d, a);
     lji_buf b;
     lji_buf_init(&b, ctx);
     if (trace) lji_buf_printf(&b, "%s vec I_%" PRId64, pl ? pl : "?", n);
     else lji_buf_printf(&b, "E_%" PRId64 "^T·%s^T", n, pl ? pl : "?");
     char *label = lji_buf_finish(&b, "jacobian");
     lj_op *r = label && pl ? lj_op_sparse(ctx, s, label) : NULL;
-    free(l);
     free(pl);
     free(label);
     cholmod_l_free_sparse(&s, &ctx->cc);
@@ -780,7 +794,7 @@ static lj_op *binary_local(lji_dctx *d, const lj_expr *e, int which)
     int64_t n = lji_vlen(e);
     double *g = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof *g);
     char *le = lji_d_label(d, e), *lo = lji_d_label(d, o), *lc = lji_d_label(d, c);
-    char *pe = le ? pname(ctx, le) : NULL, *pc = lc ? pname(ctx, lc) : NULL, *po = lo ? pname(ctx, lo) : NULL;
+    char *pe = lji_d_pattern_name(d, e), *pc = lji_d_pattern_name(d, c), *po = lji_d_pattern_name(d, o);
     lj_op *r = NULL;
     if (!g || !pe || !pc || !po) {
         lji_nomem(ctx, "jacobian");
@@ -803,9 +817,7 @@ static lj_op *binary_local(lji_dctx *d, const lj_expr *e, int which)
     else if (!o->pat) /* the sparse operand, the other dense */
         lji_buf_printf(&b, def->sparse == LJI_SP_QUOTIENT ? "%s vec(1 ⊘ %s)" : "%s vec %s", pc, lo);
     else if (!e->map[0] && !e->map[1]) { /* one pattern: the other's stored entries */
-        char *ps = o->plabel ? pname(ctx, o->plabel) : NULL;
-        lji_buf_printf(&b, lo[0] == '(' ? "%s vec%s" : "%s vec %s", ps ? ps : po, lo); /* Diag(…) around it */
-        free(ps);
+        lji_buf_printf(&b, lo[0] == '(' ? "%s vec%s" : "%s vec %s", po, lo); /* Diag(…) around it */
     } else
         lji_buf_printf(&b, "%s·Diag(vec %s)·%s^T", pe, lo, pc);
     char *label = lji_buf_finish(&b, "jacobian");
@@ -845,17 +857,14 @@ lj_op *lji_local(lji_dctx *d, const lj_expr *e, int which)
         d->raw = false;
         return r;
     case LJI_SK_GATHER: {
-        char *l = lji_d_label(d, c), *pc = l ? pname(d->ctx, l) : NULL, *le = lji_d_label(d, e);
-        char *pe = le ? pname(d->ctx, le) : NULL;
+        char *pc = lji_d_pattern_name(d, c), *pe = lji_d_pattern_name(d, e);
         lji_buf b;
         lji_buf_init(&b, d->ctx);
         lji_buf_printf(&b, "%s·K_{%" PRId64 ",%" PRId64 "}·%s^T", pe ? pe : "?", c->rows, c->cols, pc ? pc : "?");
         char *label = lji_buf_finish(&b, "jacobian");
         if (label && pc && pe) r = lj_op_perm(d->ctx, lji_vlen(e), e->map[0], label);
         else lji_nomem(d->ctx, "jacobian");
-        free(l);
         free(pc);
-        free(le);
         free(pe);
         free(label);
         return r;
