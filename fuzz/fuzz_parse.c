@@ -10,11 +10,26 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A power above 12 in the text: the leaves' values reach 4, so such a power
+ * holds intermediates beyond 4^12 ≈ 1.7·10⁷ even where the result is small,
+ * and two correct evaluation orders may differ by their cancellation
+ * (A^403 ./ A^403 has entries near 10^242: its Jacobian's chain rule
+ * cancels terms of that size, the simplified gradient does not). */
+static bool large_power(const char *text)
+{
+    for (const char *s = strchr(text, '^'); s; s = strchr(s + 1, '^')) {
+        const char *d = s + 1;
+        while (*d == ' ' || *d == '(' || *d == '+') d++;
+        if (*d >= '0' && *d <= '9' && strtod(d, NULL) > 12) return true;
+    }
+    return false;
+}
+
 /* The gradient of a scalar f with respect to A as an expression: printed in
  * the three formats, and where both the expression and J^T·1 evaluate, the
  * same numbers, and lj_expr_gradient's too (a wrong adjoint rule or
- * simplification aborts). */
-static void gradient_as_expression(lj_context *ctx, const lj_expr *f, lj_symtab *t)
+ * simplification aborts), unless `compare` is false (large intermediates). */
+static void gradient_as_expression(lj_context *ctx, const lj_expr *f, lj_symtab *t, bool compare)
 {
     lj_expr *A = lj_symtab_get(t, "A");
     lj_expr *g = lj_expr_gradient_expr(ctx, f, A);
@@ -36,7 +51,7 @@ static void gradient_as_expression(lj_context *ctx, const lj_expr *f, lj_symtab 
             diff = fmax(diff, fabs(gv[i] - ref[i]));
             if (have) diff = fmax(diff, fabs(lg[i] - ref[i]));
         }
-        if (finite && big < 1e8 && diff > 1e-6 * big) abort();
+        if (compare && finite && big < 1e8 && diff > 1e-6 * big) abort();
     }
     lj_op_free(&J);
     lj_free(gv);
@@ -114,7 +129,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 }
                 lj_op_free(&J);
             }
-            if (lj_expr_rows(f) == 1 && lj_expr_cols(f) == 1) gradient_as_expression(ctx, f, t);
+            if (lj_expr_rows(f) == 1 && lj_expr_cols(f) == 1) gradient_as_expression(ctx, f, t, !large_power(text));
             if (lj_expr_is_sparse(f)) {
                 cholmod_sparse *V = lj_expr_eval_sparse(ctx, f);
                 lj_sparse_free(ctx, &V);
