@@ -1489,8 +1489,9 @@ START_TEST(test_sparse_structure)
     lj_expr *Xt = lj_expr_transpose(ctx, X);
     lj_expr *U = lj_expr_var(ctx, "U", 30, 4, xv.a), *V = lj_expr_var(ctx, "V", 30, 4, xv.a);
     lj_expr *Vt = lj_expr_transpose(ctx, V), *UVt = lj_expr_mul(ctx, U, Vt);
+    tmat gv = tm_rand(4, 30, &seed);
     lj_expr *SY = lj_expr_hadamard(ctx, Sc, Y), *Xtt = lj_expr_transpose(ctx, Xt), *XtY = lj_expr_mul(ctx, Xt, Y);
-    lj_expr *XtYt = lj_expr_transpose(ctx, XtY);
+    lj_expr *XtYt = lj_expr_transpose(ctx, XtY), *G = lj_expr_var(ctx, "G", 4, 30, gv.a), *Gt = lj_expr_transpose(ctx, G);
     const struct { lj_expr *e; lj_expr *w; int64_t nnz; const char *print; } cases[] = {
         { lj_expr_mul(ctx, Sc, X), X, 4 * nz, "I_4 ⊗ S" },
         { lj_expr_mul(ctx, Xt, Sc), X, 4 * nz, NULL },
@@ -1507,6 +1508,7 @@ START_TEST(test_sparse_structure)
          * Kronecker factors without parentheses that say nothing */
         { lj_expr_mul(ctx, Xt, SY), Y, -1, "(I_30 ⊗ X^T)·P_S^T·P_S·Diag(vec S)" },
         { lj_expr_mul(ctx, SY, Xtt), Y, -1, "(X^T ⊗ I_30)·P_S^T·P_S·Diag(vec S)" },
+        { lj_expr_mul(ctx, SY, Gt), Y, -1, "(G ⊗ I_30)·P_S^T·P_S·Diag(vec S)" }, /* (G^T)^T = G */
         { lj_expr_mul(ctx, SY, XtYt), Y, -1, "((X^T·Y) ⊗ I_30)·P_S^T·P_S·Diag(vec S) + (I_4 ⊗ (S ∘ Y))·K_{4,30}·(I_30 ⊗ X^T)" },
         /* the derivative of a norm is a symbol, never the number 1/‖·‖ */
         { lj_expr_norm2(ctx, SY), Y, -1, "(vec(S ∘ Y)/norm2(S ∘ Y))^T·P_S·Diag(vec S)" },
@@ -1540,7 +1542,8 @@ START_TEST(test_sparse_structure)
     lj_expr_free(&V);
     lj_expr_free(&Vt);
     lj_expr_free(&UVt);
-    lj_expr *tmp[] = { SY, Xtt, XtY, XtYt };
+    lj_expr *tmp[] = { SY, Xtt, XtY, XtYt, G, Gt };
+    tm_free(&gv);
     for (size_t k = 0; k < sizeof tmp / sizeof tmp[0]; k++) lj_expr_free(&tmp[k]);
     tm_free(&xv);
     tm_free(&ref);
