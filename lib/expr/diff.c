@@ -50,12 +50,7 @@ char *lji_d_factor_label(lji_dctx *d, const lj_expr *e, bool transposed)
     char *l = lji_d_label(d, e);
     if (!l) return NULL;
     size_t n = strlen(l);
-    bool wrapped = n > 1 && l[0] == '(' && l[n - 1] == ')';
-    for (size_t k = 1, depth = 1; wrapped && k + 1 < n; k++) { /* "(A)·(B)" is not wrapped */
-        depth += l[k] == '(' ? 1 : l[k] == ')' ? (size_t)-1 : 0;
-        if (depth == 0) wrapped = false;
-    }
-    if (wrapped) { /* "(A^T)": the parentheses say nothing inside ⊗; "(A·B)" keeps them */
+    if (lji_label_is_wrapped(l)) { /* "(A^T)": the parentheses say nothing inside ⊗; "(A·B)" keeps them */
         l[n - 1] = '\0';
         if (lji_label_is_atomic(l + 1)) memmove(l, l + 1, n - 1);
         else l[n - 1] = ')';

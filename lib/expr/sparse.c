@@ -609,11 +609,7 @@ static char *pname(lj_context *ctx, const char *label)
     lji_buf b;
     lji_buf_init(&b, ctx);
     size_t n = strlen(label);
-    bool wrapped = n > 1 && label[0] == '(' && label[n - 1] == ')';
-    for (size_t k = 1, depth = 1; wrapped && k + 1 < n; k++) { /* "(A)·(B)" is not wrapped */
-        depth += label[k] == '(' ? 1 : label[k] == ')' ? (size_t)-1 : 0;
-        if (depth == 0) wrapped = false;
-    }
+    bool wrapped = lji_label_is_wrapped(label);
     bool atom = lji_label_is_atomic(label) && !strchr(label, '(');
     if (wrapped) lji_buf_printf(&b, "P_{%.*s}", (int)(n - 2), label + 1);
     else lji_buf_printf(&b, atom ? "P_%s" : "P_{%s}", label);

@@ -705,6 +705,17 @@ bool lji_label_is_atomic(const char *label)
     return true;
 }
 
+bool lji_label_is_wrapped(const char *label)
+{
+    size_t n = strlen(label);
+    bool wrapped = n > 1 && label[0] == '(' && label[n - 1] == ')';
+    for (size_t k = 1, depth = 1; wrapped && k + 1 < n; k++) { /* "(A)·(B)" is not wrapped */
+        depth += label[k] == '(' ? 1 : label[k] == ')' ? (size_t)-1 : 0;
+        if (depth == 0) wrapped = false;
+    }
+    return wrapped;
+}
+
 void lji_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     if (b->truncated) return; /* the length cap was reached: stop the walk */

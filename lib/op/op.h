@@ -133,6 +133,8 @@ void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt);
 /* true when a label needs no parentheses before ^T: no operator outside
  * its own parentheses or braces ("W", "(X·A)", "A^{-1}", not "vec B") */
 bool lji_label_is_atomic(const char *label);
+/* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
+bool lji_label_is_wrapped(const char *label);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
 const char *lji_sym_kron(lj_print_format fmt);
 const char *lji_sym_dot(lj_print_format fmt);
