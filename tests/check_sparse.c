@@ -408,6 +408,19 @@ START_TEST(test_hostile_headers)
     ck_assert_int_eq(lj_read_dense_mtx(ctx, tpath("arr.mtx"), &r, &c, &a), LJ_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "truncated: it declares 10000000000 entries"));
     ck_assert(now_s() - t0 < 1.0);
+    /* a fuzz finding: an array of no rows and 2.2·10^9 columns holds no
+     * values, and read sparse its 17 GB of column pointers were allocated;
+     * refused like a wide coordinate file. Read dense it is the empty
+     * array it is. */
+    write_file("arrwide.mtx", "%%MatrixMarket matrix array real general\n0 2177777777\n");
+    long before = peak_kb();
+    ck_assert_ptr_null(lj_read_sparse_mtx(ctx, tpath("arrwide.mtx")));
+    ASSERT_ERR(ctx, LJ_ERR_NOMEM, "(0×2177777777) with 0 values: its CSC form needs 17.4 GB of column pointers");
+    ck_assert_msg(peak_kb() - before < 100 * 1024, "arrwide.mtx: peak grew by %ld kB", peak_kb() - before);
+    CK_OK(ctx, lj_read_dense_mtx(ctx, tpath("arrwide.mtx"), &r, &c, &a));
+    ck_assert(r == 0 && c == 2177777777);
+    lj_free(a);
+    a = NULL;
     /* Rutherford-Boeing: header counts against the file's size, and rows
      * beyond what RBio's workspace may take from a small file */
     write_file("big.rb", "title                                                                   key\n"

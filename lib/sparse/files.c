@@ -514,17 +514,18 @@ cholmod_sparse *lj_read_sparse_mtx(lj_context *ctx, const char *path)
     mm_data d;
     if (mm_read(ctx, op, path, &d) != LJ_OK) return NULL;
     cholmod_sparse *s = NULL;
-    if (d.coordinate) {
-        /* CSC needs a pointer a column: refuse where that is far more than
-         * the file could justify (a very wide matrix with few entries) */
-        int64_t bytes = d.bytes;
-        if (d.cols >= lji_reader_structure_limit(bytes) / 8) /* cols + 1 pointers; cols may be INT64_MAX */
-            lji_error(ctx, LJ_ERR_NOMEM, "%s: '%s' is " LJI_SHP " with %" PRId64 " entries: its CSC form "
-                      "needs %.3g GB of column pointers, more than a file of %" PRId64 " bytes may take",
-                      op, path, d.rows, d.cols, d.count, ((double)d.cols + 1.0) * 8e-9, bytes);
-        else
-            s = csc_from_triplets(ctx, op, path, &d);
-    } else {
+    /* CSC needs a pointer a column: refuse where that is far more than the
+     * file could justify (a very wide matrix with few entries, or an array
+     * of no rows and very many columns, which holds no values at all) */
+    int64_t bytes = d.bytes;
+    if (d.cols >= lji_reader_structure_limit(bytes) / 8) /* cols + 1 pointers; cols may be INT64_MAX */
+        lji_error(ctx, LJ_ERR_NOMEM, "%s: '%s' is " LJI_SHP " with %.0f %s: its CSC form "
+                  "needs %.3g GB of column pointers, more than a file of %" PRId64 " bytes may take",
+                  op, path, d.rows, d.cols, d.coordinate ? (double)d.count : (double)d.rows * (double)d.cols,
+                  d.coordinate ? "entries" : "values", ((double)d.cols + 1.0) * 8e-9, bytes);
+    else if (d.coordinate)
+        s = csc_from_triplets(ctx, op, path, &d);
+    else {
         double *a = mm_array_dense(ctx, op, &d);
         if (a) s = csc_from_dense(ctx, op, d.rows, d.cols, a);
         free(a);
