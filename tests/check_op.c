@@ -211,6 +211,81 @@ START_TEST(test_perm_commutation_rank1)
 }
 END_TEST
 
+/* The transpose kernel behind K_{m,n}: every edge case of its 8×8 and
+ * 4×4 tiles (sizes around multiples of 4 and 8), power-of-two leading
+ * dimensions, alpha and beta, several vectors with padded leading
+ * dimensions, outputs at every alignment, and outputs large enough for the
+ * streaming stores (beyond 16 MiB), all against the definition
+ * y = alpha·vec(A^T) + beta·y0, exactly. */
+static void check_commutation_apply(lj_context *ctx, int64_t m, int64_t n, int64_t k, int64_t pad,
+                                    int64_t shift, double alpha, double beta, uint64_t *seed)
+{
+    int64_t mn = m * n, ld = mn + pad;
+    double *x = malloc(sizeof *x * (size_t)(ld * k + 8)), *y = malloc(sizeof *y * (size_t)(ld * k + 8));
+    double *y0 = malloc(sizeof *y0 * (size_t)(ld * k));
+    ck_assert(x && y && y0);
+    double *yy = y + shift; /* every alignment of the output */
+    for (int64_t t = 0; t < ld * k; t++) {
+        x[t] = urand(seed);
+        yy[t] = y0[t] = urand(seed);
+    }
+    lj_op *K = lj_op_commutation(ctx, m, n);
+    CK_NN(ctx, K);
+    CK_OK(ctx, lj_op_apply_multi(ctx, K, 0, k, alpha, x, ld, beta, yy, ld));
+    /* one assertion for the whole result: Check records each it makes */
+    int64_t bi = -1, bj = -1, bv = -1, pad_bad = -1;
+    for (int64_t v = 0; v < k && bv < 0; v++)
+        for (int64_t j = 0; j < n && bv < 0; j++)
+            for (int64_t i = 0; i < m; i++) {
+                double want = alpha * x[i + j * m + v * ld];
+                if (beta != 0.0) want += beta * y0[j + i * n + v * ld];
+                if (yy[j + i * n + v * ld] != want) {
+                    bi = i, bj = j, bv = v;
+                    break;
+                }
+            }
+    ck_assert_msg(bv < 0, "K_{%lld,%lld}: entry (%lld,%lld) of vector %lld", (long long)m, (long long)n,
+                  (long long)bi, (long long)bj, (long long)bv);
+    for (int64_t v = 0; v < k; v++) /* padding untouched */
+        for (int64_t t = mn; t < ld; t++)
+            if (yy[t + v * ld] != y0[t + v * ld]) pad_bad = t;
+    ck_assert_msg(pad_bad < 0, "K_{%lld,%lld}: padding entry %lld written", (long long)m, (long long)n,
+                  (long long)pad_bad);
+    /* and back: K_{m,n}^T = K_{n,m} */
+    CK_OK(ctx, lj_op_apply_multi(ctx, K, 1, k, 1.0, yy, ld, 0.0, x, ld));
+    lj_op_free(&K);
+    free(x);
+    free(y);
+    free(y0);
+}
+
+START_TEST(test_commutation_kernel)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 17;
+    const int64_t sz[] = { 2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 23, 24, 25, 31, 32, 33, 64, 100 };
+    const int nsz = (int)(sizeof sz / sizeof sz[0]);
+    for (int a = 0; a < nsz; a++)
+        for (int b = 0; b < nsz; b++) {
+            int64_t m = sz[a], n = sz[b];
+            check_commutation_apply(ctx, m, n, 1, 0, (a + b) % 8, 1.0, 0.0, &seed);
+            if ((a + b) % 3 == 0) check_commutation_apply(ctx, m, n, 3, 5, a % 8, -0.5, 0.0, &seed);
+            if ((a + b) % 3 == 1) check_commutation_apply(ctx, m, n, 2, 1, b % 8, 2.0, 0.25, &seed);
+        }
+    /* power-of-two leading dimensions, and a narrow matrix */
+    check_commutation_apply(ctx, 512, 256, 1, 0, 0, 1.0, 0.0, &seed);
+    check_commutation_apply(ctx, 1000, 37, 1, 0, 1, 1.0, 0.0, &seed);
+    check_commutation_apply(ctx, 37, 1000, 1, 0, 2, 1.0, 1.0, &seed);
+    /* beyond 16 MiB: streaming stores, at an aligned and unaligned start,
+     * with a leading dimension of B that allows them (n % 8 == 0) and one
+     * that does not */
+    check_commutation_apply(ctx, 1536, 1400, 1, 0, 0, 1.0, 0.0, &seed);
+    check_commutation_apply(ctx, 1533, 1400, 1, 0, 3, -1.0, 0.0, &seed);
+    check_commutation_apply(ctx, 1400, 1539, 1, 0, 5, 1.0, 0.0, &seed);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- sampled Kronecker products -------------------------------------------------- */
 
 /* C or D of the sampled kind: 0 identity, 1 dense, 2 a transposed dense */
@@ -1155,6 +1230,135 @@ START_TEST(test_threads_every_kind)
 END_TEST
 
 /* Repeated applies reuse the context's workspace: no allocation after the first. */
+/* lazyjac's own threads (OpenMP): the same operators applied and
+ * materialised with one, two and three threads a context give the same
+ * bits where lazyjac's kernels do the work (transposes, Kronecker
+ * materialisation, sparse, diagonal, permutation and sampled applies), and
+ * the same to rounding where BLAS does (it may sum a GEMM's columns
+ * differently for different column counts). */
+static void same_bits(const double *a, const double *b, int64_t n, double tol, const char *what)
+{
+    /* one assertion at the end: Check records every assertion it makes */
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n && bad < 0; i++) {
+        bool same = tol == 0.0 ? (a[i] == b[i] || (a[i] != a[i] && b[i] != b[i]))
+                               : fabs(a[i] - b[i]) <= tol * (1.0 + fabs(a[i]));
+        if (!same) bad = i;
+    }
+    ck_assert_msg(bad < 0, "%s: entry %lld differs: %.17g %.17g", what, (long long)bad, bad < 0 ? 0 : a[bad],
+                  bad < 0 ? 0 : b[bad]);
+}
+
+START_TEST(test_threads_openmp)
+{
+    lj_context *c[3];
+    for (int t = 0; t < 3; t++) {
+        c[t] = lj_context_new();
+        CK_OK(c[t], lj_context_set_threads(c[t], t + 1));
+        ck_assert_int_le(lj_context_threads(c[t]), t + 1);
+    }
+    lj_context *ctx = c[0];
+    ck_assert_int_eq(lj_context_threads(ctx), 1);
+    ck_assert_int_eq(lj_context_set_threads(ctx, -1), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "negative thread count -1");
+    ck_assert_int_eq(lj_context_threads(NULL), -1);
+    ck_assert_int_eq(lj_context_set_threads(NULL, 1), LJ_ERR_INVALID);
+    uint64_t seed = 4242;
+    tmat dummy;
+    /* operators: a large commutation, a sparse Kronecker product, a
+     * composition of monomial and sparse factors, a sampled product, and a
+     * dense Kronecker product (BLAS) */
+    cholmod_sparse *sa = tm_rand_sparse(ctx, 150, 150, 0.05, &seed, &dummy);
+    tm_free(&dummy);
+    cholmod_sparse *sb = tm_rand_sparse(ctx, 140, 160, 0.05, &seed, &dummy);
+    tm_free(&dummy);
+    cholmod_sparse *ss = tm_rand_sparse(ctx, 400, 400, 0.01, &seed, &dummy);
+    tm_free(&dummy);
+    tmat W = tm_rand(60, 50, &seed), A = tm_rand(40, 30, &seed), U = tm_rand(300, 4, &seed);
+    lj_op *a = lj_op_sparse(ctx, sa, "A"), *b = lj_op_sparse(ctx, sb, "B"), *S = lj_op_sparse(ctx, ss, "S");
+    lj_op *w = dense_of(ctx, W, "W"), *aa = dense_of(ctx, A, "A"), *u = dense_of(ctx, U, "U");
+    lj_op *I30 = lj_op_identity(ctx, 30), *K = lj_op_commutation(ctx, 1500, 700);
+    lj_op *IS = lj_op_kron(ctx, I30, S), *Kss = lj_op_commutation(ctx, 400, 30);
+    int64_t n = 12000, *perm = malloc(sizeof *perm * (size_t)n), *si = malloc(sizeof *si * 50000),
+            *sj = malloc(sizeof *sj * 50000);
+    double *d = malloc(sizeof *d * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        perm[i] = (i * 7919) % n;
+        d[i] = urand(&seed);
+    }
+    for (int i = 0; i < 50000; i++) {
+        si[i] = (int64_t)(tm_uniform(&seed) * 300);
+        sj[i] = (int64_t)(tm_uniform(&seed) * 300);
+    }
+    lj_op *P = lj_op_perm(ctx, n, perm, "P"), *D = lj_op_diag(ctx, n, d, "d");
+    const lj_op *chain[] = { D, P, IS, Kss };
+    lj_op *C = lj_op_compose(ctx, 4, chain);
+    lj_op *I4 = lj_op_identity(ctx, 4), *Ut = lj_op_transpose(ctx, u);
+    lj_op *I300 = lj_op_identity(ctx, 300), *Sm = lj_op_sampled(ctx, 50000, si, sj, NULL, u, I300, "P_Ω");
+    lj_op *wt = lj_op_transpose(ctx, w), *Kd = lj_op_kron(ctx, wt, aa);
+    lj_op *ops[] = { K, C, Sm, Kd };
+    const char *names[] = { "K_{1500,700}", "D·P·(I ⊗ S)·K", "sampled", "W^T ⊗ A" };
+    const double tols[] = { 0.0, 0.0, 0.0, 1e-13 };
+    for (int o = 0; o < 4; o++) {
+        const lj_op *J = ops[o];
+        CK_NN(ctx, J);
+        for (int trans = 0; trans < 2; trans++) {
+            int64_t in = trans ? lj_op_rows(J) : lj_op_cols(J), out = trans ? lj_op_cols(J) : lj_op_rows(J);
+            const int64_t k = 8;
+            double *X = malloc(sizeof *X * (size_t)(in * k)), *Y[3], *y[3];
+            for (int64_t i = 0; i < in * k; i++) X[i] = urand(&seed);
+            for (int t = 0; t < 3; t++) {
+                Y[t] = malloc(sizeof *Y[t] * (size_t)(out * k));
+                y[t] = malloc(sizeof *y[t] * (size_t)out);
+                for (int64_t i = 0; i < out * k; i++) Y[t][i] = 0.5;
+                CK_OK(c[t], lj_op_apply_multi(c[t], J, trans, k, 1.5, X, in, 0.25, Y[t], out));
+                if (t > 0) same_bits(Y[0], Y[t], out * k, tols[o], names[o]);
+                /* one vector, too (a transpose on several threads) */
+                CK_OK(c[t], lj_op_apply(c[t], J, trans, 1.0, X, 0.0, y[t]));
+                if (t > 0) same_bits(y[0], y[t], out, tols[o], names[o]);
+            }
+            free(X);
+            for (int t = 0; t < 3; t++) {
+                free(Y[t]);
+                free(y[t]);
+            }
+        }
+    }
+    /* materialisation: a Kronecker product of 1.3·10^6 entries, and the
+     * composition */
+    lj_op *ab = lj_op_kron(ctx, a, b);
+    const lj_op *mats[] = { ab, C };
+    for (int o = 0; o < 2; o++) {
+        cholmod_sparse *M[3];
+        for (int t = 0; t < 3; t++) {
+            M[t] = lj_op_to_sparse(c[t], mats[o]);
+            CK_NN(c[t], M[t]);
+        }
+        for (int t = 1; t < 3; t++) {
+            int64_t nz = ((int64_t *)M[0]->p)[M[0]->ncol];
+            ck_assert(M[t]->ncol == M[0]->ncol && ((int64_t *)M[t]->p)[M[t]->ncol] == nz);
+            ck_assert(!memcmp(M[t]->p, M[0]->p, sizeof(int64_t) * (M[0]->ncol + 1)));
+            ck_assert(!memcmp(M[t]->i, M[0]->i, sizeof(int64_t) * (size_t)nz));
+            same_bits(M[0]->x, M[t]->x, nz, 0.0, "materialised");
+        }
+        for (int t = 0; t < 3; t++) lj_sparse_free(c[t], &M[t]);
+    }
+    lj_op *all[] = { a, b, S, w, aa, u, I30, K, IS, Kss, P, D, C, I4, Ut, I300, Sm, wt, Kd, ab };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    cholmod_l_free_sparse(&sa, lj_context_cholmod(ctx));
+    cholmod_l_free_sparse(&sb, lj_context_cholmod(ctx));
+    cholmod_l_free_sparse(&ss, lj_context_cholmod(ctx));
+    tm_free(&W);
+    tm_free(&A);
+    tm_free(&U);
+    free(perm);
+    free(si);
+    free(sj);
+    free(d);
+    for (int t = 0; t < 3; t++) lj_context_free(&c[t]);
+}
+END_TEST
+
 START_TEST(test_apply_does_not_allocate)
 {
     lj_context *ctx = lj_context_new();
@@ -1199,6 +1403,7 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_diag_dense_sparse);
     tcase_add_test(kinds, test_sparse_unsorted_symmetric);
     tcase_add_test(kinds, test_perm_commutation_rank1);
+    tcase_add_test(kinds, test_commutation_kernel);
     tcase_add_test(kinds, test_sampled);
     tcase_add_test(kinds, test_sampled_rules);
     tcase_add_test(kinds, test_kron_dense_factors);
@@ -1225,6 +1430,7 @@ Suite *make_op_suite(void)
     tcase_set_timeout(threads, 300);
     tcase_add_test(threads, test_threads);
     tcase_add_test(threads, test_threads_every_kind);
+    tcase_add_test(threads, test_threads_openmp);
     suite_add_tcase(s, threads);
     return s;
 }

@@ -67,6 +67,7 @@ lj_context *lj_context_new(void)
     ctx->cc_started = 1;
     ctx->cc.print = 0;
     ctx->cc.error_handler = lji_cholmod_handler;
+    ctx->nthreads = lji_env_threads();
     return ctx;
 }
 
@@ -87,6 +88,8 @@ void lj_context_free(lj_context **pctx)
     if (!pctx || !*pctx) return;
     lj_context *ctx = *pctx;
     if (ctx->magic == LJI_CTX_MAGIC) {
+        for (int i = 0; i < ctx->nhelper; i++) lj_context_free(&ctx->helper[i]);
+        free(ctx->helper);
         if (ctx->cc_started) cholmod_l_finish(&ctx->cc);
         lji_work_free_all(ctx);
         ctx->magic = LJI_DEAD_MAGIC;

@@ -36,6 +36,13 @@ struct lj_context {
     lji_block *work;
     size_t work_total; /* doubles in all blocks */
     int work_depth;
+    /* threads for lazyjac's own loops: > 0 a count, 0 OpenMP's default */
+    int nthreads;
+    /* contexts of the other threads of a parallel apply (workspace,
+     * CHOLMOD's common and an error record each), made when first needed
+     * and kept, so that repeated applies do not allocate */
+    lj_context **helper;
+    int nhelper;
 };
 
 #define LJI_CTX_MAGIC 0x4c4a4358u  /* "LJCX" */
@@ -62,6 +69,13 @@ void *lji_malloc(lj_context *ctx, size_t nbytes);
 void *lji_calloc(lj_context *ctx, size_t n, size_t size);
 void *lji_realloc(lj_context *ctx, void *p, size_t nbytes);
 char *lji_strdup(lj_context *ctx, const char *s);
+/* Arrays of at least LJI_HUGE_MIN bytes that are about to be written
+ * whole: lji_advise_huge asks for transparent huge pages for the 2 MiB
+ * pages inside [p, p + nbytes) (call it before touching them; a no-op
+ * where the system has none), lji_malloc_large is lji_malloc with it. */
+#define LJI_HUGE_MIN ((size_t)8 << 20)
+void lji_advise_huge(void *p, size_t nbytes);
+void *lji_malloc_large(lj_context *ctx, size_t nbytes);
 /* Called before a CHOLMOD call that allocates: false means "fail it". */
 bool lji_alloc_gate(lj_context *ctx);
 /* Checks cc.status after a CHOLMOD call; records an error and returns it. */
@@ -91,6 +105,29 @@ typedef struct { lji_block *blk; size_t used; } lji_mark;
 lji_mark lji_work_mark(lj_context *ctx);
 double *lji_work_push(lj_context *ctx, int64_t n);
 void lji_work_pop(lj_context *ctx, lji_mark m);
+
+/* Threads a call with ctx may use (1 inside a parallel region, and
+ * without OpenMP); LJ_NUM_THREADS's value, 0 when unset or not a count. */
+int lji_threads(const lj_context *ctx);
+int lji_env_threads(void);
+/* Helper contexts for threads 1..n-1 of a parallel loop (ctx itself is
+ * thread 0): the number available, at most n, fewer where making one
+ * failed (the loop then runs on fewer threads; not an error). */
+int lji_helpers(lj_context *ctx, int n);
+/* After a parallel loop: the first error a helper recorded, into ctx;
+ * the helpers' records cleared. Returns ctx's status. */
+lj_status lji_helpers_join(lj_context *ctx, int n, lj_status st);
+
+/* B <- alpha·A^T + beta·B for A r×c (leading dimension lda) and B c×r
+ * (ldb); A and B must not overlap. beta = 0 ignores B's contents. Blocked
+ * in 8×8 register tiles (transpose.c); large outputs with beta = 0 are
+ * written with non-temporal stores. Single-threaded. */
+void lji_transpose(int64_t r, int64_t c, double alpha, const double *A, int64_t lda, double beta,
+                   double *B, int64_t ldb);
+/* The same on up to nt threads (bands of rows of A, each thread its own;
+ * the result is the same bit for bit). */
+void lji_transpose_nt(int nt, int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
+                      double beta, double *B, int64_t ldb);
 
 /* Growable string buffer; on allocation failure it remembers and later
  * appends are no-ops, so printers check once at the end. */

@@ -544,7 +544,7 @@ static lj_status sampled_eval(lj_context *ctx, const lj_expr *e, const double *A
     int64_t m = e->a->rows, r = e->a->cols;
     double *At = lji_malloc(ctx, (size_t)(m * r > 0 ? m * r : 1) * sizeof *At);
     if (!At) return lji_error(ctx, LJ_ERR_NOMEM, "mul: out of memory for a sampled product's " LJI_SHP " factor", m, r);
-    if (m * r > 0) lji_transpose_block(m, r, 1.0, A, m, 0.0, At, r);
+    if (m * r > 0) lji_transpose(m, r, 1.0, A, m, 0.0, At, r);
     for (int64_t j = 0; j < p->ncol; j++) {
         const double *bj = B + j * r;
         for (int64_t q = p->p[j]; q < p->p[j + 1]; q++) {

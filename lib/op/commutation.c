@@ -11,8 +11,9 @@ static lj_status comm_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t
 {
     /* K_{m,n} vec(A) = vec(A^T), A m×n; K_{m,n}^T = K_{n,m} */
     int64_t m = trans ? J->n : J->m, n = trans ? J->m : J->n;
+    int nt = lji_threads(ctx);
     for (int64_t j = 0; j < k; j++)
-        lji_transpose_block(m, n, alpha, X + j * ldx, m, beta, Y + j * ldy, n);
+        lji_transpose_nt(nt, m, n, alpha, X + j * ldx, m, beta, Y + j * ldy, n);
     return LJ_OK;
 }
 

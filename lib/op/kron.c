@@ -6,6 +6,10 @@
 #include "op.h"
 #include <inttypes.h>
 
+/* Kronecker products with fewer entries than this are materialised on one
+ * thread. */
+#define LJI_KRON_MT_MIN ((int64_t)1 << 18)
+
 /* Flops of applying op(A) (one vector) */
 static double flops_of(const lj_op *a)
 {
@@ -97,14 +101,23 @@ static cholmod_sparse *kron_to_sparse(lj_context *ctx, const lj_op *J)
     if (!S) goto done;
     int64_t *restrict Sp = S->p, *restrict Si = S->i;
     double *restrict Sx = S->x;
-    int64_t q = 0;
-    for (int64_t ja = 0; ja < na; ja++)
+    /* column ja·nb + jb starts at Ap[ja]·nnz(B) + len_A(ja)·Bp[jb]: every
+     * column's place is known, so threads take columns of A independently
+     * and the result is the same whatever their number */
+    const int64_t nzb = Bp[nb];
+    int nt = nz >= LJI_KRON_MT_MIN ? lji_threads(ctx) : 1;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+#endif
+    for (int64_t ja = 0; ja < na; ja++) {
+        const int64_t a0 = Ap[ja], la = Ap[ja + 1] - a0;
         for (int64_t jb = 0; jb < nb; jb++) {
+            int64_t q = a0 * nzb + la * Bp[jb];
             Sp[ja * nb + jb] = q;
             const int64_t b0 = Bp[jb], len = Bp[jb + 1] - b0;
             const int64_t *restrict bi = Bi + b0;
             const double *restrict bx = Bx + b0;
-            for (int64_t pa = Ap[ja]; pa < Ap[ja + 1]; pa++) {
+            for (int64_t pa = a0; pa < a0 + la; pa++) {
                 const int64_t r0 = Ai[pa] * mb;
                 const double a = Ax[pa];
                 int64_t *restrict si = Si + q;
@@ -116,6 +129,9 @@ static cholmod_sparse *kron_to_sparse(lj_context *ctx, const lj_op *J)
                 q += len;
             }
         }
+    }
+    (void)nt;
+    const int64_t q = nz;
     Sp[J->cols] = q;
 done:
     cholmod_l_free_sparse(&SA, &ctx->cc);

@@ -384,39 +384,6 @@ void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy)
     }
 }
 
-void lji_transpose_block(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
-                         double beta, double *B, int64_t ldb)
-{
-#ifdef HAVE_CBLAS_DOMATCOPY
-    /* OpenBLAS's optimised out-of-place transpose, where its sizes allow */
-    if (beta == 0.0 && r > 0 && c > 0 && lji_blas_int_ok(r) && lji_blas_int_ok(c) &&
-        lji_blas_int_ok(lda) && lji_blas_int_ok(ldb)) {
-        cblas_domatcopy(CblasColMajor, CblasTrans, (blasint)r, (blasint)c, alpha, A, (blasint)lda, B,
-                        (blasint)ldb);
-        return;
-    }
-#endif
-    enum { T = 32 };
-    for (int64_t i0 = 0; i0 < r; i0 += T) {
-        int64_t i1 = i0 + T < r ? i0 + T : r;
-        for (int64_t j0 = 0; j0 < c; j0 += T) {
-            int64_t j1 = j0 + T < c ? j0 + T : c;
-            if (beta == 0.0) {
-                if (alpha == 1.0)
-                    for (int64_t i = i0; i < i1; i++)
-                        for (int64_t j = j0; j < j1; j++) B[j + i * ldb] = A[i + j * lda];
-                else
-                    for (int64_t i = i0; i < i1; i++)
-                        for (int64_t j = j0; j < j1; j++) B[j + i * ldb] = alpha * A[i + j * lda];
-            } else {
-                for (int64_t i = i0; i < i1; i++)
-                    for (int64_t j = j0; j < j1; j++)
-                        B[j + i * ldb] = alpha * A[i + j * lda] + beta * B[j + i * ldb];
-            }
-        }
-    }
-}
-
 lj_status lji_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                     const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
 {
@@ -472,11 +439,37 @@ lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r
         lji_work_pop(ctx, mk);
         return lji_nomem(ctx, "apply");
     }
-    lji_transpose_block(r, oc, 1.0, X, ldx, 0.0, Xt, oc);
+    lji_transpose(r, oc, 1.0, X, ldx, 0.0, Xt, oc);
     lj_status st = lji_apply(ctx, A, trans, r, 1.0, Xt, oc, 0.0, Zt, orow);
-    if (st == LJ_OK) lji_transpose_block(orow, r, alpha, Zt, orow, beta, Y, ldy);
+    if (st == LJ_OK) lji_transpose(orow, r, alpha, Zt, orow, beta, Y, ldy);
     lji_work_pop(ctx, mk);
     return st;
+}
+
+/* Multi-vector applies with less work than this (flops plus bytes of the
+ * cost estimate, all vectors) stay on one thread. */
+#define LJI_APPLY_MT_MIN 4e6
+
+/* Vectors [k·t/nt, k·(t+1)/nt) on thread t, with ctx (t = 0) or a helper
+ * context: each thread's columns are computed as one thread would compute
+ * that many vectors. */
+static lj_status apply_parallel(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                                const double *X, int64_t ldx, double beta, double *Y, int64_t ldy,
+                                int nt)
+{
+    lj_status st = LJ_OK;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+    for (int t = 0; t < nt; t++) {
+        lj_context *c = t == 0 ? ctx : ctx->helper[t - 1];
+        int64_t k0 = k * t / nt, k1 = k * (t + 1) / nt;
+        lji_mark mk = lji_work_mark(c);
+        lj_status s = lji_apply(c, J, trans, k1 - k0, alpha, X + k0 * ldx, ldx, beta, Y + k0 * ldy, ldy);
+        lji_work_pop(c, mk);
+        if (t == 0) st = s;
+    }
+    return lji_helpers_join(ctx, nt, st);
 }
 
 static lj_status lji_apply_checked(lj_context *ctx, const char *op, const lj_op *J, int trans,
@@ -500,6 +493,19 @@ static lj_status lji_apply_checked(lj_context *ctx, const char *op, const lj_op 
         if (in > 0 && xs < ye && ys < xe)
             return lji_error(ctx, LJ_ERR_INVALID, "%s: x and y overlap", op);
     }
+    int nt = k >= 2 ? lji_threads(ctx) : 1;
+    if (nt > 1) {
+        /* several vectors and enough work: the vectors split among threads,
+         * each applying its share with its own context */
+        double f, b;
+        lji_memo_begin();
+        lji_cost(J, &f, &b);
+        lji_memo_end();
+        if ((f + b) * (double)k < LJI_APPLY_MT_MIN) nt = 1;
+        if (nt > k / 2) nt = (int)(k / 2); /* two vectors or more each */
+        if (nt > 1) nt = lji_helpers(ctx, nt);
+    }
+    if (nt > 1) return apply_parallel(ctx, J, trans != 0, k, alpha, X, ldx, beta, Y, ldy, nt);
     lji_mark mk = lji_work_mark(ctx);
     st = lji_apply(ctx, J, trans != 0, k, alpha, X, ldx, beta, Y, ldy);
     lji_work_pop(ctx, mk);
@@ -534,6 +540,11 @@ cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, in
                                                   CHOLMOD_REAL, &ctx->cc);
     if (!s) lji_cholmod_check(ctx, op);
     if (!s && ctx->status == LJ_OK) lji_nomem(ctx, op);
+    if (s) { /* about to be written whole */
+        lji_advise_huge(s->p, ((size_t)cols + 1) * sizeof(int64_t));
+        lji_advise_huge(s->i, (size_t)nz * sizeof(int64_t));
+        lji_advise_huge(s->x, (size_t)nz * sizeof(double));
+    }
     return s;
 }
 

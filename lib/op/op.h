@@ -97,9 +97,6 @@ lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r
                           const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
 /* Y <- beta·Y over an r×k block (beta 0 writes zeros). */
 void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy);
-/* B <- alpha·A^T + beta·B, A r×c (lda), B c×r (ldb), cache-blocked. */
-void lji_transpose_block(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
-                         double beta, double *B, int64_t ldb);
 
 cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
 /* allocation of a CSC result through CHOLMOD, with failure injection */

@@ -113,7 +113,7 @@ static lj_status forward(lj_context *ctx, const parts *s, double alpha, const do
     lj_status st = LJ_OK;
     const double *L, *R;
     if (!s->dd) { /* X^T, q×m */
-        lji_transpose_block(s->m, s->q, 1.0, x, s->m, 0.0, T, s->q);
+        lji_transpose(s->m, s->q, 1.0, x, s->m, 0.0, T, s->q);
         L = T;
         R = s->Ct;
     } else if (lf) { /* (D X)^T = X^T D^T, q×m */
@@ -164,7 +164,7 @@ static lj_status backward(lj_context *ctx, const parts *s, double alpha, const d
     }
     lj_status st = LJ_OK;
     if (!s->dd) /* out = alpha (G^T)^T + beta out */
-        lji_transpose_block(s->q, s->m, alpha, T, s->q, beta, out, s->m);
+        lji_transpose(s->q, s->m, alpha, T, s->q, beta, out, s->m);
     else if (lf) /* out = D^T G = Dt·(G^T)^T */
         st = lji_gemm(ctx, "apply", false, true, s->p, s->q, s->m, alpha, s->Dt, s->p, T, s->q, beta, out, s->p);
     else /* out = H C = H·Ct^T */
@@ -294,7 +294,7 @@ const lji_kind lji_kind_sampled = {
 static void transposed_copy(const lj_op *X, double *t)
 {
     if (lji_is(X, &lji_kind_dense)) {
-        lji_transpose_block(X->rows, X->cols, 1.0, X->data, X->ld, 0.0, t, X->cols);
+        lji_transpose(X->rows, X->cols, 1.0, X->data, X->ld, 0.0, t, X->cols);
         return;
     }
     const lj_op *E = X->child[0]; /* X = E^T: X^T = E, cols×rows */

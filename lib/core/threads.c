@@ -1,0 +1,81 @@
+/* How many threads lazyjac's own loops may use: Kronecker materialisation,
+ * the transpose kernel, multi-vector applies. One setting per context; the
+ * default comes from LJ_NUM_THREADS (read when the context is made), else
+ * from OpenMP (OMP_NUM_THREADS, else the cores). Never more than one
+ * inside a parallel region: nested loops run on the thread they are on. */
+#include "config.h"
+#include "lji.h"
+#include <inttypes.h>
+#include <stdio.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+int lji_env_threads(void)
+{
+    const char *s = getenv("LJ_NUM_THREADS");
+    if (!s || !*s) return 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 1) return 0; /* not a count: the OpenMP default */
+    return v > 1024 ? 1024 : (int)v;
+}
+
+int lji_threads(const lj_context *ctx)
+{
+#ifdef _OPENMP
+    if (omp_in_parallel()) return 1;
+    int n = ctx && ctx->nthreads > 0 ? ctx->nthreads : omp_get_max_threads();
+    return n > 0 ? n : 1;
+#else
+    LJI_UNUSED(ctx);
+    return 1;
+#endif
+}
+
+lj_status lj_context_set_threads(lj_context *ctx, int n)
+{
+    if (!lji_ctx_ok(ctx)) return lji_invalid_ctx(ctx);
+    if (n < 0) return lji_error(ctx, LJ_ERR_INVALID, "context_set_threads: negative thread count %d", n);
+    ctx->nthreads = n > 0 ? n : lji_env_threads();
+    return LJ_OK;
+}
+
+int lj_context_threads(const lj_context *ctx)
+{
+    if (!lji_ctx_ok(ctx)) return -1;
+    return lji_threads(ctx);
+}
+
+int lji_helpers(lj_context *ctx, int n)
+{
+    if (n <= 1) return 1;
+    if (ctx->nhelper < n - 1) {
+        if (!lji_alloc_gate(ctx)) return ctx->nhelper + 1;
+        lj_context **h = realloc(ctx->helper, sizeof *h * (size_t)(n - 1));
+        if (!h) return ctx->nhelper + 1;
+        ctx->helper = h;
+        while (ctx->nhelper < n - 1) {
+            if (!lji_alloc_gate(ctx)) break;
+            lj_context *c = lj_context_new();
+            if (!c) break;
+            c->nthreads = 1;
+            h[ctx->nhelper++] = c;
+        }
+    }
+    return ctx->nhelper + 1 < n ? ctx->nhelper + 1 : n;
+}
+
+lj_status lji_helpers_join(lj_context *ctx, int n, lj_status st)
+{
+    for (int i = 0; i < n - 1 && i < ctx->nhelper; i++) {
+        lj_context *h = ctx->helper[i];
+        if (h->status != LJ_OK && st == LJ_OK) {
+            ctx->status = st = h->status;
+            memcpy(ctx->msg, h->msg, sizeof ctx->msg);
+        }
+        h->status = LJ_OK;
+        h->msg[0] = '\0';
+    }
+    return st;
+}

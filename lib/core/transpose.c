@@ -1,0 +1,311 @@
+/* The transpose kernel: B <- alpha·A^T + beta·B (A r×c, B c×r), in 8×8
+ * register tiles, the tiles ordered for the memory system.
+ *
+ * Why not a plain loop over a 32×32 block: a transpose reads one of its two
+ * matrices across its columns. With a power-of-two leading dimension those
+ * columns fall into the same cache sets, and a loop that walks a block
+ * element by element fetches each line several times (its neighbours evict
+ * it before the next row of the block reads it); and the strided addresses
+ * defeat the hardware prefetcher, so every line costs a full memory latency.
+ * Here every tile reads eight whole 64-byte runs (one from each of eight
+ * columns of A) and writes eight whole runs of B, so no line is needed
+ * twice, and the order of the tiles gives the prefetchers sequential streams
+ * (below, at transpose_body).
+ *
+ * Two tile kernels: one with AVX intrinsics (a 4×4 transpose as four
+ * 16-byte loads inserted into the upper halves of four others and four
+ * in-lane unpacks: no cross-lane shuffle, which would queue on one port),
+ * chosen at run time where the CPU has AVX; and a portable one in the
+ * compiler's 16-byte vector extensions (2×2 unpacks), which every target
+ * with SSE2 or NEON runs as vector code. */
+#include "config.h"
+#include "lji.h"
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define LJI_X86 1
+#endif
+
+/* Outputs larger than this many bytes, written with beta = 0, use
+ * non-temporal stores: well beyond a core's caches, where the output's
+ * lines would be evicted before anything reads them, and fetching them
+ * before overwriting them (a third of the memory traffic) is waste. */
+#ifndef LJI_NT_BYTES
+#define LJI_NT_BYTES ((size_t)16 << 20)
+#endif
+
+/* Bands of LJI_TB rows of A. */
+enum { LJI_TB = 256 };
+
+static void transpose_one(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
+                          double beta, double *B, int64_t ldb);
+
+/* Scalar edges: rows [i0, i1) and columns [j0, j1) of A. */
+static void block_scalar(int64_t i0, int64_t i1, int64_t j0, int64_t j1, double alpha,
+                         const double *restrict A, int64_t lda, double beta,
+                         double *restrict B, int64_t ldb)
+{
+    if (beta == 0.0) {
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t j = j0; j < j1; j++) B[j + i * ldb] = alpha * A[i + j * lda];
+    } else {
+        for (int64_t i = i0; i < i1; i++)
+            for (int64_t j = j0; j < j1; j++)
+                B[j + i * ldb] = alpha * A[i + j * lda] + beta * B[j + i * ldb];
+    }
+}
+
+/* The tile orders, shared by both kernels (TILE8(i, j) transposes the 8×8
+ * tile at rows i.., columns j.. of A; PREFETCH_B(i, j) asks for the lines
+ * of B that TILE8(i, j) will write).
+ * - Streaming stores: bands of LJI_TB rows of A (columns of B); within a
+ *   band the tiles go down eight columns of A at a time, so A is read as
+ *   eight sequential streams, and each tile writes eight whole lines of B.
+ * - Cached stores: the same order, each tile asking for the eight lines of
+ *   B that the tile eight columns on will write (B's LJI_TB columns in a
+ *   band are too many streams for the hardware to follow). */
+#define TRANSPOSE_TILES(r8, c8, nt, TILE8, PREFETCH_B)                              \
+    for (int64_t i0 = 0; i0 < (r8); i0 += LJI_TB) {                                 \
+        const int64_t i1 = i0 + LJI_TB < (r8) ? i0 + LJI_TB : (r8);                 \
+        for (int64_t j = 0; j < (c8); j += 8)                                       \
+            for (int64_t i = i0; i < i1; i += 8) {                                  \
+                if (!(nt) && j + 8 < (c8)) PREFETCH_B(i, j + 8);                    \
+                else if (!(nt) && i + LJI_TB < (r8)) PREFETCH_B(i + LJI_TB, 0);     \
+                TILE8(i, j);                                                        \
+            }                                                                       \
+    }
+
+#define PREFETCH_B_LINES(i, j)                                                      \
+    do {                                                                            \
+        double *pb_ = B + (j) + (i) * ldb;                                          \
+        for (int q_ = 0; q_ < 8; q_++) __builtin_prefetch(pb_ + q_ * ldb, 1, 3);     \
+    } while (0)
+
+/* ---- AVX -------------------------------------------------------------------- */
+#ifdef LJI_X86
+#define LJI_AVX __attribute__((target("avx"))) static inline __attribute__((always_inline))
+
+/* rows 0..3 of columns 0..3 at A: out[q] is row q */
+LJI_AVX void avx_tile4(const double *A, int64_t lda, __m256d out[4])
+{
+    const double *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
+    __m256d t0 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(a0)), _mm_loadu_pd(a2), 1);
+    __m256d t1 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(a1)), _mm_loadu_pd(a3), 1);
+    __m256d t2 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(a0 + 2)),
+                                      _mm_loadu_pd(a2 + 2), 1);
+    __m256d t3 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(a1 + 2)),
+                                      _mm_loadu_pd(a3 + 2), 1);
+    out[0] = _mm256_unpacklo_pd(t0, t1);
+    out[1] = _mm256_unpackhi_pd(t0, t1);
+    out[2] = _mm256_unpacklo_pd(t2, t3);
+    out[3] = _mm256_unpackhi_pd(t2, t3);
+}
+
+/* four doubles to d: alpha·t (+ beta·d) */
+LJI_AVX void avx_put4(double *d, __m256d t, __m256d va, __m256d vb, bool scale, bool acc, bool nt)
+{
+    if (acc) t = _mm256_add_pd(_mm256_mul_pd(va, t), _mm256_mul_pd(vb, _mm256_loadu_pd(d)));
+    else if (scale) t = _mm256_mul_pd(va, t);
+    if (nt) _mm256_stream_pd(d, t);
+    else _mm256_storeu_pd(d, t);
+}
+
+LJI_AVX void avx_tile8(const double *A, int64_t lda, double *B, int64_t ldb, __m256d va, __m256d vb,
+                       bool scale, bool acc, bool nt)
+{
+    for (int h = 0; h < 8; h += 4) {
+        __m256d lo[4], hi[4];
+        avx_tile4(A + h, lda, lo);           /* rows h.., columns 0..3 */
+        avx_tile4(A + h + 4 * lda, lda, hi); /* rows h.., columns 4..7 */
+        for (int q = 0; q < 4; q++) {
+            double *d = B + (h + q) * ldb;
+            avx_put4(d, lo[q], va, vb, scale, acc, nt);
+            avx_put4(d + 4, hi[q], va, vb, scale, acc, nt);
+        }
+    }
+}
+
+LJI_AVX void avx_body(int64_t r, int64_t c, double alpha, const double *restrict A, int64_t lda,
+                      double beta, double *restrict B, int64_t ldb, bool scale, bool acc, bool nt)
+{
+    const __m256d va = _mm256_set1_pd(alpha), vb = _mm256_set1_pd(beta);
+    const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
+    const int64_t r4 = r & ~(int64_t)3, c4 = c & ~(int64_t)3;
+#define AVX_TILE8(i, j) avx_tile8(A + (i) + (j) * lda, lda, B + (j) + (i) * ldb, ldb, va, vb, scale, acc, nt)
+    TRANSPOSE_TILES(r8, c8, nt, AVX_TILE8, PREFETCH_B_LINES)
+#undef AVX_TILE8
+    if (nt) _mm_sfence();
+    /* edges: four more rows, or columns, in 4×4 tiles; the rest scalar */
+    for (int64_t j = 0; r8 < r4 && j < c4; j += 4) {
+        __m256d t[4];
+        avx_tile4(A + r8 + j * lda, lda, t);
+        for (int q = 0; q < 4; q++) avx_put4(B + j + (r8 + q) * ldb, t[q], va, vb, scale, acc, false);
+    }
+    for (int64_t i = 0; c8 < c4 && i < r8; i += 4) {
+        __m256d t[4];
+        avx_tile4(A + i + c8 * lda, lda, t);
+        for (int q = 0; q < 4; q++) avx_put4(B + c8 + (i + q) * ldb, t[q], va, vb, scale, acc, false);
+    }
+    if (r4 < r) block_scalar(r4, r, 0, c, alpha, A, lda, beta, B, ldb);
+    if (c4 < c) block_scalar(0, r4, c4, c, alpha, A, lda, beta, B, ldb);
+}
+
+__attribute__((target("avx"))) static void transpose_avx(int64_t r, int64_t c, double alpha,
+                                                         const double *A, int64_t lda, double beta,
+                                                         double *B, int64_t ldb, bool nt)
+{
+    const bool scale = alpha != 1.0, acc = beta != 0.0;
+    /* each case its own copy of the loops, its flags constant there */
+    if (acc) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, true, false);
+    else if (nt && scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, true);
+    else if (nt) avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, true);
+    else if (scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, false);
+    else avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, false);
+}
+
+static bool have_avx(void)
+{
+    static atomic_int known = 0; /* 0 unknown, 1 no, 2 yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k == 0) {
+        __builtin_cpu_init();
+        k = __builtin_cpu_supports("avx") ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+#endif
+
+/* ---- portable: 16-byte vectors ---------------------------------------------- */
+#if defined(__GNUC__) || defined(__clang__)
+typedef double lji_v2 __attribute__((vector_size(16), aligned(8)));
+#define LJI_V static inline __attribute__((always_inline))
+
+LJI_V lji_v2 v2_load(const double *p)
+{
+    lji_v2 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* the 8×8 tile as 2×2 transposes: columns j, j+1 of rows i, i+1 of the
+ * tile become rows of B's columns i, i+1 */
+LJI_V void v2_tile8(const double *A, int64_t lda, double *B, int64_t ldb, double alpha, double beta,
+                    bool scale, bool acc)
+{
+    for (int i = 0; i < 8; i += 2)
+        for (int j = 0; j < 8; j += 2) {
+            lji_v2 a = v2_load(A + i + j * lda), b = v2_load(A + i + (j + 1) * lda);
+            lji_v2 lo = __builtin_shufflevector(a, b, 0, 2), hi = __builtin_shufflevector(a, b, 1, 3);
+            double *d0 = B + j + i * ldb, *d1 = d0 + ldb;
+            if (acc) {
+                lo = alpha * lo + beta * v2_load(d0);
+                hi = alpha * hi + beta * v2_load(d1);
+            } else if (scale) {
+                lo *= alpha;
+                hi *= alpha;
+            }
+            memcpy(d0, &lo, sizeof lo);
+            memcpy(d1, &hi, sizeof hi);
+        }
+}
+
+LJI_V void v2_body(int64_t r, int64_t c, double alpha, const double *restrict A, int64_t lda,
+                   double beta, double *restrict B, int64_t ldb, bool scale, bool acc)
+{
+    const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
+    const bool nt = false;
+#define V2_TILE8(i, j) v2_tile8(A + (i) + (j) * lda, lda, B + (j) + (i) * ldb, ldb, alpha, beta, scale, acc)
+    TRANSPOSE_TILES(r8, c8, nt, V2_TILE8, PREFETCH_B_LINES)
+#undef V2_TILE8
+    if (r8 < r) block_scalar(r8, r, 0, c, alpha, A, lda, beta, B, ldb);
+    if (c8 < c) block_scalar(0, r8, c8, c, alpha, A, lda, beta, B, ldb);
+}
+
+static void transpose_portable(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
+                               double beta, double *B, int64_t ldb)
+{
+    const bool scale = alpha != 1.0, acc = beta != 0.0;
+    if (acc) v2_body(r, c, alpha, A, lda, beta, B, ldb, true, true);
+    else if (scale) v2_body(r, c, alpha, A, lda, beta, B, ldb, true, false);
+    else v2_body(r, c, alpha, A, lda, beta, B, ldb, false, false);
+}
+#else
+static void transpose_portable(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
+                               double beta, double *B, int64_t ldb)
+{
+    enum { T = 32 };
+    for (int64_t i0 = 0; i0 < r; i0 += T)
+        for (int64_t j0 = 0; j0 < c; j0 += T)
+            block_scalar(i0, i0 + T < r ? i0 + T : r, j0, j0 + T < c ? j0 + T : c, alpha, A, lda,
+                         beta, B, ldb);
+}
+#endif
+
+void lji_transpose(int64_t r, int64_t c, double alpha, const double *A, int64_t lda, double beta,
+                   double *B, int64_t ldb)
+{
+    transpose_one(r, c, alpha, A, lda, beta, B, ldb);
+}
+
+/* Below this many elements one thread is faster than waking a second. */
+#define LJI_TRANSPOSE_MT_MIN ((int64_t)1 << 17)
+
+void lji_transpose_nt(int nt, int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
+                      double beta, double *B, int64_t ldb)
+{
+    if (nt <= 1 || r < 16 || r * c < LJI_TRANSPOSE_MT_MIN) {
+        transpose_one(r, c, alpha, A, lda, beta, B, ldb);
+        return;
+    }
+    /* contiguous bands of rows of A, multiples of eight rows (whole tiles)
+     * and of LJI_TB where there are enough of them */
+    int64_t unit = r >= (int64_t)nt * LJI_TB ? LJI_TB : 8;
+    int64_t units = (r + unit - 1) / unit;
+    if (units < nt) nt = (int)units;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static)
+#endif
+    for (int t = 0; t < nt; t++) {
+        int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
+        int64_t r0 = u0 * unit, r1 = u1 * unit < r ? u1 * unit : r;
+        if (r1 > r0) transpose_one(r1 - r0, c, alpha, A + r0, lda, beta, B + r0 * ldb, ldb);
+    }
+}
+
+static void transpose_one(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
+                          double beta, double *B, int64_t ldb)
+{
+    if (r <= 0 || c <= 0) return;
+    if (r == 1 || c == 1) {
+        /* a row or a column: a strided copy */
+        int64_t n = r == 1 ? c : r, sa = r == 1 ? lda : 1, sb = r == 1 ? 1 : ldb;
+        if (beta == 0.0)
+            for (int64_t t = 0; t < n; t++) B[t * sb] = alpha * A[t * sa];
+        else
+            for (int64_t t = 0; t < n; t++) B[t * sb] = alpha * A[t * sa] + beta * B[t * sb];
+        return;
+    }
+#ifdef LJI_X86
+    if (have_avx()) {
+        /* streaming stores write whole lines only where every 8-long run of
+         * B starts a line: ldb a multiple of 8, and the tiles' columns
+         * shifted by the jo (< 8) columns that bring B + jo to a line */
+        bool nt = beta == 0.0 && (size_t)r * (size_t)c * sizeof(double) > LJI_NT_BYTES &&
+                  (ldb & 7) == 0 && ((uintptr_t)B & 7) == 0 && c >= 16;
+        if (nt) {
+            int64_t jo = (int64_t)(((64 - ((uintptr_t)B & 63)) & 63) / 8);
+            if (jo) {
+                block_scalar(0, r, 0, jo, alpha, A, lda, beta, B, ldb);
+                A += jo * lda;
+                B += jo;
+                c -= jo;
+            }
+        }
+        transpose_avx(r, c, alpha, A, lda, beta, B, ldb, nt);
+        return;
+    }
+#endif
+    transpose_portable(r, c, alpha, A, lda, beta, B, ldb);
+}
