@@ -5,6 +5,7 @@
  *   3. the seed-000 form (I_n ⊗ W)·Diag(vec B) against CHOLMOD's sparse
  *      matrix-vector product on the materialised matrix
  *   4. commutation K_{m,n} apply against a plain copy of the same bytes
+ *   5. multi-vector applies on one and two of lazyjac's threads
  * Usage: bench_apply [quick] */
 #include <lazyjac.h>
 #include <cblas.h>
@@ -137,6 +138,69 @@ int main(int argc, char **argv)
         printf("   %5d×%-6d %12.4f %12.4f %8.3f\n", m, n, 1e3 * tk, 1e3 * tc, tk / tc);
         lj_op_free(&K);
         free(x); free(y);
+    }
+
+    printf("\n5. multi-vector apply (k = 16) on one and two threads of lazyjac's own (BLAS on one thread)\n");
+    printf("   %-34s %12s %12s %8s\n", "operator", "1T (ms)", "2T (ms)", "1T/2T");
+    {
+        int64_t n = 300, nn = n * n, k = 16;
+        double *W = rnd((size_t)n * n, &seed), *B = rnd((size_t)nn, &seed);
+        cholmod_common *cc = lj_context_cholmod(ctx);
+        /* a sparse 2-D Laplacian-like pattern, 5 entries a column */
+        cholmod_sparse *L = cholmod_l_allocate_sparse((size_t)nn, (size_t)nn, (size_t)(5 * nn), 1, 1, 0, CHOLMOD_REAL, cc);
+        int64_t *lp = L->p, *li = L->i, q = 0;
+        double *lx = L->x;
+        for (int64_t j = 0; j < nn; j++) {
+            lp[j] = q;
+            const int64_t nb[5] = { j - n, j - 1, j, j + 1, j + n };
+            for (int t = 0; t < 5; t++)
+                if (nb[t] >= 0 && nb[t] < nn) {
+                    li[q] = nb[t];
+                    lx[q++] = t == 2 ? 4.0 : -1.0;
+                }
+        }
+        lp[nn] = q;
+        lj_op *w = lj_op_dense(ctx, n, n, W, n, "W"), *In = lj_op_identity(ctx, n), *IW = lj_op_kron(ctx, In, w);
+        lj_op *D = lj_op_diag(ctx, nn, B, "vec B"), *seed0 = lj_op_mul(ctx, IW, D);
+        lj_op *K = lj_op_commutation(ctx, n, n), *S = lj_op_sparse(ctx, L, "L");
+        const lj_op *chain[3] = { D, K, S };
+        lj_op *C = lj_op_compose(ctx, 3, chain);
+        lj_op *ops[] = { K, S, C, seed0 };
+        const char *names[] = { "K_{300,300}", "sparse L (5 per column)", "Diag(vec B)·K·L", "(I ⊗ W)·Diag(vec B) (GEMMs)" };
+        double *X = rnd((size_t)(nn * k), &seed), *Y = malloc(sizeof *Y * (size_t)(nn * k));
+        for (int o = 0; o < 4; o++) {
+            if (!ops[o]) die(ctx);
+            double t[2];
+            for (int th = 0; th < 2; th++) {
+                lj_context_set_threads(ctx, th + 1);
+                TIME_BEST(t[th], budget, lj_op_apply_multi(ctx, ops[o], 0, k, 1.0, X, nn, 0.0, Y, nn));
+            }
+            lj_context_set_threads(ctx, 0);
+            printf("   %-34s %12.3f %12.3f %8.2f\n", names[o], 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+        }
+        /* one vector: a sum of three large terms and a stack of them, the
+         * terms (groups of terms) on the two threads */
+        lj_op *Kt = lj_op_transpose(ctx, K);
+        const lj_op *terms[3] = { S, K, Kt };
+        lj_op *Sum = lj_op_lincomb(ctx, 3, NULL, terms), *Vs = lj_op_vstack(ctx, 3, terms);
+        lj_op *one[] = { Sum, Vs };
+        const char *onames[] = { "L + K + K^T, one vector", "[L; K; K^T], one vector" };
+        double *y3 = malloc(sizeof *y3 * (size_t)(3 * nn));
+        for (int o = 0; o < 2; o++) {
+            if (!one[o]) die(ctx);
+            double t[2];
+            for (int th = 0; th < 2; th++) {
+                lj_context_set_threads(ctx, th + 1);
+                TIME_BEST(t[th], budget, lj_op_apply(ctx, one[o], 0, 1.0, X, 0.0, y3));
+            }
+            lj_context_set_threads(ctx, 0);
+            printf("   %-34s %12.3f %12.3f %8.2f\n", onames[o], 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+        }
+        free(y3);
+        lj_op *all[] = { w, In, IW, D, seed0, K, S, C, Kt, Sum, Vs };
+        for (int i = 0; i < 11; i++) lj_op_free(&all[i]);
+        cholmod_l_free_sparse(&L, cc);
+        free(W); free(B); free(X); free(Y);
     }
     lj_context_free(&ctx);
     return 0;

@@ -1296,10 +1296,18 @@ START_TEST(test_threads_openmp)
     lj_op *I4 = lj_op_identity(ctx, 4), *Ut = lj_op_transpose(ctx, u);
     lj_op *I300 = lj_op_identity(ctx, 300), *Sm = lj_op_sampled(ctx, 50000, si, sj, NULL, u, I300, "P_Ω");
     lj_op *wt = lj_op_transpose(ctx, w), *Kd = lj_op_kron(ctx, wt, aa);
-    lj_op *ops[] = { K, C, Sm, Kd };
-    const char *names[] = { "K_{1500,700}", "D·P·(I ⊗ S)·K", "sampled", "W^T ⊗ A" };
-    const double tols[] = { 0.0, 0.0, 0.0, 1e-13 };
-    for (int o = 0; o < 4; o++) {
+    /* sums and stacks of large terms: applied in groups of terms, on
+     * several threads where there are */
+    lj_op *ISb = lj_op_kron(ctx, I30, S), *Kt = lj_op_transpose(ctx, Kss);
+    const lj_op *terms[] = { IS, Kss, ISb, Kt, D };
+    double coef[] = { 1.0, -0.5, 2.0, 0.25, 3.0 };
+    lj_op *Sum = lj_op_lincomb(ctx, 5, coef, terms);
+    const lj_op *blocks[] = { IS, Kss, D };
+    lj_op *Hs = lj_op_hstack(ctx, 3, blocks), *Vs = lj_op_vstack(ctx, 3, blocks);
+    lj_op *ops[] = { K, C, Sm, Kd, Sum, Hs, Vs };
+    const char *names[] = { "K_{1500,700}", "D·P·(I ⊗ S)·K", "sampled", "W^T ⊗ A", "sum", "hstack", "vstack" };
+    const double tols[] = { 0.0, 0.0, 0.0, 1e-13, 0.0, 0.0, 0.0 };
+    for (int o = 0; o < 7; o++) {
         const lj_op *J = ops[o];
         CK_NN(ctx, J);
         for (int trans = 0; trans < 2; trans++) {
@@ -1317,12 +1325,62 @@ START_TEST(test_threads_openmp)
                 CK_OK(c[t], lj_op_apply(c[t], J, trans, 1.0, X, 0.0, y[t]));
                 if (t > 0) same_bits(y[0], y[t], out, tols[o], names[o]);
             }
+            /* against term-by-term applies, to rounding (the sums' terms
+             * are grouped) */
+            if (o >= 4) {
+                const lj_op *const *parts = o == 4 ? terms : blocks;
+                int np = o == 4 ? 5 : 3;
+                double *R = calloc((size_t)(out * k), sizeof *R);
+                int64_t xo = 0, yo = 0;
+                for (int i = 0; i < np; i++) {
+                    const lj_op *T = parts[i];
+                    int64_t ti = trans ? lj_op_rows(T) : lj_op_cols(T), to = trans ? lj_op_cols(T) : lj_op_rows(T);
+                    bool split_in = o == 4 || ((o == 5) != (trans != 0));
+                    double c0 = o == 4 ? coef[i] : 1.0;
+                    const double *xs = o == 4 || !split_in ? X : X + xo;
+                    double *ys = o == 4 || split_in ? R : R + yo;
+                    CK_OK(ctx, lj_op_apply_multi(ctx, T, trans, k, 1.5 * c0, xs, in, 1.0, ys, out));
+                    xo += ti;
+                    yo += to;
+                }
+                for (int64_t i = 0; i < out * k; i++) R[i] += 0.25 * 0.5;
+                same_bits(R, Y[0], out * k, 1e-12, names[o]);
+                free(R);
+            }
             free(X);
             for (int t = 0; t < 3; t++) {
                 free(Y[t]);
                 free(y[t]);
             }
         }
+    }
+    /* one vector through a sum and a vstack of large terms: the groups of
+     * terms on several threads */
+    {
+        cholmod_sparse *sl = tm_rand_sparse(ctx, 2000, 2000, 0.005, &seed, &dummy);
+        tm_free(&dummy);
+        lj_op *L = lj_op_sparse(ctx, sl, "L"), *I100 = lj_op_identity(ctx, 100), *IL = lj_op_kron(ctx, I100, L);
+        lj_op *Kl = lj_op_commutation(ctx, 2000, 100), *ILt = lj_op_transpose(ctx, IL);
+        const lj_op *tl[] = { IL, Kl, ILt };
+        lj_op *Sl = lj_op_lincomb(ctx, 3, NULL, tl), *Vl = lj_op_vstack(ctx, 3, tl), *Hl = lj_op_hstack(ctx, 3, tl);
+        const lj_op *big[] = { Sl, Vl, Hl };
+        for (int o = 0; o < 3; o++)
+            for (int trans = 0; trans < 2; trans++) {
+                const lj_op *J = big[o];
+                int64_t in = trans ? lj_op_rows(J) : lj_op_cols(J), out = trans ? lj_op_cols(J) : lj_op_rows(J);
+                double *x = malloc(sizeof *x * (size_t)in), *y[3];
+                for (int64_t i = 0; i < in; i++) x[i] = urand(&seed);
+                for (int t = 0; t < 3; t++) {
+                    y[t] = malloc(sizeof *y[t] * (size_t)out);
+                    CK_OK(c[t], lj_op_apply(c[t], J, trans, 1.0, x, 0.0, y[t]));
+                    if (t > 0) same_bits(y[0], y[t], out, 0.0, "a large sum or stack, one vector");
+                }
+                free(x);
+                for (int t = 0; t < 3; t++) free(y[t]);
+            }
+        lj_op *bo[] = { L, I100, IL, Kl, ILt, Sl, Vl, Hl };
+        for (int i = 0; i < 8; i++) lj_op_free(&bo[i]);
+        cholmod_l_free_sparse(&sl, lj_context_cholmod(ctx));
     }
     /* materialisation: a Kronecker product of 1.3·10^6 entries, and the
      * composition */
@@ -1343,7 +1401,7 @@ START_TEST(test_threads_openmp)
         }
         for (int t = 0; t < 3; t++) lj_sparse_free(c[t], &M[t]);
     }
-    lj_op *all[] = { a, b, S, w, aa, u, I30, K, IS, Kss, P, D, C, I4, Ut, I300, Sm, wt, Kd, ab };
+    lj_op *all[] = { a, b, S, w, aa, u, I30, K, IS, Kss, P, D, C, I4, Ut, I300, Sm, wt, Kd, ab, ISb, Kt, Sum, Hs, Vs };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
     cholmod_l_free_sparse(&sa, lj_context_cholmod(ctx));
     cholmod_l_free_sparse(&sb, lj_context_cholmod(ctx));

@@ -17,6 +17,49 @@ bool lji_blas_int_ok(int64_t n)
     return n >= 0 && n <= (int64_t)INT_MAX;
 }
 
+/* Products this small (m·n·k multiply-adds) are computed here: a BLAS
+ * call's fixed cost (argument checks, a buffer from its pool under a lock,
+ * packing) is larger than the arithmetic, and the tiny factors of Kronecker
+ * products (the Jacobians of small matrices) are applied this way. */
+#define LJI_SMALL_GEMM_M 64 /* rows of C at most */
+#ifndef LJI_SMALL_GEMM
+#define LJI_SMALL_GEMM 128
+#endif
+
+/* C <- alpha·op(A)·op(B) + beta·C by plain loops: each column of C an
+ * axpy over op(B)'s column (op(A) = A), or dot products (op(A) = A^T). */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("O3")))
+#endif
+static void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                       const double *restrict a, int64_t lda, const double *restrict b, int64_t ldb,
+                       double beta, double *restrict c, int64_t ldc)
+{
+    for (int64_t j = 0; j < n; j++) {
+        double *restrict cj = c + j * ldc;
+        if (!ta) {
+            double acc[LJI_SMALL_GEMM_M];
+            for (int64_t i = 0; i < m; i++) acc[i] = 0.0;
+            for (int64_t l = 0; l < k; l++) {
+                const double blj = tb ? b[j + l * ldb] : b[l + j * ldb];
+                const double *restrict al = a + l * lda;
+                for (int64_t i = 0; i < m; i++) acc[i] += al[i] * blj;
+            }
+            for (int64_t i = 0; i < m; i++) cj[i] = alpha * acc[i] + (beta == 0.0 ? 0.0 : beta * cj[i]);
+        } else {
+            for (int64_t i = 0; i < m; i++) {
+                const double *restrict ai = a + i * lda;
+                double s = 0.0;
+                if (tb)
+                    for (int64_t l = 0; l < k; l++) s += ai[l] * b[j + l * ldb];
+                else
+                    for (int64_t l = 0; l < k; l++) s += ai[l] * b[l + j * ldb];
+                cj[i] = alpha * s + (beta == 0.0 ? 0.0 : beta * cj[i]);
+            }
+        }
+    }
+}
+
 lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m, int64_t n,
                    int64_t k, double alpha, const double *a, int64_t lda, const double *b,
                    int64_t ldb, double beta, double *c, int64_t ldc)
@@ -30,6 +73,10 @@ lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m,
             else if (beta != 1.0)
                 for (int64_t i = 0; i < m; i++) cj[i] *= beta;
         }
+        return LJ_OK;
+    }
+    if (m <= LJI_SMALL_GEMM_M && n <= LJI_SMALL_GEMM && k <= LJI_SMALL_GEMM && m * n * k <= LJI_SMALL_GEMM) {
+        small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return LJ_OK;
     }
     if (!lji_blas_int_ok(m) || !lji_blas_int_ok(k) || !lji_blas_int_ok(lda) ||

@@ -10,7 +10,8 @@
  * Here every tile reads eight whole 64-byte runs (one from each of eight
  * columns of A) and writes eight whole runs of B, so no line is needed
  * twice, and the order of the tiles gives the prefetchers sequential streams
- * (below, at transpose_body).
+ * (TRANSPOSE_TILES, below). The ratios to memcpy of the same bytes are in
+ * bench/bench_apply and the README.
  *
  * Two tile kernels: one with AVX intrinsics (a 4×4 transpose as four
  * 16-byte loads inserted into the upper halves of four others and four
@@ -35,8 +36,12 @@
 #define LJI_NT_BYTES ((size_t)16 << 20)
 #endif
 
-/* Bands of LJI_TB rows of A. */
-enum { LJI_TB = 256 };
+/* Bands of rows of A (measured on the benchmark's shapes): with cached
+ * stores 64, so that a band's lines of B stay in the first-level cache
+ * while its tiles fill them; with streaming stores 256, for longer
+ * sequential runs of A. */
+#define LJI_TB 64
+#define LJI_TB_NT 256
 
 static void transpose_one(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
                           double beta, double *B, int64_t ldb);
@@ -46,9 +51,18 @@ static void block_scalar(int64_t i0, int64_t i1, int64_t j0, int64_t j1, double 
                          const double *restrict A, int64_t lda, double beta,
                          double *restrict B, int64_t ldb)
 {
-    if (beta == 0.0) {
-        for (int64_t i = i0; i < i1; i++)
-            for (int64_t j = j0; j < j1; j++) B[j + i * ldb] = alpha * A[i + j * lda];
+    if (beta == 0.0 && alpha == 1.0) {
+        for (int64_t j = j0; j < j1; j++) { /* columns of A down, rows of B across */
+            const double *restrict a = A + j * lda;
+            double *restrict b = B + j;
+            for (int64_t i = i0; i < i1; i++) b[i * ldb] = a[i];
+        }
+    } else if (beta == 0.0) {
+        for (int64_t j = j0; j < j1; j++) {
+            const double *restrict a = A + j * lda;
+            double *restrict b = B + j;
+            for (int64_t i = i0; i < i1; i++) b[i * ldb] = alpha * a[i];
+        }
     } else {
         for (int64_t i = i0; i < i1; i++)
             for (int64_t j = j0; j < j1; j++)
@@ -56,24 +70,27 @@ static void block_scalar(int64_t i0, int64_t i1, int64_t j0, int64_t j1, double 
     }
 }
 
-/* The tile orders, shared by both kernels (TILE8(i, j) transposes the 8×8
- * tile at rows i.., columns j.. of A; PREFETCH_B(i, j) asks for the lines
- * of B that TILE8(i, j) will write).
- * - Streaming stores: bands of LJI_TB rows of A (columns of B); within a
- *   band the tiles go down eight columns of A at a time, so A is read as
- *   eight sequential streams, and each tile writes eight whole lines of B.
- * - Cached stores: the same order, each tile asking for the eight lines of
- *   B that the tile eight columns on will write (B's LJI_TB columns in a
- *   band are too many streams for the hardware to follow). */
-#define TRANSPOSE_TILES(r8, c8, nt, TILE8, PREFETCH_B)                              \
-    for (int64_t i0 = 0; i0 < (r8); i0 += LJI_TB) {                                 \
-        const int64_t i1 = i0 + LJI_TB < (r8) ? i0 + LJI_TB : (r8);                 \
+/* The order of the tiles, shared by both kernels (TILE8(i, j) transposes
+ * the 8×8 tile at rows i.., columns j.. of A; PREFETCH_B(i, j) asks for
+ * the lines of B that TILE8(i, j) will write; BAND_EDGE(i0, i1) does the
+ * band's last c - c8 columns). Bands of rows of A (columns of B); within a
+ * band the tiles go down eight columns of A at a time, so that A is read
+ * as eight sequential streams, and each tile writes eight whole runs of
+ * B. With cached stores each tile asks for the lines of B that the tile
+ * eight columns on will write (a band's columns of B are too many streams
+ * for the hardware to follow), and the last band's tiles for the next
+ * band's first. */
+#define TRANSPOSE_TILES(r8, c8, nt, TILE8, PREFETCH_B, BAND_EDGE)                   \
+    const int64_t tb_ = (nt) ? LJI_TB_NT : LJI_TB;                                 \
+    for (int64_t i0 = 0; i0 < (r8); i0 += tb_) {                                   \
+        const int64_t i1 = i0 + tb_ < (r8) ? i0 + tb_ : (r8);                       \
         for (int64_t j = 0; j < (c8); j += 8)                                       \
             for (int64_t i = i0; i < i1; i += 8) {                                  \
                 if (!(nt) && j + 8 < (c8)) PREFETCH_B(i, j + 8);                    \
-                else if (!(nt) && i + LJI_TB < (r8)) PREFETCH_B(i + LJI_TB, 0);     \
+                else if (!(nt) && i + tb_ < (r8)) PREFETCH_B(i + tb_, 0);           \
                 TILE8(i, j);                                                        \
             }                                                                       \
+        BAND_EDGE(i0, i1); /* the band's last c - c8 columns, its lines in cache */ \
     }
 
 #define PREFETCH_B_LINES(i, j)                                                      \
@@ -114,16 +131,68 @@ LJI_AVX void avx_put4(double *d, __m256d t, __m256d va, __m256d vb, bool scale, 
 LJI_AVX void avx_tile8(const double *A, int64_t lda, double *B, int64_t ldb, __m256d va, __m256d vb,
                        bool scale, bool acc, bool nt)
 {
-    for (int h = 0; h < 8; h += 4) {
-        __m256d lo[4], hi[4];
-        avx_tile4(A + h, lda, lo);           /* rows h.., columns 0..3 */
-        avx_tile4(A + h + 4 * lda, lda, hi); /* rows h.., columns 4..7 */
+    /* written out, so that the sixteen vectors stay in registers */
+    __m256d l[4], h[4];
+    avx_tile4(A, lda, l);           /* rows 0..3, columns 0..3 */
+    avx_tile4(A + 4 * lda, lda, h); /* rows 0..3, columns 4..7 */
+    avx_put4(B, l[0], va, vb, scale, acc, nt);
+    avx_put4(B + 4, h[0], va, vb, scale, acc, nt);
+    avx_put4(B + ldb, l[1], va, vb, scale, acc, nt);
+    avx_put4(B + ldb + 4, h[1], va, vb, scale, acc, nt);
+    avx_put4(B + 2 * ldb, l[2], va, vb, scale, acc, nt);
+    avx_put4(B + 2 * ldb + 4, h[2], va, vb, scale, acc, nt);
+    avx_put4(B + 3 * ldb, l[3], va, vb, scale, acc, nt);
+    avx_put4(B + 3 * ldb + 4, h[3], va, vb, scale, acc, nt);
+    avx_tile4(A + 4, lda, l);           /* rows 4..7, columns 0..3 */
+    avx_tile4(A + 4 + 4 * lda, lda, h); /* rows 4..7, columns 4..7 */
+    B += 4 * ldb;
+    avx_put4(B, l[0], va, vb, scale, acc, nt);
+    avx_put4(B + 4, h[0], va, vb, scale, acc, nt);
+    avx_put4(B + ldb, l[1], va, vb, scale, acc, nt);
+    avx_put4(B + ldb + 4, h[1], va, vb, scale, acc, nt);
+    avx_put4(B + 2 * ldb, l[2], va, vb, scale, acc, nt);
+    avx_put4(B + 2 * ldb + 4, h[2], va, vb, scale, acc, nt);
+    avx_put4(B + 3 * ldb, l[3], va, vb, scale, acc, nt);
+    avx_put4(B + 3 * ldb + 4, h[3], va, vb, scale, acc, nt);
+}
+
+/* Rows [i0, i1) (a multiple of 4 long) of columns [c8, c): four columns
+ * in 4×4 tiles, the last one to three with the missing columns read as
+ * zeros and their lanes masked off the stores. */
+LJI_AVX void avx_edge_cols(int64_t i0, int64_t i1, int64_t c8, int64_t c4, int64_t c, double alpha,
+                           const double *restrict A, int64_t lda, double beta, double *restrict B,
+                           int64_t ldb, __m256d va, __m256d vb, bool scale, bool acc)
+{
+    for (int64_t i = i0; c8 < c4 && i < i1; i += 4) {
+        __m256d t[4];
+        avx_tile4(A + i + c8 * lda, lda, t);
+        for (int q = 0; q < 4; q++) avx_put4(B + c8 + (i + q) * ldb, t[q], va, vb, scale, acc, false);
+    }
+    const int rem = (int)(c - c4);
+    if (rem == 0) return;
+    static const double zero[4] = { 0, 0, 0, 0 };
+    const __m256i mask = _mm256_set_epi64x(0, rem > 2 ? -1 : 0, rem > 1 ? -1 : 0, -1);
+    for (int64_t i = i0; i < i1; i += 4) {
+        const double *a[4];
+        for (int q = 0; q < 4; q++) a[q] = q < rem ? A + i + (c4 + q) * lda : zero;
+        __m256d t0 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(a[0])), _mm_loadu_pd(a[2]), 1);
+        __m256d t1 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(a[1])), _mm_loadu_pd(a[3]), 1);
+        __m256d t2 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(a[0] + 2)),
+                                          _mm_loadu_pd(a[2] + 2), 1);
+        __m256d t3 = _mm256_insertf128_pd(_mm256_castpd128_pd256(_mm_loadu_pd(a[1] + 2)),
+                                          _mm_loadu_pd(a[3] + 2), 1);
+        __m256d r[4] = { _mm256_unpacklo_pd(t0, t1), _mm256_unpackhi_pd(t0, t1), _mm256_unpacklo_pd(t2, t3),
+                         _mm256_unpackhi_pd(t2, t3) };
         for (int q = 0; q < 4; q++) {
-            double *d = B + (h + q) * ldb;
-            avx_put4(d, lo[q], va, vb, scale, acc, nt);
-            avx_put4(d + 4, hi[q], va, vb, scale, acc, nt);
+            double *d = B + c4 + (i + q) * ldb;
+            __m256d v = r[q];
+            if (acc) v = _mm256_add_pd(_mm256_mul_pd(va, v), _mm256_mul_pd(vb, _mm256_maskload_pd(d, mask)));
+            else if (scale) v = _mm256_mul_pd(va, v);
+            _mm256_maskstore_pd(d, mask, v);
         }
     }
+    (void)alpha;
+    (void)beta;
 }
 
 LJI_AVX void avx_body(int64_t r, int64_t c, double alpha, const double *restrict A, int64_t lda,
@@ -133,22 +202,19 @@ LJI_AVX void avx_body(int64_t r, int64_t c, double alpha, const double *restrict
     const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
     const int64_t r4 = r & ~(int64_t)3, c4 = c & ~(int64_t)3;
 #define AVX_TILE8(i, j) avx_tile8(A + (i) + (j) * lda, lda, B + (j) + (i) * ldb, ldb, va, vb, scale, acc, nt)
-    TRANSPOSE_TILES(r8, c8, nt, AVX_TILE8, PREFETCH_B_LINES)
+#define AVX_BAND_EDGE(i0, i1) avx_edge_cols(i0, i1, c8, c4, c, alpha, A, lda, beta, B, ldb, va, vb, scale, acc)
+    TRANSPOSE_TILES(r8, c8, nt, AVX_TILE8, PREFETCH_B_LINES, AVX_BAND_EDGE)
 #undef AVX_TILE8
+#undef AVX_BAND_EDGE
     if (nt) _mm_sfence();
-    /* edges: four more rows, or columns, in 4×4 tiles; the rest scalar */
+    /* the last r - r8 rows: four in 4×4 tiles, the rest scalar */
     for (int64_t j = 0; r8 < r4 && j < c4; j += 4) {
         __m256d t[4];
         avx_tile4(A + r8 + j * lda, lda, t);
         for (int q = 0; q < 4; q++) avx_put4(B + j + (r8 + q) * ldb, t[q], va, vb, scale, acc, false);
     }
-    for (int64_t i = 0; c8 < c4 && i < r8; i += 4) {
-        __m256d t[4];
-        avx_tile4(A + i + c8 * lda, lda, t);
-        for (int q = 0; q < 4; q++) avx_put4(B + c8 + (i + q) * ldb, t[q], va, vb, scale, acc, false);
-    }
+    if (r8 < r4 && c4 < c) block_scalar(r8, r4, c4, c, alpha, A, lda, beta, B, ldb);
     if (r4 < r) block_scalar(r4, r, 0, c, alpha, A, lda, beta, B, ldb);
-    if (c4 < c) block_scalar(0, r4, c4, c, alpha, A, lda, beta, B, ldb);
 }
 
 __attribute__((target("avx"))) static void transpose_avx(int64_t r, int64_t c, double alpha,
@@ -217,10 +283,12 @@ LJI_V void v2_body(int64_t r, int64_t c, double alpha, const double *restrict A,
     const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
     const bool nt = false;
 #define V2_TILE8(i, j) v2_tile8(A + (i) + (j) * lda, lda, B + (j) + (i) * ldb, ldb, alpha, beta, scale, acc)
-    TRANSPOSE_TILES(r8, c8, nt, V2_TILE8, PREFETCH_B_LINES)
+#define V2_BAND_EDGE(i0, i1) \
+    if (c8 < c) block_scalar(i0, i1, c8, c, alpha, A, lda, beta, B, ldb)
+    TRANSPOSE_TILES(r8, c8, nt, V2_TILE8, PREFETCH_B_LINES, V2_BAND_EDGE)
 #undef V2_TILE8
+#undef V2_BAND_EDGE
     if (r8 < r) block_scalar(r8, r, 0, c, alpha, A, lda, beta, B, ldb);
-    if (c8 < c) block_scalar(0, r8, c8, c, alpha, A, lda, beta, B, ldb);
 }
 
 static void transpose_portable(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
@@ -260,8 +328,8 @@ void lji_transpose_nt(int nt, int64_t r, int64_t c, double alpha, const double *
         return;
     }
     /* contiguous bands of rows of A, multiples of eight rows (whole tiles)
-     * and of LJI_TB where there are enough of them */
-    int64_t unit = r >= (int64_t)nt * LJI_TB ? LJI_TB : 8;
+     * and of a streaming band where there are enough of them */
+    int64_t unit = r >= (int64_t)nt * LJI_TB_NT ? LJI_TB_NT : 8;
     int64_t units = (r + unit - 1) / unit;
     if (units < nt) nt = (int)units;
 #ifdef _OPENMP

@@ -3,6 +3,9 @@
  * table, and helpers shared by the kinds. */
 #include "config.h"
 #include "op.h"
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include "../core/lji_blas.h"
 #include <inttypes.h>
 #include <math.h>
@@ -77,6 +80,16 @@ void lji_op_seal(lj_op *a)
         h = lji_hash_bytes(h, a->sp.x, (size_t)nz * sizeof(double));
     }
     a->hash = h;
+    bool ex = true;
+    int64_t n = a->kind->nnz(a, &ex), full;
+    if (!lji_mul_ok(a->rows, a->cols, &full)) full = INT64_MAX;
+    if (n > full || n < 0) {
+        n = full;
+        ex = false;
+    }
+    a->nnz = n;
+    a->nnz_exact = ex;
+    a->kind->cost(a, &a->flops, &a->bytes);
 }
 
 lj_op *lj_op_retain(const lj_op *ca)
@@ -237,124 +250,25 @@ int lj_op_equal(const lj_op *a, const lj_op *b)
     return lji_equal(a, b);
 }
 
-/* An operator is a DAG: a matrix power's Jacobian holds each factor's
- * Jacobian twice, and a tree walk of a power of a power visits a number of
- * paths that grows with the product of the exponents. While a top-level
- * query runs (lj_op_nnz, lj_op_cost, lj_op_tree), nnz and cost are
- * remembered per node in a table of this thread, so each node is computed
- * once. Without memory for the table the walk is done as before. */
-typedef struct {
-    const lj_op *key;
-    unsigned char has; /* 1: nnz, 2: cost */
-    bool exact;
-    int64_t nnz;
-    double flops, bytes;
-} memo_slot;
-
-static _Thread_local struct {
-    memo_slot *slot;
-    size_t cap, used;
-    int depth;
-} memo;
-
-void lji_memo_begin(void)
-{
-    memo.depth++;
-}
-
-void lji_memo_end(void)
-{
-    if (--memo.depth > 0) return;
-    free(memo.slot);
-    memo.slot = NULL;
-    memo.cap = memo.used = 0;
-}
-
-static size_t memo_hash(const lj_op *J, size_t cap)
-{
-    uint64_t h = (uint64_t)(uintptr_t)J * 0x9e3779b97f4a7c15ull;
-    return (size_t)(h >> 17) & (cap - 1);
-}
-
-static memo_slot *memo_find(const lj_op *J, bool create)
-{
-    if (memo.depth <= 0) return NULL;
-    if (create && (memo.used + 1) * 2 > memo.cap) { /* grow to keep the table half empty */
-        size_t cap = memo.cap ? memo.cap * 2 : 256;
-        memo_slot *s = calloc(cap, sizeof *s);
-        if (!s) return NULL;
-        for (size_t k = 0; k < memo.cap; k++)
-            if (memo.slot[k].key) {
-                size_t h = memo_hash(memo.slot[k].key, cap);
-                while (s[h].key) h = (h + 1) & (cap - 1);
-                s[h] = memo.slot[k];
-            }
-        free(memo.slot);
-        memo.slot = s;
-        memo.cap = cap;
-    }
-    if (!memo.cap) return NULL;
-    size_t h = memo_hash(J, memo.cap);
-    while (memo.slot[h].key && memo.slot[h].key != J) h = (h + 1) & (memo.cap - 1);
-    if (memo.slot[h].key == J) return &memo.slot[h];
-    if (!create) return NULL;
-    memo.slot[h].key = J;
-    memo.used++;
-    return &memo.slot[h];
-}
-
 int64_t lji_nnz(const lj_op *J, bool *exact)
 {
-    memo_slot *m = memo_find(J, false);
-    if (m && (m->has & 1)) {
-        if (exact) *exact = m->exact;
-        return m->nnz;
-    }
-    bool ex = true;
-    int64_t n = J->kind->nnz(J, &ex);
-    int64_t full;
-    if (!lji_mul_ok(J->rows, J->cols, &full)) full = INT64_MAX;
-    if (n > full || n < 0) {
-        n = full;
-        ex = false;
-    }
-    if ((m = memo_find(J, true))) {
-        m->has |= 1;
-        m->nnz = n;
-        m->exact = ex;
-    }
-    if (exact) *exact = ex;
-    return n;
+    if (exact) *exact = J->nnz_exact;
+    return J->nnz;
 }
 
 int64_t lj_op_nnz(lj_context *ctx, const lj_op *a, int *exact)
 {
     if (lji_check_args(ctx, "nnz", 1, &a) != LJ_OK) return -1;
     bool ex;
-    lji_memo_begin();
     int64_t n = lji_nnz(a, &ex);
-    lji_memo_end();
     if (exact) *exact = ex;
     return n;
 }
 
 void lji_cost(const lj_op *J, double *flops, double *bytes)
 {
-    memo_slot *m = memo_find(J, false);
-    if (m && (m->has & 2)) {
-        *flops = m->flops;
-        *bytes = m->bytes;
-        return;
-    }
-    double f = 0, b = 0;
-    J->kind->cost(J, &f, &b);
-    if ((m = memo_find(J, true))) {
-        m->has |= 2;
-        m->flops = f;
-        m->bytes = b;
-    }
-    *flops = f;
-    *bytes = b;
+    *flops = J->flops;
+    *bytes = J->bytes;
 }
 
 lj_status lj_op_cost(lj_context *ctx, const lj_op *a, double *flops, double *bytes)
@@ -362,9 +276,7 @@ lj_status lj_op_cost(lj_context *ctx, const lj_op *a, double *flops, double *byt
     lj_status st = lji_check_args(ctx, "cost", 1, &a);
     if (st != LJ_OK) return st;
     double f, b;
-    lji_memo_begin();
     lji_cost(a, &f, &b);
-    lji_memo_end();
     if (flops) *flops = f;
     if (bytes) *bytes = b;
     return LJ_OK;
@@ -382,6 +294,97 @@ void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy)
         else
             for (int64_t i = 0; i < r; i++) y[i] *= beta;
     }
+}
+
+/* Sums and stacks with less work than this (flops plus bytes of one apply
+ * of all vectors) are applied term by term on one thread; at most this
+ * many doubles of group buffers are taken from the workspace. */
+#define LJI_TERMS_MT_MIN 4e6
+#define LJI_TERMS_BUF_MAX ((int64_t)1 << 24)
+
+int lji_apply_terms(lj_context *ctx, const lj_op *J, int n, lji_term_fn term, bool trans, int64_t k, double alpha,
+                    const double *X, int64_t ldx, double beta, double *Y, int64_t ldy, lj_status *st)
+{
+    const int64_t out = trans ? J->cols : J->rows;
+    const int ng = n < LJI_TERM_GROUPS ? n : LJI_TERM_GROUPS;
+    if (ng < 2 || (J->flops + J->bytes) * (double)k < LJI_TERMS_MT_MIN || out * k * (ng - 1) > LJI_TERMS_BUF_MAX ||
+        out * k < 4096)
+        return 0;
+    /* the grouping depends on the sizes alone, so its results are the same
+     * on any number of threads; the threads it runs on are what there are */
+    int nt = lji_threads(ctx);
+    if (nt > ng) nt = ng;
+    if (nt > 1) nt = lji_helpers(ctx, nt);
+    lji_mark mk[LJI_TERM_GROUPS];
+    double *buf[LJI_TERM_GROUPS] = { NULL };
+    lj_status gst[LJI_TERM_GROUPS];
+    for (int g = 0; g < ng; g++) gst[g] = LJ_OK;
+    lji_mark m0 = lji_work_mark(ctx);
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+#endif
+    for (int t = 0; t < nt; t++) {
+        lj_context *c = t == 0 ? ctx : ctx->helper[t - 1];
+        if (t > 0) mk[t] = lji_work_mark(c);
+        for (int g = t; g < ng; g += nt) {
+            int i0 = (int)((int64_t)n * g / ng), i1 = (int)((int64_t)n * (g + 1) / ng);
+            double *y = Y;
+            int64_t ld = ldy;
+            double b = beta;
+            if (g > 0) {
+                y = buf[g] = lji_work_push(c, out * k);
+                ld = out;
+                b = 0.0;
+                if (!y) {
+                    gst[g] = lji_nomem(c, "apply");
+                    continue;
+                }
+            }
+            for (int i = i0; i < i1 && gst[g] == LJ_OK; i++)
+                gst[g] = term(c, J, i, trans, k, alpha, X, ldx, i == i0 ? b : 1.0, y, ld);
+        }
+    }
+    lj_status s = LJ_OK;
+    for (int g = 0; g < ng && s == LJ_OK; g++) s = gst[g];
+    s = lji_helpers_join(ctx, nt, s);
+    for (int g = 1; g < ng && s == LJ_OK; g++) /* the groups added in order */
+        for (int64_t j = 0; j < k; j++) {
+            double *restrict y = Y + j * ldy;
+            const double *restrict b = buf[g] + j * out;
+            for (int64_t i = 0; i < out; i++) y[i] += b[i];
+        }
+    for (int t = 1; t < nt; t++) lji_work_pop(ctx->helper[t - 1], mk[t]);
+    lji_work_pop(ctx, m0);
+    *st = s;
+    return 1;
+}
+
+int lji_apply_blocks(lj_context *ctx, const lj_op *J, int n, lji_term_fn block, bool trans, int64_t k,
+                     double alpha, const double *X, int64_t ldx, double beta, double *Y, int64_t ldy,
+                     lj_status *st)
+{
+    int nt = n >= 2 && (J->flops + J->bytes) * (double)k >= LJI_TERMS_MT_MIN ? lji_threads(ctx) : 1;
+    if (nt > n) nt = n;
+    if (nt > 1) nt = lji_helpers(ctx, nt);
+    if (nt <= 1) return 0;
+    lj_status s = LJ_OK;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+#endif
+    for (int i = 0; i < n; i++) {
+#ifdef _OPENMP
+        int t = omp_get_thread_num();
+#else
+        int t = 0;
+#endif
+        lj_context *c = t == 0 ? ctx : ctx->helper[t - 1];
+        lji_mark mk = lji_work_mark(c);
+        lj_status r = block(c, J, i, trans, k, alpha, X, ldx, beta, Y, ldy);
+        lji_work_pop(c, mk);
+        if (t == 0 && r != LJ_OK) s = r;
+    }
+    *st = lji_helpers_join(ctx, nt, s);
+    return 1;
 }
 
 lj_status lji_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
@@ -497,11 +500,7 @@ static lj_status lji_apply_checked(lj_context *ctx, const char *op, const lj_op 
     if (nt > 1) {
         /* several vectors and enough work: the vectors split among threads,
          * each applying its share with its own context */
-        double f, b;
-        lji_memo_begin();
-        lji_cost(J, &f, &b);
-        lji_memo_end();
-        if ((f + b) * (double)k < LJI_APPLY_MT_MIN) nt = 1;
+        if ((J->flops + J->bytes) * (double)k < LJI_APPLY_MT_MIN) nt = 1;
         if (nt > k / 2) nt = (int)(k / 2); /* two vectors or more each */
         if (nt > 1) nt = lji_helpers(ctx, nt);
     }

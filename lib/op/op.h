@@ -37,6 +37,12 @@ struct lj_op {
     const lji_kind *kind;
     int64_t rows, cols;
     uint64_t hash;        /* structural and numeric hash, for like-term collection */
+    /* nnz (exact or a bound) and the cost of one apply, computed when the
+     * node is sealed from its children's: queries and the Kronecker apply's
+     * choice of association are O(1), and a DAG is never walked for them */
+    int64_t nnz;
+    bool nnz_exact;
+    double flops, bytes;
     char *label, *label2; /* names a person gave the data */
     int nchild;
     lj_op **child;
@@ -83,7 +89,7 @@ static inline bool lji_is(const lj_op *a, const lji_kind *k)
  * (each retained by the caller into child[i]). */
 lj_op *lji_op_new(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
                   const char *op);
-/* Computes the node's hash once it is filled in. */
+/* Computes the node's hash, nnz and cost once it is filled in. */
 void lji_op_seal(lj_op *a);
 /* Common checks of a constructor's arguments: a live context and live
  * operators. Records and returns an error, or LJ_OK. */
@@ -92,6 +98,26 @@ lj_status lji_check_args(lj_context *ctx, const char *op, int n, const lj_op *co
 /* Dispatch without re-checking arguments (used by composite kinds). */
 lj_status lji_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                     const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
+/* Sums of large terms (a sum's, or an hstack's blocks) on several threads:
+ * term(c, J, i, …) applies term i as lji_apply would (Y <- alpha·T_i X +
+ * beta·Y). The terms fall into up to LJI_TERM_GROUPS groups, fixed by the
+ * number of terms alone; each group is summed in order into its own
+ * buffer (the first into Y), the groups on as many threads as there are,
+ * and the buffers added to Y in order: the result is the same bit for bit
+ * on any number of threads. Returns 1 and sets *st when it applied J, 0
+ * when J is too small to be worth it (the caller applies term by term). */
+#define LJI_TERM_GROUPS 4
+typedef lj_status (*lji_term_fn)(lj_context *c, const lj_op *J, int i, bool trans, int64_t k, double alpha,
+                                 const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
+int lji_apply_terms(lj_context *ctx, const lj_op *J, int n, lji_term_fn term, bool trans, int64_t k, double alpha,
+                    const double *X, int64_t ldx, double beta, double *Y, int64_t ldy, lj_status *st);
+/* Blocks of output written by independent applies (a vstack's), on
+ * several threads where they are large: block(c, J, i, …) applies block i.
+ * Returns 1 and sets *st when it applied J, 0 when it did not. */
+int lji_apply_blocks(lj_context *ctx, const lj_op *J, int n, lji_term_fn block, bool trans, int64_t k,
+                     double alpha, const double *X, int64_t ldx, double beta, double *Y, int64_t ldy,
+                     lj_status *st);
+
 /* Y <- alpha·X·op(A)^T + beta·Y, X r×(cols of op(A)), Y r×(rows of op(A)). */
 lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r, double alpha,
                           const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
@@ -112,11 +138,8 @@ cholmod_sparse *lji_sparse_canon(lj_context *ctx, cholmod_sparse *s, const char 
 cholmod_sparse *lji_sparse_full(lj_context *ctx, const lj_op *J, const char *what);
 /* The sum of the children's costs. */
 void lji_cost_of_children(const lj_op *J, double *flops, double *bytes);
+/* The node's stored nnz and cost (lji_op_seal computed them). */
 int64_t lji_nnz(const lj_op *J, bool *exact);
-/* Between these, lji_nnz and lji_cost remember each node's result (in a
- * table of the calling thread), so that a DAG is walked once per node. */
-void lji_memo_begin(void);
-void lji_memo_end(void);
 void lji_cost(const lj_op *J, double *flops, double *bytes);
 void lji_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where);
 bool lji_equal(const lj_op *a, const lj_op *b);

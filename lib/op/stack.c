@@ -6,12 +6,40 @@
 
 /* Side by side: J x = Σ A_i x_i;  J^T y = [A_1^T y; A_2^T y; …].
  * Stacked is the same with the roles of apply and transpose-apply swapped. */
+/* The offset of block i in the split vector (input or output). */
+static int64_t block_offset(const lj_op *J, int i, bool trans, bool split_in)
+{
+    int64_t off = 0;
+    for (int t = 0; t < i; t++) {
+        const lj_op *A = J->child[t];
+        off += split_in ? (trans ? A->rows : A->cols) : (trans ? A->cols : A->rows);
+    }
+    return off;
+}
+
+/* Block i of a split input: a term of the sum Σ A_i x_i. */
+static lj_status stack_term(lj_context *ctx, const lj_op *J, int i, bool trans, int64_t k, double alpha,
+                            const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    return lji_apply(ctx, J->child[i], trans, k, alpha, X + block_offset(J, i, trans, true), ldx, beta, Y, ldy);
+}
+
+/* Block i of a split output. */
+static lj_status stack_block(lj_context *ctx, const lj_op *J, int i, bool trans, int64_t k, double alpha,
+                             const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    return lji_apply(ctx, J->child[i], trans, k, alpha, X, ldx, beta, Y + block_offset(J, i, trans, false), ldy);
+}
+
 static lj_status stack_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                              const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
 {
     bool split_in = lji_is(J, &lji_kind_hstack) != trans; /* input is split into blocks */
     int64_t off = 0;
     lj_status st = LJ_OK;
+    if (split_in ? lji_apply_terms(ctx, J, J->nchild, stack_term, trans, k, alpha, X, ldx, beta, Y, ldy, &st)
+                 : lji_apply_blocks(ctx, J, J->nchild, stack_block, trans, k, alpha, X, ldx, beta, Y, ldy, &st))
+        return st;
     for (int i = 0; i < J->nchild && st == LJ_OK; i++) {
         const lj_op *A = J->child[i];
         if (split_in) {

@@ -4,10 +4,17 @@
 #include <inttypes.h>
 #include <math.h>
 
+static lj_status sum_term(lj_context *ctx, const lj_op *J, int i, bool trans, int64_t k, double alpha,
+                          const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    return lji_apply(ctx, J->child[i], trans, k, alpha * J->coef[i], X, ldx, beta, Y, ldy);
+}
+
 static lj_status sum_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                            const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
 {
     lj_status st = LJ_OK;
+    if (lji_apply_terms(ctx, J, J->nchild, sum_term, trans, k, alpha, X, ldx, beta, Y, ldy, &st)) return st;
     for (int i = 0; i < J->nchild && st == LJ_OK; i++)
         st = lji_apply(ctx, J->child[i], trans, k, alpha * J->coef[i], X, ldx, i ? 1.0 : beta, Y,
                        ldy);

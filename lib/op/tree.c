@@ -72,9 +72,7 @@ char *lj_op_tree(lj_context *ctx, const lj_op *a)
     lji_buf b;
     lji_buf_init(&b, ctx);
     b.limit = LJ_PRINT_MAX;
-    lji_memo_begin();
     bool ok = tree_walk(ctx, &b, a, 0, "1");
-    lji_memo_end();
     if (!ok) {
         lji_buf_discard(&b);
         return NULL;
