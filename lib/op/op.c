@@ -51,6 +51,20 @@ lj_op *lji_op_new(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols
     return a;
 }
 
+#define LJI_HASH_SAMPLES 16
+
+/* n entries of `size` bytes at p, hashed by at most LJI_HASH_SAMPLES of
+ * them, evenly spaced, the last included. */
+static uint64_t hash_sample(uint64_t h, const void *p, int64_t n, size_t size)
+{
+    const char *c = p;
+    h = lji_hash_u64(h, (uint64_t)n);
+    if (n <= LJI_HASH_SAMPLES) return lji_hash_bytes(h, c, (size_t)n * size);
+    int64_t step = (n - 1) / (LJI_HASH_SAMPLES - 1);
+    for (int64_t i = 0; i < n; i += step) h = lji_hash_bytes(h, c + (size_t)i * size, size);
+    return lji_hash_bytes(h, c + (size_t)(n - 1) * size, size);
+}
+
 void lji_op_seal(lj_op *a)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -64,20 +78,23 @@ void lji_op_seal(lj_op *a)
         if (a->coef) h = lji_hash_bytes(h, &a->coef[i], sizeof(double));
     }
     if (lji_is(a, &lji_kind_scaled)) h = lji_hash_bytes(h, &a->alpha, sizeof a->alpha);
+    /* numeric data by a sample of at most LJI_HASH_SAMPLES entries: the
+     * hash only filters candidates for lji_equal, which compares all of
+     * it, and building an operator must not cost a pass over its data */
     if (a->data && lji_is(a, &lji_kind_dense))
-        for (int64_t j = 0; j < a->cols; j++)
-            h = lji_hash_bytes(h, a->data + j * a->ld, (size_t)a->rows * sizeof(double));
+        for (int64_t j = 0; j < a->cols; j += a->cols / 4 + 1)
+            h = hash_sample(h, a->data + j * a->ld, a->rows, sizeof(double));
     else if (a->data && lji_is(a, &lji_kind_diag))
-        h = lji_hash_bytes(h, a->data, (size_t)a->rows * sizeof(double));
+        h = hash_sample(h, a->data, a->rows, sizeof(double));
     else if (lji_is(a, &lji_kind_rank1)) {
-        h = lji_hash_bytes(h, a->data, (size_t)a->rows * sizeof(double));
-        h = lji_hash_bytes(h, a->data2, (size_t)a->cols * sizeof(double));
+        h = hash_sample(h, a->data, a->rows, sizeof(double));
+        h = hash_sample(h, a->data2, a->cols, sizeof(double));
     }
-    if (a->idx) h = lji_hash_bytes(h, a->idx, (size_t)a->rows * sizeof(int64_t));
+    if (a->idx) h = hash_sample(h, a->idx, a->rows, sizeof(int64_t));
     if (lji_is(a, &lji_kind_sparse)) {
         int64_t nz = ((int64_t *)a->sp.p)[a->cols];
-        h = lji_hash_bytes(h, a->sp.i, (size_t)nz * sizeof(int64_t));
-        h = lji_hash_bytes(h, a->sp.x, (size_t)nz * sizeof(double));
+        h = hash_sample(h, a->sp.i, nz, sizeof(int64_t));
+        h = hash_sample(h, a->sp.x, nz, sizeof(double));
     }
     a->hash = h;
     bool ex = true;
