@@ -77,9 +77,11 @@ END_TEST
 
 START_TEST(test_fail_alloc_every_point)
 {
-    /* a constructor that allocates several times: fail each in turn */
+    /* constructors that allocate once (a Diag: node, values and label in
+     * one block) and several times (a sum: node, coefficients, the list of
+     * terms): fail each allocation in turn */
     lj_context *ctx = lj_context_new();
-    double d[4] = { 1, 2, 3, 4 };
+    double d[4] = { 1, 2, 3, 4 }, e[4] = { 4, 3, 2, 1 };
     int64_t points = 0;
     for (int64_t n = 1; n < 100; n++) {
         lj_context_fail_alloc(ctx, n, 0);
@@ -93,7 +95,25 @@ START_TEST(test_fail_alloc_every_point)
         ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "diag"));
         lj_context_clear(ctx);
     }
-    ck_assert_int_ge(points, 3); /* node, values, label */
+    ck_assert_int_eq(points, 1); /* one block */
+    lj_context_fail_alloc(ctx, 0, 0);
+    lj_op *a = lj_op_diag(ctx, 4, d, "vec d"), *b = lj_op_diag(ctx, 4, e, "vec e");
+    points = 0;
+    for (int64_t n = 1; n < 100; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        lj_op *s = lj_op_add(ctx, a, b);
+        if (s) {
+            points = n - 1;
+            lj_op_free(&s);
+            break;
+        }
+        ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_NOMEM);
+        lj_context_clear(ctx);
+    }
+    ck_assert_int_ge(points, 2);
+    lj_context_fail_alloc(ctx, 0, 0);
+    lj_op_free(&a);
+    lj_op_free(&b);
     lj_context_fail_alloc(ctx, 0, 0);
     lj_context_free(&ctx);
 }

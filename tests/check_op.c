@@ -286,6 +286,106 @@ START_TEST(test_commutation_kernel)
 }
 END_TEST
 
+/* The fused kernels (lib/op/fused.c) against dense references: vector-sided
+ * Kronecker factors alone and under a Diag and in sums, and the one-row
+ * (b^T ⊗ u^T)·Diag(d), with non-square grids, coefficients, and the
+ * scaled Kronecker materialisation Diag·(A ⊗ B)·Diag. Each is checked
+ * three ways (apply, transpose-apply, materialised) with alpha and beta. */
+static tmat diag_ref(const double *d, int64_t n)
+{
+    tmat D = tm_new(n, n);
+    for (int64_t i = 0; i < n; i++) D.a[i + i * n] = d[i];
+    return D;
+}
+
+START_TEST(test_fused_kernels)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 99;
+    const int64_t grids[][2] = { { 5, 5 }, { 3, 7 }, { 8, 2 }, { 1, 6 } };
+    for (size_t g = 0; g < sizeof grids / sizeof grids[0]; g++) {
+        int64_t R = grids[g][0], C = grids[g][1];
+        tmat u = tm_rand(C, 1, &seed), w = tm_rand(R, 1, &seed), IR = tm_eye(R), IC = tm_eye(C);
+        lj_op *uo = dense_of(ctx, u, "u"), *wo = dense_of(ctx, w, "w");
+        lj_op *Ir = lj_op_identity(ctx, R), *Ic = lj_op_identity(ctx, C);
+        /* u ⊗ I_R (grid R×C) and I_C ⊗ w (grid R×C) */
+        lj_op *L = lj_op_kron(ctx, uo, Ir), *Rt = lj_op_kron(ctx, Ic, wo);
+        tmat Lr = tm_kron(u, IR), Rr = tm_kron(IC, w);
+        check_op_against(ctx, L, Lr, 1e-14, "u ⊗ I");
+        check_op_against(ctx, Rt, Rr, 1e-14, "I ⊗ w");
+        double *d = malloc(sizeof *d * (size_t)(R * C));
+        for (int64_t i = 0; i < R * C; i++) d[i] = urand(&seed);
+        lj_op *D = lj_op_diag(ctx, R * C, d, "d");
+        tmat Dr = diag_ref(d, R * C);
+        /* Diag(d)·(2.5·(u ⊗ I) - 0.5·(u' ⊗ I)): same forms, any grid */
+        tmat u2 = tm_rand(C, 1, &seed);
+        lj_op *u2o = dense_of(ctx, u2, "v"), *L2 = lj_op_kron(ctx, u2o, Ir);
+        const lj_op *ts[2] = { L, L2 };
+        double cf[2] = { 2.5, -0.5 };
+        lj_op *S = lj_op_lincomb(ctx, 2, cf, ts), *DS = lj_op_mul(ctx, D, S);
+        tmat L2r = tm_kron(u2, IR), Sr = tm_add(2.5, Lr, -0.5, L2r), DSr = tm_mul(Dr, Sr);
+        check_op_against(ctx, DS, DSr, 1e-13, "Diag·(a(u ⊗ I) + b(v ⊗ I))");
+        if (R == C) {
+            /* seed 001's form: Diag(d)·((u ⊗ I) + 3·(I ⊗ w)), and three terms */
+            lj_op *R3 = lj_op_scale(ctx, 3.0, Rt);
+            const lj_op *t2[2] = { L, R3 };
+            lj_op *S2 = lj_op_lincomb(ctx, 2, NULL, t2), *DS2 = lj_op_mul(ctx, D, S2);
+            tmat S2r = tm_add(1.0, Lr, 3.0, Rr), DS2r = tm_mul(Dr, S2r);
+            check_op_against(ctx, DS2, DS2r, 1e-13, "Diag·((u ⊗ I) + 3(I ⊗ w))");
+            check_op_against(ctx, S2, S2r, 1e-13, "(u ⊗ I) + 3(I ⊗ w)");
+            const lj_op *t3[3] = { L, Rt, L2 };
+            lj_op *S3 = lj_op_lincomb(ctx, 3, NULL, t3), *DS3 = lj_op_mul(ctx, D, S3);
+            tmat t = tm_add(1.0, Lr, 1.0, Rr), S3r = tm_add(1.0, t, 1.0, L2r), DS3r = tm_mul(Dr, S3r);
+            check_op_against(ctx, DS3, DS3r, 1e-13, "Diag·(three terms)");
+            lj_op *fr[] = { R3, S2, DS2, S3, DS3 };
+            for (int i = 0; i < 5; i++) lj_op_free(&fr[i]);
+            tmat ft[] = { S2r, DS2r, t, S3r, DS3r };
+            for (int i = 0; i < 5; i++) tm_free(&ft[i]);
+        }
+        /* the one-row form (b^T ⊗ w^T)·Diag(d), with w of ones and not */
+        for (int ones = 0; ones < 2; ones++) {
+            tmat b = tm_rand(C, 1, &seed), v = tm_rand(R, 1, &seed);
+            if (ones)
+                for (int64_t i = 0; i < R; i++) v.a[i] = 1.0;
+            lj_op *bo = dense_of(ctx, b, "b"), *vo = dense_of(ctx, v, "v");
+            lj_op *bt = lj_op_transpose(ctx, bo), *vt = lj_op_transpose(ctx, vo), *K = lj_op_kron(ctx, bt, vt);
+            lj_op *KD = lj_op_mul(ctx, K, D), *KD2 = lj_op_scale(ctx, -2.0, KD);
+            tmat btr = tm_transpose(b), vtr = tm_transpose(v), Kr = tm_kron(btr, vtr), KDr = tm_mul(Kr, Dr);
+            tmat KD2r = tm_add(-2.0, KDr, 0.0, KDr);
+            check_op_against(ctx, K, Kr, 1e-14, "b^T ⊗ w^T");
+            check_op_against(ctx, KD, KDr, 1e-13, "(b^T ⊗ w^T)·Diag(d)");
+            check_op_against(ctx, KD2, KD2r, 1e-13, "-2(b^T ⊗ w^T)·Diag(d)");
+            lj_op *fr[] = { bo, vo, bt, vt, K, KD, KD2 };
+            for (int i = 0; i < 7; i++) lj_op_free(&fr[i]);
+            tmat ft[] = { b, v, btr, vtr, Kr, KDr, KD2r };
+            for (int i = 0; i < 7; i++) tm_free(&ft[i]);
+        }
+        /* Diag·(A ⊗ B)·Diag materialised in one pass (and applied) */
+        tmat A = tm_rand(3, 2, &seed), B = tm_rand(R, C, &seed);
+        lj_op *ao = dense_of(ctx, A, "A"), *bo = dense_of(ctx, B, "B"), *AB = lj_op_kron(ctx, ao, bo);
+        double *dl = malloc(sizeof *dl * (size_t)(3 * R)), *dr = malloc(sizeof *dr * (size_t)(2 * C));
+        for (int64_t i = 0; i < 3 * R; i++) dl[i] = urand(&seed);
+        for (int64_t i = 0; i < 2 * C; i++) dr[i] = urand(&seed);
+        lj_op *Dl = lj_op_diag(ctx, 3 * R, dl, "l"), *Dr2 = lj_op_diag(ctx, 2 * C, dr, "r");
+        const lj_op *ch[3] = { Dl, AB, Dr2 };
+        lj_op *DKD = lj_op_compose(ctx, 3, ch), *KDr2 = lj_op_mul(ctx, AB, Dr2), *DlK = lj_op_mul(ctx, Dl, AB);
+        tmat ABr = tm_kron(A, B), Dlr = diag_ref(dl, 3 * R), Drr = diag_ref(dr, 2 * C), t1 = tm_mul(Dlr, ABr);
+        tmat DKDr = tm_mul(t1, Drr), KDrr = tm_mul(ABr, Drr);
+        check_op_against(ctx, DKD, DKDr, 1e-13, "Diag·(A ⊗ B)·Diag");
+        check_op_against(ctx, KDr2, KDrr, 1e-13, "(A ⊗ B)·Diag");
+        check_op_against(ctx, DlK, t1, 1e-13, "Diag·(A ⊗ B)");
+        lj_op *fr[] = { uo, wo, Ir, Ic, L, Rt, D, u2o, L2, S, DS, ao, bo, AB, Dl, Dr2, DKD, KDr2, DlK };
+        for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++) lj_op_free(&fr[i]);
+        tmat ft[] = { u, w, IR, IC, Lr, Rr, Dr, u2, L2r, Sr, DSr, A, B, ABr, Dlr, Drr, t1, DKDr, KDrr };
+        for (size_t i = 0; i < sizeof ft / sizeof ft[0]; i++) tm_free(&ft[i]);
+        free(d);
+        free(dl);
+        free(dr);
+    }
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- sampled Kronecker products -------------------------------------------------- */
 
 /* C or D of the sampled kind: 0 identity, 1 dense, 2 a transposed dense */
@@ -1462,6 +1562,7 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_sparse_unsorted_symmetric);
     tcase_add_test(kinds, test_perm_commutation_rank1);
     tcase_add_test(kinds, test_commutation_kernel);
+    tcase_add_test(kinds, test_fused_kernels);
     tcase_add_test(kinds, test_sampled);
     tcase_add_test(kinds, test_sampled_rules);
     tcase_add_test(kinds, test_kron_dense_factors);

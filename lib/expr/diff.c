@@ -225,11 +225,7 @@ void lj_jacplan_free(lj_jacplan **pp)
     for (int v = 0; v < p->nvars && p->vars; v++) lj_expr_free(&p->vars[v]);
     lj_expr_free(&p->root);
     lji_topo_free(&p->t);
-    free(p->vars);
-    free(p->vi);
-    free(p->dep);
-    free(p->uses);
-    free(p->need);
+    free(p->vars); /* the block of vars, vi, uses, dep and need */
     p->magic = LJI_DEAD_MAGIC;
     free(p);
 }
@@ -308,16 +304,19 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
     int64_t n = p->t.n;
     p->root = lj_expr_retain((lj_expr *)e);
     p->nvars = nvars;
-    p->vars = lji_calloc(ctx, (size_t)nvars, sizeof *p->vars);
-    p->vi = lji_calloc(ctx, (size_t)nvars, sizeof *p->vi);
-    p->dep = lji_calloc(ctx, (size_t)nvars * (size_t)n, 1);
-    p->uses = lji_calloc(ctx, (size_t)n, sizeof *p->uses);
-    p->need = lji_calloc(ctx, (size_t)(n ? n : 1), 1);
-    if (!p->vars || !p->vi || !p->dep || !p->uses || !p->need) {
+    /* the plan's arrays in one block: vars, vi, uses, then dep and need */
+    size_t nv = (size_t)nvars, nn = (size_t)n;
+    char *blk = lji_calloc(ctx, 1, nv * (sizeof *p->vars + sizeof *p->vi) + nn * sizeof *p->uses + nv * nn + nn + 1);
+    if (!blk) {
         lji_nomem(ctx, op);
         lj_jacplan_free(&p);
         return NULL;
     }
+    p->vars = (lj_expr **)blk;
+    p->vi = (int64_t *)(blk + nv * sizeof *p->vars);
+    p->uses = (int64_t *)((char *)p->vi + nv * sizeof *p->vi);
+    p->dep = (unsigned char *)(p->uses + nn);
+    p->need = p->dep + nv * nn;
     for (int v = 0; v < nvars; v++) {
         p->vars[v] = lj_expr_retain((lj_expr *)vars[v]);
         p->vi[v] = lji_topo_find(&p->t, vars[v]);
@@ -351,11 +350,12 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
     if (vi < 0) return lj_op_zero(ctx, en, vn); /* e does not depend on var */
     const unsigned char *dep = p->dep + (size_t)v * (size_t)t->n;
     lj_op *result = NULL;
-    lj_op **J = lji_calloc(ctx, (size_t)t->n, sizeof *J);
-    lj_op **ov = lji_calloc(ctx, (size_t)t->n, sizeof *ov);
-    double **dense = lji_calloc(ctx, (size_t)t->n, sizeof *dense);
-    int64_t *uses = lji_malloc(ctx, (size_t)t->n * sizeof *uses);
-    if (!J || !ov || !uses || !dense) {
+    /* J, ov, dense and uses: one block */
+    void **blk = lji_calloc(ctx, (size_t)t->n * 4 + 1, sizeof(void *));
+    lj_op **J = (lj_op **)blk, **ov = blk ? (lj_op **)(blk + t->n) : NULL;
+    double **dense = blk ? (double **)(blk + 2 * t->n) : NULL;
+    int64_t *uses = blk ? (int64_t *)(blk + 3 * t->n) : NULL;
+    if (!blk) {
         lji_nomem(ctx, op);
         goto done;
     }
@@ -408,10 +408,7 @@ done:
         for (int64_t i = 0; i < t->n; i++) lj_op_free(&ov[i]);
     if (dense)
         for (int64_t i = 0; i < t->n; i++) free(dense[i]);
-    free(J);
-    free(ov);
-    free(dense);
-    free(uses);
+    free(blk);
     return result;
 }
 

@@ -5,6 +5,11 @@
 #include <inttypes.h>
 #include <math.h>
 
+/* Intermediate panels of a multi-vector apply are kept within this many
+ * doubles (the second-level cache): more vectors go in chunks, so that each
+ * factor's output is still in cache when the next factor reads it. */
+#define LJI_PANEL_DOUBLES ((int64_t)1 << 17)
+
 static lj_status compose_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k,
                                double alpha, const double *X, int64_t ldx, double beta, double *Y,
                                int64_t ldy)
@@ -13,6 +18,15 @@ static lj_status compose_apply(lj_context *ctx, const lj_op *J, bool trans, int6
     int64_t maxd = 1;
     for (int i = 1; i < n; i++)
         if (J->child[i]->rows > maxd) maxd = J->child[i]->rows;
+    int64_t chunk = LJI_PANEL_DOUBLES / maxd;
+    if (chunk < 1) chunk = 1;
+    if (k > chunk) {
+        lj_status st = LJ_OK;
+        for (int64_t j0 = 0; j0 < k && st == LJ_OK; j0 += chunk)
+            st = compose_apply(ctx, J, trans, k - j0 < chunk ? k - j0 : chunk, alpha, X + j0 * ldx, ldx, beta,
+                               Y + j0 * ldy, ldy);
+        return st;
+    }
     int64_t tn;
     if (!lji_size_ok(maxd, k, &tn))
         return lji_error(ctx, LJ_ERR_OVERFLOW, "apply: composition workspace overflows");
@@ -79,6 +93,16 @@ static cholmod_sparse *multiply_range(lj_context *ctx, cholmod_sparse **S, int *
 static cholmod_sparse *compose_to_sparse(lj_context *ctx, const lj_op *J)
 {
     int n = J->nchild;
+    /* Diag·(A ⊗ B), (A ⊗ B)·Diag and Diag·(A ⊗ B)·Diag (seed 000's
+     * (I ⊗ W)·Diag(vec B)): the scalings written with the Kronecker
+     * product, in one pass, with no intermediate matrix */
+    if (n >= 2 && n <= 3) {
+        const lj_op *D0 = lji_is(J->child[0], &lji_kind_diag) ? J->child[0] : NULL;
+        const lj_op *D1 = lji_is(J->child[n - 1], &lji_kind_diag) ? J->child[n - 1] : NULL;
+        const lj_op *K = J->child[D0 ? 1 : 0];
+        if (lji_is(K, &lji_kind_kron) && (D0 != NULL) + (D1 != NULL) + 1 == n)
+            return lji_kron_to_sparse_scaled(ctx, K, D0 ? D0->data : NULL, D1 ? D1->data : NULL);
+    }
     cholmod_sparse **S = lji_calloc(ctx, (size_t)n, sizeof *S);
     double *cost = lji_calloc(ctx, (size_t)n * (size_t)n, sizeof *cost);
     chain_est *est = lji_calloc(ctx, (size_t)n * (size_t)n, sizeof *est);
@@ -188,12 +212,14 @@ const lji_kind lji_kind_compose = {
 
 /* ---- the constructor and its rules ------------------------------------------ */
 
+#define LJI_FACTORS_ROOM 8 /* factors held without an allocation */
 typedef struct {
     lj_context *ctx;
-    lj_op **f;
+    lj_op **f; /* room, or the heap past it */
     int n, cap;
     double alpha;
     bool zero, failed;
+    lj_op *room[LJI_FACTORS_ROOM];
 } factors;
 
 /* Append a (a new reference, consumed) at position `at`, flattening products,
@@ -226,14 +252,16 @@ static void factors_insert(factors *fs, int at, lj_op *a)
         lj_op_free(&a);
         return;
     }
-    if (fs->n == fs->cap) {
-        int cap = fs->cap ? 2 * fs->cap : 8;
-        lj_op **f = lji_realloc(fs->ctx, fs->f, (size_t)cap * sizeof *f);
+    if (fs->n == fs->cap) { /* past the factors' own room: the heap */
+        int cap = 2 * fs->cap;
+        lj_op **f = fs->f == fs->room ? lji_malloc(fs->ctx, (size_t)cap * sizeof *f)
+                                      : lji_realloc(fs->ctx, fs->f, (size_t)cap * sizeof *f);
         if (!f) {
             lj_op_free(&a);
             fs->failed = true;
             return;
         }
+        if (fs->f == fs->room) memcpy(f, fs->room, sizeof fs->room);
         fs->f = f;
         fs->cap = cap;
     }
@@ -431,7 +459,8 @@ lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)
             return NULL;
         }
     int64_t rows = ops[0]->rows, cols = ops[n - 1]->cols;
-    factors fs = { .ctx = ctx, .alpha = 1.0 };
+    factors fs = { .ctx = ctx, .alpha = 1.0, .cap = LJI_FACTORS_ROOM };
+    fs.f = fs.room;
     for (int i = 0; i < n && !fs.failed; i++) factors_insert(&fs, fs.n, lj_op_retain(ops[i]));
     lj_op *J = NULL;
     if (fs.failed) {
@@ -491,7 +520,7 @@ fail:
     J = NULL;
 done:
     for (int i = 0; i < fs.n; i++) lj_op_free(&fs.f[i]);
-    free(fs.f);
+    if (fs.f != fs.room) free(fs.f);
     return J;
 }
 

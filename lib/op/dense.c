@@ -92,27 +92,25 @@ static lj_op *dense_make(lj_context *ctx, int64_t rows, int64_t cols, const doub
                   lda, rows, cols);
         return NULL;
     }
-    lj_op *J = lji_op_new(ctx, &lji_kind_dense, rows, cols, 0, op);
+    /* one allocation: the node, its data (unless borrowed) and its label */
+    size_t db = borrow ? 0 : (size_t)n * sizeof(double), lb = label ? strlen(label) + 1 : 0;
+    lj_op *J = lji_op_new_ext(ctx, &lji_kind_dense, rows, cols, 0, db + lb + 8, op);
     if (!J) return NULL;
-    J->label = label ? lji_strdup(ctx, label) : NULL;
-    if (label && !J->label) goto nomem;
+    char *at = J->extra;
     if (borrow) {
         J->data = (double *)a;
         J->ld = lda;
         J->borrowed = true;
     } else {
         J->ld = rows > 1 ? rows : 1;
-        J->data = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof(double));
-        if (!J->data) goto nomem;
+        J->data = (double *)at; /* never NULL, even when empty */
+        at += db;
         for (int64_t j = 0; j < cols; j++)
             memcpy(J->data + j * J->ld, a + j * lda, (size_t)rows * sizeof(double));
     }
+    J->label = lji_op_put_label(J, &at, label);
     lji_op_seal(J);
     return J;
-nomem:
-    lj_op_free(&J);
-    lji_nomem(ctx, op);
-    return NULL;
 }
 
 lj_op *lj_op_dense(lj_context *ctx, int64_t rows, int64_t cols, const double *a, int64_t lda,

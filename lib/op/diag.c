@@ -87,16 +87,14 @@ lj_op *lj_op_diag(lj_context *ctx, int64_t n, const double *d, const char *label
     bool ones = true;
     for (int64_t i = 0; i < n && ones; i++) ones = d[i] == 1.0;
     if (ones) return lj_op_identity(ctx, n); /* Diag(1,…,1) = I */
-    lj_op *a = lji_op_new(ctx, &lji_kind_diag, n, n, 0, "diag");
+    size_t db = (size_t)n * sizeof(double), lb = label ? strlen(label) + 1 : 0;
+    lj_op *a = lji_op_new_ext(ctx, &lji_kind_diag, n, n, 0, db + lb + 8, "diag");
     if (!a) return NULL;
-    a->data = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof(double));
-    a->label = label ? lji_strdup(ctx, label) : NULL;
-    if (!a->data || (label && !a->label)) {
-        lj_op_free(&a);
-        lji_nomem(ctx, "diag");
-        return NULL;
-    }
-    if (n) memcpy(a->data, d, (size_t)n * sizeof(double));
+    char *at = a->extra;
+    a->data = (double *)at; /* never NULL, even when empty */
+    at += db;
+    if (n) memcpy(a->data, d, db);
+    a->label = lji_op_put_label(a, &at, label);
     lji_op_seal(a);
     return a;
 }

@@ -75,10 +75,16 @@ static lj_status kron_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t
     return st;
 }
 
-/* The exact pattern of A ⊗ B in one pass: column ja·nb + jb holds, for each
+/* The exact pattern of A ⊗ B in one pass (lji_kron_to_sparse_scaled with
+ * no scalings): column ja·nb + jb holds, for each
  * entry (ia, a) of A's column ja and (ib, b) of B's column jb, the entry
  * (ia·mb + ib, a·b), already in row order. */
 static cholmod_sparse *kron_to_sparse(lj_context *ctx, const lj_op *J)
+{
+    return lji_kron_to_sparse_scaled(ctx, J, NULL, NULL);
+}
+
+cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const double *rs, const double *cs)
 {
     cholmod_sparse *SA = lji_to_sparse(ctx, J->child[0]);
     if (!SA) return NULL;
@@ -122,9 +128,17 @@ static cholmod_sparse *kron_to_sparse(lj_context *ctx, const lj_op *J)
                 const double a = Ax[pa];
                 int64_t *restrict si = Si + q;
                 double *restrict sx = Sx + q;
-                for (int64_t t = 0; t < len; t++) { /* a vectorisable run */
-                    si[t] = r0 + bi[t];
-                    sx[t] = a * bx[t];
+                if (!rs && !cs)
+                    for (int64_t t = 0; t < len; t++) { /* a vectorisable run */
+                        si[t] = r0 + bi[t];
+                        sx[t] = a * bx[t];
+                    }
+                else { /* Diag(rs)·(A ⊗ B)·Diag(cs): scaled as written */
+                    const double ac = cs ? a * cs[ja * nb + jb] : a;
+                    for (int64_t t = 0; t < len; t++) {
+                        si[t] = r0 + bi[t];
+                        sx[t] = ac * bx[t] * (rs ? rs[r0 + bi[t]] : 1.0);
+                    }
                 }
                 q += len;
             }

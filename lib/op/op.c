@@ -12,36 +12,55 @@
 
 /* ---- hashing ------------------------------------------------------------- */
 
+/* A word at a time: h absorbs x and is mixed (the multiply-xorshift of
+ * splitmix64), so that a hash costs a few cycles a word, not a byte. */
+uint64_t lji_hash_u64(uint64_t h, uint64_t x)
+{
+    h = (h ^ x) * 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 31);
+}
+
 uint64_t lji_hash_bytes(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 0x100000001b3ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, c + i, 8);
+        h = lji_hash_u64(h, w);
+    }
+    if (i < n) {
+        uint64_t w = 0;
+        memcpy(&w, c + i, n - i);
+        h = lji_hash_u64(h, w ^ ((uint64_t)(n - i) << 56));
+    }
     return h;
-}
-
-uint64_t lji_hash_u64(uint64_t h, uint64_t x)
-{
-    return lji_hash_bytes(h, &x, sizeof x);
 }
 
 /* ---- life cycle ---------------------------------------------------------- */
 
-lj_op *lji_op_new(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
-                  const char *op)
+lj_op *lji_op_new_ext(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
+                      size_t extra, const char *op)
 {
-    lj_op *a = lji_calloc(ctx, 1, sizeof *a);
+    /* one allocation: the header, the child pointers, then `extra` bytes
+     * 64-byte aligned for the node's data and labels */
+    size_t head = sizeof(lj_op) + (size_t)(nchild > 0 ? nchild : 0) * sizeof(lj_op *);
+    size_t off = (head + 63) & ~(size_t)63;
+    if (extra > SIZE_MAX - off - 64) {
+        lji_nomem(ctx, op);
+        return NULL;
+    }
+    size_t total = extra ? off + extra : head;
+    lj_op *a = extra ? lji_malloc(ctx, total) : lji_calloc(ctx, 1, total);
     if (!a) {
         lji_nomem(ctx, op);
         return NULL;
     }
-    if (nchild > 0) {
-        a->child = lji_calloc(ctx, (size_t)nchild, sizeof *a->child);
-        if (!a->child) {
-            free(a);
-            lji_nomem(ctx, op);
-            return NULL;
-        }
-    }
+    if (extra) memset(a, 0, head); /* the data part is the caller's to fill */
+    if (extra) lji_advise_huge((char *)a + off, extra);
+    a->block_end = (char *)a + total;
+    a->extra = extra ? (char *)a + off : NULL;
+    if (nchild > 0) a->child = (lj_op **)(a + 1);
     a->magic = LJI_OP_MAGIC;
     atomic_init(&a->refs, 1);
     a->kind = k;
@@ -49,6 +68,22 @@ lj_op *lji_op_new(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols
     a->cols = cols;
     a->nchild = nchild;
     return a;
+}
+
+lj_op *lji_op_new(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
+                  const char *op)
+{
+    return lji_op_new_ext(ctx, k, rows, cols, nchild, 0, op);
+}
+
+char *lji_op_put_label(lj_op *a, char **at, const char *label)
+{
+    if (!label) return NULL;
+    size_t n = strlen(label) + 1;
+    char *d = *at;
+    memcpy(d, label, n);
+    *at += n;
+    return d;
 }
 
 #define LJI_HASH_SAMPLES 16
@@ -107,6 +142,7 @@ void lji_op_seal(lj_op *a)
     a->nnz = n;
     a->nnz_exact = ex;
     a->kind->cost(a, &a->flops, &a->bytes);
+    lji_choose_kernel(a);
 }
 
 lj_op *lj_op_retain(const lj_op *ca)
@@ -137,16 +173,20 @@ void lj_op_free(lj_op **pa)
                 work = c;
             }
         }
-        free(x->child);
+        /* parts inside the node's own allocation are not freed apart */
+#define LJI_OWN(x, p) ((uintptr_t)(p) >= (uintptr_t)(x) && (uintptr_t)(p) < (uintptr_t)(x)->block_end)
+        if (!LJI_OWN(x, x->child)) free(x->child);
         free(x->coef);
-        free(x->label);
-        free(x->label2);
-        if (!x->borrowed) free(x->data);
-        free(x->data2);
+        if (!LJI_OWN(x, x->label)) free(x->label);
+        if (!LJI_OWN(x, x->label2)) free(x->label2);
+        if (!x->borrowed && !LJI_OWN(x, x->data)) free(x->data);
+        if (!LJI_OWN(x, x->data2)) free(x->data2);
+#undef LJI_OWN
         free(x->idx);
         free(x->sp.p);
         free(x->sp.i);
         free(x->sp.x);
+        free(x->fused);
         x->magic = LJI_DEAD_MAGIC;
         free(x);
     }
@@ -413,7 +453,7 @@ lj_status lji_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, doub
         lji_scale_block(out, k, beta, Y, ldy);
         return LJ_OK;
     }
-    return J->kind->apply(ctx, J, trans, k, alpha, X, ldx, beta, Y, ldy);
+    return (J->fast ? J->fast : J->kind->apply)(ctx, J, trans, k, alpha, X, ldx, beta, Y, ldy);
 }
 
 /* Dense (or transposed dense) A is handled by one GEMM; anything else by

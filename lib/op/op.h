@@ -15,6 +15,9 @@ typedef enum {
     LJI_AT_TIGHT      /* under ^T or a scalar factor */
 } lji_place;
 
+typedef lj_status (*lji_apply_fn)(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                                  const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
+
 typedef struct lji_kind {
     lj_op_kind id;
     const char *name;
@@ -55,7 +58,20 @@ struct lj_op {
     int64_t *idx;         /* permutation */
     cholmod_sparse sp;    /* sparse: header over arrays this node owns */
     lj_op *next_dead;     /* work list while freeing */
+    /* a fused apply kernel chosen when the node was sealed (fused.c) and
+     * its parameters, or NULL: the kind's apply */
+    lji_apply_fn fast;
+    struct lji_fused *fused;
+    /* the end of the node's allocation, and its extra part (lji_op_new_ext):
+     * children, data and labels inside it are freed with the node */
+    char *block_end, *extra;
 };
+
+/* Terms a fused kernel takes from a sum at most. */
+#define LJI_FUSED_TERMS 4
+/* Sets J->fast and J->fused where J's structure has a fused kernel (called by
+ * lji_op_seal; without memory for it the node simply has none). */
+void lji_choose_kernel(lj_op *J);
 
 #define LJI_OP_MAGIC 0x4c4a4f50u /* "LJOP" */
 
@@ -89,6 +105,14 @@ static inline bool lji_is(const lj_op *a, const lji_kind *k)
  * (each retained by the caller into child[i]). */
 lj_op *lji_op_new(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
                   const char *op);
+/* The same with `extra` bytes after the header and children (64-byte
+ * aligned, uninitialised, at a->extra) for the node's data and labels, so
+ * that a leaf is one allocation. */
+lj_op *lji_op_new_ext(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
+                      size_t extra, const char *op);
+/* Copies label to *at (inside a->extra), advances *at, returns the copy
+ * (NULL for a NULL label). */
+char *lji_op_put_label(lj_op *a, char **at, const char *label);
 /* Computes the node's hash, nnz and cost once it is filled in. */
 void lji_op_seal(lj_op *a);
 /* Common checks of a constructor's arguments: a live context and live
@@ -125,6 +149,10 @@ lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r
 void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy);
 
 cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
+/* Diag(rs)·(A ⊗ B)·Diag(cs) (rs, cs may be NULL) for a Kronecker node J,
+ * in the one pass that writes A ⊗ B: the scalings cost no pass of their
+ * own and no second matrix. */
+cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const double *rs, const double *cs);
 /* allocation of a CSC result through CHOLMOD, with failure injection */
 cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, int64_t nz,
                                  const char *op);

@@ -1,0 +1,344 @@
+/* Fused apply kernels, chosen when a node is sealed (the structure is
+ * immutable, so the choice is made once, not at every apply). Each one does
+ * in one pass over the data what the node's children would do in several,
+ * streaming intermediates through temporaries:
+ *
+ *   vector-sided Kronecker factors   u ⊗ I_n, I_n ⊗ u, u^T ⊗ I_n, I_n ⊗ u^T
+ *       (a loop: an outer product or a set of dot products, not a GEMM
+ *       with an inner dimension of one);
+ *   Diag(d)·Σ_t α_t K_t             with each K_t one of the above on the
+ *       same R×C grid (seed 001: Diag(vec A)·((x ⊗ I) + (I ⊗ x)));
+ *   (b^T ⊗ u^T)·Diag(d)             a one-row operator (seed 002's
+ *       gradient form), and without the Diag.
+ *
+ * The node's own children stay what they are: printing, materialisation and
+ * every query see the structure; only apply takes the short way. Each
+ * kernel computes exactly what the children compute, to rounding; the
+ * three-way checks in tests/check_op.c cover the fused nodes like any. */
+#include "config.h"
+#include "op.h"
+#include <stdlib.h>
+
+/* A vector-sided Kronecker factor: the vector, the identity's size, and
+ * which of the four forms. On the R×C grid of vec(Y) (Y R×C) it is:
+ *   OUTER_LEFT  u ⊗ I_R   (u C×1):  Y = v u^T,   Y(r,c) = v[r]·u[c]
+ *   OUTER_RIGHT I_C ⊗ u   (u R×1):  Y = u v^T,   Y(r,c) = u[r]·v[c]
+ * and its transposes map vec(Y) back to a vector. */
+enum { OUTER_LEFT = 1, OUTER_RIGHT = 2 };
+
+typedef struct {
+    int form;        /* OUTER_LEFT or OUTER_RIGHT */
+    const double *u; /* the vector */
+    double c;        /* its coefficient in the sum */
+} vterm;
+
+struct lji_fused {
+    lji_apply_fn apply; /* what J->fast is set to */
+    int64_t R, C; /* the grid of the long side */
+    const double *d; /* Diag on the long side, or NULL */
+    int nt;
+    vterm t[LJI_FUSED_TERMS];
+    const double *b, *u; /* the row kernel: (b^T ⊗ u^T)·Diag(d) on an R×C grid */
+    double c;
+    bool u_ones;         /* u is a vector of ones (1_p^T of seed 002) */
+};
+
+/* A dense column vector (or the transpose of a dense row) under any
+ * scalings: its data and the product of the scalings. */
+static const double *dense_vector(const lj_op *a, int64_t *len, double *scale, bool *row)
+{
+    double s = 1.0;
+    while (lji_is(a, &lji_kind_scaled)) {
+        s *= a->alpha;
+        a = a->child[0];
+    }
+    bool t = false;
+    if (lji_is(a, &lji_kind_transpose)) {
+        t = true;
+        a = a->child[0];
+    }
+    if (!lji_is(a, &lji_kind_dense) || (a->cols != 1 && a->rows != 1)) return NULL;
+    if (a->rows != 1 && a->cols != 1) return NULL;
+    if (a->cols != 1 && a->ld != 1) return NULL; /* a row with a stride: not contiguous */
+    bool is_row = (a->rows == 1) != t;           /* the operator is a row */
+    *len = a->rows * a->cols;
+    *scale = s;
+    *row = is_row;
+    return a->data;
+}
+
+/* Is a (under scalings) u ⊗ I or I ⊗ u with u a dense column? */
+static bool vector_kron(const lj_op *a, vterm *t, int64_t *R, int64_t *C)
+{
+    double s = 1.0;
+    while (lji_is(a, &lji_kind_scaled)) {
+        s *= a->alpha;
+        a = a->child[0];
+    }
+    if (!lji_is(a, &lji_kind_kron)) return false;
+    const lj_op *A = a->child[0], *B = a->child[1];
+    int64_t len;
+    double vs;
+    bool row;
+    const double *u;
+    if (lji_is_identity(B) && (u = dense_vector(A, &len, &vs, &row)) && !row) {
+        /* (u ⊗ I_R) v = vec(v u^T): grid R×C with C = len(u) */
+        *t = (vterm){ OUTER_LEFT, u, s * vs };
+        *R = B->rows;
+        *C = len;
+        return true;
+    }
+    if (lji_is_identity(A) && (u = dense_vector(B, &len, &vs, &row)) && !row) {
+        /* (I_C ⊗ u) v = vec(u v^T): grid R×C with R = len(u) */
+        *t = (vterm){ OUTER_RIGHT, u, s * vs };
+        *R = len;
+        *C = A->rows;
+        return true;
+    }
+    return false;
+}
+
+/* ---- Diag(d)·Σ α_t K_t ----------------------------------------------------- */
+
+static lj_status vsum_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                            const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    (void)ctx;
+    const struct lji_fused *f = J->fused;
+    const int64_t R = f->R, C = f->C;
+    const double *restrict d = f->d;
+    for (int64_t v = 0; v < k; v++) {
+        const double *restrict x = X + v * ldx;
+        double *restrict y = Y + v * ldy;
+        if (!trans) {
+            /* y(r,c) = alpha·d(r,c)·Σ_t c_t·(v[r]u_t[c] or u_t[r]v[c]) + beta·y(r,c) */
+            if (f->nt == 2 && f->t[0].form != f->t[1].form) { /* u ⊗ I + I ⊗ w: seed 001 */
+                const vterm *l = f->t[0].form == OUTER_LEFT ? &f->t[0] : &f->t[1];
+                const vterm *r = f->t[0].form == OUTER_LEFT ? &f->t[1] : &f->t[0];
+                const double *restrict ul = l->u, *restrict ur = r->u;
+                const double cl = alpha * l->c, cr = alpha * r->c;
+                for (int64_t c = 0; c < C; c++) {
+                    const double a = cl * ul[c], b = cr * x[c];
+                    double *restrict yc = y + c * R;
+                    const double *restrict dc = d ? d + c * R : NULL;
+                    if (beta == 0.0) {
+                        if (dc)
+                            for (int64_t i = 0; i < R; i++) yc[i] = dc[i] * (a * x[i] + b * ur[i]);
+                        else
+                            for (int64_t i = 0; i < R; i++) yc[i] = a * x[i] + b * ur[i];
+                    } else {
+                        for (int64_t i = 0; i < R; i++)
+                            yc[i] = (dc ? dc[i] : 1.0) * (a * x[i] + b * ur[i]) + beta * yc[i];
+                    }
+                }
+                continue;
+            }
+            for (int64_t c = 0; c < C; c++) {
+                double *restrict yc = y + c * R;
+                for (int64_t i = 0; i < R; i++) {
+                    double s = 0.0;
+                    for (int t = 0; t < f->nt; t++) {
+                        const vterm *w = &f->t[t];
+                        s += w->c * (w->form == OUTER_LEFT ? x[i] * w->u[c] : w->u[i] * x[c]);
+                    }
+                    double val = alpha * (d ? d[i + c * R] : 1.0) * s;
+                    yc[i] = beta == 0.0 ? val : val + beta * yc[i];
+                }
+            }
+        } else {
+            /* z = d ∘ w on the grid; OUTER_LEFT^T: out[r] += c·Σ_c u[c] z(r,c);
+             * OUTER_RIGHT^T: out[c] += c·Σ_r u[r] z(r,c). out has R = C entries
+             * (the terms share the variable) */
+            const int64_t n = f->t[0].form == OUTER_LEFT ? R : C;
+            if (beta == 0.0)
+                for (int64_t i = 0; i < n; i++) y[i] = 0.0;
+            else if (beta != 1.0)
+                for (int64_t i = 0; i < n; i++) y[i] *= beta;
+            if (f->nt == 2 && f->t[0].form != f->t[1].form) { /* seed 001: one pass */
+                const vterm *l = f->t[0].form == OUTER_LEFT ? &f->t[0] : &f->t[1];
+                const vterm *r = f->t[0].form == OUTER_LEFT ? &f->t[1] : &f->t[0];
+                const double *restrict ul = l->u, *restrict ur = r->u;
+                for (int64_t c = 0; c < C; c++) {
+                    const double *restrict xc = x + c * R;
+                    const double *restrict dc = d ? d + c * R : NULL;
+                    const double a = alpha * l->c * ul[c];
+                    double s = 0.0;
+                    if (dc)
+                        for (int64_t i = 0; i < R; i++) {
+                            const double z = dc[i] * xc[i];
+                            y[i] += a * z;
+                            s += ur[i] * z;
+                        }
+                    else
+                        for (int64_t i = 0; i < R; i++) {
+                            y[i] += a * xc[i];
+                            s += ur[i] * xc[i];
+                        }
+                    y[c] += alpha * r->c * s;
+                }
+                continue;
+            }
+            for (int64_t c = 0; c < C; c++) {
+                const double *restrict xc = x + c * R;
+                const double *restrict dc = d ? d + c * R : NULL;
+                for (int t = 0; t < f->nt; t++) {
+                    const vterm *w = &f->t[t];
+                    const double *restrict u = w->u;
+                    if (w->form == OUTER_LEFT) {
+                        const double a = alpha * w->c * u[c];
+                        if (dc)
+                            for (int64_t i = 0; i < R; i++) y[i] += a * dc[i] * xc[i];
+                        else
+                            for (int64_t i = 0; i < R; i++) y[i] += a * xc[i];
+                    } else {
+                        double s = 0.0;
+                        if (dc)
+                            for (int64_t i = 0; i < R; i++) s += u[i] * dc[i] * xc[i];
+                        else
+                            for (int64_t i = 0; i < R; i++) s += u[i] * xc[i];
+                        y[c] += alpha * w->c * s;
+                    }
+                }
+            }
+        }
+    }
+    return LJ_OK;
+}
+
+/* ---- (b^T ⊗ u^T)·Diag(d): one row ------------------------------------------- */
+
+static lj_status row_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                           const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    (void)ctx;
+    const struct lji_fused *f = J->fused;
+    const int64_t R = f->R, C = f->C;
+    const double *restrict d = f->d, *restrict b = f->b, *restrict u = f->u;
+    for (int64_t v = 0; v < k; v++) {
+        const double *restrict x = X + v * ldx;
+        double *restrict y = Y + v * ldy;
+        if (!trans) { /* y = alpha·c·Σ_c b[c] Σ_r u[r] d(r,c) x(r,c) + beta·y */
+            double s = 0.0;
+            for (int64_t c = 0; c < C; c++) {
+                const double *restrict xc = x + c * R, *restrict dc = d ? d + c * R : NULL;
+                double t = 0.0;
+                if (dc && f->u_ones)
+                    for (int64_t i = 0; i < R; i++) t += dc[i] * xc[i];
+                else if (dc)
+                    for (int64_t i = 0; i < R; i++) t += u[i] * dc[i] * xc[i];
+                else
+                    for (int64_t i = 0; i < R; i++) t += u[i] * xc[i];
+                s += b[c] * t;
+            }
+            y[0] = alpha * f->c * s + (beta == 0.0 ? 0.0 : beta * y[0]);
+        } else { /* y(r,c) = alpha·c·x·b[c]·u[r]·d(r,c) + beta·y(r,c) */
+            const double s = alpha * f->c * x[0];
+            for (int64_t c = 0; c < C; c++) {
+                double *restrict yc = y + c * R;
+                const double *restrict dc = d ? d + c * R : NULL;
+                const double a = s * b[c];
+                if (beta == 0.0) {
+                    if (dc && f->u_ones)
+                        for (int64_t i = 0; i < R; i++) yc[i] = a * dc[i];
+                    else if (dc)
+                        for (int64_t i = 0; i < R; i++) yc[i] = a * u[i] * dc[i];
+                    else
+                        for (int64_t i = 0; i < R; i++) yc[i] = a * u[i];
+                } else {
+                    for (int64_t i = 0; i < R; i++) yc[i] = a * u[i] * (dc ? dc[i] : 1.0) + beta * yc[i];
+                }
+            }
+        }
+    }
+    return LJ_OK;
+}
+
+/* Is a (under scalings) b^T ⊗ u^T with b, u dense vectors? */
+static bool row_kron(const lj_op *a, struct lji_fused *f)
+{
+    double s = 1.0;
+    while (lji_is(a, &lji_kind_scaled)) {
+        s *= a->alpha;
+        a = a->child[0];
+    }
+    if (!lji_is(a, &lji_kind_kron) || a->rows != 1) return false;
+    int64_t lb, lu;
+    double sb, su;
+    bool rb, ru;
+    const double *b = dense_vector(a->child[0], &lb, &sb, &rb), *u = dense_vector(a->child[1], &lu, &su, &ru);
+    if (!b || !u || !rb || !ru) return false;
+    f->b = b;
+    f->u = u;
+    f->c = s * sb * su;
+    f->u_ones = true; /* a vector, not the data of a large operator: read once here */
+    for (int64_t i = 0; i < lu && f->u_ones; i++) f->u_ones = u[i] == 1.0;
+    f->R = lu;
+    f->C = lb;
+    return true;
+}
+
+/* ---- the choice ------------------------------------------------------------- */
+
+static struct lji_fused *new_fused(void)
+{
+    return calloc(1, sizeof(struct lji_fused)); /* none: the node applies as its kind does */
+}
+
+/* Terms of a sum (or a single factor) as vector-sided Kronecker factors on
+ * one grid. */
+static bool vector_terms(const lj_op *a, struct lji_fused *f)
+{
+    int64_t R = -1, C = -1;
+    const lj_op *const *terms = &a;
+    const double *coef = NULL;
+    int n = 1;
+    if (lji_is(a, &lji_kind_sum)) {
+        terms = (const lj_op *const *)a->child;
+        coef = a->coef;
+        n = a->nchild;
+    }
+    if (n > LJI_FUSED_TERMS) return false;
+    for (int i = 0; i < n; i++) {
+        int64_t r, c;
+        if (!vector_kron(terms[i], &f->t[i], &r, &c)) return false;
+        if (coef) f->t[i].c *= coef[i];
+        if (R >= 0 && (r != R || c != C)) return false; /* one grid */
+        R = r;
+        C = c;
+    }
+    /* every term maps the same variable: the short sides agree */
+    for (int i = 1; i < n; i++) {
+        int64_t ni = f->t[i].form == OUTER_LEFT ? R : C, n0 = f->t[0].form == OUTER_LEFT ? R : C;
+        if (ni != n0) return false;
+    }
+    f->nt = n;
+    f->R = R;
+    f->C = C;
+    return true;
+}
+
+void lji_choose_kernel(lj_op *J)
+{
+    struct lji_fused tmp = { 0 };
+    if (lji_is(J, &lji_kind_kron)) {
+        if (vector_terms(J, &tmp)) tmp.apply = vsum_apply;
+        else if (row_kron(J, &tmp)) tmp.apply = row_apply;
+    } else if (lji_is(J, &lji_kind_sum)) {
+        if (vector_terms(J, &tmp)) tmp.apply = vsum_apply;
+    } else if (lji_is(J, &lji_kind_compose) && J->nchild == 2) {
+        const lj_op *L = J->child[0], *Rt = J->child[1];
+        if (lji_is(L, &lji_kind_diag) && vector_terms(Rt, &tmp)) {
+            tmp.d = L->data;
+            tmp.apply = vsum_apply;
+        } else if (lji_is(Rt, &lji_kind_diag) && row_kron(L, &tmp)) {
+            tmp.d = Rt->data;
+            tmp.apply = row_apply;
+        }
+    }
+    if (!tmp.apply) return;
+    struct lji_fused *f = new_fused();
+    if (!f) return; /* no memory: the node applies as its kind does */
+    *f = tmp;
+    J->fused = f;
+    J->fast = f->apply;
+}
