@@ -1128,8 +1128,10 @@ START_TEST(test_alloc_failure_everywhere)
         lj_op *r = t ? lj_op_compose(ctx, 2, ops) : NULL;
         cholmod_sparse *S = r ? lj_op_to_sparse(ctx, r) : NULL;
         char *s = S ? lj_op_print(ctx, t, LJ_PRINT_LATEX) : NULL;
-        double x[12] = { 1 }, y[12];
+        double x[12] = { 1 }, y[12], full[64];
         lj_status st = s ? lj_op_apply(ctx, t, 1, 1.0, x, 0.0, y) : LJ_ERR_NOMEM;
+        /* written densely: a transpose of a sum of products, through workspace */
+        if (st == LJ_OK) st = lj_op_to_dense(ctx, t, full, lj_op_rows(t));
         bool all = p && q && t && r && S && s && st == LJ_OK;
         if (!all) {
             ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: status %d (%s)", n,

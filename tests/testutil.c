@@ -205,6 +205,24 @@ void check_op_against(lj_context *ctx, const lj_op *J, tmat D, double tol, const
     tmat M = tm_new(m, n);
     CK_OK(ctx, lj_op_to_dense(ctx, J, M.a, m > 0 ? m : 1));
     ck_assert_msg(tm_maxdiff(M, D) <= tol * scale, "%s: to_dense differs by %g", what, tm_maxdiff(M, D));
+    {   /* and into a padded array: the padding is left alone */
+        int64_t ldm = m + 3;
+        double *P = malloc(sizeof *P * (size_t)(ldm * (n > 0 ? n : 1)));
+        for (int64_t t = 0; t < ldm * n; t++) P[t] = -7.25;
+        CK_OK(ctx, lj_op_to_dense(ctx, J, P, ldm));
+        double worst = 0;
+        int pad_ok = 1;
+        for (int64_t j = 0; j < n; j++) {
+            for (int64_t i = 0; i < m; i++) {
+                double dd = fabs(P[i + j * ldm] - D.a[i + j * m]);
+                if (dd > worst) worst = dd;
+            }
+            for (int64_t i = m; i < ldm; i++) pad_ok &= P[i + j * ldm] == -7.25;
+        }
+        free(P);
+        ck_assert_msg(worst <= tol * scale && pad_ok, "%s: to_dense with ld %lld: differs by %g, padding %s", what,
+                      (long long)ldm, worst, pad_ok ? "kept" : "written");
+    }
     cholmod_sparse *S = lj_op_to_sparse(ctx, J);
     CK_NN(ctx, S);
     ck_assert(S->nrow == (size_t)m && S->ncol == (size_t)n && S->sorted && S->packed);

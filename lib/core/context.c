@@ -259,13 +259,21 @@ bool lji_size_ok(int64_t rows, int64_t cols, int64_t *n)
 
 /* ---- workspace ---------------------------------------------------------- */
 
+/* A workspace block of cap doubles, its data 64-byte aligned. */
+static lji_block *block_alloc(size_t cap)
+{
+    size_t bytes = sizeof(lji_block) + cap * sizeof(double);
+    bytes = (bytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, bytes);
+}
+
 lji_mark lji_work_mark(lj_context *ctx)
 {
     if (ctx->work_depth == 0 && ctx->work && ctx->work->prev) {
         /* merge: replace all blocks by one holding their total */
         size_t total = ctx->work_total;
         lji_work_free_all(ctx);
-        lji_block *b = malloc(sizeof *b + total * sizeof(double));
+        lji_block *b = block_alloc(total);
         if (b) {
             b->prev = NULL;
             b->cap = total;
@@ -291,7 +299,7 @@ double *lji_work_push(lj_context *ctx, int64_t n)
         if (cap < 4096) cap = 4096;
         if (cap > (SIZE_MAX - sizeof *b) / sizeof(double)) return NULL;
         if (lji_should_fail(ctx)) return NULL;
-        lji_block *nb = malloc(sizeof *nb + cap * sizeof(double));
+        lji_block *nb = block_alloc(cap);
         if (!nb) return NULL;
         nb->prev = b;
         nb->cap = cap;

@@ -20,7 +20,7 @@
 typedef struct lji_block {
     struct lji_block *prev;
     size_t cap, used;
-    double data[];
+    _Alignas(64) double data[]; /* cache-line aligned: GEMM panels, streaming stores */
 } lji_block;
 
 struct lj_context {

@@ -27,7 +27,7 @@ lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, const unsigned char
         }
         if (vals[i] || (need && !need[i])) continue;
         int64_t mn = lji_vlen(e);
-        vals[i] = lji_malloc(ctx, (size_t)(mn ? mn : 1) * sizeof(double));
+        vals[i] = lji_malloc_large(ctx, (size_t)(mn ? mn : 1) * sizeof(double));
         if (!vals[i]) {
             if (fresh) lji_vals_free(t, vals);
             return lji_error(ctx, LJ_ERR_NOMEM, "eval: out of memory for the value of " LJI_SHP,
@@ -108,7 +108,7 @@ lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)
         }
         if (fused[i] == 2) continue;
         int64_t len = lji_vlen(x);
-        double *buf = i == root ? out : lji_malloc(ctx, (size_t)(len ? len : 1) * sizeof *buf);
+        double *buf = i == root ? out : lji_malloc_large(ctx, (size_t)(len ? len : 1) * sizeof *buf);
         if (!buf) {
             st = lji_error(ctx, LJ_ERR_NOMEM, "eval: out of memory for the value of " LJI_SHP, x->rows, x->cols);
             break;
@@ -146,7 +146,7 @@ done:
 lj_status lji_eval_raw(lj_context *ctx, const lj_expr *e, double **out)
 {
     int64_t n = lji_vlen(e);
-    double *x = lji_malloc(ctx, (size_t)(n ? n : 1) * sizeof *x);
+    double *x = lji_malloc_large(ctx, (size_t)(n ? n : 1) * sizeof *x);
     if (!x) return lji_nomem(ctx, "eval");
     lj_status st = lji_eval_to(ctx, e, x);
     if (st == LJ_OK) *out = x;

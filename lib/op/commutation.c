@@ -58,11 +58,20 @@ static bool comm_equal(const lj_op *a, const lj_op *b)
     return a->m == b->m && a->n == b->n;
 }
 
+static lj_status comm_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    lji_zero_block(J->rows, J->cols, a, ld);
+    for (int64_t j = 0; j < J->n; j++) /* column i + j·m has its one at row j + i·n */
+        for (int64_t i = 0; i < J->m; i++) a[(j + i * J->n) + (i + j * J->m) * ld] = 1.0;
+    return LJ_OK;
+}
+
 const lji_kind lji_kind_commutation = {
     .id = LJ_OP_COMMUTATION,
     .name = "commutation",
     .apply = comm_apply,
     .to_sparse = comm_to_sparse,
+    .to_dense = comm_to_dense,
     .nnz = comm_nnz,
     .cost = comm_cost,
     .print = comm_print,

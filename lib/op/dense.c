@@ -58,11 +58,19 @@ static bool dense_equal(const lj_op *a, const lj_op *b)
     return true;
 }
 
+static lj_status dense_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    for (int64_t j = 0; j < J->cols; j++)
+        memcpy(a + j * ld, J->data + j * J->ld, (size_t)J->rows * sizeof(double));
+    return LJ_OK;
+}
+
 const lji_kind lji_kind_dense = {
     .id = LJ_OP_DENSE,
     .name = "dense",
     .apply = dense_apply,
     .to_sparse = dense_to_sparse,
+    .to_dense = dense_to_dense,
     .nnz = dense_nnz,
     .cost = dense_cost,
     .print = dense_print,

@@ -57,11 +57,19 @@ static bool diag_equal(const lj_op *a, const lj_op *b)
     return memcmp(a->data, b->data, (size_t)a->rows * sizeof(double)) == 0;
 }
 
+static lj_status diag_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    lji_zero_block(J->rows, J->cols, a, ld);
+    for (int64_t i = 0; i < J->rows; i++) a[i + i * ld] = J->data[i];
+    return LJ_OK;
+}
+
 const lji_kind lji_kind_diag = {
     .id = LJ_OP_DIAG,
     .name = "diag",
     .apply = diag_apply,
     .to_sparse = diag_to_sparse,
+    .to_dense = diag_to_dense,
     .nnz = diag_nnz,
     .cost = diag_cost,
     .print = diag_print,

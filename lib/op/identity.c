@@ -53,11 +53,19 @@ static void identity_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_
         lji_buf_printf(b, "I_%" PRId64, J->rows);
 }
 
+static lj_status identity_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    lji_zero_block(J->rows, J->cols, a, ld);
+    for (int64_t i = 0; i < J->rows; i++) a[i + i * ld] = 1.0;
+    return LJ_OK;
+}
+
 const lji_kind lji_kind_identity = {
     .id = LJ_OP_IDENTITY,
     .name = "identity",
     .apply = identity_apply,
     .to_sparse = identity_to_sparse,
+    .to_dense = identity_to_dense,
     .nnz = identity_nnz,
     .cost = identity_cost,
     .print = identity_print,

@@ -197,11 +197,40 @@ static void kron_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_plac
     lji_put_close(b, paren);
 }
 
+/* A and B written densely into workspace, then each column ja·nb + jb of
+ * A ⊗ B as the blocks a(ia, ja)·B(:, jb) */
+static lj_status kron_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    const lj_op *A = J->child[0], *B = J->child[1];
+    int64_t na, nb;
+    if (!lji_size_ok(A->rows, A->cols, &na) || !lji_size_ok(B->rows, B->cols, &nb) || !lji_add_ok(na, nb, &na))
+        return lji_error(ctx, LJ_ERR_OVERFLOW, "to_dense: workspace overflows");
+    lji_mark mk = lji_work_mark(ctx);
+    double *ta = lji_work_push(ctx, na);
+    double *tb = ta ? ta + A->rows * A->cols : NULL;
+    int64_t lda = A->rows > 1 ? A->rows : 1, ldb = B->rows > 1 ? B->rows : 1;
+    lj_status st = ta ? lji_to_dense(ctx, A, ta, lda) : lji_nomem(ctx, "to_dense");
+    if (st == LJ_OK) st = lji_to_dense(ctx, B, tb, ldb);
+    for (int64_t ja = 0; st == LJ_OK && ja < A->cols; ja++)
+        for (int64_t jb = 0; jb < B->cols; jb++) {
+            double *col = a + (ja * B->cols + jb) * ld;
+            const double *bc = tb + jb * ldb;
+            for (int64_t ia = 0; ia < A->rows; ia++) {
+                const double s = ta[ia + ja * lda];
+                double *c = col + ia * B->rows;
+                for (int64_t ib = 0; ib < B->rows; ib++) c[ib] = s * bc[ib];
+            }
+        }
+    lji_work_pop(ctx, mk);
+    return st;
+}
+
 const lji_kind lji_kind_kron = {
     .id = LJ_OP_KRON,
     .name = "kron",
     .apply = kron_apply,
     .to_sparse = kron_to_sparse,
+    .to_dense = kron_to_dense,
     .nnz = kron_nnz,
     .cost = kron_cost,
     .print = kron_print,

@@ -26,6 +26,9 @@ typedef struct lji_kind {
                        const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
     /* exact CSC (sorted, packed), allocated with ctx's cholmod_common */
     cholmod_sparse *(*to_sparse)(lj_context *ctx, const lj_op *J);
+    /* the whole matrix written into a (ld >= rows), every entry; NULL: from
+     * the CSC (lji_to_dense) */
+    lj_status (*to_dense)(lj_context *ctx, const lj_op *J, double *a, int64_t ld);
     int64_t (*nnz)(const lj_op *J, bool *exact);
     /* flops and bytes for one apply of one vector */
     void (*cost)(const lj_op *J, double *flops, double *bytes);
@@ -149,6 +152,10 @@ lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r
 void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy);
 
 cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
+/* J written densely into a (ld >= rows): the kind's to_dense where it has
+ * one, else its CSC scattered; lji_zero_block clears an r×c block. */
+lj_status lji_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld);
+void lji_zero_block(int64_t r, int64_t c, double *a, int64_t ld);
 /* Diag(rs)·(A ⊗ B)·Diag(cs) (rs, cs may be NULL) for a Kronecker node J,
  * in the one pass that writes A ⊗ B: the scalings cost no pass of their
  * own and no second matrix. */

@@ -67,11 +67,19 @@ static bool perm_equal(const lj_op *a, const lj_op *b)
     return memcmp(a->idx, b->idx, (size_t)a->rows * sizeof(int64_t)) == 0;
 }
 
+static lj_status perm_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    lji_zero_block(J->rows, J->cols, a, ld);
+    for (int64_t i = 0; i < J->rows; i++) a[i + J->idx[i] * ld] = 1.0; /* (P x)[i] = x[perm[i]] */
+    return LJ_OK;
+}
+
 const lji_kind lji_kind_perm = {
     .id = LJ_OP_PERM,
     .name = "perm",
     .apply = perm_apply,
     .to_sparse = perm_to_sparse,
+    .to_dense = perm_to_dense,
     .nnz = perm_nnz,
     .cost = perm_cost,
     .print = perm_print,

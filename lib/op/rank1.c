@@ -63,11 +63,19 @@ static bool rank1_equal(const lj_op *a, const lj_op *b)
            memcmp(a->data2, b->data2, (size_t)a->cols * sizeof(double)) == 0;
 }
 
+static lj_status rank1_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    for (int64_t j = 0; j < J->cols; j++)
+        for (int64_t i = 0; i < J->rows; i++) a[i + j * ld] = J->data[i] * J->data2[j];
+    return LJ_OK;
+}
+
 const lji_kind lji_kind_rank1 = {
     .id = LJ_OP_RANK1,
     .name = "rank1",
     .apply = rank1_apply,
     .to_sparse = rank1_to_sparse,
+    .to_dense = rank1_to_dense,
     .nnz = rank1_nnz,
     .cost = rank1_cost,
     .print = rank1_print,

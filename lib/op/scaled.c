@@ -48,11 +48,20 @@ static bool scaled_equal(const lj_op *a, const lj_op *b)
     return a->alpha == b->alpha;
 }
 
+static lj_status scaled_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    lj_status st = lji_to_dense(ctx, J->child[0], a, ld);
+    for (int64_t j = 0; st == LJ_OK && j < J->cols; j++)
+        for (int64_t i = 0; i < J->rows; i++) a[i + j * ld] *= J->alpha;
+    return st;
+}
+
 const lji_kind lji_kind_scaled = {
     .id = LJ_OP_SCALED,
     .name = "scaled",
     .apply = scaled_apply,
     .to_sparse = scaled_to_sparse,
+    .to_dense = scaled_to_dense,
     .nnz = child_nnz,
     .cost = scaled_cost,
     .print = scaled_print,

@@ -66,11 +66,22 @@ static bool sparse_equal(const lj_op *a, const lj_op *b)
            memcmp(a->sp.x, b->sp.x, (size_t)nz * sizeof(double)) == 0;
 }
 
+static lj_status sparse_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    const int64_t *p = J->sp.p, *ii = J->sp.i;
+    const double *x = J->sp.x;
+    lji_zero_block(J->rows, J->cols, a, ld);
+    for (int64_t j = 0; j < J->cols; j++)
+        for (int64_t q = p[j]; q < p[j + 1]; q++) a[ii[q] + j * ld] = x[q];
+    return LJ_OK;
+}
+
 const lji_kind lji_kind_sparse = {
     .id = LJ_OP_SPARSE,
     .name = "sparse",
     .apply = sparse_apply,
     .to_sparse = sparse_to_sparse,
+    .to_dense = sparse_to_dense,
     .nnz = sparse_nnz,
     .cost = sparse_cost,
     .print = sparse_print,

@@ -133,11 +133,27 @@ static void stack_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pla
     lji_buf_puts(b, fmt == LJ_PRINT_LATEX ? "\\end{bmatrix}" : "]");
 }
 
+/* each block written into its place in a */
+static lj_status stack_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    bool h = lji_is(J, &lji_kind_hstack);
+    int64_t off = 0;
+    lj_status st = LJ_OK;
+    for (int i = 0; st == LJ_OK && i < J->nchild; i++) {
+        const lj_op *A = J->child[i];
+        st = lji_to_dense(ctx, A, h ? a + off * ld : a + off, ld);
+        off += h ? A->cols : A->rows;
+    }
+    if (J->nchild == 0) lji_zero_block(J->rows, J->cols, a, ld);
+    return st;
+}
+
 const lji_kind lji_kind_hstack = {
     .id = LJ_OP_HSTACK,
     .name = "hstack",
     .apply = stack_apply,
     .to_sparse = stack_to_sparse,
+    .to_dense = stack_to_dense,
     .nnz = stack_nnz,
     .cost = lji_cost_of_children,
     .print = stack_print,
@@ -149,6 +165,7 @@ const lji_kind lji_kind_vstack = {
     .name = "vstack",
     .apply = stack_apply,
     .to_sparse = stack_to_sparse,
+    .to_dense = stack_to_dense,
     .nnz = stack_nnz,
     .cost = lji_cost_of_children,
     .print = stack_print,

@@ -21,6 +21,53 @@ static lj_status sum_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t 
     return st;
 }
 
+/* alpha·A + beta·B for canonical CSC A and B of one shape: a merge of
+ * each column's sorted rows, counted first so that the result is allocated
+ * once, exactly, and written in one pass (sorted and packed as it is
+ * written, its arrays advised for huge pages: lji_sparse_alloc). */
+static cholmod_sparse *sparse_add(lj_context *ctx, const cholmod_sparse *A, double alpha,
+                                  const cholmod_sparse *B, double beta)
+{
+    const int64_t n = (int64_t)A->ncol, *Ap = A->p, *Ai = A->i, *Bp = B->p, *Bi = B->i;
+    const double *Ax = A->x, *Bx = B->x;
+    int64_t nz = 0;
+    for (int64_t j = 0; j < n; j++) {
+        int64_t p = Ap[j], q = Bp[j], pe = Ap[j + 1], qe = Bp[j + 1];
+        while (p < pe && q < qe) {
+            int64_t a = Ai[p], b = Bi[q];
+            p += a <= b;
+            q += b <= a;
+            nz++;
+        }
+        nz += (pe - p) + (qe - q);
+    }
+    cholmod_sparse *S = lji_sparse_alloc(ctx, (int64_t)A->nrow, n, nz, "to_sparse");
+    if (!S) return NULL;
+    int64_t *Sp = S->p, *Si = S->i, w = 0;
+    double *Sx = S->x;
+    for (int64_t j = 0; j < n; j++) {
+        Sp[j] = w;
+        int64_t p = Ap[j], q = Bp[j], pe = Ap[j + 1], qe = Bp[j + 1];
+        while (p < pe && q < qe) {
+            int64_t a = Ai[p], b = Bi[q];
+            if (a == b) {
+                Si[w] = a;
+                Sx[w++] = alpha * Ax[p++] + beta * Bx[q++];
+            } else if (a < b) {
+                Si[w] = a;
+                Sx[w++] = alpha * Ax[p++];
+            } else {
+                Si[w] = b;
+                Sx[w++] = beta * Bx[q++];
+            }
+        }
+        for (; p < pe; p++, w++) Si[w] = Ai[p], Sx[w] = alpha * Ax[p];
+        for (; q < qe; q++, w++) Si[w] = Bi[q], Sx[w] = beta * Bx[q];
+    }
+    Sp[n] = w;
+    return S;
+}
+
 static cholmod_sparse *sum_to_sparse(lj_context *ctx, const lj_op *J)
 {
     cholmod_sparse *acc = NULL;
@@ -30,20 +77,15 @@ static cholmod_sparse *sum_to_sparse(lj_context *ctx, const lj_op *J)
         if (!acc) {
             int64_t nz = ((int64_t *)t->p)[t->ncol];
             double *x = t->x;
-            for (int64_t q = 0; q < nz; q++) x[q] *= J->coef[i];
+            if (J->coef[i] != 1.0)
+                for (int64_t q = 0; q < nz; q++) x[q] *= J->coef[i];
             acc = t;
             continue;
         }
-        double one[2] = { 1, 0 }, c[2] = { J->coef[i], 0 };
-        cholmod_sparse *s = NULL;
-        if (lji_alloc_gate(ctx)) {
-            s = cholmod_l_add(acc, t, one, c, 1, 1, &ctx->cc);
-            if (!s) lji_cholmod_check(ctx, "to_sparse");
-        }
-        if (!s && ctx->status == LJ_OK) lji_nomem(ctx, "to_sparse");
+        cholmod_sparse *s = sparse_add(ctx, acc, 1.0, t, J->coef[i]);
         cholmod_l_free_sparse(&t, &ctx->cc);
         cholmod_l_free_sparse(&acc, &ctx->cc);
-        if (!(s = lji_sparse_canon(ctx, s, "to_sparse"))) goto fail;
+        if (!s) goto fail;
         acc = s;
     }
     return acc;
@@ -94,11 +136,39 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
     lji_put_close(b, paren);
 }
 
+/* the first term into a, each next one into workspace and added in order */
+static lj_status sum_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    int64_t n;
+    if (!lji_size_ok(J->rows, J->cols, &n)) return lji_error(ctx, LJ_ERR_OVERFLOW, "to_dense: workspace overflows");
+    int64_t r = J->rows, ldt = r > 1 ? r : 1;
+    lji_mark mk = lji_work_mark(ctx);
+    double *t = J->nchild > 1 ? lji_work_push(ctx, n) : NULL;
+    lj_status st = J->nchild > 1 && !t ? lji_nomem(ctx, "to_dense") : LJ_OK;
+    if (J->nchild == 0) lji_zero_block(J->rows, J->cols, a, ld);
+    for (int i = 0; st == LJ_OK && i < J->nchild; i++) {
+        double c = J->coef[i];
+        if (i == 0) {
+            st = lji_to_dense(ctx, J->child[0], a, ld);
+            if (c != 1.0)
+                for (int64_t j = 0; st == LJ_OK && j < J->cols; j++)
+                    for (int64_t q = 0; q < r; q++) a[q + j * ld] *= c;
+            continue;
+        }
+        st = lji_to_dense(ctx, J->child[i], t, ldt);
+        for (int64_t j = 0; st == LJ_OK && j < J->cols; j++)
+            for (int64_t q = 0; q < r; q++) a[q + j * ld] += c * t[q + j * ldt];
+    }
+    lji_work_pop(ctx, mk);
+    return st;
+}
+
 const lji_kind lji_kind_sum = {
     .id = LJ_OP_SUM,
     .name = "sum",
     .apply = sum_apply,
     .to_sparse = sum_to_sparse,
+    .to_dense = sum_to_dense,
     .nnz = sum_nnz,
     .cost = sum_cost,
     .print = sum_print,

@@ -50,11 +50,26 @@ static void transpose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji
     lji_buf_puts(b, lji_sym_transpose(fmt));
 }
 
+/* the child (cols×rows) into workspace, then transposed into a */
+static lj_status transpose_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    const lj_op *A = J->child[0];
+    int64_t n;
+    if (!lji_size_ok(A->rows, A->cols, &n)) return lji_error(ctx, LJ_ERR_OVERFLOW, "to_dense: workspace overflows");
+    lji_mark mk = lji_work_mark(ctx);
+    double *t = lji_work_push(ctx, n);
+    lj_status st = t ? lji_to_dense(ctx, A, t, A->rows > 1 ? A->rows : 1) : lji_nomem(ctx, "to_dense");
+    if (st == LJ_OK) lji_transpose(A->rows, A->cols, 1.0, t, A->rows > 1 ? A->rows : 1, 0.0, a, ld);
+    lji_work_pop(ctx, mk);
+    return st;
+}
+
 const lji_kind lji_kind_transpose = {
     .id = LJ_OP_TRANSPOSE,
     .name = "transpose",
     .apply = transpose_apply,
     .to_sparse = transpose_to_sparse,
+    .to_dense = transpose_to_dense,
     .nnz = transpose_nnz,
     .cost = transpose_cost,
     .print = transpose_print,

@@ -41,11 +41,18 @@ static void zero_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_plac
         lji_buf_printf(b, "0_{%" PRId64 "x%" PRId64 "}", J->rows, J->cols);
 }
 
+static lj_status zero_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    lji_zero_block(J->rows, J->cols, a, ld);
+    return LJ_OK;
+}
+
 const lji_kind lji_kind_zero = {
     .id = LJ_OP_ZERO,
     .name = "zero",
     .apply = zero_apply,
     .to_sparse = zero_to_sparse,
+    .to_dense = zero_to_dense,
     .nnz = zero_nnz,
     .cost = zero_cost,
     .print = zero_print,

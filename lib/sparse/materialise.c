@@ -17,6 +17,22 @@ lj_status lj_op_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
     if (ld < (J->rows > 1 ? J->rows : 1))
         return lji_error(ctx, LJ_ERR_SHAPE, "%s: leading dimension %" PRId64 " < rows of " LJI_SHP,
                          op, ld, J->rows, J->cols);
+    lji_mark mk = lji_work_mark(ctx);
+    lj_status s = lji_to_dense(ctx, J, a, ld);
+    lji_work_pop(ctx, mk);
+    return s;
+}
+
+void lji_zero_block(int64_t r, int64_t c, double *a, int64_t ld)
+{
+    for (int64_t j = 0; j < c; j++) memset(a + j * ld, 0, (size_t)r * sizeof(double));
+}
+
+/* J's CSC scattered into a: the exact materialisation, for kinds with no
+ * dense writer of their own, and for lj_op_check (which compares the
+ * applies with it). */
+static lj_status dense_from_csc(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
     cholmod_sparse *s = lji_to_sparse(ctx, J);
     if (!s) return ctx->status;
     const int64_t *p = s->p, *ii = s->i;
@@ -28,6 +44,12 @@ lj_status lj_op_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
     }
     cholmod_l_free_sparse(&s, &ctx->cc);
     return LJ_OK;
+}
+
+lj_status lji_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
+{
+    if (J->rows == 0 || J->cols == 0) return LJ_OK;
+    return J->kind->to_dense ? J->kind->to_dense(ctx, J, a, ld) : dense_from_csc(ctx, J, a, ld);
 }
 
 lj_csr *lj_op_to_csr(lj_context *ctx, const lj_op *J)
@@ -156,7 +178,9 @@ lj_status lj_op_check(lj_context *ctx, const lj_op *J, uint64_t seed, double *ma
         st = lji_nomem(ctx, op);
         goto done;
     }
-    if ((st = lj_op_to_dense(ctx, J, D, m > 0 ? m : 1)) != LJ_OK) goto done;
+    /* the applies against the exact sparse materialisation, not against
+     * another dense writer */
+    if ((st = dense_from_csc(ctx, J, D, m > 0 ? m : 1)) != LJ_OK) goto done;
     uint64_t s = seed;
     for (int64_t i = 0; i < n; i++) x[i] = lji_rand_unif(&s);
     for (int64_t i = 0; i < m; i++) y[i] = lji_rand_unif(&s);
