@@ -177,6 +177,14 @@ lj_op *lj_op_transpose(lj_context *ctx, const lj_op *a);
 lj_op *lj_op_hstack(lj_context *ctx, int n, const lj_op *const *ops);
 lj_op *lj_op_vstack(lj_context *ctx, int n, const lj_op *const *ops);
 
+/* Rows [r0, r1) of J (0 <= r0 <= r1 <= rows), a new operator of
+ * (r1 - r0)×cols built from J's structure: a Kronecker product's rows are
+ * Kronecker products of its factors' rows, a product's are its first
+ * factor's rows times the rest, a Diag's a block [0 Diag 0], a sum's its
+ * terms' rows, and so on, so that applying the block costs about its share
+ * of J and lj_op_to_sparse of it writes only those rows (what one rank of
+ * a distributed Jacobian owns). The whole range gives J itself. */
+lj_op *lj_op_row_block(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1);
 /* Reference counting (atomic). retain returns its argument. */
 lj_op *lj_op_retain(const lj_op *a);
 void lj_op_free(lj_op **a);

@@ -386,6 +386,127 @@ START_TEST(test_fused_kernels)
 }
 END_TEST
 
+/* Row blocks: every kind and composites (Kronecker products of non-square
+ * factors of four sizes, whose ranges cut their factors' blocks; products,
+ * sums, stacks, transposes), several ranges each: the block checked three
+ * ways against the rows of J's dense form, and its materialisation equal,
+ * entry for entry, to the rows of J's. */
+static void check_row_blocks(lj_context *ctx, const lj_op *J, const char *what)
+{
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+    tmat D = tm_new(m, n);
+    CK_OK(ctx, lj_op_to_dense(ctx, J, D.a, m > 0 ? m : 1));
+    cholmod_sparse *S = lj_op_to_sparse(ctx, J);
+    CK_NN(ctx, S);
+    const int64_t ranges[][2] = { { 0, 1 }, { 1, m - 1 }, { m / 3, 2 * m / 3 + 1 }, { m - 1, m }, { 0, m }, { m / 2, m / 2 } };
+    for (size_t t = 0; t < sizeof ranges / sizeof ranges[0]; t++) {
+        int64_t r0 = ranges[t][0], r1 = ranges[t][1];
+        if (r0 < 0 || r1 > m || r1 < r0) continue;
+        lj_op *B = lj_op_row_block(ctx, J, r0, r1);
+        CK_NN(ctx, B);
+        tmat R = tm_new(r1 - r0, n);
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = r0; i < r1; i++) R.a[(i - r0) + j * (r1 - r0)] = D.a[i + j * m];
+        char w[160];
+        snprintf(w, sizeof w, "%s rows [%lld, %lld)", what, (long long)r0, (long long)r1);
+        check_op_against(ctx, B, R, 1e-13, w);
+        cholmod_sparse *T = lj_op_to_sparse(ctx, B);
+        CK_NN(ctx, T);
+        /* the same entries as J's materialisation, in those rows */
+        const int64_t *sp = S->p, *si = S->i, *tp = T->p, *ti = T->i;
+        const double *sx = S->x, *tx = T->x;
+        bool same = T->nrow == (size_t)(r1 - r0) && T->ncol == (size_t)n;
+        for (int64_t j = 0; same && j < n; j++) {
+            int64_t q = tp[j];
+            for (int64_t p = sp[j]; p < sp[j + 1] && same; p++) {
+                if (si[p] < r0 || si[p] >= r1) continue;
+                same = q < tp[j + 1] && ti[q] == si[p] - r0 && fabs(tx[q] - sx[p]) <= 1e-13 * (1 + fabs(sx[p]));
+                q++;
+            }
+            same = same && q == tp[j + 1];
+        }
+        ck_assert_msg(same, "%s: materialised block differs from J's rows", w);
+        lj_sparse_free(ctx, &T);
+        lj_op_free(&B);
+        tm_free(&R);
+    }
+    lj_sparse_free(ctx, &S);
+    tm_free(&D);
+}
+
+START_TEST(test_row_blocks)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 321;
+    tmat A = tm_rand(3, 2, &seed), B = tm_rand(4, 5, &seed), C = tm_rand(5, 3, &seed), Rr;
+    cholmod_sparse *cs = tm_rand_sparse(ctx, 6, 5, 0.5, &seed, &Rr);
+    double d[12], u[6], v[5];
+    for (int i = 0; i < 12; i++) d[i] = urand(&seed);
+    for (int i = 0; i < 6; i++) u[i] = urand(&seed);
+    for (int i = 0; i < 5; i++) v[i] = urand(&seed);
+    int64_t perm[6] = { 3, 0, 5, 1, 4, 2 }, si[7] = { 0, 3, 1, 3, 2, 0, 1 }, sj[7] = { 0, 1, 2, 2, 0, 1, 1 };
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *c = dense_of(ctx, C, "C");
+    lj_op *s = lj_op_sparse(ctx, cs, "S"), *I6 = lj_op_identity(ctx, 6), *K = lj_op_commutation(ctx, 3, 4);
+    lj_op *Dg = lj_op_diag(ctx, 12, d, "d"), *P = lj_op_perm(ctx, 6, perm, "P"), *r1 = lj_op_rank1(ctx, 6, u, "u", 5, v, "v");
+    lj_op *ab = lj_op_kron(ctx, a, b), *bc = lj_op_mul(ctx, b, c), *st = lj_op_transpose(ctx, s), *at = lj_op_transpose(ctx, a);
+    lj_op *kt = lj_op_transpose(ctx, ab), *I2 = lj_op_identity(ctx, 2), *I2B = lj_op_kron(ctx, I2, b);
+    const lj_op *sumt[3] = { s, r1, P };
+    lj_op *P65 = lj_op_mul(ctx, P, s), *sm = lj_op_lincomb(ctx, 2, NULL, sumt);
+    const lj_op *hs[2] = { s, r1 }, *vs[3] = { s, r1, P65 };
+    lj_op *H = lj_op_hstack(ctx, 2, hs), *V = lj_op_vstack(ctx, 3, vs), *Z = lj_op_zero(ctx, 4, 3);
+    lj_op *DK = lj_op_mul(ctx, Dg, K), *Ksc = lj_op_scale(ctx, -2.0, K);
+    lj_op *I3 = lj_op_identity(ctx, 3), *Sm = lj_op_sampled(ctx, 7, si, sj, NULL, I3, b, "P_Ω");
+    lj_op *kab = lj_op_kron(ctx, ab, at); /* a three-factor product: blocks cut at two levels */
+    lj_op *ops[] = { a, s, I6, K, Dg, P, r1, ab, bc, st, at, kt, I2B, sm, H, V, Z, DK, Ksc, Sm, kab };
+    const char *names[] = { "dense", "sparse", "identity", "commutation", "Diag", "perm", "rank1", "A ⊗ B", "B·C",
+                            "S^T", "A^T", "(A ⊗ B)^T", "I ⊗ B", "S + u v^T", "[S, u v^T]", "[S; u v^T; P·S]",
+                            "zero", "Diag·K", "-2K", "sampled", "A ⊗ B ⊗ A^T" };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        CK_NN(ctx, ops[i]);
+        check_row_blocks(ctx, ops[i], names[i]);
+    }
+    /* errors: ranges outside the rows, NULL */
+    ck_assert_ptr_null(lj_op_row_block(ctx, ab, 3, 2));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "row_block: [3, 2) is not a range of rows of (12×10)");
+    ck_assert_ptr_null(lj_op_row_block(ctx, ab, -1, 2));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "row_block");
+    ck_assert_ptr_null(lj_op_row_block(ctx, ab, 0, 13));
+    ASSERT_ERR(ctx, LJ_ERR_SHAPE, "row_block");
+    ck_assert_ptr_null(lj_op_row_block(ctx, NULL, 0, 1));
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "row_block");
+    /* printing: the blocks of labelled leaves are named */
+    lj_op *blk = lj_op_row_block(ctx, ab, 2, 7);
+    char *pb = lj_op_print(ctx, blk, LJ_PRINT_UNICODE);
+    ck_assert_msg(strstr(pb, "A(1:1,:) ⊗ B(3:4,:)") != NULL, "printed %s", pb);
+    lj_free(pb);
+    lj_op_free(&blk);
+    /* allocation failure at every point of a block of a composite */
+    for (int64_t k = 1; k < 200; k++) {
+        lj_context_fail_alloc(ctx, k, 0);
+        lj_op *x = lj_op_row_block(ctx, kab, 5, 19);
+        cholmod_sparse *xs = x ? lj_op_to_sparse(ctx, x) : NULL;
+        bool done = x && xs;
+        if (!done) {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "k=%lld: %s", (long long)k, lj_context_message(ctx));
+            lj_context_clear(ctx);
+        }
+        lj_sparse_free(ctx, &xs);
+        lj_op_free(&x);
+        if (done) break;
+    }
+    lj_context_fail_alloc(ctx, 0, 0);
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) lj_op_free(&ops[i]);
+    lj_op *more[] = { I2, I3, P65, b, c };
+    for (int i = 0; i < 5; i++) lj_op_free(&more[i]);
+    cholmod_l_free_sparse(&cs, lj_context_cholmod(ctx));
+    tm_free(&A);
+    tm_free(&B);
+    tm_free(&C);
+    tm_free(&Rr);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- sampled Kronecker products -------------------------------------------------- */
 
 /* C or D of the sampled kind: 0 identity, 1 dense, 2 a transposed dense */
@@ -1565,6 +1686,7 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_perm_commutation_rank1);
     tcase_add_test(kinds, test_commutation_kernel);
     tcase_add_test(kinds, test_fused_kernels);
+    tcase_add_test(kinds, test_row_blocks);
     tcase_add_test(kinds, test_sampled);
     tcase_add_test(kinds, test_sampled_rules);
     tcase_add_test(kinds, test_kron_dense_factors);

@@ -66,11 +66,31 @@ static lj_status comm_to_dense(lj_context *ctx, const lj_op *J, double *a, int64
     return LJ_OK;
 }
 
+static lj_op *comm_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    /* row j + i·n of K_{m,n} has its one at column i + j·m */
+    int64_t r = r1 - r0, *col = lji_malloc(ctx, (size_t)r * sizeof *col);
+    if (!col) {
+        lji_nomem(ctx, "rows");
+        return NULL;
+    }
+    for (int64_t t = 0; t < r; t++) {
+        int64_t row = r0 + t, j = row % J->n, i = row / J->n;
+        col[t] = i + j * J->m;
+    }
+    char label[96];
+    snprintf(label, sizeof label, "K_{%" PRId64 ",%" PRId64 "}(%" PRId64 ":%" PRId64 ",:)", J->m, J->n, r0 + 1, r1);
+    lj_op *o = lji_rows_one_per_row(ctx, r, J->cols, col, NULL, label);
+    free(col);
+    return o;
+}
+
 const lji_kind lji_kind_commutation = {
     .id = LJ_OP_COMMUTATION,
     .name = "commutation",
     .apply = comm_apply,
     .to_sparse = comm_to_sparse,
+    .rows = comm_rows,
     .to_dense = comm_to_dense,
     .nnz = comm_nnz,
     .cost = comm_cost,

@@ -199,11 +199,31 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
     lji_put_close(b, paren);
 }
 
+static lj_op *compose_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    /* (A·B·C)(rows) = A(rows)·B·C */
+    lj_op *first = lji_rows(ctx, J->child[0], r0, r1);
+    if (!first) return NULL;
+    const lj_op **f = lji_malloc(ctx, (size_t)J->nchild * sizeof *f);
+    if (!f) {
+        lj_op_free(&first);
+        lji_nomem(ctx, "rows");
+        return NULL;
+    }
+    f[0] = first;
+    for (int i = 1; i < J->nchild; i++) f[i] = J->child[i];
+    lj_op *r = lj_op_compose(ctx, J->nchild, f);
+    free(f);
+    lj_op_free(&first);
+    return r;
+}
+
 const lji_kind lji_kind_compose = {
     .id = LJ_OP_COMPOSE,
     .name = "compose",
     .apply = compose_apply,
     .to_sparse = compose_to_sparse,
+    .rows = compose_rows,
     .nnz = compose_nnz,
     .cost = lji_cost_of_children,
     .print = compose_print,

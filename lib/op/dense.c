@@ -65,11 +65,21 @@ static lj_status dense_to_dense(lj_context *ctx, const lj_op *J, double *a, int6
     return LJ_OK;
 }
 
+static lj_op *dense_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    char *l = lji_rows_label(ctx, J->label, r0, r1, false);
+    if (J->label && !l) return NULL;
+    lj_op *r = lj_op_dense(ctx, r1 - r0, J->cols, J->data + r0, J->ld, l);
+    free(l);
+    return r;
+}
+
 const lji_kind lji_kind_dense = {
     .id = LJ_OP_DENSE,
     .name = "dense",
     .apply = dense_apply,
     .to_sparse = dense_to_sparse,
+    .rows = dense_rows,
     .to_dense = dense_to_dense,
     .nnz = dense_nnz,
     .cost = dense_cost,

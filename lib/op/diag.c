@@ -64,11 +64,21 @@ static lj_status diag_to_dense(lj_context *ctx, const lj_op *J, double *a, int64
     return LJ_OK;
 }
 
+static lj_op *diag_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    char *l = lji_rows_label(ctx, J->label, r0, r1, false);
+    if (J->label && !l) return NULL;
+    lj_op *D = lj_op_diag(ctx, r1 - r0, J->data + r0, l); /* [0 Diag(d(r0:r1)) 0] */
+    free(l);
+    return lji_place_cols(ctx, D, r0, r1, J->cols);
+}
+
 const lji_kind lji_kind_diag = {
     .id = LJ_OP_DIAG,
     .name = "diag",
     .apply = diag_apply,
     .to_sparse = diag_to_sparse,
+    .rows = diag_rows,
     .to_dense = diag_to_dense,
     .nnz = diag_nnz,
     .cost = diag_cost,

@@ -60,11 +60,17 @@ static lj_status identity_to_dense(lj_context *ctx, const lj_op *J, double *a, i
     return LJ_OK;
 }
 
+static lj_op *identity_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    return lji_place_cols(ctx, lj_op_identity(ctx, r1 - r0), r0, r1, J->cols); /* [0 I 0] */
+}
+
 const lji_kind lji_kind_identity = {
     .id = LJ_OP_IDENTITY,
     .name = "identity",
     .apply = identity_apply,
     .to_sparse = identity_to_sparse,
+    .rows = identity_rows,
     .to_dense = identity_to_dense,
     .nnz = identity_nnz,
     .cost = identity_cost,

@@ -225,11 +225,43 @@ static lj_status kron_to_dense(lj_context *ctx, const lj_op *J, double *a, int64
     return st;
 }
 
+/* rows [r0, r1) of A ⊗ B (row ia·mb + ib): whole blocks of B's rows for
+ * the rows of A in the middle, and partial ones at the two ends */
+static lj_op *kron_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    const lj_op *A = J->child[0], *B = J->child[1];
+    const int64_t mb = B->rows, ia0 = r0 / mb, ib0 = r0 % mb, ia1 = (r1 - 1) / mb, ib1 = (r1 - 1) % mb;
+    lj_op *part[3] = { NULL, NULL, NULL };
+    int np = 0;
+    bool fail = false;
+    /* (a0, a1, b0, b1): rows [a0, a1) of A with rows [b0, b1) of B */
+    int64_t spec[3][4];
+    if (ia0 == ia1)
+        spec[np++][0] = ia0, spec[0][1] = ia0 + 1, spec[0][2] = ib0, spec[0][3] = ib1 + 1;
+    else {
+        int64_t lo = ib0 == 0 ? ia0 : ia0 + 1, hi = ib1 == mb - 1 ? ia1 + 1 : ia1;
+        if (ib0 != 0) spec[np][0] = ia0, spec[np][1] = ia0 + 1, spec[np][2] = ib0, spec[np][3] = mb, np++;
+        if (hi > lo) spec[np][0] = lo, spec[np][1] = hi, spec[np][2] = 0, spec[np][3] = mb, np++;
+        if (ib1 != mb - 1) spec[np][0] = ia1, spec[np][1] = ia1 + 1, spec[np][2] = 0, spec[np][3] = ib1 + 1, np++;
+    }
+    for (int t = 0; t < np && !fail; t++) {
+        lj_op *a = lji_rows(ctx, A, spec[t][0], spec[t][1]), *b = a ? lji_rows(ctx, B, spec[t][2], spec[t][3]) : NULL;
+        part[t] = b ? lj_op_kron(ctx, a, b) : NULL;
+        fail = !part[t];
+        lj_op_free(&a);
+        lj_op_free(&b);
+    }
+    lj_op *r = fail ? NULL : lj_op_vstack(ctx, np, (const lj_op *const *)part);
+    for (int t = 0; t < np; t++) lj_op_free(&part[t]);
+    return r;
+}
+
 const lji_kind lji_kind_kron = {
     .id = LJ_OP_KRON,
     .name = "kron",
     .apply = kron_apply,
     .to_sparse = kron_to_sparse,
+    .rows = kron_rows,
     .to_dense = kron_to_dense,
     .nnz = kron_nnz,
     .cost = kron_cost,

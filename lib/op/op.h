@@ -29,6 +29,9 @@ typedef struct lji_kind {
     /* the whole matrix written into a (ld >= rows), every entry; NULL: from
      * the CSC (lji_to_dense) */
     lj_status (*to_dense)(lj_context *ctx, const lj_op *J, double *a, int64_t ld);
+    /* rows [r0, r1) of J as a new operator (0 <= r0 < r1 <= rows, not all
+     * of them); NULL: a selection times J (rows.c) */
+    lj_op *(*rows)(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1);
     int64_t (*nnz)(const lj_op *J, bool *exact);
     /* flops and bytes for one apply of one vector */
     void (*cost)(const lj_op *J, double *flops, double *bytes);
@@ -152,6 +155,17 @@ lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r
 void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy);
 
 cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
+/* Row blocks (rows.c): J[r0:r1, :] by the kinds' rules (lji_rows; the
+ * whole range gives J itself); a label "W(4:7,:)" for a block of a leaf;
+ * M placed at columns [r0, r1) of an r×n block, [0 M 0] (M consumed);
+ * rows of a CSC matrix; an r×n operator with one entry a row. */
+lj_op *lji_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1);
+char *lji_rows_label(lj_context *ctx, const char *label, int64_t r0, int64_t r1, bool cols);
+lj_op *lji_place_cols(lj_context *ctx, lj_op *M, int64_t r0, int64_t r1, int64_t n);
+cholmod_sparse *lji_csc_rows(lj_context *ctx, const cholmod_sparse *s, int64_t r0, int64_t r1);
+lj_op *lji_rows_one_per_row(lj_context *ctx, int64_t r, int64_t n, const int64_t *col, const double *v,
+                            const char *label);
+
 /* J written densely into a (ld >= rows): the kind's to_dense where it has
  * one, else its CSC scattered; lji_zero_block clears an r×c block. */
 lj_status lji_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld);

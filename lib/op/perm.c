@@ -74,11 +74,22 @@ static lj_status perm_to_dense(lj_context *ctx, const lj_op *J, double *a, int64
     return LJ_OK;
 }
 
+static lj_op *perm_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    /* (P x)[i] = x[perm[i]]: row i has its one at column perm[i] */
+    char *l = lji_rows_label(ctx, J->label, r0, r1, false);
+    if (J->label && !l) return NULL;
+    lj_op *r = lji_rows_one_per_row(ctx, r1 - r0, J->cols, J->idx + r0, NULL, l);
+    free(l);
+    return r;
+}
+
 const lji_kind lji_kind_perm = {
     .id = LJ_OP_PERM,
     .name = "perm",
     .apply = perm_apply,
     .to_sparse = perm_to_sparse,
+    .rows = perm_rows,
     .to_dense = perm_to_dense,
     .nnz = perm_nnz,
     .cost = perm_cost,

@@ -70,11 +70,21 @@ static lj_status rank1_to_dense(lj_context *ctx, const lj_op *J, double *a, int6
     return LJ_OK;
 }
 
+static lj_op *rank1_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    char *l = lji_rows_label(ctx, J->label, r0, r1, false);
+    if (J->label && !l) return NULL;
+    lj_op *r = lj_op_rank1(ctx, r1 - r0, J->data + r0, l, J->cols, J->data2, J->label2);
+    free(l);
+    return r;
+}
+
 const lji_kind lji_kind_rank1 = {
     .id = LJ_OP_RANK1,
     .name = "rank1",
     .apply = rank1_apply,
     .to_sparse = rank1_to_sparse,
+    .rows = rank1_rows,
     .to_dense = rank1_to_dense,
     .nnz = rank1_nnz,
     .cost = rank1_cost,

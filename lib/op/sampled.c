@@ -279,11 +279,26 @@ static bool sampled_equal(const lj_op *a, const lj_op *b)
     return !a->data || memcmp(a->data, b->data, (size_t)a->rows * sizeof(double)) == 0;
 }
 
+static lj_op *build(lj_context *ctx, int64_t nz, const int64_t *i, const int64_t *j, const double *w,
+                    const lj_op *C, const lj_op *D, const char *label);
+
+static lj_op *sampled_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    /* row k is the entry (i[k], j[k]): the entries r0..r1-1 */
+    char *l = lji_rows_label(ctx, J->label, r0, r1, false);
+    if (J->label && !l) return NULL;
+    lj_op *r = build(ctx, r1 - r0, J->idx + r0, J->idx + J->rows + r0, J->data ? J->data + r0 : NULL, J->child[0],
+                     J->child[1], l);
+    free(l);
+    return r;
+}
+
 const lji_kind lji_kind_sampled = {
     .id = LJ_OP_SAMPLED,
     .name = "sampled",
     .apply = sampled_apply,
     .to_sparse = sampled_to_sparse,
+    .rows = sampled_rows,
     .nnz = sampled_nnz,
     .cost = sampled_cost,
     .print = sampled_print,

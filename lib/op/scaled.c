@@ -56,11 +56,19 @@ static lj_status scaled_to_dense(lj_context *ctx, const lj_op *J, double *a, int
     return st;
 }
 
+static lj_op *scaled_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    lj_op *c = lji_rows(ctx, J->child[0], r0, r1), *r = c ? lj_op_scale(ctx, J->alpha, c) : NULL;
+    lj_op_free(&c);
+    return r;
+}
+
 const lji_kind lji_kind_scaled = {
     .id = LJ_OP_SCALED,
     .name = "scaled",
     .apply = scaled_apply,
     .to_sparse = scaled_to_sparse,
+    .rows = scaled_rows,
     .to_dense = scaled_to_dense,
     .nnz = child_nnz,
     .cost = scaled_cost,

@@ -76,11 +76,23 @@ static lj_status sparse_to_dense(lj_context *ctx, const lj_op *J, double *a, int
     return LJ_OK;
 }
 
+static lj_op *sparse_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    cholmod_sparse *s = lji_csc_rows(ctx, &J->sp, r0, r1);
+    char *l = s ? lji_rows_label(ctx, J->label, r0, r1, false) : NULL;
+    lj_op *r = s && (l || !J->label) ? lj_op_sparse(ctx, s, l) : NULL;
+    if (s && J->label && !l) lji_nomem(ctx, "rows");
+    free(l);
+    cholmod_l_free_sparse(&s, &ctx->cc);
+    return r;
+}
+
 const lji_kind lji_kind_sparse = {
     .id = LJ_OP_SPARSE,
     .name = "sparse",
     .apply = sparse_apply,
     .to_sparse = sparse_to_sparse,
+    .rows = sparse_rows,
     .to_dense = sparse_to_dense,
     .nnz = sparse_nnz,
     .cost = sparse_cost,

@@ -148,11 +148,41 @@ static lj_status stack_to_dense(lj_context *ctx, const lj_op *J, double *a, int6
     return st;
 }
 
+/* hstack: each block's rows side by side; vstack: the blocks that overlap
+ * the range, each cut to it */
+static lj_op *stack_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    bool h = lji_is(J, &lji_kind_hstack);
+    lj_op **t = lji_calloc(ctx, (size_t)J->nchild, sizeof *t);
+    if (!t) {
+        lji_nomem(ctx, "rows");
+        return NULL;
+    }
+    int n = 0;
+    bool fail = false;
+    int64_t off = 0;
+    for (int i = 0; i < J->nchild && !fail; i++) {
+        const lj_op *A = J->child[i];
+        if (h)
+            fail = !(t[n++] = lji_rows(ctx, A, r0, r1));
+        else {
+            int64_t a0 = r0 > off ? r0 - off : 0, a1 = r1 - off < A->rows ? r1 - off : A->rows;
+            if (a1 > a0) fail = !(t[n++] = lji_rows(ctx, A, a0, a1));
+            off += A->rows;
+        }
+    }
+    lj_op *r = fail ? NULL : h ? lj_op_hstack(ctx, n, (const lj_op *const *)t) : lj_op_vstack(ctx, n, (const lj_op *const *)t);
+    for (int k = 0; k < n; k++) lj_op_free(&t[k]);
+    free(t);
+    return r;
+}
+
 const lji_kind lji_kind_hstack = {
     .id = LJ_OP_HSTACK,
     .name = "hstack",
     .apply = stack_apply,
     .to_sparse = stack_to_sparse,
+    .rows = stack_rows,
     .to_dense = stack_to_dense,
     .nnz = stack_nnz,
     .cost = lji_cost_of_children,
@@ -165,6 +195,7 @@ const lji_kind lji_kind_vstack = {
     .name = "vstack",
     .apply = stack_apply,
     .to_sparse = stack_to_sparse,
+    .rows = stack_rows,
     .to_dense = stack_to_dense,
     .nnz = stack_nnz,
     .cost = lji_cost_of_children,

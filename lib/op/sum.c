@@ -163,11 +163,28 @@ static lj_status sum_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_
     return st;
 }
 
+static lj_op *sum_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    lj_op **t = lji_calloc(ctx, (size_t)J->nchild, sizeof *t);
+    if (!t) {
+        lji_nomem(ctx, "rows");
+        return NULL;
+    }
+    int i;
+    for (i = 0; i < J->nchild; i++)
+        if (!(t[i] = lji_rows(ctx, J->child[i], r0, r1))) break;
+    lj_op *r = i == J->nchild ? lj_op_lincomb(ctx, J->nchild, J->coef, (const lj_op *const *)t) : NULL;
+    for (int k = 0; k < J->nchild; k++) lj_op_free(&t[k]);
+    free(t);
+    return r;
+}
+
 const lji_kind lji_kind_sum = {
     .id = LJ_OP_SUM,
     .name = "sum",
     .apply = sum_apply,
     .to_sparse = sum_to_sparse,
+    .rows = sum_rows,
     .to_dense = sum_to_dense,
     .nnz = sum_nnz,
     .cost = sum_cost,

@@ -64,11 +64,60 @@ static lj_status transpose_to_dense(lj_context *ctx, const lj_op *J, double *a, 
     return st;
 }
 
+/* rows of A^T are columns of A: taken from a dense, sparse or Diag leaf
+ * directly, else a selection times A^T */
+static lj_op *transpose_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    const lj_op *A = J->child[0];
+    lj_op *c = NULL;
+    if (lji_is(A, &lji_kind_dense)) {
+        char *l = lji_rows_label(ctx, A->label, r0, r1, true);
+        if (A->label && !l) return NULL;
+        c = lj_op_dense(ctx, A->rows, r1 - r0, A->data + r0 * A->ld, A->ld, l);
+        free(l);
+    } else if (lji_is(A, &lji_kind_sparse)) {
+        const int64_t *p = A->sp.p;
+        cholmod_sparse v = A->sp; /* a view of columns r0..r1-1 */
+        v.ncol = (size_t)(r1 - r0);
+        v.p = (int64_t *)p + r0;
+        int64_t base = p[r0];
+        cholmod_sparse *s = NULL;
+        if (base == 0) s = cholmod_l_copy_sparse(&v, &ctx->cc); /* column pointers start at 0 */
+        else {
+            s = lji_sparse_alloc(ctx, A->rows, r1 - r0, p[r1] - base, "rows");
+            if (s) {
+                int64_t *sp = s->p;
+                for (int64_t j = 0; j <= r1 - r0; j++) sp[j] = p[r0 + j] - base;
+                memcpy(s->i, (int64_t *)A->sp.i + base, (size_t)(p[r1] - base) * sizeof(int64_t));
+                memcpy(s->x, (double *)A->sp.x + base, (size_t)(p[r1] - base) * sizeof(double));
+            }
+        }
+        if (!s) {
+            if (ctx->status == LJ_OK) lji_nomem(ctx, "rows");
+            return NULL;
+        }
+        char *l = lji_rows_label(ctx, A->label, r0, r1, true);
+        c = (l || !A->label) ? lj_op_sparse(ctx, s, l) : NULL;
+        if (A->label && !l) lji_nomem(ctx, "rows");
+        free(l);
+        cholmod_l_free_sparse(&s, &ctx->cc);
+    } else {
+        lj_op *I = lj_op_identity(ctx, r1 - r0), *S = lji_place_cols(ctx, I, r0, r1, J->rows);
+        lj_op *r = S ? lj_op_mul(ctx, S, J) : NULL;
+        lj_op_free(&S);
+        return r;
+    }
+    lj_op *r = c ? lj_op_transpose(ctx, c) : NULL;
+    lj_op_free(&c);
+    return r;
+}
+
 const lji_kind lji_kind_transpose = {
     .id = LJ_OP_TRANSPOSE,
     .name = "transpose",
     .apply = transpose_apply,
     .to_sparse = transpose_to_sparse,
+    .rows = transpose_rows,
     .to_dense = transpose_to_dense,
     .nnz = transpose_nnz,
     .cost = transpose_cost,

@@ -47,11 +47,17 @@ static lj_status zero_to_dense(lj_context *ctx, const lj_op *J, double *a, int64
     return LJ_OK;
 }
 
+static lj_op *zero_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
+{
+    return lj_op_zero(ctx, r1 - r0, J->cols);
+}
+
 const lji_kind lji_kind_zero = {
     .id = LJ_OP_ZERO,
     .name = "zero",
     .apply = zero_apply,
     .to_sparse = zero_to_sparse,
+    .rows = zero_rows,
     .to_dense = zero_to_dense,
     .nnz = zero_nnz,
     .cost = zero_cost,
