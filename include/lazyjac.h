@@ -66,7 +66,8 @@ typedef enum {
     LJ_ERR_NAME = -10,       /* a name undeclared, or declared twice */
     LJ_ERR_UNSUPPORTED = -11,/* an operation the operator kind does not have */
     LJ_ERR_CHOLMOD = -12,    /* CHOLMOD reported an error */
-    LJ_ERR_NOT_SCALAR = -13  /* a scalar expression was required */
+    LJ_ERR_NOT_SCALAR = -13, /* a scalar expression was required */
+    LJ_ERR_EXTERNAL = -14    /* another library (PETSc, MPI) reported an error */
 } lj_status;
 
 typedef struct lj_context lj_context;
@@ -88,6 +89,15 @@ void lj_context_free(lj_context **ctx);
 lj_status lj_context_status(const lj_context *ctx);
 const char *lj_context_message(const lj_context *ctx);
 void lj_context_clear(lj_context *ctx);
+/* Records an error in ctx (printf-style message, which should name the
+ * operation, as lazyjac's own do) and returns code: for libraries built on
+ * lazyjac (liblazyjac-petsc) and callbacks that report through a context.
+ * code must be negative; LJ_OK clears the context instead. */
+lj_status lj_context_set_error(lj_context *ctx, lj_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 /* The context's cholmod_common (borrowed), for calling CHOLMOD on matrices
  * that lazyjac returns. */

@@ -47,7 +47,7 @@ START_TEST(test_status_strings)
 {
     lj_status all[] = { LJ_OK, LJ_ERR_NOMEM, LJ_ERR_INVALID, LJ_ERR_SHAPE, LJ_ERR_OVERFLOW,
                         LJ_ERR_SINGULAR, LJ_ERR_DOMAIN, LJ_ERR_IO, LJ_ERR_FORMAT, LJ_ERR_PARSE,
-                        LJ_ERR_NAME, LJ_ERR_UNSUPPORTED, LJ_ERR_CHOLMOD, LJ_ERR_NOT_SCALAR };
+                        LJ_ERR_NAME, LJ_ERR_UNSUPPORTED, LJ_ERR_CHOLMOD, LJ_ERR_NOT_SCALAR, LJ_ERR_EXTERNAL };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         const char *s = lj_status_string(all[i]);
         ck_assert_ptr_nonnull(s);
@@ -55,6 +55,27 @@ START_TEST(test_status_strings)
         for (size_t j = 0; j < i; j++) ck_assert_str_ne(s, lj_status_string(all[j]));
     }
     ck_assert_str_eq(lj_status_string((lj_status)-999), "unknown status");
+}
+END_TEST
+
+START_TEST(test_set_error)
+{
+    /* errors recorded from outside the library (liblazyjac-petsc, callbacks) */
+    lj_context *ctx = lj_context_new();
+    ck_assert_int_eq(lj_context_set_error(ctx, LJ_ERR_EXTERNAL, "petsc: MatMult failed (error %d)", 73), LJ_ERR_EXTERNAL);
+    ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_EXTERNAL);
+    ck_assert_str_eq(lj_context_message(ctx), "petsc: MatMult failed (error 73)");
+    ck_assert_int_eq(lj_context_set_error(ctx, LJ_OK, "ignored"), LJ_OK);
+    ck_assert_int_eq(lj_context_status(ctx), LJ_OK);
+    ck_assert_str_eq(lj_context_message(ctx), "");
+    char longer[2000];
+    memset(longer, 'x', sizeof longer - 1);
+    longer[sizeof longer - 1] = '\0';
+    lj_context_set_error(ctx, LJ_ERR_INVALID, "%s", longer); /* cut, never overflowing */
+    ck_assert_int_lt((int)strlen(lj_context_message(ctx)), 1000);
+    ck_assert_int_eq(lj_context_set_error(NULL, LJ_ERR_SHAPE, "x"), LJ_ERR_SHAPE);
+    ck_assert_int_eq(lj_context_set_error(NULL, LJ_OK, "x"), LJ_ERR_INVALID);
+    lj_context_free(&ctx);
 }
 END_TEST
 
@@ -170,6 +191,7 @@ Suite *make_core_suite(void)
     TCase *errors = tcase_create("errors");
     tcase_add_test(errors, test_null_context);
     tcase_add_test(errors, test_error_messages_name_operation);
+    tcase_add_test(errors, test_set_error);
     tcase_add_test(errors, test_fail_alloc_every_point);
     tcase_add_test(errors, test_fail_alloc_counts);
     tcase_add_test(errors, test_use_after_free_reported);

@@ -51,6 +51,7 @@ const char *lj_status_string(lj_status s)
     case LJ_ERR_UNSUPPORTED: return "not supported";
     case LJ_ERR_CHOLMOD: return "CHOLMOD error";
     case LJ_ERR_NOT_SCALAR: return "not a scalar";
+    case LJ_ERR_EXTERNAL: return "external library error";
     }
     return "unknown status";
 }
@@ -149,6 +150,21 @@ lj_status lji_error(lj_context *ctx, lj_status code, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+lj_status lj_context_set_error(lj_context *ctx, lj_status code, const char *fmt, ...)
+{
+    if (!lji_ctx_ok(ctx)) return code == LJ_OK ? LJ_ERR_INVALID : code;
+    if (code == LJ_OK) {
+        lj_context_clear(ctx);
+        return LJ_OK;
+    }
+    ctx->status = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->msg, sizeof ctx->msg, fmt ? fmt : "", ap);
     va_end(ap);
     return code;
 }

@@ -201,9 +201,22 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
 
 static lj_op *compose_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
 {
-    /* (A·B·C)(rows) = A(rows)·B·C */
+    /* (A·B·C)(rows) = A(rows)·B·C, and when A(rows) = [0 M 0] (the rows
+     * meet only columns [c0, c1) of A), M·(B·C)(c0:c1): the restriction
+     * goes down the chain, so that each factor does its share */
     lj_op *first = lji_rows(ctx, J->child[0], r0, r1);
     if (!first) return NULL;
+    int64_t c0, c1;
+    const lj_op *mid = lji_placed_middle(first, &c0, &c1);
+    if (mid) {
+        lj_op *rest = lj_op_compose(ctx, J->nchild - 1, (const lj_op *const *)J->child + 1);
+        lj_op *rr = rest ? lji_rows(ctx, rest, c0, c1) : NULL;
+        lj_op *r = rr ? lj_op_mul(ctx, mid, rr) : NULL;
+        lj_op_free(&rest);
+        lj_op_free(&rr);
+        lj_op_free(&first);
+        return r;
+    }
     const lj_op **f = lji_malloc(ctx, (size_t)J->nchild * sizeof *f);
     if (!f) {
         lj_op_free(&first);

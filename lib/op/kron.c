@@ -246,7 +246,13 @@ static lj_op *kron_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
     }
     for (int t = 0; t < np && !fail; t++) {
         lj_op *a = lji_rows(ctx, A, spec[t][0], spec[t][1]), *b = a ? lji_rows(ctx, B, spec[t][2], spec[t][3]) : NULL;
-        part[t] = b ? lj_op_kron(ctx, a, b) : NULL;
+        int64_t c0, c1;
+        const lj_op *mid = a ? lji_placed_middle(a, &c0, &c1) : NULL;
+        if (b && mid) /* [0 M 0] ⊗ B = [0, M ⊗ B, 0]: the zero blocks outside, so
+                       * that applying the block touches only its columns */
+            part[t] = lji_place_cols(ctx, lj_op_kron(ctx, mid, b), c0 * B->cols, c1 * B->cols, A->cols * B->cols);
+        else
+            part[t] = b ? lj_op_kron(ctx, a, b) : NULL;
         fail = !part[t];
         lj_op_free(&a);
         lj_op_free(&b);

@@ -162,6 +162,9 @@ cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
 lj_op *lji_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1);
 char *lji_rows_label(lj_context *ctx, const char *label, int64_t r0, int64_t r1, bool cols);
 lj_op *lji_place_cols(lj_context *ctx, lj_op *M, int64_t r0, int64_t r1, int64_t n);
+/* For a = [0 M 0] (an hstack of M between zero blocks, either may be
+ * absent): M (borrowed) and its columns [*c0, *c1); else NULL. */
+const lj_op *lji_placed_middle(const lj_op *a, int64_t *c0, int64_t *c1);
 cholmod_sparse *lji_csc_rows(lj_context *ctx, const cholmod_sparse *s, int64_t r0, int64_t r1);
 lj_op *lji_rows_one_per_row(lj_context *ctx, int64_t r, int64_t n, const int64_t *col, const double *v,
                             const char *label);

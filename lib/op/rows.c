@@ -46,6 +46,18 @@ lj_op *lji_place_cols(lj_context *ctx, lj_op *M, int64_t r0, int64_t r1, int64_t
     return r;
 }
 
+const lj_op *lji_placed_middle(const lj_op *a, int64_t *c0, int64_t *c1)
+{
+    if (!lji_is(a, &lji_kind_hstack) || a->nchild < 2 || a->nchild > 3) return NULL;
+    int i = lji_is_zero(a->child[0]) ? 1 : 0;
+    if (i + 1 < a->nchild && !lji_is_zero(a->child[a->nchild - 1])) return NULL;
+    if (i == 0 && a->nchild != 2) return NULL;
+    if (lji_is_zero(a->child[i])) return NULL;
+    *c0 = i ? a->child[0]->cols : 0;
+    *c1 = *c0 + a->child[i]->cols;
+    return a->child[i];
+}
+
 lj_op *lji_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
 {
     if (r0 == 0 && r1 == J->rows) return lj_op_retain(J);
