@@ -7,6 +7,8 @@
  *      flop count of the product (time per multiply-add)
  *   3. building the Jacobian of an expression with N nodes: a long chain and
  *      a wide sum, time per node for growing N (flat means linear)
+ *   4. a Jacobian plan's evaluation (J and the value) against evaluating
+ *      the value alone, for the seeds' expressions
  * Usage: bench_build [quick] */
 #define _DEFAULT_SOURCE /* MADV_HUGEPAGE */
 #include <lazyjac.h>
@@ -207,6 +209,59 @@ int main(int argc, char **argv)
         lj_expr_free(&p);
         lj_expr_free(&M);
         lj_expr_free(&X);
+    }
+
+    printf("\n4. Jacobian plans: lj_jacplan_eval (J and the value at the leaves' current values) against\n"
+           "   lj_expr_eval (the value alone), best of 5 rounds\n");
+    printf("   %-12s %6s %14s %14s %8s\n", "expression", "n", "eval (µs)", "plan eval (µs)", "ratio");
+    int pn[] = { 4, 64, 256, 1024 };
+    for (int si = 0; si < (quick ? 2 : 4); si++) {
+        int n = pn[si];
+        double *w = malloc(sizeof *w * (size_t)n * n), *a = malloc(sizeof *a * (size_t)n * n),
+               *bb = malloc(sizeof *bb * (size_t)n * n), *xv = malloc(sizeof *xv * (size_t)n),
+               *val = malloc(sizeof *val * (size_t)n * n);
+        for (int i = 0; i < n * n; i++) w[i] = 0.01 * (i % 97) - 0.4, a[i] = 0.02 * (i % 89) - 0.5, bb[i] = 1.0 + 0.001 * (i % 13);
+        for (int i = 0; i < n; i++) xv[i] = 0.1 * i - 0.3;
+        lj_expr *W = lj_expr_const(ctx, "W", n, n, w), *A = lj_expr_var(ctx, "A", n, n, a), *B = lj_expr_const(ctx, "B", n, n, bb);
+        lj_expr *x = lj_expr_var(ctx, "x", n, 1, xv), *H = lj_expr_var(ctx, "H", n, n, a);
+        lj_expr *AB = lj_expr_hadamard(ctx, A, B), *e0 = lj_expr_mul(ctx, W, AB);
+        lj_expr *xt = lj_expr_transpose(ctx, x), *xx = lj_expr_mul(ctx, x, xt), *e1 = lj_expr_hadamard(ctx, xx, B);
+        lj_expr *WH = lj_expr_mul(ctx, W, H), *e3 = lj_expr_mul(ctx, WH, B);
+        lj_expr *es[3] = { e0, e1, e3 }, *vs[3] = { A, x, H };
+        const char *names[3] = { "W(A∘B)", "(xx^T)∘A", "AHW" };
+        for (int k = 0; k < 3; k++) {
+            lj_jacplan *pl = lj_jacplan_new(ctx, es[k], 1, (const lj_expr *const *)&vs[k]);
+            if (!pl) die(ctx);
+            double te = 1e300, tj = 1e300;
+            for (int r = 0; r < 5; r++) {
+                int reps = 0;
+                double t0 = now(), t1;
+                do {
+                    int64_t rr, cc;
+                    double *v;
+                    if (lj_expr_eval(ctx, es[k], &rr, &cc, &v) != LJ_OK) die(ctx);
+                    lj_free(v);
+                    reps++;
+                    t1 = now();
+                } while (t1 - t0 < (quick ? 0.01 : 0.05));
+                if ((t1 - t0) / reps < te) te = (t1 - t0) / reps;
+                reps = 0;
+                t0 = now();
+                do {
+                    lj_op *Jp = lj_jacplan_eval(ctx, pl, val);
+                    if (!Jp) die(ctx);
+                    lj_op_free(&Jp);
+                    reps++;
+                    t1 = now();
+                } while (t1 - t0 < (quick ? 0.01 : 0.05));
+                if ((t1 - t0) / reps < tj) tj = (t1 - t0) / reps;
+            }
+            printf("   %-12s %6d %14.3f %14.3f %8.2f\n", names[k], n, 1e6 * te, 1e6 * tj, tj / te);
+            lj_jacplan_free(&pl);
+        }
+        lj_expr *fr[] = { W, A, B, x, H, AB, e0, xt, xx, e1, WH, e3 };
+        for (int i = 0; i < 12; i++) lj_expr_free(&fr[i]);
+        free(w), free(a), free(bb), free(xv), free(val);
     }
     lj_context_free(&ctx);
     return 0;

@@ -921,6 +921,26 @@ START_TEST(test_pipeline_regressions)
     lj_free(plain);
     lj_expr_free(&g);
     lj_expr_free(&f);
+    /* a fuzz finding: numbers in the plain form had six digits, so that
+     * the gradient of sum((A/(-1.5/2))./A), written with 1.33333, re-parsed
+     * 3.3e-5 away; the plain form now reads back exactly */
+    f = parse(ctx, t, "sum(((A / (-1.5 / 2)) ./ A))");
+    g = lj_expr_gradient_expr(ctx, f, A);
+    CK_NN(ctx, g);
+    plain = lj_expr_print_math(ctx, g, A, LJ_PRINT_PLAIN);
+    CK_NN(ctx, plain);
+    back = parse(ctx, t, plain);
+    v1 = value(ctx, g, &n1), v2 = value(ctx, back, &n2);
+    ck_assert_msg(n1 == n2 && rel_diff(v2, v1, n1) < 1e-14, "'%s' re-parses %g away", plain, rel_diff(v2, v1, n1));
+    char *uni = lj_expr_print_math(ctx, g, A, LJ_PRINT_UNICODE); /* a reader's form keeps six digits */
+    ck_assert_msg(strstr(uni, "1.33333") && !strstr(uni, "1.3333333"), "unicode form '%s'", uni);
+    lj_free(uni);
+    lj_free(v1);
+    lj_free(v2);
+    lj_expr_free(&back);
+    lj_free(plain);
+    lj_expr_free(&g);
+    lj_expr_free(&f);
     lj_expr_free(&S);
     lj_expr_free(&M);
     lj_sparse_free(ctx, &Ss);

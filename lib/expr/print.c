@@ -208,7 +208,7 @@ static void w(mp *m, const lj_expr *e, int level)
         } else {
             w(m, e->a, 6);
             char num[64];
-            snprintf(num, sizeof num, "%.6g", e->p);
+            lji_format_number(num, sizeof num, e->p, plain ? LJ_PRINT_PLAIN : LJ_PRINT_UNICODE);
             if (plain) lji_buf_printf(b, scalar ? "^%s" : ".^%s", num);
             else if (latex) lji_buf_printf(b, scalar ? "^{%s}" : "^{\\circ %s}", num);
             else lji_buf_printf(b, scalar ? "^%s" : "^{∘%s}", num);

@@ -750,10 +750,19 @@ void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt)
     }
 }
 
+void lji_format_number(char *tmp, size_t n, double x, lj_print_format fmt)
+{
+    /* six significant digits for a reader; the plain form is the language,
+     * read back by the parser, so it takes the fewest digits that give x
+     * back exactly (2, 0.5, but 1.3333333333333333, not 1.33333) */
+    snprintf(tmp, n, "%.6g", x);
+    for (int d = 7; fmt == LJ_PRINT_PLAIN && d <= 17 && strtod(tmp, NULL) != x; d++) snprintf(tmp, n, "%.*g", d, x);
+}
+
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt)
 {
     char tmp[64];
-    snprintf(tmp, sizeof tmp, "%.6g", x);
+    lji_format_number(tmp, sizeof tmp, x, fmt);
     if (x < 0 && fmt == LJ_PRINT_UNICODE) {
         lji_buf_puts(b, "−");
         lji_buf_puts(b, tmp + 1);

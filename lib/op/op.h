@@ -208,6 +208,9 @@ bool lji_label_is_atomic(const char *label);
 /* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
 bool lji_label_is_wrapped(const char *label);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
+/* x as lji_put_number writes it (six significant digits; in plain form
+ * the fewest that read back as x exactly) */
+void lji_format_number(char *tmp, size_t n, double x, lj_print_format fmt);
 const char *lji_sym_kron(lj_print_format fmt);
 const char *lji_sym_dot(lj_print_format fmt);
 const char *lji_sym_transpose(lj_print_format fmt);
