@@ -507,6 +507,50 @@ START_TEST(test_row_blocks)
 }
 END_TEST
 
+/* A Kronecker product of products multiplied out keeps a bounded label: a
+ * power of one factor reads as the power (the Jacobian of M(M(…(M X))) is
+ * I ⊗ M^N), and a long mixed product is cut, so that building long chains
+ * stays linear. */
+START_TEST(test_product_labels)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 5;
+    tmat Mm = tm_rand(4, 4, &seed), Nm = tm_rand(4, 4, &seed);
+    lj_op *M = dense_of(ctx, Mm, "M"), *N = dense_of(ctx, Nm, "N"), *I3 = lj_op_identity(ctx, 3);
+    lj_op *IM = lj_op_kron(ctx, I3, M), *IN = lj_op_kron(ctx, I3, N);
+    lj_op *P = lj_op_retain(IM);
+    for (int i = 1; i < 300; i++) {
+        lj_op *t = lj_op_mul(ctx, IM, P);
+        lj_op_free(&P);
+        P = t;
+    }
+    ASSERT_PRINTS(ctx, P, "I_3 ⊗ M^300");
+    lj_op *Q = lj_op_retain(IN);
+    for (int i = 0; i < 60; i++) {
+        lj_op *t = lj_op_mul(ctx, i % 2 ? IN : IM, Q);
+        lj_op_free(&Q);
+        Q = t;
+    }
+    char *q = pr(ctx, Q);
+    ck_assert_msg(strlen(q) < 120 && strstr(q, "…"), "a long mixed product prints '%s'", q);
+    lj_free(q);
+    /* the value is the product's all the same */
+    tmat R = tm_eye(4);
+    for (int i = 0; i < 300; i++) {
+        tmat t = tm_mul(Mm, R);
+        tm_free(&R);
+        R = t;
+    }
+    tmat I3r = tm_eye(3), K = tm_kron(I3r, R);
+    check_op_against(ctx, P, K, 1e-10, "I ⊗ M^300");
+    lj_op *fr[] = { M, N, I3, IM, IN, P, Q };
+    for (int i = 0; i < 7; i++) lj_op_free(&fr[i]);
+    tmat ft[] = { Mm, Nm, R, I3r, K };
+    for (int i = 0; i < 5; i++) tm_free(&ft[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- sampled Kronecker products -------------------------------------------------- */
 
 /* C or D of the sampled kind: 0 identity, 1 dense, 2 a transposed dense */
@@ -1700,6 +1744,7 @@ Suite *make_op_suite(void)
     tcase_add_test(rules, test_rules_transpose_leaves);
     tcase_add_test(rules, test_rules_kron);
     tcase_add_test(rules, test_rules_sums);
+    tcase_add_test(rules, test_product_labels);
     tcase_add_test(rules, test_print_formats);
     tcase_add_test(rules, test_nnz_and_cost);
     suite_add_tcase(s, rules);

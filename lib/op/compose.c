@@ -329,6 +329,61 @@ static bool is_dense_block(const lj_op *a)
     return lji_is(a, &lji_kind_dense) || (lji_is(a, &lji_kind_transpose) && lji_is(a->child[0], &lji_kind_dense));
 }
 
+/* "M^k" for a label that is an atomic base alone ("M", k = 1) or its power
+ * ("M^3", "(M^3)"): the base's length and k; 0 otherwise. */
+static size_t power_base(const char *label, long *k)
+{
+    const char *s = label;
+    size_t n = strlen(s);
+    if (n >= 2 && s[0] == '(' && s[n - 1] == ')') s++, n -= 2;
+    const char *caret = memchr(s, '^', n);
+    size_t base = caret ? (size_t)(caret - s) : n;
+    if (base == 0 || memchr(s, '(', base) || memchr(s, '{', base)) return 0;
+    for (size_t i = 0; i < base; i++)
+        if (strchr(" +-*/'·⊗∘", s[i]) || (unsigned char)s[i] >= 0x80) return 0;
+    if (!caret) {
+        *k = 1;
+        return base;
+    }
+    char *end;
+    long v = strtol(caret + 1, &end, 10);
+    if (v < 1 || end != s + n) return 0;
+    *k = v;
+    return base;
+}
+
+/* The label of a multiplied-out product l = a·c: "M^(j+k)" when a and c
+ * are powers of one base (the Jacobian of M(M(…(M X))) is I ⊗ M^N, not a
+ * label as long as the chain), else l's printed form cut to a bounded
+ * length, so that building long chains stays linear. */
+static char *product_label(lj_context *ctx, const lj_op *l)
+{
+    const lj_op *a = l->nchild == 2 ? l->child[0] : NULL, *c = l->nchild == 2 ? l->child[1] : NULL;
+    long ka, kc;
+    size_t na, nc;
+    if (a && c && a->label && c->label && lji_is(a, &lji_kind_dense) && lji_is(c, &lji_kind_dense) &&
+        (na = power_base(a->label, &ka)) && (nc = power_base(c->label, &kc)) && na == nc) {
+        const char *pa = a->label[0] == '(' ? a->label + 1 : a->label, *pc = c->label[0] == '(' ? c->label + 1 : c->label;
+        if (!memcmp(pa, pc, na) && ka < 1000000000L && kc < 1000000000L) {
+            lji_buf b;
+            lji_buf_init(&b, ctx);
+            lji_buf_printf(&b, "%.*s^%ld", (int)na, pa, ka + kc);
+            return lji_buf_finish(&b, "compose");
+        }
+    }
+    char *p = lj_op_print(ctx, l, LJ_PRINT_UNICODE);
+    if (!p || strlen(p) <= 64) return p;
+    size_t hn = lji_utf8_prefix(p, 40);
+    char *q = lji_malloc(ctx, hn + 8);
+    if (q) {
+        memcpy(q, p, hn);
+        strcpy(q + hn, strstr(p, "…") ? "" : "·…");
+    } else
+        lji_nomem(ctx, "compose");
+    lj_free(p);
+    return q;
+}
+
 /* a·c for a factor of a Kronecker product: two dense blocks whose product
  * is no larger than they are (a Gram matrix B·B^T) are multiplied once, so
  * that the Kronecker product applies with plain GEMMs; otherwise the
@@ -340,7 +395,7 @@ static lj_op *factor_product(lj_context *ctx, const lj_op *a, const lj_op *c)
     int64_t m = a->rows, k = a->cols, n = c->cols;
     if (m * n > k * (m + n) || m * n > ((int64_t)1 << 24)) return l;
     double *D = lji_malloc(ctx, (size_t)(m * n > 0 ? m * n : 1) * sizeof *D);
-    char *label = D ? lj_op_print(ctx, l, LJ_PRINT_UNICODE) : NULL;
+    char *label = D ? product_label(ctx, l) : NULL;
     char *wrapped = NULL;
     if (label && !lji_label_is_atomic(label)) { /* labels of compound values carry their parentheses */
         lji_buf b;
@@ -354,7 +409,7 @@ static lj_op *factor_product(lj_context *ctx, const lj_op *a, const lj_op *c)
     if (!D) lji_nomem(ctx, "compose");
     free(D);
     free(wrapped);
-    lj_free(label);
+    free(label);
     lj_op_free(&l);
     return r;
 }
