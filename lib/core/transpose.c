@@ -128,32 +128,31 @@ LJI_AVX void avx_put4(double *d, __m256d t, __m256d va, __m256d vb, bool scale, 
     else _mm256_storeu_pd(d, t);
 }
 
+/* four 8-long runs of B (columns 0..3 at d), each the halves l[q], h[q] */
+LJI_AVX void avx_put_rows4(double *d, int64_t ldb, const __m256d l[4], const __m256d h[4], __m256d va, __m256d vb,
+                           bool scale, bool acc, bool nt)
+{
+    avx_put4(d, l[0], va, vb, scale, acc, nt);
+    avx_put4(d + 4, h[0], va, vb, scale, acc, nt);
+    avx_put4(d + ldb, l[1], va, vb, scale, acc, nt);
+    avx_put4(d + ldb + 4, h[1], va, vb, scale, acc, nt);
+    avx_put4(d + 2 * ldb, l[2], va, vb, scale, acc, nt);
+    avx_put4(d + 2 * ldb + 4, h[2], va, vb, scale, acc, nt);
+    avx_put4(d + 3 * ldb, l[3], va, vb, scale, acc, nt);
+    avx_put4(d + 3 * ldb + 4, h[3], va, vb, scale, acc, nt);
+}
+
 LJI_AVX void avx_tile8(const double *A, int64_t lda, double *B, int64_t ldb, __m256d va, __m256d vb,
                        bool scale, bool acc, bool nt)
 {
-    /* written out, so that the sixteen vectors stay in registers */
+    /* written out (no loops), so that the sixteen vectors stay in registers */
     __m256d l[4], h[4];
     avx_tile4(A, lda, l);           /* rows 0..3, columns 0..3 */
     avx_tile4(A + 4 * lda, lda, h); /* rows 0..3, columns 4..7 */
-    avx_put4(B, l[0], va, vb, scale, acc, nt);
-    avx_put4(B + 4, h[0], va, vb, scale, acc, nt);
-    avx_put4(B + ldb, l[1], va, vb, scale, acc, nt);
-    avx_put4(B + ldb + 4, h[1], va, vb, scale, acc, nt);
-    avx_put4(B + 2 * ldb, l[2], va, vb, scale, acc, nt);
-    avx_put4(B + 2 * ldb + 4, h[2], va, vb, scale, acc, nt);
-    avx_put4(B + 3 * ldb, l[3], va, vb, scale, acc, nt);
-    avx_put4(B + 3 * ldb + 4, h[3], va, vb, scale, acc, nt);
+    avx_put_rows4(B, ldb, l, h, va, vb, scale, acc, nt);
     avx_tile4(A + 4, lda, l);           /* rows 4..7, columns 0..3 */
     avx_tile4(A + 4 + 4 * lda, lda, h); /* rows 4..7, columns 4..7 */
-    B += 4 * ldb;
-    avx_put4(B, l[0], va, vb, scale, acc, nt);
-    avx_put4(B + 4, h[0], va, vb, scale, acc, nt);
-    avx_put4(B + ldb, l[1], va, vb, scale, acc, nt);
-    avx_put4(B + ldb + 4, h[1], va, vb, scale, acc, nt);
-    avx_put4(B + 2 * ldb, l[2], va, vb, scale, acc, nt);
-    avx_put4(B + 2 * ldb + 4, h[2], va, vb, scale, acc, nt);
-    avx_put4(B + 3 * ldb, l[3], va, vb, scale, acc, nt);
-    avx_put4(B + 3 * ldb + 4, h[3], va, vb, scale, acc, nt);
+    avx_put_rows4(B + 4 * ldb, ldb, l, h, va, vb, scale, acc, nt);
 }
 
 /* Rows [i0, i1) (a multiple of 4 long) of columns [c8, c): four columns
