@@ -24,6 +24,18 @@ static double urand(unsigned long long *s)
     return (double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0;
 }
 
+/* v's local part from the whole array */
+static PetscErrorCode put(Vec v, const double *whole)
+{
+    PetscInt lo, hi;
+    double *a;
+    PetscCall(VecGetOwnershipRange(v, &lo, &hi));
+    PetscCall(VecGetArrayWrite(v, &a));
+    for (PetscInt i = lo; i < hi; i++) a[i - lo] = whole[i];
+    PetscCall(VecRestoreArrayWrite(v, &a));
+    return 0;
+}
+
 typedef struct {
     lj_context *ctx;
     lj_expr *X, *F;
@@ -56,12 +68,7 @@ static PetscErrorCode residual(SNES snes, Vec x, Vec f, void *user)
     int64_t r, c;
     lj_status st = lj_expr_eval(pb->ctx, pb->F, &r, &c, &v);
     PetscCheck(st == LJ_OK, PETSC_COMM_SELF, PETSC_ERR_LIB, "lazyjac: %s", lj_context_message(pb->ctx));
-    PetscInt lo, hi;
-    double *fa;
-    PetscCall(VecGetOwnershipRange(f, &lo, &hi));
-    PetscCall(VecGetArrayWrite(f, &fa));
-    for (PetscInt i = lo; i < hi; i++) fa[i - lo] = v[i];
-    PetscCall(VecRestoreArrayWrite(f, &fa));
+    PetscCall(put(f, v));
     lj_free(v);
     return 0;
 }
@@ -126,12 +133,7 @@ int main(int argc, char **argv)
     Vec x, f;
     PetscCall(MatCreateVecs(Jm, &x, &f));
     PetscCall(VecScatterCreateToAll(x, &pb.all, &pb.xall));
-    PetscInt lo, hi;
-    double *xa;
-    PetscCall(VecGetOwnershipRange(x, &lo, &hi));
-    PetscCall(VecGetArrayWrite(x, &xa));
-    for (PetscInt i = lo; i < hi; i++) xa[i - lo] = X0[i];
-    PetscCall(VecRestoreArrayWrite(x, &xa));
+    PetscCall(put(x, X0));
     SNES snes;
     KSP ksp;
     PC pc;
@@ -155,9 +157,7 @@ int main(int argc, char **argv)
     Vec xs, d;
     PetscCall(VecDuplicate(x, &xs));
     PetscCall(VecDuplicate(x, &d));
-    PetscCall(VecGetArrayWrite(xs, &xa));
-    for (PetscInt i = lo; i < hi; i++) xa[i - lo] = Xs[i];
-    PetscCall(VecRestoreArrayWrite(xs, &xa));
+    PetscCall(put(xs, Xs));
     double nx, ns, e, fn;
     PetscCall(VecNorm(x, NORM_2, &nx));
     PetscCall(VecNorm(xs, NORM_2, &ns));

@@ -43,9 +43,6 @@
 #define LJI_TB 64
 #define LJI_TB_NT 256
 
-static void transpose_one(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
-                          double beta, double *B, int64_t ldb);
-
 /* Scalar edges: rows [i0, i1) and columns [j0, j1) of A. */
 static void block_scalar(int64_t i0, int64_t i1, int64_t j0, int64_t j1, double alpha,
                          const double *restrict A, int64_t lda, double beta,
@@ -310,12 +307,6 @@ static void transpose_portable(int64_t r, int64_t c, double alpha, const double 
 }
 #endif
 
-void lji_transpose(int64_t r, int64_t c, double alpha, const double *A, int64_t lda, double beta,
-                   double *B, int64_t ldb)
-{
-    transpose_one(r, c, alpha, A, lda, beta, B, ldb);
-}
-
 /* Below this many elements one thread is faster than waking a second. */
 #define LJI_TRANSPOSE_MT_MIN ((int64_t)1 << 17)
 
@@ -323,7 +314,7 @@ void lji_transpose_nt(int nt, int64_t r, int64_t c, double alpha, const double *
                       double beta, double *B, int64_t ldb)
 {
     if (nt <= 1 || r < 16 || r * c < LJI_TRANSPOSE_MT_MIN) {
-        transpose_one(r, c, alpha, A, lda, beta, B, ldb);
+        lji_transpose(r, c, alpha, A, lda, beta, B, ldb);
         return;
     }
     /* contiguous bands of rows of A, multiples of eight rows (whole tiles)
@@ -337,12 +328,12 @@ void lji_transpose_nt(int nt, int64_t r, int64_t c, double alpha, const double *
     for (int t = 0; t < nt; t++) {
         int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
         int64_t r0 = u0 * unit, r1 = u1 * unit < r ? u1 * unit : r;
-        if (r1 > r0) transpose_one(r1 - r0, c, alpha, A + r0, lda, beta, B + r0 * ldb, ldb);
+        if (r1 > r0) lji_transpose(r1 - r0, c, alpha, A + r0, lda, beta, B + r0 * ldb, ldb);
     }
 }
 
-static void transpose_one(int64_t r, int64_t c, double alpha, const double *A, int64_t lda,
-                          double beta, double *B, int64_t ldb)
+void lji_transpose(int64_t r, int64_t c, double alpha, const double *A, int64_t lda, double beta,
+                   double *B, int64_t ldb)
 {
     if (r <= 0 || c <= 0) return;
     if (r == 1 || c == 1) {

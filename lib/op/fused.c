@@ -43,22 +43,29 @@ struct lji_fused {
     bool u_ones;         /* u is a vector of ones (1_p^T of seed 002) */
 };
 
+/* a under its scalings α(β(…A)): A, with the product of the factors
+ * multiplied into *s */
+static const lj_op *unscaled(const lj_op *a, double *s)
+{
+    while (lji_is(a, &lji_kind_scaled)) {
+        *s *= a->alpha;
+        a = a->child[0];
+    }
+    return a;
+}
+
 /* A dense column vector (or the transpose of a dense row) under any
  * scalings: its data and the product of the scalings. */
 static const double *dense_vector(const lj_op *a, int64_t *len, double *scale, bool *row)
 {
     double s = 1.0;
-    while (lji_is(a, &lji_kind_scaled)) {
-        s *= a->alpha;
-        a = a->child[0];
-    }
+    a = unscaled(a, &s);
     bool t = false;
     if (lji_is(a, &lji_kind_transpose)) {
         t = true;
         a = a->child[0];
     }
     if (!lji_is(a, &lji_kind_dense) || (a->cols != 1 && a->rows != 1)) return NULL;
-    if (a->rows != 1 && a->cols != 1) return NULL;
     if (a->cols != 1 && a->ld != 1) return NULL; /* a row with a stride: not contiguous */
     bool is_row = (a->rows == 1) != t;           /* the operator is a row */
     *len = a->rows * a->cols;
@@ -71,10 +78,7 @@ static const double *dense_vector(const lj_op *a, int64_t *len, double *scale, b
 static bool vector_kron(const lj_op *a, vterm *t, int64_t *R, int64_t *C)
 {
     double s = 1.0;
-    while (lji_is(a, &lji_kind_scaled)) {
-        s *= a->alpha;
-        a = a->child[0];
-    }
+    a = unscaled(a, &s);
     if (!lji_is(a, &lji_kind_kron)) return false;
     const lj_op *A = a->child[0], *B = a->child[1];
     int64_t len;
@@ -257,10 +261,7 @@ static lj_status row_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t 
 static bool row_kron(const lj_op *a, struct lji_fused *f)
 {
     double s = 1.0;
-    while (lji_is(a, &lji_kind_scaled)) {
-        s *= a->alpha;
-        a = a->child[0];
-    }
+    a = unscaled(a, &s);
     if (!lji_is(a, &lji_kind_kron) || a->rows != 1) return false;
     int64_t lb, lu;
     double sb, su;

@@ -144,9 +144,7 @@ cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const
             }
         }
     }
-    (void)nt;
-    const int64_t q = nz;
-    Sp[J->cols] = q;
+    Sp[J->cols] = nz;
 done:
     cholmod_l_free_sparse(&SA, &ctx->cc);
     cholmod_l_free_sparse(&SB, &ctx->cc);
