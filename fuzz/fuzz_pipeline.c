@@ -404,6 +404,83 @@ static lj_symtab *leaves(lj_context *ctx)
     return t;
 }
 
+/* J densely (m·n small), or NULL */
+static double *dense_of(lj_context *ctx, const lj_op *J)
+{
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+    double *D = malloc(sizeof *D * (size_t)(m * n + 1));
+    if (D && lj_op_to_dense(ctx, J, D, m > 0 ? m : 1) != LJ_OK) {
+        free(D);
+        fail("materialising J failed: %s", lj_context_message(ctx));
+    }
+    return D;
+}
+
+/* A Jacobian plan for v, evaluated, released, v moved (each entry by a
+ * fixed small factor), evaluated again: updated in place or built anew,
+ * its J is a fresh Jacobian's at the new values, bit for bit and in
+ * print, and it fails exactly where a fresh build fails. v's values are
+ * put back. */
+static void plan_check(lj_context *ctx, const lj_expr *f, lj_expr *v, const char *what)
+{
+    int64_t nv = lj_expr_nvalues(v);
+    lj_jacplan *p = lj_jacplan_new(ctx, f, 1, (const lj_expr *const *)&v);
+    if (!p) fail("%s: plan: %s", what, lj_context_message(ctx));
+    lj_op *J = lj_jacplan_eval(ctx, p, NULL);
+    if (!J) {
+        lj_context_clear(ctx);
+        lj_jacplan_free(&p);
+        return;
+    }
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+    lj_op_free(&J);
+    double *v0 = malloc(sizeof *v0 * (size_t)(nv + 1)), *v1 = malloc(sizeof *v1 * (size_t)(nv + 1));
+    if (lj_expr_is_sparse(v)) {
+        cholmod_sparse *S = lj_expr_eval_sparse(ctx, v);
+        if (!S) fail("%s: values of the variable: %s", what, lj_context_message(ctx));
+        memcpy(v0, S->x, sizeof *v0 * (size_t)nv);
+        lj_sparse_free(ctx, &S);
+    } else {
+        double *x = values(ctx, v);
+        if (!x) fail("%s: values of the variable", what);
+        memcpy(v0, x, sizeof *v0 * (size_t)nv);
+        lj_free(x);
+    }
+    for (int64_t i = 0; i < nv; i++) v1[i] = v0[i] * (1.0 + 0.001 * (double)((i % 5) + 1));
+    if (lj_expr_set_value(ctx, v, v1) != LJ_OK) fail("%s: set_value: %s", what, lj_context_message(ctx));
+    J = lj_jacplan_eval(ctx, p, NULL);
+    const char *why;
+    int rebuilt = lj_jacplan_rebuilt(p, &why);
+    lj_status sj = J ? LJ_OK : lj_context_status(ctx);
+    lj_context_clear(ctx);
+    lj_op *K = lj_expr_jacobian(ctx, f, v);
+    lj_status sk = K ? LJ_OK : lj_context_status(ctx);
+    lj_context_clear(ctx);
+    if (sj != sk)
+        fail("%s after the variable moved: the plan gives status %d (%s), a fresh build %d", what, (int)sj,
+             rebuilt ? why : "updated in place", (int)sk);
+    if (J && K && m * n <= 1 << 16) {
+        double *a = dense_of(ctx, J), *b = dense_of(ctx, K);
+        if (a && b && memcmp(a, b, sizeof *a * (size_t)(m * n)))
+            fail("%s after the variable moved: the plan's J (%s) differs from a fresh one", what,
+                 rebuilt ? why : "updated in place");
+        char *pa = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *pb = lj_op_print(ctx, K, LJ_PRINT_UNICODE);
+        if (!pa || !pb || strcmp(pa, pb))
+            fail("%s after the variable moved: the plan's J prints %s (%s), a fresh one %s", what, pa ? pa : "?",
+                 rebuilt ? why : "updated in place", pb ? pb : "?");
+        lj_free(pa);
+        lj_free(pb);
+        free(a);
+        free(b);
+    }
+    lj_op_free(&J);
+    lj_op_free(&K);
+    lj_jacplan_free(&p);
+    if (lj_expr_set_value(ctx, v, v0) != LJ_OK) fail("%s: set_value: %s", what, lj_context_message(ctx));
+    free(v0);
+    free(v1);
+}
+
 /* Whether every argument of inv, det and logdet is well conditioned at the
  * point (‖B‖_F·‖B^{-1}‖_F below 1e6 by cofactors, |det B| above
  * 1e-8·‖B‖_F³): near a singular matrix the derivatives are rounding noise,
@@ -483,6 +560,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (g.smooth && jbig >= 0 && jbig < 1e6) differences(ctx, f, v, J, what);
             if (nf == 1) scalar_checks(ctx, f, v, J, t, g.smooth, vars[k]);
             lj_op_free(&J);
+            plan_check(ctx, f, v, what);
         }
     }
     lj_free(fv);

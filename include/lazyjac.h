@@ -453,13 +453,32 @@ lj_op *lj_expr_jacobian_n(lj_context *ctx, const lj_expr *e, int nvars,
  * value) done once, for solvers that need J again and again as the leaves
  * change (lj_expr_set_value). lj_jacplan_eval evaluates every node once at
  * the leaves' current values, writes e's value to `value` (lj_expr_nvalues(e),
- * may be NULL) and returns the new operator J (a block row [J_1, …] for
- * several variables). A plan keeps its own references to e and the variables;
- * it must not be used by two threads at once. */
+ * may be NULL) and returns J (a block row [J_1, …] for several variables).
+ * A plan keeps its own references to e and the variables; it must not be
+ * used by two threads at once.
+ *
+ * The first evaluation builds J and records how its numbers follow from
+ * the values. When the caller has released the previous J (lj_op_free),
+ * the next evaluation updates that J's numbers in place and returns it
+ * again, recomputing only what depends on a leaf that changed: the cost of
+ * the numbers, not of building the tree. It builds J anew instead when the
+ * previous J (or any part of it) is still held, so an operator the caller
+ * keeps never changes; when a value-dependent rewrite would now come out
+ * differently (a Diag that became all ones is I); and for derivatives
+ * whose numbers no recorded step computes (sparse values, scalings by a
+ * value, a norm's derivative): those are built at every evaluation.
+ * lj_jacplan_rebuilt says which happened. */
 typedef struct lj_jacplan lj_jacplan;
 lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars);
 lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *plan, double *value);
 void lj_jacplan_free(lj_jacplan **plan);
+/* 1 when the last lj_jacplan_eval built J anew, 0 when it updated the
+ * previous J in place, -1 before any evaluation or for a bad plan; *why
+ * (may be NULL) gets a sentence saying why it built ("the first
+ * evaluation", "the previous J was still held", ...). */
+int lj_jacplan_rebuilt(const lj_jacplan *plan, const char **why);
+/* How many evaluations built J and how many updated it (either may be NULL). */
+lj_status lj_jacplan_counts(lj_context *ctx, const lj_jacplan *plan, int64_t *builds, int64_t *updates);
 
 /* Gradient of a 1×1 expression, in var's shape (rows×cols of var, written to
  * g with leading dimension var rows; for a sparse var, its stored entries in

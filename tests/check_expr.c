@@ -55,8 +55,77 @@ static lj_expr *leaf(env *E, const char *name, int64_t r, int64_t c, int kind, b
     return keep(E, e);
 }
 
+/* J of f by a plan, densely */
+static tmat plan_dense(lj_context *ctx, lj_jacplan *p, lj_op **J, int64_t m, int64_t n)
+{
+    *J = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, *J);
+    tmat d = tm_new(m, n);
+    CK_OK(ctx, lj_op_to_dense(ctx, *J, d.a, m > 0 ? m : 1));
+    return d;
+}
+
+static int plan_updates; /* evaluations the rule tests saw update J in place */
+
+/* A plan's J after x moved (each entry by up to 1%: signs, kinks and
+ * domains stay): updated in place or built anew, it is the same, bit for
+ * bit and in print, as a Jacobian built fresh at the new values. */
+static void plan_ok(env *E, lj_expr *f, lj_expr *x, const char *what)
+{
+    lj_context *ctx = E->ctx;
+    int64_t m = lj_expr_nvalues(f), n = lj_expr_nvalues(x), r, c;
+    lj_jacplan *p = lj_jacplan_new(ctx, f, 1, (const lj_expr *const *)&x);
+    CK_NN(ctx, p);
+    lj_op *J1, *J2;
+    tmat d1 = plan_dense(ctx, p, &J1, m, n);
+    const char *why;
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 1);
+    ck_assert_str_eq(why, "the first evaluation");
+    const lj_op *first = J1;
+    lj_op_free(&J1);
+    double *v0, *v1 = malloc(sizeof *v1 * (size_t)(n ? n : 1));
+    if (lj_expr_is_sparse(x)) {
+        cholmod_sparse *S = lj_expr_eval_sparse(ctx, x);
+        CK_NN(ctx, S);
+        v0 = malloc(sizeof *v0 * (size_t)(n ? n : 1));
+        memcpy(v0, S->x, sizeof *v0 * (size_t)n);
+        lj_sparse_free(ctx, &S);
+    } else
+        CK_OK(ctx, lj_expr_eval(ctx, x, &r, &c, &v0));
+    for (int64_t i = 0; i < n; i++) v1[i] = v0[i] * (1.0 + 0.01 * urand(&E->seed));
+    CK_OK(ctx, lj_expr_set_value(ctx, x, v1));
+    tmat d2 = plan_dense(ctx, p, &J2, m, n);
+    int rebuilt = lj_jacplan_rebuilt(p, &why);
+    ck_assert_int_ge(rebuilt, 0);
+    if (!rebuilt) {
+        ck_assert_ptr_eq(J2, first); /* the same operator, its numbers updated */
+        plan_updates++;
+    }
+    lj_op *K = lj_expr_jacobian(ctx, f, x);
+    CK_NN(ctx, K);
+    tmat k = tm_new(m, n);
+    CK_OK(ctx, lj_op_to_dense(ctx, K, k.a, m > 0 ? m : 1));
+    ck_assert_msg(m * n == 0 || memcmp(d2.a, k.a, sizeof(double) * (size_t)(m * n)) == 0,
+                  "%s: the plan's J after x moved (%s) differs from a fresh one by %g", what,
+                  rebuilt ? why : "updated in place", tm_maxdiff(d2, k));
+    char *pj = lj_op_print(ctx, J2, LJ_PRINT_UNICODE), *pk = lj_op_print(ctx, K, LJ_PRINT_UNICODE);
+    ck_assert_msg(pj && pk && strcmp(pj, pk) == 0, "%s: the plan's J prints %s, a fresh one %s", what, pj, pk);
+    lj_free(pj);
+    lj_free(pk);
+    CK_OK(ctx, lj_expr_set_value(ctx, x, v0));
+    lj_op_free(&J2);
+    lj_op_free(&K);
+    lj_jacplan_free(&p);
+    tm_free(&d1);
+    tm_free(&d2);
+    tm_free(&k);
+    lj_free(v0);
+    free(v1);
+}
+
 static void fd_ok(env *E, lj_expr *f, lj_expr *x, double tol, const char *what)
 {
+    plan_ok(E, f, x, what);
     double maxrel = -1, fro = -1;
     lj_status st = lj_expr_fd_check(E->ctx, f, x, NULL, 0, &maxrel, &fro);
     ck_assert_msg(st == LJ_OK, "%s: fd_check status %d: %s", what, (int)st, lj_context_message(E->ctx));
@@ -785,6 +854,263 @@ START_TEST(test_jacobian_plan)
     ck_assert_ptr_null(lj_jacplan_new(ctx, NULL, 1, vars));
     ck_assert_ptr_null(lj_jacplan_eval(ctx, NULL, NULL));
     ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_INVALID);
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* A plan updates J in place when the caller released it: for the seeds'
+ * forms and for each kind of recorded step (a copy of a value, an
+ * elementwise derivative, a function's derivative, a product of Diags, a
+ * dense product multiplied out), over several rounds of new values, the
+ * same operator comes back with the numbers and the print of a fresh
+ * build. */
+START_TEST(test_jacobian_plan_in_place)
+{
+    env E = { lj_context_new(), 4242, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_symtab *t = lj_symtab_new(ctx);
+    lj_expr *leaves[] = { leaf(&E, "A", 4, 4, 1, true), leaf(&E, "B", 4, 4, 1, false), leaf(&E, "C", 4, 4, 1, false),
+                          leaf(&E, "W", 4, 4, 0, true), leaf(&E, "Q", 4, 4, 0, false), leaf(&E, "X", 4, 4, 0, true),
+                          leaf(&E, "x", 4, 1, 0, true), leaf(&E, "b", 4, 1, 0, false) };
+    for (int i = 0; i < 8; i++) CK_OK(ctx, lj_symtab_add(ctx, t, leaves[i]));
+    static const struct { const char *text, *wrt; } cases[] = {
+        { "W*(A.*B)", "A" },            /* seed 000: (I ⊗ W)·Diag(vec B) */
+        { "(x*x').*B", "x" },           /* seed 001 */
+        { "sum(sum((Q.*W)*b))", "W" },  /* seed 002 */
+        { "A*X + X*A' - X*B*X", "X" }, /* seed 003: (X^T·B^T) ⊗ I multiplied out */
+        { "exp(A).*B", "A" },           /* a product of Diags */
+        { "A.*B.*C", "A" },
+        { "(A.^3)./B", "A" },
+        { "sin(A)*B", "A" },
+        { "max(A,B)", "A" },
+        { "B./A", "A" },
+        { "A.*C + C.*A", "A" },         /* like terms of one value */
+        { "x'*x", "x" },
+        { "X*X'", "X" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lj_expr *f = lj_parse(ctx, cases[i].text, t, NULL);
+        CK_NN(ctx, f);
+        lj_expr *x = lj_symtab_get(t, cases[i].wrt);
+        int64_t m = lj_expr_nvalues(f), n = lj_expr_nvalues(x), r, c;
+        lj_jacplan *p = lj_jacplan_new(ctx, f, 1, (const lj_expr *const *)&x);
+        CK_NN(ctx, p);
+        const lj_op *first = NULL;
+        double *v0;
+        CK_OK(ctx, lj_expr_eval(ctx, x, &r, &c, &v0));
+        for (int round = 0; round < 4; round++) {
+            double val[16];
+            lj_op *J = lj_jacplan_eval(ctx, p, val);
+            CK_NN(ctx, J);
+            const char *why;
+            ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), round == 0);
+            if (round == 0) first = J;
+            ck_assert_msg(J == first, "%s: round %d built J anew: %s", cases[i].text, round, why);
+            lj_op *K = lj_expr_jacobian(ctx, f, x);
+            CK_NN(ctx, K);
+            tmat a = tm_new(m, n), k = tm_new(m, n);
+            CK_OK(ctx, lj_op_to_dense(ctx, J, a.a, m));
+            CK_OK(ctx, lj_op_to_dense(ctx, K, k.a, m));
+            ck_assert_msg(memcmp(a.a, k.a, sizeof(double) * (size_t)(m * n)) == 0, "%s: round %d differs by %g",
+                          cases[i].text, round, tm_maxdiff(a, k));
+            char *pj = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *pk = lj_op_print(ctx, K, LJ_PRINT_UNICODE);
+            ck_assert_str_eq(pj, pk);
+            double rel;
+            CK_OK(ctx, lj_op_check(ctx, J, 3, &rel)); /* apply, transpose-apply and CSC agree after the update */
+            ck_assert(rel < 1e-12);
+            double *ev;
+            CK_OK(ctx, lj_expr_eval(ctx, f, &r, &c, &ev));
+            ck_assert(memcmp(ev, val, sizeof(double) * (size_t)m) == 0);
+            lj_free(ev);
+            lj_free(pj);
+            lj_free(pk);
+            tm_free(&a);
+            tm_free(&k);
+            lj_op_free(&K);
+            lj_op_free(&J);
+            double nv[16];
+            for (int64_t q = 0; q < n; q++) nv[q] = v0[q] * (1.0 + 0.05 * urand(&E.seed)) + (round == 1 ? 0.01 : 0);
+            CK_OK(ctx, lj_expr_set_value(ctx, x, nv));
+        }
+        int64_t builds, updates;
+        CK_OK(ctx, lj_jacplan_counts(ctx, p, &builds, &updates));
+        ck_assert_int_eq(builds, 1);
+        ck_assert_int_eq(updates, 3);
+        CK_OK(ctx, lj_expr_set_value(ctx, x, v0));
+        lj_free(v0);
+        lj_jacplan_free(&p);
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    env_free(&E);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* When a plan cannot update J in place it builds J anew, says why, and
+ * the result is still exact: a J the caller holds (which must not change),
+ * a Diag of ones that stops being ones and becomes ones again, a value
+ * leaving a derivative's domain, a derivative with no recorded step. */
+START_TEST(test_jacobian_plan_rebuilds)
+{
+    env E = { lj_context_new(), 99, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *A = leaf(&E, "A", 3, 3, 1, true), *W = leaf(&E, "W", 3, 3, 0, false);
+    static const double ones[9] = { 1, 1, 1, 1, 1, 1, 1, 1, 1 }, other[9] = { 1, 2, 1, 1, 1, 1, 1, 1, 1 };
+    lj_expr *U = keep(&E, lj_expr_const(ctx, "U", 3, 3, ones));
+    lj_expr *AU = keep(&E, lj_expr_hadamard(ctx, A, U)), *F = keep(&E, lj_expr_mul(ctx, W, AU));
+    lj_jacplan *p = lj_jacplan_new(ctx, F, 1, (const lj_expr *const *)&A);
+    const char *why;
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), -1);
+    lj_op *J1 = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J1);
+    char *s = lj_op_print(ctx, J1, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "I_3 ⊗ W"); /* Diag(vec U) of ones is I */
+    lj_free(s);
+    /* J1 held: the next J is another operator, and J1 keeps its numbers */
+    tmat d1 = tm_new(9, 9), d1b = tm_new(9, 9);
+    CK_OK(ctx, lj_op_to_dense(ctx, J1, d1.a, 9));
+    double a2[9];
+    for (int i = 0; i < 9; i++) a2[i] = 1.0 + 0.1 * i;
+    CK_OK(ctx, lj_expr_set_value(ctx, A, a2));
+    lj_op *J2 = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J2);
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 1);
+    ck_assert_str_eq(why, "the previous J was still held");
+    ck_assert_ptr_ne(J1, J2);
+    CK_OK(ctx, lj_op_to_dense(ctx, J1, d1b.a, 9));
+    ck_assert(tm_maxdiff(d1, d1b) == 0.0);
+    lj_op_free(&J1);
+    lj_op_free(&J2);
+    /* U stops being all ones: a fresh build gives Diag(vec U) */
+    CK_OK(ctx, lj_expr_set_value(ctx, U, other));
+    J1 = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J1);
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 1);
+    ck_assert_ptr_nonnull(strstr(why, "ones"));
+    s = lj_op_print(ctx, J1, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "(I_3 ⊗ W)·Diag(vec U)");
+    lj_free(s);
+    lj_op_free(&J1);
+    J1 = lj_jacplan_eval(ctx, p, NULL); /* unchanged: in place */
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 0);
+    lj_op_free(&J1);
+    /* and back to ones: the Diag is I again */
+    CK_OK(ctx, lj_expr_set_value(ctx, U, ones));
+    J1 = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J1);
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 1);
+    ck_assert_str_eq(why, "a Diag's entries became all ones (a fresh build makes it I)");
+    s = lj_op_print(ctx, J1, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "I_3 ⊗ W");
+    lj_free(s);
+    lj_op_free(&J1);
+    lj_jacplan_free(&p);
+    /* a caller who holds each J until the next is made (a PETSc shell
+     * swapping its operator): from the third evaluation the plan updates
+     * the J released before, and the one held never changes */
+    CK_OK(ctx, lj_expr_set_value(ctx, U, other));
+    p = lj_jacplan_new(ctx, F, 1, (const lj_expr *const *)&A);
+    lj_op *prev = NULL;
+    tmat held = tm_new(9, 9), now = tm_new(9, 9), fresh = tm_new(9, 9);
+    for (int round = 0; round < 6; round++) {
+        for (int i = 0; i < 9; i++) a2[i] = 1.0 + 0.1 * i + 0.01 * round;
+        CK_OK(ctx, lj_expr_set_value(ctx, A, a2));
+        lj_op *Jn = lj_jacplan_eval(ctx, p, NULL);
+        CK_NN(ctx, Jn);
+        ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), round < 2);
+        if (prev) {
+            CK_OK(ctx, lj_op_to_dense(ctx, prev, now.a, 9));
+            ck_assert(tm_maxdiff(held, now) == 0.0); /* the held J kept its numbers */
+        }
+        lj_op *K = lj_expr_jacobian(ctx, F, A);
+        CK_OK(ctx, lj_op_to_dense(ctx, K, fresh.a, 9));
+        CK_OK(ctx, lj_op_to_dense(ctx, Jn, held.a, 9));
+        ck_assert(memcmp(held.a, fresh.a, sizeof(double) * 81) == 0);
+        lj_op_free(&K);
+        lj_op_free(&prev);
+        prev = Jn;
+    }
+    lj_op_free(&prev);
+    lj_jacplan_free(&p);
+    tm_free(&held);
+    tm_free(&now);
+    tm_free(&fresh);
+    /* two terms of a sum that become equal: a fresh build merges them */
+    lj_expr *AW = keep(&E, lj_expr_hadamard(ctx, A, W)), *AU2 = keep(&E, lj_expr_hadamard(ctx, A, U));
+    lj_expr *S2 = keep(&E, lj_expr_add(ctx, AW, AU2));
+    p = lj_jacplan_new(ctx, S2, 1, (const lj_expr *const *)&A);
+    J1 = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J1);
+    s = lj_op_print(ctx, J1, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "Diag(vec W) + Diag(vec U)");
+    lj_free(s);
+    lj_op_free(&J1);
+    int64_t wr, wc;
+    double *wv;
+    CK_OK(ctx, lj_expr_eval(ctx, W, &wr, &wc, &wv));
+    CK_OK(ctx, lj_expr_set_value(ctx, U, wv));
+    lj_free(wv);
+    J1 = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J1);
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 1);
+    ck_assert_str_eq(why, "two terms of a sum became equal (a fresh build merges them)");
+    lj_op *K2 = lj_expr_jacobian(ctx, S2, A);
+    char *s1 = lj_op_print(ctx, J1, LJ_PRINT_UNICODE), *s2 = lj_op_print(ctx, K2, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s1, s2);
+    lj_free(s1);
+    lj_free(s2);
+    lj_op_free(&K2);
+    lj_op_free(&J1);
+    lj_jacplan_free(&p);
+    CK_OK(ctx, lj_expr_set_value(ctx, U, other));
+    /* sqrt'(0) does not exist: updating in place must not hide it */
+    lj_expr *R = keep(&E, lj_expr_func(ctx, LJ_FN_SQRT, A));
+    p = lj_jacplan_new(ctx, R, 1, (const lj_expr *const *)&A);
+    J1 = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J1);
+    lj_op_free(&J1);
+    a2[4] = 0.0;
+    CK_OK(ctx, lj_expr_set_value(ctx, A, a2));
+    ck_assert_ptr_null(lj_jacplan_eval(ctx, p, NULL));
+    ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_DOMAIN);
+    a2[4] = 2.0;
+    CK_OK(ctx, lj_expr_set_value(ctx, A, a2));
+    J1 = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J1);
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 1);
+    lj_op_free(&J1);
+    J1 = lj_jacplan_eval(ctx, p, NULL);
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 0);
+    lj_op_free(&J1);
+    lj_jacplan_free(&p);
+    /* s·x: the scaling is a value, no step recomputes it; built every time */
+    lj_expr *x = leaf(&E, "x", 3, 1, 0, true), *sc = leaf(&E, "s", 1, 1, 1, true);
+    lj_expr *xs = keep(&E, lj_expr_mul(ctx, x, sc));
+    p = lj_jacplan_new(ctx, xs, 1, (const lj_expr *const *)&x);
+    for (int round = 0; round < 2; round++) {
+        J1 = lj_jacplan_eval(ctx, p, NULL);
+        CK_NN(ctx, J1);
+        ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 1);
+        if (round) ck_assert_str_eq(why, "a local Jacobian computed from values by hand");
+        lj_op_free(&J1);
+    }
+    int64_t builds = -1, updates = -1;
+    CK_OK(ctx, lj_jacplan_counts(ctx, p, &builds, NULL));
+    CK_OK(ctx, lj_jacplan_counts(ctx, p, NULL, &updates));
+    ck_assert_int_eq(builds, 2);
+    ck_assert_int_eq(updates, 0);
+    lj_jacplan_free(&p);
+    /* errors */
+    ck_assert_int_eq(lj_jacplan_rebuilt(NULL, &why), -1);
+    ck_assert_str_eq(why, "NULL plan");
+    ck_assert_int_eq(lj_jacplan_rebuilt(NULL, NULL), -1);
+    ck_assert_int_eq(lj_jacplan_counts(ctx, NULL, &builds, &updates), LJ_ERR_INVALID);
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "jacplan_counts: NULL plan"));
+    ck_assert_int_eq(lj_jacplan_counts(NULL, NULL, NULL, NULL), LJ_ERR_INVALID);
+    tm_free(&d1);
+    tm_free(&d1b);
     env_free(&E);
     lj_context_free(&ctx);
 }
@@ -1646,6 +1972,8 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_composites);
     tcase_add_test(rules, test_shared_subexpressions);
     tcase_add_test(rules, test_jacobian_plan);
+    tcase_add_test(rules, test_jacobian_plan_in_place);
+    tcase_add_test(rules, test_jacobian_plan_rebuilds);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);
     tcase_add_test(rules, test_kink_conventions);

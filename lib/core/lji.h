@@ -43,6 +43,8 @@ struct lj_context {
      * and kept, so that repeated applies do not allocate */
     lj_context **helper;
     int nhelper;
+    /* the tape a Jacobian plan records while it builds J (lib/op/tape.c) */
+    struct lji_tape *tape;
 };
 
 #define LJI_CTX_MAGIC 0x4c4a4358u  /* "LJCX" */

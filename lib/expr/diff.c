@@ -9,13 +9,100 @@
 
 typedef lji_dctx dctx;
 
-double *lji_d_val(lji_dctx *d, const lj_expr *e)
+/* ---- recording: the steps that let a plan update J in place (op.h) ---- */
+
+static lji_step step_init(int type)
+{
+    lji_step st = { .type = type, .node = { -1, -1 }, .src = { -1, -1 } };
+    return st;
+}
+
+/* The numbers of r (a dense block or Diag just made from e's value, or I
+ * when they were all ones) are a copy of e's value. */
+static void record_copy(lji_dctx *d, const lj_expr *e, const lj_op *r)
+{
+    lj_context *ctx = d->ctx;
+    if (!r || !lji_tape_on(ctx)) return;
+    int64_t i = lji_topo_find(d->t, e);
+    lji_step st = step_init(LJI_STEP_COPY);
+    st.node[0] = i;
+    st.x = d->vals[i];
+    if (lji_is(r, &lji_kind_identity)) { /* Diag(vec e) of ones: it stays I while they stay ones */
+        lji_step g = step_init(LJI_STEP_ONES);
+        g.node[0] = i;
+        g.x = d->vals[i];
+        g.rows = r->rows;
+        g.expect = true;
+        lji_tape_add(ctx, &g, NULL, NULL);
+        return;
+    }
+    if (lji_is(r, &lji_kind_diag)) {
+        st.rows = r->rows, st.cols = 1, st.ldd = st.ldx = r->rows;
+    } else if (lji_is(r, &lji_kind_dense) && !r->borrowed) {
+        st.rows = r->rows, st.cols = r->cols, st.ldd = r->ld, st.ldx = r->rows > 0 ? r->rows : 1;
+    } else {
+        lji_tape_break(ctx, "a value's operator of another kind");
+        return;
+    }
+    st.dst = r->data;
+    int k = lji_tape_add(ctx, &st, r, NULL);
+    if (k >= 0 && lji_is(r, &lji_kind_diag)) { /* a fresh build makes Diag(1,…,1) the identity */
+        lji_step g = step_init(LJI_STEP_ONES);
+        g.src[0] = k;
+        g.x = r->data;
+        g.rows = r->rows;
+        g.expect = false;
+        lji_tape_add(ctx, &g, NULL, NULL);
+    }
+}
+
+/* e's value for rules that record how they use it themselves */
+static double *val_of(lji_dctx *d, const lj_expr *e)
 {
     int64_t i = lji_topo_find(d->t, e);
     if (!e->pat || d->raw) return d->vals[i];
     /* a dense rule reading a sparse value: scattered once, kept for the plan */
     if (!d->dense[i]) d->dense[i] = lji_scatter(d->ctx, e, d->vals[i], "jacobian");
     return d->dense[i];
+}
+
+double *lji_d_val(lji_dctx *d, const lj_expr *e)
+{
+    /* what a rule computes from the numbers by hand has no step */
+    lji_tape_break(d->ctx, "a local Jacobian computed from values by hand");
+    return val_of(d, e);
+}
+
+const double *lji_d_val_recorded(lji_dctx *d, const lj_expr *e)
+{
+    return val_of(d, e);
+}
+
+void lji_d_record_func(lji_dctx *d, const lj_op *r, const lj_expr *a, double (*df)(double),
+                       bool (*ok1)(double), bool (*ok2)(double))
+{
+    lj_context *ctx = d->ctx;
+    if (!r || !lji_tape_on(ctx)) return;
+    if (!lji_is(r, &lji_kind_diag)) {
+        lji_tape_break(ctx, "a derivative of ones is I");
+        return;
+    }
+    int64_t i = lji_topo_find(d->t, a);
+    lji_step st = step_init(LJI_STEP_FUNC);
+    st.node[0] = i;
+    st.x = d->vals[i];
+    st.rows = r->rows;
+    st.dst = r->data;
+    st.f1 = df;
+    st.ok1 = ok1;
+    st.ok2 = ok2;
+    int k = lji_tape_add(ctx, &st, r, NULL);
+    if (k < 0) return;
+    lji_step g = step_init(LJI_STEP_ONES);
+    g.src[0] = k;
+    g.x = r->data;
+    g.rows = r->rows;
+    lji_tape_add(ctx, &g, NULL, NULL);
 }
 
 int64_t lji_d_len(lji_dctx *d, const lj_expr *e)
@@ -35,8 +122,18 @@ static bool all_ones(const double *v, int64_t n)
 char *lji_d_label(lji_dctx *d, const lj_expr *e)
 {
     int64_t mn = e->rows * e->cols;
-    if (lji_is_leaf(e) && !e->pat && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1 &&
-        all_ones(e->value, mn)) {
+    bool ones = lji_is_leaf(e) && !e->pat && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1 &&
+                all_ones(e->value, mn);
+    if (lji_tape_on(d->ctx) && lji_is_leaf(e) && !e->pat && e != d->var && (e->rows == 1 || e->cols == 1) &&
+        mn > 1) { /* the label says "1_n" while they stay ones, "x" while they do not */
+        lji_step g = step_init(LJI_STEP_ONES);
+        g.node[0] = lji_topo_find(d->t, e);
+        g.x = e->value;
+        g.rows = mn;
+        g.expect = ones;
+        lji_tape_add(d->ctx, &g, NULL, NULL);
+    }
+    if (ones) {
         char tmp[48];
         snprintf(tmp, sizeof tmp, e->cols == 1 ? "1_%" PRId64 : "1_%" PRId64 "^T", mn);
         return lji_strdup(d->ctx, tmp);
@@ -90,6 +187,7 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
     } else if (e->def == &lji_op_eye) {
         r = lj_op_identity(d->ctx, e->rows);
     } else if (e->pat) { /* a sparse value stays a sparse operator */
+        lji_tape_break(d->ctx, "sparse values");
         char *l = lji_d_label(d, e);
         if (!l) return NULL;
         cholmod_sparse v;
@@ -101,6 +199,7 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
         if (!l) return NULL;
         r = lj_op_dense(d->ctx, e->rows, e->cols, d->vals[i], e->rows > 0 ? e->rows : 1, l);
         free(l);
+        record_copy(d, e, r);
     }
     if (r) d->opval[i] = lj_op_retain(r);
     return r;
@@ -111,24 +210,59 @@ lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e)
     char *l = lji_d_vec_label(d, e, "", "");
     if (!l) return NULL;
     int64_t mn = lji_d_len(d, e);
-    const double *v = lji_d_val(d, e);
+    if (e->pat || d->raw) lji_tape_break(d->ctx, "sparse values");
+    const double *v = val_of(d, e);
     lj_op *r = v ? lj_op_dense(d->ctx, mn, 1, v, mn > 0 ? mn : 1, l) : NULL;
     free(l);
+    if (!e->pat && !d->raw) record_copy(d, e, r);
     return r;
 }
 
-lj_op *lji_d_elem(lji_dctx *d, int64_t mn, const double *x, int64_t xn, const double *y, int64_t yn,
-                  double p, lji_elem_fn f, const char *label, bool as_column)
+lj_op *lji_d_diag(lji_dctx *d, const lj_expr *e, const char *label)
 {
-    double *g = lji_malloc(d->ctx, (size_t)(mn ? mn : 1) * sizeof *g);
+    if (e->pat || d->raw) lji_tape_break(d->ctx, "sparse values");
+    const double *v = val_of(d, e);
+    lj_op *r = v ? lj_op_diag(d->ctx, lji_d_len(d, e), v, label) : NULL;
+    if (!e->pat && !d->raw) record_copy(d, e, r);
+    return r;
+}
+
+lj_op *lji_d_elem(lji_dctx *d, int64_t mn, const lj_expr *ex, const lj_expr *ey, double p, lji_elem_fn f,
+                  const char *label, bool as_column)
+{
+    lj_context *ctx = d->ctx;
+    const double *x = ex ? val_of(d, ex) : NULL, *y = ey ? val_of(d, ey) : NULL;
+    int64_t xn = ex ? ex->rows * ex->cols : 0, yn = ey ? ey->rows * ey->cols : 0; /* 1: broadcast */
+    if ((ex && !x) || (ey && !y)) return NULL;
+    double *g = lji_malloc(ctx, (size_t)(mn ? mn : 1) * sizeof *g);
     if (!g) {
-        lji_nomem(d->ctx, "jacobian");
+        lji_nomem(ctx, "jacobian");
         return NULL;
     }
     for (int64_t i = 0; i < mn; i++) g[i] = f(x ? x[xn == 1 ? 0 : i] : 0, y ? y[yn == 1 ? 0 : i] : 0, p);
-    lj_op *r = as_column ? lj_op_dense(d->ctx, mn, 1, g, mn > 0 ? mn : 1, label)
-                         : lj_op_diag(d->ctx, mn, g, label);
+    lj_op *r = as_column ? lj_op_dense(ctx, mn, 1, g, mn > 0 ? mn : 1, label) : lj_op_diag(ctx, mn, g, label);
     free(g);
+    if (r && lji_tape_on(ctx)) {
+        if ((ex && ex->pat) || (ey && ey->pat) || d->raw) lji_tape_break(ctx, "sparse values");
+        else if (!lji_is(r, &lji_kind_diag) && !lji_is(r, &lji_kind_dense))
+            lji_tape_break(ctx, "a derivative of ones is I");
+        else {
+            lji_step st = step_init(LJI_STEP_ELEM);
+            st.dst = r->data;
+            st.rows = mn;
+            st.x = x, st.y = y, st.xn = xn, st.yn = yn, st.p = p, st.f = f;
+            if (ex) st.node[0] = lji_topo_find(d->t, ex);
+            if (ey) st.node[1] = lji_topo_find(d->t, ey);
+            int k = lji_tape_add(ctx, &st, r, NULL);
+            if (k >= 0 && lji_is(r, &lji_kind_diag)) {
+                lji_step g1 = step_init(LJI_STEP_ONES);
+                g1.src[0] = k;
+                g1.x = r->data;
+                g1.rows = mn;
+                lji_tape_add(ctx, &g1, NULL, NULL);
+            }
+        }
+    }
     return r;
 }
 
@@ -211,6 +345,19 @@ struct lj_jacplan {
     int64_t *uses;        /* number of parents of each node */
     unsigned char *need;  /* the nodes whose values J needs (closed under operands) */
     double **vals;        /* value buffers: the needed nodes', all once a value was asked for */
+    /* updating J in place: the tape recorded with the J it builds (NULL:
+     * the next evaluation builds), each leaf's version when last seen,
+     * which nodes changed since, and how evaluations went */
+    lji_tape *tape[2];
+    lj_op *J[2];
+    int last;             /* the slot of the last J */
+    uint64_t *seen;       /* [2][n] */
+    unsigned char *changed;
+    bool record;          /* false: a one-off Jacobian, or sparse values */
+    int64_t builds, updates;
+    int last_built;
+    const char *why;      /* why the last evaluation built J */
+    const char *broke;    /* why the next one must: what J's numbers have no step for */
 };
 
 #define LJI_PLAN_MAGIC 0x4c4a504cu /* "LJPL" */
@@ -221,11 +368,15 @@ void lj_jacplan_free(lj_jacplan **pp)
     lj_jacplan *p = *pp;
     *pp = NULL;
     if (p->magic != LJI_PLAN_MAGIC) return;
+    for (int k = 0; k < 2; k++) {
+        lji_tape_free(&p->tape[k]);
+        lj_op_free(&p->J[k]);
+    }
     lji_vals_free(&p->t, p->vals);
     for (int v = 0; v < p->nvars && p->vars; v++) lj_expr_free(&p->vars[v]);
     lj_expr_free(&p->root);
     lji_topo_free(&p->t);
-    free(p->vars); /* the block of vars, vi, uses, dep and need */
+    free(p->vars); /* the block of vars, vi, uses, seen, dep, need and changed */
     p->magic = LJI_DEAD_MAGIC;
     free(p);
 }
@@ -304,9 +455,11 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
     int64_t n = p->t.n;
     p->root = lj_expr_retain((lj_expr *)e);
     p->nvars = nvars;
-    /* the plan's arrays in one block: vars, vi, uses, then dep and need */
+    /* the plan's arrays in one block: vars, vi, uses, seen, then dep, need
+     * and changed */
     size_t nv = (size_t)nvars, nn = (size_t)n;
-    char *blk = lji_calloc(ctx, 1, nv * (sizeof *p->vars + sizeof *p->vi) + nn * sizeof *p->uses + nv * nn + nn + 1);
+    char *blk = lji_calloc(ctx, 1, nv * (sizeof *p->vars + sizeof *p->vi) + nn * sizeof *p->uses +
+                                       2 * nn * sizeof *p->seen + nv * nn + 2 * nn + 1);
     if (!blk) {
         lji_nomem(ctx, op);
         lj_jacplan_free(&p);
@@ -315,8 +468,10 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
     p->vars = (lj_expr **)blk;
     p->vi = (int64_t *)(blk + nv * sizeof *p->vars);
     p->uses = (int64_t *)((char *)p->vi + nv * sizeof *p->vi);
-    p->dep = (unsigned char *)(p->uses + nn);
+    p->seen = (uint64_t *)(p->uses + nn);
+    p->dep = (unsigned char *)(p->seen + 2 * nn);
     p->need = p->dep + nv * nn;
+    p->changed = p->need + nn;
     for (int v = 0; v < nvars; v++) {
         p->vars[v] = lj_expr_retain((lj_expr *)vars[v]);
         p->vi[v] = lji_topo_find(&p->t, vars[v]);
@@ -332,6 +487,11 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
         }
     }
     plan_needs(p);
+    p->record = true;
+    for (int64_t i = 0; i < n; i++)
+        if (p->t.node[i]->pat) p->record = false; /* sparse values: rebuilt at every evaluation */
+    p->why = "not evaluated yet";
+    p->broke = "a plan over sparse values builds J at every evaluation";
     if (lji_vals_alloc(ctx, &p->t, p->need, &p->vals) != LJ_OK) {
         lj_jacplan_free(&p);
         return NULL;
@@ -412,19 +572,9 @@ done:
     return result;
 }
 
-lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *p, double *value)
+/* J from the values in p->vals, built anew */
+static lj_op *plan_build(lj_context *ctx, lj_jacplan *p)
 {
-    if (!lji_ctx_ok(ctx)) return NULL;
-    if (!p || p->magic != LJI_PLAN_MAGIC) {
-        lji_error(ctx, LJ_ERR_INVALID, "jacplan_eval: %s plan", p ? "not a live" : "NULL");
-        return NULL;
-    }
-    if (value && lji_vals_alloc(ctx, &p->t, NULL, &p->vals) != LJ_OK) return NULL;
-    if (lji_eval_into(ctx, &p->t, value ? NULL : p->need, p->vals) != LJ_OK) return NULL;
-    if (value) {
-        int64_t en = lji_vlen(p->root);
-        if (en) memcpy(value, p->vals[p->t.n - 1], (size_t)en * sizeof *value);
-    }
     if (p->nvars == 1) return plan_jacobian(ctx, p, 0);
     lj_op **J = lji_calloc(ctx, (size_t)p->nvars, sizeof *J);
     if (!J) {
@@ -441,9 +591,147 @@ lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *p, double *value)
     return r;
 }
 
+/* which nodes changed since slot k's J was last brought up to date: a
+ * leaf whose version moved (a borrowed leaf always may have), and
+ * everything above it */
+static void plan_changes(lj_jacplan *p, int k)
+{
+    const lji_topo *t = &p->t;
+    uint64_t *seen = p->seen + (size_t)k * (size_t)t->n;
+    for (int64_t i = 0; i < t->n; i++) {
+        const lj_expr *x = t->node[i];
+        if (lji_is_leaf(x))
+            p->changed[i] = x->borrowed || x->version != seen[i];
+        else
+            p->changed[i] = (x->a && p->changed[lji_topo_find(t, x->a)]) || (x->b && p->changed[lji_topo_find(t, x->b)]);
+    }
+}
+
+/* slot k's J now has the leaves' current values */
+static void plan_seen(lj_jacplan *p, int k)
+{
+    uint64_t *seen = p->seen + (size_t)k * (size_t)p->t.n;
+    for (int64_t i = 0; i < p->t.n; i++)
+        if (lji_is_leaf(p->t.node[i])) seen[i] = p->t.node[i]->version;
+}
+
+static void plan_drop(lj_jacplan *p, int k)
+{
+    lji_tape_free(&p->tape[k]);
+    lj_op_free(&p->J[k]);
+}
+
+lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *p, double *value)
+{
+    if (!lji_ctx_ok(ctx)) return NULL;
+    if (!p || p->magic != LJI_PLAN_MAGIC) {
+        lji_error(ctx, LJ_ERR_INVALID, "jacplan_eval: %s plan", p ? "not a live" : "NULL");
+        return NULL;
+    }
+    if (value && lji_vals_alloc(ctx, &p->t, NULL, &p->vals) != LJ_OK) return NULL;
+    /* e's value straight into the caller's array when no local Jacobian
+     * reads it (J's numbers never point at it) */
+    int64_t root = p->t.n - 1, en = lji_vlen(p->root);
+    bool direct = value && en > 0 && !p->need[root] && !lji_is_leaf(p->root);
+    double *own = p->vals[root];
+    if (direct) p->vals[root] = value;
+    lj_status st = lji_eval_into(ctx, &p->t, value ? NULL : p->need, p->vals);
+    p->vals[root] = own;
+    if (st != LJ_OK) {
+        plan_drop(p, 0); /* the values are not the Js' any more */
+        plan_drop(p, 1);
+        return NULL;
+    }
+    if (value && !direct && en) memcpy(value, p->vals[root], (size_t)en * sizeof *value);
+    /* the same structure: the numbers of an earlier J, updated in place,
+     * when nobody but the plan holds it. Two are kept, the last and the one
+     * before, so that a caller who holds J until the next one is made (a
+     * PETSc shell swapping its operator) still gets updates. */
+    bool held = false;
+    const char *why = NULL; /* why J is built anew */
+    for (int w = 0; w < 2; w++) {
+        int k = w ? 1 - p->last : p->last;
+        if (!p->tape[k]) continue;
+        if (!lji_tape_free_to_write(p->tape[k])) {
+            held = true;
+            continue;
+        }
+        plan_changes(p, k);
+        int rc = lji_tape_run(ctx, p->tape[k], p->changed, &why);
+        if (rc == LJ_OK) {
+            plan_seen(p, k);
+            p->updates++;
+            p->last_built = 0;
+            p->last = k;
+            p->why = "updated in place";
+            return lj_op_retain(p->J[k]);
+        }
+        /* a guard failed (the structure changes) or a step failed */
+        plan_drop(p, 0);
+        plan_drop(p, 1);
+        if (rc < 0) return NULL;
+        held = false;
+        break;
+    }
+    p->why = p->builds == 0 ? "the first evaluation"
+             : why          ? why
+             : held         ? "the previous J was still held"
+                            : p->broke; /* no J to update: the last build could not be recorded */
+    /* the slot for the new J: an empty one, else the older one (the plan
+     * lets go of it; the caller's J stays as it is) */
+    int k = !p->tape[1 - p->last] ? 1 - p->last : !p->tape[p->last] ? p->last : 1 - p->last;
+    plan_drop(p, k);
+    lji_tape *tape = NULL;
+    if (p->record && !(tape = lji_tape_new(ctx))) return NULL;
+    ctx->tape = tape;
+    lj_op *J = plan_build(ctx, p);
+    ctx->tape = NULL;
+    p->builds++;
+    p->last_built = 1;
+    const char *broke = NULL;
+    if (J && tape && lji_tape_nomem(tape)) lj_op_free(&J); /* out of memory, reported as such */
+    if (!J || (tape && lji_tape_broken(tape, &broke))) {
+        p->broke = broke ? broke : "the last evaluation failed";
+        lji_tape_free(&tape);
+        return J;
+    }
+    if (tape) {
+        p->tape[k] = tape;
+        p->J[k] = lj_op_retain(J);
+        p->last = k;
+        plan_seen(p, k);
+        if (lji_tape_seal(ctx, tape, J) != LJ_OK) {
+            plan_drop(p, k);
+            lj_op_free(&J);
+        }
+    }
+    return J;
+}
+
+int lj_jacplan_rebuilt(const lj_jacplan *p, const char **why)
+{
+    if (!p || p->magic != LJI_PLAN_MAGIC) {
+        if (why) *why = p ? "not a live plan" : "NULL plan";
+        return -1;
+    }
+    if (why) *why = p->why;
+    return p->builds == 0 ? -1 : p->last_built;
+}
+
+lj_status lj_jacplan_counts(lj_context *ctx, const lj_jacplan *p, int64_t *builds, int64_t *updates)
+{
+    if (!lji_ctx_ok(ctx)) return LJ_ERR_INVALID;
+    if (!p || p->magic != LJI_PLAN_MAGIC)
+        return lji_error(ctx, LJ_ERR_INVALID, "jacplan_counts: %s plan", p ? "not a live" : "NULL");
+    if (builds) *builds = p->builds;
+    if (updates) *updates = p->updates;
+    return LJ_OK;
+}
+
 static lj_op *jacobian_once(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
 {
     lj_jacplan *p = lj_jacplan_new(ctx, e, nvars, vars);
+    if (p) p->record = false; /* one J: nothing to update later */
     lj_op *J = p ? lj_jacplan_eval(ctx, p, NULL) : NULL;
     lj_jacplan_free(&p);
     return J;

@@ -186,6 +186,7 @@ lj_status lj_expr_set_value(lj_context *ctx, lj_expr *e, const double *values)
                          "values unchanged", e->name ? e->name : "?", e->rows, e->cols, bad[0], bad[1], bad[1],
                          bad[0]);
     if (mn > 0 && values != e->value) memmove(e->value, values, (size_t)mn * sizeof(double));
+    e->version++;
     return LJ_OK;
 }
 

@@ -45,6 +45,10 @@ struct lj_expr {
      * the same way: its selection prints P_X, not P_P_X. */
     char *plabel;
     bool borrowed; /* a leaf reading the caller's value array in place */
+    /* a leaf's values changed this many times (lj_expr_set_value): Jacobian
+     * plans update only what depends on a leaf that changed; a borrowed
+     * leaf's values may change at any time */
+    uint64_t version;
     /* a constant declared symmetric (lj_expr_declare_symmetric, or a
      * symmetric CHOLMOD matrix): its values are checked when they are set,
      * and gradient expressions use A^T = A */

@@ -173,7 +173,7 @@ static lj_op *hadamard_local(lji_dctx *d, const lj_expr *e, int which)
     if (lji_is_scalar(c) && mn != 1) return lji_d_vec(d, o);
     if (lji_is_scalar(o) && mn != 1) return lji_d_scaled(d->ctx, lji_d_val(d, o)[0], lji_d_identity(d->ctx, mn));
     char *l = lji_d_vec_label(d, o, "", "");
-    lj_op *r = l ? lj_op_diag(d->ctx, mn, lji_d_val(d, o), l) : NULL;
+    lj_op *r = l ? lji_d_diag(d, o, l) : NULL;
     free(l);
     return r;
 }
@@ -185,14 +185,13 @@ static double f_quot2(double x, double y, double p) { LJI_UNUSED(p); return x / 
 static lj_op *hdiv_local(lji_dctx *d, const lj_expr *e, int which)
 {
     const lj_expr *a = e->a, *b = e->b, *c = which ? b : a;
-    int64_t mn = e->rows * e->cols, an = a->rows * a->cols, bn = b->rows * b->cols;
-    const double *A = lji_d_val(d, a), *B = lji_d_val(d, b);
+    int64_t mn = e->rows * e->cols;
     bool column = lji_is_scalar(c) && mn != 1;
     if (!which) {
         if (!column && lji_is_scalar(b) && mn != 1) /* A ./ s: (1/s)·I */
-            return lji_d_scaled(d->ctx, 1.0 / B[0], lji_d_identity(d->ctx, mn));
+            return lji_d_scaled(d->ctx, 1.0 / lji_d_val(d, b)[0], lji_d_identity(d->ctx, mn));
         char *l = lji_d_vec_label(d, b, "1./", "");
-        lj_op *r = l ? lji_d_elem(d, mn, NULL, 0, B, bn, 0, f_recip, l, column) : NULL;
+        lj_op *r = l ? lji_d_elem(d, mn, NULL, b, 0, f_recip, l, column) : NULL;
         free(l);
         return r;
     }
@@ -203,7 +202,7 @@ static lj_op *hdiv_local(lji_dctx *d, const lj_expr *e, int which)
     free(la);
     free(lb);
     char *l = lji_buf_finish(&bb, "jacobian");
-    lj_op *r = l ? lji_d_elem(d, mn, A, an, B, bn, 0, f_quot2, l, column) : NULL;
+    lj_op *r = l ? lji_d_elem(d, mn, a, b, 0, f_quot2, l, column) : NULL;
     free(l);
     return lji_d_scaled(d->ctx, -1.0, r);
 }
@@ -230,7 +229,7 @@ static lj_op *pow_local(lji_dctx *d, const lj_expr *e, int which)
     free(v);
     char *l = lji_buf_finish(&bb, "jacobian");
     int64_t mn = lji_d_len(d, e);
-    lj_op *r = l ? lji_d_elem(d, mn, lji_d_val(d, e->a), mn, NULL, 0, e->p, f_pow, l, false) : NULL;
+    lj_op *r = l ? lji_d_elem(d, mn, e->a, NULL, e->p, f_pow, l, false) : NULL;
     free(l);
     return r;
 }
@@ -253,8 +252,7 @@ static lj_op *maxmin_local(lji_dctx *d, const lj_expr *e, int which)
     free(lc);
     free(lo);
     char *l = lji_buf_finish(&bb, "jacobian");
-    lj_op *r = l ? lji_d_elem(d, mn, lji_d_val(d, c), c->rows * c->cols, lji_d_val(d, o), o->rows * o->cols,
-                              0, max ? f_takes_max : f_takes_min, l, lji_is_scalar(c) && mn != 1)
+    lj_op *r = l ? lji_d_elem(d, mn, c, o, 0, max ? f_takes_max : f_takes_min, l, lji_is_scalar(c) && mn != 1)
                  : NULL;
     free(l);
     return r;

@@ -65,7 +65,8 @@ static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
     const lji_opdef *f = e->def;
     int64_t mn = lji_d_len(d, e);
     if (f->df == d_zero) return lj_op_zero(d->ctx, mn, mn);
-    const double *A = lji_d_val(d, e->a);
+    const double *A = lji_d_val_recorded(d, e->a);
+    if (!A) return NULL;
     for (int64_t i = 0; i < mn; i++)
         if ((f->in_domain && !f->in_domain(A[i])) || (f->diff_at && !f->diff_at(A[i]))) {
             lji_error(d->ctx, LJ_ERR_DOMAIN, "%s: not differentiable at %g (entry %" PRId64 ")", f->name,
@@ -86,6 +87,8 @@ static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
         char *l = lji_buf_finish(&b, "jacobian");
         if (l) r = lj_op_diag(d->ctx, mn, g, l);
         free(l);
+        if (e->a->pat || d->raw) lji_tape_break(d->ctx, "sparse values");
+        else lji_d_record_func(d, r, e->a, f->df, f->in_domain, f->diff_at);
     } else
         lji_nomem(d->ctx, "jacobian");
     free(g);

@@ -188,7 +188,7 @@ static lj_op *norm2_local(lji_dctx *d, const lj_expr *e, int which)
     lji_buf_printf(&b, "%s%s", l ? l : "?", ln ? ln : "?");
     char *label = lji_buf_finish(&b, "jacobian");
     int64_t an = lji_d_len(d, e->a);
-    lj_op *r = label && l ? lji_d_elem(d, an, lji_d_val(d, e->a), an, NULL, 0, 1.0 / nv, f_times, label, true) : NULL;
+    lj_op *r = label && l ? lji_d_elem(d, an, e->a, NULL, 1.0 / nv, f_times, label, true) : NULL;
     if (!r && d->ctx->status == LJ_OK) lji_nomem(d->ctx, "jacobian");
     free(ln);
     free(l);
@@ -209,7 +209,7 @@ static lj_op *norm1_local(lji_dctx *d, const lj_expr *e, int which)
     LJI_UNUSED(which);
     int64_t an = lji_d_len(d, e->a);
     char *l = lji_d_vec_label(d, e->a, "sign(", ")");
-    lj_op *r = l ? lji_d_elem(d, an, lji_d_val(d, e->a), an, NULL, 0, 0, f_sign, l, true) : NULL;
+    lj_op *r = l ? lji_d_elem(d, an, e->a, NULL, 0, f_sign, l, true) : NULL;
     free(l);
     return lji_d_transposed(d->ctx, r);
 }

@@ -158,9 +158,20 @@ char *lji_d_pattern_name(lji_dctx *d, const lj_expr *e);
 char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix);
 /* Diag(g) (or the column g when as_column) with g[i] = f(x[i], y[i], p);
  * x or y of length 1 broadcast. */
-typedef double (*lji_elem_fn)(double x, double y, double p);
-lj_op *lji_d_elem(lji_dctx *d, int64_t mn, const double *x, int64_t xn, const double *y, int64_t yn,
-                  double p, lji_elem_fn f, const char *label, bool as_column);
+typedef lji_elem2_fn lji_elem_fn;
+lj_op *lji_d_elem(lji_dctx *d, int64_t mn, const lj_expr *x, const lj_expr *y, double p, lji_elem_fn f,
+                  const char *label, bool as_column);
+/* Diag(vec e) */
+lj_op *lji_d_diag(lji_dctx *d, const lj_expr *e, const char *label);
+/* A Jacobian plan updates J in place by the steps these helpers record
+ * (op.h, tapes): lji_d_opval, lji_d_vec, lji_d_diag and lji_d_elem record
+ * theirs. A rule that reads numbers through lji_d_val and builds from them
+ * itself has none: the plan then rebuilds J at every evaluation. A rule
+ * with a step of its own reads through lji_d_val_recorded and records it
+ * (lji_d_record_func: r = Diag(df(vec a)), guarded by the domain tests). */
+const double *lji_d_val_recorded(lji_dctx *d, const lj_expr *e);
+void lji_d_record_func(lji_dctx *d, const lj_op *r, const lj_expr *a, double (*df)(double),
+                       bool (*ok1)(double), bool (*ok2)(double));
 lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a);
 lj_op *lji_d_transposed(lj_context *ctx, lj_op *a);
 lj_op *lji_d_mul(lj_context *ctx, lj_op *a, lj_op *b);

@@ -274,6 +274,7 @@ static void factors_insert(factors *fs, int at, lj_op *a)
         return;
     }
     if (lji_is(a, &lji_kind_scaled)) {
+        if (lji_tape_vol(fs->ctx, a)) lji_tape_break(fs->ctx, "a scaling folded into a product");
         fs->alpha *= a->alpha;
         lj_op *c = lj_op_retain(a->child[0]);
         lj_op_free(&a);
@@ -406,6 +407,12 @@ static lj_op *factor_product(lj_context *ctx, const lj_op *a, const lj_op *c)
     const char *lb = wrapped ? wrapped : label && lji_label_is_atomic(label) ? label : NULL;
     lj_op *r = lb && lj_op_to_dense(ctx, l, D, m > 0 ? m : 1) == LJ_OK ? lj_op_dense(ctx, m, n, D, m > 0 ? m : 1, lb)
                                                                         : NULL;
+    const lj_op *da = lji_is(a, &lji_kind_transpose) ? a->child[0] : a, *dc = lji_is(c, &lji_kind_transpose) ? c->child[0] : c;
+    if (r && (lji_tape_vol(ctx, da) || lji_tape_vol(ctx, dc))) { /* a plan's tape multiplies it out again */
+        lji_step st = { .type = LJI_STEP_DENSE, .dst = r->data, .rows = m, .cols = n, .ldd = r->ld, .op = l,
+                        .node = { -1, -1 }, .src = { lji_tape_step_of(ctx, da), lji_tape_step_of(ctx, dc) } };
+        lji_tape_add(ctx, &st, r, l);
+    }
     if (!D) lji_nomem(ctx, "compose");
     free(D);
     free(wrapped);
@@ -424,6 +431,22 @@ static lj_op *kron_of_products(lj_context *ctx, const lj_op *a, const lj_op *c, 
     lj_op_free(&l);
     lj_op_free(&r);
     return k;
+}
+
+/* A Jacobian plan's tape: r = Diag(x∘y) is recomputed from x and y's
+ * numbers, and while they are not all ones it stays a Diag. */
+static void record_diagprod(lj_context *ctx, const lj_op *x, const lj_op *y, const lj_op *r)
+{
+    if (!lji_is(r, &lji_kind_diag)) {
+        lji_tape_break(ctx, "a product of Diags is I");
+        return;
+    }
+    lji_step st = { .type = LJI_STEP_DIAGPROD, .dst = r->data, .rows = r->rows, .x = x->data, .y = y->data,
+                    .node = { -1, -1 }, .src = { lji_tape_step_of(ctx, x), lji_tape_step_of(ctx, y) } };
+    /* the tape holds x and y (y through the second add, a guard's keep) */
+    int k = lji_tape_add(ctx, &st, r, x);
+    lji_step g = { .type = LJI_STEP_ONES, .x = r->data, .rows = r->rows, .node = { -1, -1 }, .src = { k, -1 } };
+    if (k >= 0) lji_tape_add(ctx, &g, NULL, y);
 }
 
 /* One rewriting step on the adjacent pair (x, y); NULL when no rule applies
@@ -457,6 +480,7 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         if (d && label) {
             for (int64_t i = 0; i < n; i++) d[i] = x->data[i] * y->data[i];
             r = lj_op_diag(ctx, n, d, label);
+            if (r && (lji_tape_vol(ctx, x) || lji_tape_vol(ctx, y))) record_diagprod(ctx, x, y, r);
         } else
             lji_nomem(ctx, "compose");
         free(d);

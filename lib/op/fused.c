@@ -343,3 +343,15 @@ void lji_choose_kernel(lj_op *J)
     J->fused = f;
     J->fast = f->apply;
 }
+
+/* After a Jacobian plan rewrote numbers in place: the kernel's parameters
+ * that are numbers, read again. Its pointers are to the same arrays; its
+ * coefficients come from scalings and sums, whose numbers a plan's tape
+ * never rewrites (lji_tape_break); whether u is all ones is read anew. */
+void lji_refresh_kernel(lj_op *J)
+{
+    struct lji_fused *f = J->fused;
+    if (f->apply != row_apply) return;
+    f->u_ones = true;
+    for (int64_t i = 0; i < f->R && f->u_ones; i++) f->u_ones = f->u[i] == 1.0;
+}

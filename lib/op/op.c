@@ -100,7 +100,7 @@ static uint64_t hash_sample(uint64_t h, const void *p, int64_t n, size_t size)
     return lji_hash_bytes(h, c + (size_t)(n - 1) * size, size);
 }
 
-void lji_op_seal(lj_op *a)
+static void op_hash(lj_op *a)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     h = lji_hash_u64(h, (uint64_t)a->kind->id);
@@ -132,6 +132,17 @@ void lji_op_seal(lj_op *a)
         h = hash_sample(h, a->sp.x, nz, sizeof(double));
     }
     a->hash = h;
+}
+
+void lji_op_rehash(lj_op *a)
+{
+    op_hash(a);
+    if (a->fused) lji_refresh_kernel(a);
+}
+
+void lji_op_seal(lj_op *a)
+{
+    op_hash(a);
     bool ex = true;
     int64_t n = a->kind->nnz(a, &ex), full;
     if (!lji_mul_ok(a->rows, a->cols, &full)) full = INT64_MAX;

@@ -71,7 +71,92 @@ struct lj_op {
     /* the end of the node's allocation, and its extra part (lji_op_new_ext):
      * children, data and labels inside it are freed with the node */
     char *block_end, *extra;
+    /* a node whose numbers a Jacobian plan's tape recomputes (tape.c): the
+     * tape's generation and the step that writes them; 0 otherwise */
+    uint64_t tgen;
+    int tstep;
 };
+
+/* ---- tapes (tape.c): how a Jacobian plan updates J in place ----------------
+ *
+ * While a plan builds J (lj_jacplan_eval), ctx->tape records, for every
+ * node whose numbers come from the expression's values, a step that
+ * recomputes them from the plan's value buffers: a copy of a value, an
+ * elementwise derivative of values, the product of two such Diags, a dense
+ * product multiplied out. Steps write into the nodes' own arrays; the tape
+ * holds references to every node it writes or reads. Decisions a rule made
+ * on such numbers (a Diag of ones is I, a "1_n" label) are recorded as
+ * guards: a guard that no longer holds means a fresh build would give
+ * another structure, and the plan rebuilds. A rule that combines recorded
+ * numbers and has no step for it breaks the tape (lji_tape_break): the plan
+ * then builds J anew at every evaluation, as it always may. */
+typedef double (*lji_elem2_fn)(double x, double y, double p);
+enum { LJI_STEP_COPY = 1, /* dst(rows×cols, ldd) <- x(rows×cols, ldx) */
+       LJI_STEP_ELEM,     /* dst[i] <- f(x[i or 0], y[i or 0], p), i < rows */
+       LJI_STEP_DIAGPROD, /* dst[i] <- x[i]·y[i], i < rows */
+       LJI_STEP_DENSE,    /* dst(rows×cols, ldd) <- op written densely */
+       LJI_STEP_FUNC,     /* dst[i] <- f1(x[i]), i < rows; ok1 and ok2 guard x[i] */
+       LJI_STEP_ONES,     /* guard: (x[0..rows) all ones) == expect */
+       LJI_STEP_UNEQUAL }; /* guard: op and op2 (terms of one sum) still differ */
+typedef struct lji_step {
+    int type;
+    double *dst;
+    int64_t rows, cols, ldd;
+    const double *x, *y;
+    int64_t ldx, xn, yn;
+    double p;
+    lji_elem2_fn f;
+    double (*f1)(double);
+    bool (*ok1)(double), (*ok2)(double);
+    const lj_op *op, *op2; /* DENSE: a lazy product the tape holds; UNEQUAL: two terms */
+    int64_t node[2];     /* plan nodes whose values it reads, or -1 */
+    int src[2];          /* earlier steps whose output it reads, or -1 */
+    bool expect;         /* ONES */
+    bool dirty;          /* while running: a source changed */
+} lji_step;
+typedef struct lji_tape lji_tape;
+lji_tape *lji_tape_new(lj_context *ctx);
+void lji_tape_free(lji_tape **t);
+/* the tape being recorded on ctx: NULL when none or broken */
+lji_tape *lji_tape_on(const lj_context *ctx);
+/* the recording cannot be replayed (why: a static string) */
+void lji_tape_break(lj_context *ctx, const char *why);
+bool lji_tape_broken(const lji_tape *t, const char **why);
+/* an allocation for the tape failed: the error is on ctx, and the
+ * evaluation that recorded it fails like any out of memory */
+bool lji_tape_nomem(const lji_tape *t);
+/* a's numbers are written by a step of ctx's tape */
+bool lji_tape_vol(const lj_context *ctx, const lj_op *a);
+/* some node under a (a included) is */
+bool lji_tape_reaches(const lj_context *ctx, const lj_op *a);
+/* a and b (equal) are equal without comparing recorded numbers: they are
+ * the same nodes wherever a step writes one (true without a tape) */
+bool lji_tape_same_nodes(const lj_context *ctx, const lj_op *a, const lj_op *b);
+/* a and b, two terms of a sum that were not merged, could become like
+ * terms when numbers change: a guard that they still differ */
+void lji_tape_guard_unequal(lj_context *ctx, const lj_op *a, const lj_op *b);
+/* the step writing a's numbers, or -1 (a recorded node, a constant) */
+int lji_tape_step_of(const lj_context *ctx, const lj_op *a);
+/* Appends st; `owner` (the node st writes, or NULL for a guard) becomes
+ * volatile; `keep` (may be NULL) is a node the step reads, held. Returns the
+ * step's index, or -1 (the tape breaks: no memory). */
+int lji_tape_add(lj_context *ctx, const lji_step *st, const lj_op *owner, const lj_op *keep);
+/* After the build: the nodes of J the steps change (the written ones and
+ * their ancestors, children first) and their reference counts, which must
+ * be the same at replay (nobody else holds them); one reference to J is
+ * the caller's, who releases it before the next evaluation. */
+lj_status lji_tape_seal(lj_context *ctx, lji_tape *t, const lj_op *J);
+/* Replay: is J (sealed) held by nobody but the plan? */
+bool lji_tape_free_to_write(const lji_tape *t);
+/* Runs the steps whose sources changed (changed[i] for plan node i) and
+ * re-hashes the changed nodes. Returns LJ_OK; 1 when a guard failed (the
+ * tree is then inconsistent and must be dropped; *why says which); an
+ * error status (recorded on ctx) when a step failed. */
+int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, const char **why);
+/* Recomputes a node's hash and its fused kernel's parameters after its
+ * numbers changed (structure, nnz and cost stay). */
+void lji_op_rehash(lj_op *a);
+void lji_refresh_kernel(lj_op *J);
 
 /* Terms a fused kernel takes from a sum at most. */
 #define LJI_FUSED_TERMS 4

@@ -394,6 +394,7 @@ lj_op *lji_sampled_times_kron(lj_context *ctx, const lj_op *x, const lj_op *y, b
     const lj_op *ce[2] = { C, E }, *df[2] = { D, F };
     lj_op *CE = lj_op_compose(ctx, 2, ce), *DF = CE ? lj_op_compose(ctx, 2, df) : NULL, *r = NULL;
     if (CE && DF && plain(CE) && plain(DF)) {
+        if (lji_tape_reaches(ctx, CE) || lji_tape_reaches(ctx, DF)) lji_tape_break(ctx, "a sampled product's factors");
         r = build(ctx, x->rows, x->idx, x->idx + x->rows, x->data, CE, DF, x->label);
         *fail = !r;
     } else

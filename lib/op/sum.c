@@ -214,9 +214,12 @@ static void terms_add(terms *ts, double c, const lj_op *a)
     }
     for (int i = 0; i < ts->n; i++)
         if (ts->t[i]->hash == a->hash && lji_equal(ts->t[i], a)) {
+            /* like terms by their numbers: the structure depends on them */
+            if (!lji_tape_same_nodes(ts->ctx, ts->t[i], a)) lji_tape_break(ts->ctx, "like terms merged by their numbers");
             ts->c[i] += c;
             return;
         }
+    for (int i = 0; i < ts->n; i++) lji_tape_guard_unequal(ts->ctx, ts->t[i], a); /* and they stay unlike */
     if (ts->n == ts->cap) {
         int cap = ts->cap ? 2 * ts->cap : 8;
         lj_op **t = lji_realloc(ts->ctx, ts->t, (size_t)cap * sizeof *t);
