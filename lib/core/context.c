@@ -89,6 +89,7 @@ void lj_context_free(lj_context **pctx)
     if (!pctx || !*pctx) return;
     lj_context *ctx = *pctx;
     if (ctx->magic == LJI_CTX_MAGIC) {
+        if (ctx->cache_free) ctx->cache_free(ctx);
         for (int i = 0; i < ctx->nhelper; i++) lj_context_free(&ctx->helper[i]);
         free(ctx->helper);
         if (ctx->cc_started) cholmod_l_finish(&ctx->cc);

@@ -45,6 +45,11 @@ struct lj_context {
     int nhelper;
     /* the tape a Jacobian plan records while it builds J (lib/op/tape.c) */
     struct lji_tape *tape;
+    /* identities I_n made on this context, kept for reuse (operators are
+     * immutable): building a Jacobian makes several; the op layer fills
+     * it and says how to release it */
+    struct lj_op *ident[8];
+    void (*cache_free)(lj_context *ctx);
 };
 
 #define LJI_CTX_MAGIC 0x4c4a4358u  /* "LJCX" */

@@ -499,17 +499,27 @@ int64_t lji_topo_find(const lji_topo *t, const lj_expr *e)
 
 static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e)
 {
+    if (!t->cap) { /* the struct's own arrays (zeroed by lji_topo_build) */
+        t->node = t->node_in;
+        t->key = t->key_in;
+        t->idx = t->idx_in;
+        t->cap = 2 * LJI_TOPO_INLINE;
+    }
     if (2 * (t->n + 1) > t->cap) {
-        int64_t cap = t->cap ? 2 * t->cap : 64;
+        int64_t cap = 2 * t->cap;
+        bool own = t->node == t->node_in;
         const lj_expr **key = lji_calloc(ctx, (size_t)cap, sizeof *key);
         int64_t *idx = lji_calloc(ctx, (size_t)cap, sizeof *idx);
-        const lj_expr **node = lji_realloc(ctx, t->node, (size_t)cap * sizeof *node);
+        const lj_expr **node = own ? lji_malloc(ctx, (size_t)cap * sizeof *node)
+                                   : lji_realloc(ctx, t->node, (size_t)cap * sizeof *node);
         if (!key || !idx || !node) {
             free(key);
             free(idx);
-            if (node) t->node = node;
+            if (node && !own) t->node = node;
+            if (node && own) free(node);
             return false;
         }
+        if (own) memcpy(node, t->node_in, (size_t)t->n * sizeof *node);
         t->node = node;
         for (int64_t i = 0; i < t->cap; i++)
             if (t->key[i]) {
@@ -518,8 +528,8 @@ static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e)
                 key[h] = t->key[i];
                 idx[h] = t->idx[i];
             }
-        free(t->key);
-        free(t->idx);
+        if (t->key != t->key_in) free(t->key);
+        if (t->idx != t->idx_in) free(t->idx);
         t->key = key;
         t->idx = idx;
         t->cap = cap;
@@ -538,9 +548,9 @@ lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t)
 {
     memset(t, 0, sizeof *t);
     typedef struct { const lj_expr *e; int state; } frame;
+    frame st_in[64]; /* on the C stack while the DAG is shallow */
     int64_t cap = 64, sp = 0;
-    frame *st = lji_malloc(ctx, (size_t)cap * sizeof *st);
-    if (!st) return lji_nomem(ctx, "topo");
+    frame *st = st_in;
     st[sp++] = (frame){ e, 0 };
     while (sp > 0) {
         frame *f = &st[sp - 1];
@@ -555,8 +565,10 @@ lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t)
         if (f->state <= 2) {
             if (child && (!t->cap || lji_topo_find(t, child) < 0)) {
                 if (sp == cap) {
-                    frame *ns = lji_realloc(ctx, st, (size_t)(2 * cap) * sizeof *ns);
+                    frame *ns = st == st_in ? lji_malloc(ctx, (size_t)(2 * cap) * sizeof *ns)
+                                            : lji_realloc(ctx, st, (size_t)(2 * cap) * sizeof *ns);
                     if (!ns) goto nomem;
+                    if (st == st_in) memcpy(ns, st_in, sizeof st_in);
                     st = ns;
                     cap *= 2;
                 }
@@ -567,18 +579,19 @@ lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t)
         if (!topo_insert(ctx, t, f->e)) goto nomem;
         sp--;
     }
-    free(st);
+    if (st != st_in) free(st);
     return LJ_OK;
 nomem:
-    free(st);
+    if (st != st_in) free(st);
     lji_topo_free(t);
     return lji_nomem(ctx, "topo");
 }
 
 void lji_topo_free(lji_topo *t)
 {
-    free(t->node);
-    free(t->key);
-    free(t->idx);
-    memset(t, 0, sizeof *t);
+    if (t->node != t->node_in) free(t->node);
+    if (t->key != t->key_in) free(t->key);
+    if (t->idx != t->idx_in) free(t->idx);
+    t->node = NULL, t->key = NULL, t->idx = NULL;
+    t->n = t->cap = 0;
 }

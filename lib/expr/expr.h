@@ -75,7 +75,11 @@ bool lji_is_var(const lj_expr *e);
 lj_expr *lji_node_new(lj_context *ctx, const lji_opdef *def, int64_t rows, int64_t cols, lj_expr *a,
                       lj_expr *b);
 
-/* Nodes of e in post-order (children before parents), each once. */
+/* Nodes of e in post-order (children before parents), each once. A DAG
+ * of up to LJI_TOPO_INLINE nodes lives in the struct itself (no
+ * allocation: building a small Jacobian allocates little), so a built
+ * lji_topo is not to be copied. */
+#define LJI_TOPO_INLINE 32
 typedef struct {
     const lj_expr **node;
     int64_t n;
@@ -83,6 +87,8 @@ typedef struct {
     const lj_expr **key;
     int64_t *idx;
     int64_t cap;
+    const lj_expr *node_in[LJI_TOPO_INLINE], *key_in[2 * LJI_TOPO_INLINE];
+    int64_t idx_in[2 * LJI_TOPO_INLINE];
 } lji_topo;
 
 lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t);

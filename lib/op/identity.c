@@ -78,6 +78,11 @@ const lji_kind lji_kind_identity = {
     .equal = NULL,
 };
 
+static void release_identities(lj_context *ctx)
+{
+    for (int i = 0; i < 8; i++) lj_op_free(&ctx->ident[i]);
+}
+
 lj_op *lj_op_identity(lj_context *ctx, int64_t n)
 {
     if (!lji_ctx_ok(ctx)) return NULL;
@@ -85,7 +90,15 @@ lj_op *lj_op_identity(lj_context *ctx, int64_t n)
         lji_error(ctx, LJ_ERR_SHAPE, "identity: negative size %" PRId64, n);
         return NULL;
     }
+    for (int i = 0; i < 8; i++)
+        if (ctx->ident[i] && ctx->ident[i]->rows == n) return lj_op_retain(ctx->ident[i]);
     lj_op *a = lji_op_new(ctx, &lji_kind_identity, n, n, 0, "identity");
-    if (a) lji_op_seal(a);
+    if (!a) return NULL;
+    lji_op_seal(a);
+    /* the context keeps the last eight sizes, the oldest making room */
+    lj_op_free(&ctx->ident[7]);
+    memmove(ctx->ident + 1, ctx->ident, 7 * sizeof *ctx->ident);
+    ctx->ident[0] = lj_op_retain(a);
+    ctx->cache_free = release_identities;
     return a;
 }
