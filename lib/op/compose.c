@@ -5,10 +5,16 @@
 #include <inttypes.h>
 #include <math.h>
 
-/* Intermediate panels of a multi-vector apply are kept within this many
- * doubles (the second-level cache): more vectors go in chunks, so that each
- * factor's output is still in cache when the next factor reads it. */
-#define LJI_PANEL_DOUBLES ((int64_t)1 << 17)
+/* Intermediate panels of a multi-vector apply are kept within a cache:
+ * more vectors go in chunks, so that each factor's output is still in
+ * cache when the next factor reads it. Each chunk reads the factors' own
+ * data again, so the panel is the first-level cache's size when that data
+ * is small (a chunk then costs what single applies cost), and the
+ * second-level cache's when it is not (a large dense factor is read once
+ * for many vectors). */
+#define LJI_PANEL_L1 ((int64_t)1 << 12)
+#define LJI_PANEL_L2 ((int64_t)1 << 16)
+#define LJI_SMALL_DATA 1e6 /* bytes of one apply */
 
 static lj_status compose_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k,
                                double alpha, const double *X, int64_t ldx, double beta, double *Y,
@@ -18,7 +24,7 @@ static lj_status compose_apply(lj_context *ctx, const lj_op *J, bool trans, int6
     int64_t maxd = 1;
     for (int i = 1; i < n; i++)
         if (J->child[i]->rows > maxd) maxd = J->child[i]->rows;
-    int64_t chunk = LJI_PANEL_DOUBLES / maxd;
+    int64_t chunk = (J->bytes <= LJI_SMALL_DATA ? LJI_PANEL_L1 : LJI_PANEL_L2) / maxd;
     if (chunk < 1) chunk = 1;
     if (k > chunk) {
         lj_status st = LJ_OK;
