@@ -54,6 +54,23 @@ START_TEST(test_identity_zero)
         tm_free(&D);
         lj_op_free(&Z);
     }
+    /* identities are kept on the context for reuse (the last eight sizes):
+     * one outlives its context, and more sizes than are kept stay right */
+    lj_op *keep = lj_op_identity(ctx, 7), *again = lj_op_identity(ctx, 7);
+    ck_assert_ptr_eq(keep, again);
+    lj_op_free(&again);
+    for (int64_t n = 1; n <= 20; n++) {
+        lj_op *I = lj_op_identity(ctx, n);
+        ck_assert_int_eq(lj_op_rows(I), n);
+        ck_assert_int_eq(lj_op_kind_of(I), LJ_OP_IDENTITY);
+        lj_op_free(&I);
+    }
+    lj_context_free(&ctx);
+    ctx = lj_context_new();
+    tmat D = tm_eye(7);
+    check_op_against(ctx, keep, D, 1e-15, "identity made on a context since freed");
+    tm_free(&D);
+    lj_op_free(&keep);
     lj_context_free(&ctx);
 }
 END_TEST
