@@ -41,7 +41,11 @@ static void gradient_as_expression(lj_context *ctx, const lj_expr *f, lj_symtab 
     int64_t r, c;
     double *gv = NULL, ref[9], lg[9], one = 1.0;
     lj_op *J = lj_expr_jacobian(ctx, f, A);
-    if (J && lj_expr_eval(ctx, g, &r, &c, &gv) == LJ_OK && lj_op_apply(ctx, J, 1, 1.0, &one, 0.0, ref) == LJ_OK) {
+    /* J^T·1 only when cheap, as below: the apply of a power of a power's J
+     * walks every product of both chains (95·93·… of them) */
+    double flops = 0, bytes = 0;
+    bool cheap = J && lj_op_cost(ctx, J, &flops, &bytes) == LJ_OK && flops <= 1e6;
+    if (cheap && lj_expr_eval(ctx, g, &r, &c, &gv) == LJ_OK && lj_op_apply(ctx, J, 1, 1.0, &one, 0.0, ref) == LJ_OK) {
         bool have = lj_expr_gradient(ctx, f, A, lg) == LJ_OK;
         double big = 1, diff = 0;
         bool finite = true;
