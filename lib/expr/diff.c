@@ -28,12 +28,7 @@ static void record_copy(lji_dctx *d, const lj_expr *e, const lj_op *r)
     st.node[0] = i;
     st.x = d->vals[i];
     if (lji_is(r, &lji_kind_identity)) { /* Diag(vec e) of ones: it stays I while they stay ones */
-        lji_step g = step_init(LJI_STEP_ONES);
-        g.node[0] = i;
-        g.x = d->vals[i];
-        g.rows = r->rows;
-        g.expect = true;
-        lji_tape_add(ctx, &g, NULL, NULL);
+        lji_tape_guard_ones(ctx, d->vals[i], r->rows, i, -1, true);
         return;
     }
     if (lji_is(r, &lji_kind_diag)) {
@@ -46,14 +41,8 @@ static void record_copy(lji_dctx *d, const lj_expr *e, const lj_op *r)
     }
     st.dst = r->data;
     int k = lji_tape_add(ctx, &st, r, NULL);
-    if (k >= 0 && lji_is(r, &lji_kind_diag)) { /* a fresh build makes Diag(1,…,1) the identity */
-        lji_step g = step_init(LJI_STEP_ONES);
-        g.src[0] = k;
-        g.x = r->data;
-        g.rows = r->rows;
-        g.expect = false;
-        lji_tape_add(ctx, &g, NULL, NULL);
-    }
+    if (k >= 0 && lji_is(r, &lji_kind_diag)) /* a fresh build makes Diag(1,…,1) the identity */
+        lji_tape_guard_ones(ctx, r->data, r->rows, -1, k, false);
 }
 
 /* e's value for rules that record how they use it themselves */
@@ -97,12 +86,7 @@ void lji_d_record_func(lji_dctx *d, const lj_op *r, const lj_expr *a, double (*d
     st.ok1 = ok1;
     st.ok2 = ok2;
     int k = lji_tape_add(ctx, &st, r, NULL);
-    if (k < 0) return;
-    lji_step g = step_init(LJI_STEP_ONES);
-    g.src[0] = k;
-    g.x = r->data;
-    g.rows = r->rows;
-    lji_tape_add(ctx, &g, NULL, NULL);
+    if (k >= 0) lji_tape_guard_ones(ctx, r->data, r->rows, -1, k, false);
 }
 
 int64_t lji_d_len(lji_dctx *d, const lj_expr *e)
@@ -122,17 +106,10 @@ static bool all_ones(const double *v, int64_t n)
 char *lji_d_label(lji_dctx *d, const lj_expr *e)
 {
     int64_t mn = e->rows * e->cols;
-    bool ones = lji_is_leaf(e) && !e->pat && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1 &&
-                all_ones(e->value, mn);
-    if (lji_tape_on(d->ctx) && lji_is_leaf(e) && !e->pat && e != d->var && (e->rows == 1 || e->cols == 1) &&
-        mn > 1) { /* the label says "1_n" while they stay ones, "x" while they do not */
-        lji_step g = step_init(LJI_STEP_ONES);
-        g.node[0] = lji_topo_find(d->t, e);
-        g.x = e->value;
-        g.rows = mn;
-        g.expect = ones;
-        lji_tape_add(d->ctx, &g, NULL, NULL);
-    }
+    bool vec = lji_is_leaf(e) && !e->pat && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1;
+    bool ones = vec && all_ones(e->value, mn);
+    if (vec && lji_tape_on(d->ctx)) /* the label says "1_n" while they stay ones, "x" while they do not */
+        lji_tape_guard_ones(d->ctx, e->value, mn, lji_topo_find(d->t, e), -1, ones);
     if (ones) {
         char tmp[48];
         snprintf(tmp, sizeof tmp, e->cols == 1 ? "1_%" PRId64 : "1_%" PRId64 "^T", mn);
@@ -254,13 +231,7 @@ lj_op *lji_d_elem(lji_dctx *d, int64_t mn, const lj_expr *ex, const lj_expr *ey,
             if (ex) st.node[0] = lji_topo_find(d->t, ex);
             if (ey) st.node[1] = lji_topo_find(d->t, ey);
             int k = lji_tape_add(ctx, &st, r, NULL);
-            if (k >= 0 && lji_is(r, &lji_kind_diag)) {
-                lji_step g1 = step_init(LJI_STEP_ONES);
-                g1.src[0] = k;
-                g1.x = r->data;
-                g1.rows = mn;
-                lji_tape_add(ctx, &g1, NULL, NULL);
-            }
+            if (k >= 0 && lji_is(r, &lji_kind_diag)) lji_tape_guard_ones(ctx, r->data, mn, -1, k, false);
         }
     }
     return r;

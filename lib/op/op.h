@@ -132,6 +132,9 @@ bool lji_tape_reaches(const lj_context *ctx, const lj_op *a);
 /* a and b (equal) are equal without comparing recorded numbers: they are
  * the same nodes wherever a step writes one (true without a tape) */
 bool lji_tape_same_nodes(const lj_context *ctx, const lj_op *a, const lj_op *b);
+/* A guard that x[0..n) is all ones (expect) or not: read from plan node
+ * `node` or written by step `src` (either -1). */
+void lji_tape_guard_ones(lj_context *ctx, const double *x, int64_t n, int64_t node, int src, bool expect);
 /* a and b, two terms of a sum that were not merged, could become like
  * terms when numbers change: a guard that they still differ */
 void lji_tape_guard_unequal(lj_context *ctx, const lj_op *a, const lj_op *b);

@@ -133,6 +133,13 @@ bool lji_tape_same_nodes(const lj_context *ctx, const lj_op *a, const lj_op *b)
 
 static bool hold(lj_context *ctx, lji_tape *t, const lj_op *a);
 
+void lji_tape_guard_ones(lj_context *ctx, const double *x, int64_t n, int64_t node, int src, bool expect)
+{
+    lji_step g = { .type = LJI_STEP_ONES, .x = x, .rows = n, .node = { node, -1 }, .src = { src, -1 },
+                   .expect = expect };
+    lji_tape_add(ctx, &g, NULL, NULL);
+}
+
 /* a and b equal now (numbers compared, hashes not trusted: a node the
  * tape rewrote outside J keeps its old hash), or, with `gen`, equal but
  * for numbers that steps of that tape write; too deep to tell: true */
