@@ -224,6 +224,13 @@ void *lji_malloc(lj_context *ctx, size_t nbytes)
     return malloc(nbytes ? nbytes : 1);
 }
 
+void *lji_malloc_aligned(lj_context *ctx, size_t align, size_t nbytes)
+{
+    void *p = NULL;
+    if (lji_should_fail(ctx) || too_large(nbytes)) return NULL;
+    return posix_memalign(&p, align, nbytes ? nbytes : 1) ? NULL : p;
+}
+
 void *lji_calloc(lj_context *ctx, size_t n, size_t size)
 {
     if (lji_should_fail(ctx)) return NULL;

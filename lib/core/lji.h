@@ -76,13 +76,29 @@ void *lji_malloc(lj_context *ctx, size_t nbytes);
 void *lji_calloc(lj_context *ctx, size_t n, size_t size);
 void *lji_realloc(lj_context *ctx, void *p, size_t nbytes);
 char *lji_strdup(lj_context *ctx, const char *s);
-/* Arrays of at least LJI_HUGE_MIN bytes that are about to be written
- * whole: lji_advise_huge asks for transparent huge pages for the 2 MiB
- * pages inside [p, p + nbytes) (call it before touching them; a no-op
- * where the system has none), lji_malloc_large is lji_malloc with it. */
+/* nbytes at an address aligned to align (a power of two times the size
+ * of a pointer), freed with free(); counted and failed on request like
+ * lji_malloc. */
+void *lji_malloc_aligned(lj_context *ctx, size_t align, size_t nbytes);
+/* Arrays about to be written whole. lji_advise_huge asks for transparent
+ * huge pages for the 2 MiB pages inside [p, p + nbytes) of an array of at
+ * least LJI_HUGE_MIN bytes (call it before touching them; a no-op where
+ * the system has none). lji_huge_bytes(n, total) says how to allocate an
+ * array of n bytes among arrays of total bytes written at once (a
+ * result's p, i and x): 0 for ordinary memory (under 2 MiB), else the
+ * size to ask lji_malloc_huge for, n rounded up to whole 2 MiB pages when
+ * that wastes at most a sixteenth of total, n itself otherwise (its last
+ * partial 2 MiB then on 4 KiB pages). lji_malloc_huge allocates 2 MiB
+ * aligned and advises the whole array; lji_malloc_large(n) is that where
+ * lji_huge_bytes(n, n) says so and lji_malloc otherwise; both are freed
+ * with free(). lji_cholmod_frees_with_free says whether CHOLMOD's free is
+ * the C library's, so that such arrays may be handed to it. */
 #define LJI_HUGE_MIN ((size_t)8 << 20)
 void lji_advise_huge(void *p, size_t nbytes);
 void *lji_malloc_large(lj_context *ctx, size_t nbytes);
+size_t lji_huge_bytes(size_t nbytes, size_t total);
+void *lji_malloc_huge(lj_context *ctx, size_t nbytes);
+bool lji_cholmod_frees_with_free(void);
 /* Called before a CHOLMOD call that allocates: false means "fail it". */
 bool lji_alloc_gate(lj_context *ctx);
 /* Checks cc.status after a CHOLMOD call; records an error and returns it. */

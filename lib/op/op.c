@@ -596,6 +596,21 @@ lj_status lj_op_apply_multi(lj_context *ctx, const lj_op *J, int trans, int64_t 
 
 /* ---- materialisation ------------------------------------------------------- */
 
+/* Puts an array of n int64s or doubles of 2 MiB pages (hb bytes, from
+ * lji_huge_bytes) where CHOLMOD's one-item array *arr was, with CHOLMOD's
+ * own bookkeeping (cholmod_l_free_sparse frees it as its own). */
+static bool swap_in_huge(lj_context *ctx, void **arr, size_t n, size_t hb)
+{
+    void *h = lji_malloc_huge(ctx, hb);
+    if (!h) return false;
+    cholmod_l_free(1, sizeof(int64_t), *arr, &ctx->cc);
+    *arr = h;
+    ctx->cc.malloc_count++;
+    ctx->cc.memory_inuse += n * sizeof(int64_t);
+    if (ctx->cc.memory_usage < ctx->cc.memory_inuse) ctx->cc.memory_usage = ctx->cc.memory_inuse;
+    return true;
+}
+
 cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, int64_t nz,
                                  const char *op)
 {
@@ -603,16 +618,51 @@ cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, in
         lji_nomem(ctx, op);
         return NULL;
     }
-    cholmod_sparse *s = cholmod_l_allocate_sparse((size_t)rows, (size_t)cols, (size_t)nz, 1, 1, 0,
-                                                  CHOLMOD_REAL, &ctx->cc);
-    if (!s) lji_cholmod_check(ctx, op);
-    if (!s && ctx->status == LJ_OK) lji_nomem(ctx, op);
-    if (s) { /* about to be written whole */
-        lji_advise_huge(s->p, ((size_t)cols + 1) * sizeof(int64_t));
-        lji_advise_huge(s->i, (size_t)nz * sizeof(int64_t));
-        lji_advise_huge(s->x, (size_t)nz * sizeof(double));
+    /* A result is written whole at once: where CHOLMOD frees with free(),
+     * its arrays of 2 MiB or more are 2 MiB pages from their start
+     * (lji_huge_bytes, lji_malloc_huge); the others are CHOLMOD's, advised
+     * inside when large (lji_advise_huge). */
+    bool sizes_ok = cols >= 0 && nz >= 0 && (uint64_t)cols < SIZE_MAX / 32 && (uint64_t)nz < SIZE_MAX / 32;
+    size_t pb = sizes_ok ? ((size_t)cols + 1) * sizeof(int64_t) : 0, xb = sizes_ok ? (size_t)nz * sizeof(double) : 0;
+    size_t total = pb + 2 * xb, hp = 0, hx = 0;
+    if (total >= ((size_t)2 << 20) && lji_cholmod_frees_with_free()) {
+        hp = lji_huge_bytes(pb, total);
+        hx = lji_huge_bytes(xb, total);
+    }
+    cholmod_sparse *s = cholmod_l_allocate_sparse((size_t)rows, hp ? 0 : (size_t)cols, hx ? 0 : (size_t)nz,
+                                                  1, 1, 0, CHOLMOD_REAL, &ctx->cc);
+    if (!s) {
+        lji_cholmod_check(ctx, op);
+        if (ctx->status == LJ_OK) lji_nomem(ctx, op);
+        return NULL;
+    }
+    if (hp) {
+        if (!swap_in_huge(ctx, &s->p, (size_t)cols + 1, hp)) goto nomem;
+        s->ncol = (size_t)cols;
+        memset(s->p, 0, pb); /* CHOLMOD's own p starts all zero */
+    } else
+        lji_advise_huge(s->p, pb);
+    if (hx) {
+        /* i first: the struct is consistent (nzmax 1) until both are in */
+        if (!swap_in_huge(ctx, &s->i, (size_t)nz, hx)) goto nomem;
+        if (!swap_in_huge(ctx, &s->x, (size_t)nz, hx)) {
+            /* give i back as CHOLMOD's size for nzmax 1 would not match */
+            free(s->i);
+            ctx->cc.malloc_count--;
+            ctx->cc.memory_inuse -= (size_t)nz * sizeof(int64_t);
+            s->i = NULL;
+            goto nomem;
+        }
+        s->nzmax = (size_t)nz;
+    } else {
+        lji_advise_huge(s->i, xb);
+        lji_advise_huge(s->x, xb);
     }
     return s;
+nomem:
+    cholmod_l_free_sparse(&s, &ctx->cc);
+    lji_nomem(ctx, op);
+    return NULL;
 }
 
 cholmod_sparse *lji_sparse_canon(lj_context *ctx, cholmod_sparse *s, const char *op)
