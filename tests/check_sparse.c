@@ -482,6 +482,84 @@ START_TEST(test_alloc_failure_materialise_and_files)
 }
 END_TEST
 
+/* Results whose arrays are 2 MiB or more come on 2 MiB pages from their
+ * start (lib/core/memory.c): one result whose arrays end in a partial
+ * 2 MiB page, one whose arrays are rounded up to whole pages. Both must be
+ * exact, CHOLMOD's matrices in every respect (checked, reallocated, freed
+ * with CHOLMOD's bookkeeping back where it was), and fail cleanly at every
+ * allocation. */
+START_TEST(test_large_result_pages)
+{
+    lj_context *ctx = lj_context_new();
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    uint64_t seed = 71;
+    const int64_t sizes[][2] = { { 18, 190 }, { 40, 250 } }; /* about 3.3·10⁵ and 2.5·10⁶ entries */
+    for (int c = 0; c < 2; c++) {
+        int64_t na = sizes[c][0], nb = sizes[c][1];
+        tmat A, B;
+        lj_op *a = rand_sparse_op(ctx, na, na, 0.9, &seed, &A), *b = rand_sparse_op(ctx, nb, nb, 0.05, &seed, &B);
+        lj_op *k = lj_op_kron(ctx, a, b);
+        size_t count0 = (size_t)cc->malloc_count, inuse0 = (size_t)cc->memory_inuse;
+        cholmod_sparse *S = lj_op_to_sparse(ctx, k);
+        ck_assert_ptr_nonnull(S);
+        int64_t nz = nnz_of(S);
+        ck_assert_int_gt(nz * (int64_t)sizeof(double), (int64_t)2 << 20);
+#ifdef __linux__
+        ck_assert_int_eq((uintptr_t)S->i % ((uintptr_t)2 << 20), 0);
+        ck_assert_int_eq((uintptr_t)S->x % ((uintptr_t)2 << 20), 0);
+#endif
+        ck_assert(cholmod_l_check_sparse(S, cc));
+        /* S against the operator, both ways, on random vectors */
+        int64_t n = (int64_t)S->ncol, m = (int64_t)S->nrow;
+        double *x = malloc(sizeof *x * (size_t)n), *y = malloc(sizeof *y * (size_t)m);
+        double *y2 = calloc((size_t)m, sizeof *y2), *g = malloc(sizeof *g * (size_t)n), *g2 = calloc((size_t)n, sizeof *g2);
+        for (int64_t i = 0; i < n; i++) x[i] = urand(&seed);
+        for (int64_t i = 0; i < m; i++) y[i] = urand(&seed);
+        const int64_t *p = S->p, *ii = S->i;
+        const double *sx = S->x;
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t q = p[j]; q < p[j + 1]; q++) {
+                y2[ii[q]] += sx[q] * x[j];
+                g2[j] += sx[q] * y[ii[q]];
+            }
+        double *y1 = malloc(sizeof *y1 * (size_t)m);
+        ck_assert_int_eq(lj_op_apply(ctx, k, 0, 1.0, x, 0.0, y1), LJ_OK);
+        ck_assert_int_eq(lj_op_apply(ctx, k, 1, 1.0, y, 0.0, g), LJ_OK);
+        for (int64_t i = 0; i < m; i++) ck_assert_double_eq_tol(y1[i], y2[i], 1e-12 * (1 + fabs(y2[i])));
+        for (int64_t j = 0; j < n; j++) ck_assert_double_eq_tol(g[j], g2[j], 1e-12 * (1 + fabs(g2[j])));
+        /* CHOLMOD may reallocate it (realloc on the aligned arrays) */
+        ck_assert(cholmod_l_reallocate_sparse((size_t)nz, S, cc));
+        ck_assert_int_eq((int64_t)S->nzmax, nz);
+        ck_assert(cholmod_l_check_sparse(S, cc));
+        lj_sparse_free(ctx, &S);
+        ck_assert_int_eq((size_t)cc->malloc_count, count0);
+        ck_assert_int_eq((size_t)cc->memory_inuse, inuse0);
+        /* every allocation of the materialisation fails cleanly */
+        int ok_at = 0;
+        for (int f = 1; f < 100 && !ok_at; f++) {
+            lj_context_fail_alloc(ctx, f, 0);
+            S = lj_op_to_sparse(ctx, k);
+            if (S) ok_at = f;
+            else {
+                ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_NOMEM);
+                lj_context_clear(ctx);
+            }
+            lj_sparse_free(ctx, &S);
+            ck_assert_int_eq((size_t)cc->malloc_count, count0);
+        }
+        lj_context_fail_alloc(ctx, 0, 0);
+        ck_assert_int_gt(ok_at, 3);
+        free(x), free(y), free(y1), free(y2), free(g), free(g2);
+        lj_op_free(&a);
+        lj_op_free(&b);
+        lj_op_free(&k);
+        tm_free(&A);
+        tm_free(&B);
+    }
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_normal_equations)
 {
     lj_context *ctx = lj_context_new();
@@ -550,6 +628,7 @@ Suite *make_sparse_suite(void)
     tcase_add_test(normal, test_mtx_round_trip);
     tcase_add_test(normal, test_mtx_handwritten);
     tcase_add_test(normal, test_normal_equations);
+    tcase_add_test(normal, test_large_result_pages);
     suite_add_tcase(s, normal);
     TCase *errors = tcase_create("errors");
     tcase_set_timeout(errors, 120);
