@@ -77,9 +77,11 @@ void *lji_malloc_large(lj_context *ctx, size_t nbytes)
 
 bool lji_cholmod_frees_with_free(void)
 {
-#ifdef HAVE_SUITESPARSE_CONFIG_FREE_FUNC_GET
+#if defined(HAVE_SUITESPARSE_CONFIG_FREE_FUNC_GET)
     return SuiteSparse_config_free_func_get() == free;
-#else
+#elif defined(SUITESPARSE_MAIN_VERSION) && SUITESPARSE_MAIN_VERSION < 7
     return SuiteSparse_config.free_func == free;
+#else
+    return false; /* not known: CHOLMOD allocates its results itself */
 #endif
 }
