@@ -427,6 +427,23 @@ START_TEST(test_hostile_headers)
                          "   3   1   1   1\nrua   5   5   1000000000   0\n(8I10) (8I10) (4E20.12)\n");
     ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("big.rb")));
     ASSERT_ERR(ctx, LJ_ERR_FORMAT, "truncated: it declares 5 columns and 1000000000 entries");
+    /* a count RBio reads as a number and sscanf would read as its first
+     * digits ("8E8." is 8·10⁸ to RBio, which allocated 12.8 GB for it) */
+    const char *odd[] = { "8E8.", "8e8", "8.", "-1", "0x10" };
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        char body[400];
+        snprintf(body, sizeof body,
+                 "title                                                                   key\n"
+                 "   3   1   1   1\nrua   3   3   %s   0\n(8I10) (8I10) (4E20.12)\n1 2 3 4\n1 2 3\n1 2 3\n",
+                 odd[i]);
+        write_file("odd.rb", body);
+        ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("odd.rb")));
+        ASSERT_ERR(ctx, LJ_ERR_FORMAT, "bad header");
+    }
+    write_file("oddcards.rb", "title                                                                   key\n"
+                              "   3   1E9   1   1\nrua   3   3   3   0\n(8I10) (8I10) (4E20.12)\n1 2 3 4\n1 2 3\n1 2 3\n");
+    ck_assert_ptr_null(lj_read_sparse_rb(ctx, tpath("oddcards.rb")));
+    ASSERT_ERR(ctx, LJ_ERR_FORMAT, "bad header");
     write_file("tall.rb", "title                                                                   key\n"
                           "   3   1   1   1\nrua   1882119519   2   1   0\n(8I10) (8I10) (4E20.12)\n"
                           "1 2 2\n1\n1.0\n");

@@ -564,6 +564,26 @@ lj_status lj_op_write_rb(lj_context *ctx, const lj_op *J, const char *path, cons
     return finish_temp(ctx, op, NULL, tmp, path, ok);
 }
 
+/* The whitespace-separated fields of s, up to max of them, into v: how
+ * many there were, or -1 when one is not a plain decimal integer >= 0.
+ * RBio reads a header field such as "8E8." as 8·10⁸ (and allocates that
+ * much), where sscanf's %lld would stop at the 8: a header is checked
+ * only as far as lazyjac reads its fields the way RBio does. */
+static int rb_fields(const char *s, long long *v, int max)
+{
+    int n = 0;
+    for (;;) {
+        while (*s == ' ' || *s == '\t') s++;
+        if (*s == '\0' || *s == '\n' || *s == '\r') return n;
+        if (n == max || !isdigit((unsigned char)*s)) return -1;
+        char *end;
+        errno = 0;
+        v[n++] = strtoll(s, &end, 10);
+        if (errno || (*end && !isspace((unsigned char)*end))) return -1;
+        s = end;
+    }
+}
+
 cholmod_sparse *lj_read_sparse_rb(lj_context *ctx, const char *path)
 {
     const char *op = "read_rb";
@@ -581,12 +601,13 @@ cholmod_sparse *lj_read_sparse_rb(lj_context *ctx, const char *path)
      * past what a malformed header holds. Line 2 holds card counts, line 3
      * the type (real/integer, any symmetry, assembled) and the sizes. */
     char l1[200], l2[200], l3[200], l4[200], t[8];
-    long long c1, c2, c3, nr, nc, nz, ne;
+    long long cards[5], sz[4], nr = 0, nc = 0, nz = 0;
+    int at = 0;
     bool ok = fgets(l1, sizeof l1, probe) && fgets(l2, sizeof l2, probe) && fgets(l3, sizeof l3, probe) &&
-              fgets(l4, sizeof l4, probe) && sscanf(l2, "%lld %lld %lld", &c1, &c2, &c3) == 3 &&
-              sscanf(l3, "%3s %lld %lld %lld %lld", t, &nr, &nc, &nz, &ne) >= 4 && strlen(t) == 3 &&
-              strchr("rRiIpPcC", t[0]) && strchr("uUsSzZrRhH", t[1]) && strchr("aAeE", t[2]) &&
-              nr >= 0 && nc >= 0 && nz >= 0 && c1 >= 0 && c2 >= 0 && c3 >= 0;
+              fgets(l4, sizeof l4, probe) && rb_fields(l2, cards, 5) >= 3 &&
+              sscanf(l3, " %3s%n", t, &at) == 1 && strlen(t) == 3 && rb_fields(l3 + at, sz, 4) >= 3 &&
+              strchr("rRiIpPcC", t[0]) && strchr("uUsSzZrRhH", t[1]) && strchr("aAeE", t[2]);
+    if (ok) nr = sz[0], nc = sz[1], nz = sz[2];
     struct stat sb;
     int64_t bytes = fstat(fileno(probe), &sb) == 0 && S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : -1;
     fclose(probe);
