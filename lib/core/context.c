@@ -236,6 +236,7 @@ void *lji_calloc(lj_context *ctx, size_t n, size_t size)
     if (lji_should_fail(ctx)) return NULL;
     if (n == 0 || size == 0) return calloc(1, 1);
     if (n > SIZE_MAX / size || too_large(n * size)) return NULL;
+    if (n * size <= LJI_SMALL_BYTES) return lji_zalloc_small(n * size);
     return calloc(n, size);
 }
 

@@ -74,6 +74,20 @@ bool lji_ctx_ok(const lj_context *ctx);
  * it and fail only when the pages are touched). */
 void *lji_malloc(lj_context *ctx, size_t nbytes);
 void *lji_calloc(lj_context *ctx, size_t n, size_t size);
+/* Blocks up to this size are zeroed by hand after malloc rather than
+ * calloc'ed: the small blocks of operator nodes, plans and kernels then
+ * come from the allocator's per-thread cache (glibc's calloc never uses
+ * it, and an expression's Jacobian allocates a dozen such blocks). */
+#define LJI_SMALL_BYTES ((size_t)1024)
+static inline void *lji_zalloc_small(size_t nbytes)
+{
+    void *p = malloc(nbytes);
+    if (!p) return NULL;
+#if defined(__GNUC__)
+    __asm__("" : "+r"(p)); /* or the compiler folds malloc and memset into calloc again */
+#endif
+    return memset(p, 0, nbytes);
+}
 void *lji_realloc(lj_context *ctx, void *p, size_t nbytes);
 char *lji_strdup(lj_context *ctx, const char *s);
 /* nbytes at an address aligned to align (a power of two times the size

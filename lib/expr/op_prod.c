@@ -219,6 +219,10 @@ static lj_status transpose_eval(lj_context *ctx, const lj_expr *e, const double 
     LJI_UNUSED(ctx);
     LJI_UNUSED(B);
     int64_t m = e->a->rows, n = e->a->cols;
+    if (m == 1 || n == 1) { /* a vector's transpose has its numbers in the same order */
+        memcpy(out, A, (size_t)(m * n) * sizeof *out);
+        return LJ_OK;
+    }
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) out[j + i * n] = A[i + j * m];
     return LJ_OK;
