@@ -619,20 +619,30 @@ lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)
         lji_nomem(ctx, op);
         goto done;
     }
+    /* the factors' references pass to the result (each reference count
+     * changed is an atomic read-modify-write, and a Jacobian's build makes
+     * dozens of products) */
     lj_op *core = NULL;
     if (fs.n == 0)
         core = lj_op_identity(ctx, rows);
-    else if (fs.n == 1)
-        core = lj_op_retain(fs.f[0]);
-    else {
+    else if (fs.n == 1) {
+        core = fs.f[0];
+        fs.f[0] = NULL;
+    } else {
         core = lji_op_new(ctx, &lji_kind_compose, rows, cols, fs.n, op);
         if (core) {
-            for (int i = 0; i < fs.n; i++) core->child[i] = lj_op_retain(fs.f[i]);
+            for (int i = 0; i < fs.n; i++) {
+                core->child[i] = fs.f[i];
+                fs.f[i] = NULL;
+            }
             lji_op_seal(core);
         }
     }
-    J = core ? lj_op_scale(ctx, fs.alpha, core) : NULL;
-    lj_op_free(&core);
+    if (core && fs.alpha != 1.0) {
+        J = lj_op_scale(ctx, fs.alpha, core);
+        lj_op_free(&core);
+    } else
+        J = core;
     goto done;
 fail:
     J = NULL;

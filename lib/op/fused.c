@@ -1,5 +1,8 @@
-/* Fused apply kernels, chosen when a node is sealed (the structure is
- * immutable, so the choice is made once, not at every apply). Each one does
+/* Fused apply kernels, chosen at a node's first apply (the structure is
+ * immutable, so the choice is made once, not at every apply; the nodes a
+ * build makes and drops on its way to J are never applied and never pay
+ * for it; lji_kernel publishes the choice atomically, as one operator may
+ * be applied from many threads at once). Each one does
  * in one pass over the data what the node's children would do in several,
  * streaming intermediates through temporaries:
  *
@@ -17,6 +20,7 @@
  * three-way checks in tests/check_op.c cover the fused nodes like any. */
 #include "config.h"
 #include "op.h"
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* A vector-sided Kronecker factor: the vector, the identity's size, and
@@ -33,7 +37,7 @@ typedef struct {
 } vterm;
 
 struct lji_fused {
-    lji_apply_fn apply; /* what J->fast is set to */
+    lji_apply_fn apply; /* the kernel */
     int64_t R, C; /* the grid of the long side */
     const double *d; /* Diag on the long side, or NULL */
     int nt;
@@ -42,6 +46,12 @@ struct lji_fused {
     double c;
     bool u_ones;         /* u is a vector of ones (1_p^T of seed 002) */
 };
+
+/* J's kernel, once lji_kernel has chosen it */
+static const struct lji_fused *kernel_of(const lj_op *J)
+{
+    return atomic_load_explicit(&((lj_op *)J)->fused, memory_order_acquire);
+}
 
 /* a under its scalings α(β(…A)): A, with the product of the factors
  * multiplied into *s */
@@ -108,7 +118,7 @@ static lj_status vsum_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t
                             const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
 {
     (void)ctx;
-    const struct lji_fused *f = J->fused;
+    const struct lji_fused *f = kernel_of(J);
     const int64_t R = f->R, C = f->C;
     const double *restrict d = f->d;
     for (int64_t v = 0; v < k; v++) {
@@ -211,11 +221,36 @@ static lj_status vsum_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t
 
 /* ---- (b^T ⊗ u^T)·Diag(d): one row ------------------------------------------- */
 
+/* Σ_i a[i]·x[i] (·w[i] when w) in four independent sums: the adds of one
+ * running sum wait for each other (a latency each), four keep the
+ * floating-point units busy whatever the loop's place in memory */
+static inline double dot4(int64_t n, const double *restrict a, const double *restrict x, const double *restrict w)
+{
+    double t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
+    int64_t i = 0;
+    if (w)
+        for (; i + 4 <= n; i += 4) {
+            t0 += w[i] * a[i] * x[i];
+            t1 += w[i + 1] * a[i + 1] * x[i + 1];
+            t2 += w[i + 2] * a[i + 2] * x[i + 2];
+            t3 += w[i + 3] * a[i + 3] * x[i + 3];
+        }
+    else
+        for (; i + 4 <= n; i += 4) {
+            t0 += a[i] * x[i];
+            t1 += a[i + 1] * x[i + 1];
+            t2 += a[i + 2] * x[i + 2];
+            t3 += a[i + 3] * x[i + 3];
+        }
+    for (; i < n; i++) t0 += (w ? w[i] : 1.0) * a[i] * x[i];
+    return (t0 + t1) + (t2 + t3);
+}
+
 static lj_status row_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                            const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
 {
     (void)ctx;
-    const struct lji_fused *f = J->fused;
+    const struct lji_fused *f = kernel_of(J);
     const int64_t R = f->R, C = f->C;
     const double *restrict d = f->d, *restrict b = f->b, *restrict u = f->u;
     for (int64_t v = 0; v < k; v++) {
@@ -225,13 +260,13 @@ static lj_status row_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t 
             double s = 0.0;
             for (int64_t c = 0; c < C; c++) {
                 const double *restrict xc = x + c * R, *restrict dc = d ? d + c * R : NULL;
-                double t = 0.0;
+                double t;
                 if (dc && f->u_ones)
-                    for (int64_t i = 0; i < R; i++) t += dc[i] * xc[i];
+                    t = dot4(R, dc, xc, NULL);
                 else if (dc)
-                    for (int64_t i = 0; i < R; i++) t += u[i] * dc[i] * xc[i];
+                    t = dot4(R, dc, xc, u);
                 else
-                    for (int64_t i = 0; i < R; i++) t += u[i] * xc[i];
+                    t = dot4(R, u, xc, NULL);
                 s += b[c] * t;
             }
             y[0] = alpha * f->c * s + (beta == 0.0 ? 0.0 : beta * y[0]);
@@ -320,30 +355,59 @@ static bool vector_terms(const lj_op *a, struct lji_fused *f)
     return true;
 }
 
-void lji_choose_kernel(lj_op *J)
+/* "chosen: none" */
+static struct lji_fused no_kernel;
+
+/* J's structure's kernel into *f (f->apply NULL: none) */
+static void choose(const lj_op *J, struct lji_fused *f)
 {
-    struct lji_fused tmp = { 0 };
     if (lji_is(J, &lji_kind_kron)) {
-        if (vector_terms(J, &tmp)) tmp.apply = vsum_apply;
-        else if (row_kron(J, &tmp)) tmp.apply = row_apply;
+        if (vector_terms(J, f)) f->apply = vsum_apply;
+        else if (row_kron(J, f)) f->apply = row_apply;
     } else if (lji_is(J, &lji_kind_sum)) {
-        if (vector_terms(J, &tmp)) tmp.apply = vsum_apply;
+        if (vector_terms(J, f)) f->apply = vsum_apply;
     } else if (lji_is(J, &lji_kind_compose) && J->nchild == 2) {
         const lj_op *L = J->child[0], *Rt = J->child[1];
-        if (lji_is(L, &lji_kind_diag) && vector_terms(Rt, &tmp)) {
-            tmp.d = L->data;
-            tmp.apply = vsum_apply;
-        } else if (lji_is(Rt, &lji_kind_diag) && row_kron(L, &tmp)) {
-            tmp.d = Rt->data;
-            tmp.apply = row_apply;
+        if (lji_is(L, &lji_kind_diag) && vector_terms(Rt, f)) {
+            f->d = L->data;
+            f->apply = vsum_apply;
+        } else if (lji_is(Rt, &lji_kind_diag) && row_kron(L, f)) {
+            f->d = Rt->data;
+            f->apply = row_apply;
         }
     }
-    if (!tmp.apply) return;
-    struct lji_fused *f = new_fused();
-    if (!f) return; /* no memory: the node applies as its kind does */
-    *f = tmp;
-    J->fused = f;
-    J->fast = f->apply;
+}
+
+lji_apply_fn lji_kernel(const lj_op *cJ)
+{
+    const struct lji_fused *f = kernel_of(cJ);
+    if (!f) {
+        struct lji_fused tmp = { 0 };
+        choose(cJ, &tmp);
+        struct lji_fused *mine = &no_kernel, *expected = NULL;
+        if (tmp.apply) {
+            mine = new_fused();
+            if (!mine) return NULL; /* no memory: applied as its kind does, chosen again next time */
+            *mine = tmp;
+        }
+        /* the first thread's choice stands; the same choice from another
+         * thread at once is dropped */
+        if (atomic_compare_exchange_strong_explicit(&((lj_op *)cJ)->fused, &expected, mine, memory_order_acq_rel,
+                                                    memory_order_acquire))
+            f = mine;
+        else {
+            if (mine != &no_kernel) free(mine);
+            f = expected;
+        }
+    }
+    return f->apply;
+}
+
+void lji_kernel_free(lj_op *J)
+{
+    struct lji_fused *f = atomic_load_explicit(&J->fused, memory_order_relaxed);
+    if (f != &no_kernel) free(f);
+    atomic_store_explicit(&J->fused, NULL, memory_order_relaxed);
 }
 
 /* After a Jacobian plan rewrote numbers in place: the kernel's parameters
@@ -352,8 +416,8 @@ void lji_choose_kernel(lj_op *J)
  * never rewrites (lji_tape_break); whether u is all ones is read anew. */
 void lji_refresh_kernel(lj_op *J)
 {
-    struct lji_fused *f = J->fused;
-    if (f->apply != row_apply) return;
+    struct lji_fused *f = atomic_load_explicit(&J->fused, memory_order_acquire);
+    if (!f || f->apply != row_apply) return; /* not chosen yet: read when it is */
     f->u_ones = true;
     for (int64_t i = 0; i < f->R && f->u_ones; i++) f->u_ones = f->u[i] == 1.0;
 }

@@ -12,31 +12,6 @@
 
 /* ---- hashing ------------------------------------------------------------- */
 
-/* A word at a time: h absorbs x and is mixed (the multiply-xorshift of
- * splitmix64), so that a hash costs a few cycles a word, not a byte. */
-uint64_t lji_hash_u64(uint64_t h, uint64_t x)
-{
-    h = (h ^ x) * 0xbf58476d1ce4e5b9ull;
-    return h ^ (h >> 31);
-}
-
-uint64_t lji_hash_bytes(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *c = p;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, c + i, 8);
-        h = lji_hash_u64(h, w);
-    }
-    if (i < n) {
-        uint64_t w = 0;
-        memcpy(&w, c + i, n - i);
-        h = lji_hash_u64(h, w ^ ((uint64_t)(n - i) << 56));
-    }
-    return h;
-}
-
 /* ---- life cycle ---------------------------------------------------------- */
 
 lj_op *lji_op_new_ext(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
@@ -137,7 +112,7 @@ static void op_hash(lj_op *a)
 void lji_op_rehash(lj_op *a)
 {
     op_hash(a);
-    if (a->fused) lji_refresh_kernel(a);
+    lji_refresh_kernel(a);
 }
 
 void lji_op_seal(lj_op *a)
@@ -153,7 +128,6 @@ void lji_op_seal(lj_op *a)
     a->nnz = n;
     a->nnz_exact = ex;
     a->kind->cost(a, &a->flops, &a->bytes);
-    lji_choose_kernel(a);
 }
 
 lj_op *lj_op_retain(const lj_op *ca)
@@ -197,7 +171,7 @@ void lj_op_free(lj_op **pa)
         free(x->sp.p);
         free(x->sp.i);
         free(x->sp.x);
-        free(x->fused);
+        lji_kernel_free(x);
         x->magic = LJI_DEAD_MAGIC;
         free(x);
     }
@@ -464,7 +438,8 @@ lj_status lji_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, doub
         lji_scale_block(out, k, beta, Y, ldy);
         return LJ_OK;
     }
-    return (J->fast ? J->fast : J->kind->apply)(ctx, J, trans, k, alpha, X, ldx, beta, Y, ldy);
+    lji_apply_fn fast = lji_kernel(J);
+    return (fast ? fast : J->kind->apply)(ctx, J, trans, k, alpha, X, ldx, beta, Y, ldy);
 }
 
 /* Dense (or transposed dense) A is handled by one GEMM; anything else by

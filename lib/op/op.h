@@ -64,10 +64,10 @@ struct lj_op {
     int64_t *idx;         /* permutation */
     cholmod_sparse sp;    /* sparse: header over arrays this node owns */
     lj_op *next_dead;     /* work list while freeing */
-    /* a fused apply kernel chosen when the node was sealed (fused.c) and
-     * its parameters, or NULL: the kind's apply */
-    lji_apply_fn fast;
-    struct lji_fused *fused;
+    /* the fused apply kernel and its parameters (fused.c): NULL until the
+     * node's first apply chooses it (lji_kernel), then the choice, which
+     * may be "none" (the kind's apply) */
+    _Atomic(struct lji_fused *) fused;
     /* the end of the node's allocation, and its extra part (lji_op_new_ext):
      * children, data and labels inside it are freed with the node */
     char *block_end, *extra;
@@ -163,9 +163,12 @@ void lji_refresh_kernel(lj_op *J);
 
 /* Terms a fused kernel takes from a sum at most. */
 #define LJI_FUSED_TERMS 4
-/* Sets J->fast and J->fused where J's structure has a fused kernel (called by
- * lji_op_seal; without memory for it the node simply has none). */
-void lji_choose_kernel(lj_op *J);
+/* J's fused apply kernel, or NULL: the kind's apply. Chosen at the first
+ * call for J, from any thread (without memory for it, J applies as its
+ * kind does and the next call chooses again). */
+lji_apply_fn lji_kernel(const lj_op *J);
+/* frees J's kernel (J dies) */
+void lji_kernel_free(lj_op *J);
 
 #define LJI_OP_MAGIC 0x4c4a4f50u /* "LJOP" */
 
@@ -309,7 +312,29 @@ const char *lji_sym_minus(lj_print_format fmt);
 bool lji_is_identity(const lj_op *a);
 bool lji_is_zero(const lj_op *a);
 
-uint64_t lji_hash_bytes(uint64_t h, const void *p, size_t n);
-uint64_t lji_hash_u64(uint64_t h, uint64_t x);
+/* A word at a time: h absorbs x and is mixed (the multiply-xorshift of
+ * splitmix64), so that a hash costs a few cycles a word, not a byte;
+ * inline, as every node built hashes a few dozen words. */
+static inline uint64_t lji_hash_u64(uint64_t h, uint64_t x)
+{
+    h = (h ^ x) * 0xbf58476d1ce4e5b9ull;
+    return h ^ (h >> 31);
+}
+static inline uint64_t lji_hash_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, c + i, 8);
+        h = lji_hash_u64(h, w);
+    }
+    if (i < n) {
+        uint64_t w = 0;
+        memcpy(&w, c + i, n - i);
+        h = lji_hash_u64(h, w ^ ((uint64_t)(n - i) << 56));
+    }
+    return h;
+}
 
 #endif
