@@ -83,6 +83,10 @@ const char *lj_status_string(lj_status s);
  * an error record and apply workspace. NULL only when memory runs out. */
 lj_context *lj_context_new(void);
 void lj_context_free(lj_context **ctx);
+/* Gives back the memory the context keeps for reuse: the arrays of the
+ * last large matrix freed with lj_sparse_free (see there). A dead or NULL
+ * context is ignored. */
+void lj_context_trim(lj_context *ctx);
 
 /* The last error recorded in ctx: its code and message ("" when none). The
  * message is owned by the context and valid until the next call with it. */
@@ -261,7 +265,17 @@ lj_status lj_op_check(lj_context *ctx, const lj_op *J, uint64_t seed, double *ma
 /* Exact CSC matrix (long indices, sorted, packed, real), a new CHOLMOD
  * matrix owned by the caller: free with lj_sparse_free (or
  * cholmod_l_free_sparse with lj_context_cholmod(ctx)). The pattern is the
- * structural one the operator implies; numeric zeros are kept. */
+ * structural one the operator implies; numeric zeros are kept.
+ *
+ * Large results (arrays of 2 MiB or more) are written into memory on
+ * transparent huge pages where the system offers them. lj_sparse_free
+ * keeps the large arrays of the matrix it frees with the context (the
+ * last matrix's only, and only up to an eighth of the machine's memory;
+ * where CHOLMOD frees with the C library's free()), and the next large
+ * result made with the context is written into them: a solver that
+ * materialises J at every iteration then writes into pages it already
+ * has instead of fresh ones, which the kernel must first fault in and
+ * zero. lj_context_trim and lj_context_free give them back. */
 cholmod_sparse *lj_op_to_sparse(lj_context *ctx, const lj_op *J);
 void lj_sparse_free(lj_context *ctx, cholmod_sparse **s);
 /* Remove stored entries with |value| <= tol (0 removes exact zeros). */

@@ -90,6 +90,7 @@ void lj_context_free(lj_context **pctx)
     lj_context *ctx = *pctx;
     if (ctx->magic == LJI_CTX_MAGIC) {
         if (ctx->cache_free) ctx->cache_free(ctx);
+        lji_release_kept(ctx);
         for (int i = 0; i < ctx->nhelper; i++) lj_context_free(&ctx->helper[i]);
         free(ctx->helper);
         if (ctx->cc_started) cholmod_l_finish(&ctx->cc);
@@ -115,6 +116,11 @@ const char *lj_context_message(const lj_context *ctx)
     if (!ctx) return "context: NULL context";
     if (ctx->magic != LJI_CTX_MAGIC) return "context: invalid or freed context";
     return ctx->msg;
+}
+
+void lj_context_trim(lj_context *ctx)
+{
+    if (lji_ctx_ok(ctx)) lji_release_kept(ctx);
 }
 
 void lj_context_clear(lj_context *ctx)

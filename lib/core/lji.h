@@ -50,6 +50,13 @@ struct lj_context {
      * it and says how to release it */
     struct lj_op *ident[8];
     void (*cache_free)(lj_context *ctx);
+    /* the large arrays of the last matrix freed with lj_sparse_free, kept
+     * for the next large result (lib/core/memory.c): its pages are already
+     * there, where fresh ones cost a fault and the kernel's zeroing each */
+    struct {
+        void *p;
+        size_t bytes;
+    } kept[3];
 };
 
 #define LJI_CTX_MAGIC 0x4c4a4358u  /* "LJCX" */
@@ -113,6 +120,16 @@ void *lji_malloc_large(lj_context *ctx, size_t nbytes);
 size_t lji_huge_bytes(size_t nbytes, size_t total);
 void *lji_malloc_huge(lj_context *ctx, size_t nbytes);
 bool lji_cholmod_frees_with_free(void);
+/* Arrays kept for reuse. lji_keep_arrays releases what ctx kept and keeps
+ * the n (at most 3) arrays given, freed with free() instead when together
+ * they are small or more than an eighth of the machine's memory;
+ * lji_take_array hands one of at least nbytes (and at most twice that)
+ * over to the caller, or NULL when none fits; taking one counts as an
+ * allocation, and when that fails on request it returns NULL with *fail
+ * set. lji_release_kept frees them all. */
+void lji_keep_arrays(lj_context *ctx, int n, void *const *p, const size_t *bytes);
+void *lji_take_array(lj_context *ctx, size_t nbytes, bool *fail);
+void lji_release_kept(lj_context *ctx);
 /* Called before a CHOLMOD call that allocates: false means "fail it". */
 bool lji_alloc_gate(lj_context *ctx);
 /* Checks cc.status after a CHOLMOD call; records an error and returns it. */

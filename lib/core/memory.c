@@ -85,3 +85,58 @@ bool lji_cholmod_frees_with_free(void)
     return false; /* not known: CHOLMOD allocates its results itself */
 #endif
 }
+
+/* ---- arrays kept for reuse ------------------------------------------------
+ *
+ * Fresh memory costs a page fault and the kernel's zeroing for every page
+ * before a result is written into it: materialising a large Jacobian runs
+ * at the speed the kernel hands out new pages, about half what writing the
+ * same bytes into memory the process already has costs. A solver that
+ * materialises J at every iteration frees the last one first; the context
+ * keeps the large arrays of the last matrix freed with lj_sparse_free and
+ * writes the next large result into them. What is kept is bounded (one
+ * matrix's arrays, at most an eighth of the machine's memory) and given
+ * back by lj_context_trim and lj_context_free. */
+
+void lji_release_kept(lj_context *ctx)
+{
+    for (int k = 0; k < 3; k++) {
+        free(ctx->kept[k].p);
+        ctx->kept[k].p = NULL;
+        ctx->kept[k].bytes = 0;
+    }
+}
+
+void lji_keep_arrays(lj_context *ctx, int n, void *const *p, const size_t *bytes)
+{
+    lji_release_kept(ctx);
+    size_t total = 0;
+    for (int k = 0; k < n; k++) total += bytes[k];
+    bool keep = total >= LJI_HUGE_PAGE && total <= lji_machine_bytes() / 8;
+    for (int k = 0, m = 0; k < n && k < 3; k++) {
+        if (keep && bytes[k] >= LJI_HUGE_PAGE / 8) {
+            ctx->kept[m].p = p[k];
+            ctx->kept[m++].bytes = bytes[k];
+        } else
+            free(p[k]);
+    }
+}
+
+void *lji_take_array(lj_context *ctx, size_t nbytes, bool *fail)
+{
+    int best = -1;
+    *fail = false;
+    for (int k = 0; k < 3; k++)
+        if (ctx->kept[k].p && ctx->kept[k].bytes >= nbytes && ctx->kept[k].bytes / 2 <= nbytes &&
+            (best < 0 || ctx->kept[k].bytes < ctx->kept[best].bytes))
+            best = k;
+    if (best < 0) return NULL;
+    if (!lji_alloc_gate(ctx)) { /* failed on request, like any allocation */
+        *fail = true;
+        return NULL;
+    }
+    void *p = ctx->kept[best].p;
+    ctx->kept[best].p = NULL;
+    ctx->kept[best].bytes = 0;
+    return p;
+}

@@ -576,7 +576,9 @@ lj_status lj_op_apply_multi(lj_context *ctx, const lj_op *J, int trans, int64_t 
  * own bookkeeping (cholmod_l_free_sparse frees it as its own). */
 static bool swap_in_huge(lj_context *ctx, void **arr, size_t n, size_t hb)
 {
-    void *h = lji_malloc_huge(ctx, hb);
+    bool fail;
+    void *h = lji_take_array(ctx, n * sizeof(int64_t), &fail); /* pages the process has: lj_sparse_free */
+    if (!h && !fail) h = lji_malloc_huge(ctx, hb);
     if (!h) return false;
     cholmod_l_free(1, sizeof(int64_t), *arr, &ctx->cc);
     *arr = h;
@@ -717,6 +719,24 @@ cholmod_sparse *lj_op_to_sparse(lj_context *ctx, const lj_op *J)
 void lj_sparse_free(lj_context *ctx, cholmod_sparse **s)
 {
     if (!s || !*s) return;
+    cholmod_sparse *S = *s;
+    if (lji_ctx_ok(ctx) && lji_cholmod_frees_with_free() && S->itype == CHOLMOD_LONG &&
+        S->xtype == CHOLMOD_REAL && S->dtype == CHOLMOD_DOUBLE && !S->z && S->i && S->x &&
+        S->nzmax * sizeof(double) >= ((size_t)2 << 20)) {
+        /* the large arrays stay with the context for the next large result
+         * (lib/core/memory.c), out of CHOLMOD's bookkeeping as they leave
+         * its matrix */
+        size_t xb = S->nzmax * sizeof(double), pb = (S->ncol + 1) * sizeof(int64_t);
+        bool withp = S->p && pb >= ((size_t)256 << 10);
+        void *arr[3] = { S->i, S->x, withp ? S->p : NULL };
+        size_t bytes[3] = { xb, xb, withp ? pb : 0 };
+        int n = withp ? 3 : 2;
+        ctx->cc.malloc_count -= n;
+        ctx->cc.memory_inuse -= 2 * xb + (withp ? pb : 0);
+        S->i = S->x = NULL;
+        if (withp) S->p = NULL;
+        lji_keep_arrays(ctx, n, arr, bytes);
+    }
     if (lji_ctx_ok(ctx)) cholmod_l_free_sparse(s, &ctx->cc);
     *s = NULL;
 }
