@@ -112,7 +112,8 @@ void lji_keep_arrays(lj_context *ctx, int n, void *const *p, const size_t *bytes
     lji_release_kept(ctx);
     size_t total = 0;
     for (int k = 0; k < n; k++) total += bytes[k];
-    bool keep = total >= LJI_HUGE_PAGE && total <= lji_machine_bytes() / 8;
+    /* (they are taken where large results take huge pages: lji_sparse_alloc) */
+    bool keep = LJI_HAVE_HUGE && total >= LJI_HUGE_PAGE && total <= lji_machine_bytes() / 8;
     for (int k = 0, m = 0; k < n && k < 3; k++) {
         if (keep && bytes[k] >= LJI_HUGE_PAGE / 8) {
             ctx->kept[m].p = p[k];

@@ -10,8 +10,6 @@
 #include <inttypes.h>
 #include <math.h>
 
-/* ---- hashing ------------------------------------------------------------- */
-
 /* ---- life cycle ---------------------------------------------------------- */
 
 lj_op *lji_op_new_ext(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,
