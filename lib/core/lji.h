@@ -53,7 +53,7 @@ struct lj_context {
     /* the large arrays of the last matrix freed with lj_sparse_free, kept
      * for the next large result (lib/core/memory.c): its pages are already
      * there, where fresh ones cost a fault and the kernel's zeroing each */
-    struct {
+    struct lji_kept {
         void *p;
         size_t bytes;
     } kept[3];
@@ -120,14 +120,16 @@ void *lji_malloc_large(lj_context *ctx, size_t nbytes);
 size_t lji_huge_bytes(size_t nbytes, size_t total);
 void *lji_malloc_huge(lj_context *ctx, size_t nbytes);
 bool lji_cholmod_frees_with_free(void);
-/* Arrays kept for reuse. lji_keep_arrays releases what ctx kept and keeps
- * the n (at most 3) arrays given, freed with free() instead when together
- * they are small or more than an eighth of the machine's memory;
+/* Arrays kept for reuse. lji_keep_sparse detaches the large arrays of S
+ * (values of 2 MiB or more, with its row indices, and its column pointers
+ * when they take 256 KiB or more) and keeps them in place of what ctx
+ * kept, unless together they exceed an eighth of the machine's memory,
+ * huge pages are not available, or CHOLMOD does not free with free();
  * lji_take_array hands one of at least nbytes (and at most twice that)
  * over to the caller, or NULL when none fits; taking one counts as an
  * allocation, and when that fails on request it returns NULL with *fail
  * set. lji_release_kept frees them all. */
-void lji_keep_arrays(lj_context *ctx, int n, void *const *p, const size_t *bytes);
+void lji_keep_sparse(lj_context *ctx, cholmod_sparse *S);
 void *lji_take_array(lj_context *ctx, size_t nbytes, bool *fail);
 void lji_release_kept(lj_context *ctx);
 /* Called before a CHOLMOD call that allocates: false means "fail it". */

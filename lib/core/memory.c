@@ -107,20 +107,26 @@ void lji_release_kept(lj_context *ctx)
     }
 }
 
-void lji_keep_arrays(lj_context *ctx, int n, void *const *p, const size_t *bytes)
+void lji_keep_sparse(lj_context *ctx, cholmod_sparse *S)
 {
+    /* only where large results take huge pages (lji_sparse_alloc), the
+     * only path that takes them again, and where CHOLMOD frees with free() */
+    if (!LJI_HAVE_HUGE || !lji_cholmod_frees_with_free() || S->itype != CHOLMOD_LONG ||
+        S->xtype != CHOLMOD_REAL || S->dtype != CHOLMOD_DOUBLE || S->z || !S->i || !S->x)
+        return;
+    const size_t xb = S->nzmax * sizeof(double), pb = (S->ncol + 1) * sizeof(int64_t);
+    const bool withp = S->p && pb >= LJI_HUGE_PAGE / 8;
+    const size_t total = 2 * xb + (withp ? pb : 0);
+    if (xb < LJI_HUGE_PAGE || total > lji_machine_bytes() / 8) return;
     lji_release_kept(ctx);
-    size_t total = 0;
-    for (int k = 0; k < n; k++) total += bytes[k];
-    /* (they are taken where large results take huge pages: lji_sparse_alloc) */
-    bool keep = LJI_HAVE_HUGE && total >= LJI_HUGE_PAGE && total <= lji_machine_bytes() / 8;
-    for (int k = 0, m = 0; k < n && k < 3; k++) {
-        if (keep && bytes[k] >= LJI_HUGE_PAGE / 8) {
-            ctx->kept[m].p = p[k];
-            ctx->kept[m++].bytes = bytes[k];
-        } else
-            free(p[k]);
-    }
+    ctx->kept[0] = (struct lji_kept){ S->i, xb };
+    ctx->kept[1] = (struct lji_kept){ S->x, xb };
+    if (withp) ctx->kept[2] = (struct lji_kept){ S->p, pb };
+    /* out of CHOLMOD's bookkeeping as they leave its matrix */
+    ctx->cc.malloc_count -= withp ? 3 : 2;
+    ctx->cc.memory_inuse -= total;
+    S->i = S->x = NULL;
+    if (withp) S->p = NULL;
 }
 
 void *lji_take_array(lj_context *ctx, size_t nbytes, bool *fail)

@@ -315,13 +315,6 @@ static bool row_kron(const lj_op *a, struct lji_fused *f)
 
 /* ---- the choice ------------------------------------------------------------- */
 
-static struct lji_fused *new_fused(void)
-{
-    /* malloc and zero, not calloc: small blocks from the allocator's
-     * thread cache (LJI_SMALL_BYTES); none: the node applies as its kind does */
-    return lji_zalloc_small(sizeof(struct lji_fused));
-}
-
 /* Terms of a sum (or a single factor) as vector-sided Kronecker factors on
  * one grid. */
 static bool vector_terms(const lj_op *a, struct lji_fused *f)
@@ -386,7 +379,7 @@ lji_apply_fn lji_kernel(const lj_op *cJ)
         choose(cJ, &tmp);
         struct lji_fused *mine = &no_kernel, *expected = NULL;
         if (tmp.apply) {
-            mine = new_fused();
+            mine = malloc(sizeof *mine); /* written whole below */
             if (!mine) return NULL; /* no memory: applied as its kind does, chosen again next time */
             *mine = tmp;
         }

@@ -718,23 +718,9 @@ void lj_sparse_free(lj_context *ctx, cholmod_sparse **s)
 {
     if (!s || !*s) return;
     cholmod_sparse *S = *s;
-    if (lji_ctx_ok(ctx) && lji_cholmod_frees_with_free() && S->itype == CHOLMOD_LONG &&
-        S->xtype == CHOLMOD_REAL && S->dtype == CHOLMOD_DOUBLE && !S->z && S->i && S->x &&
-        S->nzmax * sizeof(double) >= ((size_t)2 << 20)) {
-        /* the large arrays stay with the context for the next large result
-         * (lib/core/memory.c), out of CHOLMOD's bookkeeping as they leave
-         * its matrix */
-        size_t xb = S->nzmax * sizeof(double), pb = (S->ncol + 1) * sizeof(int64_t);
-        bool withp = S->p && pb >= ((size_t)256 << 10);
-        void *arr[3] = { S->i, S->x, withp ? S->p : NULL };
-        size_t bytes[3] = { xb, xb, withp ? pb : 0 };
-        int n = withp ? 3 : 2;
-        ctx->cc.malloc_count -= n;
-        ctx->cc.memory_inuse -= 2 * xb + (withp ? pb : 0);
-        S->i = S->x = NULL;
-        if (withp) S->p = NULL;
-        lji_keep_arrays(ctx, n, arr, bytes);
-    }
+    /* the context keeps the large arrays for the next large result
+     * (lib/core/memory.c) */
+    if (lji_ctx_ok(ctx)) lji_keep_sparse(ctx, S);
     if (lji_ctx_ok(ctx)) cholmod_l_free_sparse(s, &ctx->cc);
     *s = NULL;
 }
