@@ -128,18 +128,19 @@ cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const
                 const double a = Ax[pa];
                 int64_t *restrict si = Si + q;
                 double *restrict sx = Sx + q;
-                if (!rs && !cs)
-                    for (int64_t t = 0; t < len; t++) { /* a vectorisable run */
-                        si[t] = r0 + bi[t];
-                        sx[t] = a * bx[t];
-                    }
-                else { /* Diag(rs)·(A ⊗ B)·Diag(cs): scaled as written */
-                    const double ac = cs ? a * cs[ja * nb + jb] : a;
+                /* Diag(rs)·(A ⊗ B)·Diag(cs), scaled as written; without
+                 * rs, a run the compiler vectorises */
+                const double ac = cs ? a * cs[ja * nb + jb] : a;
+                if (!rs)
                     for (int64_t t = 0; t < len; t++) {
                         si[t] = r0 + bi[t];
-                        sx[t] = ac * bx[t] * (rs ? rs[r0 + bi[t]] : 1.0);
+                        sx[t] = ac * bx[t];
                     }
-                }
+                else
+                    for (int64_t t = 0; t < len; t++) {
+                        si[t] = r0 + bi[t];
+                        sx[t] = ac * bx[t] * rs[r0 + bi[t]];
+                    }
                 q += len;
             }
         }
