@@ -227,5 +227,15 @@ static inline double lji_rand_unif(uint64_t *s)
 #define LJI_SHP "(%" PRId64 "×%" PRId64 ")"
 
 #define LJI_UNUSED(x) ((void)(x))
+/* Before a loop the compiler should vectorise whatever its cost model at
+ * -O2 says (GCC 12's "very cheap" model leaves loops of unknown length
+ * scalar); the iterations must be independent. Needs OpenMP's simd
+ * directive (-fopenmp, or -fopenmp-simd where configure found no OpenMP);
+ * elsewhere a no-op. */
+#if defined(_OPENMP) || defined(LJI_OPENMP_SIMD)
+#define LJI_SIMD _Pragma("omp simd")
+#else
+#define LJI_SIMD
+#endif
 
 #endif /* LJI_H */

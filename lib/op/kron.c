@@ -129,14 +129,22 @@ cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const
                 int64_t *restrict si = Si + q;
                 double *restrict sx = Sx + q;
                 /* Diag(rs)·(A ⊗ B)·Diag(cs), scaled as written; without
-                 * rs, a run the compiler vectorises */
+                 * rs, vector loops, and a full column of B (rows 0 … mb-1,
+                 * a dense factor's) has its row indices counted, not read */
                 const double ac = cs ? a * cs[ja * nb + jb] : a;
-                if (!rs)
+                if (!rs && len == mb) {
+                    LJI_SIMD
+                    for (int64_t t = 0; t < len; t++) {
+                        si[t] = r0 + t;
+                        sx[t] = ac * bx[t];
+                    }
+                } else if (!rs) {
+                    LJI_SIMD
                     for (int64_t t = 0; t < len; t++) {
                         si[t] = r0 + bi[t];
                         sx[t] = ac * bx[t];
                     }
-                else
+                } else
                     for (int64_t t = 0; t < len; t++) {
                         si[t] = r0 + bi[t];
                         sx[t] = ac * bx[t] * rs[r0 + bi[t]];
