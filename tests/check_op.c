@@ -1667,10 +1667,26 @@ START_TEST(test_threads_openmp)
         cholmod_l_free_sparse(&sl, lj_context_cholmod(ctx));
     }
     /* materialisation: a Kronecker product of 1.3·10^6 entries, and the
-     * composition */
+     * composition; and A ⊗ B for an A of three columns, the first empty
+     * (fewer columns with entries than threads: the threads' shares of
+     * A's entries fall inside one column, or are empty) */
     lj_op *ab = lj_op_kron(ctx, a, b);
-    const lj_op *mats[] = { ab, C };
-    for (int o = 0; o < 2; o++) {
+    cholmod_sparse *s3 = cholmod_l_allocate_sparse(400, 3, 800, 1, 1, 0, CHOLMOD_REAL, lj_context_cholmod(ctx));
+    ck_assert_ptr_nonnull(s3);
+    {
+        int64_t *p3 = s3->p, *i3 = s3->i;
+        double *x3 = s3->x;
+        p3[0] = p3[1] = 0;
+        for (int64_t q = 0; q < 800; q++) {
+            i3[q] = q % 400;
+            x3[q] = urand(&seed);
+        }
+        p3[2] = 400;
+        p3[3] = 800;
+    }
+    lj_op *a3 = lj_op_sparse(ctx, s3, "A3"), *a3b = lj_op_kron(ctx, a3, b);
+    const lj_op *mats[] = { ab, C, a3b };
+    for (int o = 0; o < 3; o++) {
         cholmod_sparse *M[3];
         for (int t = 0; t < 3; t++) {
             M[t] = lj_op_to_sparse(c[t], mats[o]);
@@ -1685,7 +1701,8 @@ START_TEST(test_threads_openmp)
         }
         for (int t = 0; t < 3; t++) lj_sparse_free(c[t], &M[t]);
     }
-    lj_op *all[] = { a, b, S, w, aa, u, I30, K, IS, Kss, P, D, C, I4, Ut, I300, Sm, wt, Kd, ab, ISb, Kt, Sum, Hs, Vs };
+    cholmod_l_free_sparse(&s3, lj_context_cholmod(ctx));
+    lj_op *all[] = { a, b, S, w, aa, u, I30, K, IS, Kss, P, D, C, I4, Ut, I300, Sm, wt, Kd, ab, ISb, Kt, Sum, Hs, Vs, a3, a3b };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
     cholmod_l_free_sparse(&sa, lj_context_cholmod(ctx));
     cholmod_l_free_sparse(&sb, lj_context_cholmod(ctx));

@@ -84,6 +84,22 @@ static cholmod_sparse *kron_to_sparse(lj_context *ctx, const lj_op *J)
     return lji_kron_to_sparse_scaled(ctx, J, NULL, NULL);
 }
 
+/* The first column of A whose entries start at or after the t-th of nt
+ * equal shares of A's nnz (na for t = nt). */
+static int64_t share_start(const int64_t *Ap, int64_t na, int t, int nt)
+{
+    if (t <= 0) return 0;
+    if (t >= nt) return na;
+    const int64_t nza = Ap[na], target = nza / nt * t + nza % nt * t / nt; /* no overflow */
+    int64_t lo = 0, hi = na; /* the first ja with Ap[ja] >= target */
+    while (lo < hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (Ap[mid] < target) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const double *rs, const double *cs)
 {
     cholmod_sparse *SA = lji_to_sparse(ctx, J->child[0]);
@@ -109,47 +125,56 @@ cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const
     double *restrict Sx = S->x;
     /* column ja·nb + jb starts at Ap[ja]·nnz(B) + len_A(ja)·Bp[jb]: every
      * column's place is known, so threads take columns of A independently
-     * and the result is the same whatever their number */
+     * and the result is the same whatever their number. Thread t takes
+     * the columns of A that hold the t-th of nt equal shares of A's
+     * entries, and so writes one contiguous share of the result: threads
+     * that took columns in turn wrote next to each other and met in the
+     * same fresh pages, where one waits while the other's fault is served
+     * (into fresh memory two threads gained 1.26× over one, 1.6–1.8× with
+     * shares) */
     const int64_t nzb = Bp[nb];
     int nt = nz >= LJI_KRON_MT_MIN ? lji_threads(ctx) : 1;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1)
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
 #endif
-    for (int64_t ja = 0; ja < na; ja++) {
-        const int64_t a0 = Ap[ja], la = Ap[ja + 1] - a0;
-        for (int64_t jb = 0; jb < nb; jb++) {
-            int64_t q = a0 * nzb + la * Bp[jb];
-            Sp[ja * nb + jb] = q;
-            const int64_t b0 = Bp[jb], len = Bp[jb + 1] - b0;
-            const int64_t *restrict bi = Bi + b0;
-            const double *restrict bx = Bx + b0;
-            for (int64_t pa = a0; pa < a0 + la; pa++) {
-                const int64_t r0 = Ai[pa] * mb;
-                const double a = Ax[pa];
-                int64_t *restrict si = Si + q;
-                double *restrict sx = Sx + q;
-                /* Diag(rs)·(A ⊗ B)·Diag(cs), scaled as written; without
-                 * rs, vector loops, and a full column of B (rows 0 … mb-1,
-                 * a dense factor's) has its row indices counted, not read */
-                const double ac = cs ? a * cs[ja * nb + jb] : a;
-                if (!rs && len == mb) {
-                    LJI_SIMD
-                    for (int64_t t = 0; t < len; t++) {
-                        si[t] = r0 + t;
-                        sx[t] = ac * bx[t];
-                    }
-                } else if (!rs) {
-                    LJI_SIMD
-                    for (int64_t t = 0; t < len; t++) {
-                        si[t] = r0 + bi[t];
-                        sx[t] = ac * bx[t];
-                    }
-                } else
-                    for (int64_t t = 0; t < len; t++) {
-                        si[t] = r0 + bi[t];
-                        sx[t] = ac * bx[t] * rs[r0 + bi[t]];
-                    }
-                q += len;
+    for (int share = 0; share < nt; share++) {
+        const int64_t ja0 = share_start(Ap, na, share, nt), ja1 = share_start(Ap, na, share + 1, nt);
+        for (int64_t ja = ja0; ja < ja1; ja++) {
+            const int64_t a0 = Ap[ja], la = Ap[ja + 1] - a0;
+            for (int64_t jb = 0; jb < nb; jb++) {
+                int64_t q = a0 * nzb + la * Bp[jb];
+                Sp[ja * nb + jb] = q;
+                const int64_t b0 = Bp[jb], len = Bp[jb + 1] - b0;
+                const int64_t *restrict bi = Bi + b0;
+                const double *restrict bx = Bx + b0;
+                for (int64_t pa = a0; pa < a0 + la; pa++) {
+                    const int64_t r0 = Ai[pa] * mb;
+                    const double a = Ax[pa];
+                    int64_t *restrict si = Si + q;
+                    double *restrict sx = Sx + q;
+                    /* Diag(rs)·(A ⊗ B)·Diag(cs), scaled as written; without
+                     * rs, vector loops, and a full column of B (rows 0 … mb-1,
+                     * a dense factor's) has its row indices counted, not read */
+                    const double ac = cs ? a * cs[ja * nb + jb] : a;
+                    if (!rs && len == mb) {
+                        LJI_SIMD
+                        for (int64_t t = 0; t < len; t++) {
+                            si[t] = r0 + t;
+                            sx[t] = ac * bx[t];
+                        }
+                    } else if (!rs) {
+                        LJI_SIMD
+                        for (int64_t t = 0; t < len; t++) {
+                            si[t] = r0 + bi[t];
+                            sx[t] = ac * bx[t];
+                        }
+                    } else
+                        for (int64_t t = 0; t < len; t++) {
+                            si[t] = r0 + bi[t];
+                            sx[t] = ac * bx[t] * rs[r0 + bi[t]];
+                        }
+                    q += len;
+                }
             }
         }
     }
