@@ -50,6 +50,9 @@ struct lj_context {
      * it and says how to release it */
     struct lj_op *ident[8];
     void (*cache_free)(lj_context *ctx);
+    /* references a caller hands over to the constructor it calls next
+     * (lji_hand_over in lib/op/op.h); empty between calls */
+    struct lj_op *handed[2];
     /* the large arrays of the last matrix freed with lj_sparse_free, kept
      * for the next large result (lib/core/memory.c): its pages are already
      * there, where fresh ones cost a fault and the kernel's zeroing each */

@@ -255,9 +255,16 @@ lj_op *lji_d_elem(lji_dctx *d, int64_t mn, const lj_expr *ex, const lj_expr *ey,
     return r;
 }
 
+/* f(a, b), the caller's references to a and b handed over to it (what f
+ * does not keep is freed here) */
 static lj_op *take(lj_context *ctx, lj_op *a, lj_op *b, lj_op *(*f)(lj_context *, const lj_op *, const lj_op *))
 {
-    lj_op *r = (a && b) ? f(ctx, a, b) : NULL;
+    lj_op *r = NULL;
+    if (a && b) {
+        bool offered = lji_hand_over(ctx, a, b);
+        r = f(ctx, a, b);
+        lji_hand_back(ctx, offered, &a, &b);
+    }
     lj_op_free(&a);
     lj_op_free(&b);
     return r;
@@ -270,14 +277,24 @@ lj_op *lji_d_identity(lj_context *ctx, int64_t n) { return lj_op_identity(ctx, n
 
 lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a)
 {
-    lj_op *r = a ? lj_op_scale(ctx, s, a) : NULL;
+    lj_op *r = NULL;
+    if (a) {
+        bool offered = lji_hand_over(ctx, a, NULL);
+        r = lj_op_scale(ctx, s, a);
+        lji_hand_back(ctx, offered, &a, NULL);
+    }
     lj_op_free(&a);
     return r;
 }
 
 lj_op *lji_d_transposed(lj_context *ctx, lj_op *a)
 {
-    lj_op *r = a ? lj_op_transpose(ctx, a) : NULL;
+    lj_op *r = NULL;
+    if (a) {
+        bool offered = lji_hand_over(ctx, a, NULL);
+        r = lj_op_transpose(ctx, a);
+        lji_hand_back(ctx, offered, &a, NULL);
+    }
     lj_op_free(&a);
     return r;
 }
@@ -525,8 +542,12 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
             if (!kids[w]) continue;
             int64_t ci = lji_topo_find(t, kids[w]);
             if (!dep[ci]) continue;
-            lj_op *L = lji_local(&d, x, w);
-            lj_op *T = L ? lj_op_mul(ctx, L, J[ci]) : NULL;
+            lj_op *L = lji_local(&d, x, w), *T = NULL;
+            if (L) { /* L's reference handed over to the product */
+                bool offered = lji_hand_over(ctx, L, NULL);
+                T = lj_op_mul(ctx, L, J[ci]);
+                lji_hand_back(ctx, offered, &L, NULL);
+            }
             lj_op_free(&L);
             if (!T) {
                 for (int k = 0; k < nt; k++) lj_op_free(&terms[k]);
@@ -534,8 +555,13 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
             }
             terms[nt++] = T;
         }
-        J[i] = nt == 1 ? lj_op_retain(terms[0]) : lj_op_add(ctx, terms[0], terms[1]);
-        for (int k = 0; k < nt; k++) lj_op_free(&terms[k]);
+        if (nt == 1) /* the one term's reference moves into J[i] */
+            J[i] = terms[0];
+        else {
+            J[i] = lj_op_add(ctx, terms[0], terms[1]);
+            lj_op_free(&terms[0]);
+            lj_op_free(&terms[1]);
+        }
         if (!J[i]) goto done;
         /* release operands' Jacobians whose last user this was */
         for (int w = 0; w < 2; w++)
@@ -549,7 +575,8 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
                 }
             }
     }
-    result = lj_op_retain(J[t->n - 1]);
+    result = J[t->n - 1]; /* its reference moves to the caller */
+    J[t->n - 1] = NULL;
 done:
     if (J)
         for (int64_t i = 0; i < t->n; i++) lj_op_free(&J[i]);

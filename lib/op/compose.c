@@ -579,7 +579,7 @@ lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)
     int64_t rows = ops[0]->rows, cols = ops[n - 1]->cols;
     factors fs = { .ctx = ctx, .alpha = 1.0, .cap = LJI_FACTORS_ROOM };
     fs.f = fs.room;
-    for (int i = 0; i < n && !fs.failed; i++) factors_insert(&fs, fs.n, lj_op_retain(ops[i]));
+    for (int i = 0; i < n && !fs.failed; i++) factors_insert(&fs, fs.n, lji_take_ref(ctx, ops[i]));
     lj_op *J = NULL;
     if (fs.failed) {
         lji_nomem(ctx, op);

@@ -320,8 +320,8 @@ lj_op *lj_op_kron(lj_context *ctx, const lj_op *a, const lj_op *b)
     }
     if (lji_is_zero(a) || lji_is_zero(b)) return lj_op_zero(ctx, rows, cols);
     if (lji_is_identity(a) && lji_is_identity(b)) return lj_op_identity(ctx, rows); /* I⊗I = I */
-    if (lji_is_identity(a) && a->rows == 1) return lj_op_retain(b);
-    if (lji_is_identity(b) && b->rows == 1) return lj_op_retain(a);
+    if (lji_is_identity(a) && a->rows == 1) return lji_take_ref(ctx, b);
+    if (lji_is_identity(b) && b->rows == 1) return lji_take_ref(ctx, a);
     if (lji_is(a, &lji_kind_scaled) || lji_is(b, &lji_kind_scaled)) {
         /* (αA) ⊗ B = α(A ⊗ B) */
         double s = 1.0;
@@ -348,8 +348,8 @@ lj_op *lj_op_kron(lj_context *ctx, const lj_op *a, const lj_op *b)
     }
     lj_op *J = lji_op_new(ctx, &lji_kind_kron, rows, cols, 2, op);
     if (!J) return NULL;
-    J->child[0] = lj_op_retain(a);
-    J->child[1] = lj_op_retain(b);
+    J->child[0] = lji_take_ref(ctx, a);
+    J->child[1] = lji_take_ref(ctx, b);
     lji_op_seal(J);
     return J;
 }

@@ -198,6 +198,42 @@ static inline bool lji_is(const lj_op *a, const lji_kind *k)
     return a->kind == k;
 }
 
+/* Handing references over. Each reference count changed is an atomic
+ * read-modify-write (about 6 ns), and building a Jacobian makes dozens of
+ * nodes, each made by a call such as r = lj_op_mul(ctx, L, R) after which
+ * the caller frees L: a retain inside the call and a release after it.
+ * lji_hand_over(ctx, a, b) offers the caller's own references to a and b
+ * (b may be NULL) to the constructor it calls next, which takes one
+ * wherever it would retain that operator (lji_take_ref); lji_hand_back
+ * returns what was not taken, for the caller to free as before, and
+ * empties the offer. Offers do not nest: lji_hand_over returns false,
+ * offering nothing, while one is open. */
+static inline bool lji_hand_over(lj_context *ctx, lj_op *a, lj_op *b)
+{
+    if (ctx->handed[0] || ctx->handed[1]) return false;
+    ctx->handed[0] = a;
+    ctx->handed[1] = b;
+    return true;
+}
+static inline void lji_hand_back(lj_context *ctx, bool offered, lj_op **a, lj_op **b)
+{
+    if (!offered) return;
+    *a = ctx->handed[0];
+    if (b) *b = ctx->handed[1];
+    ctx->handed[0] = ctx->handed[1] = NULL;
+}
+/* A reference to a for the node being made: the one handed over, else a
+ * new one. */
+static inline lj_op *lji_take_ref(lj_context *ctx, const lj_op *a)
+{
+    for (int k = 0; k < 2; k++)
+        if (a && ctx->handed[k] == a) {
+            ctx->handed[k] = NULL;
+            return (lj_op *)a;
+        }
+    return lj_op_retain(a);
+}
+
 /* A new node of kind k with shape rows×cols and room for nchild children
  * (each retained by the caller into child[i]). */
 lj_op *lji_op_new(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t cols, int nchild,

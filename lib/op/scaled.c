@@ -79,13 +79,13 @@ const lji_kind lji_kind_scaled = {
 lj_op *lj_op_scale(lj_context *ctx, double alpha, const lj_op *a)
 {
     if (lji_check_args(ctx, "scale", 1, &a) != LJ_OK) return NULL;
-    if (alpha == 1.0) return lj_op_retain(a);
+    if (alpha == 1.0) return lji_take_ref(ctx, a);
     if (alpha == 0.0 || lji_is_zero(a)) return lj_op_zero(ctx, a->rows, a->cols);
     if (lji_is(a, &lji_kind_scaled)) return lj_op_scale(ctx, alpha * a->alpha, a->child[0]);
     lj_op *J = lji_op_new(ctx, &lji_kind_scaled, a->rows, a->cols, 1, "scale");
     if (!J) return NULL;
     J->alpha = alpha;
-    J->child[0] = lj_op_retain(a);
+    J->child[0] = lji_take_ref(ctx, a);
     lji_op_seal(J);
     return J;
 }

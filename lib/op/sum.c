@@ -236,7 +236,7 @@ static void terms_add(terms *ts, double c, const lj_op *a)
         ts->c = cc;
         ts->cap = cap;
     }
-    ts->t[ts->n] = lj_op_retain(a);
+    ts->t[ts->n] = lji_take_ref(ts->ctx, a);
     ts->c[ts->n++] = c;
 }
 

@@ -133,7 +133,7 @@ lj_op *lj_op_transpose(lj_context *ctx, const lj_op *a)
     const char *op = "transpose";
     if (lji_check_args(ctx, op, 1, &a) != LJ_OK) return NULL;
     const lji_kind *k = a->kind;
-    if (k == &lji_kind_identity || k == &lji_kind_diag) return lj_op_retain(a);
+    if (k == &lji_kind_identity || k == &lji_kind_diag) return lji_take_ref(ctx, a);
     if (k == &lji_kind_zero) return lj_op_zero(ctx, a->cols, a->rows);
     if (k == &lji_kind_commutation) return lj_op_commutation(ctx, a->n, a->m);
     if (k == &lji_kind_transpose) return lj_op_retain(a->child[0]);
@@ -170,7 +170,7 @@ lj_op *lj_op_transpose(lj_context *ctx, const lj_op *a)
     }
     lj_op *J = lji_op_new(ctx, &lji_kind_transpose, a->cols, a->rows, 1, op);
     if (!J) return NULL;
-    J->child[0] = lj_op_retain(a);
+    J->child[0] = lji_take_ref(ctx, a);
     lji_op_seal(J);
     return J;
 }
