@@ -101,8 +101,6 @@ static bool all_ones(const double *v, int64_t n)
     return n > 0;
 }
 
-/* "A" for leaves, "(A*B)" for compound expressions, "1_n" for a vector of
- * ones (other than the variable itself). */
 /* "1_n", or "1_n^T" when transposed, into buf (32 bytes), written by hand:
  * snprintf cost a tenth of building seed 002's J */
 static void ones_label(char *buf, int64_t n, bool transposed)
@@ -121,6 +119,8 @@ static void ones_label(char *buf, int64_t n, bool transposed)
     buf[k] = '\0';
 }
 
+/* "A" for leaves, "(A*B)" for compound expressions, "1_n" for a vector of
+ * ones (other than the variable itself). */
 char *lji_d_label(lji_dctx *d, const lj_expr *e)
 {
     int64_t mn = e->rows * e->cols;
