@@ -136,11 +136,15 @@ static lj_status vsum_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t
                     double *restrict yc = y + c * R;
                     const double *restrict dc = d ? d + c * R : NULL;
                     if (beta == 0.0) {
-                        if (dc)
+                        if (dc) {
+                            LJI_SIMD
                             for (int64_t i = 0; i < R; i++) yc[i] = dc[i] * (a * x[i] + b * ur[i]);
-                        else
+                        } else {
+                            LJI_SIMD
                             for (int64_t i = 0; i < R; i++) yc[i] = a * x[i] + b * ur[i];
+                        }
                     } else {
+                        LJI_SIMD
                         for (int64_t i = 0; i < R; i++)
                             yc[i] = (dc ? dc[i] : 1.0) * (a * x[i] + b * ur[i]) + beta * yc[i];
                     }
@@ -200,10 +204,13 @@ static lj_status vsum_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t
                     const double *restrict u = w->u;
                     if (w->form == OUTER_LEFT) {
                         const double a = alpha * w->c * u[c];
-                        if (dc)
+                        if (dc) {
+                            LJI_SIMD
                             for (int64_t i = 0; i < R; i++) y[i] += a * dc[i] * xc[i];
-                        else
+                        } else {
+                            LJI_SIMD
                             for (int64_t i = 0; i < R; i++) y[i] += a * xc[i];
+                        }
                     } else {
                         double s = 0.0;
                         if (dc)
@@ -276,14 +283,20 @@ static lj_status row_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t 
                 double *restrict yc = y + c * R;
                 const double *restrict dc = d ? d + c * R : NULL;
                 const double a = s * b[c];
+                /* elementwise runs, vectorised whatever -O2's cost model says */
                 if (beta == 0.0) {
-                    if (dc && f->u_ones)
+                    if (dc && f->u_ones) {
+                        LJI_SIMD
                         for (int64_t i = 0; i < R; i++) yc[i] = a * dc[i];
-                    else if (dc)
+                    } else if (dc) {
+                        LJI_SIMD
                         for (int64_t i = 0; i < R; i++) yc[i] = a * u[i] * dc[i];
-                    else
+                    } else {
+                        LJI_SIMD
                         for (int64_t i = 0; i < R; i++) yc[i] = a * u[i];
+                    }
                 } else {
+                    LJI_SIMD
                     for (int64_t i = 0; i < R; i++) yc[i] = a * u[i] * (dc ? dc[i] : 1.0) + beta * yc[i];
                 }
             }
