@@ -91,6 +91,10 @@ START_TEST(test_diag_dense_sparse)
         for (int64_t j = 0; j < n; j++)
             for (int64_t i = 0; i < m; i++) Pm.a[i + j * m] = P.a[i + j * (m + 3)];
         check_op_against(ctx, b, Pm, 1e-14, "dense_borrow");
+        /* copied from a padded array (a 1×n row is gathered with a stride) */
+        lj_op *c = lj_op_dense(ctx, m, n, P.a, m + 3, "P");
+        check_op_against(ctx, c, Pm, 1e-14, "dense from a padded array");
+        lj_op_free(&c);
         tmat R;
         cholmod_sparse *S = rand_sparse(ctx, m, n, &seed, &R);
         lj_op *sp = lj_op_sparse(ctx, S, "S");

@@ -141,6 +141,18 @@ bool lji_alloc_gate(lj_context *ctx);
 lj_status lji_cholmod_check(lj_context *ctx, const char *op);
 
 /* Overflow-checked arithmetic. */
+/* Drops one of an object's references and says whether it was the last.
+ * A count of 1 is the caller's own reference: no other thread holds one it
+ * could retain or drop meanwhile, so the last drop needs no atomic
+ * read-modify-write (the same shortcut libstdc++'s shared_ptr takes). The
+ * acquire load orders the caller's frees after other threads' earlier
+ * drops, as the acq_rel subtraction does on the other path. */
+static inline bool lji_unref(atomic_long *refs)
+{
+    if (atomic_load_explicit(refs, memory_order_acquire) == 1) return true;
+    return atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1;
+}
+
 static inline bool lji_mul_ok(int64_t a, int64_t b, int64_t *r)
 {
     return !__builtin_mul_overflow(a, b, r);

@@ -47,7 +47,7 @@ void lj_expr_free(lj_expr **pe)
     lj_expr *e = *pe;
     *pe = NULL;
     if (!lji_expr_ok(e)) return;
-    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1) return;
+    if (!lji_unref(&e->refs)) return;
     e->next = NULL;
     lj_expr *work = e;
     while (work) {
@@ -56,8 +56,7 @@ void lj_expr_free(lj_expr **pe)
         lj_expr *children[2] = { x->a, x->b };
         for (int i = 0; i < 2; i++) {
             lj_expr *c = children[i];
-            if (c && lji_expr_ok(c) &&
-                atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+            if (c && lji_expr_ok(c) && lji_unref(&c->refs)) {
                 c->next = work;
                 work = c;
             }

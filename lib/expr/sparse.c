@@ -33,7 +33,7 @@ void lji_pat_free(lji_pat **pp)
     if (!pp || !*pp) return;
     lji_pat *p = *pp;
     *pp = NULL;
-    if (atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1) return;
+    if (!lji_unref(&p->refs)) return;
     if (!p->borrowed) {
         free(p->p);
         free(p->i);

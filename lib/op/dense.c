@@ -123,8 +123,13 @@ static lj_op *dense_make(lj_context *ctx, int64_t rows, int64_t cols, const doub
         J->ld = rows > 1 ? rows : 1;
         J->data = (double *)at; /* never NULL, even when empty */
         at += db;
-        for (int64_t j = 0; j < cols; j++)
-            memcpy(J->data + j * J->ld, a + j * lda, (size_t)rows * sizeof(double));
+        if (lda == J->ld) /* contiguous: one copy, not one per column */
+            memcpy(J->data, a, db);
+        else if (rows == 1)
+            for (int64_t j = 0; j < cols; j++) J->data[j] = a[j * lda];
+        else
+            for (int64_t j = 0; j < cols; j++)
+                memcpy(J->data + j * J->ld, a + j * lda, (size_t)rows * sizeof(double));
     }
     J->label = lji_op_put_label(J, &at, label);
     lji_op_seal(J);

@@ -143,7 +143,7 @@ void lj_op_free(lj_op **pa)
     lj_op *a = *pa;
     *pa = NULL;
     if (!lji_op_ok(a)) return;
-    if (atomic_fetch_sub_explicit(&a->refs, 1, memory_order_acq_rel) != 1) return;
+    if (!lji_unref(&a->refs)) return;
     a->next_dead = NULL;
     lj_op *work = a;
     while (work) {
@@ -151,7 +151,7 @@ void lj_op_free(lj_op **pa)
         work = x->next_dead;
         for (int i = 0; i < x->nchild; i++) {
             lj_op *c = x->child[i];
-            if (c && lji_op_ok(c) && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) {
+            if (c && lji_op_ok(c) && lji_unref(&c->refs)) {
                 c->next_dead = work;
                 work = c;
             }
