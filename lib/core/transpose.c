@@ -44,7 +44,6 @@
  * of A, more than the first-level TLB holds, and the 4096×4096 transpose
  * took 2.5× a memcpy of its bytes (1.3× with 32). */
 #define LJI_TB 32
-#define LJI_TB_NT 32
 
 /* Scalar edges: rows [i0, i1) and columns [j0, j1) of A. */
 static void block_scalar(int64_t i0, int64_t i1, int64_t j0, int64_t j1, double alpha,
@@ -284,8 +283,8 @@ void lji_transpose_nt(int nt, int64_t r, int64_t c, double alpha, const double *
         return;
     }
     /* contiguous bands of rows of A, multiples of eight rows (whole tiles)
-     * and of a streaming band where there are enough of them */
-    int64_t unit = r >= (int64_t)nt * LJI_TB_NT ? LJI_TB_NT : 8;
+     * and of a band where there are enough of them */
+    int64_t unit = r >= (int64_t)nt * LJI_TB ? LJI_TB : 8;
     int64_t units = (r + unit - 1) / unit;
     if (units < nt) nt = (int)units;
 #ifdef _OPENMP

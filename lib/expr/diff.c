@@ -255,14 +255,24 @@ lj_op *lji_d_elem(lji_dctx *d, int64_t mn, const lj_expr *ex, const lj_expr *ey,
     return r;
 }
 
-/* f(a, b), the caller's references to a and b handed over to it (what f
- * does not keep is freed here) */
-static lj_op *take(lj_context *ctx, lj_op *a, lj_op *b, lj_op *(*f)(lj_context *, const lj_op *, const lj_op *))
+/* What the helpers below make of the operators they take. */
+typedef enum { TAKE_MUL, TAKE_KRON, TAKE_ADD, TAKE_SCALE, TAKE_TRANSPOSE } take_op;
+
+/* f(a, b), or f(s, a) for the one-operand ones (b NULL), the caller's
+ * references handed over to f: what f does not keep is freed here */
+static lj_op *take(lj_context *ctx, take_op f, double s, lj_op *a, lj_op *b)
 {
     lj_op *r = NULL;
-    if (a && b) {
+    bool one = f == TAKE_SCALE || f == TAKE_TRANSPOSE;
+    if (a && (b || one)) {
         bool offered = lji_hand_over(ctx, a, b);
-        r = f(ctx, a, b);
+        switch (f) {
+        case TAKE_MUL: r = lj_op_mul(ctx, a, b); break;
+        case TAKE_KRON: r = lj_op_kron(ctx, a, b); break;
+        case TAKE_ADD: r = lj_op_add(ctx, a, b); break;
+        case TAKE_SCALE: r = lj_op_scale(ctx, s, a); break;
+        case TAKE_TRANSPOSE: r = lj_op_transpose(ctx, a); break;
+        }
         lji_hand_back(ctx, offered, &a, &b);
     }
     lj_op_free(&a);
@@ -270,34 +280,12 @@ static lj_op *take(lj_context *ctx, lj_op *a, lj_op *b, lj_op *(*f)(lj_context *
     return r;
 }
 
-lj_op *lji_d_mul(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, a, b, lj_op_mul); }
-lj_op *lji_d_kron(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, a, b, lj_op_kron); }
-lj_op *lji_d_add(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, a, b, lj_op_add); }
+lj_op *lji_d_mul(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, TAKE_MUL, 0.0, a, b); }
+lj_op *lji_d_kron(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, TAKE_KRON, 0.0, a, b); }
+lj_op *lji_d_add(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, TAKE_ADD, 0.0, a, b); }
+lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a) { return take(ctx, TAKE_SCALE, s, a, NULL); }
+lj_op *lji_d_transposed(lj_context *ctx, lj_op *a) { return take(ctx, TAKE_TRANSPOSE, 0.0, a, NULL); }
 lj_op *lji_d_identity(lj_context *ctx, int64_t n) { return lj_op_identity(ctx, n); }
-
-lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a)
-{
-    lj_op *r = NULL;
-    if (a) {
-        bool offered = lji_hand_over(ctx, a, NULL);
-        r = lj_op_scale(ctx, s, a);
-        lji_hand_back(ctx, offered, &a, NULL);
-    }
-    lj_op_free(&a);
-    return r;
-}
-
-lj_op *lji_d_transposed(lj_context *ctx, lj_op *a)
-{
-    lj_op *r = NULL;
-    if (a) {
-        bool offered = lji_hand_over(ctx, a, NULL);
-        r = lj_op_transpose(ctx, a);
-        lji_hand_back(ctx, offered, &a, NULL);
-    }
-    lj_op_free(&a);
-    return r;
-}
 
 lj_op *lji_d_ones(lj_context *ctx, int64_t n)
 {
@@ -542,26 +530,20 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
             if (!kids[w]) continue;
             int64_t ci = lji_topo_find(t, kids[w]);
             if (!dep[ci]) continue;
-            lj_op *L = lji_local(&d, x, w), *T = NULL;
-            if (L) { /* L's reference handed over to the product */
-                bool offered = lji_hand_over(ctx, L, NULL);
-                T = lj_op_mul(ctx, L, J[ci]);
-                lji_hand_back(ctx, offered, &L, NULL);
-            }
-            lj_op_free(&L);
+            /* L·J[ci], both references handed over: J[ci] moves at its last
+             * use (x is its only parent left), else a new one goes */
+            lj_op *Jc = J[ci];
+            if (uses[ci] == 1) J[ci] = NULL;
+            else lj_op_retain(Jc);
+            lj_op *T = lji_d_mul(ctx, lji_local(&d, x, w), Jc);
             if (!T) {
                 for (int k = 0; k < nt; k++) lj_op_free(&terms[k]);
                 goto done;
             }
             terms[nt++] = T;
         }
-        if (nt == 1) /* the one term's reference moves into J[i] */
-            J[i] = terms[0];
-        else {
-            J[i] = lj_op_add(ctx, terms[0], terms[1]);
-            lj_op_free(&terms[0]);
-            lj_op_free(&terms[1]);
-        }
+        /* the terms' references move into J[i] */
+        J[i] = nt == 1 ? terms[0] : lji_d_add(ctx, terms[0], terms[1]);
         if (!J[i]) goto done;
         /* release operands' Jacobians whose last user this was */
         for (int w = 0; w < 2; w++)

@@ -100,6 +100,33 @@ static int64_t share_start(const int64_t *Ap, int64_t na, int t, int nt)
     return lo;
 }
 
+/* One run of a Kronecker column: a·B(:, jb) at rows r0 + B's rows, times
+ * rs at those rows where rs is given (Diag(rs)·(A ⊗ B)·Diag(cs), scaled as
+ * written). Without rs the loops are vector loops, and a full column of B
+ * (rows 0 … mb-1, a dense factor's) has its row indices counted, not read. */
+static inline void kron_run(int64_t *restrict si, double *restrict sx, int64_t r0, double a,
+                            const int64_t *restrict bi, const double *restrict bx, int64_t len, int64_t mb,
+                            const double *rs)
+{
+    if (!rs && len == mb) {
+        LJI_SIMD
+        for (int64_t t = 0; t < len; t++) {
+            si[t] = r0 + t;
+            sx[t] = a * bx[t];
+        }
+    } else if (!rs) {
+        LJI_SIMD
+        for (int64_t t = 0; t < len; t++) {
+            si[t] = r0 + bi[t];
+            sx[t] = a * bx[t];
+        }
+    } else
+        for (int64_t t = 0; t < len; t++) {
+            si[t] = r0 + bi[t];
+            sx[t] = a * bx[t] * rs[r0 + bi[t]];
+        }
+}
+
 cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const double *rs, const double *cs)
 {
     cholmod_sparse *SA = lji_to_sparse(ctx, J->child[0]);
@@ -147,34 +174,9 @@ cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const
                 const int64_t b0 = Bp[jb], len = Bp[jb + 1] - b0;
                 const int64_t *restrict bi = Bi + b0;
                 const double *restrict bx = Bx + b0;
-                for (int64_t pa = a0; pa < a0 + la; pa++) {
-                    const int64_t r0 = Ai[pa] * mb;
-                    const double a = Ax[pa];
-                    int64_t *restrict si = Si + q;
-                    double *restrict sx = Sx + q;
-                    /* Diag(rs)·(A ⊗ B)·Diag(cs), scaled as written; without
-                     * rs, vector loops, and a full column of B (rows 0 … mb-1,
-                     * a dense factor's) has its row indices counted, not read */
-                    const double ac = cs ? a * cs[ja * nb + jb] : a;
-                    if (!rs && len == mb) {
-                        LJI_SIMD
-                        for (int64_t t = 0; t < len; t++) {
-                            si[t] = r0 + t;
-                            sx[t] = ac * bx[t];
-                        }
-                    } else if (!rs) {
-                        LJI_SIMD
-                        for (int64_t t = 0; t < len; t++) {
-                            si[t] = r0 + bi[t];
-                            sx[t] = ac * bx[t];
-                        }
-                    } else
-                        for (int64_t t = 0; t < len; t++) {
-                            si[t] = r0 + bi[t];
-                            sx[t] = ac * bx[t] * rs[r0 + bi[t]];
-                        }
-                    q += len;
-                }
+                for (int64_t pa = a0; pa < a0 + la; pa++, q += len)
+                    kron_run(Si + q, Sx + q, Ai[pa] * mb, cs ? Ax[pa] * cs[ja * nb + jb] : Ax[pa], bi, bx, len,
+                             mb, rs);
             }
         }
     }
