@@ -1400,9 +1400,12 @@ typedef struct {
     char *text[NKINDS];                /* reference printing and tree */
     int64_t nnz[NKINDS];
     double *x, *w, *X;                 /* inputs, long enough for every operator */
+    pthread_barrier_t *go;
 } kinds_ref;
 
-typedef struct { const kinds_ref *r; int ok; char why[200]; } kinds_job;
+/* ysum: (J + J) x, J's hash (computed when first asked for, here by the
+ * sum's like-term test) asked for by all threads at once */
+typedef struct { const kinds_ref *r; int ok; char why[200]; double ysum[NKINDS][64]; } kinds_job;
 
 static void *use_every_kind(void *arg)
 {
@@ -1411,6 +1414,15 @@ static void *use_every_kind(void *arg)
     lj_context *ctx = lj_context_new();
     double y[64], Y[64 * 3];
     j->ok = ctx != NULL;
+    /* all threads at once: the operators' hashes, not asked for before,
+     * computed by whichever thread comes first while the others read them */
+    pthread_barrier_wait(r->go);
+    for (int k = 0; k < NKINDS && j->ok; k++) {
+        lj_op *sum = lj_op_add(ctx, r->op[k], r->op[k]);
+        j->ok = sum && lj_op_apply(ctx, sum, 0, 1.0, r->x, 0.0, j->ysum[k]) == LJ_OK;
+        lj_op_free(&sum);
+        if (!j->ok) snprintf(j->why, sizeof j->why, "J + J of %s: %s", lj_op_kind_name(r->op[k]), lj_context_message(ctx));
+    }
     for (int round = 0; round < 10 && j->ok; round++)
         for (int k = 0; k < NKINDS && j->ok; k++) {
             const lj_op *J = r->op[k];
@@ -1490,6 +1502,9 @@ START_TEST(test_threads_every_kind)
     for (int k = 0; k < NKINDS; k++) ck_assert_msg(seen[k], "no operator of kind %d in the thread test", k);
     kinds_job jobs[NTHREADS];
     pthread_t th[NTHREADS];
+    pthread_barrier_t go;
+    ck_assert_int_eq(pthread_barrier_init(&go, NULL, NTHREADS), 0);
+    r.go = &go;
     for (int i = 0; i < NTHREADS; i++) {
         jobs[i] = (kinds_job){ &r, 0, "" };
         ck_assert_int_eq(pthread_create(&th[i], NULL, use_every_kind, &jobs[i]), 0);
@@ -1498,6 +1513,17 @@ START_TEST(test_threads_every_kind)
         pthread_join(th[i], NULL);
         ck_assert_msg(jobs[i].ok, "thread %d: %s", i, jobs[i].why);
     }
+    for (int k = 0; k < NKINDS; k++) {
+        lj_op *sum = lj_op_add(ctx, r.op[k], r.op[k]);
+        CK_NN(ctx, sum);
+        double ys[64];
+        CK_OK(ctx, lj_op_apply(ctx, sum, 0, 1.0, r.x, 0.0, ys));
+        for (int i = 0; i < NTHREADS; i++)
+            ck_assert_msg(!memcmp(ys, jobs[i].ysum[k], (size_t)lj_op_rows(sum) * 8), "thread %d: (J + J) x of %s differs", i,
+                          lj_op_kind_name(r.op[k]));
+        lj_op_free(&sum);
+    }
+    pthread_barrier_destroy(&go);
     for (int k = 0; k < NKINDS; k++) {
         lj_op_free(&r.op[k]);
         free(r.y[k][0]);

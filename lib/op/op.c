@@ -73,7 +73,7 @@ static uint64_t hash_sample(uint64_t h, const void *p, int64_t n, size_t size)
     return lji_hash_bytes(h, c + (size_t)(n - 1) * size, size);
 }
 
-static void op_hash(lj_op *a)
+static uint64_t op_hash(const lj_op *a)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     h = lji_hash_u64(h, (uint64_t)a->kind->id);
@@ -82,7 +82,7 @@ static void op_hash(lj_op *a)
     h = lji_hash_u64(h, (uint64_t)a->m);
     h = lji_hash_u64(h, (uint64_t)a->n);
     for (int i = 0; i < a->nchild; i++) {
-        h = lji_hash_u64(h, a->child[i]->hash);
+        h = lji_hash_u64(h, lji_op_hash(a->child[i]));
         if (a->coef) h = lji_hash_bytes(h, &a->coef[i], sizeof(double));
     }
     if (lji_is(a, &lji_kind_scaled)) h = lji_hash_bytes(h, &a->alpha, sizeof a->alpha);
@@ -104,18 +104,29 @@ static void op_hash(lj_op *a)
         h = hash_sample(h, a->sp.i, nz, sizeof(int64_t));
         h = hash_sample(h, a->sp.x, nz, sizeof(double));
     }
-    a->hash = h;
+    return h ? h : 1; /* 0 stands for not computed yet */
+}
+
+/* Threads that share a node may compute its hash at the same time: they
+ * compute the same number, and the relaxed atomic store makes that safe. */
+uint64_t lji_op_hash(const lj_op *a)
+{
+    uint64_t h = atomic_load_explicit(&a->hash, memory_order_relaxed);
+    if (!h) {
+        h = op_hash(a);
+        atomic_store_explicit(&((lj_op *)a)->hash, h, memory_order_relaxed);
+    }
+    return h;
 }
 
 void lji_op_rehash(lj_op *a)
 {
-    op_hash(a);
+    atomic_store_explicit(&a->hash, 0, memory_order_relaxed); /* computed again when asked for */
     lji_refresh_kernel(a);
 }
 
 void lji_op_seal(lj_op *a)
 {
-    op_hash(a);
     bool ex = true;
     int64_t n = a->kind->nnz(a, &ex), full;
     if (!lji_mul_ok(a->rows, a->cols, &full)) full = INT64_MAX;
@@ -255,8 +266,8 @@ static eq_slot *eq_find(const lj_op *a, const lj_op *b, bool create)
 static bool equal_rec(const lj_op *a, const lj_op *b)
 {
     if (a == b) return true;
-    if (a->kind != b->kind || a->rows != b->rows || a->cols != b->cols || a->hash != b->hash ||
-        a->nchild != b->nchild)
+    if (a->kind != b->kind || a->rows != b->rows || a->cols != b->cols || a->nchild != b->nchild ||
+        lji_op_hash(a) != lji_op_hash(b))
         return false;
     bool memo = a->nchild > 0 && ++eqm.steps > 256;
     eq_slot *m = memo ? eq_find(a, b, false) : NULL;

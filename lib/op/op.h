@@ -45,7 +45,10 @@ struct lj_op {
     atomic_long refs;
     const lji_kind *kind;
     int64_t rows, cols;
-    uint64_t hash;        /* structural and numeric hash, for like-term collection */
+    /* structural and numeric hash, for like-term collection and equality:
+     * computed when first asked for (lji_op_hash), 0 until then, so that
+     * building a node that is never compared costs no pass over its data */
+    _Atomic uint64_t hash;
     /* nnz (exact or a bound) and the cost of one apply, computed when the
      * node is sealed from its children's: queries and the Kronecker apply's
      * choice of association are O(1), and a DAG is never walked for them */
@@ -156,9 +159,12 @@ bool lji_tape_free_to_write(const lji_tape *t);
  * tree is then inconsistent and must be dropped; *why says which); an
  * error status (recorded on ctx) when a step failed. */
 int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, const char **why);
-/* Recomputes a node's hash and its fused kernel's parameters after its
- * numbers changed (structure, nnz and cost stay). */
+/* Forgets a node's hash (computed again when asked for) and recomputes its
+ * fused kernel's parameters after its numbers changed (structure, nnz and
+ * cost stay). */
 void lji_op_rehash(lj_op *a);
+/* The node's hash (struct lj_op), computed at the first call. */
+uint64_t lji_op_hash(const lj_op *a);
 void lji_refresh_kernel(lj_op *J);
 
 /* Terms a fused kernel takes from a sum at most. */
@@ -246,7 +252,8 @@ lj_op *lji_op_new_ext(lj_context *ctx, const lji_kind *k, int64_t rows, int64_t 
 /* Copies label to *at (inside a->extra), advances *at, returns the copy
  * (NULL for a NULL label). */
 char *lji_op_put_label(lj_op *a, char **at, const char *label);
-/* Computes the node's hash, nnz and cost once it is filled in. */
+/* Computes the node's nnz and cost once it is filled in (its hash waits
+ * until something asks for it). */
 void lji_op_seal(lj_op *a);
 /* Common checks of a constructor's arguments: a live context and live
  * operators. Records and returns an error, or LJ_OK. */

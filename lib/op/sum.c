@@ -213,7 +213,7 @@ static void terms_add(terms *ts, double c, const lj_op *a)
         return;
     }
     for (int i = 0; i < ts->n; i++)
-        if (ts->t[i]->hash == a->hash && lji_equal(ts->t[i], a)) {
+        if (lji_op_hash(ts->t[i]) == lji_op_hash(a) && lji_equal(ts->t[i], a)) {
             /* like terms by their numbers: the structure depends on them */
             if (!lji_tape_same_nodes(ts->ctx, ts->t[i], a)) lji_tape_break(ts->ctx, "like terms merged by their numbers");
             ts->c[i] += c;
