@@ -160,14 +160,18 @@ char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const c
 {
     char *l = lji_d_label(d, e);
     if (!l) return NULL;
-    lji_buf b;
-    lji_buf_init(&b, d->ctx);
-    lji_buf_puts(&b, prefix);
-    lji_buf_puts(&b, l[0] == '(' ? "vec" : "vec ");
-    lji_buf_puts(&b, l);
-    lji_buf_puts(&b, suffix);
+    const char *vec = l[0] == '(' ? "vec" : "vec ";
+    size_t np = strlen(prefix), nv = strlen(vec), nl = strlen(l), ns = strlen(suffix);
+    char *r = lji_malloc(d->ctx, np + nv + nl + ns + 1); /* one allocation, no buffer growing */
+    if (r) {
+        memcpy(r, prefix, np);
+        memcpy(r + np, vec, nv);
+        memcpy(r + np + nv, l, nl);
+        memcpy(r + np + nv + nl, suffix, ns + 1);
+    } else
+        lji_nomem(d->ctx, "jacobian");
     free(l);
-    return lji_buf_finish(&b, "jacobian");
+    return r;
 }
 
 /* The value of e as an operator (new reference); transposes stay lazy so
@@ -391,24 +395,24 @@ static void plan_needs(lj_jacplan *p)
          * partial derivatives, the patterns' values) */
         bool sparse = x->pat || (x->a && x->a->pat) || (x->b && x->b->pat);
         for (int w = 0; sparse && w < 2; w++)
-            if (kids[w]) p->need[lji_topo_find(&p->t, kids[w])] = 1;
+            if (kids[w]) p->need[lji_topo_kid(&p->t, i, w)] = 1;
         for (int v = 0; v < nvars; v++) {
             const unsigned char *d = p->dep + (size_t)v * (size_t)n;
             if (!d[i]) continue;
             for (int w = 0; w < 2; w++) {
-                if (!kids[w] || !d[lji_topo_find(&p->t, kids[w])]) continue;
+                if (!kids[w] || !d[lji_topo_kid(&p->t, i, w)]) continue;
                 unsigned r = x->def->reads[w];
                 if (r & LJI_READ_NODE) p->need[i] = 1;
-                if (r & LJI_READ_OPERAND) p->need[lji_topo_find(&p->t, kids[w])] = 1;
-                if ((r & LJI_READ_OTHER) && kids[1 - w]) p->need[lji_topo_find(&p->t, kids[1 - w])] = 1;
+                if (r & LJI_READ_OPERAND) p->need[lji_topo_kid(&p->t, i, w)] = 1;
+                if ((r & LJI_READ_OTHER) && kids[1 - w]) p->need[lji_topo_kid(&p->t, i, 1 - w)] = 1;
             }
         }
     }
     for (int64_t i = n - 1; i >= 0; i--) {
         const lj_expr *x = p->t.node[i];
         if (!p->need[i]) continue;
-        if (x->a) p->need[lji_topo_find(&p->t, x->a)] = 1;
-        if (x->b) p->need[lji_topo_find(&p->t, x->b)] = 1;
+        if (x->a) p->need[lji_topo_kid(&p->t, i, 0)] = 1;
+        if (x->b) p->need[lji_topo_kid(&p->t, i, 1)] = 1;
     }
 }
 
@@ -471,8 +475,7 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
         p->vi[v] = lji_topo_find(&p->t, vars[v]);
     }
     for (int64_t i = 0; i < n; i++) {
-        const lj_expr *x = p->t.node[i];
-        int64_t ia = x->a ? lji_topo_find(&p->t, x->a) : -1, ib = x->b ? lji_topo_find(&p->t, x->b) : -1;
+        int64_t ia = lji_topo_kid(&p->t, i, 0), ib = lji_topo_kid(&p->t, i, 1);
         if (ia >= 0) p->uses[ia]++;
         if (ib >= 0) p->uses[ib]++;
         for (int v = 0; v < nvars; v++) {
@@ -528,7 +531,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
         const lj_expr *kids[2] = { x->a, x->b };
         for (int w = 0; w < 2; w++) {
             if (!kids[w]) continue;
-            int64_t ci = lji_topo_find(t, kids[w]);
+            int64_t ci = lji_topo_kid(t, i, w);
             if (!dep[ci]) continue;
             /* L·J[ci], both references handed over: J[ci] moves at its last
              * use (x is its only parent left), else a new one goes */
@@ -548,7 +551,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
         /* release operands' Jacobians whose last user this was */
         for (int w = 0; w < 2; w++)
             if (kids[w]) {
-                int64_t ci = lji_topo_find(t, kids[w]);
+                int64_t ci = lji_topo_kid(t, i, w);
                 if (--uses[ci] == 0) {
                     lj_op_free(&J[ci]);
                     lj_op_free(&ov[ci]);
@@ -601,7 +604,7 @@ static void plan_changes(lj_jacplan *p, int k)
         if (lji_is_leaf(x))
             p->changed[i] = x->borrowed || x->version != seen[i];
         else
-            p->changed[i] = (x->a && p->changed[lji_topo_find(t, x->a)]) || (x->b && p->changed[lji_topo_find(t, x->b)]);
+            p->changed[i] = (x->a && p->changed[lji_topo_kid(t, i, 0)]) || (x->b && p->changed[lji_topo_kid(t, i, 1)]);
     }
 }
 

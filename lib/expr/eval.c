@@ -50,8 +50,8 @@ lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, const unsigned char 
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *e = t->node[i];
         if (lji_is_leaf(e) || (need && !need[i])) continue;
-        const double *A = e->a ? vals[lji_topo_find(t, e->a)] : NULL;
-        const double *B = e->b ? vals[lji_topo_find(t, e->b)] : NULL;
+        const double *A = e->a ? vals[lji_topo_kid(t, i, 0)] : NULL;
+        const double *B = e->b ? vals[lji_topo_kid(t, i, 1)] : NULL;
         lj_status st = eval_node(ctx, e, A, B, vals[i]);
         if (st != LJ_OK) return st;
     }
@@ -88,15 +88,15 @@ lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)
     }
     for (int64_t i = 0; i < n; i++) {
         const lj_expr *x = t.node[i];
-        if (x->a) uses[lji_topo_find(&t, x->a)]++;
-        if (x->b) uses[lji_topo_find(&t, x->b)]++;
+        if (x->a) uses[lji_topo_kid(&t, i, 0)]++;
+        if (x->b) uses[lji_topo_kid(&t, i, 1)]++;
     }
     for (int64_t i = 0; i < n; i++) {
         const lj_expr *x = t.node[i];
         if ((x->def == &lji_op_scale || x->def == &lji_op_neg) && !x->pat && lji_mul_fusable(x->a) &&
-            uses[lji_topo_find(&t, x->a)] == 1) {
+            uses[lji_topo_kid(&t, i, 0)] == 1) {
             fused[i] = 1;
-            fused[lji_topo_find(&t, x->a)] = 2; /* computed by its scaling */
+            fused[lji_topo_kid(&t, i, 0)] = 2; /* computed by its scaling */
         }
     }
     for (int64_t i = 0; i < n && st == LJ_OK; i++) {

@@ -451,6 +451,12 @@ char *lj_expr_print(lj_context *ctx, const lj_expr *e)
 
 char *lji_expr_label(lj_context *ctx, const lj_expr *e)
 {
+    /* a named leaf is its name, whole (what the walk below writes for it) */
+    if (lji_is_leaf(e) && e->name) {
+        char *l = lji_strdup(ctx, e->name);
+        if (!l) lji_nomem(ctx, "label");
+        return l;
+    }
     lji_buf b;
     lji_buf_init(&b, ctx);
     bool number = e->def == &lji_op_const && !e->name && e->value[0] >= 0;
@@ -498,8 +504,10 @@ int64_t lji_topo_find(const lji_topo *t, const lj_expr *e)
 
 static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e)
 {
-    if (!t->cap) { /* the struct's own arrays (zeroed by lji_topo_build) */
+    if (!t->cap) { /* the struct's own arrays, the map's keys zeroed */
+        memset(t->key_in, 0, sizeof t->key_in);
         t->node = t->node_in;
+        t->kid = t->kid_in;
         t->key = t->key_in;
         t->idx = t->idx_in;
         t->cap = 2 * LJI_TOPO_INLINE;
@@ -511,15 +519,25 @@ static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e)
         int64_t *idx = lji_calloc(ctx, (size_t)cap, sizeof *idx);
         const lj_expr **node = own ? lji_malloc(ctx, (size_t)cap * sizeof *node)
                                    : lji_realloc(ctx, t->node, (size_t)cap * sizeof *node);
-        if (!key || !idx || !node) {
+        if (node && !own) t->node = node;
+        int64_t(*kid)[2] = own ? lji_malloc(ctx, (size_t)cap * sizeof *kid)
+                               : lji_realloc(ctx, t->kid, (size_t)cap * sizeof *kid);
+        if (kid && !own) t->kid = kid;
+        if (!key || !idx || !node || !kid) {
             free(key);
             free(idx);
-            if (node && !own) t->node = node;
-            if (node && own) free(node);
+            if (own) {
+                free(node);
+                free(kid);
+            }
             return false;
         }
-        if (own) memcpy(node, t->node_in, (size_t)t->n * sizeof *node);
+        if (own) {
+            memcpy(node, t->node_in, (size_t)t->n * sizeof *node);
+            memcpy(kid, t->kid_in, (size_t)t->n * sizeof *kid);
+        }
         t->node = node;
+        t->kid = kid;
         for (int64_t i = 0; i < t->cap; i++)
             if (t->key[i]) {
                 uint64_t h = ptr_hash(t->key[i]) & (uint64_t)(cap - 1);
@@ -533,6 +551,9 @@ static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e)
         t->idx = idx;
         t->cap = cap;
     }
+    /* the operands are in already (post-order) */
+    t->kid[t->n][0] = e->a ? lji_topo_find(t, e->a) : -1;
+    t->kid[t->n][1] = e->b ? lji_topo_find(t, e->b) : -1;
     uint64_t h = ptr_hash(e) & (uint64_t)(t->cap - 1);
     while (t->key[h]) h = (h + 1) & (uint64_t)(t->cap - 1);
     t->key[h] = e;
@@ -545,7 +566,9 @@ static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e)
  * exhaust the C stack). */
 lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t)
 {
-    memset(t, 0, sizeof *t);
+    /* the inline arrays are set as they are used */
+    t->node = NULL, t->kid = NULL, t->key = NULL, t->idx = NULL;
+    t->n = t->cap = 0;
     typedef struct { const lj_expr *e; int state; } frame;
     frame st_in[64]; /* on the C stack while the DAG is shallow */
     int64_t cap = 64, sp = 0;
@@ -589,8 +612,9 @@ nomem:
 void lji_topo_free(lji_topo *t)
 {
     if (t->node != t->node_in) free(t->node);
+    if (t->kid != t->kid_in) free(t->kid);
     if (t->key != t->key_in) free(t->key);
     if (t->idx != t->idx_in) free(t->idx);
-    t->node = NULL, t->key = NULL, t->idx = NULL;
+    t->node = NULL, t->kid = NULL, t->key = NULL, t->idx = NULL;
     t->n = t->cap = 0;
 }

@@ -82,17 +82,24 @@ lj_expr *lji_node_new(lj_context *ctx, const lji_opdef *def, int64_t rows, int64
 #define LJI_TOPO_INLINE 32
 typedef struct {
     const lj_expr **node;
+    int64_t (*kid)[2]; /* the indices of node i's operands a and b, -1 for none */
     int64_t n;
     /* open-addressing map node pointer -> index */
     const lj_expr **key;
     int64_t *idx;
     int64_t cap;
     const lj_expr *node_in[LJI_TOPO_INLINE], *key_in[2 * LJI_TOPO_INLINE];
-    int64_t idx_in[2 * LJI_TOPO_INLINE];
+    int64_t kid_in[LJI_TOPO_INLINE][2], idx_in[2 * LJI_TOPO_INLINE];
 } lji_topo;
 
 lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t);
 int64_t lji_topo_find(const lji_topo *t, const lj_expr *e);
+/* the index of operand w (0: a, 1: b) of node i, -1 when it has none:
+ * looked up once, when the order was built */
+static inline int64_t lji_topo_kid(const lji_topo *t, int64_t i, int w)
+{
+    return t->kid[i][w];
+}
 void lji_topo_free(lji_topo *t);
 
 /* Values of every node in topological order (vals[i] rows×cols of node i). */

@@ -781,7 +781,7 @@ static lj_expr *gradient_expr(lj_context *ctx, const lj_expr *f, const lj_expr *
     }
     for (int64_t i = 0; i < n; i++) {
         const lj_expr *e = t.node[i];
-        dep[i] = i == xi || (e->a && dep[lji_topo_find(&t, e->a)]) || (e->b && dep[lji_topo_find(&t, e->b)]);
+        dep[i] = i == xi || (e->a && dep[lji_topo_kid(&t, i, 0)]) || (e->b && dep[lji_topo_kid(&t, i, 1)]);
         lji_poly_init(&adj[i], e->rows, e->cols);
     }
     if (xi >= 0 && dep[n - 1]) {
