@@ -6,6 +6,7 @@
 #include "../core/lji_blas.h"
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 
 typedef lji_dctx dctx;
 
@@ -334,7 +335,6 @@ static bool can_fail(const lj_expr *e)
 
 struct lj_jacplan {
     uint32_t magic;
-    lji_topo t;
     lj_expr *root;
     int nvars;
     lj_expr **vars;       /* retained */
@@ -356,6 +356,7 @@ struct lj_jacplan {
     int last_built;
     const char *why;      /* why the last evaluation built J */
     const char *broke;    /* why the next one must: what J's numbers have no step for */
+    lji_topo t;           /* last: lji_topo_build sets it, the rest is zeroed */
 };
 
 #define LJI_PLAN_MAGIC 0x4c4a504cu /* "LJPL" */
@@ -440,11 +441,12 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
             return NULL;
         }
     }
-    lj_jacplan *p = lji_calloc(ctx, 1, sizeof *p);
+    lj_jacplan *p = lji_malloc(ctx, sizeof *p);
     if (!p) {
         lji_nomem(ctx, op);
         return NULL;
     }
+    memset(p, 0, offsetof(lj_jacplan, t)); /* not the order's inline arrays */
     p->magic = LJI_PLAN_MAGIC;
     if (lji_topo_build(ctx, e, &p->t) != LJ_OK) {
         free(p);
