@@ -352,6 +352,7 @@ struct lj_jacplan {
     uint64_t *seen;       /* [2][n] */
     unsigned char *changed;
     bool record;          /* false: a one-off Jacobian, or sparse values */
+    bool borrowed;        /* root and vars not retained: a one-off Jacobian's, whose caller holds them */
     int64_t builds, updates;
     int last_built;
     const char *why;      /* why the last evaluation built J */
@@ -372,8 +373,10 @@ void lj_jacplan_free(lj_jacplan **pp)
         lj_op_free(&p->J[k]);
     }
     lji_vals_free(&p->t, p->vals);
-    for (int v = 0; v < p->nvars && p->vars; v++) lj_expr_free(&p->vars[v]);
-    lj_expr_free(&p->root);
+    if (!p->borrowed) {
+        for (int v = 0; v < p->nvars && p->vars; v++) lj_expr_free(&p->vars[v]);
+        lj_expr_free(&p->root);
+    }
     lji_topo_free(&p->t);
     free(p->vars); /* the block of vars, vi, uses, seen, dep, need and changed */
     p->magic = LJI_DEAD_MAGIC;
@@ -417,7 +420,7 @@ static void plan_needs(lj_jacplan *p)
     }
 }
 
-lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
+static lj_jacplan *plan_new(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars, bool borrow)
 {
     const char *op = "jacobian";
     if (!lji_ctx_ok(ctx)) return NULL;
@@ -453,7 +456,8 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
         return NULL;
     }
     int64_t n = p->t.n;
-    p->root = lj_expr_retain((lj_expr *)e);
+    p->borrowed = borrow;
+    p->root = borrow ? (lj_expr *)e : lj_expr_retain((lj_expr *)e);
     p->nvars = nvars;
     /* the plan's arrays in one block: vars, vi, uses, seen, then dep, need
      * and changed */
@@ -473,7 +477,7 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
     p->need = p->dep + nv * nn;
     p->changed = p->need + nn;
     for (int v = 0; v < nvars; v++) {
-        p->vars[v] = lj_expr_retain((lj_expr *)vars[v]);
+        p->vars[v] = borrow ? (lj_expr *)vars[v] : lj_expr_retain((lj_expr *)vars[v]);
         p->vi[v] = lji_topo_find(&p->t, vars[v]);
     }
     for (int64_t i = 0; i < n; i++) {
@@ -496,6 +500,11 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
         return NULL;
     }
     return p;
+}
+
+lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
+{
+    return plan_new(ctx, e, nvars, vars, false);
 }
 
 /* Forward accumulation along the topological order for variable v, with the
@@ -733,7 +742,7 @@ lj_status lj_jacplan_counts(lj_context *ctx, const lj_jacplan *p, int64_t *build
 
 static lj_op *jacobian_once(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
 {
-    lj_jacplan *p = lj_jacplan_new(ctx, e, nvars, vars);
+    lj_jacplan *p = plan_new(ctx, e, nvars, vars, true); /* freed before returning: borrows e and vars */
     if (p) p->record = false; /* one J: nothing to update later */
     lj_op *J = p ? lj_jacplan_eval(ctx, p, NULL) : NULL;
     lj_jacplan_free(&p);
