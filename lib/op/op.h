@@ -357,7 +357,8 @@ bool lji_is_zero(const lj_op *a);
 
 /* A word at a time: h absorbs x and is mixed (the multiply-xorshift of
  * splitmix64), so that a hash costs a few cycles a word, not a byte;
- * inline, as every node built hashes a few dozen words. */
+ * inline, as every node hashed (when first compared) hashes a few dozen
+ * words. */
 static inline uint64_t lji_hash_u64(uint64_t h, uint64_t x)
 {
     h = (h ^ x) * 0xbf58476d1ce4e5b9ull;
