@@ -337,7 +337,7 @@ struct lj_jacplan {
     uint32_t magic;
     lj_expr *root;
     int nvars;
-    lj_expr **vars;       /* retained */
+    lj_expr **vars;       /* retained (root too) unless borrowed */
     int64_t *vi;          /* topological index of each variable, or -1 */
     unsigned char *dep;   /* dep[v·n + i]: node i depends on variable v */
     int64_t *uses;        /* number of parents of each node */
