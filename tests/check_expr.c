@@ -1599,6 +1599,46 @@ START_TEST(test_alloc_failure_jacobian)
     lj_context_free(&ctx);
 }
 
+/* An expression of more nodes than a topological order holds inline: an
+ * allocation failure while the order grows (its nodes, operand indices or
+ * map) is reported like any other, and leaks nothing (ASan, valgrind). */
+START_TEST(test_alloc_failure_long_expression)
+{
+    lj_context *ctx = lj_context_new();
+    double xv[6] = { 0.1, -0.2, 0.3, 0.4, -0.5, 0.6 };
+    lj_expr *X = lj_expr_var(ctx, "X", 3, 2, xv), *c = lj_expr_retain(X);
+    for (int i = 0; i < 40; i++) {
+        lj_expr *n = lj_expr_func(ctx, i % 2 ? LJ_FN_SIN : LJ_FN_TANH, c);
+        lj_expr_free(&c);
+        c = n;
+    }
+    CK_NN(ctx, c);
+    int ok_at = 0;
+    for (int n = 1; n < 3000; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        lj_op *J = lj_expr_jacobian(ctx, c, X);
+        int64_t r, k;
+        double *v = NULL;
+        lj_status st = J ? lj_expr_eval(ctx, c, &r, &k, &v) : LJ_ERR_NOMEM;
+        lj_free(v);
+        if (J && st == LJ_OK) {
+            ok_at = n;
+            lj_op_free(&J);
+            break;
+        }
+        ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
+        ck_assert_msg(strlen(lj_context_message(ctx)) > 0, "n=%d: no message", n);
+        lj_context_clear(ctx);
+        lj_op_free(&J);
+    }
+    ck_assert_int_gt(ok_at, 5);
+    lj_context_fail_alloc(ctx, 0, 0);
+    lj_expr_free(&c);
+    lj_expr_free(&X);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- sparse leaves ------------------------------------------------------------------- */
 
 /* The dense matrix of an operator, column by column. */
@@ -2029,6 +2069,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(errors, test_errors);
     tcase_add_test(errors, test_null_operands);
     tcase_add_test(errors, test_alloc_failure_jacobian);
+    tcase_add_test(errors, test_alloc_failure_long_expression);
     tcase_add_test(errors, test_alloc_failure_workflows);
     suite_add_tcase(s, errors);
     return s;
