@@ -140,7 +140,6 @@ bool lji_alloc_gate(lj_context *ctx);
 /* Checks cc.status after a CHOLMOD call; records an error and returns it. */
 lj_status lji_cholmod_check(lj_context *ctx, const char *op);
 
-/* Overflow-checked arithmetic. */
 /* Drops one of an object's references and says whether it was the last.
  * A count of 1 is the caller's own reference: no other thread holds one it
  * could retain or drop meanwhile, so the last drop needs no atomic
@@ -153,6 +152,7 @@ static inline bool lji_unref(atomic_long *refs)
     return atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1;
 }
 
+/* Overflow-checked arithmetic. */
 static inline bool lji_mul_ok(int64_t a, int64_t b, int64_t *r)
 {
     return !__builtin_mul_overflow(a, b, r);
