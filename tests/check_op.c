@@ -1506,7 +1506,7 @@ START_TEST(test_threads_every_kind)
     ck_assert_int_eq(pthread_barrier_init(&go, NULL, NTHREADS), 0);
     r.go = &go;
     for (int i = 0; i < NTHREADS; i++) {
-        jobs[i] = (kinds_job){ &r, 0, "" };
+        jobs[i] = (kinds_job){ .r = &r };
         ck_assert_int_eq(pthread_create(&th[i], NULL, use_every_kind, &jobs[i]), 0);
     }
     for (int i = 0; i < NTHREADS; i++) {
