@@ -114,9 +114,11 @@ lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)
             break;
         }
         if (i != root) vals[i] = buf;
-        const lj_expr *src = fused[i] == 1 ? x->a : x; /* the node whose operands are read */
-        const double *A = src->a ? vals[lji_topo_find(&t, src->a)] : NULL;
-        const double *B = src->b ? vals[lji_topo_find(&t, src->b)] : NULL;
+        /* the node whose operands are read, and its index */
+        const int64_t si = fused[i] == 1 ? lji_topo_kid(&t, i, 0) : i;
+        const lj_expr *src = t.node[si];
+        const double *A = src->a ? vals[lji_topo_kid(&t, si, 0)] : NULL;
+        const double *B = src->b ? vals[lji_topo_kid(&t, si, 1)] : NULL;
         if (fused[i] == 1)
             st = lji_mul_eval_scaled(ctx, src, A, B, x->def == &lji_op_neg ? -1.0 : x->p, buf);
         else
@@ -125,7 +127,7 @@ lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)
         const lj_expr *ops[2] = { src->a, src->b };
         for (int k = 0; k < 2; k++) {
             if (!ops[k]) continue;
-            int64_t j = lji_topo_find(&t, ops[k]);
+            int64_t j = lji_topo_kid(&t, si, k);
             if (--uses[j] == 0 && !lji_is_leaf(ops[k])) {
                 free(vals[j]);
                 vals[j] = NULL;
