@@ -385,7 +385,10 @@ lj_expr *lj_expr_var_sparse_borrow(lj_context *ctx, const char *name, cholmod_sp
 /* Replace the values of a leaf (lj_expr_nvalues of them: rows×cols, or a
  * sparse leaf's stored entries). Expressions built on it see the
  * new values at their next evaluation or differentiation; operators already
- * built keep the values they were built with. */
+ * built keep the values they were built with. (A Jacobian reads a dense
+ * leaf's numbers in place: while one holds them, the leaf takes new
+ * storage for its new values, and LJ_ERR_NOMEM when there is none leaves
+ * the leaf as it was.) */
 lj_status lj_expr_set_value(lj_context *ctx, lj_expr *leaf, const double *values);
 /* Declare a square constant symmetric (its values are checked: exactly
  * equal to their transpose, else LJ_ERR_INVALID naming an entry that
@@ -457,7 +460,10 @@ lj_status lj_expr_eval(lj_context *ctx, const lj_expr *e, int64_t *rows, int64_t
 cholmod_sparse *lj_expr_eval_sparse(lj_context *ctx, const lj_expr *e);
 
 /* J = d vec e / d vec var, a new operator. A variable e does not depend on
- * gives the zero operator of the right shape. */
+ * gives the zero operator of the right shape. J's dense blocks and Diags
+ * that are a dense leaf's values read the leaf's numbers in place (no copy,
+ * no second array in memory); lj_expr_set_value leaves J's numbers as
+ * they were. */
 lj_op *lj_expr_jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var);
 /* [J_1, J_2, ...] for several variables, as a horizontal block stack. */
 lj_op *lj_expr_jacobian_n(lj_context *ctx, const lj_expr *e, int nvars,

@@ -1539,6 +1539,114 @@ static lj_status workflow_plan(lj_context *ctx)
     return st;
 }
 
+/* J = (I_2 ⊗ W)·Diag(vec B) of F = W(A∘B) at W, B, entry by entry */
+static void seed000_dense(const double *w, const double *b, double *J)
+{
+    memset(J, 0, sizeof(double) * 8 * 6);
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < 4; i++)
+            for (int r = 0; r < 3; r++) J[(i + 4 * c) + 8 * (r + 3 * c)] = w[i + 4 * r] * b[r + 3 * c];
+}
+
+/* A Jacobian built once reads its leaves' numbers in place (no copy): it
+ * keeps them when the leaves change, a failed set_value changes neither,
+ * and a plan that recorded its J follows the leaves to their new numbers
+ * (the old ones freed once the one-off J is: ASan and valgrind see any
+ * read of them). */
+START_TEST(test_jacobian_reads_leaves_in_place)
+{
+    lj_context *ctx = lj_context_new();
+    double w[12], b[6], a[6], w2[12], b2[6], J[48], K[48], want[48];
+    for (int i = 0; i < 12; i++) w[i] = 0.5 + 0.25 * i, w2[i] = 2.0 - 0.125 * i;
+    for (int i = 0; i < 6; i++) b[i] = 1.5 + i, b2[i] = -0.5 * i - 0.25, a[i] = 0.1 * i;
+    lj_expr *W = lj_expr_const(ctx, "W", 4, 3, w), *B = lj_expr_const(ctx, "B", 3, 2, b);
+    lj_expr *A = lj_expr_var(ctx, "A", 3, 2, a), *AB = lj_expr_hadamard(ctx, A, B), *F = lj_expr_mul(ctx, W, AB);
+    CK_NN(ctx, F);
+    lj_jacplan *p = lj_jacplan_new(ctx, F, 1, (const lj_expr *const *)&A);
+    lj_op *P = lj_jacplan_eval(ctx, p, NULL); /* records the plan's tape */
+    CK_NN(ctx, P);
+    lj_op_free(&P);
+    lj_op *J1 = lj_expr_jacobian(ctx, F, A);
+    CK_NN(ctx, J1);
+    char *s = lj_op_print(ctx, J1, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "(I_2 ⊗ W)·Diag(vec B)");
+    lj_free(s);
+    /* W and B move while J1 reads them: J1 keeps the numbers it was built with */
+    CK_OK(ctx, lj_expr_set_value(ctx, W, w2));
+    CK_OK(ctx, lj_expr_set_value(ctx, B, b2));
+    CK_OK(ctx, lj_op_to_dense(ctx, J1, J, 8));
+    seed000_dense(w, b, want);
+    ck_assert(memcmp(J, want, sizeof J) == 0);
+    lj_op *J2 = lj_expr_jacobian(ctx, F, A);
+    CK_NN(ctx, J2);
+    CK_OK(ctx, lj_op_to_dense(ctx, J2, K, 8));
+    seed000_dense(w2, b2, want);
+    ck_assert(memcmp(K, want, sizeof K) == 0);
+    lj_op_free(&J1); /* the first numbers of W and B go with it */
+    /* the plan updates its J in place from where W and B are now */
+    P = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, P);
+    const char *why;
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 0);
+    memset(J, 0, sizeof J);
+    CK_OK(ctx, lj_op_to_dense(ctx, P, J, 8));
+    ck_assert(memcmp(J, want, sizeof J) == 0);
+    lj_op_free(&P);
+    /* W shared with J2: set_value needs a new block, and without one
+     * neither W nor J2 changes */
+    lj_context_fail_alloc(ctx, 1, 1);
+    ck_assert_int_eq(lj_expr_set_value(ctx, W, w), LJ_ERR_NOMEM);
+    lj_context_fail_alloc(ctx, 0, 0);
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "set_value"));
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "'W' (4×3)"));
+    lj_context_clear(ctx);
+    int64_t r, c;
+    double *v = NULL;
+    CK_OK(ctx, lj_expr_eval(ctx, W, &r, &c, &v));
+    ck_assert(memcmp(v, w2, sizeof w2) == 0);
+    lj_free(v);
+    CK_OK(ctx, lj_op_to_dense(ctx, J2, J, 8));
+    ck_assert(memcmp(J, want, sizeof J) == 0);
+    /* W its own again: its values are written in place, nothing allocated */
+    lj_op_free(&J2);
+    lj_context_fail_alloc(ctx, 1, 1);
+    CK_OK(ctx, lj_expr_set_value(ctx, W, w));
+    lj_context_fail_alloc(ctx, 0, 0);
+    /* the finite-difference check perturbs the variable's numbers in
+     * place: a J that reads them ((x x^T)∘C holds x) is not disturbed */
+    double xv[3] = { 0.3, -1.2, 0.7 }, cv[9];
+    for (int i = 0; i < 9; i++) cv[i] = 1.0 + 0.5 * i;
+    lj_expr *x = lj_expr_var(ctx, "x", 3, 1, xv), *C = lj_expr_const(ctx, "C", 3, 3, cv);
+    lj_expr *xt = lj_expr_transpose(ctx, x), *o = lj_expr_mul(ctx, x, xt), *G = lj_expr_hadamard(ctx, o, C);
+    lj_op *JG = lj_expr_jacobian(ctx, G, x);
+    CK_NN(ctx, JG);
+    double g0[27], g1[27], maxrel = 1;
+    CK_OK(ctx, lj_op_to_dense(ctx, JG, g0, 9));
+    CK_OK(ctx, lj_expr_fd_check(ctx, G, x, JG, 0, &maxrel, NULL));
+    ck_assert(maxrel < 1e-7);
+    CK_OK(ctx, lj_op_to_dense(ctx, JG, g1, 9));
+    ck_assert(memcmp(g0, g1, sizeof g0) == 0);
+    CK_OK(ctx, lj_expr_eval(ctx, x, &r, &c, &v));
+    ck_assert(memcmp(v, xv, sizeof xv) == 0);
+    lj_free(v);
+    /* and when it cannot have numbers of its own, it says so and changes nothing */
+    lj_context_fail_alloc(ctx, 4, 1); /* its three work arrays, then the copy */
+    ck_assert_int_eq(lj_expr_fd_check(ctx, G, x, JG, 0, &maxrel, NULL), LJ_ERR_NOMEM);
+    lj_context_fail_alloc(ctx, 0, 0);
+    ck_assert_ptr_nonnull(strstr(lj_context_message(ctx), "fd_check"));
+    lj_context_clear(ctx);
+    CK_OK(ctx, lj_expr_eval(ctx, x, &r, &c, &v));
+    ck_assert(memcmp(v, xv, sizeof xv) == 0);
+    lj_free(v);
+    lj_op *ops[] = { JG };
+    lj_expr *es[] = { W, B, A, AB, F, x, C, xt, o, G };
+    for (size_t i = 0; i < sizeof ops / sizeof *ops; i++) lj_op_free(&ops[i]);
+    for (size_t i = 0; i < sizeof es / sizeof *es; i++) lj_expr_free(&es[i]);
+    lj_jacplan_free(&p);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_alloc_failure_workflows)
 {
     snprintf(wf_dir, sizeof wf_dir, "/tmp/lj_wf_XXXXXX");
@@ -2045,6 +2153,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_jacobian_plan);
     tcase_add_test(rules, test_jacobian_plan_in_place);
     tcase_add_test(rules, test_jacobian_plan_rebuilds);
+    tcase_add_test(rules, test_jacobian_reads_leaves_in_place);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);
     tcase_add_test(rules, test_kink_conventions);

@@ -152,6 +152,40 @@ static inline bool lji_unref(atomic_long *refs)
     return atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1;
 }
 
+/* A block of numbers shared by reference: a dense leaf's values, which the
+ * operators of a Jacobian built without a tape (lj_expr_jacobian) read in
+ * place instead of copying (building J then costs no pass over the data,
+ * and holds no second copy of it). Operators are immutable, so a leaf
+ * whose block is shared takes a new one before its values change
+ * (lj_expr_set_value, and the finite-difference check's perturbations):
+ * the operators keep the old numbers. The numbers follow the 16-byte
+ * header (so they are aligned as malloc's are). */
+typedef struct lji_vblock {
+    atomic_long refs;
+    int64_t n; /* the number of doubles */
+} lji_vblock;
+static inline double *lji_vblock_data(lji_vblock *b)
+{
+    return (double *)(void *)(b + 1);
+}
+/* n doubles, zeroed; NULL when out of memory (nothing recorded) */
+lji_vblock *lji_vblock_new(lj_context *ctx, int64_t n);
+static inline lji_vblock *lji_vblock_retain(lji_vblock *b)
+{
+    if (b) atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
+    return b;
+}
+static inline void lji_vblock_release(lji_vblock **b)
+{
+    if (*b && lji_unref(&(*b)->refs)) free(*b);
+    *b = NULL;
+}
+/* someone besides the caller holds a reference */
+static inline bool lji_vblock_shared(const lji_vblock *b)
+{
+    return atomic_load_explicit(&((lji_vblock *)b)->refs, memory_order_acquire) > 1;
+}
+
 /* Overflow-checked arithmetic. */
 static inline bool lji_mul_ok(int64_t a, int64_t b, int64_t *r)
 {

@@ -46,6 +46,16 @@ static void record_copy(lji_dctx *d, const lj_expr *e, const lj_op *r)
         lji_tape_guard_ones(ctx, r->data, r->rows, -1, k, false);
 }
 
+/* The value block of leaf e when an operator may read e's numbers in place
+ * instead of copying them: a dense leaf that owns its block, in a build no
+ * tape records (a plan's tape writes its operators' numbers, which must
+ * then be their own); else NULL. */
+static lji_vblock *shareable(lji_dctx *d, const lj_expr *e)
+{
+    if (!e->vblk || e->pat || d->raw || lji_tape_on(d->ctx) || !lji_is_leaf(e)) return NULL;
+    return e->vblk;
+}
+
 /* e's value for rules that record how they use it themselves */
 static double *val_of(lji_dctx *d, const lj_expr *e)
 {
@@ -197,7 +207,10 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
     } else {
         char *l = lji_d_label(d, e);
         if (!l) return NULL;
-        r = lj_op_dense(d->ctx, e->rows, e->cols, d->vals[i], e->rows > 0 ? e->rows : 1, l);
+        lji_vblock *blk = shareable(d, e);
+        int64_t ld = e->rows > 0 ? e->rows : 1;
+        r = blk ? lji_op_dense_shared(d->ctx, e->rows, e->cols, d->vals[i], ld, l, blk)
+                : lj_op_dense(d->ctx, e->rows, e->cols, d->vals[i], ld, l);
         free(l);
         record_copy(d, e, r);
     }
@@ -212,7 +225,10 @@ lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e)
     int64_t mn = lji_d_len(d, e);
     if (e->pat || d->raw) lji_tape_break(d->ctx, "sparse values");
     const double *v = val_of(d, e);
-    lj_op *r = v ? lj_op_dense(d->ctx, mn, 1, v, mn > 0 ? mn : 1, l) : NULL;
+    lji_vblock *blk = shareable(d, e);
+    lj_op *r = !v     ? NULL
+               : blk ? lji_op_dense_shared(d->ctx, mn, 1, v, mn > 0 ? mn : 1, l, blk)
+                     : lj_op_dense(d->ctx, mn, 1, v, mn > 0 ? mn : 1, l);
     free(l);
     if (!e->pat && !d->raw) record_copy(d, e, r);
     return r;
@@ -222,7 +238,10 @@ lj_op *lji_d_diag(lji_dctx *d, const lj_expr *e, const char *label)
 {
     if (e->pat || d->raw) lji_tape_break(d->ctx, "sparse values");
     const double *v = val_of(d, e);
-    lj_op *r = v ? lj_op_diag(d->ctx, lji_d_len(d, e), v, label) : NULL;
+    lji_vblock *blk = shareable(d, e);
+    lj_op *r = !v     ? NULL
+               : blk ? lji_op_diag_shared(d->ctx, lji_d_len(d, e), v, label, blk)
+                     : lj_op_diag(d->ctx, lji_d_len(d, e), v, label);
     if (!e->pat && !d->raw) record_copy(d, e, r);
     return r;
 }
@@ -669,7 +688,7 @@ lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *p, double *value)
             continue;
         }
         plan_changes(p, k);
-        int rc = lji_tape_run(ctx, p->tape[k], p->changed, &why);
+        int rc = lji_tape_run(ctx, p->tape[k], p->changed, p->vals, &why);
         if (rc == LJ_OK) {
             plan_seen(p, k);
             p->updates++;
@@ -854,6 +873,10 @@ lj_status lj_expr_fd_check(lj_context *ctx, const lj_expr *e, lj_expr *var, cons
         goto done;
     }
     memcpy(x0, var->value, (size_t)vn * sizeof *x0);
+    /* the perturbations below write var's values in place: operators that
+     * read them (J's among them) keep their own */
+    st = lji_leaf_own(ctx, var, op);
+    if (st != LJ_OK) goto done;
     /* first pass: J's largest entry, for the relative scale */
     double *cols = lji_malloc(ctx, (size_t)(en ? en : 1) * (size_t)(vn ? vn : 1) * sizeof *cols);
     if (!cols) {

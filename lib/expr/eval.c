@@ -22,7 +22,7 @@ lj_status lji_vals_alloc(lj_context *ctx, const lji_topo *t, const unsigned char
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *e = t->node[i];
         if (lji_is_leaf(e)) {
-            vals[i] = e->value; /* leaves are read in place: set_value keeps the buffer */
+            vals[i] = e->value; /* leaves are read in place (lji_eval_into looks again) */
             continue;
         }
         if (vals[i] || (need && !need[i])) continue;
@@ -49,7 +49,11 @@ lj_status lji_eval_into(lj_context *ctx, const lji_topo *t, const unsigned char 
 {
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *e = t->node[i];
-        if (lji_is_leaf(e) || (need && !need[i])) continue;
+        if (lji_is_leaf(e)) { /* where its values are now (a leaf's block moves: lji_leaf_own) */
+            vals[i] = e->value;
+            continue;
+        }
+        if (need && !need[i]) continue;
         const double *A = e->a ? vals[lji_topo_kid(t, i, 0)] : NULL;
         const double *B = e->b ? vals[lji_topo_kid(t, i, 1)] : NULL;
         lj_status st = eval_node(ctx, e, A, B, vals[i]);

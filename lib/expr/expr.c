@@ -63,7 +63,8 @@ void lj_expr_free(lj_expr **pe)
         }
         free(x->name);
         free(x->plabel);
-        if (!x->borrowed) free(x->value);
+        if (x->vblk) lji_vblock_release(&x->vblk);
+        else if (!x->borrowed) free(x->value);
         lji_pat_free(&x->pat);
         free(x->map[0]);
         free(x->map[1]);
@@ -139,7 +140,8 @@ static lj_expr *leaf(lj_context *ctx, const lji_opdef *def, const char *name, in
     }
     lj_expr *e = lji_leaf_shell(ctx, def, opname, name, rows, cols);
     if (!e) return NULL;
-    e->value = lji_calloc(ctx, (size_t)(n ? n : 1), sizeof(double));
+    e->vblk = lji_vblock_new(ctx, n);
+    e->value = e->vblk ? lji_vblock_data(e->vblk) : NULL;
     if (!e->value) {
         lj_expr_free(&e);
         lji_nomem(ctx, opname);
@@ -184,8 +186,28 @@ lj_status lj_expr_set_value(lj_context *ctx, lj_expr *e, const double *values)
                          "are not (entries (%" PRId64 ",%" PRId64 ") and (%" PRId64 ",%" PRId64 ") differ); "
                          "values unchanged", e->name ? e->name : "?", e->rows, e->cols, bad[0], bad[1], bad[1],
                          bad[0]);
-    if (mn > 0 && values != e->value) memmove(e->value, values, (size_t)mn * sizeof(double));
+    if (mn > 0 && values != e->value) {
+        /* operators reading the old values in place keep them */
+        st = lji_leaf_own(ctx, e, "set_value");
+        if (st != LJ_OK) return st;
+        memmove(e->value, values, (size_t)mn * sizeof(double));
+    }
     e->version++;
+    return LJ_OK;
+}
+
+lj_status lji_leaf_own(lj_context *ctx, lj_expr *e, const char *op)
+{
+    if (!e->vblk || !lji_vblock_shared(e->vblk)) return LJ_OK;
+    lji_vblock *b = lji_vblock_new(ctx, e->vblk->n);
+    if (!b)
+        return lji_error(ctx, LJ_ERR_NOMEM, "%s: out of memory for a copy of the values of '%s' " LJI_SHP
+                         " (operators hold the old ones)", op, e->name ? e->name : "?", e->rows, e->cols);
+    double *x = lji_vblock_data(b);
+    if (b->n) memcpy(x, e->value, (size_t)b->n * sizeof *x);
+    lji_vblock_release(&e->vblk);
+    e->vblk = b;
+    e->value = x;
     return LJ_OK;
 }
 

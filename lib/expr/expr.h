@@ -24,6 +24,11 @@ struct lj_expr {
     double p;        /* scale factor, .^ exponent */
     char *name;      /* leaves */
     double *value;   /* leaves: rows×cols, column-major */
+    /* the block value lies in, for a dense leaf that owns its numbers
+     * (NULL for borrowed and sparse leaves): shared with the operators
+     * that read it in place, replaced before the values change
+     * (lji_leaf_own) */
+    lji_vblock *vblk;
     lj_expr *next;   /* work list while freeing */
     /* A matrix power's products print as pbase^pn: pbase is a node of the
      * product's own subtree (borrowed, alive while this node is). */
@@ -71,6 +76,10 @@ static inline bool lji_expr_ok(const lj_expr *e)
 /* A leaf whose values are stored in the node (a variable or a constant). */
 bool lji_is_leaf(const lj_expr *e);
 bool lji_is_var(const lj_expr *e);
+/* Makes leaf e the only holder of its value block before its values are
+ * written in place: a block operators share is left to them, e gets a copy.
+ * NOMEM (recorded, for operation op) leaves e as it was. */
+lj_status lji_leaf_own(lj_context *ctx, lj_expr *e, const char *op);
 /* A new node of the given operation and shape, retaining its operands. */
 lj_expr *lji_node_new(lj_context *ctx, const lji_opdef *def, int64_t rows, int64_t cols, lj_expr *a,
                       lj_expr *b);

@@ -147,3 +147,11 @@ lj_op *lj_op_dense_borrow(lj_context *ctx, int64_t rows, int64_t cols, const dou
 {
     return dense_make(ctx, rows, cols, a, lda, label, true);
 }
+
+lj_op *lji_op_dense_shared(lj_context *ctx, int64_t rows, int64_t cols, const double *a, int64_t lda,
+                           const char *label, lji_vblock *keep)
+{
+    lj_op *J = dense_make(ctx, rows, cols, a, lda, label, true);
+    if (J) J->keep = lji_vblock_retain(keep);
+    return J;
+}

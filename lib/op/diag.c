@@ -86,7 +86,7 @@ const lji_kind lji_kind_diag = {
     .equal = diag_equal,
 };
 
-lj_op *lj_op_diag(lj_context *ctx, int64_t n, const double *d, const char *label)
+static lj_op *diag_make(lj_context *ctx, int64_t n, const double *d, const char *label, lji_vblock *keep)
 {
     if (!lji_ctx_ok(ctx)) return NULL;
     if (n < 0) {
@@ -105,14 +105,31 @@ lj_op *lj_op_diag(lj_context *ctx, int64_t n, const double *d, const char *label
     bool ones = true;
     for (int64_t i = 0; i < n && ones; i++) ones = d[i] == 1.0;
     if (ones) return lj_op_identity(ctx, n); /* Diag(1,…,1) = I */
-    size_t db = (size_t)n * sizeof(double), lb = label ? strlen(label) + 1 : 0;
+    /* one allocation: the node, its numbers (unless read in place) and its label */
+    size_t db = keep ? 0 : (size_t)n * sizeof(double), lb = label ? strlen(label) + 1 : 0;
     lj_op *a = lji_op_new_ext(ctx, &lji_kind_diag, n, n, 0, db + lb + 8, "diag");
     if (!a) return NULL;
     char *at = a->extra;
-    a->data = (double *)at; /* never NULL, even when empty */
-    at += db;
-    if (n) memcpy(a->data, d, db);
+    if (keep) {
+        a->data = (double *)d;
+        a->borrowed = true;
+        a->keep = lji_vblock_retain(keep);
+    } else {
+        a->data = (double *)at; /* never NULL, even when empty */
+        at += db;
+        if (n) memcpy(a->data, d, db);
+    }
     a->label = lji_op_put_label(a, &at, label);
     lji_op_seal(a);
     return a;
+}
+
+lj_op *lj_op_diag(lj_context *ctx, int64_t n, const double *d, const char *label)
+{
+    return diag_make(ctx, n, d, label, NULL);
+}
+
+lj_op *lji_op_diag_shared(lj_context *ctx, int64_t n, const double *d, const char *label, lji_vblock *keep)
+{
+    return diag_make(ctx, n, d, label, keep);
 }

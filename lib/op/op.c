@@ -174,6 +174,7 @@ void lj_op_free(lj_op **pa)
         if (!LJI_OWN(x, x->label)) free(x->label);
         if (!LJI_OWN(x, x->label2)) free(x->label2);
         if (!x->borrowed && !LJI_OWN(x, x->data)) free(x->data);
+        lji_vblock_release(&x->keep);
         if (!LJI_OWN(x, x->data2)) free(x->data2);
 #undef LJI_OWN
         free(x->idx);

@@ -63,6 +63,9 @@ struct lj_op {
     double *data, *data2; /* dense (ld), diag (n), rank-one u and v */
     int64_t ld;
     bool borrowed;        /* data is the caller's */
+    /* data lies in this value block (a leaf's, read in place), which the
+     * node holds a reference to: dense blocks and Diag of lji_op_*_shared */
+    lji_vblock *keep;
     int64_t m, n;         /* commutation K_{m,n} */
     int64_t *idx;         /* permutation */
     cholmod_sparse sp;    /* sparse: header over arrays this node owns */
@@ -158,7 +161,8 @@ bool lji_tape_free_to_write(const lji_tape *t);
  * re-hashes the changed nodes. Returns LJ_OK; 1 when a guard failed (the
  * tree is then inconsistent and must be dropped; *why says which); an
  * error status (recorded on ctx) when a step failed. */
-int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, const char **why);
+int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, double *const *vals,
+                 const char **why);
 /* Forgets a node's hash (computed again when asked for) and recomputes its
  * fused kernel's parameters after its numbers changed (structure, nnz and
  * cost stay). */
@@ -289,6 +293,13 @@ lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r
 void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy);
 
 cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
+/* A dense block (rows×cols at a, leading dimension lda) and Diag(d) read
+ * in place from value block keep (a leaf's numbers, lji_vblock), which the
+ * node holds on to: no copy. Nothing may write keep's numbers while the
+ * node lives (a leaf takes a new block first: lji_leaf_own). */
+lj_op *lji_op_dense_shared(lj_context *ctx, int64_t rows, int64_t cols, const double *a, int64_t lda,
+                           const char *label, lji_vblock *keep);
+lj_op *lji_op_diag_shared(lj_context *ctx, int64_t n, const double *d, const char *label, lji_vblock *keep);
 /* Row blocks (rows.c): J[r0:r1, :] by the kinds' rules (lji_rows; the
  * whole range gives J itself); a label "W(4:7,:)" for a block of a leaf;
  * M placed at columns [r0, r1) of an r×n block, [0 M 0] (M consumed);

@@ -332,7 +332,8 @@ static bool all_ones(const double *x, int64_t n)
     return true;
 }
 
-int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, const char **why)
+int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, double *const *vals,
+                 const char **why)
 {
     bool any = false;
     for (int k = 0; k < t->n; k++) {
@@ -345,18 +346,22 @@ int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, con
         s->dirty = d;
         if (!d) continue;
         any = true;
+        /* a plan node's values where they are now: a leaf's block moves
+         * when operators held the old one (lji_leaf_own) */
+        const double *sx = s->node[0] >= 0 ? vals[s->node[0]] : s->x;
+        const double *sy = s->node[1] >= 0 ? vals[s->node[1]] : s->y;
         switch (s->type) {
         case LJI_STEP_COPY:
             for (int64_t j = 0; j < s->cols; j++)
-                memcpy(s->dst + j * s->ldd, s->x + j * s->ldx, (size_t)s->rows * sizeof(double));
+                memcpy(s->dst + j * s->ldd, sx + j * s->ldx, (size_t)s->rows * sizeof(double));
             break;
         case LJI_STEP_ELEM:
             for (int64_t i = 0; i < s->rows; i++)
-                s->dst[i] = s->f(s->x ? s->x[s->xn == 1 ? 0 : i] : 0, s->y ? s->y[s->yn == 1 ? 0 : i] : 0, s->p);
+                s->dst[i] = s->f(sx ? sx[s->xn == 1 ? 0 : i] : 0, sy ? sy[s->yn == 1 ? 0 : i] : 0, s->p);
             break;
         case LJI_STEP_FUNC:
             for (int64_t i = 0; i < s->rows; i++) {
-                double x = s->x[i];
+                double x = sx[i];
                 if ((s->ok1 && !s->ok1(x)) || (s->ok2 && !s->ok2(x))) {
                     *why = "a value left the derivative's domain (a fresh build reports it)";
                     return 1;
@@ -375,7 +380,7 @@ int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, con
         case LJI_STEP_UNEQUAL: /* after the numbers are all in place, below */
             break;
         case LJI_STEP_ONES:
-            if (all_ones(s->x, s->rows) != s->expect) {
+            if (all_ones(sx, s->rows) != s->expect) {
                 *why = s->expect ? "a vector of ones changed (a label or an identity no longer holds)"
                                  : "a Diag's entries became all ones (a fresh build makes it I)";
                 return 1;
