@@ -23,16 +23,6 @@ lj_expr *lji_node_new(lj_context *ctx, const lji_opdef *def, int64_t rows, int64
     return e;
 }
 
-bool lji_is_leaf(const lj_expr *e)
-{
-    return e->def == &lji_op_var || e->def == &lji_op_const;
-}
-
-bool lji_is_var(const lj_expr *e)
-{
-    return e->def == &lji_op_var;
-}
-
 lj_expr *lj_expr_retain(lj_expr *e)
 {
     if (lji_expr_ok(e)) atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);

@@ -73,9 +73,17 @@ static inline bool lji_expr_ok(const lj_expr *e)
     return e && e->magic == LJI_EXPR_MAGIC;
 }
 
-/* A leaf whose values are stored in the node (a variable or a constant). */
-bool lji_is_leaf(const lj_expr *e);
-bool lji_is_var(const lj_expr *e);
+/* A leaf whose values are stored in the node (a variable or a constant):
+ * asked of every node on every pass, so inline. */
+extern const lji_opdef lji_op_var, lji_op_const;
+static inline bool lji_is_leaf(const lj_expr *e)
+{
+    return e->def == &lji_op_var || e->def == &lji_op_const;
+}
+static inline bool lji_is_var(const lj_expr *e)
+{
+    return e->def == &lji_op_var;
+}
 /* Makes leaf e the only holder of its value block before its values are
  * written in place: a block operators share is left to them, e gets a copy.
  * NOMEM (recorded, for operation op) leaves e as it was. */
