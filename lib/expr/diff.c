@@ -381,12 +381,9 @@ struct lj_jacplan {
 
 #define LJI_PLAN_MAGIC 0x4c4a504cu /* "LJPL" */
 
-void lj_jacplan_free(lj_jacplan **pp)
+/* What plan p holds, released; p itself is the caller's */
+static void plan_release(lj_jacplan *p)
 {
-    if (!pp || !*pp) return;
-    lj_jacplan *p = *pp;
-    *pp = NULL;
-    if (p->magic != LJI_PLAN_MAGIC) return;
     for (int k = 0; k < 2; k++) {
         lji_tape_free(&p->tape[k]);
         lj_op_free(&p->J[k]);
@@ -399,6 +396,15 @@ void lj_jacplan_free(lj_jacplan **pp)
     lji_topo_free(&p->t);
     free(p->vars); /* the block of vars, vi, uses, seen, dep, need and changed */
     p->magic = LJI_DEAD_MAGIC;
+}
+
+void lj_jacplan_free(lj_jacplan **pp)
+{
+    if (!pp || !*pp) return;
+    lj_jacplan *p = *pp;
+    *pp = NULL;
+    if (p->magic != LJI_PLAN_MAGIC) return;
+    plan_release(p);
     free(p);
 }
 
@@ -439,41 +445,30 @@ static void plan_needs(lj_jacplan *p)
     }
 }
 
-static lj_jacplan *plan_new(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars, bool borrow)
+/* The analysis of e for vars into p (the caller's storage: a one-off
+ * Jacobian's plan lives on its stack, and its 2 KiB inline order would
+ * be a heap block too large for the allocator's per-thread cache). On
+ * failure nothing is left to release. */
+static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int nvars,
+                           const lj_expr *const *vars, bool borrow)
 {
     const char *op = "jacobian";
-    if (!lji_ctx_ok(ctx)) return NULL;
-    if (!lji_expr_ok(e)) {
-        lji_error(ctx, LJ_ERR_INVALID, "%s: expression is %s", op, e ? "not live" : "NULL");
-        return NULL;
-    }
-    if (nvars <= 0 || !vars) {
-        lji_error(ctx, LJ_ERR_INVALID, "%s: no variables", op);
-        return NULL;
-    }
+    if (!lji_ctx_ok(ctx)) return LJ_ERR_INVALID;
+    if (!lji_expr_ok(e))
+        return lji_error(ctx, LJ_ERR_INVALID, "%s: expression is %s", op, e ? "not live" : "NULL");
+    if (nvars <= 0 || !vars) return lji_error(ctx, LJ_ERR_INVALID, "%s: no variables", op);
     for (int v = 0; v < nvars; v++) {
         const lj_expr *x = vars[v];
-        if (!lji_expr_ok(x)) {
-            lji_error(ctx, LJ_ERR_INVALID, "%s: variable %d is %s", op, v + 1, x ? "not live" : "NULL");
-            return NULL;
-        }
-        if (!lji_is_var(x)) {
-            lji_error(ctx, LJ_ERR_INVALID, "%s: '%s' is %s, not a variable", op, x->name ? x->name : "?",
-                      x->def == &lji_op_const ? "a constant" : "an expression");
-            return NULL;
-        }
-    }
-    lj_jacplan *p = lji_malloc(ctx, sizeof *p);
-    if (!p) {
-        lji_nomem(ctx, op);
-        return NULL;
+        if (!lji_expr_ok(x))
+            return lji_error(ctx, LJ_ERR_INVALID, "%s: variable %d is %s", op, v + 1, x ? "not live" : "NULL");
+        if (!lji_is_var(x))
+            return lji_error(ctx, LJ_ERR_INVALID, "%s: '%s' is %s, not a variable", op, x->name ? x->name : "?",
+                             x->def == &lji_op_const ? "a constant" : "an expression");
     }
     memset(p, 0, offsetof(lj_jacplan, t)); /* not the order's inline arrays */
+    lj_status st = lji_topo_build(ctx, e, &p->t);
+    if (st != LJ_OK) return st;
     p->magic = LJI_PLAN_MAGIC;
-    if (lji_topo_build(ctx, e, &p->t) != LJ_OK) {
-        free(p);
-        return NULL;
-    }
     int64_t n = p->t.n;
     p->borrowed = borrow;
     p->root = borrow ? (lj_expr *)e : lj_expr_retain((lj_expr *)e);
@@ -484,9 +479,8 @@ static lj_jacplan *plan_new(lj_context *ctx, const lj_expr *e, int nvars, const 
     char *blk = lji_calloc(ctx, 1, nv * (sizeof *p->vars + sizeof *p->vi) + nn * sizeof *p->uses +
                                        2 * nn * sizeof *p->seen + nv * nn + 2 * nn + 1);
     if (!blk) {
-        lji_nomem(ctx, op);
-        lj_jacplan_free(&p);
-        return NULL;
+        plan_release(p);
+        return lji_nomem(ctx, op);
     }
     p->vars = (lj_expr **)blk;
     p->vi = (int64_t *)(blk + nv * sizeof *p->vars);
@@ -514,8 +508,23 @@ static lj_jacplan *plan_new(lj_context *ctx, const lj_expr *e, int nvars, const 
         if (p->t.node[i]->pat) p->record = false; /* sparse values: rebuilt at every evaluation */
     p->why = "not evaluated yet";
     p->broke = "a plan over sparse values builds J at every evaluation";
-    if (lji_vals_alloc(ctx, &p->t, p->need, &p->vals) != LJ_OK) {
-        lj_jacplan_free(&p);
+    if ((st = lji_vals_alloc(ctx, &p->t, p->need, &p->vals)) != LJ_OK) {
+        plan_release(p);
+        return st;
+    }
+    return LJ_OK;
+}
+
+static lj_jacplan *plan_new(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars, bool borrow)
+{
+    if (!lji_ctx_ok(ctx)) return NULL;
+    lj_jacplan *p = lji_malloc(ctx, sizeof *p);
+    if (!p) {
+        lji_nomem(ctx, "jacobian");
+        return NULL;
+    }
+    if (plan_init(ctx, p, e, nvars, vars, borrow) != LJ_OK) {
+        free(p);
         return NULL;
     }
     return p;
@@ -761,10 +770,11 @@ lj_status lj_jacplan_counts(lj_context *ctx, const lj_jacplan *p, int64_t *build
 
 static lj_op *jacobian_once(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
 {
-    lj_jacplan *p = plan_new(ctx, e, nvars, vars, true); /* freed before returning: borrows e and vars */
-    if (p) p->record = false; /* one J: nothing to update later */
-    lj_op *J = p ? lj_jacplan_eval(ctx, p, NULL) : NULL;
-    lj_jacplan_free(&p);
+    lj_jacplan p; /* released before returning: borrows e and vars */
+    if (plan_init(ctx, &p, e, nvars, vars, true) != LJ_OK) return NULL;
+    p.record = false; /* one J: nothing to update later */
+    lj_op *J = lj_jacplan_eval(ctx, &p, NULL);
+    plan_release(&p);
     return J;
 }
 
