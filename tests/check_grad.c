@@ -226,6 +226,77 @@ START_TEST(test_matrixcalculus_rest)
 END_TEST
 
 /* The three formats, and printing of the internal operations. */
+/* A scalar that is a symbol stays one in J and H: its value multiplies,
+ * its name prints ("s·I_9", never the number), through the rules that
+ * fold scalings (products, Kronecker factors, transposes, negation), and
+ * two symbols of equal value stay two terms. Each J is checked against
+ * central differences. */
+static const struct {
+    const char *text, *var, *printed;
+    int hessian;
+} scalar_cases[] = {
+    { "s*X", "X", "s·I_9", 0 },
+    { "X*s", "X", "s·I_9", 0 },
+    { "s.*X", "X", "s·I_9", 0 },
+    { "X/s", "X", "(1/s)·I_9", 0 },
+    { "X./s", "s", "−vec(X./s.^2)", 0 },
+    { "X/s", "s", "−(1/s^2)·vec X", 0 },
+    { "-(s*X)", "X", "−s·I_9", 0 },
+    { "2*(s*X)", "X", "2·s·I_9", 0 },
+    { "s*(A*X)", "X", "s·(I_3 ⊗ A)", 0 },
+    { "(s*X)'", "X", "s·K_{3,3}", 0 },
+    { "s*X + t*X", "X", "s·I_9 + t·I_9", 0 },
+    { "s*X - s*X", "X", "0_{9×9}", 0 },
+    { "s*(t*X)", "X", "s·t·I_9", 0 },
+    { "(s+t)*X", "X", "(s + t)·I_9", 0 },
+    { "det(X)", "X", "det(X)·(vec X^{-T})^T", 0 },
+    { "2*X", "X", "2·I_9", 0 },
+    { "s/2*(x'*x)", "x", "s·I_3", 1 },
+};
+
+START_TEST(test_scalar_symbols)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, "s=1x1 t=1x1 X=3x3 A=3x3 x=3x1", 77);
+    const char *text = scalar_cases[_i].text;
+    lj_expr *f = parse(ctx, t, text), *v = lj_symtab_get(t, scalar_cases[_i].var);
+    lj_op *J = scalar_cases[_i].hessian ? lj_expr_hessian(ctx, f, v) : lj_expr_jacobian(ctx, f, v);
+    CK_NN(ctx, J);
+    char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_msg(p && !strcmp(p, scalar_cases[_i].printed), "%s: J prints %s, expected %s", text, p,
+                  scalar_cases[_i].printed);
+    lj_free(p);
+    double maxrel = 1;
+    if (scalar_cases[_i].hessian) {
+        lj_expr *g = lj_expr_gradient_expr(ctx, f, v);
+        CK_NN(ctx, g);
+        CK_OK(ctx, lj_expr_fd_check(ctx, g, v, J, 0, &maxrel, NULL));
+        lj_expr_free(&g);
+    } else
+        CK_OK(ctx, lj_expr_fd_check(ctx, f, v, J, 0, &maxrel, NULL));
+    ck_assert_msg(maxrel < 1e-7, "%s: J against central differences: %g", text, maxrel);
+    lj_op_free(&J);
+    /* every allocation of the build failing in turn: NOMEM, a message, no leak */
+    int ok_at = 0;
+    for (int n = 1; n < 2000 && !ok_at; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        lj_op *K = scalar_cases[_i].hessian ? lj_expr_hessian(ctx, f, v) : lj_expr_jacobian(ctx, f, v);
+        if (K) ok_at = n;
+        else {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "%s, n=%d: %s", text, n, lj_context_message(ctx));
+            ck_assert_msg(lj_context_message(ctx)[0], "%s, n=%d: no message", text, n);
+            lj_context_clear(ctx);
+        }
+        lj_op_free(&K);
+    }
+    lj_context_fail_alloc(ctx, 0, 0);
+    ck_assert_int_gt(ok_at, 1);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_formats)
 {
     lj_context *ctx = lj_context_new();
@@ -1256,6 +1327,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(forms, test_matrixcalculus, 0, (int)(sizeof mc_examples / sizeof mc_examples[0]));
     tcase_add_test(forms, test_matrixcalculus_rest);
     tcase_add_test(forms, test_formats);
+    tcase_add_loop_test(forms, test_scalar_symbols, 0, (int)(sizeof scalar_cases / sizeof scalar_cases[0]));
     tcase_add_test(forms, test_plain_reparses);
     tcase_add_test(forms, test_large_power);
     suite_add_tcase(s, forms);

@@ -308,6 +308,22 @@ lj_op *lji_d_mul(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, TAKE_MU
 lj_op *lji_d_kron(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, TAKE_KRON, 0.0, a, b); }
 lj_op *lji_d_add(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, TAKE_ADD, 0.0, a, b); }
 lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a) { return take(ctx, TAKE_SCALE, s, a, NULL); }
+
+lj_op *lji_d_scaled_by(lji_dctx *d, const lj_expr *e, double s, const char *pre, const char *post, lj_op *a)
+{
+    if (!a || (e->def == &lji_op_const && !e->name)) return lji_d_scaled(d->ctx, s, a);
+    char *l = lji_d_label(d, e);
+    lji_buf b;
+    lji_buf_init(&b, d->ctx);
+    if (l) lji_buf_printf(&b, "%s%s%s", pre, l, post);
+    char *sym = l ? lji_buf_finish(&b, "jacobian") : NULL;
+    if (!l) lji_buf_discard(&b);
+    lj_op *r = sym ? lji_scale_sym(d->ctx, s, sym, a) : NULL;
+    free(l);
+    free(sym);
+    lj_op_free(&a);
+    return r;
+}
 lj_op *lji_d_transposed(lj_context *ctx, lj_op *a) { return take(ctx, TAKE_TRANSPOSE, 0.0, a, NULL); }
 lj_op *lji_d_identity(lj_context *ctx, int64_t n) { return lj_op_identity(ctx, n); }
 

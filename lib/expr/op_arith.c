@@ -171,7 +171,7 @@ static lj_op *hadamard_local(lji_dctx *d, const lj_expr *e, int which)
     const lj_expr *c = which ? e->b : e->a, *o = which ? e->a : e->b;
     int64_t mn = e->rows * e->cols;
     if (lji_is_scalar(c) && mn != 1) return lji_d_vec(d, o);
-    if (lji_is_scalar(o) && mn != 1) return lji_d_scaled(d->ctx, lji_d_val(d, o)[0], lji_d_identity(d->ctx, mn));
+    if (lji_is_scalar(o) && mn != 1) return lji_d_scaled_by(d, o, lji_d_val(d, o)[0], "", "", lji_d_identity(d->ctx, mn));
     char *l = lji_d_vec_label(d, o, "", "");
     lj_op *r = l ? lji_d_diag(d, o, l) : NULL;
     free(l);
@@ -189,7 +189,7 @@ static lj_op *hdiv_local(lji_dctx *d, const lj_expr *e, int which)
     bool column = lji_is_scalar(c) && mn != 1;
     if (!which) {
         if (!column && lji_is_scalar(b) && mn != 1) /* A ./ s: (1/s)·I */
-            return lji_d_scaled(d->ctx, 1.0 / lji_d_val(d, b)[0], lji_d_identity(d->ctx, mn));
+            return lji_d_scaled_by(d, b, 1.0 / lji_d_val(d, b)[0], "1/", "", lji_d_identity(d->ctx, mn));
         char *l = lji_d_vec_label(d, b, "1./", "");
         lj_op *r = l ? lji_d_elem(d, mn, NULL, b, 0, f_recip, l, column) : NULL;
         free(l);
@@ -210,8 +210,8 @@ static lj_op *hdiv_local(lji_dctx *d, const lj_expr *e, int which)
 static lj_op *divs_local(lji_dctx *d, const lj_expr *e, int which)
 {
     double s = lji_d_val(d, e->b)[0];
-    if (!which) return lji_d_scaled(d->ctx, 1.0 / s, lji_d_identity(d->ctx, lji_d_len(d, e)));
-    return lji_d_scaled(d->ctx, -1.0 / (s * s), lji_d_vec(d, e->a));
+    if (!which) return lji_d_scaled_by(d, e->b, 1.0 / s, "1/", "", lji_d_identity(d->ctx, lji_d_len(d, e)));
+    return lji_d_scaled(d->ctx, -1.0, lji_d_scaled_by(d, e->b, 1.0 / (s * s), "1/", "^2", lji_d_vec(d, e->a)));
 }
 
 static double f_pow(double x, double y, double p) { LJI_UNUSED(y); return p * pow(x, p - 1); }

@@ -114,7 +114,7 @@ static lj_op *det_local(lji_dctx *d, const lj_expr *e, int which)
     free(la);
     lj_op *r = lji_d_transposed(d->ctx, lj_op_dense(d->ctx, n * n, 1, Ait, n > 0 ? n * n : 1, lt));
     free(Ait);
-    return e->def == &lji_op_det ? lji_d_scaled(d->ctx, lji_d_val(d, e)[0], r) : r;
+    return e->def == &lji_op_det ? lji_d_scaled_by(d, e, lji_d_val(d, e)[0], "", "", r) : r;
 }
 
 /* ---- adjoints (reverse mode, grad.c) ------------------------------------------------ */

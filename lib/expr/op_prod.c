@@ -159,7 +159,7 @@ static lj_op *mul_local(lji_dctx *d, const lj_expr *e, int which)
     const lj_expr *a = e->a, *b = e->b, *c = which ? b : a, *o = which ? a : b;
     int64_t mn = e->rows * e->cols;
     if (lji_is_scalar(c) && !lji_is_scalar(o)) return lji_d_vec(d, o); /* d(s·M)/ds = vec M */
-    if (lji_is_scalar(o)) return lji_d_scaled(ctx, lji_d_val(d, o)[0], lji_d_identity(ctx, mn));
+    if (lji_is_scalar(o)) return lji_d_scaled_by(d, o, lji_d_val(d, o)[0], "", "", lji_d_identity(ctx, mn));
     if (!which) return lji_d_kron(ctx, lji_d_transposed(ctx, lji_d_opval(d, b)), lji_d_identity(ctx, a->rows));
     return lji_d_kron(ctx, lji_d_identity(ctx, b->cols), lji_d_opval(d, a));
 }

@@ -173,6 +173,11 @@ const double *lji_d_val_recorded(lji_dctx *d, const lj_expr *e);
 void lji_d_record_func(lji_dctx *d, const lj_op *r, const lj_expr *a, double (*df)(double),
                        bool (*ok1)(double), bool (*ok2)(double));
 lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a);
+/* s·a (a consumed) where s comes from scalar expression e's value: the
+ * coefficient prints as e's label between pre and post ("1/" and "" for
+ * 1/s), so that a symbol stays a symbol; a plain number e prints as the
+ * number s. */
+lj_op *lji_d_scaled_by(lji_dctx *d, const lj_expr *e, double s, const char *pre, const char *post, lj_op *a);
 lj_op *lji_d_transposed(lj_context *ctx, lj_op *a);
 lj_op *lji_d_mul(lj_context *ctx, lj_op *a, lj_op *b);
 lj_op *lji_d_kron(lj_context *ctx, lj_op *a, lj_op *b);

@@ -256,7 +256,7 @@ typedef struct {
     lj_context *ctx;
     lj_op **f; /* room, or the heap past it */
     int n, cap;
-    double alpha;
+    lji_coef coef; /* the scalings folded out of the factors */
     bool zero, failed;
     lj_op *room[LJI_FACTORS_ROOM];
 } factors;
@@ -281,7 +281,7 @@ static void factors_insert(factors *fs, int at, lj_op *a)
     }
     if (lji_is(a, &lji_kind_scaled)) {
         if (lji_tape_vol(fs->ctx, a)) lji_tape_break(fs->ctx, "a scaling folded into a product");
-        fs->alpha *= a->alpha;
+        lji_coef_take(fs->ctx, &fs->coef, a);
         lj_op *c = lj_op_retain(a->child[0]);
         lj_op_free(&a);
         factors_insert(fs, at, c);
@@ -577,7 +577,7 @@ lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)
             return NULL;
         }
     int64_t rows = ops[0]->rows, cols = ops[n - 1]->cols;
-    factors fs = { .ctx = ctx, .alpha = 1.0, .cap = LJI_FACTORS_ROOM };
+    factors fs = { .ctx = ctx, .coef = { .num = 1.0, .salpha = 1.0 }, .cap = LJI_FACTORS_ROOM };
     fs.f = fs.room;
     for (int i = 0; i < n && !fs.failed; i++) factors_insert(&fs, fs.n, lji_take_ref(ctx, ops[i]));
     lj_op *J = NULL;
@@ -585,7 +585,7 @@ lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)
         lji_nomem(ctx, op);
         goto done;
     }
-    if (fs.zero || fs.alpha == 0.0) {
+    if (fs.zero || fs.coef.num == 0.0) {
         J = lj_op_zero(ctx, rows, cols);
         goto done;
     }
@@ -638,8 +638,8 @@ lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)
             lji_op_seal(core);
         }
     }
-    if (core && fs.alpha != 1.0) {
-        J = lj_op_scale(ctx, fs.alpha, core);
+    if (core && (fs.coef.num != 1.0 || fs.coef.sym || fs.coef.failed)) {
+        J = lji_coef_apply(ctx, &fs.coef, core);
         lj_op_free(&core);
     } else
         J = core;
@@ -649,6 +649,7 @@ fail:
 done:
     for (int i = 0; i < fs.n; i++) lj_op_free(&fs.f[i]);
     if (fs.f != fs.room) free(fs.f);
+    free(fs.coef.sym);
     return J;
 }
 

@@ -325,18 +325,19 @@ lj_op *lj_op_kron(lj_context *ctx, const lj_op *a, const lj_op *b)
     if (lji_is_identity(a) && a->rows == 1) return lji_take_ref(ctx, b);
     if (lji_is_identity(b) && b->rows == 1) return lji_take_ref(ctx, a);
     if (lji_is(a, &lji_kind_scaled) || lji_is(b, &lji_kind_scaled)) {
-        /* (αA) ⊗ B = α(A ⊗ B) */
-        double s = 1.0;
+        /* (αA) ⊗ B = α(A ⊗ B), a symbol α staying one */
+        lji_coef c = { .num = 1.0, .salpha = 1.0 };
         if (lji_is(a, &lji_kind_scaled)) {
-            s *= a->alpha;
+            lji_coef_take(ctx, &c, a);
             a = a->child[0];
         }
         if (lji_is(b, &lji_kind_scaled)) {
-            s *= b->alpha;
+            lji_coef_take(ctx, &c, b);
             b = b->child[0];
         }
         lj_op *k = lj_op_kron(ctx, a, b);
-        lj_op *r = lj_op_scale(ctx, s, k);
+        lj_op *r = k ? lji_coef_apply(ctx, &c, k) : NULL;
+        free(c.sym);
         lj_op_free(&k);
         return r;
     }

@@ -293,6 +293,25 @@ lj_status lji_apply_right(lj_context *ctx, const lj_op *A, bool trans, int64_t r
 void lji_scale_block(int64_t r, int64_t k, double beta, double *Y, int64_t ldy);
 
 cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J);
+/* Coefficients that are symbols (scaled.c). A scaled node with a label
+ * prints the label where its number would be ("s·I_9" for a named scalar
+ * s, never its value). Numbers stay outside such a node: c·(s·A), never
+ * a node labelled "c·s", so that s·A − s·A cancel as like terms. Rules
+ * that fold scalings together collect them in an lji_coef: num the
+ * product of the plain numbers, salpha that of the symbols' values and
+ * sym their labels' product. lji_coef_apply scales a by it (and frees
+ * sym); lji_scale_sym is lj_op_scale with the coefficient's label (NULL:
+ * a plain number). */
+typedef struct {
+    double num, salpha;
+    char *sym;
+    bool failed;
+} lji_coef;
+void lji_coef_take(lj_context *ctx, lji_coef *c, const lj_op *scaled);
+lj_op *lji_coef_apply(lj_context *ctx, lji_coef *c, const lj_op *a);
+lj_op *lji_scale_sym(lj_context *ctx, double alpha, const char *sym, const lj_op *a);
+/* the label of a coefficient where it multiplies: parenthesised unless atomic */
+void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt);
 /* A dense block (rows×cols at a, leading dimension lda) and Diag(d) read
  * in place from value block keep (a leaf's numbers, lji_vblock), which the
  * node holds on to: no copy. Nothing may write keep's numbers while the

@@ -2,6 +2,7 @@
 #include "config.h"
 #include "op.h"
 #include <inttypes.h>
+#include <string.h>
 
 static lj_status scaled_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                               const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
@@ -33,7 +34,10 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
 {
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT;
     lji_put_open(b, paren);
-    if (J->alpha == -1.0)
+    if (J->label) { /* a symbol's value: the symbol */
+        lji_put_coef_label(b, J->label, fmt);
+        lji_buf_puts(b, lji_sym_dot(fmt));
+    } else if (J->alpha == -1.0)
         lji_buf_puts(b, lji_sym_minus(fmt));
     else {
         lji_put_number(b, J->alpha, fmt);
@@ -45,7 +49,8 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
 
 static bool scaled_equal(const lj_op *a, const lj_op *b)
 {
-    return a->alpha == b->alpha;
+    /* s·A and t·A are different terms even while s and t are equal */
+    return a->alpha == b->alpha && (!a->label) == (!b->label) && (!a->label || !strcmp(a->label, b->label));
 }
 
 static lj_status scaled_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
@@ -58,7 +63,7 @@ static lj_status scaled_to_dense(lj_context *ctx, const lj_op *J, double *a, int
 
 static lj_op *scaled_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)
 {
-    lj_op *c = lji_rows(ctx, J->child[0], r0, r1), *r = c ? lj_op_scale(ctx, J->alpha, c) : NULL;
+    lj_op *c = lji_rows(ctx, J->child[0], r0, r1), *r = c ? lji_scale_sym(ctx, J->alpha, J->label, c) : NULL;
     lj_op_free(&c);
     return r;
 }
@@ -76,12 +81,101 @@ const lji_kind lji_kind_scaled = {
     .equal = scaled_equal,
 };
 
+/* ---- coefficients that are symbols ----------------------------------------- */
+
+/* a coefficient's label reads as one factor before "·": a product of
+ * symbols does ("2·s"), a sum or a quotient does not */
+static bool coef_is_factor(const char *s)
+{
+    int depth = 0;
+    for (; *s; s++) {
+        if (*s == '(' || *s == '{') depth++;
+        else if (*s == ')' || *s == '}') depth--;
+        else if (depth == 0 && (strchr(" +-*/", *s) || !strncmp(s, "−", strlen("−")))) return false;
+    }
+    return true;
+}
+
+void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt)
+{
+    const char *minus = "−";
+    size_t nm = strlen(minus);
+    bool neg = !strncmp(label, minus, nm);
+    bool wrap = !coef_is_factor(neg ? label + nm : label);
+    if (neg) lji_buf_puts(b, lji_sym_minus(fmt));
+    lji_put_open(b, wrap);
+    lji_put_label(b, neg ? label + nm : label, fmt);
+    lji_put_close(b, wrap);
+}
+
+void lji_coef_take(lj_context *ctx, lji_coef *c, const lj_op *s)
+{
+    if (!s->label) {
+        c->num *= s->alpha;
+        return;
+    }
+    c->salpha *= s->alpha;
+    if (!c->sym) {
+        if (!(c->sym = lji_strdup(ctx, s->label))) c->failed = true;
+        return;
+    }
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    lji_buf_printf(&b, coef_is_factor(c->sym) ? "%s·" : "(%s)·", c->sym);
+    lji_buf_printf(&b, coef_is_factor(s->label) ? "%s" : "(%s)", s->label);
+    free(c->sym);
+    if (!(c->sym = lji_buf_finish(&b, "scale"))) c->failed = true;
+}
+
+lj_op *lji_coef_apply(lj_context *ctx, lji_coef *c, const lj_op *a)
+{
+    lj_op *r = NULL;
+    if (c->failed) lji_nomem(ctx, "scale");
+    else if (!c->sym) r = lj_op_scale(ctx, c->num, a);
+    else {
+        lj_op *t = lji_scale_sym(ctx, c->salpha, c->sym, a);
+        r = t ? lj_op_scale(ctx, c->num, t) : NULL;
+        lj_op_free(&t);
+    }
+    free(c->sym);
+    c->sym = NULL;
+    return r;
+}
+
+lj_op *lji_scale_sym(lj_context *ctx, double alpha, const char *sym, const lj_op *a)
+{
+    if (!sym) return lj_op_scale(ctx, alpha, a);
+    if (lji_check_args(ctx, "scale", 1, &a) != LJ_OK) return NULL;
+    if (lji_is_zero(a)) return lj_op_zero(ctx, a->rows, a->cols);
+    if (lji_is(a, &lji_kind_scaled)) { /* s·(c·A) = c·(s·A), s·(t·A) = (s·t)·A */
+        lji_coef c = { .num = 1.0, .salpha = 1.0 };
+        lj_op s = { .alpha = alpha, .label = (char *)sym };
+        lji_coef_take(ctx, &c, &s);
+        lji_coef_take(ctx, &c, a);
+        return lji_coef_apply(ctx, &c, a->child[0]);
+    }
+    /* a symbol's value keeps its node even when it is 1 or 0 */
+    lj_op *J = lji_op_new(ctx, &lji_kind_scaled, a->rows, a->cols, 1, "scale");
+    if (!J) return NULL;
+    J->alpha = alpha;
+    if (!(J->label = lji_strdup(ctx, sym))) {
+        lji_nomem(ctx, "scale");
+        lj_op_free(&J);
+        return NULL;
+    }
+    J->child[0] = lji_take_ref(ctx, a);
+    lji_op_seal(J);
+    return J;
+}
+
 lj_op *lj_op_scale(lj_context *ctx, double alpha, const lj_op *a)
 {
     if (lji_check_args(ctx, "scale", 1, &a) != LJ_OK) return NULL;
     if (alpha == 1.0) return lji_take_ref(ctx, a);
     if (alpha == 0.0 || lji_is_zero(a)) return lj_op_zero(ctx, a->rows, a->cols);
-    if (lji_is(a, &lji_kind_scaled)) return lj_op_scale(ctx, alpha * a->alpha, a->child[0]);
+    /* a number times a symbol's scaling stays outside it (c·(s·A)), so that
+     * s·A − s·A are like terms that cancel */
+    if (lji_is(a, &lji_kind_scaled) && !a->label) return lj_op_scale(ctx, alpha * a->alpha, a->child[0]);
     lj_op *J = lji_op_new(ctx, &lji_kind_scaled, a->rows, a->cols, 1, "scale");
     if (!J) return NULL;
     J->alpha = alpha;

@@ -208,7 +208,7 @@ static void terms_add(terms *ts, double c, const lj_op *a)
         for (int i = 0; i < a->nchild; i++) terms_add(ts, c * a->coef[i], a->child[i]);
         return;
     }
-    if (lji_is(a, &lji_kind_scaled)) {
+    if (lji_is(a, &lji_kind_scaled) && !a->label) { /* s·A with a symbol s stays a term of its own */
         terms_add(ts, c * a->alpha, a->child[0]);
         return;
     }

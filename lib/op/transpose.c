@@ -157,7 +157,7 @@ lj_op *lj_op_transpose(lj_context *ctx, const lj_op *a)
         }
         if (i == n) {
             const lj_op *const *ct = (const lj_op *const *)t;
-            if (k == &lji_kind_scaled) r = lj_op_scale(ctx, a->alpha, t[0]);
+            if (k == &lji_kind_scaled) r = lji_scale_sym(ctx, a->alpha, a->label, t[0]);
             else if (k == &lji_kind_kron) r = lj_op_kron_n(ctx, n, ct);
             else if (k == &lji_kind_compose) r = lj_op_compose(ctx, n, ct);
             else if (k == &lji_kind_sum) r = lj_op_lincomb(ctx, n, a->coef, ct);

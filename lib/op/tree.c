@@ -53,7 +53,8 @@ static bool tree_walk(lj_context *ctx, lji_buf *b, const lj_op *a, int depth, co
     if (lji_is(a, &lji_kind_sum)) {
         lji_buf_puts(b, "Σ");
     } else if (lji_is(a, &lji_kind_scaled)) {
-        lji_put_number(b, a->alpha, LJ_PRINT_UNICODE);
+        if (a->label) lji_put_coef_label(b, a->label, LJ_PRINT_UNICODE);
+        else lji_put_number(b, a->alpha, LJ_PRINT_UNICODE);
         lji_buf_puts(b, "·");
     } else
         lji_print(b, a, LJ_PRINT_UNICODE, LJI_AT_TOP);
@@ -98,6 +99,8 @@ static int dot_walk(lji_buf *b, const lj_op *a, int *next)
     lji_buf_init(&inner, b->ctx);
     if (a->nchild == 0)
         lji_print(&inner, a, LJ_PRINT_UNICODE, LJI_AT_TOP);
+    else if (lji_is(a, &lji_kind_scaled) && a->label)
+        lji_put_coef_label(&inner, a->label, LJ_PRINT_UNICODE);
     else if (lji_is(a, &lji_kind_scaled))
         lji_put_number(&inner, a->alpha, LJ_PRINT_UNICODE);
     else if (lji_is(a, &lji_kind_kron))
@@ -202,7 +205,8 @@ static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, 
         return;
     }
     if (lji_is(g, &lji_kind_scaled)) {
-        lji_put_number(b, g->alpha, fmt);
+        if (g->label) lji_put_coef_label(b, g->label, fmt);
+        else lji_put_number(b, g->alpha, fmt);
         lji_buf_puts(b, lji_sym_dot(fmt));
         grad_render(b, ctx, g->child[0], m, n, fmt, true);
         return;
