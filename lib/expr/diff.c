@@ -56,6 +56,16 @@ static lji_vblock *shareable(lji_dctx *d, const lj_expr *e)
     return e->vblk;
 }
 
+/* e's value v (rows×cols, leading dimension rows) as a dense block labelled
+ * l: read in place where e is a leaf that may share its numbers */
+static lj_op *value_dense(lji_dctx *d, const lj_expr *e, int64_t rows, int64_t cols, const double *v,
+                          const char *l)
+{
+    lji_vblock *blk = shareable(d, e);
+    int64_t ld = rows > 0 ? rows : 1;
+    return blk ? lji_op_dense_shared(d->ctx, rows, cols, v, ld, l, blk) : lj_op_dense(d->ctx, rows, cols, v, ld, l);
+}
+
 /* e's value for rules that record how they use it themselves */
 static double *val_of(lji_dctx *d, const lj_expr *e)
 {
@@ -207,10 +217,7 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
     } else {
         char *l = lji_d_label(d, e);
         if (!l) return NULL;
-        lji_vblock *blk = shareable(d, e);
-        int64_t ld = e->rows > 0 ? e->rows : 1;
-        r = blk ? lji_op_dense_shared(d->ctx, e->rows, e->cols, d->vals[i], ld, l, blk)
-                : lj_op_dense(d->ctx, e->rows, e->cols, d->vals[i], ld, l);
+        r = value_dense(d, e, e->rows, e->cols, d->vals[i], l);
         free(l);
         record_copy(d, e, r);
     }
@@ -225,10 +232,7 @@ lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e)
     int64_t mn = lji_d_len(d, e);
     if (e->pat || d->raw) lji_tape_break(d->ctx, "sparse values");
     const double *v = val_of(d, e);
-    lji_vblock *blk = shareable(d, e);
-    lj_op *r = !v     ? NULL
-               : blk ? lji_op_dense_shared(d->ctx, mn, 1, v, mn > 0 ? mn : 1, l, blk)
-                     : lj_op_dense(d->ctx, mn, 1, v, mn > 0 ? mn : 1, l);
+    lj_op *r = v ? value_dense(d, e, mn, 1, v, l) : NULL;
     free(l);
     if (!e->pat && !d->raw) record_copy(d, e, r);
     return r;
@@ -312,12 +316,13 @@ lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a) { return take(ctx, TAKE
 lj_op *lji_d_scaled_by(lji_dctx *d, const lj_expr *e, double s, const char *pre, const char *post, lj_op *a)
 {
     if (!a || (e->def == &lji_op_const && !e->name)) return lji_d_scaled(d->ctx, s, a);
-    char *l = lji_d_label(d, e);
-    lji_buf b;
-    lji_buf_init(&b, d->ctx);
-    if (l) lji_buf_printf(&b, "%s%s%s", pre, l, post);
-    char *sym = l ? lji_buf_finish(&b, "jacobian") : NULL;
-    if (!l) lji_buf_discard(&b);
+    char *l = lji_d_label(d, e), *sym = NULL;
+    if (l) {
+        lji_buf b;
+        lji_buf_init(&b, d->ctx);
+        lji_buf_printf(&b, "%s%s%s", pre, l, post);
+        sym = lji_buf_finish(&b, "jacobian");
+    }
     lj_op *r = sym ? lji_scale_sym(d->ctx, s, sym, a) : NULL;
     free(l);
     free(sym);

@@ -310,7 +310,8 @@ typedef struct {
 void lji_coef_take(lj_context *ctx, lji_coef *c, const lj_op *scaled);
 lj_op *lji_coef_apply(lj_context *ctx, lji_coef *c, const lj_op *a);
 lj_op *lji_scale_sym(lj_context *ctx, double alpha, const char *sym, const lj_op *a);
-/* the label of a coefficient where it multiplies: parenthesised unless atomic */
+/* the label of a coefficient where it multiplies: parenthesised unless it
+ * reads as one factor (a sum or a quotient does not) */
 void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt);
 /* A dense block (rows×cols at a, leading dimension lda) and Diag(d) read
  * in place from value block keep (a leaf's numbers, lji_vblock), which the

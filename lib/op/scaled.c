@@ -98,33 +98,32 @@ static bool coef_is_factor(const char *s)
 
 void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt)
 {
-    const char *minus = "−";
-    size_t nm = strlen(minus);
-    bool neg = !strncmp(label, minus, nm);
-    bool wrap = !coef_is_factor(neg ? label + nm : label);
-    if (neg) lji_buf_puts(b, lji_sym_minus(fmt));
+    bool wrap = !coef_is_factor(label);
     lji_put_open(b, wrap);
-    lji_put_label(b, neg ? label + nm : label, fmt);
+    lji_put_label(b, label, fmt);
     lji_put_close(b, wrap);
 }
 
-void lji_coef_take(lj_context *ctx, lji_coef *c, const lj_op *s)
+/* c times the value alpha of the symbol sym */
+static void coef_times_sym(lj_context *ctx, lji_coef *c, double alpha, const char *sym)
 {
-    if (!s->label) {
-        c->num *= s->alpha;
-        return;
-    }
-    c->salpha *= s->alpha;
+    c->salpha *= alpha;
     if (!c->sym) {
-        if (!(c->sym = lji_strdup(ctx, s->label))) c->failed = true;
+        if (!(c->sym = lji_strdup(ctx, sym))) c->failed = true;
         return;
     }
     lji_buf b;
     lji_buf_init(&b, ctx);
     lji_buf_printf(&b, coef_is_factor(c->sym) ? "%s·" : "(%s)·", c->sym);
-    lji_buf_printf(&b, coef_is_factor(s->label) ? "%s" : "(%s)", s->label);
+    lji_buf_printf(&b, coef_is_factor(sym) ? "%s" : "(%s)", sym);
     free(c->sym);
     if (!(c->sym = lji_buf_finish(&b, "scale"))) c->failed = true;
+}
+
+void lji_coef_take(lj_context *ctx, lji_coef *c, const lj_op *s)
+{
+    if (s->label) coef_times_sym(ctx, c, s->alpha, s->label);
+    else c->num *= s->alpha;
 }
 
 lj_op *lji_coef_apply(lj_context *ctx, lji_coef *c, const lj_op *a)
@@ -149,8 +148,7 @@ lj_op *lji_scale_sym(lj_context *ctx, double alpha, const char *sym, const lj_op
     if (lji_is_zero(a)) return lj_op_zero(ctx, a->rows, a->cols);
     if (lji_is(a, &lji_kind_scaled)) { /* s·(c·A) = c·(s·A), s·(t·A) = (s·t)·A */
         lji_coef c = { .num = 1.0, .salpha = 1.0 };
-        lj_op s = { .alpha = alpha, .label = (char *)sym };
-        lji_coef_take(ctx, &c, &s);
+        coef_times_sym(ctx, &c, alpha, sym);
         lji_coef_take(ctx, &c, a);
         return lji_coef_apply(ctx, &c, a->child[0]);
     }
