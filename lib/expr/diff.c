@@ -581,11 +581,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *x = t->node[i];
         if (!dep[i]) continue;
-        if (i == vi) {
-            J[i] = lj_op_identity(ctx, vn);
-            if (!J[i]) goto done;
-            continue;
-        }
+        if (i == vi) continue; /* J[vi] = I, left implicit: L·I is L */
         lj_op *terms[2] = { NULL, NULL };
         int nt = 0;
         const lj_expr *kids[2] = { x->a, x->b };
@@ -595,10 +591,10 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
             if (!dep[ci]) continue;
             /* L·J[ci], both references handed over: J[ci] moves at its last
              * use (x is its only parent left), else a new one goes */
-            lj_op *Jc = J[ci];
+            lj_op *Jc = J[ci], *L = lji_local(&d, x, w);
             if (uses[ci] == 1) J[ci] = NULL;
             else lj_op_retain(Jc);
-            lj_op *T = lji_d_mul(ctx, lji_local(&d, x, w), Jc);
+            lj_op *T = ci == vi ? L : lji_d_mul(ctx, L, Jc);
             if (!T) {
                 for (int k = 0; k < nt; k++) lj_op_free(&terms[k]);
                 goto done;
@@ -620,7 +616,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
                 }
             }
     }
-    result = J[t->n - 1]; /* its reference moves to the caller */
+    result = vi == t->n - 1 ? lj_op_identity(ctx, vn) : J[t->n - 1]; /* its reference moves to the caller */
     J[t->n - 1] = NULL;
 done:
     if (J)

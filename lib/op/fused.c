@@ -412,7 +412,7 @@ lji_apply_fn lji_kernel(const lj_op *cJ)
 void lji_kernel_free(lj_op *J)
 {
     struct lji_fused *f = atomic_load_explicit(&J->fused, memory_order_relaxed);
-    if (f != &no_kernel) free(f);
+    if (f && f != &no_kernel) free(f);
     atomic_store_explicit(&J->fused, NULL, memory_order_relaxed);
 }
 

@@ -167,20 +167,24 @@ void lj_op_free(lj_op **pa)
                 work = c;
             }
         }
-        /* parts inside the node's own allocation are not freed apart */
+        /* parts inside the node's own allocation are not freed apart; most
+         * parts of most nodes are absent, and a call for each costs more
+         * than the test */
 #define LJI_OWN(x, p) ((uintptr_t)(p) >= (uintptr_t)(x) && (uintptr_t)(p) < (uintptr_t)(x)->block_end)
-        if (!LJI_OWN(x, x->child)) free(x->child);
-        free(x->coef);
-        if (!LJI_OWN(x, x->label)) free(x->label);
-        if (!LJI_OWN(x, x->label2)) free(x->label2);
-        if (!x->borrowed && !LJI_OWN(x, x->data)) free(x->data);
+#define LJI_DROP(p) do { if (p) free(p); } while (0)
+        if (!LJI_OWN(x, x->child)) LJI_DROP(x->child);
+        LJI_DROP(x->coef);
+        if (!LJI_OWN(x, x->label)) LJI_DROP(x->label);
+        if (!LJI_OWN(x, x->label2)) LJI_DROP(x->label2);
+        if (!x->borrowed && !LJI_OWN(x, x->data)) LJI_DROP(x->data);
         lji_vblock_release(&x->keep);
-        if (!LJI_OWN(x, x->data2)) free(x->data2);
+        if (!LJI_OWN(x, x->data2)) LJI_DROP(x->data2);
+        LJI_DROP(x->idx);
+        LJI_DROP(x->sp.p);
+        LJI_DROP(x->sp.i);
+        LJI_DROP(x->sp.x);
+#undef LJI_DROP
 #undef LJI_OWN
-        free(x->idx);
-        free(x->sp.p);
-        free(x->sp.i);
-        free(x->sp.x);
         lji_kernel_free(x);
         x->magic = LJI_DEAD_MAGIC;
         free(x);
