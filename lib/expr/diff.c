@@ -619,12 +619,11 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
     result = vi == t->n - 1 ? lj_op_identity(ctx, vn) : J[t->n - 1]; /* its reference moves to the caller */
     J[t->n - 1] = NULL;
 done:
-    if (J)
-        for (int64_t i = 0; i < t->n; i++) lj_op_free(&J[i]);
-    if (ov)
-        for (int64_t i = 0; i < t->n; i++) lj_op_free(&ov[i]);
-    if (dense)
-        for (int64_t i = 0; i < t->n; i++) free(dense[i]);
+    for (int64_t i = 0; blk && i < t->n; i++) { /* what a failure left */
+        if (J[i]) lj_op_free(&J[i]);
+        if (ov[i]) lj_op_free(&ov[i]);
+        if (dense[i]) free(dense[i]);
+    }
     free(blk);
     return result;
 }

@@ -9,7 +9,7 @@ void lji_vals_free(const lji_topo *t, double **vals)
 {
     if (!vals) return;
     for (int64_t i = 0; i < t->n; i++)
-        if (!lji_is_leaf(t->node[i])) free(vals[i]);
+        if (vals[i] && !lji_is_leaf(t->node[i])) free(vals[i]);
     free(vals);
 }
 
