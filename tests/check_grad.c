@@ -432,6 +432,9 @@ static const hcase hessians[] = {
     { "sum((A*X - B).^2)", "X", "A=4x3 X=3x2 B=4x2", NULL },
     { "sum(kron(X,X).*C)", "X", "X=2x3 C=4x9", NULL },
     { "sum(tanh(X*Y).^2)", "X", "X=3x2 Y=2x3", NULL },
+    /* the two halves of the second derivative one term: Z applied once */
+    { "sum(log(1+exp(Z*w)))", "w", "Z=6x3 w=3x1",
+      "Z^T·Diag(1./vec(1 + exp(Z·w)) ∘ exp(vec(Z·w)) − vec(exp(Z·w)./(1 + exp(Z·w)).^2) ∘ exp(vec(Z·w)))·Z" },
 };
 
 static void check_hessian(const hcase *c, uint64_t seed)
@@ -478,6 +481,57 @@ static void check_hessian(const hcase *c, uint64_t seed)
 START_TEST(test_hessians)
 {
     check_hessian(&hessians[_i], 700 + (uint64_t)_i);
+}
+END_TEST
+
+/* The logistic Hessian, its halves one term Diag(…)·Z: a plan over the
+ * gradient expression updates that Diag's numbers in place when w moves,
+ * and its J is a fresh one's, bit for bit and in print. */
+START_TEST(test_hessian_plan_in_place)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, "Z=6x3 y=6x1 w=3x1", 91);
+    lj_expr *f = parse(ctx, t, "sum(log(1+exp(-y.*(Z*w)))) + 0.5*w'*w"), *w = lj_symtab_get(t, "w");
+    lj_expr *g = lj_expr_gradient_expr(ctx, f, w);
+    CK_NN(ctx, g);
+    lj_jacplan *p = lj_jacplan_new(ctx, g, 1, (const lj_expr *const *)&w);
+    CK_NN(ctx, p);
+    lj_op *H = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, H);
+    char *u = lj_op_print(ctx, H, LJ_PRINT_UNICODE);
+    ck_assert_msg(u && !strncmp(u, "I_3 − Z^T·Diag(vec y ∘ (", strlen("I_3 − Z^T·Diag(vec y ∘ (")) &&
+                      strstr(u, ")))·Z") && !strstr(u, "…"),
+                  "the logistic Hessian prints %s", u);
+    lj_free(u);
+    lj_op_free(&H);
+    const double w1[3] = { 0.3, -0.7, 1.1 };
+    CK_OK(ctx, lj_expr_set_value(ctx, w, w1));
+    H = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, H);
+    const char *why;
+    ck_assert_msg(lj_jacplan_rebuilt(p, &why) == 0, "built anew: %s", why);
+    lj_op *K = lj_expr_jacobian(ctx, g, w);
+    CK_NN(ctx, K);
+    double dh[9], dk[9];
+    CK_OK(ctx, lj_op_to_dense(ctx, H, dh, 3));
+    CK_OK(ctx, lj_op_to_dense(ctx, K, dk, 3));
+    ck_assert_msg(!memcmp(dh, dk, sizeof dh), "the updated Hessian differs from a fresh one");
+    char *ph = lj_op_print(ctx, H, LJ_PRINT_UNICODE), *pk = lj_op_print(ctx, K, LJ_PRINT_UNICODE);
+    ck_assert_msg(ph && pk && !strcmp(ph, pk), "updated: %s, fresh: %s", ph, pk);
+    lj_free(ph);
+    lj_free(pk);
+    double maxrel = 1;
+    CK_OK(ctx, lj_expr_fd_check(ctx, g, w, H, 0, &maxrel, NULL));
+    ck_assert_msg(maxrel < 1e-6, "the updated Hessian against central differences: %g", maxrel);
+    tmat ref = { 3, 3, dk };
+    check_op_against(ctx, H, ref, 1e-12, "the updated logistic Hessian");
+    lj_op_free(&H);
+    lj_op_free(&K);
+    lj_jacplan_free(&p);
+    lj_expr_free(&g);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
 }
 END_TEST
 
@@ -1334,6 +1388,7 @@ static Suite *make_suite(void)
     TCase *hess = tcase_create("hessians");
     tcase_add_loop_test(hess, test_hessians, 0, (int)(sizeof hessians / sizeof hessians[0]));
     tcase_add_test(hess, test_hessian_blocks);
+    tcase_add_test(hess, test_hessian_plan_in_place);
     tcase_add_test(hess, test_sparse_variable);
     tcase_add_test(hess, test_symmetric_constants);
     tcase_add_test(hess, test_symmetric_sparse);

@@ -1156,6 +1156,106 @@ START_TEST(test_rules_sums)
 }
 END_TEST
 
+/* Terms that differ only in a Diag at one end are one term: Diag(a)·X −
+ * Diag(b)·X = Diag(a − b)·X (X applied and materialised once), at either
+ * end, with any coefficients, three terms in turn; terms with other
+ * factors stay apart. Values against dense references, every allocation
+ * failing in turn. */
+static lj_op *prod2(lj_context *ctx, const lj_op *x, const lj_op *y)
+{
+    lj_op *r = lj_op_mul(ctx, x, y);
+    CK_NN(ctx, r);
+    return r;
+}
+
+START_TEST(test_rules_diag_terms)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 41;
+    tmat Xm = tm_rand(5, 3, &seed), Ym = tm_rand(5, 3, &seed), Wm = tm_rand(3, 4, &seed);
+    tmat av = tm_rand(5, 1, &seed), bv = tm_rand(5, 1, &seed), ev = tm_rand(5, 1, &seed), kv = tm_rand(5, 1, &seed);
+    tmat cv = tm_rand(3, 1, &seed), dv = tm_rand(3, 1, &seed);
+    lj_op *X = dense_of(ctx, Xm, "X"), *Y = dense_of(ctx, Ym, "Y"), *W = dense_of(ctx, Wm, "W");
+    lj_op *a = lj_op_diag(ctx, 5, av.a, "a"), *b = lj_op_diag(ctx, 5, bv.a, "b"), *e = lj_op_diag(ctx, 5, ev.a, "e");
+    lj_op *k = lj_op_diag(ctx, 5, kv.a, "k"), *c = lj_op_diag(ctx, 3, cv.a, "c"), *d = lj_op_diag(ctx, 3, dv.a, "d");
+    lj_op *aX = prod2(ctx, a, X), *bX = prod2(ctx, b, X), *eX = prod2(ctx, e, X), *bY = prod2(ctx, b, Y);
+    lj_op *aXW = prod2(ctx, aX, W), *bXW = prod2(ctx, bX, W), *Xc = prod2(ctx, X, c), *Xd = prod2(ctx, X, d);
+    tmat A = tm_new(5, 5), B = tm_new(5, 5), E = tm_new(5, 5), Kd = tm_new(5, 5), C = tm_new(3, 3), D = tm_new(3, 3);
+    memset(A.a, 0, sizeof(double) * 25), memset(B.a, 0, sizeof(double) * 25), memset(E.a, 0, sizeof(double) * 25);
+    memset(Kd.a, 0, sizeof(double) * 25), memset(C.a, 0, sizeof(double) * 9), memset(D.a, 0, sizeof(double) * 9);
+    for (int i = 0; i < 5; i++) A.a[i * 6] = av.a[i], B.a[i * 6] = bv.a[i], E.a[i * 6] = ev.a[i], Kd.a[i * 6] = kv.a[i];
+    for (int i = 0; i < 3; i++) C.a[i * 4] = cv.a[i], D.a[i * 4] = dv.a[i];
+
+    /* a − b at the left end */
+    lj_op *s1 = lj_op_sub(ctx, aX, bX);
+    CK_NN(ctx, s1);
+    ck_assert_int_eq(lj_op_kind_of(s1), LJ_OP_COMPOSE);
+    ASSERT_PRINTS(ctx, s1, "Diag(a − b)·X");
+    tmat AmB = tm_add(1, A, -1, B), R1 = tm_mul(AmB, Xm);
+    check_op_against(ctx, s1, R1, 1e-14, "Diag(a)·X − Diag(b)·X");
+    /* coefficients: 2·Diag(a)·X·W + 3·Diag(b)·X·W = 2·Diag(a + 1.5·b)·X·W */
+    const lj_op *two[2] = { aXW, bXW };
+    const double c23[2] = { 2, 3 };
+    lj_op *s2 = lj_op_lincomb(ctx, 2, c23, two);
+    CK_NN(ctx, s2);
+    ASSERT_PRINTS(ctx, s2, "2·Diag(a + 1.5·b)·X·W");
+    tmat A2B3 = tm_add(2, A, 3, B), t2 = tm_mul(A2B3, Xm), R2 = tm_mul(t2, Wm);
+    check_op_against(ctx, s2, R2, 1e-13, "2·Diag(a)·X·W + 3·Diag(b)·X·W");
+    /* the right end */
+    lj_op *s3 = lj_op_add(ctx, Xc, Xd);
+    CK_NN(ctx, s3);
+    ASSERT_PRINTS(ctx, s3, "X·Diag(c + d)");
+    tmat CpD = tm_add(1, C, 1, D), R3 = tm_mul(Xm, CpD);
+    check_op_against(ctx, s3, R3, 1e-14, "X·Diag(c) + X·Diag(d)");
+    /* three terms, and a sum subtracted: its label in parentheses */
+    lj_op *s4 = lj_op_add(ctx, s1, eX);
+    CK_NN(ctx, s4);
+    ASSERT_PRINTS(ctx, s4, "Diag(a − b + e)·X");
+    lj_op *bpe = lj_op_add(ctx, bX, eX), *s5 = bpe ? lj_op_sub(ctx, aX, bpe) : NULL;
+    CK_NN(ctx, s5);
+    ASSERT_PRINTS(ctx, s5, "Diag(a − (b + e))·X");
+    tmat AmBpE = tm_add(1, AmB, -1, E), R5 = tm_mul(AmBpE, Xm);
+    check_op_against(ctx, s5, R5, 1e-14, "Diag(a)·X − (Diag(b)·X + Diag(e)·X)");
+    /* a Diag times the merged one: Diag(k ∘ (a − b)) */
+    lj_op *s6 = prod2(ctx, k, s1);
+    ASSERT_PRINTS(ctx, s6, "Diag(k ∘ (a − b))·X");
+    tmat KAmB = tm_mul(Kd, AmB), R6 = tm_mul(KAmB, Xm);
+    check_op_against(ctx, s6, R6, 1e-14, "Diag(k)·(Diag(a)·X − Diag(b)·X)");
+    /* other factors: two terms */
+    lj_op *s7 = lj_op_add(ctx, aX, bY);
+    CK_NN(ctx, s7);
+    ck_assert_int_eq(lj_op_kind_of(s7), LJ_OP_SUM);
+    ASSERT_PRINTS(ctx, s7, "Diag(a)·X + Diag(b)·Y");
+    /* equal terms are like terms first: Diag(a)·X − Diag(a)·X = 0 */
+    lj_op *s8 = lj_op_sub(ctx, aX, aX);
+    CK_NN(ctx, s8);
+    ck_assert_int_eq(lj_op_kind_of(s8), LJ_OP_ZERO);
+    /* every allocation failing in turn: NOMEM and a message, or the merge */
+    int ok_at = 0;
+    for (int n = 1; n < 200 && !ok_at; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        lj_op *m = lj_op_sub(ctx, aX, bX);
+        if (m) {
+            ok_at = n;
+            lj_context_fail_alloc(ctx, 0, 0);
+            ASSERT_PRINTS(ctx, m, "Diag(a − b)·X");
+        } else {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
+            ck_assert_msg(lj_context_message(ctx)[0], "n=%d: no message", n);
+            lj_context_clear(ctx);
+        }
+        lj_op_free(&m);
+    }
+    lj_context_fail_alloc(ctx, 0, 0);
+    ck_assert_int_gt(ok_at, 1);
+    lj_op *ops[] = { X, Y, W, a, b, e, k, c, d, aX, bX, eX, bY, aXW, bXW, Xc, Xd, s1, s2, s3, s4, bpe, s5, s6, s7, s8 };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) lj_op_free(&ops[i]);
+    tmat ms[] = { Xm, Ym, Wm, av, bv, ev, kv, cv, dv, A, B, E, Kd, C, D, AmB, R1, A2B3, t2, R2, CpD, R3, AmBpE, R5, KAmB, R6 };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_print_formats)
 {
     lj_context *ctx = lj_context_new();
@@ -1808,6 +1908,7 @@ Suite *make_op_suite(void)
     tcase_add_test(rules, test_rules_transpose_leaves);
     tcase_add_test(rules, test_rules_kron);
     tcase_add_test(rules, test_rules_sums);
+    tcase_add_test(rules, test_rules_diag_terms);
     tcase_add_test(rules, test_product_labels);
     tcase_add_test(rules, test_print_formats);
     tcase_add_test(rules, test_nnz_and_cost);

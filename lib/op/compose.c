@@ -470,18 +470,12 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         const char *la = x->label ? x->label : "a", *lb2 = y->label ? y->label : "b";
         lji_buf lb;
         lji_buf_init(&lb, ctx);
-        if (strlen(la) + strlen(lb2) <= 64) {
-            lji_buf_puts(&lb, la);
-            lji_buf_puts(&lb, " ∘ ");
-            lji_buf_puts(&lb, lb2);
-        } else {
-            char head[64];
-            size_t hn = lji_utf8_prefix(la, 40);
-            memcpy(head, la, hn);
-            head[hn] = '\0';
-            lji_buf_puts(&lb, head);
-            if (!strstr(head, "…")) lji_buf_puts(&lb, " ∘ …");
-        }
+        if (strlen(la) + strlen(lb2) <= LJI_DIAG_LABEL_MAX) { /* a sum's label in parentheses: (a − b) ∘ c */
+            bool wa = lji_label_is_sum(la), wb = lji_label_is_sum(lb2);
+            lji_buf_printf(&lb, wa ? "(%s) ∘ " : "%s ∘ ", la);
+            lji_buf_printf(&lb, wb ? "(%s)" : "%s", lb2);
+        } else
+            lji_put_label_head(&lb, la, " ∘ …");
         char *label = lji_buf_finish(&lb, "compose");
         if (d && label) {
             for (int64_t i = 0; i < n; i++) d[i] = x->data[i] * y->data[i];

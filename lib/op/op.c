@@ -837,6 +837,34 @@ bool lji_label_is_atomic(const char *label)
     return true;
 }
 
+/* A combined label past LJI_DIAG_LABEL_MAX: the head of the first one's
+ * (whole characters) and then `more` (" ∘ …"), unless the head was cut
+ * before */
+void lji_put_label_head(lji_buf *b, const char *label, const char *more)
+{
+    char head[64];
+    size_t hn = lji_utf8_prefix(label, 40);
+    memcpy(head, label, hn);
+    head[hn] = '\0';
+    lji_buf_puts(b, head);
+    if (!strstr(head, "…")) lji_buf_puts(b, more);
+}
+
+/* a sum or a difference at its top level ("a + b", "a − b"): what a
+ * tighter operator around it must put in parentheses */
+bool lji_label_is_sum(const char *label)
+{
+    int depth = 0;
+    for (const char *s = label; *s; s++) {
+        if (*s == '(' || *s == '{') depth++;
+        else if (*s == ')' || *s == '}') depth--;
+        else if (depth == 0 && s[0] == ' ' &&
+                 (((s[1] == '+' || s[1] == '-') && s[2] == ' ') || !strncmp(s + 1, "− ", strlen("− "))))
+            return true;
+    }
+    return false;
+}
+
 bool lji_label_is_wrapped(const char *label)
 {
     size_t n = strlen(label);

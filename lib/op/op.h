@@ -371,6 +371,13 @@ void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt);
  * its own parentheses or braces ("W", "(X·A)", "A^{-1}", not "vec B") */
 bool lji_label_is_atomic(const char *label);
 /* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
+/* The longest label a Diag gets from combining others' (a ∘ b, a − b)
+ * before it is cut to a head and "…": bounded, so that long chains of
+ * diagonal factors or terms stay linear; long enough for the two halves of
+ * a second derivative, each as the rules write it */
+#define LJI_DIAG_LABEL_MAX 256
+void lji_put_label_head(lji_buf *b, const char *label, const char *more);
+bool lji_label_is_sum(const char *label);
 bool lji_label_is_wrapped(const char *label);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
 /* x as lji_put_number writes it (six significant digits; in plain form

@@ -3,6 +3,7 @@
 #include "op.h"
 #include <inttypes.h>
 #include <math.h>
+#include <string.h>
 
 static lj_status sum_term(lj_context *ctx, const lj_op *J, int i, bool trans, int64_t k, double alpha,
                           const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
@@ -200,6 +201,107 @@ typedef struct {
     bool failed;
 } terms;
 
+/* x and y the same factor: one node, or equal numbers (the merge then
+ * depends on them, which a plan's tape cannot follow) */
+static bool same_factor(lj_context *ctx, const lj_op *x, const lj_op *y)
+{
+    if (x == y) return true;
+    if (lji_op_hash(x) != lji_op_hash(y) || !lji_equal(x, y)) return false;
+    if (!lji_tape_same_nodes(ctx, x, y)) lji_tape_break(ctx, "terms merged by their factors' numbers");
+    return true;
+}
+
+/* Which end of the products t and a is a Diag while the rest are the same
+ * factors (0 the left, 1 the right), or -1. */
+static int diag_end(lj_context *ctx, const lj_op *t, const lj_op *a)
+{
+    if (!lji_is(t, &lji_kind_compose) || !lji_is(a, &lji_kind_compose) || t->nchild != a->nchild) return -1;
+    int n = t->nchild;
+    for (int end = 0; end < 2; end++) {
+        int s = end ? n - 1 : 0;
+        if (!lji_is(t->child[s], &lji_kind_diag) || !lji_is(a->child[s], &lji_kind_diag)) continue;
+        int k = end ? 0 : 1, stop = end ? n - 1 : n;
+        while (k < stop && (t->child[k] == a->child[k])) k++;
+        if (k == stop) return end;
+        /* pointers differ somewhere: compare numbers only when the cheap test failed */
+        for (k = end ? 0 : 1; k < stop; k++)
+            if (!same_factor(ctx, t->child[k], a->child[k])) break;
+        if (k == stop) return end;
+    }
+    return -1;
+}
+
+static double plus_scaled(double x, double y, double p)
+{
+    return x + p * y;
+}
+
+/* "a + b", "a − b" or "a + p·b", cut as the labels of Diag products are */
+static char *diag_sum_label(lj_context *ctx, const char *la, const char *lb, double p)
+{
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    if (strlen(la) + strlen(lb) <= LJI_DIAG_LABEL_MAX) {
+        lji_buf_puts(&b, la);
+        lji_buf_puts(&b, p < 0 ? " − " : " + ");
+        if (fabs(p) != 1.0) {
+            lji_put_number(&b, fabs(p), LJ_PRINT_UNICODE);
+            lji_buf_puts(&b, "·");
+        }
+        bool wrap = p != 1.0 && lji_label_is_sum(lb); /* a − (b + c) */
+        if (wrap) lji_buf_puts(&b, "(");
+        lji_buf_puts(&b, lb);
+        if (wrap) lji_buf_puts(&b, ")");
+    } else
+        lji_put_label_head(&b, la, p < 0 ? " − …" : " + …");
+    return lji_buf_finish(&b, "lincomb");
+}
+
+/* Diag(x)·R + p·Diag(y)·R = Diag(x + p·y)·R (and R·Diag at the right end):
+ * R is applied, and materialised, once. A plan's tape adds the numbers
+ * again, and while they are not all ones the sum stays a Diag. NULL with
+ * *fail when out of memory. */
+static lj_op *diag_merge(lj_context *ctx, const lj_op *t, const lj_op *a, int end, double p, bool *fail)
+{
+    int n = t->nchild, s = end ? n - 1 : 0;
+    const lj_op *x = t->child[s], *y = a->child[s];
+    int64_t m = x->rows;
+    double *d = lji_malloc(ctx, (size_t)(m ? m : 1) * sizeof *d);
+    char *label = d ? diag_sum_label(ctx, x->label ? x->label : "a", y->label ? y->label : "b", p) : NULL;
+    lj_op *D = NULL, *r = NULL;
+    if (label) {
+        for (int64_t i = 0; i < m; i++) d[i] = plus_scaled(x->data[i], y->data[i], p);
+        D = lj_op_diag(ctx, m, d, label);
+    }
+    if (D && (lji_tape_vol(ctx, x) || lji_tape_vol(ctx, y))) {
+        if (!lji_is(D, &lji_kind_diag)) lji_tape_break(ctx, "a sum of Diags is I");
+        else {
+            lji_step st = { .type = LJI_STEP_ELEM, .dst = D->data, .rows = m, .x = x->data, .y = y->data,
+                            .xn = m, .yn = m, .p = p, .f = plus_scaled, .node = { -1, -1 },
+                            .src = { lji_tape_step_of(ctx, x), lji_tape_step_of(ctx, y) } };
+            /* the tape holds x and y (y through the guard's keep) */
+            int k = lji_tape_add(ctx, &st, D, x);
+            lji_step g = { .type = LJI_STEP_ONES, .x = D->data, .rows = m, .node = { -1, -1 }, .src = { k, -1 } };
+            if (k >= 0) lji_tape_add(ctx, &g, NULL, y);
+        }
+    }
+    if (D) {
+        const lj_op *f[LJI_FLATTEN_MAX + 1];
+        const lj_op **fs = n <= LJI_FLATTEN_MAX + 1 ? f : lji_malloc(ctx, (size_t)n * sizeof *fs);
+        if (fs) {
+            for (int k = 0; k < n; k++) fs[k] = k == s ? D : t->child[k];
+            r = lj_op_compose(ctx, n, fs);
+            if (fs != f) free(fs);
+        }
+    }
+    if (!r && ctx->status == LJ_OK) lji_nomem(ctx, "lincomb");
+    *fail = !r;
+    lj_op_free(&D);
+    free(d);
+    free(label);
+    return r;
+}
+
 /* Add c·a (a borrowed), flattening sums and scalars, merging like terms. */
 static void terms_add(terms *ts, double c, const lj_op *a)
 {
@@ -219,6 +321,19 @@ static void terms_add(terms *ts, double c, const lj_op *a)
             ts->c[i] += c;
             return;
         }
+    for (int i = 0; i < ts->n; i++) {
+        int end = diag_end(ts->ctx, ts->t[i], a);
+        if (end < 0) continue;
+        bool fail;
+        lj_op *m = diag_merge(ts->ctx, ts->t[i], a, end, c / ts->c[i], &fail);
+        if (fail) {
+            ts->failed = true;
+            return;
+        }
+        lj_op_free(&ts->t[i]);
+        ts->t[i] = m;
+        return;
+    }
     for (int i = 0; i < ts->n; i++) lji_tape_guard_unequal(ts->ctx, ts->t[i], a); /* and they stay unlike */
     if (ts->n == ts->cap) {
         int cap = ts->cap ? 2 * ts->cap : 8;
