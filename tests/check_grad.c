@@ -974,6 +974,87 @@ END_TEST
  * (sum(vec(S./A)), 4×9); a sparse variable's gradient on a smaller pattern
  * (M .* S) had fewer values than the variable; the adjoint of asin leaked;
  * S ./ (-(B*A)) printed in a plain form that re-parsed as (S./-B)*A. */
+/* A transpose read by a product alone is read through (X'·u one GEMM with
+ * X transposed, X' never formed): values against products of explicit
+ * transposes, every allocation failing in turn. */
+START_TEST(test_eval_transposed)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 57;
+    tmat av = tm_rand(4, 3, &seed), xv = tm_rand(3, 2, &seed);
+    lj_expr *A = lj_expr_const(ctx, "A", 4, 3, av.a), *X = lj_expr_var(ctx, "X", 3, 2, xv.a);
+    cholmod_sparse *Ls = laplacian_1d(ctx, 3, false);
+    lj_expr *L = lj_expr_const_sparse(ctx, "L", Ls);
+    lj_symtab *t = lj_symtab_new(ctx);
+    CK_OK(ctx, lj_symtab_add(ctx, t, A));
+    CK_OK(ctx, lj_symtab_add(ctx, t, X));
+    CK_OK(ctx, lj_symtab_add(ctx, t, L));
+    tmat At = tm_transpose(av), Xt = tm_transpose(xv), AX = tm_mul(av, xv);
+    tmat Lm = tm_new(3, 3);
+    for (int64_t j = 0; j < 9; j++) Lm.a[j] = 0;
+    for (int64_t j = 0; j < 3; j++) {
+        Lm.a[j + 3 * j] = 2;
+        if (j) Lm.a[j - 1 + 3 * j] = Lm.a[j + 3 * (j - 1)] = -1;
+    }
+    tmat AtA = tm_mul(At, av), XtAt = tm_mul(Xt, At), negAtA = tm_add(-1, AtA, 0, AtA), AtAX = tm_mul(At, AX);
+    tmat XtL = tm_mul(Xt, Lm), twoAtA = tm_add(2, AtA, 0, AtA);
+    struct {
+        const char *f;
+        tmat ref;
+    } cases[] = {
+        { "A'*A", AtA },      /* the transpose's operand read directly too */
+        { "X'*A'", XtAt },    /* both operands read through */
+        { "-(A'*A)", negAtA }, /* a product under a negation */
+        { "(A')'*X", AX },    /* the inner transpose formed, the outer read through */
+        { "A'*(A*X)", AtAX },
+        { "X'*L", XtL },      /* a sparse factor: no read-through */
+        { NULL, twoAtA },     /* one A' read by two products: formed once */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        int64_t pos;
+        lj_expr *e;
+        if (cases[k].f)
+            e = lj_parse(ctx, cases[k].f, t, &pos);
+        else {
+            lj_expr *T = lj_expr_transpose(ctx, A), *p1 = lj_expr_mul(ctx, T, A), *p2 = lj_expr_mul(ctx, T, A);
+            e = lj_expr_add(ctx, p1, p2);
+            lj_expr_free(&T);
+            lj_expr_free(&p1);
+            lj_expr_free(&p2);
+        }
+        CK_NN(ctx, e);
+        int64_t n;
+        double *v = value(ctx, e, &n);
+        ck_assert_int_eq(n, cases[k].ref.r * cases[k].ref.c);
+        ck_assert_msg(rel_diff(v, cases[k].ref.a, n) < 1e-14, "%s: %g", cases[k].f ? cases[k].f : "A'*A + A'*A",
+                      rel_diff(v, cases[k].ref.a, n));
+        for (int w = 1; w < 400; w++) { /* every allocation failing in turn */
+            lj_context_fail_alloc(ctx, w, 0);
+            double *vw = NULL;
+            int64_t r, c;
+            lj_status st = lj_expr_eval(ctx, e, &r, &c, &vw);
+            lj_context_fail_alloc(ctx, 0, 0);
+            if (st == LJ_OK) {
+                ck_assert_int_eq(memcmp(vw, v, sizeof *v * (size_t)n), 0);
+                lj_free(vw);
+                break;
+            }
+            ASSERT_ERR(ctx, LJ_ERR_NOMEM, "");
+        }
+        lj_free(v);
+        lj_expr_free(&e);
+    }
+    tmat fr[] = { av, xv, At, Xt, AX, Lm, AtA, XtAt, negAtA, AtAX, XtL, twoAtA };
+    for (size_t k = 0; k < sizeof fr / sizeof fr[0]; k++) tm_free(&fr[k]);
+    lj_symtab_free(&t);
+    lj_expr_free(&A);
+    lj_expr_free(&X);
+    lj_expr_free(&L);
+    lj_sparse_free(ctx, &Ls);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_pipeline_regressions)
 {
     lj_context *ctx = lj_context_new();
@@ -1393,6 +1474,7 @@ static Suite *make_suite(void)
     tcase_add_test(hess, test_symmetric_constants);
     tcase_add_test(hess, test_symmetric_sparse);
     tcase_add_test(hess, test_eval_fused);
+    tcase_add_test(hess, test_eval_transposed);
     tcase_add_test(hess, test_pipeline_regressions);
     suite_add_tcase(s, hess);
     TCase *errors = tcase_create("errors");

@@ -83,8 +83,10 @@ lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)
     int64_t n = t.n, root = n - 1;
     double **vals = lji_calloc(ctx, (size_t)n, sizeof *vals);
     int64_t *uses = lji_calloc(ctx, (size_t)n, sizeof *uses);
-    /* fused[i]: node i is a scaling or negation whose operand, a product
-     * read by nothing else, is computed with the factor into i's buffer */
+    /* fused[i]: 1, node i is a scaling or negation whose operand, a product
+     * read by nothing else (2), is computed with the factor into i's
+     * buffer; 3, node i is a transpose that its one reader, a product,
+     * reads through */
     unsigned char *fused = lji_calloc(ctx, (size_t)n, 1);
     if (!vals || !uses || !fused) {
         st = lji_nomem(ctx, "eval");
@@ -102,6 +104,12 @@ lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)
             fused[i] = 1;
             fused[lji_topo_kid(&t, i, 0)] = 2; /* computed by its scaling */
         }
+        /* a transpose read by nothing but a product: the product reads its
+         * operand transposed (X'·u is one GEMV, X' never formed) */
+        for (int w = 0; w < 2 && x->def == &lji_op_mul; w++) {
+            int64_t j = lji_topo_kid(&t, i, w);
+            if (uses[j] == 1 && lji_mul_reads_through(x, w)) fused[j] = 3;
+        }
     }
     for (int64_t i = 0; i < n && st == LJ_OK; i++) {
         const lj_expr *x = t.node[i];
@@ -110,7 +118,7 @@ lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)
             if (i == root && lji_vlen(x)) memcpy(out, x->value, (size_t)lji_vlen(x) * sizeof *out);
             continue;
         }
-        if (fused[i] == 2) continue;
+        if (fused[i] >= 2) continue; /* computed by its scaling, or read through */
         int64_t len = lji_vlen(x);
         double *buf = i == root ? out : lji_malloc_large(ctx, (size_t)(len ? len : 1) * sizeof *buf);
         if (!buf) {
@@ -121,18 +129,26 @@ lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out)
         /* the node whose operands are read, and its index */
         const int64_t si = fused[i] == 1 ? lji_topo_kid(&t, i, 0) : i;
         const lj_expr *src = t.node[si];
-        const double *A = src->a ? vals[lji_topo_kid(&t, si, 0)] : NULL;
-        const double *B = src->b ? vals[lji_topo_kid(&t, si, 1)] : NULL;
-        if (fused[i] == 1)
-            st = lji_mul_eval_scaled(ctx, src, A, B, x->def == &lji_op_neg ? -1.0 : x->p, buf);
+        /* an operand read through: its own operand's value, transposed */
+        int64_t ka = src->a ? lji_topo_kid(&t, si, 0) : -1, kb = src->b ? lji_topo_kid(&t, si, 1) : -1;
+        bool ta = ka >= 0 && fused[ka] == 3, tb = kb >= 0 && fused[kb] == 3;
+        const double *A = ka < 0 ? NULL : vals[ta ? lji_topo_kid(&t, ka, 0) : ka];
+        const double *B = kb < 0 ? NULL : vals[tb ? lji_topo_kid(&t, kb, 0) : kb];
+        if (fused[i] == 1 || ta || tb)
+            st = lji_mul_eval_t(ctx, src, A, ta, B, tb, fused[i] == 1 ? (x->def == &lji_op_neg ? -1.0 : x->p) : 1.0,
+                                buf);
         else
             st = eval_node(ctx, x, A, B, buf);
-        /* operands read for the last time give their buffers back */
-        const lj_expr *ops[2] = { src->a, src->b };
+        /* operands read for the last time give their buffers back (an
+         * operand read through, its operand's) */
         for (int k = 0; k < 2; k++) {
-            if (!ops[k]) continue;
-            int64_t j = lji_topo_kid(&t, si, k);
-            if (--uses[j] == 0 && !lji_is_leaf(ops[k])) {
+            int64_t j = k ? kb : ka;
+            if (j < 0) continue;
+            if (fused[j] == 3) {
+                uses[j]--;
+                j = lji_topo_kid(&t, j, 0);
+            }
+            if (--uses[j] == 0 && !lji_is_leaf(t.node[j])) {
                 free(vals[j]);
                 vals[j] = NULL;
             }

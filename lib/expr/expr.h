@@ -158,6 +158,12 @@ lj_status lji_eval_to(lj_context *ctx, const lj_expr *e, double *out);
 bool lji_mul_fusable(const lj_expr *e);
 lj_status lji_mul_eval_scaled(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double alpha,
                               double *out);
+/* Whether operand `which` of e is a dense transpose that e's product can
+ * read through (lji_mul_eval_t with its operand's value, ta or tb set),
+ * so that the transpose itself is never formed. */
+bool lji_mul_reads_through(const lj_expr *e, int which);
+lj_status lji_mul_eval_t(lj_context *ctx, const lj_expr *e, const double *A, bool ta, const double *B, bool tb,
+                         double alpha, double *out);
 /* Value of e (lji_vlen(e) entries), new. */
 lj_status lji_eval_raw(lj_context *ctx, const lj_expr *e, double **out);
 

@@ -71,11 +71,27 @@ bool lji_mul_fusable(const lj_expr *e)
 lj_status lji_mul_eval_scaled(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double alpha,
                               double *out)
 {
+    return lji_mul_eval_t(ctx, e, A, false, B, false, alpha, out);
+}
+
+/* A dense operand's transpose node, read through by the product: its
+ * operand's value, multiplied transposed */
+bool lji_mul_reads_through(const lj_expr *e, int which)
+{
+    const lj_expr *c = which ? e->b : e->a;
+    return lji_mul_fusable(e) && !e->a->pat && !e->b->pat && c->def == &lji_op_transpose && !c->a->pat;
+}
+
+lj_status lji_mul_eval_t(lj_context *ctx, const lj_expr *e, const double *A, bool ta, const double *B, bool tb,
+                         double alpha, double *out)
+{
     const lj_expr *a = e->a, *b = e->b;
     int64_t m = e->rows, n = e->cols;
     if (a->pat || b->pat) return mul_sparse_eval(ctx, e, A, B, alpha, out);
-    return lji_gemm(ctx, "mul", false, false, m, n, a->cols, alpha, A, a->rows > 0 ? a->rows : 1, B,
-                    b->rows > 0 ? b->rows : 1, 0.0, out, m > 0 ? m : 1);
+    /* op(A) is a->rows × a->cols; A itself its transpose when ta */
+    int64_t lda = ta ? a->cols : a->rows, ldb = tb ? b->cols : b->rows;
+    return lji_gemm(ctx, "mul", ta, tb, m, n, a->cols, alpha, A, lda > 0 ? lda : 1, B, ldb > 0 ? ldb : 1, 0.0, out,
+                    m > 0 ? m : 1);
 }
 
 static lj_status mul_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)
