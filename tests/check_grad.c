@@ -911,6 +911,26 @@ END_TEST
 /* Evaluation computes a product under a scaling with the factor (GEMM's and
  * sdmult's alpha), a shared product once, and frees values after their last
  * use: the values are those of the unfused forms. */
+/* e evaluated with every allocation failing in turn: NOMEM until enough
+ * succeed, then v (n values) exactly */
+static void eval_fails_cleanly(lj_context *ctx, const lj_expr *e, const double *v, int64_t n)
+{
+    for (int w = 1; w < 400; w++) {
+        lj_context_fail_alloc(ctx, w, 0);
+        double *vw = NULL;
+        int64_t r, c;
+        lj_status st = lj_expr_eval(ctx, e, &r, &c, &vw);
+        lj_context_fail_alloc(ctx, 0, 0);
+        if (st == LJ_OK) {
+            ck_assert_int_eq(memcmp(vw, v, sizeof *v * (size_t)n), 0);
+            lj_free(vw);
+            return;
+        }
+        ASSERT_ERR(ctx, LJ_ERR_NOMEM, "");
+    }
+    ck_abort_msg("evaluation still failed after 400 allocations");
+}
+
 START_TEST(test_eval_fused)
 {
     lj_context *ctx = lj_context_new();
@@ -938,19 +958,7 @@ START_TEST(test_eval_fused)
         ck_assert_int_eq(na, nb);
         ck_assert_msg(rel_diff(va, vb, na) < 1e-14, "%s against %s: %g", forms[k][0], forms[k][1],
                       rel_diff(va, vb, na));
-        for (int w = 1; w < 400; w++) { /* every allocation failing in turn */
-            lj_context_fail_alloc(ctx, w, 0);
-            double *vw = NULL;
-            int64_t r, c;
-            lj_status st = lj_expr_eval(ctx, a, &r, &c, &vw);
-            lj_context_fail_alloc(ctx, 0, 0);
-            if (st == LJ_OK) {
-                ck_assert_int_eq(memcmp(vw, va, sizeof *va * (size_t)na), 0);
-                lj_free(vw);
-                break;
-            }
-            ASSERT_ERR(ctx, LJ_ERR_NOMEM, "");
-        }
+        eval_fails_cleanly(ctx, a, va, na);
         lj_free(va);
         lj_free(vb);
         lj_expr_free(&a);
@@ -1028,19 +1036,7 @@ START_TEST(test_eval_transposed)
         ck_assert_int_eq(n, cases[k].ref.r * cases[k].ref.c);
         ck_assert_msg(rel_diff(v, cases[k].ref.a, n) < 1e-14, "%s: %g", cases[k].f ? cases[k].f : "A'*A + A'*A",
                       rel_diff(v, cases[k].ref.a, n));
-        for (int w = 1; w < 400; w++) { /* every allocation failing in turn */
-            lj_context_fail_alloc(ctx, w, 0);
-            double *vw = NULL;
-            int64_t r, c;
-            lj_status st = lj_expr_eval(ctx, e, &r, &c, &vw);
-            lj_context_fail_alloc(ctx, 0, 0);
-            if (st == LJ_OK) {
-                ck_assert_int_eq(memcmp(vw, v, sizeof *v * (size_t)n), 0);
-                lj_free(vw);
-                break;
-            }
-            ASSERT_ERR(ctx, LJ_ERR_NOMEM, "");
-        }
+        eval_fails_cleanly(ctx, e, v, n);
         lj_free(v);
         lj_expr_free(&e);
     }
