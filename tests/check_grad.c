@@ -535,6 +535,52 @@ START_TEST(test_hessian_plan_in_place)
 }
 END_TEST
 
+/* Two terms Diag(a)·R and −Diag(b)·R with a = b in exact arithmetic:
+ * where rounding makes them differ, one term Diag(a − b)·R; where a and
+ * b are the same numbers (powers of two: exact), like terms, and J is 0.
+ * A plan built at the first point and moved to the second rebuilds (its
+ * guard that the terms stay unlike fails) and gives the fresh 0. */
+START_TEST(test_plan_diag_terms_become_alike)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = declare(ctx, "A=3x3 x=3x1 y=3x1", 5);
+    lj_expr *A = lj_symtab_get(t, "A"), *x = lj_symtab_get(t, "x"), *y = lj_symtab_get(t, "y");
+    const double I3[9] = { 1, 0, 0, 0, 1, 0, 0, 0, 1 }, y0[3] = { 0.3, 1.7, 2.9 };
+    const double x0[3] = { 0.1, 0.3, 0.7 }, x1[3] = { 0.5, 1, 2 }, y1[3] = { 0.25, 2, 4 };
+    CK_OK(ctx, lj_expr_set_value(ctx, A, I3));
+    CK_OK(ctx, lj_expr_set_value(ctx, y, y0));
+    CK_OK(ctx, lj_expr_set_value(ctx, x, x0));
+    lj_expr *f = parse(ctx, t, "(A'*x)./((A'*x)./(A.^2*y))");
+    lj_jacplan *p = lj_jacplan_new(ctx, f, 1, (const lj_expr *const *)&x);
+    CK_NN(ctx, p);
+    lj_op *J = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J);
+    char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_msg(u && strstr(u, "Diag(") && strstr(u, " − "), "at x0, J prints %s (want one Diag(a − b) term)", u);
+    lj_free(u);
+    lj_op_free(&J);
+    CK_OK(ctx, lj_expr_set_value(ctx, x, x1));
+    CK_OK(ctx, lj_expr_set_value(ctx, y, y1));
+    J = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J);
+    const char *why;
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 1);
+    ck_assert_str_eq(why, "two terms of a sum became equal (a fresh build merges them)");
+    lj_op *K = lj_expr_jacobian(ctx, f, x);
+    CK_NN(ctx, K);
+    char *pj = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *pk = lj_op_print(ctx, K, LJ_PRINT_UNICODE);
+    ck_assert_msg(pj && pk && !strcmp(pj, pk) && !strcmp(pk, "0_{3×3}"), "the plan's J %s, a fresh one %s", pj, pk);
+    lj_free(pj);
+    lj_free(pk);
+    lj_op_free(&J);
+    lj_op_free(&K);
+    lj_jacplan_free(&p);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* Several variables: the block operator [H_ij], each block against central
  * differences of the gradient with respect to x_i, symmetric as a whole. */
 START_TEST(test_hessian_blocks)
@@ -1466,6 +1512,7 @@ static Suite *make_suite(void)
     tcase_add_loop_test(hess, test_hessians, 0, (int)(sizeof hessians / sizeof hessians[0]));
     tcase_add_test(hess, test_hessian_blocks);
     tcase_add_test(hess, test_hessian_plan_in_place);
+    tcase_add_test(hess, test_plan_diag_terms_become_alike);
     tcase_add_test(hess, test_sparse_variable);
     tcase_add_test(hess, test_symmetric_constants);
     tcase_add_test(hess, test_symmetric_sparse);

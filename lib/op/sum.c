@@ -324,6 +324,9 @@ static void terms_add(terms *ts, double c, const lj_op *a)
     for (int i = 0; i < ts->n; i++) {
         int end = diag_end(ts->ctx, ts->t[i], a);
         if (end < 0) continue;
+        /* should the two become equal, a fresh build collects them as like
+         * terms (c_i + c)·t: a plan's J must not keep Diag(x − x) */
+        lji_tape_guard_unequal(ts->ctx, ts->t[i], a);
         bool fail;
         lj_op *m = diag_merge(ts->ctx, ts->t[i], a, end, c / ts->c[i], &fail);
         if (fail) {
