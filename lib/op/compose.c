@@ -439,22 +439,6 @@ static lj_op *kron_of_products(lj_context *ctx, const lj_op *a, const lj_op *c, 
     return k;
 }
 
-/* A Jacobian plan's tape: r = Diag(x∘y) is recomputed from x and y's
- * numbers, and while they are not all ones it stays a Diag. */
-static void record_diagprod(lj_context *ctx, const lj_op *x, const lj_op *y, const lj_op *r)
-{
-    if (!lji_is(r, &lji_kind_diag)) {
-        lji_tape_break(ctx, "a product of Diags is I");
-        return;
-    }
-    lji_step st = { .type = LJI_STEP_DIAGPROD, .dst = r->data, .rows = r->rows, .x = x->data, .y = y->data,
-                    .node = { -1, -1 }, .src = { lji_tape_step_of(ctx, x), lji_tape_step_of(ctx, y) } };
-    /* the tape holds x and y (y through the second add, a guard's keep) */
-    int k = lji_tape_add(ctx, &st, r, x);
-    lji_step g = { .type = LJI_STEP_ONES, .x = r->data, .rows = r->rows, .node = { -1, -1 }, .src = { k, -1 } };
-    if (k >= 0) lji_tape_add(ctx, &g, NULL, y);
-}
-
 /* One rewriting step on the adjacent pair (x, y); NULL when no rule applies
  * (or on failure, with ctx->status set). */
 static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail)
@@ -480,7 +464,10 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         if (d && label) {
             for (int64_t i = 0; i < n; i++) d[i] = x->data[i] * y->data[i];
             r = lj_op_diag(ctx, n, d, label);
-            if (r && (lji_tape_vol(ctx, x) || lji_tape_vol(ctx, y))) record_diagprod(ctx, x, y, r);
+            if (r && (lji_tape_vol(ctx, x) || lji_tape_vol(ctx, y))) {
+                lji_step st = { .type = LJI_STEP_DIAGPROD }; /* Diag(x∘y) while not all ones */
+                lji_tape_diag_of_two(ctx, &st, x, y, r, "a product of Diags is I");
+            }
         } else
             lji_nomem(ctx, "compose");
         free(d);

@@ -150,6 +150,12 @@ int lji_tape_step_of(const lj_context *ctx, const lj_op *a);
  * volatile; `keep` (may be NULL) is a node the step reads, held. Returns the
  * step's index, or -1 (the tape breaks: no memory). */
 int lji_tape_add(lj_context *ctx, const lji_step *st, const lj_op *owner, const lj_op *keep);
+/* r = Diag(f(x, y)) of two Diags, recomputed by step st (its type and
+ * function set; numbers, sources and the nodes held filled in here), and
+ * a guard that it stays a Diag (not all ones); the tape breaks with `why`
+ * when r is already I. */
+void lji_tape_diag_of_two(lj_context *ctx, lji_step *st, const lj_op *x, const lj_op *y, const lj_op *r,
+                          const char *why);
 /* After the build: the nodes of J the steps change (the written ones and
  * their ancestors, children first) and their reference counts, which must
  * be the same at replay (nobody else holds them); one reference to J is
@@ -370,7 +376,6 @@ void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt);
 /* true when a label needs no parentheses before ^T: no operator outside
  * its own parentheses or braces ("W", "(X·A)", "A^{-1}", not "vec B") */
 bool lji_label_is_atomic(const char *label);
-/* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
 /* The longest label a Diag gets from combining others' (a ∘ b, a − b)
  * before it is cut to a head and "…": bounded, so that long chains of
  * diagonal factors or terms stay linear; long enough for the two halves of
@@ -378,6 +383,7 @@ bool lji_label_is_atomic(const char *label);
 #define LJI_DIAG_LABEL_MAX 256
 void lji_put_label_head(lji_buf *b, const char *label, const char *more);
 bool lji_label_is_sum(const char *label);
+/* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
 bool lji_label_is_wrapped(const char *label);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
 /* x as lji_put_number writes it (six significant digits; in plain form

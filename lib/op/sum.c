@@ -201,14 +201,12 @@ typedef struct {
     bool failed;
 } terms;
 
-/* x and y the same factor: one node, or equal numbers (the merge then
- * depends on them, which a plan's tape cannot follow) */
-static bool same_factor(lj_context *ctx, const lj_op *x, const lj_op *y)
+/* x and y the same factor: 1 one node, 2 equal numbers (a merge then
+ * depends on them, which a plan's tape cannot follow), 0 neither */
+static int same_factor(const lj_op *x, const lj_op *y)
 {
-    if (x == y) return true;
-    if (lji_op_hash(x) != lji_op_hash(y) || !lji_equal(x, y)) return false;
-    if (!lji_tape_same_nodes(ctx, x, y)) lji_tape_break(ctx, "terms merged by their factors' numbers");
-    return true;
+    if (x == y) return 1;
+    return lji_op_hash(x) == lji_op_hash(y) && lji_equal(x, y) ? 2 : 0;
 }
 
 /* Which end of the products t and a is a Diag while the rest are the same
@@ -218,15 +216,16 @@ static int diag_end(lj_context *ctx, const lj_op *t, const lj_op *a)
     if (!lji_is(t, &lji_kind_compose) || !lji_is(a, &lji_kind_compose) || t->nchild != a->nchild) return -1;
     int n = t->nchild;
     for (int end = 0; end < 2; end++) {
-        int s = end ? n - 1 : 0;
+        int s = end ? n - 1 : 0, k = end ? 0 : 1, stop = end ? n - 1 : n, by_numbers = 0;
         if (!lji_is(t->child[s], &lji_kind_diag) || !lji_is(a->child[s], &lji_kind_diag)) continue;
-        int k = end ? 0 : 1, stop = end ? n - 1 : n;
-        while (k < stop && (t->child[k] == a->child[k])) k++;
-        if (k == stop) return end;
-        /* pointers differ somewhere: compare numbers only when the cheap test failed */
-        for (k = end ? 0 : 1; k < stop; k++)
-            if (!same_factor(ctx, t->child[k], a->child[k])) break;
-        if (k == stop) return end;
+        for (; k < stop; k++) {
+            int same = same_factor(t->child[k], a->child[k]);
+            if (!same) break;
+            if (same == 2 && !lji_tape_same_nodes(ctx, t->child[k], a->child[k])) by_numbers = 1;
+        }
+        if (k < stop) continue;
+        if (by_numbers) lji_tape_break(ctx, "terms merged by their factors' numbers");
+        return end;
     }
     return -1;
 }
@@ -274,16 +273,8 @@ static lj_op *diag_merge(lj_context *ctx, const lj_op *t, const lj_op *a, int en
         D = lj_op_diag(ctx, m, d, label);
     }
     if (D && (lji_tape_vol(ctx, x) || lji_tape_vol(ctx, y))) {
-        if (!lji_is(D, &lji_kind_diag)) lji_tape_break(ctx, "a sum of Diags is I");
-        else {
-            lji_step st = { .type = LJI_STEP_ELEM, .dst = D->data, .rows = m, .x = x->data, .y = y->data,
-                            .xn = m, .yn = m, .p = p, .f = plus_scaled, .node = { -1, -1 },
-                            .src = { lji_tape_step_of(ctx, x), lji_tape_step_of(ctx, y) } };
-            /* the tape holds x and y (y through the guard's keep) */
-            int k = lji_tape_add(ctx, &st, D, x);
-            lji_step g = { .type = LJI_STEP_ONES, .x = D->data, .rows = m, .node = { -1, -1 }, .src = { k, -1 } };
-            if (k >= 0) lji_tape_add(ctx, &g, NULL, y);
-        }
+        lji_step st = { .type = LJI_STEP_ELEM, .xn = m, .yn = m, .p = p, .f = plus_scaled };
+        lji_tape_diag_of_two(ctx, &st, x, y, D, "a sum of Diags is I");
     }
     if (D) {
         const lj_op *f[LJI_FLATTEN_MAX + 1];

@@ -168,6 +168,26 @@ void lji_tape_guard_unequal(lj_context *ctx, const lj_op *a, const lj_op *b)
     }
 }
 
+void lji_tape_diag_of_two(lj_context *ctx, lji_step *st, const lj_op *x, const lj_op *y, const lj_op *r,
+                          const char *why)
+{
+    if (!lji_is(r, &lji_kind_diag)) {
+        lji_tape_break(ctx, why);
+        return;
+    }
+    st->dst = r->data;
+    st->rows = r->rows;
+    st->x = x->data;
+    st->y = y->data;
+    st->node[0] = st->node[1] = -1;
+    st->src[0] = lji_tape_step_of(ctx, x);
+    st->src[1] = lji_tape_step_of(ctx, y);
+    /* the tape holds x and y (y through the guard's keep) */
+    int k = lji_tape_add(ctx, st, r, x);
+    lji_step g = { .type = LJI_STEP_ONES, .x = r->data, .rows = r->rows, .node = { -1, -1 }, .src = { k, -1 } };
+    if (k >= 0) lji_tape_add(ctx, &g, NULL, y);
+}
+
 static bool hold(lj_context *ctx, lji_tape *t, const lj_op *a)
 {
     if (t->nheld == t->capheld) {
