@@ -297,6 +297,10 @@ START_TEST(test_commutation_kernel)
     check_commutation_apply(ctx, 512, 256, 1, 0, 0, 1.0, 0.0, &seed);
     check_commutation_apply(ctx, 1000, 37, 1, 0, 1, 1.0, 0.0, &seed);
     check_commutation_apply(ctx, 37, 1000, 1, 0, 2, 1.0, 1.0, &seed);
+    /* more columns than one block of the tile order (LJI_JB), the last
+     * block partial and the edge columns after it */
+    check_commutation_apply(ctx, 21, 1029, 2, 3, 4, -0.5, 0.25, &seed);
+    check_commutation_apply(ctx, 64, 1544, 1, 0, 0, 1.0, 0.0, &seed);
     /* beyond 16 MiB: streaming stores, at an aligned and unaligned start,
      * with a leading dimension of B that allows them (n % 8 == 0) and one
      * that does not */
