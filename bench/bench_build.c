@@ -81,6 +81,13 @@ int main(int argc, char **argv)
            "   kept from the run before, as in a solver's loop), against filling the same bytes (16 per entry,\n"
            "   memset) into fresh memory with 4 KiB pages and with huge pages (2 MiB aligned, as lazyjac\n"
            "   allocates large results); best of three runs each, in M entries a second\n");
+    /* OpenBLAS's idle pool spins for a while after start-up, and on the
+     * cores it shares with lazyjac's two threads a parallel region waited
+     * for a scheduler time slice (README, threads); the library's default
+     * count avoids that, the two-thread columns here ask for two */
+    const char *ob = getenv("OPENBLAS_NUM_THREADS");
+    if (!ob || strcmp(ob, "1"))
+        printf("   (OPENBLAS_NUM_THREADS is not 1: OpenBLAS's idle threads may stall the two-thread columns)\n");
     printf("   %5s %12s %9s %9s %9s %9s %9s %9s %10s %10s\n", "n", "nnz", "1T fresh", "1T again", "2T fresh",
            "2T again", "2T/1T fr", "2T/1T ag", "4K memset", "2M memset");
     int ks[] = { 100, 290, 580 };

@@ -115,10 +115,13 @@ int64_t lj_context_fail_alloc(lj_context *ctx, int64_t n, int sticky);
 /* Threads lazyjac's own loops may use in calls with ctx (Kronecker
  * materialisation, the transpose kernel behind commutations, multi-vector
  * applies): n >= 1, or 0 for the default, which is LJ_NUM_THREADS when
- * that is set (read when the context is made) and otherwise OpenMP's
- * (OMP_NUM_THREADS, else one per core). Results are the same bit for bit
- * whatever the count. Without OpenMP (configure --disable-openmp) there is
- * one thread. BLAS threads are BLAS's own (OPENBLAS_NUM_THREADS). */
+ * that is set (read when the context is made), else OMP_NUM_THREADS when
+ * that is set, else one thread while OpenBLAS runs more than one pthread
+ * of its own (its idle threads and lazyjac's would compete for the cores:
+ * set OPENBLAS_NUM_THREADS=1 to give them to lazyjac), else one per core.
+ * Results are the same bit for bit whatever the count. Without OpenMP
+ * (configure --disable-openmp) there is one thread. BLAS threads are
+ * BLAS's own (OPENBLAS_NUM_THREADS). */
 lj_status lj_context_set_threads(lj_context *ctx, int n);
 /* The number of threads a call with ctx would use now; -1 for a bad ctx. */
 int lj_context_threads(const lj_context *ctx);

@@ -1,9 +1,11 @@
 /* The operator layer: every kind checked three ways against dense references
  * built here, the rewriting rules, printing, error paths, allocation
  * failure and concurrent applies. */
+#define _GNU_SOURCE /* sched_getaffinity: the cores OpenMP counts */
 #include "testutil.h"
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -1887,6 +1889,52 @@ START_TEST(test_apply_does_not_allocate)
 }
 END_TEST
 
+/* lazyjac's default thread count: one thread where OpenBLAS runs a pool
+ * of pthreads of its own (their idle spinning and OpenMP's stalled
+ * lazyjac's parallel regions), one per core where BLAS is on one thread;
+ * an explicit count stays what it is. OpenBLAS's functions are weak: with
+ * another BLAS only the explicit counts are checked. */
+void openblas_set_num_threads(int n);
+int openblas_get_num_threads(void);
+int openblas_get_parallel(void);
+#pragma weak openblas_set_num_threads
+#pragma weak openblas_get_num_threads
+#pragma weak openblas_get_parallel
+
+START_TEST(test_threads_default_beside_blas)
+{
+    lj_context *ctx = lj_context_new();
+    CK_OK(ctx, lj_context_set_threads(ctx, 3));
+    bool omp = lj_context_threads(ctx) == 3; /* built with OpenMP */
+    const char *lj = getenv("LJ_NUM_THREADS"), *om = getenv("OMP_NUM_THREADS");
+    bool env = (lj && *lj) || (om && *om);
+    bool openblas = openblas_set_num_threads && openblas_get_num_threads && openblas_get_parallel &&
+                    openblas_get_parallel() == 1;
+    if (openblas) {
+        int blas0 = openblas_get_num_threads();
+        openblas_set_num_threads(2);
+        if (openblas_get_num_threads() == 2) {
+            CK_OK(ctx, lj_context_set_threads(ctx, 0));
+            if (!env) ck_assert_int_eq(lj_context_threads(ctx), 1);
+            CK_OK(ctx, lj_context_set_threads(ctx, 2)); /* asked for: kept */
+            ck_assert_int_eq(lj_context_threads(ctx), omp ? 2 : 1);
+        }
+        openblas_set_num_threads(1);
+        CK_OK(ctx, lj_context_set_threads(ctx, 0));
+        if (!env && omp) {
+            cpu_set_t cs;
+            ck_assert_int_eq(sched_getaffinity(0, sizeof cs, &cs), 0);
+            ck_assert_int_eq(lj_context_threads(ctx), CPU_COUNT(&cs));
+        }
+        openblas_set_num_threads(blas0);
+    }
+    CK_OK(ctx, lj_context_set_threads(ctx, 0));
+    ck_assert_int_ge(lj_context_threads(ctx), 1);
+    if (!omp) ck_assert_int_eq(lj_context_threads(ctx), 1);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 Suite *make_op_suite(void)
 {
     Suite *s = suite_create("op");
@@ -1928,6 +1976,7 @@ Suite *make_op_suite(void)
     tcase_add_test(threads, test_threads);
     tcase_add_test(threads, test_threads_every_kind);
     tcase_add_test(threads, test_threads_openmp);
+    tcase_add_test(threads, test_threads_default_beside_blas);
     suite_add_tcase(s, threads);
     return s;
 }

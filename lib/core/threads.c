@@ -1,7 +1,8 @@
 /* How many threads lazyjac's own loops may use: Kronecker materialisation,
  * the transpose kernel, multi-vector applies. One setting per context; the
  * default comes from LJ_NUM_THREADS (read when the context is made), else
- * from OpenMP (OMP_NUM_THREADS, else the cores). Never more than one
+ * from OMP_NUM_THREADS, else it is one thread where OpenBLAS runs a thread
+ * pool of its own and one per core where it does not. Never more than one
  * inside a parallel region: nested loops run on the thread they are on. */
 #include "config.h"
 #include "lji.h"
@@ -9,6 +10,11 @@
 #include <stdio.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#if defined(HAVE_OPENBLAS_GET_PARALLEL) && defined(HAVE_OPENBLAS_GET_NUM_THREADS)
+/* OpenBLAS's own (its cblas.h has them; another BLAS's header may not) */
+int openblas_get_parallel(void);
+int openblas_get_num_threads(void);
 #endif
 
 int lji_env_threads(void)
@@ -21,11 +27,49 @@ int lji_env_threads(void)
     return v > 1024 ? 1024 : (int)v;
 }
 
+#ifdef _OPENMP
+/* OMP_NUM_THREADS set (OpenMP reads it once, at start-up; so does this) */
+static bool omp_count_set(void)
+{
+    static atomic_int known = 0; /* 0 unknown, 1 unset, 2 set */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k == 0) {
+        const char *s = getenv("OMP_NUM_THREADS");
+        k = s && *s ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+
+/* OpenBLAS with a pool of its own pthreads, more than one. Its idle
+ * threads spin (yielding) for a while after every BLAS call and after
+ * start-up; OpenMP's idle threads spin too, and on cores shared by both
+ * a parallel region of lazyjac's waited for a scheduler time slice: on 2
+ * cores, a Kronecker materialisation of 0.075 ms on two threads took 8 ms
+ * in every run after a threaded dgemm (0.075–0.08 with
+ * OPENBLAS_NUM_THREADS=1; 0.15–0.2 with OMP_WAIT_POLICY=passive, whose
+ * threads sleep and are woken at every region). OpenBLAS built on OpenMP
+ * shares OpenMP's threads and has no such pool. */
+static bool blas_own_threads(void)
+{
+#if defined(HAVE_OPENBLAS_GET_PARALLEL) && defined(HAVE_OPENBLAS_GET_NUM_THREADS)
+    return openblas_get_parallel() == 1 && openblas_get_num_threads() > 1;
+#else
+    return false;
+#endif
+}
+#endif
+
 int lji_threads(const lj_context *ctx)
 {
 #ifdef _OPENMP
     if (omp_in_parallel()) return 1;
-    int n = ctx && ctx->nthreads > 0 ? ctx->nthreads : omp_get_max_threads();
+    if (ctx && ctx->nthreads > 0) return ctx->nthreads;
+    /* the default: OpenMP's count when it was asked for one, else one
+     * thread where BLAS keeps a pool of its own (see above), else OpenMP's
+     * (one per core) */
+    if (!omp_count_set() && blas_own_threads()) return 1;
+    int n = omp_get_max_threads();
     return n > 0 ? n : 1;
 #else
     LJI_UNUSED(ctx);
