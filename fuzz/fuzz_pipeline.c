@@ -240,12 +240,124 @@ static void differences(lj_context *ctx, const lj_expr *f, lj_expr *v, const lj_
              "max(1, |J|)", what, m1, m2);
 }
 
+/* A materialised (m·n small) into a new array, or NULL */
+static double *dense_abs(lj_context *ctx, const lj_op *A)
+{
+    int64_t m = lj_op_rows(A), n = lj_op_cols(A);
+    if (m * n > 1 << 16) return NULL;
+    double *D = malloc(sizeof *D * (size_t)(m * n + 1));
+    if (D && lj_op_to_dense(ctx, A, D, m > 0 ? m : 1) == LJ_OK) {
+        for (int64_t k = 0; k < m * n; k++) D[k] = fabs(D[k]);
+    } else {
+        free(D);
+        D = NULL;
+    }
+    lj_context_clear(ctx);
+    return D;
+}
+
+/* An entrywise bound on J's terms before they cancel, |F1|·|F2| for a
+ * product F1·F2, |T1| + |T2| for a sum, |A| ⊗ |B|, |A|^T and stacks
+ * likewise, |J| for the rest (m×n, column-major, a new array), or NULL.
+ * Rounding in an apply or a materialisation is relative to it, not to J's
+ * own entries, which may have cancelled to nothing. A sum's coefficients
+ * are not read (its scaled terms' are, off the materialised terms). */
+static double *term_bound(lj_context *ctx, const lj_op *J)
+{
+    int kind = lj_op_kind_of(J), nc = lj_op_n_children(J);
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+    if (m * n > 1 << 16) return NULL;
+    if (kind != LJ_OP_COMPOSE && kind != LJ_OP_KRON && kind != LJ_OP_SUM && kind != LJ_OP_TRANSPOSE &&
+        kind != LJ_OP_HSTACK && kind != LJ_OP_VSTACK && kind != LJ_OP_SCALED)
+        return dense_abs(ctx, J);
+    double *B = NULL, *C[16] = { NULL };
+    if (nc > 16) return NULL;
+    bool ok = true;
+    for (int i = 0; i < nc && ok; i++) ok = (C[i] = term_bound(ctx, lj_op_child(J, i))) != NULL;
+    if (ok) B = calloc((size_t)(m * n + 1), sizeof *B);
+    if (B && kind == LJ_OP_COMPOSE) { /* left to right: P = |F1|·…·|Fi| */
+        int64_t pr = lj_op_rows(lj_op_child(J, 0)), pc = lj_op_cols(lj_op_child(J, 0));
+        double *P = C[0];
+        C[0] = NULL;
+        for (int i = 1; i < nc && P; i++) {
+            int64_t fc = lj_op_cols(lj_op_child(J, i));
+            double *Q = calloc((size_t)(pr * fc + 1), sizeof *Q);
+            if (Q)
+                for (int64_t j = 0; j < fc; j++)
+                    for (int64_t k = 0; k < pc; k++)
+                        for (int64_t r = 0; r < pr; r++) Q[r + j * pr] += P[r + k * pr] * C[i][k + j * pc];
+            free(P);
+            P = Q, pc = fc;
+        }
+        if (P) memcpy(B, P, sizeof *B * (size_t)(m * n));
+        else ok = false;
+        free(P);
+    } else if (B && kind == LJ_OP_KRON) { /* two factors at a time */
+        const lj_op *c0 = lj_op_child(J, 0);
+        int64_t ar = lj_op_rows(c0), ac = lj_op_cols(c0);
+        double *P = C[0];
+        C[0] = NULL;
+        for (int i = 1; i < nc && P; i++) {
+            const lj_op *ci = lj_op_child(J, i);
+            int64_t br = lj_op_rows(ci), bc = lj_op_cols(ci), r = ar * br;
+            double *Q = calloc((size_t)(r * ac * bc + 1), sizeof *Q);
+            if (Q)
+                for (int64_t ja = 0; ja < ac; ja++)
+                    for (int64_t jb = 0; jb < bc; jb++)
+                        for (int64_t ia = 0; ia < ar; ia++)
+                            for (int64_t ib = 0; ib < br; ib++)
+                                Q[(ia * br + ib) + (ja * bc + jb) * r] = P[ia + ja * ar] * C[i][ib + jb * br];
+            free(P);
+            P = Q, ar = r, ac *= bc;
+        }
+        if (P) memcpy(B, P, sizeof *B * (size_t)(m * n));
+        else ok = false;
+        free(P);
+    } else if (B && kind == LJ_OP_SUM) {
+        for (int i = 0; i < nc; i++)
+            for (int64_t k = 0; k < m * n; k++) B[k] += C[i][k];
+    } else if (B && kind == LJ_OP_TRANSPOSE) {
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t i = 0; i < m; i++) B[i + j * m] = C[0][j + i * n];
+    } else if (B && kind == LJ_OP_HSTACK) {
+        for (int i = 0, off = 0; i < nc; i++) {
+            int64_t w = lj_op_cols(lj_op_child(J, i));
+            memcpy(B + (int64_t)off * m, C[i], sizeof *B * (size_t)(m * w));
+            off += (int)w;
+        }
+    } else if (B && kind == LJ_OP_VSTACK) {
+        for (int i = 0, off = 0; i < nc; i++) {
+            int64_t h = lj_op_rows(lj_op_child(J, i));
+            for (int64_t j = 0; j < n; j++) memcpy(B + off + j * m, C[i] + j * h, sizeof *B * (size_t)h);
+            off += (int)h;
+        }
+    } else if (B && kind == LJ_OP_SCALED) { /* |alpha| off the two materialised */
+        double *D = dense_abs(ctx, J), *E = dense_abs(ctx, lj_op_child(J, 0)), alpha = 1;
+        for (int64_t k = 0; D && E && k < m * n; k++)
+            if (E[k] > 0) {
+                alpha = D[k] / E[k];
+                break;
+            }
+        ok = D && E;
+        for (int64_t k = 0; k < m * n; k++) B[k] = alpha * C[0][k];
+        free(D), free(E);
+    }
+    for (int i = 0; i < nc; i++) free(C[i]);
+    if (!ok) {
+        free(B);
+        B = NULL;
+    }
+    return B;
+}
+
 /* J x and J^T y against the materialised matrix D, each error measured
- * against max(1, max |D|)·‖x‖₁ with a tolerance of 1e-7: an operator whose
- * terms cancel to rounding (Diag(1 ⊘ A) − Diag(A ⊘ A^2)) or that chains
- * many products (the Hessian of logdet(A^18)) is applied and materialised in
- * different orders, and the leaves here are of order 1; a wrong operator is
- * off by far more */
+ * against max(1, max |D|, max of the bound on J's terms)·‖x‖₁ with a tolerance
+ * of 1e-7: an operator whose terms cancel to rounding (Diag(1 ⊘ A) −
+ * Diag(A ⊘ A^2), or Diag(exp(…))·(T1 − T2) whose T1 and T2 are equal
+ * and the exponential large) or that chains many products (the Hessian
+ * of logdet(A^18)) is applied and materialised in different orders, and
+ * the leaves here are of order 1; a wrong operator is off by far more.
+ * Where the terms exceed 1e8, rounding says nothing. */
 static double operator_check(lj_context *ctx, const lj_op *J, const char *what)
 {
     double largest = -1; /* max |D|, or -1: not materialised or not finite */
@@ -268,6 +380,12 @@ static double operator_check(lj_context *ctx, const lj_op *J, const char *what)
                 big = fmax(big, fabs(D[k]));
             }
             if (finite) largest = big;
+            double *T = finite ? term_bound(ctx, J) : NULL, terms = 0;
+            bool bounded = T != NULL;
+            for (int64_t k = 0; bounded && k < m * n; k++) terms = fmax(terms, T[k]);
+            free(T);
+            if (!bounded || !(terms < 1e8)) finite = false;
+            else big = fmax(big, terms);
             for (int64_t j = 0; j < n; j++) sx += fabs(x[j]);
             for (int64_t i = 0; i < m; i++) su += fabs(u[i]);
             for (int64_t i = 0; i < m && finite; i++) {
