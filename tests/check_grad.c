@@ -977,18 +977,45 @@ static void eval_fails_cleanly(lj_context *ctx, const lj_expr *e, const double *
     ck_abort_msg("evaluation still failed after 400 allocations");
 }
 
+/* The leaves of the fused-evaluation tests: A (4×3) and a variable X
+ * (3×2) of random values, the sparse 1-D Laplacian L (3×3), all in t */
+typedef struct {
+    tmat av, xv;
+    lj_expr *A, *X, *L;
+    cholmod_sparse *Ls;
+    lj_symtab *t;
+} eval_leaves;
+
+static eval_leaves eval_leaves_new(lj_context *ctx, uint64_t seed)
+{
+    eval_leaves l;
+    l.av = tm_rand(4, 3, &seed), l.xv = tm_rand(3, 2, &seed);
+    l.A = lj_expr_const(ctx, "A", 4, 3, l.av.a), l.X = lj_expr_var(ctx, "X", 3, 2, l.xv.a);
+    l.Ls = laplacian_1d(ctx, 3, false);
+    l.L = lj_expr_const_sparse(ctx, "L", l.Ls);
+    l.t = lj_symtab_new(ctx);
+    CK_OK(ctx, lj_symtab_add(ctx, l.t, l.A));
+    CK_OK(ctx, lj_symtab_add(ctx, l.t, l.X));
+    CK_OK(ctx, lj_symtab_add(ctx, l.t, l.L));
+    return l;
+}
+
+static void eval_leaves_free(lj_context *ctx, eval_leaves *l)
+{
+    lj_symtab_free(&l->t);
+    lj_expr_free(&l->A);
+    lj_expr_free(&l->X);
+    lj_expr_free(&l->L);
+    lj_sparse_free(ctx, &l->Ls);
+    tm_free(&l->av);
+    tm_free(&l->xv);
+}
+
 START_TEST(test_eval_fused)
 {
     lj_context *ctx = lj_context_new();
-    uint64_t seed = 53;
-    tmat av = tm_rand(4, 3, &seed), xv = tm_rand(3, 2, &seed);
-    lj_expr *A = lj_expr_const(ctx, "A", 4, 3, av.a), *X = lj_expr_var(ctx, "X", 3, 2, xv.a);
-    cholmod_sparse *Ls = laplacian_1d(ctx, 3, false);
-    lj_expr *L = lj_expr_const_sparse(ctx, "L", Ls);
-    lj_symtab *t = lj_symtab_new(ctx);
-    CK_OK(ctx, lj_symtab_add(ctx, t, A));
-    CK_OK(ctx, lj_symtab_add(ctx, t, X));
-    CK_OK(ctx, lj_symtab_add(ctx, t, L));
+    eval_leaves l = eval_leaves_new(ctx, 53);
+    lj_symtab *t = l.t;
     const char *forms[][2] = {
         { "2*(A*X)", "A*X + A*X" },
         { "-(A*X)", "0 - A*X" },
@@ -1010,39 +1037,21 @@ START_TEST(test_eval_fused)
         lj_expr_free(&a);
         lj_expr_free(&b);
     }
-    lj_symtab_free(&t);
-    lj_expr_free(&A);
-    lj_expr_free(&X);
-    lj_expr_free(&L);
-    lj_sparse_free(ctx, &Ls);
-    tm_free(&av);
-    tm_free(&xv);
+    eval_leaves_free(ctx, &l);
     lj_context_free(&ctx);
 }
 END_TEST
 
-/* Defects found by fuzz/fuzz_pipeline, each with the input that showed it:
- * a Hadamard adjoint whose cotangent is the identity lost its factor
- * (tr(inv(inv(B.*A))) printed I_3, not I_3 ∘ B); a dense variable's
- * gradient on a sparse pattern gave a Hessian with one row per stored entry
- * (sum(vec(S./A)), 4×9); a sparse variable's gradient on a smaller pattern
- * (M .* S) had fewer values than the variable; the adjoint of asin leaked;
- * S ./ (-(B*A)) printed in a plain form that re-parsed as (S./-B)*A. */
 /* A transpose read by a product alone is read through (X'·u one GEMM with
  * X transposed, X' never formed): values against products of explicit
  * transposes, every allocation failing in turn. */
 START_TEST(test_eval_transposed)
 {
     lj_context *ctx = lj_context_new();
-    uint64_t seed = 57;
-    tmat av = tm_rand(4, 3, &seed), xv = tm_rand(3, 2, &seed);
-    lj_expr *A = lj_expr_const(ctx, "A", 4, 3, av.a), *X = lj_expr_var(ctx, "X", 3, 2, xv.a);
-    cholmod_sparse *Ls = laplacian_1d(ctx, 3, false);
-    lj_expr *L = lj_expr_const_sparse(ctx, "L", Ls);
-    lj_symtab *t = lj_symtab_new(ctx);
-    CK_OK(ctx, lj_symtab_add(ctx, t, A));
-    CK_OK(ctx, lj_symtab_add(ctx, t, X));
-    CK_OK(ctx, lj_symtab_add(ctx, t, L));
+    eval_leaves l = eval_leaves_new(ctx, 57);
+    lj_symtab *t = l.t;
+    tmat av = l.av, xv = l.xv;
+    lj_expr *A = l.A;
     tmat At = tm_transpose(av), Xt = tm_transpose(xv), AX = tm_mul(av, xv);
     tmat Lm = tm_new(3, 3);
     for (int64_t j = 0; j < 9; j++) Lm.a[j] = 0;
@@ -1086,17 +1095,20 @@ START_TEST(test_eval_transposed)
         lj_free(v);
         lj_expr_free(&e);
     }
-    tmat fr[] = { av, xv, At, Xt, AX, Lm, AtA, XtAt, negAtA, AtAX, XtL, twoAtA };
+    tmat fr[] = { At, Xt, AX, Lm, AtA, XtAt, negAtA, AtAX, XtL, twoAtA };
     for (size_t k = 0; k < sizeof fr / sizeof fr[0]; k++) tm_free(&fr[k]);
-    lj_symtab_free(&t);
-    lj_expr_free(&A);
-    lj_expr_free(&X);
-    lj_expr_free(&L);
-    lj_sparse_free(ctx, &Ls);
+    eval_leaves_free(ctx, &l);
     lj_context_free(&ctx);
 }
 END_TEST
 
+/* Defects found by fuzz/fuzz_pipeline, each with the input that showed it:
+ * a Hadamard adjoint whose cotangent is the identity lost its factor
+ * (tr(inv(inv(B.*A))) printed I_3, not I_3 ∘ B); a dense variable's
+ * gradient on a sparse pattern gave a Hessian with one row per stored entry
+ * (sum(vec(S./A)), 4×9); a sparse variable's gradient on a smaller pattern
+ * (M .* S) had fewer values than the variable; the adjoint of asin leaked;
+ * S ./ (-(B*A)) printed in a plain form that re-parsed as (S./-B)*A. */
 START_TEST(test_pipeline_regressions)
 {
     lj_context *ctx = lj_context_new();
