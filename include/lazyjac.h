@@ -466,7 +466,8 @@ cholmod_sparse *lj_expr_eval_sparse(lj_context *ctx, const lj_expr *e);
  * gives the zero operator of the right shape. J's dense blocks and Diags
  * that are a dense leaf's values read the leaf's numbers in place (no copy,
  * no second array in memory); lj_expr_set_value leaves J's numbers as
- * they were. */
+ * they were. Those that are values computed on the way (A·X in
+ * Diag(vec(A·X))) keep the arrays they were computed into. */
 lj_op *lj_expr_jacobian(lj_context *ctx, const lj_expr *e, const lj_expr *var);
 /* [J_1, J_2, ...] for several variables, as a horizontal block stack. */
 lj_op *lj_expr_jacobian_n(lj_context *ctx, const lj_expr *e, int nvars,

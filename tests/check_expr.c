@@ -1647,6 +1647,90 @@ START_TEST(test_jacobian_reads_leaves_in_place)
 }
 END_TEST
 
+/* J of (A·X)∘(B·X) by hand: d F_ik / d X_jl = δ_kl (A_ij (BX)_ik + B_ij (AX)_ik),
+ * A and B 4×3, X 3×2, rows of J vec F (i + 4k), columns vec X (j + 3l) */
+static void products_dense(const double *a, const double *b, const double *x, double *J)
+{
+    double ax[8] = { 0 }, bx[8] = { 0 };
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 3; j++) {
+                ax[i + 4 * k] += a[i + 4 * j] * x[j + 3 * k];
+                bx[i + 4 * k] += b[i + 4 * j] * x[j + 3 * k];
+            }
+    memset(J, 0, sizeof(double) * 8 * 6);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 3; j++)
+                J[(i + 4 * k) + 8 * (j + 3 * k)] = a[i + 4 * j] * bx[i + 4 * k] + b[i + 4 * j] * ax[i + 4 * k];
+}
+
+/* A Jacobian built once holds the values of interior nodes it needs (A·X
+ * and B·X in Diag(vec(B·X)) and Diag(vec(A·X))) in the buffers they were
+ * computed into, not in copies: J stays right after every expression is
+ * freed (ASan and valgrind see any read of a freed buffer) and after X
+ * changes, and equals the J of a plan, whose operators have numbers of
+ * their own, bit for bit. */
+START_TEST(test_jacobian_keeps_interior_values)
+{
+    lj_context *ctx = lj_context_new();
+    double a[12], b[12], x[6], x2[6], J[48], K[48], want[48];
+    for (int i = 0; i < 12; i++) a[i] = 0.5 + 0.25 * i, b[i] = 1.75 - 0.375 * i;
+    for (int i = 0; i < 6; i++) x[i] = 0.3 * i - 0.6, x2[i] = 1.1 - 0.2 * i;
+    lj_expr *A = lj_expr_const(ctx, "A", 4, 3, a), *B = lj_expr_const(ctx, "B", 4, 3, b);
+    lj_expr *X = lj_expr_var(ctx, "X", 3, 2, x), *AX = lj_expr_mul(ctx, A, X), *BX = lj_expr_mul(ctx, B, X);
+    lj_expr *F = lj_expr_hadamard(ctx, AX, BX);
+    CK_NN(ctx, F);
+    lj_op *J1 = lj_expr_jacobian(ctx, F, X);
+    CK_NN(ctx, J1);
+    char *s = lj_op_print(ctx, J1, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "Diag(vec(B·X))·(I_2 ⊗ A) + Diag(vec(A·X))·(I_2 ⊗ B)");
+    lj_free(s);
+    lj_jacplan *p = lj_jacplan_new(ctx, F, 1, (const lj_expr *const *)&X);
+    lj_op *P = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, P);
+    CK_OK(ctx, lj_op_to_dense(ctx, J1, J, 8));
+    CK_OK(ctx, lj_op_to_dense(ctx, P, K, 8));
+    ck_assert(memcmp(J, K, sizeof J) == 0);
+    products_dense(a, b, x, want);
+    for (int i = 0; i < 48; i++) ck_assert_double_eq_tol(J[i], want[i], 1e-13);
+    lj_op_free(&P);
+    lj_jacplan_free(&p);
+    /* X moves: a new J follows, J1 keeps its numbers */
+    CK_OK(ctx, lj_expr_set_value(ctx, X, x2));
+    lj_op *J2 = lj_expr_jacobian(ctx, F, X);
+    CK_NN(ctx, J2);
+    /* nothing of the expressions left: J1 and J2 hold what they read */
+    lj_expr *es[] = { A, B, X, AX, BX, F };
+    for (size_t i = 0; i < sizeof es / sizeof *es; i++) lj_expr_free(&es[i]);
+    memset(K, 0, sizeof K);
+    CK_OK(ctx, lj_op_to_dense(ctx, J1, K, 8));
+    ck_assert(memcmp(J, K, sizeof J) == 0);
+    CK_OK(ctx, lj_op_to_dense(ctx, J2, K, 8));
+    products_dense(a, b, x2, want);
+    for (int i = 0; i < 48; i++) ck_assert_double_eq_tol(K[i], want[i], 1e-13);
+    /* and they apply both ways as their matrices say */
+    double v[6], y[8], w[8], g[6];
+    for (int i = 0; i < 6; i++) v[i] = 0.5 - 0.25 * i;
+    for (int i = 0; i < 8; i++) w[i] = 0.125 * i - 0.5;
+    CK_OK(ctx, lj_op_apply(ctx, J2, 0, 1.0, v, 0.0, y));
+    CK_OK(ctx, lj_op_apply(ctx, J2, 1, 1.0, w, 0.0, g));
+    for (int r = 0; r < 8; r++) {
+        double t = 0;
+        for (int c = 0; c < 6; c++) t += K[r + 8 * c] * v[c];
+        ck_assert_double_eq_tol(y[r], t, 1e-12);
+    }
+    for (int c = 0; c < 6; c++) {
+        double t = 0;
+        for (int r = 0; r < 8; r++) t += K[r + 8 * c] * w[r];
+        ck_assert_double_eq_tol(g[c], t, 1e-12);
+    }
+    lj_op_free(&J1);
+    lj_op_free(&J2);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_alloc_failure_workflows)
 {
     snprintf(wf_dir, sizeof wf_dir, "/tmp/lj_wf_XXXXXX");
@@ -2154,6 +2238,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_jacobian_plan_in_place);
     tcase_add_test(rules, test_jacobian_plan_rebuilds);
     tcase_add_test(rules, test_jacobian_reads_leaves_in_place);
+    tcase_add_test(rules, test_jacobian_keeps_interior_values);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);
     tcase_add_test(rules, test_kink_conventions);

@@ -258,6 +258,16 @@ lji_vblock *lji_vblock_new(lj_context *ctx, int64_t n)
     return b;
 }
 
+lji_vblock *lji_vblock_new_large(lj_context *ctx, int64_t n)
+{
+    if (n < 0 || (uint64_t)n > (SIZE_MAX - sizeof(lji_vblock)) / sizeof(double)) return NULL;
+    lji_vblock *b = lji_malloc_large(ctx, sizeof *b + (size_t)n * sizeof(double));
+    if (!b) return NULL;
+    atomic_init(&b->refs, 1);
+    b->n = n;
+    return b;
+}
+
 void *lji_realloc(lj_context *ctx, void *p, size_t nbytes)
 {
     if (lji_should_fail(ctx) || too_large(nbytes)) return NULL;

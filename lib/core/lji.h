@@ -170,6 +170,8 @@ static inline double *lji_vblock_data(lji_vblock *b)
 }
 /* n doubles, zeroed; NULL when out of memory (nothing recorded) */
 lji_vblock *lji_vblock_new(lj_context *ctx, int64_t n);
+/* n doubles, not zeroed, a large block on huge pages (lji_malloc_large) */
+lji_vblock *lji_vblock_new_large(lj_context *ctx, int64_t n);
 static inline lji_vblock *lji_vblock_retain(lji_vblock *b)
 {
     if (b) atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);

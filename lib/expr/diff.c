@@ -52,8 +52,9 @@ static void record_copy(lji_dctx *d, const lj_expr *e, const lj_op *r)
  * then be their own); else NULL. */
 static lji_vblock *shareable(lji_dctx *d, const lj_expr *e)
 {
-    if (!e->vblk || e->pat || d->raw || lji_tape_on(d->ctx) || !lji_is_leaf(e)) return NULL;
-    return e->vblk;
+    if (e->pat || d->raw || lji_tape_on(d->ctx)) return NULL;
+    if (lji_is_leaf(e)) return e->vblk;
+    return d->blk ? d->blk[lji_topo_find(d->t, e)] : NULL;
 }
 
 /* e's value v (rows×cols, leading dimension rows) as a dense block labelled
@@ -383,6 +384,7 @@ struct lj_jacplan {
     int64_t *uses;        /* number of parents of each node */
     unsigned char *need;  /* the nodes whose values J needs (closed under operands) */
     double **vals;        /* value buffers: the needed nodes', all once a value was asked for */
+    lji_vblock **blk;     /* a one-off build's: the blocks its interior values are in (J may keep them) */
     /* updating J in place: the tape recorded with the J it builds (NULL:
      * the next evaluation builds), each leaf's version when last seen,
      * which nodes changed since, and how evaluations went */
@@ -409,6 +411,12 @@ static void plan_release(lj_jacplan *p)
         lji_tape_free(&p->tape[k]);
         lj_op_free(&p->J[k]);
     }
+    for (int64_t i = 0; p->blk && i < p->t.n; i++)
+        if (p->blk[i]) { /* J's operators may hold it still */
+            p->vals[i] = NULL;
+            lji_vblock_release(&p->blk[i]);
+        }
+    free(p->blk);
     lji_vals_free(&p->t, p->vals);
     if (!p->borrowed) {
         for (int v = 0; v < p->nvars && p->vars; v++) lj_expr_free(&p->vars[v]);
@@ -488,6 +496,27 @@ static void plan_needs(lj_jacplan *p)
  * Jacobian's plan lives on its stack, and its 2 KiB inline order would
  * be a heap block too large for the allocator's per-thread cache). On
  * failure nothing is left to release. */
+/* A one-off build's interior values, each in a block of its own, which
+ * J's dense blocks and Diags then share (shareable) instead of copying:
+ * a pass over each such value fewer, and no second array of it while J
+ * is built. The plan is released as soon as J is made, and nothing
+ * writes the values again. Sparse values keep their plain buffers. */
+static lj_status oneoff_blocks(lj_context *ctx, lj_jacplan *p)
+{
+    size_t n = (size_t)(p->t.n ? p->t.n : 1);
+    if (!(p->vals = lji_calloc(ctx, n, sizeof *p->vals)) || !(p->blk = lji_calloc(ctx, n, sizeof *p->blk)))
+        return lji_nomem(ctx, "jacobian");
+    for (int64_t i = 0; i < p->t.n; i++) {
+        const lj_expr *x = p->t.node[i];
+        if (lji_is_leaf(x) || !p->need[i] || x->pat) continue;
+        if (!(p->blk[i] = lji_vblock_new_large(ctx, lji_vlen(x))))
+            return lji_error(ctx, LJ_ERR_NOMEM, "jacobian: out of memory for the value of " LJI_SHP, x->rows,
+                             x->cols);
+        p->vals[i] = lji_vblock_data(p->blk[i]);
+    }
+    return LJ_OK;
+}
+
 static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int nvars,
                            const lj_expr *const *vars, bool borrow)
 {
@@ -547,7 +576,8 @@ static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int
         if (p->t.node[i]->pat) p->record = false; /* sparse values: rebuilt at every evaluation */
     p->why = "not evaluated yet";
     p->broke = "a plan over sparse values builds J at every evaluation";
-    if ((st = lji_vals_alloc(ctx, &p->t, p->need, &p->vals)) != LJ_OK) {
+    if ((borrow && (st = oneoff_blocks(ctx, p)) != LJ_OK) ||
+        (st = lji_vals_alloc(ctx, &p->t, p->need, &p->vals)) != LJ_OK) {
         plan_release(p);
         return st;
     }
@@ -595,7 +625,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
         goto done;
     }
     memcpy(uses, p->uses, (size_t)t->n * sizeof *uses);
-    dctx d = { ctx, t, p->vals, var, ov, false, dense };
+    dctx d = { ctx, t, p->vals, var, ov, false, dense, p->blk };
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *x = t->node[i];
         if (!dep[i]) continue;

@@ -57,6 +57,10 @@ typedef struct lji_dctx {
     lj_op **opval;
     bool raw;
     double **dense;
+    /* a one-off build's interior values, each in a block of its own that
+     * J's operators share instead of copying (NULL: a plan that records,
+     * whose buffers are written again at its next evaluation) */
+    lji_vblock **blk;
 } lji_dctx;
 
 struct lji_opdef {
