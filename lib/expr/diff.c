@@ -503,7 +503,11 @@ static void plan_needs(lj_jacplan *p)
  * writes the values again. Sparse values keep their plain buffers. */
 static lj_status oneoff_blocks(lj_context *ctx, lj_jacplan *p)
 {
-    size_t n = (size_t)(p->t.n ? p->t.n : 1);
+    bool any = false; /* seed 002's J, for one, reads leaves only */
+    for (int64_t i = 0; i < p->t.n && !any; i++)
+        any = !lji_is_leaf(p->t.node[i]) && p->need[i] && !p->t.node[i]->pat;
+    if (!any) return LJ_OK;
+    size_t n = (size_t)p->t.n;
     if (!(p->vals = lji_calloc(ctx, n, sizeof *p->vals)) || !(p->blk = lji_calloc(ctx, n, sizeof *p->blk)))
         return lji_nomem(ctx, "jacobian");
     for (int64_t i = 0; i < p->t.n; i++) {
