@@ -46,10 +46,11 @@ static void record_copy(lji_dctx *d, const lj_expr *e, const lj_op *r)
         lji_tape_guard_ones(ctx, r->data, r->rows, -1, k, false);
 }
 
-/* The value block of leaf e when an operator may read e's numbers in place
- * instead of copying them: a dense leaf that owns its block, in a build no
- * tape records (a plan's tape writes its operators' numbers, which must
- * then be their own); else NULL. */
+/* The value block of e when an operator may read e's numbers in place
+ * instead of copying them: a dense leaf that owns its block, or an
+ * interior value a one-off build computed into a block (oneoff_blocks),
+ * in a build no tape records (a plan's tape writes its operators'
+ * numbers, which must then be their own); else NULL. */
 static lji_vblock *shareable(lji_dctx *d, const lj_expr *e)
 {
     if (e->pat || d->raw || lji_tape_on(d->ctx)) return NULL;
@@ -492,10 +493,6 @@ static void plan_needs(lj_jacplan *p)
     }
 }
 
-/* The analysis of e for vars into p (the caller's storage: a one-off
- * Jacobian's plan lives on its stack, and its 2 KiB inline order would
- * be a heap block too large for the allocator's per-thread cache). On
- * failure nothing is left to release. */
 /* A one-off build's interior values, each in a block of its own, which
  * J's dense blocks and Diags then share (shareable) instead of copying:
  * a pass over each such value fewer, and no second array of it while J
@@ -521,6 +518,10 @@ static lj_status oneoff_blocks(lj_context *ctx, lj_jacplan *p)
     return LJ_OK;
 }
 
+/* The analysis of e for vars into p (the caller's storage: a one-off
+ * Jacobian's plan lives on its stack, and its 2 KiB inline order would
+ * be a heap block too large for the allocator's per-thread cache). On
+ * failure nothing is left to release. */
 static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int nvars,
                            const lj_expr *const *vars, bool borrow)
 {
