@@ -248,24 +248,25 @@ void *lji_calloc(lj_context *ctx, size_t n, size_t size)
 
 _Static_assert(sizeof(lji_vblock) == 16, "a value block's numbers start 16 bytes in");
 
-lji_vblock *lji_vblock_new(lj_context *ctx, int64_t n)
+static lji_vblock *vblock_new(lj_context *ctx, int64_t n, bool large)
 {
     if (n < 0 || (uint64_t)n > (SIZE_MAX - sizeof(lji_vblock)) / sizeof(double)) return NULL;
-    lji_vblock *b = lji_calloc(ctx, 1, sizeof *b + (size_t)n * sizeof(double));
+    size_t nb = sizeof(lji_vblock) + (size_t)n * sizeof(double);
+    lji_vblock *b = large ? lji_malloc_large(ctx, nb) : lji_calloc(ctx, 1, nb);
     if (!b) return NULL;
     atomic_init(&b->refs, 1);
     b->n = n;
     return b;
 }
 
+lji_vblock *lji_vblock_new(lj_context *ctx, int64_t n)
+{
+    return vblock_new(ctx, n, false);
+}
+
 lji_vblock *lji_vblock_new_large(lj_context *ctx, int64_t n)
 {
-    if (n < 0 || (uint64_t)n > (SIZE_MAX - sizeof(lji_vblock)) / sizeof(double)) return NULL;
-    lji_vblock *b = lji_malloc_large(ctx, sizeof *b + (size_t)n * sizeof(double));
-    if (!b) return NULL;
-    atomic_init(&b->refs, 1);
-    b->n = n;
-    return b;
+    return vblock_new(ctx, n, true);
 }
 
 void *lji_realloc(lj_context *ctx, void *p, size_t nbytes)
