@@ -25,7 +25,6 @@
 
 #include "bench.h"
 
-
 /* The benchmark's own huge-page memory for its reference copy, as
  * lazyjac allocates its large results: 2 MiB aligned, advised whole. */
 static void *malloc_huge(size_t n)

@@ -498,18 +498,23 @@ static void plan_needs(lj_jacplan *p)
  * a pass over each such value fewer, and no second array of it while J
  * is built. The plan is released as soon as J is made, and nothing
  * writes the values again. Sparse values keep their plain buffers. */
+static bool oneoff_shares(const lj_jacplan *p, int64_t i)
+{
+    const lj_expr *x = p->t.node[i];
+    return !lji_is_leaf(x) && p->need[i] && !x->pat;
+}
+
 static lj_status oneoff_blocks(lj_context *ctx, lj_jacplan *p)
 {
-    bool any = false; /* seed 002's J, for one, reads leaves only */
-    for (int64_t i = 0; i < p->t.n && !any; i++)
-        any = !lji_is_leaf(p->t.node[i]) && p->need[i] && !p->t.node[i]->pat;
-    if (!any) return LJ_OK;
+    int64_t first = 0; /* none, and nothing is allocated: seed 002's J reads leaves only */
+    while (first < p->t.n && !oneoff_shares(p, first)) first++;
+    if (first == p->t.n) return LJ_OK;
     size_t n = (size_t)p->t.n;
     if (!(p->vals = lji_calloc(ctx, n, sizeof *p->vals)) || !(p->blk = lji_calloc(ctx, n, sizeof *p->blk)))
         return lji_nomem(ctx, "jacobian");
-    for (int64_t i = 0; i < p->t.n; i++) {
+    for (int64_t i = first; i < p->t.n; i++) {
         const lj_expr *x = p->t.node[i];
-        if (lji_is_leaf(x) || !p->need[i] || x->pat) continue;
+        if (!oneoff_shares(p, i)) continue;
         if (!(p->blk[i] = lji_vblock_new_large(ctx, lji_vlen(x))))
             return lji_error(ctx, LJ_ERR_NOMEM, "jacobian: out of memory for the value of " LJI_SHP, x->rows,
                              x->cols);
