@@ -514,7 +514,8 @@ int64_t lji_topo_find(const lji_topo *t, const lj_expr *e)
     return -1;
 }
 
-static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e)
+/* e, whose operands are in already at indices ka and kb (-1: none) */
+static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e, int64_t ka, int64_t kb)
 {
     if (!t->cap) { /* the struct's own arrays, the map's keys zeroed */
         memset(t->key_in, 0, sizeof t->key_in);
@@ -563,9 +564,8 @@ static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e)
         t->idx = idx;
         t->cap = cap;
     }
-    /* the operands are in already (post-order) */
-    t->kid[t->n][0] = e->a ? lji_topo_find(t, e->a) : -1;
-    t->kid[t->n][1] = e->b ? lji_topo_find(t, e->b) : -1;
+    t->kid[t->n][0] = ka;
+    t->kid[t->n][1] = kb;
     uint64_t h = ptr_hash(e) & (uint64_t)(t->cap - 1);
     while (t->key[h]) h = (h + 1) & (uint64_t)(t->cap - 1);
     t->key[h] = e;
@@ -575,43 +575,45 @@ static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e)
 }
 
 /* Iterative post-order walk with an explicit stack (long chains must not
- * exhaust the C stack). */
+ * exhaust the C stack). A node goes on the stack only when the map does
+ * not hold it, and is done before anything else is inserted, so the map
+ * is asked once for each operand; each frame collects its operands'
+ * indices as they are found or inserted. */
 lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t)
 {
     /* the inline arrays are set as they are used */
     t->node = NULL, t->kid = NULL, t->key = NULL, t->idx = NULL;
     t->n = t->cap = 0;
-    typedef struct { const lj_expr *e; int state; } frame;
+    typedef struct { const lj_expr *e; int state; int64_t kid[2]; } frame;
     frame st_in[64]; /* on the C stack while the DAG is shallow */
     int64_t cap = 64, sp = 0;
     frame *st = st_in;
-    st[sp++] = (frame){ e, 0 };
+    st[sp++] = (frame){ e, 0, { -1, -1 } };
     while (sp > 0) {
         frame *f = &st[sp - 1];
-        if (f->state == 0 && t->cap && lji_topo_find(t, f->e) >= 0) {
-            sp--;
-            continue;
-        }
-        const lj_expr *child = NULL;
-        if (f->state == 0) child = f->e->a;
-        else if (f->state == 1) child = f->e->b;
-        f->state++;
-        if (f->state <= 2) {
-            if (child && (!t->cap || lji_topo_find(t, child) < 0)) {
-                if (sp == cap) {
-                    frame *ns = st == st_in ? lji_malloc(ctx, (size_t)(2 * cap) * sizeof *ns)
-                                            : lji_realloc(ctx, st, (size_t)(2 * cap) * sizeof *ns);
-                    if (!ns) goto nomem;
-                    if (st == st_in) memcpy(ns, st_in, sizeof st_in);
-                    st = ns;
-                    cap *= 2;
-                }
-                st[sp++] = (frame){ child, 0 };
+        if (f->state < 2) {
+            int w = f->state++;
+            const lj_expr *child = w == 0 ? f->e->a : f->e->b;
+            if (!child) continue;
+            int64_t k = t->cap ? lji_topo_find(t, child) : -1;
+            if (k >= 0) {
+                f->kid[w] = k;
+                continue;
             }
+            if (sp == cap) {
+                frame *ns = st == st_in ? lji_malloc(ctx, (size_t)(2 * cap) * sizeof *ns)
+                                        : lji_realloc(ctx, st, (size_t)(2 * cap) * sizeof *ns);
+                if (!ns) goto nomem;
+                if (st == st_in) memcpy(ns, st_in, sizeof st_in);
+                st = ns;
+                cap *= 2;
+            }
+            st[sp++] = (frame){ child, 0, { -1, -1 } };
             continue;
         }
-        if (!topo_insert(ctx, t, f->e)) goto nomem;
+        if (!topo_insert(ctx, t, f->e, f->kid[0], f->kid[1])) goto nomem;
         sp--;
+        if (sp > 0) st[sp - 1].kid[st[sp - 1].state - 1] = t->n - 1; /* the operand just inserted */
     }
     if (st != st_in) free(st);
     return LJ_OK;

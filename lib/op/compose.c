@@ -270,10 +270,17 @@ static void factors_insert(factors *fs, int at, lj_op *a)
         return;
     }
     if (lji_is(a, &lji_kind_compose) && a->nchild <= LJI_FLATTEN_MAX) {
+        /* a product held nowhere else (a Jacobian's chain rule passes on
+         * L·J[c] at its last use): its factors' references move here, no
+         * count changed; else each factor gets a new one */
+        bool sole = atomic_load_explicit(&a->refs, memory_order_acquire) == 1;
         int pos = at;
         for (int i = 0; i < a->nchild; i++) {
             int before = fs->n;
-            factors_insert(fs, pos, lj_op_retain(a->child[i]));
+            lj_op *c = a->child[i];
+            if (sole) a->child[i] = NULL;
+            else lj_op_retain(c);
+            factors_insert(fs, pos, c);
             pos += fs->n - before;
         }
         lj_op_free(&a);
@@ -541,10 +548,10 @@ static lj_op *triple_rule(lj_context *ctx, const lj_op *x, const lj_op *y, const
     return r;
 }
 
-lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)
+/* lj_op_compose once its operands are checked */
+static lj_op *compose_checked(lj_context *ctx, int n, const lj_op *const *ops)
 {
     const char *op = "compose";
-    if (lji_check_args(ctx, op, n, ops) != LJ_OK) return NULL;
     if (n == 0) {
         lji_error(ctx, LJ_ERR_INVALID, "%s: no operands", op);
         return NULL;
@@ -634,9 +641,15 @@ done:
     return J;
 }
 
+lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)
+{
+    if (lji_check_args(ctx, "compose", n, ops) != LJ_OK) return NULL;
+    return compose_checked(ctx, n, ops);
+}
+
 lj_op *lj_op_mul(lj_context *ctx, const lj_op *a, const lj_op *b)
 {
     const lj_op *ab[2] = { a, b };
     if (lji_check_args(ctx, "mul", 2, ab) != LJ_OK) return NULL;
-    return lj_op_compose(ctx, 2, ab);
+    return compose_checked(ctx, 2, ab);
 }
