@@ -583,20 +583,20 @@ static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int
     p->borrowed = borrow;
     p->root = borrow ? (lj_expr *)e : lj_expr_retain((lj_expr *)e);
     p->nvars = nvars;
-    /* the plan's arrays in one block: vars, vi, uses, seen, then dep, need
-     * and changed */
+    /* the plan's arrays in one block of 8-byte words: vars, vi, uses,
+     * seen, then the bytes of dep, need and changed */
     size_t nv = (size_t)nvars, nn = (size_t)n;
-    char *blk = lji_calloc(ctx, 1, nv * (sizeof *p->vars + sizeof *p->vi) + nn * sizeof *p->uses +
-                                       2 * nn * sizeof *p->seen + nv * nn + 2 * nn + 1);
+    size_t words = 2 * nv + 3 * nn + (nv * nn + 2 * nn + 1 + 7) / 8;
+    uint64_t *blk = lji_calloc(ctx, words, sizeof *blk);
     if (!blk) {
         plan_release(p);
         return lji_nomem(ctx, op);
     }
-    p->vars = (lj_expr **)blk;
-    p->vi = (int64_t *)(blk + nv * sizeof *p->vars);
-    p->uses = (int64_t *)((char *)p->vi + nv * sizeof *p->vi);
-    p->seen = (uint64_t *)(p->uses + nn);
-    p->dep = (unsigned char *)(p->seen + 2 * nn);
+    p->vars = (lj_expr **)(void *)blk;
+    p->vi = (int64_t *)(blk + nv);
+    p->uses = (int64_t *)(blk + 2 * nv);
+    p->seen = blk + 2 * nv + nn;
+    p->dep = (unsigned char *)(blk + 2 * nv + 3 * nn);
     p->need = p->dep + nv * nn;
     p->changed = p->need + nn;
     for (int v = 0; v < nvars; v++) {
