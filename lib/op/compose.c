@@ -332,10 +332,17 @@ static bool is_plain_block(const lj_op *a)
            (lji_is(a, &lji_kind_transpose) && lji_is(a->child[0], &lji_kind_dense));
 }
 
+static lj_op *compose_checked(lj_context *ctx, int n, const lj_op *const *ops);
+
+/* a·b inside a rule, of operands already checked; a factor I returns the
+ * other as it is (what the product would reduce it to, without building
+ * and dissolving a list of factors) */
 static lj_op *mul2(lj_context *ctx, const lj_op *a, const lj_op *b)
 {
+    if (lji_is_identity(b)) return lj_op_retain((lj_op *)a);
+    if (lji_is_identity(a)) return lj_op_retain((lj_op *)b);
     const lj_op *ab[2] = { a, b };
-    return lj_op_compose(ctx, 2, ab);
+    return compose_checked(ctx, 2, ab);
 }
 
 static bool is_dense_block(const lj_op *a)
