@@ -329,11 +329,11 @@ static lj_op *take(lj_context *ctx, take_op f, double s, lj_op *a, lj_op *b)
     if (a && (b || one)) {
         bool offered = lji_hand_over(ctx, a, b);
         switch (f) {
-        case TAKE_MUL: r = lj_op_mul(ctx, a, b); break;
-        case TAKE_KRON: r = lj_op_kron(ctx, a, b); break;
+        case TAKE_MUL: r = lji_op_mul_nc(ctx, a, b); break;
+        case TAKE_KRON: r = lji_op_kron_nc(ctx, a, b); break;
         case TAKE_ADD: r = lj_op_add(ctx, a, b); break;
         case TAKE_SCALE: r = lj_op_scale(ctx, s, a); break;
-        case TAKE_TRANSPOSE: r = lj_op_transpose(ctx, a); break;
+        case TAKE_TRANSPOSE: r = lji_op_transpose_nc(ctx, a); break;
         }
         lji_hand_back(ctx, offered, &a, &b);
     }

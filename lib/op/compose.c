@@ -447,7 +447,7 @@ static lj_op *kron_of_products(lj_context *ctx, const lj_op *a, const lj_op *c, 
     /* (a ⊗ b)(c ⊗ d) = (a c) ⊗ (b d); NULL a or b stands for I_1 */
     lj_op *l = a ? factor_product(ctx, a, c) : lj_op_retain(c);
     lj_op *r = b ? (d ? factor_product(ctx, b, d) : lj_op_retain(b)) : lj_op_retain(d);
-    lj_op *k = (l && r) ? lj_op_kron(ctx, l, r) : NULL;
+    lj_op *k = (l && r) ? lji_op_kron_nc(ctx, l, r) : NULL;
     lj_op_free(&l);
     lj_op_free(&r);
     return k;
@@ -511,12 +511,12 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         const lj_op *C = y->child[0], *D = y->child[1];
         if (D->rows == 1 && x->cols == C->rows) {
             lj_op *l = mul2(ctx, x, C);
-            r = l ? lj_op_kron(ctx, l, D) : NULL;
+            r = l ? lji_op_kron_nc(ctx, l, D) : NULL;
             lj_op_free(&l);
             *fail = !r;
         } else if (C->rows == 1 && x->cols == D->rows) {
             lj_op *l = mul2(ctx, x, D);
-            r = l ? lj_op_kron(ctx, C, l) : NULL;
+            r = l ? lji_op_kron_nc(ctx, C, l) : NULL;
             lj_op_free(&l);
             *fail = !r;
         }
@@ -526,12 +526,12 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         const lj_op *A = x->child[0], *B = x->child[1];
         if (B->cols == 1 && A->cols == y->rows) {
             lj_op *l = mul2(ctx, A, y);
-            r = l ? lj_op_kron(ctx, l, B) : NULL;
+            r = l ? lji_op_kron_nc(ctx, l, B) : NULL;
             lj_op_free(&l);
             *fail = !r;
         } else if (A->cols == 1 && B->cols == y->rows) {
             lj_op *l = mul2(ctx, B, y);
-            r = l ? lj_op_kron(ctx, A, l) : NULL;
+            r = l ? lji_op_kron_nc(ctx, A, l) : NULL;
             lj_op_free(&l);
             *fail = !r;
         }
@@ -550,7 +550,7 @@ static lj_op *triple_rule(lj_context *ctx, const lj_op *x, const lj_op *y, const
         return NULL;
     const lj_op *A = y->child[0], *B = y->child[1];
     if (x->m != B->rows || x->n != A->rows || z->m != A->cols || z->n != B->cols) return NULL;
-    lj_op *r = lj_op_kron(ctx, B, A);
+    lj_op *r = lji_op_kron_nc(ctx, B, A);
     *fail = !r;
     return r;
 }
@@ -658,5 +658,11 @@ lj_op *lj_op_mul(lj_context *ctx, const lj_op *a, const lj_op *b)
 {
     const lj_op *ab[2] = { a, b };
     if (lji_check_args(ctx, "mul", 2, ab) != LJ_OK) return NULL;
+    return compose_checked(ctx, 2, ab);
+}
+
+lj_op *lji_op_mul_nc(lj_context *ctx, const lj_op *a, const lj_op *b)
+{
+    const lj_op *ab[2] = { a, b };
     return compose_checked(ctx, 2, ab);
 }

@@ -311,9 +311,14 @@ const lji_kind lji_kind_kron = {
 
 lj_op *lj_op_kron(lj_context *ctx, const lj_op *a, const lj_op *b)
 {
-    const char *op = "kron";
     const lj_op *ab[2] = { a, b };
-    if (lji_check_args(ctx, op, 2, ab) != LJ_OK) return NULL;
+    if (lji_check_args(ctx, "kron", 2, ab) != LJ_OK) return NULL;
+    return lji_op_kron_nc(ctx, a, b);
+}
+
+lj_op *lji_op_kron_nc(lj_context *ctx, const lj_op *a, const lj_op *b)
+{
+    const char *op = "kron";
     int64_t rows, cols;
     if (!lji_mul_ok(a->rows, b->rows, &rows) || !lji_mul_ok(a->cols, b->cols, &cols)) {
         lji_error(ctx, LJ_ERR_OVERFLOW, "%s: " LJI_SHP " ⊗ " LJI_SHP " overflows int64", op, a->rows,
@@ -335,7 +340,7 @@ lj_op *lj_op_kron(lj_context *ctx, const lj_op *a, const lj_op *b)
             lji_coef_take(ctx, &c, b);
             b = b->child[0];
         }
-        lj_op *k = lj_op_kron(ctx, a, b);
+        lj_op *k = lji_op_kron_nc(ctx, a, b);
         lj_op *r = k ? lji_coef_apply(ctx, &c, k) : NULL;
         free(c.sym);
         lj_op_free(&k);
@@ -344,8 +349,8 @@ lj_op *lj_op_kron(lj_context *ctx, const lj_op *a, const lj_op *b)
     if (lji_is(a, &lji_kind_kron)) {
         /* (A1 ⊗ A2) ⊗ B = A1 ⊗ (A2 ⊗ B): one association, so that equal
          * products compare equal */
-        lj_op *inner = lj_op_kron(ctx, a->child[1], b);
-        lj_op *r = lj_op_kron(ctx, a->child[0], inner);
+        lj_op *inner = lji_op_kron_nc(ctx, a->child[1], b);
+        lj_op *r = inner ? lji_op_kron_nc(ctx, a->child[0], inner) : NULL;
         lj_op_free(&inner);
         return r;
     }

@@ -268,6 +268,12 @@ void lji_op_seal(lj_op *a);
 /* Common checks of a constructor's arguments: a live context and live
  * operators. Records and returns an error, or LJ_OK. */
 lj_status lji_check_args(lj_context *ctx, const char *op, int n, const lj_op *const *ops);
+/* Constructors for operands the library made itself (live, of this
+ * context): lj_op_kron, lj_op_transpose and lj_op_mul without
+ * lji_check_args, which a Jacobian's build would run at every node. */
+lj_op *lji_op_kron_nc(lj_context *ctx, const lj_op *a, const lj_op *b);
+lj_op *lji_op_transpose_nc(lj_context *ctx, const lj_op *a);
+lj_op *lji_op_mul_nc(lj_context *ctx, const lj_op *a, const lj_op *b);
 
 /* Dispatch without re-checking arguments (used by composite kinds). */
 lj_status lji_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,

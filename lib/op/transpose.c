@@ -130,8 +130,13 @@ const lji_kind lji_kind_transpose = {
  * form of their own kind). */
 lj_op *lj_op_transpose(lj_context *ctx, const lj_op *a)
 {
+    if (lji_check_args(ctx, "transpose", 1, &a) != LJ_OK) return NULL;
+    return lji_op_transpose_nc(ctx, a);
+}
+
+lj_op *lji_op_transpose_nc(lj_context *ctx, const lj_op *a)
+{
     const char *op = "transpose";
-    if (lji_check_args(ctx, op, 1, &a) != LJ_OK) return NULL;
     const lji_kind *k = a->kind;
     if (k == &lji_kind_identity || k == &lji_kind_diag) return lji_take_ref(ctx, a);
     if (k == &lji_kind_zero) return lj_op_zero(ctx, a->cols, a->rows);
@@ -152,7 +157,7 @@ lj_op *lj_op_transpose(lj_context *ctx, const lj_op *a)
         for (i = 0; i < n; i++) {
             /* (AB)^T = B^T A^T: a product's factors reverse */
             int src = k == &lji_kind_compose ? n - 1 - i : i;
-            t[i] = lj_op_transpose(ctx, a->child[src]);
+            t[i] = lji_op_transpose_nc(ctx, a->child[src]);
             if (!t[i]) break;
         }
         if (i == n) {
