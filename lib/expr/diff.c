@@ -647,7 +647,9 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
 }
 
 /* Forward accumulation along the topological order for variable v, with the
- * node values already in p->vals. */
+ * node values already in p->vals. A node with one operand that depends on
+ * var passes L·J[c] on as a chain (lji_chain) where it would be a product
+ * node that only its parent reads. */
 static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
 {
     const char *op = "jacobian";
@@ -657,11 +659,13 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
     if (vi < 0) return lj_op_zero(ctx, en, vn); /* e does not depend on var */
     const unsigned char *dep = p->dep + (size_t)v * (size_t)t->n;
     lj_op *result = NULL;
-    /* J, ov, dense and uses: one block */
-    void **blk = lji_calloc(ctx, (size_t)t->n * 4 + 1, sizeof(void *));
+    /* J, ov, dense and uses, then the chains: one block */
+    size_t n = (size_t)t->n, head = (4 * n + 1) * sizeof(void *);
+    void **blk = lji_calloc(ctx, 1, head + n * sizeof(lji_chain));
     lj_op **J = (lj_op **)blk, **ov = blk ? (lj_op **)(blk + t->n) : NULL;
     double **dense = blk ? (double **)(blk + 2 * t->n) : NULL;
     int64_t *uses = blk ? (int64_t *)(blk + 3 * t->n) : NULL;
+    lji_chain *chain = blk ? (lji_chain *)(void *)((char *)blk + head) : NULL;
     if (!blk) {
         lji_nomem(ctx, op);
         goto done;
@@ -672,45 +676,93 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
         const lj_expr *x = t->node[i];
         if (!dep[i]) continue;
         if (i == vi) continue; /* J[vi] = I, left implicit: L·I is L */
+        const lj_expr *kids[2] = { x->a, x->b };
+        int64_t kid[2] = { -1, -1 };
+        int nd = 0;
+        for (int w = 0; w < 2; w++)
+            if (kids[w] && dep[kid[w] = lji_topo_kid(t, i, w)]) nd++;
         lj_op *terms[2] = { NULL, NULL };
         int nt = 0;
-        const lj_expr *kids[2] = { x->a, x->b };
         for (int w = 0; w < 2; w++) {
-            if (!kids[w]) continue;
-            int64_t ci = lji_topo_kid(t, i, w);
-            if (!dep[ci]) continue;
+            int64_t ci = kid[w];
+            if (!kids[w] || !dep[ci]) continue;
+            lj_op *L = lji_local(&d, x, w);
+            if (ci == vi) {
+                if (!L) goto fail_terms;
+                terms[nt++] = L;
+                continue;
+            }
+            if (nd == 1 && uses[ci] == 1 && chain[ci].n > 0) {
+                /* L times the chain c leaves, x its only user: one product
+                 * of all the factors, itself a chain where it may be */
+                lj_op *f[1 + LJI_CHAIN_MAX];
+                int k = chain[ci].n;
+                f[0] = L;
+                memcpy(f + 1, chain[ci].f, (size_t)k * sizeof *f);
+                chain[ci].n = 0;
+                if (!L) {
+                    for (int q = 1; q <= k; q++) lj_op_free(&f[q]);
+                    goto fail_terms;
+                }
+                J[i] = lji_compose_chain(ctx, 1 + k, f, &chain[i]);
+                if (!J[i] && !chain[i].n) goto fail_terms;
+                nt = -1; /* J[i] or chain[i] is set */
+                continue;
+            }
+            if (chain[ci].n > 0 && !(J[ci] = lji_chain_finish(ctx, &chain[ci]))) { /* c's other users read it too */
+                lj_op_free(&L);
+                goto fail_terms;
+            }
             /* L·J[ci], both references handed over: J[ci] moves at its last
              * use (x is its only parent left), else a new one goes */
-            lj_op *Jc = J[ci], *L = lji_local(&d, x, w);
+            lj_op *Jc = J[ci];
             if (uses[ci] == 1) J[ci] = NULL;
             else lj_op_retain(Jc);
-            lj_op *T = ci == vi ? L : lji_d_mul(ctx, L, Jc);
-            if (!T) {
-                for (int k = 0; k < nt; k++) lj_op_free(&terms[k]);
-                goto done;
+            if (!L) {
+                lj_op_free(&Jc);
+                goto fail_terms;
             }
+            if (nd == 1) {
+                lj_op *f[2] = { L, Jc };
+                J[i] = lji_compose_chain(ctx, 2, f, &chain[i]);
+                if (!J[i] && !chain[i].n) goto fail_terms;
+                nt = -1;
+                continue;
+            }
+            lj_op *T = lji_d_mul(ctx, L, Jc);
+            if (!T) goto fail_terms;
             terms[nt++] = T;
         }
         /* the terms' references move into J[i] */
-        J[i] = nt == 1 ? terms[0] : lji_d_add(ctx, terms[0], terms[1]);
-        if (!J[i]) goto done;
+        if (nt == 1) J[i] = terms[0];
+        else if (nt == 2 && !(J[i] = lji_d_add(ctx, terms[0], terms[1]))) goto done;
         /* release operands' Jacobians whose last user this was */
         for (int w = 0; w < 2; w++)
             if (kids[w]) {
                 int64_t ci = lji_topo_kid(t, i, w);
                 if (--uses[ci] == 0) {
                     lj_op_free(&J[ci]);
+                    lji_chain_free(&chain[ci]);
                     lj_op_free(&ov[ci]);
                     free(dense[ci]);
                     dense[ci] = NULL;
                 }
             }
+        continue;
+    fail_terms:
+        for (int k = 0; k < nt; k++) lj_op_free(&terms[k]);
+        goto done;
     }
-    result = vi == t->n - 1 ? lj_op_identity(ctx, vn) : J[t->n - 1]; /* its reference moves to the caller */
-    J[t->n - 1] = NULL;
+    if (vi == t->n - 1) result = lj_op_identity(ctx, vn);
+    else if (chain[t->n - 1].n > 0) result = lji_chain_finish(ctx, &chain[t->n - 1]);
+    else {
+        result = J[t->n - 1]; /* its reference moves to the caller */
+        J[t->n - 1] = NULL;
+    }
 done:
     for (int64_t i = 0; blk && i < t->n; i++) { /* what a failure left */
         if (J[i]) lj_op_free(&J[i]);
+        lji_chain_free(&chain[i]);
         if (ov[i]) lj_op_free(&ov[i]);
         if (dense[i]) free(dense[i]);
     }

@@ -556,9 +556,16 @@ static lj_op *triple_rule(lj_context *ctx, const lj_op *x, const lj_op *y, const
 }
 
 /* lj_op_compose once its operands are checked */
-static lj_op *compose_checked(lj_context *ctx, int n, const lj_op *const *ops)
+/* The product of ops[0..n), checked. take: the caller's references to the
+ * operands pass to it (freed on failure as well); else it retains them (or
+ * takes those handed over). out (may be NULL): where the product would be
+ * a new product node of up to LJI_CHAIN_MAX factors and no coefficient,
+ * its factors go to *out instead, NULL is returned, and out->n > 0; else
+ * out->n = 0. */
+static lj_op *compose_core(lj_context *ctx, int n, const lj_op *const *ops, bool take, lji_chain *out)
 {
     const char *op = "compose";
+    if (out) out->n = 0;
     if (n == 0) {
         lji_error(ctx, LJ_ERR_INVALID, "%s: no operands", op);
         return NULL;
@@ -569,12 +576,22 @@ static lj_op *compose_checked(lj_context *ctx, int n, const lj_op *const *ops)
                       "%s: inner dimensions differ: " LJI_SHP "·" LJI_SHP " (factors %d and %d)",
                       op, ops[i]->rows, ops[i]->cols, ops[i + 1]->rows, ops[i + 1]->cols, i + 1,
                       i + 2);
+            for (int k = 0; take && k < n; k++) {
+                lj_op *a = (lj_op *)ops[k];
+                lj_op_free(&a);
+            }
             return NULL;
         }
     int64_t rows = ops[0]->rows, cols = ops[n - 1]->cols;
     factors fs = { .ctx = ctx, .coef = { .num = 1.0, .salpha = 1.0 }, .cap = LJI_FACTORS_ROOM };
     fs.f = fs.room;
-    for (int i = 0; i < n && !fs.failed; i++) factors_insert(&fs, fs.n, lji_take_ref(ctx, ops[i]));
+    int next = 0;
+    for (; next < n && !fs.failed; next++)
+        factors_insert(&fs, fs.n, take ? (lj_op *)ops[next] : lji_take_ref(ctx, ops[next]));
+    for (; take && next < n; next++) { /* what a failure left */
+        lj_op *a = (lj_op *)ops[next];
+        lj_op_free(&a);
+    }
     lj_op *J = NULL;
     if (fs.failed) {
         lji_nomem(ctx, op);
@@ -623,6 +640,15 @@ static lj_op *compose_checked(lj_context *ctx, int n, const lj_op *const *ops)
     else if (fs.n == 1) {
         core = fs.f[0];
         fs.f[0] = NULL;
+    } else if (out && fs.n <= LJI_CHAIN_MAX && fs.coef.num == 1.0 && !fs.coef.sym && !fs.coef.failed) {
+        out->n = fs.n;
+        out->rows = rows;
+        out->cols = cols;
+        for (int k = 0; k < fs.n; k++) {
+            out->f[k] = fs.f[k];
+            fs.f[k] = NULL;
+        }
+        goto done;
     } else {
         core = lji_op_new(ctx, &lji_kind_compose, rows, cols, fs.n, op);
         if (core) {
@@ -646,6 +672,36 @@ done:
     if (fs.f != fs.room) free(fs.f);
     free(fs.coef.sym);
     return J;
+}
+
+static lj_op *compose_checked(lj_context *ctx, int n, const lj_op *const *ops)
+{
+    return compose_core(ctx, n, ops, false, NULL);
+}
+
+lj_op *lji_compose_chain(lj_context *ctx, int n, lj_op *const *ops, lji_chain *out)
+{
+    return compose_core(ctx, n, (const lj_op *const *)ops, true, out);
+}
+
+lj_op *lji_chain_finish(lj_context *ctx, lji_chain *c)
+{
+    /* the node compose_core would have made of them */
+    lj_op *core = lji_op_new(ctx, &lji_kind_compose, c->rows, c->cols, c->n, "compose");
+    if (!core) {
+        lji_chain_free(c);
+        return NULL;
+    }
+    for (int k = 0; k < c->n; k++) core->child[k] = c->f[k];
+    c->n = 0;
+    lji_op_seal(core);
+    return core;
+}
+
+void lji_chain_free(lji_chain *c)
+{
+    for (int k = 0; k < c->n; k++) lj_op_free(&c->f[k]);
+    c->n = 0;
 }
 
 lj_op *lj_op_compose(lj_context *ctx, int n, const lj_op *const *ops)

@@ -275,6 +275,26 @@ lj_op *lji_op_kron_nc(lj_context *ctx, const lj_op *a, const lj_op *b);
 lj_op *lji_op_transpose_nc(lj_context *ctx, const lj_op *a);
 lj_op *lji_op_mul_nc(lj_context *ctx, const lj_op *a, const lj_op *b);
 
+/* A product the chain rule has not made a node of yet: the factors (new
+ * references, left to right) of what would be a product node of shape
+ * rows×cols. A Jacobian's build passes L·J[c] on to c's parent this way
+ * when the parent is its only user, so that the parent's product takes
+ * the factors as they are instead of a node it would flatten and free
+ * (the result is the same node: the factors are those the product's
+ * rules left). */
+#define LJI_CHAIN_MAX 8
+typedef struct {
+    int n;
+    int64_t rows, cols;
+    lj_op *f[LJI_CHAIN_MAX];
+} lji_chain;
+/* ops[0..n)'s product, the references passed to it: an operator, or NULL
+ * with out->n > 0 where it leaves a chain (out->n = 0 and NULL: failure) */
+lj_op *lji_compose_chain(lj_context *ctx, int n, lj_op *const *ops, lji_chain *out);
+/* the product node of c's factors (c emptied); NULL when out of memory */
+lj_op *lji_chain_finish(lj_context *ctx, lji_chain *c);
+void lji_chain_free(lji_chain *c);
+
 /* Dispatch without re-checking arguments (used by composite kinds). */
 lj_status lji_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                     const double *X, int64_t ldx, double beta, double *Y, int64_t ldy);
