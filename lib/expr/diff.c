@@ -450,7 +450,7 @@ static void plan_release(lj_jacplan *p)
             lji_vblock_release(&p->blk[i]);
         }
     free(p->blk);
-    lji_vals_free(&p->t, p->vals);
+    lji_vals_clear(&p->t, p->vals); /* the array is in the plan's block */
     if (!p->borrowed) {
         for (int v = 0; v < p->nvars && p->vars; v++) lj_expr_free(&p->vars[v]);
         lj_expr_free(&p->root);
@@ -542,8 +542,7 @@ static lj_status oneoff_blocks(lj_context *ctx, lj_jacplan *p)
     while (first < p->t.n && !oneoff_shares(p, first)) first++;
     if (first == p->t.n) return LJ_OK;
     size_t n = (size_t)p->t.n;
-    if (!(p->vals = lji_calloc(ctx, n, sizeof *p->vals)) || !(p->blk = lji_calloc(ctx, n, sizeof *p->blk)))
-        return lji_nomem(ctx, "jacobian");
+    if (!(p->blk = lji_calloc(ctx, n, sizeof *p->blk))) return lji_nomem(ctx, "jacobian");
     for (int64_t i = first; i < p->t.n; i++) {
         const lj_expr *x = p->t.node[i];
         if (!oneoff_shares(p, i)) continue;
@@ -584,9 +583,9 @@ static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int
     p->root = borrow ? (lj_expr *)e : lj_expr_retain((lj_expr *)e);
     p->nvars = nvars;
     /* the plan's arrays in one block of 8-byte words: vars, vi, uses,
-     * seen, then the bytes of dep, need and changed */
+     * seen, vals, then the bytes of dep, need and changed */
     size_t nv = (size_t)nvars, nn = (size_t)n;
-    size_t words = 2 * nv + 3 * nn + (nv * nn + 2 * nn + 1 + 7) / 8;
+    size_t words = 2 * nv + 4 * nn + (nv * nn + 2 * nn + 1 + 7) / 8;
     uint64_t *blk = lji_calloc(ctx, words, sizeof *blk);
     if (!blk) {
         plan_release(p);
@@ -596,7 +595,8 @@ static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int
     p->vi = (int64_t *)(blk + nv);
     p->uses = (int64_t *)(blk + 2 * nv);
     p->seen = blk + 2 * nv + nn;
-    p->dep = (unsigned char *)(blk + 2 * nv + 3 * nn);
+    p->vals = (double **)(void *)(blk + 2 * nv + 3 * nn);
+    p->dep = (unsigned char *)(blk + 2 * nv + 4 * nn);
     p->need = p->dep + nv * nn;
     p->changed = p->need + nn;
     for (int v = 0; v < nvars; v++) {

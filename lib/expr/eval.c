@@ -5,11 +5,16 @@
 #include <inttypes.h>
 #include <math.h>
 
-void lji_vals_free(const lji_topo *t, double **vals)
+void lji_vals_clear(const lji_topo *t, double **vals)
 {
     if (!vals) return;
     for (int64_t i = 0; i < t->n; i++)
         if (vals[i] && !lji_is_leaf(t->node[i])) free(vals[i]);
+}
+
+void lji_vals_free(const lji_topo *t, double **vals)
+{
+    lji_vals_clear(t, vals);
     free(vals);
 }
 

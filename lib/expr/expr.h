@@ -122,6 +122,8 @@ void lji_topo_free(lji_topo *t);
 /* Values of every node in topological order (vals[i] rows×cols of node i). */
 lj_status lji_eval_all(lj_context *ctx, const lji_topo *t, double ***vals);
 void lji_vals_free(const lji_topo *t, double **vals);
+/* the interior nodes' buffers freed, not the array */
+void lji_vals_clear(const lji_topo *t, double **vals);
 /* The same in two steps: buffers once, values as often as the leaves change.
  * With `need` (one flag a node, closed under operands), only the flagged
  * nodes get a buffer and a value; NULL means every node. lji_vals_alloc
