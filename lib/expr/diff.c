@@ -207,15 +207,19 @@ char *lji_d_factor_label(lji_dctx *d, const lj_expr *e, bool transposed)
     return lji_buf_finish(&b, "jacobian");
 }
 
-/* "vec A" or "vec(A*B)" */
-char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix)
+/* "vec A" or "vec(A*B)", between prefix and suffix: written into buf (cap
+ * bytes) when it fits, else into new memory, *own (NULL when none) */
+const char *lji_d_vec_label_to(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix, char *buf,
+                               size_t cap, char **own)
 {
-    char tmp[32], *own;
-    const char *l = label_ref(d, e, tmp, &own);
+    *own = NULL;
+    char tmp[32], *lown;
+    const char *l = label_ref(d, e, tmp, &lown);
     if (!l) return NULL;
     const char *vec = l[0] == '(' ? "vec" : "vec ";
     size_t np = strlen(prefix), nv = strlen(vec), nl = strlen(l), ns = strlen(suffix);
-    char *r = lji_malloc(d->ctx, np + nv + nl + ns + 1); /* one allocation, no buffer growing */
+    size_t total = np + nv + nl + ns + 1;
+    char *r = total <= cap ? buf : (*own = lji_malloc(d->ctx, total)); /* no buffer growing */
     if (r) {
         memcpy(r, prefix, np);
         memcpy(r + np, vec, nv);
@@ -223,8 +227,15 @@ char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const c
         memcpy(r + np + nv + nl, suffix, ns + 1);
     } else
         lji_nomem(d->ctx, "jacobian");
-    free(own);
+    free(lown);
     return r;
+}
+
+char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix)
+{
+    char *own;
+    lji_d_vec_label_to(d, e, prefix, suffix, NULL, 0, &own);
+    return own;
 }
 
 /* The value of e as an operator (new reference); transposes stay lazy so
@@ -261,13 +272,14 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
 
 lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e)
 {
-    char *l = lji_d_vec_label(d, e, "", "");
+    char buf[128], *own;
+    const char *l = lji_d_vec_label_to(d, e, "", "", buf, sizeof buf, &own);
     if (!l) return NULL;
     int64_t mn = lji_d_len(d, e);
     if (e->pat || d->raw) lji_tape_break(d->ctx, "sparse values");
     const double *v = val_of(d, e);
     lj_op *r = v ? value_dense(d, e, mn, 1, v, l) : NULL;
-    free(l);
+    free(own);
     if (!e->pat && !d->raw) record_copy(d, e, r);
     return r;
 }

@@ -172,9 +172,10 @@ static lj_op *hadamard_local(lji_dctx *d, const lj_expr *e, int which)
     int64_t mn = e->rows * e->cols;
     if (lji_is_scalar(c) && mn != 1) return lji_d_vec(d, o);
     if (lji_is_scalar(o) && mn != 1) return lji_d_scaled_by(d, o, lji_d_val(d, o)[0], "", "", lji_d_identity(d->ctx, mn));
-    char *l = lji_d_vec_label(d, o, "", "");
+    char buf[128], *own;
+    const char *l = lji_d_vec_label_to(d, o, "", "", buf, sizeof buf, &own);
     lj_op *r = l ? lji_d_diag(d, o, l) : NULL;
-    free(l);
+    free(own);
     return r;
 }
 

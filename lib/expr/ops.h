@@ -160,6 +160,8 @@ char *lji_d_factor_label(lji_dctx *d, const lj_expr *e, bool transposed);
  * leaf whose pattern e has, if one does (sparse.c) */
 char *lji_d_pattern_name(lji_dctx *d, const lj_expr *e);
 char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix);
+const char *lji_d_vec_label_to(lji_dctx *d, const lj_expr *e, const char *prefix, const char *suffix, char *buf,
+                               size_t cap, char **own);
 /* Diag(g) (or the column g when as_column) with g[i] = f(x[i], y[i], p);
  * x or y of length 1 broadcast. */
 typedef lji_elem2_fn lji_elem_fn;
