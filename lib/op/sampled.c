@@ -41,7 +41,7 @@ static parts parts_of(const lj_op *J)
     s.cd = !lji_is_identity(C);
     if (s.dd) {
         s.Dt = t;
-        t += s.m * s.p;
+        if (t) t += s.m * s.p; /* NULL + 0 is undefined */
     }
     if (s.cd) s.Ct = t;
     return s;
