@@ -1671,6 +1671,61 @@ static void products_dense(const double *a, const double *b, const double *x, do
  * freed (ASan and valgrind see any read of a freed buffer) and after X
  * changes, and equals the J of a plan, whose operators have numbers of
  * their own, bit for bit. */
+/* K_{m,n}·Diag(vec M)·K_{n,m} = Diag(vec M^T): d(X^T ∘ A)^T/dX prints as
+ * the Cookbook writes it, and a plan whose Diag is X's moves it in place */
+START_TEST(test_commuted_diag)
+{
+    env E = { lj_context_new(), 901, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = leaf(&E, "X", 2, 3, 0, true), *A = leaf(&E, "A", 3, 2, 0, false);
+    lj_expr *Xt = keep(&E, lj_expr_transpose(ctx, X)), *XtA = keep(&E, lj_expr_hadamard(ctx, Xt, A));
+    lj_expr *F = keep(&E, lj_expr_transpose(ctx, XtA));
+    lj_op *J = lj_expr_jacobian(ctx, F, X);
+    CK_NN(ctx, J);
+    char *s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "Diag(vec(A^T))");
+    lj_free(s);
+    s = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
+    ck_assert_str_eq(s, "Diag(vec(A'))");
+    lj_free(s);
+    /* the entries are A's, transposed */
+    double a[6], d[36];
+    int64_t r, c;
+    double *av;
+    CK_OK(ctx, lj_expr_eval(ctx, A, &r, &c, &av));
+    memcpy(a, av, sizeof a);
+    lj_free(av);
+    CK_OK(ctx, lj_op_to_dense(ctx, J, d, 6));
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++) /* X(i, j) is entry i + 2j of vec X and meets A(j, i) */
+            ck_assert_double_eq(d[(i + 2 * j) * 7], a[j + 3 * i]);
+    lj_op_free(&J);
+    fd_ok(&E, F, X, 1e-7, "(X^T ∘ A)^T");
+    /* (X^T ∘ B^T)^T = X ∘ B: vec((B^T)^T) is vec B */
+    lj_expr *B = leaf(&E, "B", 2, 3, 0, false), *Bt = keep(&E, lj_expr_transpose(ctx, B));
+    lj_expr *G = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_hadamard(ctx, Xt, Bt))));
+    J = lj_expr_jacobian(ctx, G, X);
+    CK_NN(ctx, J);
+    s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "Diag(vec B)");
+    lj_free(s);
+    lj_op_free(&J);
+    /* Diags of X's own values: a plan's tape transposes their new entries */
+    lj_expr *H = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_hadamard(ctx, Xt, Xt))));
+    J = lj_expr_jacobian(ctx, H, X);
+    CK_NN(ctx, J);
+    s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "2·Diag(vec X)");
+    lj_free(s);
+    lj_op_free(&J);
+    int before = plan_updates;
+    fd_ok(&E, H, X, 1e-6, "(X^T ∘ X^T)^T");
+    ck_assert_int_gt(plan_updates, before);
+    env_free(&E);
+    lj_context_free(&E.ctx);
+}
+END_TEST
+
 START_TEST(test_jacobian_keeps_interior_values)
 {
     lj_context *ctx = lj_context_new();
@@ -2239,6 +2294,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_jacobian_plan_rebuilds);
     tcase_add_test(rules, test_jacobian_reads_leaves_in_place);
     tcase_add_test(rules, test_jacobian_keeps_interior_values);
+    tcase_add_test(rules, test_commuted_diag);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);
     tcase_add_test(rules, test_kink_conventions);

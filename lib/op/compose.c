@@ -540,11 +540,94 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
     return NULL;
 }
 
-/* K_{p,m}(A⊗B)K_{n,q} = B⊗A for A m×n, B p×q. */
+/* The label of Diag(vec M^T) from Diag(vec M)'s: "vec A" → "vec(A^T)",
+ * "vec(A^T)" → "vec A", "vec(E)" → "vec((E)^T)"; false (and *out NULL)
+ * for a label of another form (a product of Diags, "1./B"), or when out
+ * of memory (*nomem). */
+static bool vec_label_transposed(lj_context *ctx, const char *l, char **out, bool *nomem)
+{
+    *out = NULL;
+    *nomem = false;
+    size_t n = strlen(l);
+    const char *in;
+    size_t k;
+    if (!strncmp(l, "vec ", 4) && lji_label_is_atomic(l + 4)) {
+        in = l + 4;
+        k = n - 4;
+    } else if (!strncmp(l, "vec(", 4) && lji_label_is_wrapped(l + 3)) {
+        in = l + 4;
+        k = n - 5;
+    } else
+        return false;
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    char *inner = lji_malloc(ctx, k + 1);
+    if (inner) {
+        memcpy(inner, in, k);
+        inner[k] = '\0';
+        bool tr = k > 2 && !strcmp(inner + k - 2, "^T");
+        if (tr) inner[k - 2] = '\0'; /* (M^T)^T = M */
+        if (tr && lji_label_is_atomic(inner)) lji_buf_printf(&b, "vec %s", inner);
+        else if (tr && lji_label_is_wrapped(inner)) lji_buf_printf(&b, "vec%s", inner);
+        else {
+            if (tr) inner[k - 2] = '^';
+            lji_buf_printf(&b, lji_label_is_atomic(inner) ? "vec(%s^T)" : "vec((%s)^T)", inner);
+        }
+        free(inner);
+    }
+    *out = lji_buf_finish(&b, "compose");
+    if (!inner || !*out) {
+        free(*out);
+        *out = NULL;
+        *nomem = true;
+        return false;
+    }
+    return true;
+}
+
+/* K_{m,n}·Diag(vec M)·K_{n,m} = Diag(vec M^T) for M m×n: the Diag's
+ * entries as the m×n array they are, transposed. NULL where the Diag's
+ * label is not one of vec M (the commutations then stay). */
+static lj_op *commuted_diag(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail)
+{
+    int64_t m = x->m, n = x->n;
+    char *label;
+    bool nomem;
+    if (!y->label || !vec_label_transposed(ctx, y->label, &label, &nomem)) {
+        if (nomem) *fail = true;
+        return NULL;
+    }
+    double *d = lji_malloc(ctx, (size_t)(m * n > 0 ? m * n : 1) * sizeof *d);
+    lj_op *r = NULL;
+    if (d) {
+        lji_transpose(m, n, 1.0, y->data, m, 0.0, d, n);
+        r = lj_op_diag(ctx, m * n, d, label);
+    } else
+        lji_nomem(ctx, "compose");
+    free(d);
+    free(label);
+    *fail = !r;
+    if (r && lji_tape_vol(ctx, y)) { /* a plan's tape permutes the Diag's new numbers again */
+        if (!lji_is(r, &lji_kind_diag)) {
+            lji_tape_break(ctx, "a permuted Diag of ones is I");
+            return r;
+        }
+        lji_step st = { .type = LJI_STEP_TRANSPOSE, .dst = r->data, .rows = m, .cols = n, .x = y->data, .ldx = m,
+                        .ldd = n, .node = { -1, -1 }, .src = { lji_tape_step_of(ctx, y), -1 } };
+        lji_tape_add(ctx, &st, r, y);
+    }
+    return r;
+}
+
+/* K_{p,m}(A⊗B)K_{n,q} = B⊗A for A m×n, B p×q; K_{m,n}·Diag(vec M)·K_{n,m}
+ * = Diag(vec M^T). */
 static lj_op *triple_rule(lj_context *ctx, const lj_op *x, const lj_op *y, const lj_op *z,
                           bool *fail)
 {
     *fail = false;
+    if (lji_is(x, &lji_kind_commutation) && lji_is(y, &lji_kind_diag) && lji_is(z, &lji_kind_commutation) &&
+        z->m == x->n && z->n == x->m)
+        return commuted_diag(ctx, x, y, fail);
     if (!lji_is(x, &lji_kind_commutation) || !lji_is(y, &lji_kind_kron) ||
         !lji_is(z, &lji_kind_commutation))
         return NULL;

@@ -103,7 +103,8 @@ enum { LJI_STEP_COPY = 1, /* dst(rows×cols, ldd) <- x(rows×cols, ldx) */
        LJI_STEP_DENSE,    /* dst(rows×cols, ldd) <- op written densely */
        LJI_STEP_FUNC,     /* dst[i] <- f1(x[i]), i < rows; ok1 and ok2 guard x[i] */
        LJI_STEP_ONES,     /* guard: (x[0..rows) all ones) == expect */
-       LJI_STEP_UNEQUAL }; /* guard: op and op2 (terms of one sum) still differ */
+       LJI_STEP_UNEQUAL,  /* guard: op and op2 (terms of one sum) still differ */
+       LJI_STEP_TRANSPOSE }; /* dst(cols×rows, ldd) <- x(rows×cols, ldx)^T */
 typedef struct lji_step {
     int type;
     double *dst;

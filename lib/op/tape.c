@@ -392,6 +392,9 @@ int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, dou
         case LJI_STEP_DIAGPROD:
             for (int64_t i = 0; i < s->rows; i++) s->dst[i] = s->x[i] * s->y[i];
             break;
+        case LJI_STEP_TRANSPOSE:
+            lji_transpose(s->rows, s->cols, 1.0, sx, s->ldx, 0.0, s->dst, s->ldd);
+            break;
         case LJI_STEP_DENSE: {
             lj_status st = lji_to_dense(ctx, s->op, s->dst, s->ldd);
             if (st != LJ_OK) return st;
