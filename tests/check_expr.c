@@ -1710,6 +1710,16 @@ START_TEST(test_commuted_diag)
     ck_assert_str_eq(s, "Diag(vec B)");
     lj_free(s);
     lj_op_free(&J);
+    /* a product of Diags: each vec in its label transposed */
+    lj_expr *S = keep(&E, lj_expr_func(ctx, LJ_FN_SIN, Xt));
+    lj_expr *SA = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_hadamard(ctx, S, A))));
+    J = lj_expr_jacobian(ctx, SA, X);
+    CK_NN(ctx, J);
+    s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "Diag(vec(A^T) ∘ cos(vec X))");
+    lj_free(s);
+    lj_op_free(&J);
+    fd_ok(&E, SA, X, 1e-6, "(sin(X^T) ∘ A)^T");
     /* Diags of X's own values: a plan's tape transposes their new entries */
     lj_expr *H = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_hadamard(ctx, Xt, Xt))));
     J = lj_expr_jacobian(ctx, H, X);

@@ -1,6 +1,7 @@
 /* Composition ops[0]·ops[1]···ops[n-1], applied right to left through two
  * workspace panels, and the product rules of DESIGN.md. */
 #include "config.h"
+#include <ctype.h>
 #include "op.h"
 #include <inttypes.h>
 #include <math.h>
@@ -540,48 +541,84 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
     return NULL;
 }
 
-/* The label of Diag(vec M^T) from Diag(vec M)'s: "vec A" → "vec(A^T)",
- * "vec(A^T)" → "vec A", "vec(E)" → "vec((E)^T)"; false (and *out NULL)
- * for a label of another form (a product of Diags, "1./B"), or when out
- * of memory (*nomem). */
+/* One vec in a Diag's label, transposed: "A" (after "vec ") → "vec(A^T)",
+ * "A^T" → "vec A", "(E)" → "vec((E)^T)", "(E^T)" → "vec E" (E atomic) */
+static void put_vec_transposed(lji_buf *b, const char *in, size_t k, bool wrapped)
+{
+    char tmp[LJI_DIAG_LABEL_MAX + 8];
+    const char *body = in;
+    if (wrapped) body++, k -= 2; /* inside the parentheses */
+    if (k >= sizeof tmp) k = sizeof tmp - 1; /* (labels are capped before this) */
+    memcpy(tmp, body, k);
+    tmp[k] = '\0';
+    bool tr = k > 2 && !strcmp(tmp + k - 2, "^T");
+    if (tr) tmp[k - 2] = '\0'; /* (M^T)^T = M */
+    if (tr && lji_label_is_wrapped(tmp)) lji_buf_printf(b, "vec%s", tmp);
+    else if (tr && lji_label_is_atomic(tmp)) lji_buf_printf(b, "vec %s", tmp);
+    else {
+        if (tr) tmp[k - 2] = '^';
+        lji_buf_printf(b, lji_label_is_atomic(tmp) ? "vec(%s^T)" : "vec((%s)^T)", tmp);
+    }
+}
+
+/* The label of Diag(vec M^T) from Diag(vec M)'s, M m×n: each "vec X" in
+ * it transposed (the label is elementwise in vecs of m×n matrices, and
+ * elementwise operations commute with the permutation), "vec A ∘
+ * cos(vec(X^T))" → "vec(A^T) ∘ cos(vec X)". false (*out NULL) for a label
+ * without one, one cut short ("…"), or out of memory (*nomem). */
 static bool vec_label_transposed(lj_context *ctx, const char *l, char **out, bool *nomem)
 {
     *out = NULL;
     *nomem = false;
-    size_t n = strlen(l);
-    const char *in;
-    size_t k;
-    if (!strncmp(l, "vec ", 4) && lji_label_is_atomic(l + 4)) {
-        in = l + 4;
-        k = n - 4;
-    } else if (!strncmp(l, "vec(", 4) && lji_label_is_wrapped(l + 3)) {
-        in = l + 4;
-        k = n - 5;
-    } else
-        return false;
+    if (strstr(l, "…") || strlen(l) > LJI_DIAG_LABEL_MAX) return false;
     lji_buf b;
     lji_buf_init(&b, ctx);
-    char *inner = lji_malloc(ctx, k + 1);
-    if (inner) {
-        memcpy(inner, in, k);
-        inner[k] = '\0';
-        bool tr = k > 2 && !strcmp(inner + k - 2, "^T");
-        if (tr) inner[k - 2] = '\0'; /* (M^T)^T = M */
-        if (tr && lji_label_is_atomic(inner)) lji_buf_printf(&b, "vec %s", inner);
-        else if (tr && lji_label_is_wrapped(inner)) lji_buf_printf(&b, "vec%s", inner);
-        else {
-            if (tr) inner[k - 2] = '^';
-            lji_buf_printf(&b, lji_label_is_atomic(inner) ? "vec(%s^T)" : "vec((%s)^T)", inner);
+    int found = 0;
+    const char *s = l;
+    while (*s) {
+        bool boundary = s == l || !(isalnum((unsigned char)s[-1]) || s[-1] == '_');
+        if (boundary && !strncmp(s, "vec ", 4)) {
+            /* the atom after it: up to a space or a closing parenthesis outside its own */
+            const char *e = s + 4;
+            int depth = 0;
+            while (*e && !(depth == 0 && (*e == ' ' || *e == ')' || *e == '}'))) {
+                if (*e == '(' || *e == '{') depth++;
+                else if (*e == ')' || *e == '}') depth--;
+                e++;
+            }
+            if (e == s + 4) break; /* "vec " and nothing: not a label this reads */
+            put_vec_transposed(&b, s + 4, (size_t)(e - s - 4), false);
+            found++;
+            s = e;
+            continue;
         }
-        free(inner);
+        if (boundary && !strncmp(s, "vec(", 4)) {
+            const char *e = s + 3;
+            int depth = 0;
+            do {
+                if (*e == '(') depth++;
+                else if (*e == ')') depth--;
+                e++;
+            } while (*e && depth > 0);
+            if (depth != 0) break; /* unbalanced: not a label this reads */
+            put_vec_transposed(&b, s + 3, (size_t)(e - s - 3), true);
+            found++;
+            s = e;
+            continue;
+        }
+        char c[2] = { *s++, 0 };
+        lji_buf_puts(&b, c);
     }
-    *out = lji_buf_finish(&b, "compose");
-    if (!inner || !*out) {
-        free(*out);
-        *out = NULL;
+    char *r = lji_buf_finish(&b, "compose");
+    if (!r) {
         *nomem = true;
         return false;
     }
+    if (!found || *s) { /* nothing to transpose, or a label it could not read to the end */
+        free(r);
+        return false;
+    }
+    *out = r;
     return true;
 }
 
