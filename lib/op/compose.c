@@ -1,8 +1,8 @@
 /* Composition ops[0]·ops[1]···ops[n-1], applied right to left through two
  * workspace panels, and the product rules of DESIGN.md. */
 #include "config.h"
-#include <ctype.h>
 #include "op.h"
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 
@@ -541,8 +541,10 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
     return NULL;
 }
 
-/* One vec in a Diag's label, transposed: "A" (after "vec ") → "vec(A^T)",
- * "A^T" → "vec A", "(E)" → "vec((E)^T)", "(E^T)" → "vec E" (E atomic) */
+/* One vec in a Diag's label, transposed: its operand (in[0..k), what
+ * follows "vec ", or "(…)" after "vec" when wrapped) loses its ^T where it
+ * has one, else gains one: A → vec(A^T), A^T → vec A, (E^T) → vec(E) or
+ * vec E, A·B → vec((A·B)^T) */
 static void put_vec_transposed(lji_buf *b, const char *in, size_t k, bool wrapped)
 {
     char tmp[LJI_DIAG_LABEL_MAX + 8];
