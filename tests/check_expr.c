@@ -1671,6 +1671,17 @@ static void products_dense(const double *a, const double *b, const double *x, do
  * freed (ASan and valgrind see any read of a freed buffer) and after X
  * changes, and equals the J of a plan, whose operators have numbers of
  * their own, bit for bit. */
+/* J of f w.r.t. x prints as want (Unicode) */
+static void jacobian_prints(lj_context *ctx, lj_expr *f, lj_expr *x, const char *want)
+{
+    lj_op *J = lj_expr_jacobian(ctx, f, x);
+    CK_NN(ctx, J);
+    char *s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, want);
+    lj_free(s);
+    lj_op_free(&J);
+}
+
 /* K_{m,n}·Diag(vec M)·K_{n,m} = Diag(vec M^T): d(X^T ∘ A)^T/dX prints as
  * the Cookbook writes it, and a plan whose Diag is X's moves it in place */
 START_TEST(test_commuted_diag)
@@ -1704,30 +1715,15 @@ START_TEST(test_commuted_diag)
     /* (X^T ∘ B^T)^T = X ∘ B: vec((B^T)^T) is vec B */
     lj_expr *B = leaf(&E, "B", 2, 3, 0, false), *Bt = keep(&E, lj_expr_transpose(ctx, B));
     lj_expr *G = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_hadamard(ctx, Xt, Bt))));
-    J = lj_expr_jacobian(ctx, G, X);
-    CK_NN(ctx, J);
-    s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
-    ck_assert_str_eq(s, "Diag(vec B)");
-    lj_free(s);
-    lj_op_free(&J);
+    jacobian_prints(ctx, G, X, "Diag(vec B)");
     /* a product of Diags: each vec in its label transposed */
     lj_expr *S = keep(&E, lj_expr_func(ctx, LJ_FN_SIN, Xt));
     lj_expr *SA = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_hadamard(ctx, S, A))));
-    J = lj_expr_jacobian(ctx, SA, X);
-    CK_NN(ctx, J);
-    s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
-    ck_assert_str_eq(s, "Diag(vec(A^T) ∘ cos(vec X))");
-    lj_free(s);
-    lj_op_free(&J);
+    jacobian_prints(ctx, SA, X, "Diag(vec(A^T) ∘ cos(vec X))");
     fd_ok(&E, SA, X, 1e-6, "(sin(X^T) ∘ A)^T");
     /* Diags of X's own values: a plan's tape transposes their new entries */
     lj_expr *H = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_hadamard(ctx, Xt, Xt))));
-    J = lj_expr_jacobian(ctx, H, X);
-    CK_NN(ctx, J);
-    s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
-    ck_assert_str_eq(s, "2·Diag(vec X)");
-    lj_free(s);
-    lj_op_free(&J);
+    jacobian_prints(ctx, H, X, "2·Diag(vec X)");
     int before = plan_updates;
     fd_ok(&E, H, X, 1e-6, "(X^T ∘ X^T)^T");
     ck_assert_int_gt(plan_updates, before);

@@ -704,44 +704,37 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
                 terms[nt++] = L;
                 continue;
             }
+            /* the factors right of L: the chain c leaves, where x is its
+             * only user; else J[ci] (its chain made a node first, since c's
+             * other users read it too), whose reference moves at its last
+             * use (x is its only parent left), else a new one goes */
+            lj_op *f[1 + LJI_CHAIN_MAX];
+            int k = 1;
             if (nd == 1 && uses[ci] == 1 && chain[ci].n > 0) {
-                /* L times the chain c leaves, x its only user: one product
-                 * of all the factors, itself a chain where it may be */
-                lj_op *f[1 + LJI_CHAIN_MAX];
-                int k = chain[ci].n;
-                f[0] = L;
-                memcpy(f + 1, chain[ci].f, (size_t)k * sizeof *f);
+                memcpy(f + 1, chain[ci].f, (size_t)chain[ci].n * sizeof *f);
+                k += chain[ci].n;
                 chain[ci].n = 0;
-                if (!L) {
-                    for (int q = 1; q <= k; q++) lj_op_free(&f[q]);
+            } else {
+                if (chain[ci].n > 0 && !(J[ci] = lji_chain_finish(ctx, &chain[ci]))) {
+                    lj_op_free(&L);
                     goto fail_terms;
                 }
-                J[i] = lji_compose_chain(ctx, 1 + k, f, &chain[i]);
+                f[k++] = J[ci];
+                if (uses[ci] == 1) J[ci] = NULL;
+                else lj_op_retain(f[1]);
+            }
+            if (!L) {
+                for (int q = 1; q < k; q++) lj_op_free(&f[q]);
+                goto fail_terms;
+            }
+            if (nd == 1) { /* L·(the factors): one product, itself a chain where it may be */
+                f[0] = L;
+                J[i] = lji_compose_chain(ctx, k, f, &chain[i]);
                 if (!J[i] && !chain[i].n) goto fail_terms;
                 nt = -1; /* J[i] or chain[i] is set */
                 continue;
             }
-            if (chain[ci].n > 0 && !(J[ci] = lji_chain_finish(ctx, &chain[ci]))) { /* c's other users read it too */
-                lj_op_free(&L);
-                goto fail_terms;
-            }
-            /* L·J[ci], both references handed over: J[ci] moves at its last
-             * use (x is its only parent left), else a new one goes */
-            lj_op *Jc = J[ci];
-            if (uses[ci] == 1) J[ci] = NULL;
-            else lj_op_retain(Jc);
-            if (!L) {
-                lj_op_free(&Jc);
-                goto fail_terms;
-            }
-            if (nd == 1) {
-                lj_op *f[2] = { L, Jc };
-                J[i] = lji_compose_chain(ctx, 2, f, &chain[i]);
-                if (!J[i] && !chain[i].n) goto fail_terms;
-                nt = -1;
-                continue;
-            }
-            lj_op *T = lji_d_mul(ctx, L, Jc);
+            lj_op *T = lji_d_mul(ctx, L, f[1]);
             if (!T) goto fail_terms;
             terms[nt++] = T;
         }
