@@ -248,19 +248,20 @@ static void check_commutation_apply(lj_context *ctx, int64_t m, int64_t n, int64
     double *y0 = malloc(sizeof *y0 * (size_t)(ld * k));
     ck_assert(x && y && y0);
     double *yy = y + shift; /* every alignment of the output */
+    double *xx = x + (shift + 3) % 8; /* and of the input, another one */
     for (int64_t t = 0; t < ld * k; t++) {
-        x[t] = urand(seed);
+        xx[t] = urand(seed);
         yy[t] = y0[t] = urand(seed);
     }
     lj_op *K = lj_op_commutation(ctx, m, n);
     CK_NN(ctx, K);
-    CK_OK(ctx, lj_op_apply_multi(ctx, K, 0, k, alpha, x, ld, beta, yy, ld));
+    CK_OK(ctx, lj_op_apply_multi(ctx, K, 0, k, alpha, xx, ld, beta, yy, ld));
     /* one assertion for the whole result: Check records each it makes */
     int64_t bi = -1, bj = -1, bv = -1, pad_bad = -1;
     for (int64_t v = 0; v < k && bv < 0; v++)
         for (int64_t j = 0; j < n && bv < 0; j++)
             for (int64_t i = 0; i < m; i++) {
-                double want = alpha * x[i + j * m + v * ld];
+                double want = alpha * xx[i + j * m + v * ld];
                 if (beta != 0.0) want += beta * y0[j + i * n + v * ld];
                 if (yy[j + i * n + v * ld] != want) {
                     bi = i, bj = j, bv = v;
@@ -275,7 +276,7 @@ static void check_commutation_apply(lj_context *ctx, int64_t m, int64_t n, int64
     ck_assert_msg(pad_bad < 0, "K_{%lld,%lld}: padding entry %lld written", (long long)m, (long long)n,
                   (long long)pad_bad);
     /* and back: K_{m,n}^T = K_{n,m} */
-    CK_OK(ctx, lj_op_apply_multi(ctx, K, 1, k, 1.0, yy, ld, 0.0, x, ld));
+    CK_OK(ctx, lj_op_apply_multi(ctx, K, 1, k, 1.0, yy, ld, 0.0, xx, ld));
     lj_op_free(&K);
     free(x);
     free(y);
@@ -303,6 +304,13 @@ START_TEST(test_commutation_kernel)
      * block partial and the edge columns after it */
     check_commutation_apply(ctx, 21, 1029, 2, 3, 4, -0.5, 0.25, &seed);
     check_commutation_apply(ctx, 64, 1544, 1, 0, 0, 1.0, 0.0, &seed);
+    /* leading dimensions near a multiple of 512, which crowd a few cache
+     * sets: the lower bands (16 rows from 256 KiB, 8 from 1 MiB), with
+     * edges, accumulation, and inputs and outputs off their lines, which
+     * the kernel's lead rows and columns realign */
+    check_commutation_apply(ctx, 256, 256, 1, 0, 1, 1.0, 0.0, &seed);
+    check_commutation_apply(ctx, 1023, 1025, 1, 0, 6, -0.5, 0.0, &seed);
+    check_commutation_apply(ctx, 512, 512, 2, 0, 2, 2.0, 0.25, &seed);
     /* beyond 16 MiB: streaming stores, at an aligned and unaligned start,
      * with a leading dimension of B that allows them (n % 8 == 0) and one
      * that does not */

@@ -10,8 +10,10 @@
  * Here every tile reads eight whole 64-byte runs (one from each of eight
  * columns of A) and writes eight whole runs of B, so no line is needed
  * twice, and the order of the tiles gives the prefetchers sequential streams
- * (TRANSPOSE_TILES, below). The ratios to memcpy of the same bytes are in
- * bench/bench_apply and the README.
+ * (TRANSPOSE_TILES, below). Where a leading dimension still crowds a few
+ * cache sets, the bands are lower and the runs realigned to whole lines
+ * (band_rows, lji_transpose). The ratios to memcpy of the same bytes are
+ * in bench/bench_apply and the README.
  *
  * Two tile kernels: one with AVX intrinsics (a 4×4 transpose as four
  * 16-byte loads inserted into the upper halves of four others and four
@@ -46,6 +48,48 @@
 #ifndef LJI_TB
 #define LJI_TB 32
 #endif
+
+/* The band's height: LJI_TB, or less where a band's lines would crowd a
+ * few cache sets. A band reads LJI_TB/8 + 1 lines from each of eight
+ * columns of A and writes one or two lines (two where runs of B do not
+ * start a line) into each of LJI_TB columns of B. Where a leading
+ * dimension is within a few elements of a multiple of 512 (4 KiB), those
+ * columns' lines fall into a handful of the first-level cache's 64 sets,
+ * more lines than a set has ways, and lines are evicted before the band's
+ * next tiles complete them. Measured against memcpy of the same bytes on
+ * the Zen 5 core (bench/bench_apply): bands of 32 rows took 4.7× at
+ * 512×512, 5.3× at 1024×1024, 3.9× at 2047×2049, 3.3× at 4095×4097;
+ * bands of 8 rows 1.7×, 2.0×, 2.1× and 2.1×. Eight rows are slower where
+ * the matrix fits the second-level cache (256×256: 3.0× against 2.4× with
+ * 16) and where it streams from memory with A's columns conflicting too
+ * (4096×4095: 2.3× against 1.9× with 16): there 16. Strides that spread
+ * their columns over the sets keep 32 (16 was a little slower: 1.52×
+ * against 1.44× at 3001×2001), and so do streaming stores, which keep B's
+ * lines out of the cache. */
+#define LJI_TB_SETS_MIN_BYTES ((size_t)256 << 10)
+#define LJI_TB8_MIN_BYTES ((size_t)1 << 20)
+#define LJI_TB8_MAX_BYTES ((size_t)64 << 20)
+
+/* how many of the first-level cache's 64 sets n columns ld apart start in */
+static int cache_sets(int64_t ld, int n)
+{
+    uint64_t seen = 0;
+    for (int i = 0; i < n; i++) seen |= (uint64_t)1 << (((uint64_t)i * (uint64_t)ld >> 3) & 63);
+    int sets = 0;
+    for (; seen; seen &= seen - 1) sets++;
+    return sets;
+}
+
+static int64_t band_rows(int64_t r, int64_t c, int64_t lda, int64_t ldb, bool nt)
+{
+    size_t bytes = (size_t)r * (size_t)c * sizeof(double);
+    /* below a quarter of a second-level cache the question costs more
+     * than the answer saves (128×128: 2.07× with 32, 2.13× with 16) */
+    if (nt || bytes < LJI_TB_SETS_MIN_BYTES ||
+        (cache_sets(ldb, LJI_TB) >= LJI_TB / 2 && cache_sets(lda, 8) >= 4))
+        return LJI_TB;
+    return bytes >= LJI_TB8_MIN_BYTES && bytes <= LJI_TB8_MAX_BYTES ? LJI_TB / 4 : LJI_TB / 2;
+}
 
 /* Scalar edges: rows [i0, i1) and columns [j0, j1) of A. */
 static void block_scalar(int64_t i0, int64_t i1, int64_t j0, int64_t j1, double alpha,
@@ -96,8 +140,8 @@ static void block_scalar(int64_t i0, int64_t i1, int64_t j0, int64_t j1, double 
 #define TRANSPOSE_TILES(r8, c8, TILE8, BAND_EDGE)                                       \
     for (int64_t j0 = 0; j0 < (c8) || j0 == 0; j0 += LJI_JB) {                          \
         const int64_t j1 = j0 + LJI_JB < (c8) ? j0 + LJI_JB : (c8);                     \
-        for (int64_t i0 = 0; i0 < (r8); i0 += LJI_TB) {                                \
-            const int64_t i1 = i0 + LJI_TB < (r8) ? i0 + LJI_TB : (r8);                 \
+        for (int64_t i0 = 0; i0 < (r8); i0 += tb) {                                    \
+            const int64_t i1 = i0 + tb < (r8) ? i0 + tb : (r8);                         \
             for (int64_t j = j0; j < j1; j += 8)                                        \
                 for (int64_t i = i0; i < i1; i += 8) TILE8(i, j);                       \
             if (j1 == (c8)) BAND_EDGE(i0, i1); /* the last c - c8 columns */            \
@@ -177,14 +221,33 @@ LJI_AVX void avx_edge_cols(int64_t i0, int64_t i1, int64_t c8, int64_t c4, int64
     if (c4 < c) block_scalar(i0, i1, c4, c, alpha, A, lda, beta, B, ldb);
 }
 
+/* Rows [i0, i1) of the lead columns left of A (beta = 0): row by row, so
+ * that each row's few elements go to one line of B. */
+static inline void lead_cols(int64_t i0, int64_t i1, int64_t lead, double alpha, const double *restrict A,
+                             int64_t lda, double *restrict B, int64_t ldb)
+{
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t j = -lead; j < 0; j++) B[j + i * ldb] = alpha * A[i + j * lda];
+}
+
+/* lead (beta = 0 only): the first lead (< 8) columns of A, left of A (at
+ * A - lead·lda, B - lead), which bring the rest of B's rows to a line's
+ * start: done band by band with cached stores, next to the band's last
+ * columns, whose lines they share (B's columns run on in memory). */
 LJI_AVX void avx_body(int64_t r, int64_t c, double alpha, const double *restrict A, int64_t lda,
-                      double beta, double *restrict B, int64_t ldb, bool scale, bool acc, bool nt)
+                      double beta, double *restrict B, int64_t ldb, bool scale, bool acc, bool nt,
+                      int64_t lead)
 {
     const __m256d va = _mm256_set1_pd(alpha), vb = _mm256_set1_pd(beta);
     const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
     const int64_t r4 = r & ~(int64_t)3, c4 = c & ~(int64_t)3;
+    const int64_t tb = band_rows(r, c, lda, ldb, nt);
 #define AVX_TILE8(i, j) avx_tile8(A + (i) + (j) * lda, lda, B + (j) + (i) * ldb, ldb, va, vb, scale, acc, nt)
-#define AVX_BAND_EDGE(i0, i1) avx_edge_cols(i0, i1, c8, c4, c, alpha, A, lda, beta, B, ldb, va, vb, scale, acc)
+#define AVX_BAND_EDGE(i0, i1)                                                                    \
+    do {                                                                                         \
+        if (lead) lead_cols(i0, i1, lead, alpha, A, lda, B, ldb);                                \
+        avx_edge_cols(i0, i1, c8, c4, c, alpha, A, lda, beta, B, ldb, va, vb, scale, acc);       \
+    } while (0)
     TRANSPOSE_TILES(r8, c8, AVX_TILE8, AVX_BAND_EDGE)
 #undef AVX_TILE8
 #undef AVX_BAND_EDGE
@@ -197,19 +260,20 @@ LJI_AVX void avx_body(int64_t r, int64_t c, double alpha, const double *restrict
     }
     if (r8 < r4 && c4 < c) block_scalar(r8, r4, c4, c, alpha, A, lda, beta, B, ldb);
     if (r4 < r) block_scalar(r4, r, 0, c, alpha, A, lda, beta, B, ldb);
+    if (lead && r8 < r) lead_cols(r8, r, lead, alpha, A, lda, B, ldb);
 }
 
 __attribute__((target("avx"))) static void transpose_avx(int64_t r, int64_t c, double alpha,
                                                          const double *A, int64_t lda, double beta,
-                                                         double *B, int64_t ldb, bool nt)
+                                                         double *B, int64_t ldb, bool nt, int64_t lead)
 {
     const bool scale = alpha != 1.0, acc = beta != 0.0;
     /* each case its own copy of the loops, its flags constant there */
-    if (acc) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, true, false);
-    else if (nt && scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, true);
-    else if (nt) avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, true);
-    else if (scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, false);
-    else avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, false);
+    if (acc) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, true, false, 0);
+    else if (nt && scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, true, lead);
+    else if (nt) avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, true, lead);
+    else if (scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, false, lead);
+    else avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, false, lead);
 }
 
 static bool have_avx(void)
@@ -263,6 +327,7 @@ LJI_V void v2_body(int64_t r, int64_t c, double alpha, const double *restrict A,
                    double beta, double *restrict B, int64_t ldb, bool scale, bool acc)
 {
     const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
+    const int64_t tb = band_rows(r, c, lda, ldb, false);
 #define V2_TILE8(i, j) v2_tile8(A + (i) + (j) * lda, lda, B + (j) + (i) * ldb, ldb, alpha, beta, scale, acc)
 #define V2_BAND_EDGE(i0, i1) \
     if (c8 < c) block_scalar(i0, i1, c8, c, alpha, A, lda, beta, B, ldb)
@@ -332,21 +397,41 @@ void lji_transpose(int64_t r, int64_t c, double alpha, const double *A, int64_t 
     }
 #ifdef LJI_X86
     if (have_avx()) {
-        /* streaming stores write whole lines only where every 8-long run of
-         * B starts a line: ldb a multiple of 8, and the tiles' columns
-         * shifted by the jo (< 8) columns that bring B + jo to a line */
-        bool nt = beta == 0.0 && (size_t)r * (size_t)c * sizeof(double) > LJI_NT_BYTES &&
-                  (ldb & 7) == 0 && ((uintptr_t)B & 7) == 0 && c >= 16;
-        if (nt) {
-            int64_t jo = (int64_t)(((64 - ((uintptr_t)B & 63)) & 63) / 8);
-            if (jo) {
-                block_scalar(0, r, 0, jo, alpha, A, lda, beta, B, ldb);
-                A += jo * lda;
-                B += jo;
-                c -= jo;
-            }
+        /* Strides that crowd a few cache sets (band_rows) want every run
+         * a tile reads or writes to be one whole line, not parts of two
+         * lines, each part in a crowded set. Where lda is a multiple of
+         * 8, the first io (< 8) rows of A, which bring A + io to a line,
+         * go first, element by element (whole columns of B, written in
+         * order). At 1024×1024 from and into malloc's memory (16 bytes
+         * past a line) that took the transpose from 2.52× a memcpy of its
+         * bytes to 2.01×; 2048×2048 from 1.56× to 1.43×. */
+        const bool crowded = band_rows(r, c, lda, ldb, false) < LJI_TB;
+        if (crowded && (lda & 7) == 0 && ((uintptr_t)A & 7) == 0 && ((uintptr_t)A & 63) && r >= 16) {
+            int64_t io = (int64_t)((64 - ((uintptr_t)A & 63)) / 8);
+            for (int64_t j = 0; j < c; j++)
+                for (int64_t i = 0; i < io; i++)
+                    B[j + i * ldb] = alpha * A[i + j * lda] + (beta == 0.0 ? 0.0 : beta * B[j + i * ldb]);
+            A += io;
+            B += io * ldb;
+            r -= io;
         }
-        transpose_avx(r, c, alpha, A, lda, beta, B, ldb, nt);
+        /* The same for B where ldb is a multiple of 8 and nothing is
+         * accumulated: the tiles' columns are shifted by the jo (< 8)
+         * lead columns that bring B + jo to a line, done band by band
+         * (avx_body). Streaming stores need it (they write whole lines
+         * only); crowded strides gain (1024×1024 as above: 2.64× to
+         * 2.50×); other strides lose more to the lead columns' scattered
+         * elements than they gain (1000×1000: 1.34× to 1.40×). */
+        const bool line_runs = beta == 0.0 && (ldb & 7) == 0 && ((uintptr_t)B & 7) == 0 && c >= 16;
+        const bool nt = line_runs && (size_t)r * (size_t)c * sizeof(double) > LJI_NT_BYTES;
+        int64_t jo = 0;
+        if (nt || (line_runs && crowded)) {
+            jo = (int64_t)(((64 - ((uintptr_t)B & 63)) & 63) / 8);
+            A += jo * lda;
+            B += jo;
+            c -= jo;
+        }
+        transpose_avx(r, c, alpha, A, lda, beta, B, ldb, nt, jo);
         return;
     }
 #endif
