@@ -1732,6 +1732,49 @@ START_TEST(test_commuted_diag)
 }
 END_TEST
 
+/* The derivative of a transposed sum whose terms carry the inverse
+ * commutation: K·(Diag·K + Diag·K·(I ⊗ A)) multiplied out term by term,
+ * no commutation left; and labels of (X^T)^T that read X. */
+START_TEST(test_commutation_through_sums)
+{
+    env E = { lj_context_new(), 907, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = leaf(&E, "X", 2, 3, 0, true), *A = leaf(&E, "A", 2, 2, 0, false), *C = leaf(&E, "C", 3, 2, 0, false);
+    lj_expr *Xt = keep(&E, lj_expr_transpose(ctx, X)), *AX = keep(&E, lj_expr_mul(ctx, A, X));
+    lj_expr *AXt = keep(&E, lj_expr_transpose(ctx, AX));
+    /* (X^T ∘ (A·X)^T)^T = X ∘ (A·X) */
+    lj_expr *F = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_hadamard(ctx, Xt, AXt))));
+    jacobian_prints(ctx, F, X, "Diag(vec(A·X)) + Diag(vec X)·(I_3 ⊗ A)");
+    fd_ok(&E, F, X, 1e-6, "(X^T ∘ (A·X)^T)^T");
+    /* (X^T ∘ C + (A·X)^T)^T */
+    lj_expr *G = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_add(ctx, keep(&E, lj_expr_hadamard(ctx, Xt, C)), AXt))));
+    jacobian_prints(ctx, G, X, "Diag(vec(C^T)) + (I_3 ⊗ A)");
+    fd_ok(&E, G, X, 1e-6, "(X^T ∘ C + (A·X)^T)^T");
+    env_free(&E);
+    lj_context_free(&E.ctx);
+}
+END_TEST
+
+START_TEST(test_commutation_passes_diag)
+{
+    env E = { lj_context_new(), 911, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = leaf(&E, "X", 2, 3, 0, true), *A = leaf(&E, "A", 2, 2, 0, false), *C = leaf(&E, "C", 3, 2, 0, false);
+    lj_expr *Xt = keep(&E, lj_expr_transpose(ctx, X));
+    /* a term whose commutations pass its Diag, ((X^T·A) ∘ C)^T = (A^T·X) ∘ C^T */
+    lj_expr *XtA = keep(&E, lj_expr_mul(ctx, Xt, A));
+    lj_expr *H = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_add(ctx, keep(&E, lj_expr_hadamard(ctx, XtA, C)), Xt))));
+    jacobian_prints(ctx, H, X, "Diag(vec(C^T))·(I_3 ⊗ A^T) + I_6");
+    fd_ok(&E, H, X, 1e-6, "((X^T·A) ∘ C + X^T)^T");
+    /* sin((X^T)^T): the label reads vec X */
+    lj_expr *S = keep(&E, lj_expr_func(ctx, LJ_FN_SIN, keep(&E, lj_expr_transpose(ctx, Xt))));
+    jacobian_prints(ctx, S, X, "Diag(cos(vec X))");
+    fd_ok(&E, S, X, 1e-6, "sin((X^T)^T)");
+    env_free(&E);
+    lj_context_free(&E.ctx);
+}
+END_TEST
+
 START_TEST(test_jacobian_keeps_interior_values)
 {
     lj_context *ctx = lj_context_new();
@@ -2301,6 +2344,8 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_jacobian_reads_leaves_in_place);
     tcase_add_test(rules, test_jacobian_keeps_interior_values);
     tcase_add_test(rules, test_commuted_diag);
+    tcase_add_test(rules, test_commutation_through_sums);
+    tcase_add_test(rules, test_commutation_passes_diag);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);
     tcase_add_test(rules, test_kink_conventions);

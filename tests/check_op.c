@@ -1100,6 +1100,93 @@ START_TEST(test_rules_transpose_leaves)
 }
 END_TEST
 
+/* K·(t_1 + t_2) = K·t_1 + K·t_2 where every term absorbs the commutation
+ * (begins with its inverse, or with a Diag and then its inverse), and
+ * (t_1 + t_2)·K alike at the right; a sum with a term that would keep a
+ * commutation stays as it is. Each checked three ways against the dense
+ * product. */
+START_TEST(test_rules_commutation_sum)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 23;
+    tmat M = tm_rand(3, 2, &seed), W = tm_rand(6, 6, &seed);
+    lj_op *D = lj_op_diag(ctx, 6, M.a, "vec M"), *w = dense_of(ctx, W, "W");
+    lj_op *K32 = lj_op_commutation(ctx, 3, 2), *K23 = lj_op_commutation(ctx, 2, 3);
+    tmat Dr = tm_new(6, 6), K32r = tm_commutation(3, 2), K23r = tm_commutation(2, 3);
+    for (int i = 0; i < 6; i++) Dr.a[i + 6 * i] = M.a[i];
+    /* the left: K_{3,2}·(Diag(vec M)·K_{2,3} + K_{2,3}·W) */
+    const lj_op *f1[2] = { D, K23 }, *f2[2] = { K23, w };
+    lj_op *t1 = lj_op_compose(ctx, 2, f1), *t2 = lj_op_compose(ctx, 2, f2), *S = lj_op_add(ctx, t1, t2);
+    lj_op *L = lj_op_mul(ctx, K32, S);
+    CK_NN(ctx, L);
+    ASSERT_PRINTS(ctx, L, "Diag(vec(M^T)) + W");
+    tmat T1 = tm_mul(Dr, K23r), T2 = tm_mul(K23r, W), Sr = tm_add(1.0, T1, 1.0, T2), Lr = tm_mul(K32r, Sr);
+    check_op_against(ctx, L, Lr, 1e-15, "K·(Diag·K + K·W)");
+    /* the right: (W·K_{3,2} + K_{3,2}·Diag(vec M))·K_{2,3} */
+    const lj_op *f3[2] = { w, K32 }, *f4[2] = { K32, D };
+    lj_op *t3 = lj_op_compose(ctx, 2, f3), *t4 = lj_op_compose(ctx, 2, f4), *S2 = lj_op_lincomb(ctx, 2, (double[]){ 2.0, -1.0 }, (const lj_op *const[]){ t3, t4 });
+    lj_op *R = lj_op_mul(ctx, S2, K23);
+    CK_NN(ctx, R);
+    ASSERT_PRINTS(ctx, R, "2·W − Diag(vec(M^T))");
+    tmat T3 = tm_mul(W, K32r), T4 = tm_mul(K32r, Dr), S2r = tm_add(2.0, T3, -1.0, T4), Rr = tm_mul(S2r, K23r);
+    check_op_against(ctx, R, Rr, 1e-15, "(W·K + K·Diag)·K");
+    /* one term that keeps its commutation: it keeps it alone */
+    lj_op *S3 = lj_op_add(ctx, t1, w), *N = lj_op_mul(ctx, K32, S3);
+    CK_NN(ctx, N);
+    ASSERT_PRINTS(ctx, N, "Diag(vec(M^T)) + K_{3,2}·W");
+    tmat S3r = tm_add(1.0, T1, 1.0, W), Nr = tm_mul(K32r, S3r);
+    check_op_against(ctx, N, Nr, 1e-15, "K·(Diag·K + W)");
+    /* two such terms: nothing distributed */
+    tmat V = tm_rand(6, 6, &seed);
+    lj_op *v = dense_of(ctx, V, "V"), *S4 = lj_op_lincomb(ctx, 3, NULL, (const lj_op *const[]){ t1, w, v });
+    lj_op *N2 = lj_op_mul(ctx, K32, S4);
+    CK_NN(ctx, N2);
+    ASSERT_PRINTS(ctx, N2, "K_{3,2}·(Diag(vec M)·K_{2,3} + W + V)");
+    tmat S4r = tm_add(1.0, S3r, 1.0, V), N2r = tm_mul(K32r, S4r);
+    check_op_against(ctx, N2, N2r, 1e-15, "K·(Diag·K + W + V)");
+    lj_op *all[] = { D, w, K32, K23, t1, t2, S, L, t3, t4, S2, R, S3, N, v, S4, N2 };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ms[] = { M, W, Dr, K32r, K23r, T1, T2, Sr, Lr, T3, T4, S2r, Rr, S3r, Nr, V, S4r, N2r };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* K·Diag(vec M)·(P ⊗ Q)·K' = Diag(vec M^T)·(Q ⊗ P), and K'·(P ⊗ Q)·Diag(vec
+ * M)·K = (Q ⊗ P)·Diag(vec M^T): the commutation passes the Diag to meet
+ * the other one; checked three ways against the dense product. */
+START_TEST(test_rules_commutation_past_diag)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 29;
+    tmat M = tm_rand(3, 2, &seed), P = tm_rand(2, 2, &seed), Q = tm_rand(3, 3, &seed);
+    lj_op *D = lj_op_diag(ctx, 6, M.a, "vec M"), *p = dense_of(ctx, P, "P"), *q = dense_of(ctx, Q, "Q");
+    lj_op *K32 = lj_op_commutation(ctx, 3, 2), *K23 = lj_op_commutation(ctx, 2, 3), *PQ = lj_op_kron(ctx, p, q);
+    tmat Dr = tm_new(6, 6), K32r = tm_commutation(3, 2), K23r = tm_commutation(2, 3), PQr = tm_kron(P, Q);
+    for (int i = 0; i < 6; i++) Dr.a[i + 6 * i] = M.a[i];
+    lj_op *L = lj_op_compose(ctx, 4, (const lj_op *const[]){ K32, D, PQ, K23 });
+    CK_NN(ctx, L);
+    ASSERT_PRINTS(ctx, L, "Diag(vec(M^T))·(Q ⊗ P)");
+    tmat L1 = tm_mul(K32r, Dr), L2 = tm_mul(L1, PQr), Lr = tm_mul(L2, K23r);
+    check_op_against(ctx, L, Lr, 1e-14, "K·Diag·(P ⊗ Q)·K");
+    lj_op *R = lj_op_compose(ctx, 4, (const lj_op *const[]){ K32, PQ, D, K23 });
+    CK_NN(ctx, R);
+    ASSERT_PRINTS(ctx, R, "(Q ⊗ P)·Diag(vec(M^T))");
+    tmat R1 = tm_mul(K32r, PQr), R2 = tm_mul(R1, Dr), Rr = tm_mul(R2, K23r);
+    check_op_against(ctx, R, Rr, 1e-14, "K·(P ⊗ Q)·Diag·K");
+    /* a Diag whose label is not of vec M: the commutations stay */
+    lj_op *E = lj_op_diag(ctx, 6, M.a, "e"), *N = lj_op_compose(ctx, 4, (const lj_op *const[]){ K32, E, PQ, K23 });
+    CK_NN(ctx, N);
+    ASSERT_PRINTS(ctx, N, "K_{3,2}·Diag(e)·(P ⊗ Q)·K_{2,3}");
+    check_op_against(ctx, N, Lr, 1e-14, "K·Diag(e)·(P ⊗ Q)·K");
+    lj_op *all[] = { D, p, q, K32, K23, PQ, L, R, E, N };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ms[] = { M, P, Q, Dr, K32r, K23r, PQr, L1, L2, Lr, R1, R2, Rr };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_rules_kron)
 {
     lj_context *ctx = lj_context_new();
@@ -1966,6 +2053,8 @@ Suite *make_op_suite(void)
     TCase *rules = tcase_create("rules");
     tcase_add_test(rules, test_rules_identity_zero_scalars);
     tcase_add_test(rules, test_rules_transpose_leaves);
+    tcase_add_test(rules, test_rules_commutation_sum);
+    tcase_add_test(rules, test_rules_commutation_past_diag);
     tcase_add_test(rules, test_rules_kron);
     tcase_add_test(rules, test_rules_sums);
     tcase_add_test(rules, test_rules_diag_terms);

@@ -165,6 +165,7 @@ static void ones_label(char *buf, int64_t n, bool transposed)
 static const char *label_ref(lji_dctx *d, const lj_expr *e, char tmp[32], char **own)
 {
     *own = NULL;
+    while (e->def == &lji_op_transpose && e->a->def == &lji_op_transpose) e = e->a->a; /* (X^T)^T is X */
     int64_t mn = e->rows * e->cols;
     bool vec = lji_is_leaf(e) && !e->pat && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1;
     bool ones = vec && all_ones(e->value, mn);

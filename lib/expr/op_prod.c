@@ -382,7 +382,8 @@ static lj_op *kc_local(lji_dctx *d, const lj_expr *e, int which)
 
 static void transpose_write(lji_buf *b, const lj_expr *e)
 {
-    lji_expr_write(b, e->a, 5);
+    /* X'' in the plain syntax, (X^T)^T in a label */
+    lji_expr_write(b, e->a, b->math && e->a->def == &lji_op_transpose ? 6 : 5);
     lji_buf_puts(b, b->math ? "^T" : "'");
 }
 

@@ -1,5 +1,7 @@
 /* Composition ops[0]·ops[1]···ops[n-1], applied right to left through two
- * workspace panels, and the product rules of DESIGN.md. */
+ * workspace panels, and the product rules of DESIGN.md, with the commutation
+ * rules grown since (a Diag between two commutations, a commutation passing
+ * a Diag, and one entering a sum whose terms absorb it). */
 #include "config.h"
 #include "op.h"
 #include <ctype.h>
@@ -456,6 +458,8 @@ static lj_op *kron_of_products(lj_context *ctx, const lj_op *a, const lj_op *c, 
 
 /* One rewriting step on the adjacent pair (x, y); NULL when no rule applies
  * (or on failure, with ctx->status set). */
+static lj_op *distribute(lj_context *ctx, const lj_op *K, const lj_op *S, bool left, bool *fail);
+
 static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail)
 {
     *fail = false;
@@ -496,6 +500,8 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         *fail = !r;
         return r;
     }
+    if (lji_is(x, &lji_kind_commutation) && lji_is(y, &lji_kind_sum)) return distribute(ctx, x, y, true, fail);
+    if (lji_is(x, &lji_kind_sum) && lji_is(y, &lji_kind_commutation)) return distribute(ctx, y, x, false, fail);
     bool kx = lji_is(x, &lji_kind_kron), ky = lji_is(y, &lji_kind_kron);
     if (ky && lji_is(x, &lji_kind_sampled)) /* P·(C ⊗ D)(E ⊗ F) = P·(CE ⊗ DF) */
         return lji_sampled_times_kron(ctx, x, y, fail);
@@ -677,6 +683,112 @@ static lj_op *triple_rule(lj_context *ctx, const lj_op *x, const lj_op *y, const
     return r;
 }
 
+/* x·y = I for two commutations */
+static bool commutations_cancel(const lj_op *x, const lj_op *y)
+{
+    return lji_is(x, &lji_kind_commutation) && lji_is(y, &lji_kind_commutation) && x->m == y->n && x->n == y->m;
+}
+
+/* Whether triple_rule turns x·y·z into one factor (without building it):
+ * its shape conditions, and a Diag label it can transpose. */
+static bool triple_cancels(lj_context *ctx, const lj_op *x, const lj_op *y, const lj_op *z, bool *fail)
+{
+    if (!lji_is(x, &lji_kind_commutation) || !lji_is(z, &lji_kind_commutation)) return false;
+    if (lji_is(y, &lji_kind_diag)) {
+        if (z->m != x->n || z->n != x->m || !y->label) return false;
+        char *label;
+        bool nomem, ok = vec_label_transposed(ctx, y->label, &label, &nomem);
+        free(label);
+        *fail = *fail || nomem;
+        return ok;
+    }
+    if (!lji_is(y, &lji_kind_kron)) return false;
+    const lj_op *A = y->child[0], *B = y->child[1];
+    return x->m == B->rows && x->n == A->rows && z->m == A->cols && z->n == B->cols;
+}
+
+/* Whether K·t (left) or t·K has no commutation left once multiplied out:
+ * t begins (ends) with the commutation that cancels K, or with a Diag or
+ * a Kronecker product and then that commutation (triple_rule). */
+static bool absorbs(lj_context *ctx, const lj_op *K, const lj_op *t, bool left, bool *fail)
+{
+    if (commutations_cancel(left ? K : t, left ? t : K)) return true;
+    if (!lji_is(t, &lji_kind_compose)) return false;
+    int n = t->nchild;
+    if (left)
+        return commutations_cancel(K, t->child[0]) ||
+               (n >= 2 && triple_cancels(ctx, K, t->child[0], t->child[1], fail));
+    return commutations_cancel(t->child[n - 1], K) ||
+           (n >= 2 && triple_cancels(ctx, t->child[n - 2], t->child[n - 1], K, fail));
+}
+
+/* K·(t_1 + … + t_k) = K·t_1 + … + K·t_k (and (Σ t_i)·K alike) where all
+ * terms but at most one absorb K: the derivative of a transpose of a sum
+ * whose terms carry the inverse commutation, (X^T ∘ (A·X)^T)^T, reads
+ * Diag(vec(A·X)) + Diag(vec X)·(I ⊗ A) instead of K·(Diag(vec((A·X)^T))·K
+ * + …). A term that does not absorb K keeps it, as the sum did: neither
+ * the commutations printed nor those applied grow. NULL where two terms
+ * or more would keep one. */
+static lj_op *distribute(lj_context *ctx, const lj_op *K, const lj_op *S, bool left, bool *fail)
+{
+    int k = S->nchild, keeps = 0;
+    for (int i = 0; i < k && keeps < 2; i++)
+        if (!absorbs(ctx, K, S->child[i], left, fail)) keeps++;
+    if (keeps >= 2) return NULL;
+    if (*fail) {
+        lji_nomem(ctx, "compose");
+        return NULL;
+    }
+    lj_op *room[8], **t = k <= 8 ? room : lji_calloc(ctx, (size_t)k, sizeof *t);
+    lj_op *r = NULL;
+    if (!t) {
+        *fail = true;
+        return NULL;
+    }
+    int made = 0;
+    for (; made < k; made++)
+        if (!(t[made] = left ? mul2(ctx, K, S->child[made]) : mul2(ctx, S->child[made], K))) break;
+    if (made == k) r = lj_op_lincomb(ctx, k, S->coef, (const lj_op *const *)t);
+    for (int i = 0; i < made; i++) lj_op_free(&t[i]);
+    if (t != room) free(t);
+    *fail = !r;
+    return r;
+}
+
+/* K·Diag(vec M)·(A ⊗ B)·K' = Diag(vec M^T)·(B ⊗ A) where K·(A ⊗ B)·K' is
+ * B ⊗ A (triple_rule): the commutation passes the Diag, whose entries
+ * it permutes (K·D = (K·D·K^T)·K), and meets the other; and K'·(A ⊗
+ * B)·Diag(vec M)·K alike from the right. f: four factors. NULL where the
+ * Diag's label cannot be transposed, or the factors are not of that form. */
+static lj_op *commute_past_diag(lj_context *ctx, lj_op *const *f, bool *fail)
+{
+    *fail = false;
+    lj_op *Dt = NULL, *kr = NULL, *r = NULL;
+    if (lji_is(f[1], &lji_kind_diag) && lji_is(f[2], &lji_kind_kron) && triple_cancels(ctx, f[0], f[2], f[3], fail)) {
+        if (!(Dt = commuted_diag(ctx, f[0], f[1], fail))) return NULL;
+        kr = triple_rule(ctx, f[0], f[2], f[3], fail);
+        r = kr ? mul2(ctx, Dt, kr) : NULL;
+    } else if (lji_is(f[2], &lji_kind_diag) && lji_is(f[1], &lji_kind_kron) &&
+               triple_cancels(ctx, f[0], f[1], f[3], fail)) {
+        /* D·K_{a,b} = K_{a,b}·(K_{b,a}·D·K_{a,b}) */
+        lj_op *Kt = lj_op_commutation(ctx, f[3]->n, f[3]->m);
+        if (!Kt) {
+            *fail = true;
+            return NULL;
+        }
+        Dt = commuted_diag(ctx, Kt, f[2], fail);
+        lj_op_free(&Kt);
+        if (!Dt) return NULL;
+        kr = triple_rule(ctx, f[0], f[1], f[3], fail);
+        r = kr ? mul2(ctx, kr, Dt) : NULL;
+    } else
+        return NULL;
+    lj_op_free(&Dt);
+    lj_op_free(&kr);
+    *fail = !r;
+    return r;
+}
+
 /* lj_op_compose once its operands are checked */
 /* The product of ops[0..n), checked. take: the caller's references to the
  * operands pass to it (freed on failure as well); else it retains them (or
@@ -732,6 +844,15 @@ static lj_op *compose_core(lj_context *ctx, int n, const lj_op *const *ops, bool
             if (fail) goto fail;
             if (r) {
                 factors_replace(&fs, i, 3, r);
+                changed = true;
+            }
+        }
+        for (int i = 0; i + 3 < fs.n && !changed; i++) {
+            bool fail;
+            lj_op *r = commute_past_diag(ctx, fs.f + i, &fail);
+            if (fail) goto fail;
+            if (r) {
+                factors_replace(&fs, i, 4, r);
                 changed = true;
             }
         }
