@@ -637,7 +637,7 @@ static lj_op *commuted_diag(lj_context *ctx, const lj_op *x, const lj_op *y, boo
 {
     int64_t m = x->m, n = x->n;
     char *label;
-    bool nomem;
+    bool nomem = false;
     if (!y->label || !vec_label_transposed(ctx, y->label, &label, &nomem)) {
         if (nomem) *fail = true;
         return NULL;
