@@ -1775,6 +1775,31 @@ START_TEST(test_commutation_passes_diag)
 }
 END_TEST
 
+/* A DAG past the order's inline room (LJI_TOPO_INLINE nodes): X and A
+ * shared by every term, found again through the order's map once it has
+ * one, and the Jacobian still right against central differences. */
+START_TEST(test_large_shared_dag)
+{
+    env E = { lj_context_new(), 913, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = leaf(&E, "X", 2, 2, 0, true), *A = leaf(&E, "A", 2, 2, 0, false);
+    lj_expr *c = lj_expr_retain(X);
+    for (int i = 0; i < 40; i++) { /* c <- c + sin(A·X) ∘ X, 4 nodes a step */
+        lj_expr *ax = lj_expr_mul(ctx, A, X), *sn = lj_expr_func(ctx, LJ_FN_SIN, ax);
+        lj_expr *t = lj_expr_hadamard(ctx, sn, X), *n = lj_expr_add(ctx, c, t);
+        lj_expr_free(&ax);
+        lj_expr_free(&sn);
+        lj_expr_free(&t);
+        lj_expr_free(&c);
+        c = n;
+    }
+    keep(&E, c);
+    fd_ok(&E, c, X, 1e-5, "X + 40 terms sin(A·X) ∘ X");
+    env_free(&E);
+    lj_context_free(&E.ctx);
+}
+END_TEST
+
 START_TEST(test_jacobian_keeps_interior_values)
 {
     lj_context *ctx = lj_context_new();
@@ -2346,6 +2371,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_commuted_diag);
     tcase_add_test(rules, test_commutation_through_sums);
     tcase_add_test(rules, test_commutation_passes_diag);
+    tcase_add_test(rules, test_large_shared_dag);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);
     tcase_add_test(rules, test_kink_conventions);

@@ -506,6 +506,11 @@ static uint64_t ptr_hash(const void *p)
 
 int64_t lji_topo_find(const lji_topo *t, const lj_expr *e)
 {
+    if (!t->key) { /* the inline order: a scan */
+        for (int64_t i = 0; i < t->n; i++)
+            if (t->node[i] == e) return i;
+        return -1;
+    }
     uint64_t h = ptr_hash(e) & (uint64_t)(t->cap - 1);
     while (t->key[h]) {
         if (t->key[h] == e) return t->idx[h];
@@ -514,62 +519,66 @@ int64_t lji_topo_find(const lji_topo *t, const lj_expr *e)
     return -1;
 }
 
+/* key[h] <- e, idx[h] <- i, in a map of cap slots */
+static void map_put(const lj_expr **key, int64_t *idx, int64_t cap, const lj_expr *e, int64_t i)
+{
+    uint64_t h = ptr_hash(e) & (uint64_t)(cap - 1);
+    while (key[h]) h = (h + 1) & (uint64_t)(cap - 1);
+    key[h] = e;
+    idx[h] = i;
+}
+
 /* e, whose operands are in already at indices ka and kb (-1: none) */
 static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e, int64_t ka, int64_t kb)
 {
-    if (!t->cap) { /* the struct's own arrays, the map's keys zeroed */
-        memset(t->key_in, 0, sizeof t->key_in);
+    if (!t->node) { /* the struct's own arrays */
         t->node = t->node_in;
         t->kid = t->kid_in;
-        t->key = t->key_in;
-        t->idx = t->idx_in;
-        t->cap = 2 * LJI_TOPO_INLINE;
     }
-    if (2 * (t->n + 1) > t->cap) {
-        int64_t cap = 2 * t->cap;
-        bool own = t->node == t->node_in;
+    if (t->n == LJI_TOPO_INLINE && !t->key) { /* out of the inline arrays: to the heap, with a map */
+        int64_t cap = 4 * LJI_TOPO_INLINE;
         const lj_expr **key = lji_calloc(ctx, (size_t)cap, sizeof *key);
         int64_t *idx = lji_calloc(ctx, (size_t)cap, sizeof *idx);
-        const lj_expr **node = own ? lji_malloc(ctx, (size_t)cap * sizeof *node)
-                                   : lji_realloc(ctx, t->node, (size_t)cap * sizeof *node);
-        if (node && !own) t->node = node;
-        int64_t(*kid)[2] = own ? lji_malloc(ctx, (size_t)cap * sizeof *kid)
-                               : lji_realloc(ctx, t->kid, (size_t)cap * sizeof *kid);
-        if (kid && !own) t->kid = kid;
+        const lj_expr **node = lji_malloc(ctx, (size_t)cap * sizeof *node);
+        int64_t(*kid)[2] = lji_malloc(ctx, (size_t)cap * sizeof *kid);
         if (!key || !idx || !node || !kid) {
             free(key);
             free(idx);
-            if (own) {
-                free(node);
-                free(kid);
-            }
+            free(node);
+            free(kid);
             return false;
         }
-        if (own) {
-            memcpy(node, t->node_in, (size_t)t->n * sizeof *node);
-            memcpy(kid, t->kid_in, (size_t)t->n * sizeof *kid);
-        }
+        memcpy(node, t->node_in, sizeof t->node_in);
+        memcpy(kid, t->kid_in, sizeof t->kid_in);
+        for (int64_t i = 0; i < t->n; i++) map_put(key, idx, cap, node[i], i);
         t->node = node;
         t->kid = kid;
-        for (int64_t i = 0; i < t->cap; i++)
-            if (t->key[i]) {
-                uint64_t h = ptr_hash(t->key[i]) & (uint64_t)(cap - 1);
-                while (key[h]) h = (h + 1) & (uint64_t)(cap - 1);
-                key[h] = t->key[i];
-                idx[h] = t->idx[i];
-            }
-        if (t->key != t->key_in) free(t->key);
-        if (t->idx != t->idx_in) free(t->idx);
+        t->key = key;
+        t->idx = idx;
+        t->cap = cap;
+    } else if (t->key && 2 * (t->n + 1) > t->cap) { /* the map at most half full */
+        int64_t cap = 2 * t->cap;
+        const lj_expr **key = lji_calloc(ctx, (size_t)cap, sizeof *key);
+        int64_t *idx = lji_calloc(ctx, (size_t)cap, sizeof *idx);
+        const lj_expr **node = lji_realloc(ctx, t->node, (size_t)cap * sizeof *node);
+        if (node) t->node = node;
+        int64_t(*kid)[2] = lji_realloc(ctx, t->kid, (size_t)cap * sizeof *kid);
+        if (kid) t->kid = kid;
+        if (!key || !idx || !node || !kid) {
+            free(key);
+            free(idx);
+            return false;
+        }
+        for (int64_t i = 0; i < t->n; i++) map_put(key, idx, cap, t->node[i], i);
+        free(t->key);
+        free(t->idx);
         t->key = key;
         t->idx = idx;
         t->cap = cap;
     }
     t->kid[t->n][0] = ka;
     t->kid[t->n][1] = kb;
-    uint64_t h = ptr_hash(e) & (uint64_t)(t->cap - 1);
-    while (t->key[h]) h = (h + 1) & (uint64_t)(t->cap - 1);
-    t->key[h] = e;
-    t->idx[h] = t->n;
+    if (t->key) map_put(t->key, t->idx, t->cap, e, t->n);
     t->node[t->n++] = e;
     return true;
 }
@@ -595,7 +604,7 @@ lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t)
             int w = f->state++;
             const lj_expr *child = w == 0 ? f->e->a : f->e->b;
             if (!child) continue;
-            int64_t k = t->cap ? lji_topo_find(t, child) : -1;
+            int64_t k = lji_topo_find(t, child);
             if (k >= 0) {
                 f->kid[w] = k;
                 continue;
@@ -627,8 +636,8 @@ void lji_topo_free(lji_topo *t)
 {
     if (t->node != t->node_in) free(t->node);
     if (t->kid != t->kid_in) free(t->kid);
-    if (t->key != t->key_in) free(t->key);
-    if (t->idx != t->idx_in) free(t->idx);
+    free(t->key);
+    free(t->idx);
     t->node = NULL, t->kid = NULL, t->key = NULL, t->idx = NULL;
     t->n = t->cap = 0;
 }

@@ -95,18 +95,21 @@ lj_expr *lji_node_new(lj_context *ctx, const lji_opdef *def, int64_t rows, int64
 /* Nodes of e in post-order (children before parents), each once. A DAG
  * of up to LJI_TOPO_INLINE nodes lives in the struct itself (no
  * allocation: building a small Jacobian allocates little), so a built
- * lji_topo is not to be copied. */
+ * lji_topo is not to be copied; its nodes are found by a scan of node[]
+ * (fewer instructions than hashing, for so few), larger ones through a
+ * map. */
 #define LJI_TOPO_INLINE 32
 typedef struct {
     const lj_expr **node;
     int64_t (*kid)[2]; /* the indices of node i's operands a and b, -1 for none */
     int64_t n;
-    /* open-addressing map node pointer -> index */
+    /* open-addressing map node pointer -> index, past LJI_TOPO_INLINE
+     * nodes (NULL and 0 before) */
     const lj_expr **key;
     int64_t *idx;
     int64_t cap;
-    const lj_expr *node_in[LJI_TOPO_INLINE], *key_in[2 * LJI_TOPO_INLINE];
-    int64_t kid_in[LJI_TOPO_INLINE][2], idx_in[2 * LJI_TOPO_INLINE];
+    const lj_expr *node_in[LJI_TOPO_INLINE];
+    int64_t kid_in[LJI_TOPO_INLINE][2];
 } lji_topo;
 
 lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t);
