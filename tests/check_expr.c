@@ -17,14 +17,14 @@
 typedef struct {
     lj_context *ctx;
     uint64_t seed;
-    lj_expr *pool[16];
+    lj_expr *pool[32];
     int n;
 } env;
 
 static lj_expr *keep(env *E, lj_expr *e)
 {
     ck_assert_msg(e != NULL, "construction failed: %s", lj_context_message(E->ctx));
-    ck_assert_int_lt(E->n, 16);
+    ck_assert_int_lt(E->n, (int)(sizeof E->pool / sizeof E->pool[0]));
     E->pool[E->n++] = e;
     return e;
 }
@@ -1775,6 +1775,36 @@ START_TEST(test_commutation_passes_diag)
 }
 END_TEST
 
+/* Labels through commutations: f(A^T)^T is f(A) for an elementwise f (not
+ * where the ^T is one factor's, C·X^T), and a scaled commutation in a sum
+ * absorbs another one. */
+START_TEST(test_commuted_labels)
+{
+    env E = { lj_context_new(), 919, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = leaf(&E, "X", 2, 3, 0, true), *A = leaf(&E, "A", 2, 2, 0, false), *B = leaf(&E, "B", 2, 2, 0, false);
+    lj_expr *C = leaf(&E, "C", 3, 3, 0, false), *D = leaf(&E, "D", 3, 2, 0, false);
+    lj_expr *Xt = keep(&E, lj_expr_transpose(ctx, X));
+    lj_expr *F = keep(&E, lj_expr_transpose(
+                              ctx, keep(&E, lj_expr_hadamard(ctx, keep(&E, lj_expr_func(ctx, LJ_FN_SIN, Xt)),
+                                                              keep(&E, lj_expr_mul(ctx, Xt, B))))));
+    jacobian_prints(ctx, F, X, "Diag(vec((X^T·B)^T) ∘ cos(vec X)) + Diag(vec sin(X))·(I_3 ⊗ B^T)");
+    fd_ok(&E, F, X, 1e-6, "(sin(X^T) ∘ (X^T·B))^T");
+    lj_expr *G = keep(&E, lj_expr_transpose(
+                              ctx, keep(&E, lj_expr_hadamard(
+                                                ctx, keep(&E, lj_expr_func(ctx, LJ_FN_SIN, keep(&E, lj_expr_mul(ctx, C, Xt)))), D))));
+    jacobian_prints(ctx, G, X, "Diag(vec(D^T) ∘ cos(vec((C·X^T)^T)))·(C ⊗ I_2)");
+    fd_ok(&E, G, X, 1e-6, "(sin(C·X^T) ∘ D)^T");
+    lj_expr *H = keep(&E, lj_expr_transpose(
+                              ctx, keep(&E, lj_expr_add(ctx, keep(&E, lj_expr_scale(ctx, 2.0, Xt)),
+                                                         keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_mul(ctx, A, X))))))));
+    jacobian_prints(ctx, H, X, "2·I_6 + (I_3 ⊗ A)");
+    fd_ok(&E, H, X, 1e-6, "(2·X^T + (A·X)^T)^T");
+    env_free(&E);
+    lj_context_free(&E.ctx);
+}
+END_TEST
+
 /* A DAG past the order's inline room (LJI_TOPO_INLINE nodes): X and A
  * shared by every term, found again through the order's map once it has
  * one, and the Jacobian still right against central differences. */
@@ -2372,6 +2402,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_commutation_through_sums);
     tcase_add_test(rules, test_commutation_passes_diag);
     tcase_add_test(rules, test_large_shared_dag);
+    tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);
     tcase_add_test(rules, test_kink_conventions);

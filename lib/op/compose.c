@@ -551,6 +551,48 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
  * follows "vec ", or "(…)" after "vec" when wrapped) loses its ^T where it
  * has one, else gains one: A → vec(A^T), A^T → vec A, (E^T) → vec(E) or
  * vec E, A·B → vec((A·B)^T) */
+/* The elementwise functions of the expression language, and inv: f(A^T)
+ * = f(A)^T for each. (Not sum, max or min, which reduce along one
+ * dimension, nor vec.) */
+static bool commutes_with_transpose(const char *name, size_t n)
+{
+    static const char *const names[] = { "exp",  "log",  "sin",     "cos",      "tanh",  "sqrt",  "abs",
+                                         "sign", "relu", "tan",     "asin",     "acos",  "atan",  "sinh",
+                                         "cosh", "sigmoid", "softplus", "log1p", "expm1", "inv" };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strlen(names[i]) == n && !strncmp(names[i], name, n)) return true;
+    return false;
+}
+
+/* tmp = "f(A^T)" for such an f and an atomic or parenthesised A: "f(A)"
+ * in place, true (f(A^T)^T = f(A)); else false, tmp as it was */
+static bool drop_inner_transpose(char *tmp)
+{
+    size_t k = strlen(tmp), n = 0;
+    while (isalnum((unsigned char)tmp[n])) n++;
+    if (!n || tmp[n] != '(' || k < n + 5 || tmp[k - 1] != ')' || !commutes_with_transpose(tmp, n)) return false;
+    int depth = 0; /* the call's parentheses close at the end */
+    for (size_t i = n; i + 1 < k; i++) {
+        depth += tmp[i] == '(' ? 1 : tmp[i] == ')' ? -1 : 0;
+        if (depth == 0) return false;
+    }
+    char *arg = tmp + n + 1;
+    size_t na = k - n - 2;
+    if (na < 3 || strncmp(arg + na - 2, "^T", 2)) return false;
+    char base[LJI_DIAG_LABEL_MAX + 8];
+    memcpy(base, arg, na - 2);
+    base[na - 2] = '\0';
+    bool wrapped = lji_label_is_wrapped(base);
+    if (!wrapped && !lji_label_is_atomic(base)) return false; /* A·B^T: the ^T is B's alone */
+    size_t nb = strlen(base);
+    const char *in = wrapped ? base + 1 : base;
+    size_t ni = wrapped ? nb - 2 : nb;
+    memcpy(arg, in, ni);
+    arg[ni] = ')';
+    arg[ni + 1] = '\0';
+    return true;
+}
+
 static void put_vec_transposed(lji_buf *b, const char *in, size_t k, bool wrapped)
 {
     char tmp[LJI_DIAG_LABEL_MAX + 8];
@@ -559,6 +601,10 @@ static void put_vec_transposed(lji_buf *b, const char *in, size_t k, bool wrappe
     if (k >= sizeof tmp) k = sizeof tmp - 1; /* (labels are capped before this) */
     memcpy(tmp, body, k);
     tmp[k] = '\0';
+    if (drop_inner_transpose(tmp)) { /* vec f(A^T) → vec f(A) */
+        lji_buf_printf(b, "vec %s", tmp);
+        return;
+    }
     bool tr = k > 2 && !strcmp(tmp + k - 2, "^T");
     if (tr) tmp[k - 2] = '\0'; /* (M^T)^T = M */
     if (tr && lji_label_is_wrapped(tmp)) lji_buf_printf(b, "vec%s", tmp);
@@ -712,6 +758,7 @@ static bool triple_cancels(lj_context *ctx, const lj_op *x, const lj_op *y, cons
  * a Kronecker product and then that commutation (triple_rule). */
 static bool absorbs(lj_context *ctx, const lj_op *K, const lj_op *t, bool left, bool *fail)
 {
+    if (lji_is(t, &lji_kind_scaled)) t = t->child[0]; /* the product folds the scaling out */
     if (commutations_cancel(left ? K : t, left ? t : K)) return true;
     if (!lji_is(t, &lji_kind_compose)) return false;
     int n = t->nchild;
