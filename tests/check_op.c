@@ -1154,7 +1154,9 @@ END_TEST
 
 /* K·Diag(vec M)·(P ⊗ Q)·K' = Diag(vec M^T)·(Q ⊗ P), and K'·(P ⊗ Q)·Diag(vec
  * M)·K = (Q ⊗ P)·Diag(vec M^T): the commutation passes the Diag to meet
- * the other one; checked three ways against the dense product. */
+ * the other one; and it passes a Kronecker product into a sum whose terms
+ * begin with the other. Each checked three ways against the dense
+ * product. */
 START_TEST(test_rules_commutation_past_diag)
 {
     lj_context *ctx = lj_context_new();
@@ -1179,9 +1181,24 @@ START_TEST(test_rules_commutation_past_diag)
     CK_NN(ctx, N);
     ASSERT_PRINTS(ctx, N, "K_{3,2}·Diag(e)·(P ⊗ Q)·K_{2,3}");
     check_op_against(ctx, N, Lr, 1e-14, "K·Diag(e)·(P ⊗ Q)·K");
-    lj_op *all[] = { D, p, q, K32, K23, PQ, L, R, E, N };
+    /* past a Kronecker product into a sum: K·(P ⊗ Q)·(K' + V) = (Q ⊗ P) +
+     * K·(P ⊗ Q)·V, and (W·K + V)·(P ⊗ Q)·K' = W·(Q ⊗ P) + V·(P ⊗ Q)·K' */
+    tmat V = tm_rand(6, 6, &seed), W = tm_rand(6, 6, &seed);
+    lj_op *v = dense_of(ctx, V, "V"), *w = dense_of(ctx, W, "W");
+    lj_op *S1 = lj_op_add(ctx, K23, v), *SL = lj_op_compose(ctx, 3, (const lj_op *const[]){ K32, PQ, S1 });
+    CK_NN(ctx, SL);
+    ASSERT_PRINTS(ctx, SL, "(Q ⊗ P) + K_{3,2}·(P ⊗ Q)·V");
+    tmat S1r = tm_add(1.0, K23r, 1.0, V), SL1 = tm_mul(R1, S1r);
+    check_op_against(ctx, SL, SL1, 1e-14, "K·(P ⊗ Q)·(K + V)");
+    lj_op *WK = lj_op_mul(ctx, w, K32), *S2 = lj_op_add(ctx, WK, v);
+    lj_op *SR = lj_op_compose(ctx, 3, (const lj_op *const[]){ S2, PQ, K23 });
+    CK_NN(ctx, SR);
+    ASSERT_PRINTS(ctx, SR, "W·(Q ⊗ P) + V·(P ⊗ Q)·K_{2,3}");
+    tmat WKr = tm_mul(W, K32r), S2r = tm_add(1.0, WKr, 1.0, V), SR1 = tm_mul(S2r, PQr), SR2 = tm_mul(SR1, K23r);
+    check_op_against(ctx, SR, SR2, 1e-14, "(W·K + V)·(P ⊗ Q)·K");
+    lj_op *all[] = { D, p, q, K32, K23, PQ, L, R, E, N, v, w, S1, SL, WK, S2, SR };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
-    tmat ms[] = { M, P, Q, Dr, K32r, K23r, PQr, L1, L2, Lr, R1, R2, Rr };
+    tmat ms[] = { M, P, Q, Dr, K32r, K23r, PQr, L1, L2, Lr, R1, R2, Rr, V, W, S1r, SL1, WKr, S2r, SR1, SR2 };
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
     lj_context_free(&ctx);
 }

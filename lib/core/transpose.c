@@ -57,7 +57,8 @@
  * columns' lines fall into a handful of the first-level cache's 64 sets,
  * more lines than a set has ways, and lines are evicted before the band's
  * next tiles complete them. Measured against memcpy of the same bytes on
- * the Zen 5 core (bench/bench_apply): bands of 32 rows took 4.7× at
+ * the Zen 5 core, 64-byte-aligned arrays (bench/bench_apply prints four
+ * of these shapes, on malloc's arrays): bands of 32 rows took 4.7× at
  * 512×512, 5.3× at 1024×1024, 3.9× at 2047×2049, 3.3× at 4095×4097;
  * bands of 8 rows 1.7×, 2.0×, 2.1× and 2.1×. Eight rows are slower where
  * the matrix fits the second-level cache (256×256: 3.0× against 2.4× with

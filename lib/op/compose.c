@@ -459,6 +459,8 @@ static lj_op *kron_of_products(lj_context *ctx, const lj_op *a, const lj_op *c, 
 /* One rewriting step on the adjacent pair (x, y); NULL when no rule applies
  * (or on failure, with ctx->status set). */
 static lj_op *distribute(lj_context *ctx, const lj_op *K, const lj_op *S, bool left, bool *fail);
+static lj_op *distribute_past(lj_context *ctx, const lj_op *K, const lj_op *P, const lj_op *S, bool left,
+                              bool *fail);
 
 static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail)
 {
@@ -769,6 +771,17 @@ static bool absorbs(lj_context *ctx, const lj_op *K, const lj_op *t, bool left, 
            (n >= 2 && triple_cancels(ctx, t->child[n - 2], t->child[n - 1], K, fail));
 }
 
+/* Whether K·P·t (left) or t·P·K, P a Kronecker product, has no
+ * commutation left: t begins (ends) with the commutation K' that makes
+ * K·P·K' one Kronecker product (triple_rule). */
+static bool absorbs_past(lj_context *ctx, const lj_op *K, const lj_op *P, const lj_op *t, bool left, bool *fail)
+{
+    if (lji_is(t, &lji_kind_scaled)) t = t->child[0];
+    const lj_op *end = t;
+    if (lji_is(t, &lji_kind_compose)) end = t->child[left ? 0 : t->nchild - 1];
+    return left ? triple_cancels(ctx, K, P, end, fail) : triple_cancels(ctx, end, P, K, fail);
+}
+
 /* K·(t_1 + … + t_k) = K·t_1 + … + K·t_k (and (Σ t_i)·K alike) where all
  * terms but at most one absorb K: the derivative of a transpose of a sum
  * whose terms carry the inverse commutation, (X^T ∘ (A·X)^T)^T, reads
@@ -778,9 +791,20 @@ static bool absorbs(lj_context *ctx, const lj_op *K, const lj_op *t, bool left, 
  * or more would keep one. */
 static lj_op *distribute(lj_context *ctx, const lj_op *K, const lj_op *S, bool left, bool *fail)
 {
+    return distribute_past(ctx, K, NULL, S, left, fail);
+}
+
+/* The same with a Kronecker product P between K and the sum (P NULL:
+ * none): K·P·(t_1 + … + t_k) = K·P·t_1 + … + K·P·t_k where all terms but
+ * at most one absorb K past P: K·(I ⊗ A)·(I + K) reads K·(I ⊗ A) +
+ * (A ⊗ I). */
+static lj_op *distribute_past(lj_context *ctx, const lj_op *K, const lj_op *P, const lj_op *S, bool left,
+                              bool *fail)
+{
     int k = S->nchild, keeps = 0;
     for (int i = 0; i < k && keeps < 2; i++)
-        if (!absorbs(ctx, K, S->child[i], left, fail)) keeps++;
+        if (!(P ? absorbs_past(ctx, K, P, S->child[i], left, fail) : absorbs(ctx, K, S->child[i], left, fail)))
+            keeps++;
     if (keeps >= 2) return NULL;
     if (*fail) {
         lji_nomem(ctx, "compose");
@@ -793,8 +817,11 @@ static lj_op *distribute(lj_context *ctx, const lj_op *K, const lj_op *S, bool l
         return NULL;
     }
     int made = 0;
-    for (; made < k; made++)
-        if (!(t[made] = left ? mul2(ctx, K, S->child[made]) : mul2(ctx, S->child[made], K))) break;
+    for (; made < k; made++) {
+        const lj_op *f[3] = { K, P, S->child[made] };
+        if (!left) f[0] = S->child[made], f[2] = K;
+        if (!(t[made] = P ? compose_checked(ctx, 3, f) : mul2(ctx, f[0], f[2]))) break;
+    }
     if (made == k) r = lj_op_lincomb(ctx, k, S->coef, (const lj_op *const *)t);
     for (int i = 0; i < made; i++) lj_op_free(&t[i]);
     if (t != room) free(t);
@@ -888,6 +915,22 @@ static lj_op *compose_core(lj_context *ctx, int n, const lj_op *const *ops, bool
         for (int i = 0; i + 2 < fs.n && !changed; i++) {
             bool fail;
             lj_op *r = triple_rule(ctx, fs.f[i], fs.f[i + 1], fs.f[i + 2], &fail);
+            if (fail) goto fail;
+            if (r) {
+                factors_replace(&fs, i, 3, r);
+                changed = true;
+            }
+        }
+        for (int i = 0; i + 2 < fs.n && !changed; i++) {
+            /* K·P·S and S·P·K, P a Kronecker product, S a sum */
+            const lj_op *x = fs.f[i], *y = fs.f[i + 1], *z = fs.f[i + 2];
+            if (!lji_is(y, &lji_kind_kron)) continue;
+            bool fail = false;
+            lj_op *r = NULL;
+            if (lji_is(x, &lji_kind_commutation) && lji_is(z, &lji_kind_sum))
+                r = distribute_past(ctx, x, y, z, true, &fail);
+            else if (lji_is(x, &lji_kind_sum) && lji_is(z, &lji_kind_commutation))
+                r = distribute_past(ctx, z, y, x, false, &fail);
             if (fail) goto fail;
             if (r) {
                 factors_replace(&fs, i, 3, r);
