@@ -81,12 +81,12 @@ static int cache_sets(int64_t ld, int n)
     return sets;
 }
 
-static int64_t band_rows(int64_t r, int64_t c, int64_t lda, int64_t ldb, bool nt)
+static int64_t band_rows(int64_t r, int64_t c, int64_t lda, int64_t ldb)
 {
     size_t bytes = (size_t)r * (size_t)c * sizeof(double);
     /* below a quarter of a second-level cache the question costs more
      * than the answer saves (128×128: 2.07× with 32, 2.13× with 16) */
-    if (nt || bytes < LJI_TB_SETS_MIN_BYTES ||
+    if (bytes < LJI_TB_SETS_MIN_BYTES ||
         (cache_sets(ldb, LJI_TB) >= LJI_TB / 2 && cache_sets(lda, 8) >= 4))
         return LJI_TB;
     return bytes >= LJI_TB8_MIN_BYTES && bytes <= LJI_TB8_MAX_BYTES ? LJI_TB / 4 : LJI_TB / 2;
@@ -237,12 +237,11 @@ static inline void lead_cols(int64_t i0, int64_t i1, int64_t lead, double alpha,
  * columns, whose lines they share (B's columns run on in memory). */
 LJI_AVX void avx_body(int64_t r, int64_t c, double alpha, const double *restrict A, int64_t lda,
                       double beta, double *restrict B, int64_t ldb, bool scale, bool acc, bool nt,
-                      int64_t lead)
+                      int64_t lead, int64_t tb)
 {
     const __m256d va = _mm256_set1_pd(alpha), vb = _mm256_set1_pd(beta);
     const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
     const int64_t r4 = r & ~(int64_t)3, c4 = c & ~(int64_t)3;
-    const int64_t tb = band_rows(r, c, lda, ldb, nt);
 #define AVX_TILE8(i, j) avx_tile8(A + (i) + (j) * lda, lda, B + (j) + (i) * ldb, ldb, va, vb, scale, acc, nt)
 #define AVX_BAND_EDGE(i0, i1)                                                                    \
     do {                                                                                         \
@@ -266,15 +265,16 @@ LJI_AVX void avx_body(int64_t r, int64_t c, double alpha, const double *restrict
 
 __attribute__((target("avx"))) static void transpose_avx(int64_t r, int64_t c, double alpha,
                                                          const double *A, int64_t lda, double beta,
-                                                         double *B, int64_t ldb, bool nt, int64_t lead)
+                                                         double *B, int64_t ldb, bool nt, int64_t lead,
+                                                         int64_t tb)
 {
     const bool scale = alpha != 1.0, acc = beta != 0.0;
     /* each case its own copy of the loops, its flags constant there */
-    if (acc) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, true, false, 0);
-    else if (nt && scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, true, lead);
-    else if (nt) avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, true, lead);
-    else if (scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, false, lead);
-    else avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, false, lead);
+    if (acc) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, true, false, 0, tb);
+    else if (nt && scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, true, lead, tb);
+    else if (nt) avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, true, lead, tb);
+    else if (scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, false, lead, tb);
+    else avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, false, lead, tb);
 }
 
 static bool have_avx(void)
@@ -328,7 +328,7 @@ LJI_V void v2_body(int64_t r, int64_t c, double alpha, const double *restrict A,
                    double beta, double *restrict B, int64_t ldb, bool scale, bool acc)
 {
     const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
-    const int64_t tb = band_rows(r, c, lda, ldb, false);
+    const int64_t tb = band_rows(r, c, lda, ldb);
 #define V2_TILE8(i, j) v2_tile8(A + (i) + (j) * lda, lda, B + (j) + (i) * ldb, ldb, alpha, beta, scale, acc)
 #define V2_BAND_EDGE(i0, i1) \
     if (c8 < c) block_scalar(i0, i1, c8, c, alpha, A, lda, beta, B, ldb)
@@ -406,7 +406,8 @@ void lji_transpose(int64_t r, int64_t c, double alpha, const double *A, int64_t 
          * order). At 1024×1024 from and into malloc's memory (16 bytes
          * past a line) that took the transpose from 2.52× a memcpy of its
          * bytes to 2.01×; 2048×2048 from 1.56× to 1.43×. */
-        const bool crowded = band_rows(r, c, lda, ldb, false) < LJI_TB;
+        const int64_t tb = band_rows(r, c, lda, ldb); /* (once: for the shifts too) */
+        const bool crowded = tb < LJI_TB;
         if (crowded && (lda & 7) == 0 && ((uintptr_t)A & 7) == 0 && ((uintptr_t)A & 63) && r >= 16) {
             int64_t io = (int64_t)((64 - ((uintptr_t)A & 63)) / 8);
             for (int64_t j = 0; j < c; j++)
@@ -432,7 +433,7 @@ void lji_transpose(int64_t r, int64_t c, double alpha, const double *A, int64_t 
             B += jo;
             c -= jo;
         }
-        transpose_avx(r, c, alpha, A, lda, beta, B, ldb, nt, jo);
+        transpose_avx(r, c, alpha, A, lda, beta, B, ldb, nt, jo, nt ? LJI_TB : tb);
         return;
     }
 #endif

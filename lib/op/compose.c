@@ -458,7 +458,6 @@ static lj_op *kron_of_products(lj_context *ctx, const lj_op *a, const lj_op *c, 
 
 /* One rewriting step on the adjacent pair (x, y); NULL when no rule applies
  * (or on failure, with ctx->status set). */
-static lj_op *distribute(lj_context *ctx, const lj_op *K, const lj_op *S, bool left, bool *fail);
 static lj_op *distribute_past(lj_context *ctx, const lj_op *K, const lj_op *P, const lj_op *S, bool left,
                               bool *fail);
 
@@ -502,8 +501,8 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         *fail = !r;
         return r;
     }
-    if (lji_is(x, &lji_kind_commutation) && lji_is(y, &lji_kind_sum)) return distribute(ctx, x, y, true, fail);
-    if (lji_is(x, &lji_kind_sum) && lji_is(y, &lji_kind_commutation)) return distribute(ctx, y, x, false, fail);
+    if (lji_is(x, &lji_kind_commutation) && lji_is(y, &lji_kind_sum)) return distribute_past(ctx, x, NULL, y, true, fail);
+    if (lji_is(x, &lji_kind_sum) && lji_is(y, &lji_kind_commutation)) return distribute_past(ctx, y, NULL, x, false, fail);
     bool kx = lji_is(x, &lji_kind_kron), ky = lji_is(y, &lji_kind_kron);
     if (ky && lji_is(x, &lji_kind_sampled)) /* P·(C ⊗ D)(E ⊗ F) = P·(CE ⊗ DF) */
         return lji_sampled_times_kron(ctx, x, y, fail);
@@ -788,15 +787,9 @@ static bool absorbs_past(lj_context *ctx, const lj_op *K, const lj_op *P, const 
  * Diag(vec(A·X)) + Diag(vec X)·(I ⊗ A) instead of K·(Diag(vec((A·X)^T))·K
  * + …). A term that does not absorb K keeps it, as the sum did: neither
  * the commutations printed nor those applied grow. NULL where two terms
- * or more would keep one. */
-static lj_op *distribute(lj_context *ctx, const lj_op *K, const lj_op *S, bool left, bool *fail)
-{
-    return distribute_past(ctx, K, NULL, S, left, fail);
-}
-
-/* The same with a Kronecker product P between K and the sum (P NULL:
- * none): K·P·(t_1 + … + t_k) = K·P·t_1 + … + K·P·t_k where all terms but
- * at most one absorb K past P: K·(I ⊗ A)·(I + K) reads K·(I ⊗ A) +
+ * or more would keep one. With a Kronecker product P between K and the
+ * sum (P NULL: none), K·P·(t_1 + … + t_k) = K·P·t_1 + … + K·P·t_k alike,
+ * where the terms absorb K past P: K·(I ⊗ A)·(I + K) reads K·(I ⊗ A) +
  * (A ⊗ I). */
 static lj_op *distribute_past(lj_context *ctx, const lj_op *K, const lj_op *P, const lj_op *S, bool left,
                               bool *fail)
@@ -863,6 +856,35 @@ static lj_op *commute_past_diag(lj_context *ctx, lj_op *const *f, bool *fail)
     return r;
 }
 
+/* K·P·S and S·P·K, P a Kronecker product, S a sum (distribute_past) */
+static lj_op *sum_past_kron(lj_context *ctx, lj_op *const *f, bool *fail)
+{
+    *fail = false;
+    if (!lji_is(f[1], &lji_kind_kron)) return NULL;
+    if (lji_is(f[0], &lji_kind_commutation) && lji_is(f[2], &lji_kind_sum))
+        return distribute_past(ctx, f[0], f[1], f[2], true, fail);
+    if (lji_is(f[0], &lji_kind_sum) && lji_is(f[2], &lji_kind_commutation))
+        return distribute_past(ctx, f[2], f[1], f[0], false, fail);
+    return NULL;
+}
+
+static lj_op *triple_at(lj_context *ctx, lj_op *const *f, bool *fail)
+{
+    return triple_rule(ctx, f[0], f[1], f[2], fail);
+}
+
+static lj_op *pair_at(lj_context *ctx, lj_op *const *f, bool *fail)
+{
+    return pair_rule(ctx, f[0], f[1], fail);
+}
+
+/* The product rules, each tried at every position of the factors before
+ * the next, until none applies: n factors become one. */
+static const struct {
+    int n;
+    lj_op *(*rule)(lj_context *ctx, lj_op *const *f, bool *fail);
+} rules[] = { { 3, triple_at }, { 3, sum_past_kron }, { 4, commute_past_diag }, { 2, pair_at } };
+
 /* lj_op_compose once its operands are checked */
 /* The product of ops[0..n), checked. take: the caller's references to the
  * operands pass to it (freed on failure as well); else it retains them (or
@@ -912,49 +934,16 @@ static lj_op *compose_core(lj_context *ctx, int n, const lj_op *const *ops, bool
     bool changed = true;
     while (changed && !fs.failed) {
         changed = false;
-        for (int i = 0; i + 2 < fs.n && !changed; i++) {
-            bool fail;
-            lj_op *r = triple_rule(ctx, fs.f[i], fs.f[i + 1], fs.f[i + 2], &fail);
-            if (fail) goto fail;
-            if (r) {
-                factors_replace(&fs, i, 3, r);
-                changed = true;
+        for (int k = 0; k < (int)(sizeof rules / sizeof rules[0]) && !changed; k++)
+            for (int i = 0; i + rules[k].n <= fs.n && !changed; i++) {
+                bool fail;
+                lj_op *r = rules[k].rule(ctx, fs.f + i, &fail);
+                if (fail) goto fail;
+                if (r) {
+                    factors_replace(&fs, i, rules[k].n, r);
+                    changed = true;
+                }
             }
-        }
-        for (int i = 0; i + 2 < fs.n && !changed; i++) {
-            /* K·P·S and S·P·K, P a Kronecker product, S a sum */
-            const lj_op *x = fs.f[i], *y = fs.f[i + 1], *z = fs.f[i + 2];
-            if (!lji_is(y, &lji_kind_kron)) continue;
-            bool fail = false;
-            lj_op *r = NULL;
-            if (lji_is(x, &lji_kind_commutation) && lji_is(z, &lji_kind_sum))
-                r = distribute_past(ctx, x, y, z, true, &fail);
-            else if (lji_is(x, &lji_kind_sum) && lji_is(z, &lji_kind_commutation))
-                r = distribute_past(ctx, z, y, x, false, &fail);
-            if (fail) goto fail;
-            if (r) {
-                factors_replace(&fs, i, 3, r);
-                changed = true;
-            }
-        }
-        for (int i = 0; i + 3 < fs.n && !changed; i++) {
-            bool fail;
-            lj_op *r = commute_past_diag(ctx, fs.f + i, &fail);
-            if (fail) goto fail;
-            if (r) {
-                factors_replace(&fs, i, 4, r);
-                changed = true;
-            }
-        }
-        for (int i = 0; i + 1 < fs.n && !changed; i++) {
-            bool fail;
-            lj_op *r = pair_rule(ctx, fs.f[i], fs.f[i + 1], &fail);
-            if (fail) goto fail;
-            if (r) {
-                factors_replace(&fs, i, 2, r);
-                changed = true;
-            }
-        }
         if (fs.zero) {
             J = lj_op_zero(ctx, rows, cols);
             goto done;
