@@ -317,6 +317,12 @@ START_TEST(test_commutation_kernel)
     check_commutation_apply(ctx, 1536, 1400, 1, 0, 0, 1.0, 0.0, &seed);
     check_commutation_apply(ctx, 1533, 1400, 1, 0, 3, -1.0, 0.0, &seed);
     check_commutation_apply(ctx, 1400, 1539, 1, 0, 5, 1.0, 0.0, &seed);
+    /* 2–16 MiB: streaming stores in bands of 128 rows with the Intel
+     * tuning, cached stores with prefetches there too, cached stores
+     * alone with the other (tests/tuning.sh runs this test under both) */
+    check_commutation_apply(ctx, 701, 504, 1, 0, 3, 1.0, 0.0, &seed);
+    check_commutation_apply(ctx, 700, 504, 1, 0, 6, -0.5, 0.0, &seed);
+    check_commutation_apply(ctx, 700, 503, 1, 0, 1, 1.0, 0.0, &seed);
     lj_context_free(&ctx);
 }
 END_TEST
@@ -2056,7 +2062,6 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_diag_dense_sparse);
     tcase_add_test(kinds, test_sparse_unsorted_symmetric);
     tcase_add_test(kinds, test_perm_commutation_rank1);
-    tcase_add_test(kinds, test_commutation_kernel);
     tcase_add_test(kinds, test_fused_kernels);
     tcase_add_test(kinds, test_row_blocks);
     tcase_add_test(kinds, test_sampled);
@@ -2067,6 +2072,11 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_empty_dimensions);
     tcase_add_loop_test(kinds, test_random_compositions, 0, 8);
     suite_add_tcase(s, kinds);
+    /* on its own, for tests/tuning.sh (CK_RUN_CASE=transpose) */
+    TCase *transpose = tcase_create("transpose");
+    tcase_set_timeout(transpose, 60);
+    tcase_add_test(transpose, test_commutation_kernel);
+    suite_add_tcase(s, transpose);
     TCase *rules = tcase_create("rules");
     tcase_add_test(rules, test_rules_identity_zero_scalars);
     tcase_add_test(rules, test_rules_transpose_leaves);

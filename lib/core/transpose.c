@@ -12,8 +12,10 @@
  * twice, and the order of the tiles gives the prefetchers sequential streams
  * (TRANSPOSE_TILES, below). Where a leading dimension still crowds a few
  * cache sets, the bands are lower and the runs realigned to whole lines
- * (band_rows, lji_transpose). The ratios to memcpy of the same bytes are
- * in bench/bench_apply and the README.
+ * (band_rows, lji_transpose). Cores differ in what else they want (the
+ * tuning, below: Intel's want the lines of B fetched ahead of the stores).
+ * The ratios to memcpy of the same bytes are in bench/bench_apply and the
+ * README.
  *
  * Two tile kernels: one with AVX intrinsics (a 4×4 transpose as four
  * 16-byte loads inserted into the upper halves of four others and four
@@ -31,19 +33,21 @@
 #endif
 
 /* Outputs larger than this many bytes, written with beta = 0, use
- * non-temporal stores: well beyond a core's caches, where the output's
+ * non-temporal stores (on all but Intel cores, whose threshold is the
+ * tuning's, below): well beyond a core's caches, where the output's
  * lines would be evicted before anything reads them, and fetching them
  * before overwriting them (a third of the memory traffic) is waste. */
 #ifndef LJI_NT_BYTES
 #define LJI_NT_BYTES ((size_t)16 << 20)
 #endif
 
-/* Bands of rows of A, 32 rows (four tiles) tall, with cached and with
- * streaming stores alike (measured on the benchmark's shapes, on an AMD
- * Zen 5 core, against 64 and 256 tuned on an older Xeon). A band's tiles
- * write into 32 columns of B, each typically on a page of its own: with
- * 256 the tiles of one band walked 256 pages of B for every eight columns
- * of A, more than the first-level TLB holds, and the 4096×4096 transpose
+/* Bands of rows of A, 32 rows (four tiles) tall with cached stores, and
+ * with streaming stores on all but Intel cores (measured on the
+ * benchmark's shapes, on an AMD Zen 5 core and an Ice Lake Xeon; the
+ * streaming band's height is the tuning's, below). A band's tiles write
+ * into 32 columns of B, each typically on a page of its own: on the Zen 5
+ * core bands of 256 rows walked 256 pages of B for every eight columns of
+ * A, more than the first-level TLB holds, and the 4096×4096 transpose
  * took 2.5× a memcpy of its bytes (1.3× with 32). */
 #ifndef LJI_TB
 #define LJI_TB 32
@@ -130,28 +134,88 @@ static void block_scalar(int64_t i0, int64_t i1, int64_t j0, int64_t j1, double 
 #define LJI_JB 512
 #endif
 
+/* What differs between the cores the kernel was measured on, chosen once
+ * per process by the CPU's vendor (LJ_TRANSPOSE_TUNING=intel or =other
+ * overrides it, for measuring one on the other's hardware):
+ *   - Intel cores (an Ice Lake Xeon, and an older Xeon before it) fetch
+ *     the lines of B ahead of the stores: a band's 32 columns of B are
+ *     more write streams than their prefetchers follow, and every store
+ *     waited for its line. Asking for the lines the tile eight columns on
+ *     will write (one prefetch per run) took K_{1000,1000} from 4.8–7.9×
+ *     a memcpy of its bytes to 1.1–1.2×, 700×700 from 2.2–2.8× to 1.1×,
+ *     100×100 from 2.5× to 1.5×. Their streaming stores want bands of 128
+ *     rows: 3000×2000 1.7× with 32, 1.2–1.3× with 128; 4096×4096 1.7–2.2×
+ *     against 1.2–1.3×. And they pay for every line a cached store fetches
+ *     beyond their second-level cache (1.25 MiB): outputs from 2 MiB are
+ *     streamed (1000×1000 1.1× instead of 1.3×, 1200×1200 0.8× instead of
+ *     1.8×, where memcpy itself fetches the lines it overwrites).
+ *   - AMD Zen 5 cores: the same prefetches cost time, and bands of 128
+ *     rows with streaming stores walk more pages of B than the first-level
+ *     TLB holds (4096×4096 2.5× a memcpy with 256 rows, 1.3× with 32).
+ * Other vendors take the Zen 5 choices. */
+typedef struct {
+    size_t nt_bytes;  /* streaming stores for outputs larger than this */
+    int64_t nt_band;  /* band height with streaming stores */
+    bool prefetch_b;  /* prefetch B's lines ahead of cached stores */
+} lji_tuning;
+
+static const lji_tuning tuning_intel = { (size_t)2 << 20, 128, true },
+                        tuning_other = { LJI_NT_BYTES, LJI_TB, false };
+
+static const lji_tuning *tuning(void)
+{
+    static atomic_int known = 0; /* 0 unknown, 1 other, 2 intel */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k == 0) {
+        const char *s = getenv("LJ_TRANSPOSE_TUNING");
+        if (s && !strcmp(s, "intel")) k = 2;
+        else if (s && !strcmp(s, "other")) k = 1;
+        else {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+            __builtin_cpu_init();
+            k = __builtin_cpu_is("intel") ? 2 : 1;
+#else
+            k = 1;
+#endif
+        }
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2 ? &tuning_intel : &tuning_other;
+}
+
 /* The order of the tiles, shared by both kernels (TILE8(i, j) transposes
  * the 8×8 tile at rows i.., columns j.. of A; BAND_EDGE(i0, i1) does the
  * band's last c - c8 columns). Blocks of columns of A; in each, bands of
  * rows of A (columns of B); within a band the tiles go down eight columns
  * of A at a time, so that A is read as eight sequential streams, and each
- * tile writes eight whole runs of B.
- * Software prefetches of the lines of B a tile will write (which the Xeon
- * wanted) cost time on the Zen 5 core and are gone. */
+ * tile writes eight whole runs of B. Where the tuning asks for it (Intel
+ * cores, below), each tile with cached stores first asks for the lines of
+ * B that the tile eight columns on will write. */
 #define TRANSPOSE_TILES(r8, c8, TILE8, BAND_EDGE)                                       \
     for (int64_t j0 = 0; j0 < (c8) || j0 == 0; j0 += LJI_JB) {                          \
         const int64_t j1 = j0 + LJI_JB < (c8) ? j0 + LJI_JB : (c8);                     \
         for (int64_t i0 = 0; i0 < (r8); i0 += tb) {                                    \
             const int64_t i1 = i0 + tb < (r8) ? i0 + tb : (r8);                         \
             for (int64_t j = j0; j < j1; j += 8)                                        \
-                for (int64_t i = i0; i < i1; i += 8) TILE8(i, j);                       \
+                for (int64_t i = i0; i < i1; i += 8) {                                  \
+                    if (pf && j + 8 < c) PREFETCH_B(i, j + 8); /* (the edge columns too) */ \
+                    TILE8(i, j);                                                        \
+                }                                                                       \
             if (j1 == (c8)) BAND_EDGE(i0, i1); /* the last c - c8 columns */            \
         }                                                                               \
     }
 
+/* the eight lines of B (one per run, where its first element lies) that
+ * the tile at rows i.., columns j.. of A writes, asked for to be written */
+#define PREFETCH_B(i, j)                                                                \
+    do {                                                                                \
+        double *pb_ = B + (j) + (i) * ldb;                                              \
+        for (int q_ = 0; q_ < 8; q_++) __builtin_prefetch(pb_ + q_ * ldb, 1, 3);         \
+    } while (0)
+
 /* ---- AVX -------------------------------------------------------------------- */
 #ifdef LJI_X86
-#define LJI_AVX __attribute__((target("avx"))) static inline __attribute__((always_inline))
+#define LJI_AVX __attribute__((target("avx,prfchw"))) static inline __attribute__((always_inline))
 
 /* rows 0..3 of columns 0..3 at A: out[q] is row q */
 LJI_AVX void avx_tile4(const double *A, int64_t lda, __m256d out[4])
@@ -237,7 +301,7 @@ static inline void lead_cols(int64_t i0, int64_t i1, int64_t lead, double alpha,
  * columns, whose lines they share (B's columns run on in memory). */
 LJI_AVX void avx_body(int64_t r, int64_t c, double alpha, const double *restrict A, int64_t lda,
                       double beta, double *restrict B, int64_t ldb, bool scale, bool acc, bool nt,
-                      int64_t lead, int64_t tb)
+                      int64_t lead, int64_t tb, bool pf)
 {
     const __m256d va = _mm256_set1_pd(alpha), vb = _mm256_set1_pd(beta);
     const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
@@ -263,18 +327,19 @@ LJI_AVX void avx_body(int64_t r, int64_t c, double alpha, const double *restrict
     if (lead && r8 < r) lead_cols(r8, r, lead, alpha, A, lda, B, ldb);
 }
 
-__attribute__((target("avx"))) static void transpose_avx(int64_t r, int64_t c, double alpha,
-                                                         const double *A, int64_t lda, double beta,
-                                                         double *B, int64_t ldb, bool nt, int64_t lead,
-                                                         int64_t tb)
+__attribute__((target("avx,prfchw"))) static void transpose_avx(int64_t r, int64_t c, double alpha,
+                                                                const double *A, int64_t lda, double beta,
+                                                                double *B, int64_t ldb, bool nt,
+                                                                int64_t lead, int64_t tb, bool pf)
 {
     const bool scale = alpha != 1.0, acc = beta != 0.0;
-    /* each case its own copy of the loops, its flags constant there */
-    if (acc) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, true, false, 0, tb);
-    else if (nt && scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, true, lead, tb);
-    else if (nt) avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, true, lead, tb);
-    else if (scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, false, lead, tb);
-    else avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, false, lead, tb);
+    /* each case its own copy of the loops, its flags constant there
+     * (streaming stores fetch no lines, so nothing is prefetched for them) */
+    if (acc) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, true, false, 0, tb, pf);
+    else if (nt && scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, true, lead, tb, false);
+    else if (nt) avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, true, lead, tb, false);
+    else if (scale) avx_body(r, c, alpha, A, lda, beta, B, ldb, true, false, false, lead, tb, pf);
+    else avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, false, lead, tb, pf);
 }
 
 static bool have_avx(void)
@@ -329,6 +394,7 @@ LJI_V void v2_body(int64_t r, int64_t c, double alpha, const double *restrict A,
 {
     const int64_t r8 = r & ~(int64_t)7, c8 = c & ~(int64_t)7;
     const int64_t tb = band_rows(r, c, lda, ldb);
+    const bool pf = tuning()->prefetch_b;
 #define V2_TILE8(i, j) v2_tile8(A + (i) + (j) * lda, lda, B + (j) + (i) * ldb, ldb, alpha, beta, scale, acc)
 #define V2_BAND_EDGE(i0, i1) \
     if (c8 < c) block_scalar(i0, i1, c8, c, alpha, A, lda, beta, B, ldb)
@@ -425,7 +491,8 @@ void lji_transpose(int64_t r, int64_t c, double alpha, const double *A, int64_t 
          * 2.50×); other strides lose more to the lead columns' scattered
          * elements than they gain (1000×1000: 1.34× to 1.40×). */
         const bool line_runs = beta == 0.0 && (ldb & 7) == 0 && ((uintptr_t)B & 7) == 0 && c >= 16;
-        const bool nt = line_runs && (size_t)r * (size_t)c * sizeof(double) > LJI_NT_BYTES;
+        const lji_tuning *T = tuning();
+        const bool nt = line_runs && (size_t)r * (size_t)c * sizeof(double) > T->nt_bytes;
         int64_t jo = 0;
         if (nt || (line_runs && crowded)) {
             jo = (int64_t)(((64 - ((uintptr_t)B & 63)) & 63) / 8);
@@ -433,7 +500,7 @@ void lji_transpose(int64_t r, int64_t c, double alpha, const double *A, int64_t 
             B += jo;
             c -= jo;
         }
-        transpose_avx(r, c, alpha, A, lda, beta, B, ldb, nt, jo, nt ? LJI_TB : tb);
+        transpose_avx(r, c, alpha, A, lda, beta, B, ldb, nt, jo, nt ? T->nt_band : tb, T->prefetch_b);
         return;
     }
 #endif
