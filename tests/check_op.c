@@ -319,10 +319,77 @@ START_TEST(test_commutation_kernel)
     check_commutation_apply(ctx, 1400, 1539, 1, 0, 5, 1.0, 0.0, &seed);
     /* 2–16 MiB: streaming stores in bands of 128 rows with the Intel
      * tuning, cached stores with prefetches there too, cached stores
-     * alone with the other (tests/tuning.sh runs this test under both) */
+     * alone with the other (tests/tuning.sh runs this test under both,
+     * and with the portable tiles) */
     check_commutation_apply(ctx, 701, 504, 1, 0, 3, 1.0, 0.0, &seed);
     check_commutation_apply(ctx, 700, 504, 1, 0, 6, -0.5, 0.0, &seed);
     check_commutation_apply(ctx, 700, 503, 1, 0, 1, 1.0, 0.0, &seed);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* Small products (the AVX2 kernel of lib/core/blas.c where the CPU has
+ * it, plain loops under LJ_SIMD=none): a dense block applied to 1–9
+ * vectors, both ways, at every row count modulo 4, with alpha and beta,
+ * and with beta = 0 over NaN; and Kronecker products of small dense
+ * factors, either transposed (the fused kernel), three ways. */
+START_TEST(test_small_products)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 41;
+    const int64_t nv[] = { 1, 2, 3, 4, 5, 8, 9 };
+    for (int64_t m = 1; m <= 9; m++)
+        for (int64_t kk = 1; kk <= 9; kk++) {
+            tmat D = tm_rand(m, kk, &seed);
+            lj_op *d = dense_of(ctx, D, "D");
+            for (size_t v = 0; v < sizeof nv / sizeof nv[0]; v++)
+                for (int trans = 0; trans < 2; trans++) {
+                    const int64_t k = nv[v], in = trans ? m : kk, out = trans ? kk : m;
+                    const int64_t ldx = in + 1, ldy = out + 2;
+                    tmat X = tm_rand(ldx, k, &seed), Y0 = tm_rand(ldy, k, &seed), Y = tm_new(ldy, k);
+                    for (int b = 0; b < 2; b++) {
+                        const double alpha = b ? 0.75 : -1.5, beta = b ? -0.5 : 0.0;
+                        for (int64_t t = 0; t < ldy * k; t++) Y.a[t] = b ? Y0.a[t] : NAN;
+                        CK_OK(ctx, lj_op_apply_multi(ctx, d, trans, k, alpha, X.a, ldx, beta, Y.a, ldy));
+                        for (int64_t c = 0; c < k; c++) {
+                            for (int64_t i = 0; i < out; i++) {
+                                double r = b ? beta * Y0.a[i + c * ldy] : 0.0;
+                                for (int64_t j = 0; j < in; j++)
+                                    r += alpha * (trans ? D.a[j + i * m] : D.a[i + j * m]) * X.a[j + c * ldx];
+                                ck_assert_msg(fabs(r - Y.a[i + c * ldy]) <= 1e-14 * (in + 1) * 4,
+                                              "D %lld×%lld%s, %lld vectors, beta %g: row %lld col %lld: %g vs %g",
+                                              (long long)m, (long long)kk, trans ? "^T" : "", (long long)k, beta,
+                                              (long long)i, (long long)c, Y.a[i + c * ldy], r);
+                            }
+                            for (int64_t i = out; i < ldy; i++) /* the padding is left alone */
+                                ck_assert(b ? Y.a[i + c * ldy] == Y0.a[i + c * ldy] : isnan(Y.a[i + c * ldy]));
+                        }
+                    }
+                    tm_free(&X), tm_free(&Y0), tm_free(&Y);
+                }
+            lj_op_free(&d);
+            tm_free(&D);
+        }
+    /* op(A) ⊗ op(B) of small dense factors, the temporaries' sizes on
+     * either side of the fused kernel's stack limit (448) */
+    const int64_t sz[][4] = { { 2, 2, 4, 4 }, { 3, 5, 2, 7 }, { 4, 3, 5, 1 }, { 1, 6, 6, 1 },
+                              { 8, 4, 8, 8 }, { 16, 8, 16, 16 }, { 20, 30, 20, 25 } };
+    for (size_t t = 0; t < sizeof sz / sizeof sz[0]; t++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                tmat A = tm_rand(sz[t][0], sz[t][1], &seed), B = tm_rand(sz[t][2], sz[t][3], &seed);
+                lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B");
+                lj_op *fa = ta ? lj_op_transpose(ctx, a) : lj_op_retain(a);
+                lj_op *fb = tb ? lj_op_transpose(ctx, b) : lj_op_retain(b);
+                lj_op *kr = lj_op_kron(ctx, fa, fb);
+                CK_NN(ctx, kr);
+                tmat At = tm_transpose(A), Bt = tm_transpose(B);
+                tmat R = tm_kron(ta ? At : A, tb ? Bt : B);
+                check_op_against(ctx, kr, R, 1e-13, "op(A) ⊗ op(B), small");
+                lj_op *ops[] = { a, b, fa, fb, kr };
+                for (int q = 0; q < 5; q++) lj_op_free(&ops[q]);
+                tm_free(&A), tm_free(&B), tm_free(&At), tm_free(&Bt), tm_free(&R);
+            }
     lj_context_free(&ctx);
 }
 END_TEST
@@ -2072,11 +2139,12 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_empty_dimensions);
     tcase_add_loop_test(kinds, test_random_compositions, 0, 8);
     suite_add_tcase(s, kinds);
-    /* on its own, for tests/tuning.sh (CK_RUN_CASE=transpose) */
-    TCase *transpose = tcase_create("transpose");
-    tcase_set_timeout(transpose, 60);
-    tcase_add_test(transpose, test_commutation_kernel);
-    suite_add_tcase(s, transpose);
+    /* on their own, for tests/tuning.sh (CK_RUN_CASE=kernels) */
+    TCase *kernels = tcase_create("kernels");
+    tcase_set_timeout(kernels, 60);
+    tcase_add_test(kernels, test_commutation_kernel);
+    tcase_add_test(kernels, test_small_products);
+    suite_add_tcase(s, kernels);
     TCase *rules = tcase_create("rules");
     tcase_add_test(rules, test_rules_identity_zero_scalars);
     tcase_add_test(rules, test_rules_transpose_leaves);

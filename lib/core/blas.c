@@ -60,6 +60,136 @@ static void small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double
     }
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+/* Products of up to this many multiply-adds (8×8×8) go to the AVX2 kernel
+ * below where the CPU has AVX2 and FMA. Measured against OpenBLAS 0.3.21's
+ * dgemm (its AVX-512 kernels) on an Ice Lake Xeon, per call: 4×4×4 33–48
+ * ns against 53–93, 4×2×4 33 against 44–56, 8×8×8 60–97 against 100–109;
+ * 16×8×16 250–268 against 153–191, where the fixed cost no longer
+ * matters and 512-bit vectors do. */
+#define LJI_SMALL_GEMM_AVX2 512
+#define LJI_PACK_MAX 1024 /* doubles in each of the packed copies */
+
+#define LJI_AVX2 __attribute__((target("avx2,fma")))
+
+LJI_AVX2 static inline void avx2_put(double *c, __m256d v, __m256d va, __m256d vb, bool acc)
+{
+    v = _mm256_mul_pd(va, v);
+    if (acc) v = _mm256_fmadd_pd(vb, _mm256_loadu_pd(c), v);
+    _mm256_storeu_pd(c, v);
+}
+
+/* C <- alpha·A·op(B) + beta·C with m a multiple of 4: blocks of 8 (or 4)
+ * rows × 4 columns of C held in registers, one column of A's block loaded
+ * and op(B)'s four entries broadcast per step of the inner dimension. */
+LJI_AVX2 static void avx2_gemm4(bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *restrict A,
+                                int64_t lda, const double *restrict B, int64_t ldb, double beta, double *restrict C,
+                                int64_t ldc)
+{
+    const __m256d va = _mm256_set1_pd(alpha), vb = _mm256_set1_pd(beta);
+    const bool acc = beta != 0.0;
+    /* op(B)'s entry (l, j): element sl·l + sj·j */
+    const int64_t sl = tb ? ldb : 1, sj = tb ? 1 : ldb;
+#define BQ(l, j) _mm256_broadcast_sd(B + (l) * sl + (j) * sj)
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        int64_t i = 0;
+        for (; i + 8 <= m; i += 8) {
+            __m256d c00 = _mm256_setzero_pd(), c01 = c00, c02 = c00, c03 = c00;
+            __m256d c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+            for (int64_t l = 0; l < k; l++) {
+                const __m256d a0 = _mm256_loadu_pd(A + i + l * lda), a1 = _mm256_loadu_pd(A + i + 4 + l * lda);
+                __m256d b = BQ(l, j);
+                c00 = _mm256_fmadd_pd(a0, b, c00), c10 = _mm256_fmadd_pd(a1, b, c10);
+                b = BQ(l, j + 1);
+                c01 = _mm256_fmadd_pd(a0, b, c01), c11 = _mm256_fmadd_pd(a1, b, c11);
+                b = BQ(l, j + 2);
+                c02 = _mm256_fmadd_pd(a0, b, c02), c12 = _mm256_fmadd_pd(a1, b, c12);
+                b = BQ(l, j + 3);
+                c03 = _mm256_fmadd_pd(a0, b, c03), c13 = _mm256_fmadd_pd(a1, b, c13);
+            }
+            double *c = C + i + j * ldc;
+            avx2_put(c, c00, va, vb, acc), avx2_put(c + 4, c10, va, vb, acc);
+            avx2_put(c + ldc, c01, va, vb, acc), avx2_put(c + ldc + 4, c11, va, vb, acc);
+            avx2_put(c + 2 * ldc, c02, va, vb, acc), avx2_put(c + 2 * ldc + 4, c12, va, vb, acc);
+            avx2_put(c + 3 * ldc, c03, va, vb, acc), avx2_put(c + 3 * ldc + 4, c13, va, vb, acc);
+        }
+        for (; i < m; i += 4) {
+            __m256d c0 = _mm256_setzero_pd(), c1 = c0, c2 = c0, c3 = c0;
+            for (int64_t l = 0; l < k; l++) {
+                const __m256d a0 = _mm256_loadu_pd(A + i + l * lda);
+                c0 = _mm256_fmadd_pd(a0, BQ(l, j), c0), c1 = _mm256_fmadd_pd(a0, BQ(l, j + 1), c1);
+                c2 = _mm256_fmadd_pd(a0, BQ(l, j + 2), c2), c3 = _mm256_fmadd_pd(a0, BQ(l, j + 3), c3);
+            }
+            double *c = C + i + j * ldc;
+            avx2_put(c, c0, va, vb, acc), avx2_put(c + ldc, c1, va, vb, acc);
+            avx2_put(c + 2 * ldc, c2, va, vb, acc), avx2_put(c + 3 * ldc, c3, va, vb, acc);
+        }
+    }
+    for (; j < n; j++)
+        for (int64_t i = 0; i < m; i += 4) {
+            __m256d c0 = _mm256_setzero_pd();
+            for (int64_t l = 0; l < k; l++) c0 = _mm256_fmadd_pd(_mm256_loadu_pd(A + i + l * lda), BQ(l, j), c0);
+            avx2_put(C + i + j * ldc, c0, va, vb, acc);
+        }
+#undef BQ
+}
+
+/* The small product by avx2_gemm4 through packed copies, false when it
+ * does not fit them: op(A) is copied with its rows padded to a multiple of
+ * 4 (zeros below), and C computed into a padded copy where m is not one,
+ * its first m rows then written out. (A function of its own: the copies'
+ * stack frame is not set up for the common case.) */
+LJI_AVX2 __attribute__((noinline)) static bool avx2_packed_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+                                                                double alpha, const double *a, int64_t lda,
+                                                                const double *b, int64_t ldb, double beta,
+                                                                double *c, int64_t ldc)
+{
+    const int64_t mp = (m + 3) & ~(int64_t)3;
+    if (mp * k > LJI_PACK_MAX || mp * n > LJI_PACK_MAX) return false;
+    double ap[LJI_PACK_MAX], cp[LJI_PACK_MAX];
+    for (int64_t l = 0; l < k; l++) {
+        double *col = ap + l * mp;
+        for (int64_t i = 0; i < m; i++) col[i] = ta ? a[l + i * lda] : a[i + l * lda];
+        for (int64_t i = m; i < mp; i++) col[i] = 0.0;
+    }
+    if (mp == m) {
+        avx2_gemm4(tb, m, n, k, alpha, ap, mp, b, ldb, beta, c, ldc);
+        return true;
+    }
+    avx2_gemm4(tb, mp, n, k, alpha, ap, mp, b, ldb, 0.0, cp, mp);
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t i = 0; i < m; i++)
+            c[i + j * ldc] = cp[i + j * mp] + (beta == 0.0 ? 0.0 : beta * c[i + j * ldc]);
+    return true;
+}
+
+/* The small product, false where the kernel does not take it. */
+LJI_AVX2 static inline bool avx2_small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                                            const double *a, int64_t lda, const double *b, int64_t ldb,
+                                            double beta, double *c, int64_t ldc)
+{
+    if (!ta && (m & 3) == 0) {
+        avx2_gemm4(tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return true;
+    }
+    return avx2_packed_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static bool have_avx2_fma(void)
+{
+    static atomic_int known = 0; /* 0 unknown, 1 no, 2 yes */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k == 0) {
+        __builtin_cpu_init();
+        k = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && lji_simd_on() ? 2 : 1;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
+#endif
+
 lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m, int64_t n,
                    int64_t k, double alpha, const double *a, int64_t lda, const double *b,
                    int64_t ldb, double beta, double *c, int64_t ldc)
@@ -75,6 +205,12 @@ lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m,
         }
         return LJ_OK;
     }
+#ifdef LJI_SMALL_GEMM_AVX2
+    if (m <= LJI_SMALL_GEMM_AVX2 && n <= LJI_SMALL_GEMM_AVX2 && k <= LJI_SMALL_GEMM_AVX2 &&
+        m * n * k <= LJI_SMALL_GEMM_AVX2 && have_avx2_fma() &&
+        avx2_small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+        return LJ_OK;
+#endif
     if (m <= LJI_SMALL_GEMM_M && n <= LJI_SMALL_GEMM && k <= LJI_SMALL_GEMM && m * n * k <= LJI_SMALL_GEMM) {
         small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return LJ_OK;
@@ -93,6 +229,18 @@ lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m,
                     (blasint)ldb, beta, c + j0 * ldc, (blasint)ldc);
     }
     return LJ_OK;
+}
+
+lj_status lji_gemm_small(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m, int64_t n,
+                         int64_t k, double alpha, const double *a, int64_t lda, const double *b,
+                         int64_t ldb, double beta, double *c, int64_t ldc)
+{
+#ifdef LJI_SMALL_GEMM_AVX2
+    if (m * n * k <= LJI_SMALL_GEMM_AVX2 && alpha != 0.0 && have_avx2_fma() &&
+        avx2_small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
+        return LJ_OK;
+#endif
+    return lji_gemm(ctx, op, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 lj_status lji_gemv(lj_context *ctx, const char *op, bool ta, int64_t m, int64_t n, double alpha,

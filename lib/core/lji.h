@@ -225,6 +225,12 @@ int lji_helpers(lj_context *ctx, int n);
  * the helpers' records cleared. Returns ctx's status. */
 lj_status lji_helpers_join(lj_context *ctx, int n, lj_status st);
 
+/* false when LJ_SIMD=none: the kernels chosen by the CPU's features (the
+ * transpose's AVX tiles, the AVX2 small products) give way to their
+ * portable versions, which tests/tuning.sh runs that way on any machine.
+ * Read once. */
+bool lji_simd_on(void);
+
 /* B <- alpha·A^T + beta·B for A r×c (leading dimension lda) and B c×r
  * (ldb); A and B must not overlap. beta = 0 ignores B's contents. Blocked
  * in 8×8 register tiles (transpose.c); large outputs with beta = 0 are

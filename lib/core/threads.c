@@ -7,6 +7,7 @@
 #include "config.h"
 #include "lji.h"
 #include <inttypes.h>
+#include <string.h>
 #include <stdio.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -16,6 +17,18 @@
 int openblas_get_parallel(void);
 int openblas_get_num_threads(void);
 #endif
+
+bool lji_simd_on(void)
+{
+    static atomic_int known = 0; /* 0 unknown, 1 off, 2 on */
+    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    if (k == 0) {
+        const char *s = getenv("LJ_SIMD");
+        k = s && !strcmp(s, "none") ? 1 : 2;
+        atomic_store_explicit(&known, k, memory_order_relaxed);
+    }
+    return k == 2;
+}
 
 int lji_env_threads(void)
 {

@@ -348,7 +348,7 @@ static bool have_avx(void)
     int k = atomic_load_explicit(&known, memory_order_relaxed);
     if (k == 0) {
         __builtin_cpu_init();
-        k = __builtin_cpu_supports("avx") ? 2 : 1;
+        k = __builtin_cpu_supports("avx") && lji_simd_on() ? 2 : 1;
         atomic_store_explicit(&known, k, memory_order_relaxed);
     }
     return k == 2;

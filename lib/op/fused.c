@@ -12,7 +12,11 @@
  *   Diag(d)·Σ_t α_t K_t             with each K_t one of the above on the
  *       same R×C grid (seed 001: Diag(vec A)·((x ⊗ I) + (I ⊗ x)));
  *   (b^T ⊗ u^T)·Diag(d)             a one-row operator (seed 002's
- *       gradient form), and without the Diag.
+ *       gradient form), and without the Diag;
+ *   A ⊗ B of small dense factors     (either one transposed): the two
+ *       products straight to the GEMMs, the intermediate on the stack, the
+ *       association chosen here (the Jacobians of small matrices, where
+ *       the generic path's dispatch cost more than its arithmetic).
  *
  * The node's own children stay what they are: printing, materialisation and
  * every query see the structure; only apply takes the short way. Each
@@ -20,6 +24,7 @@
  * three-way checks in tests/check_op.c cover the fused nodes like any. */
 #include "config.h"
 #include "op.h"
+#include "../core/lji_blas.h"
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -45,6 +50,11 @@ struct lji_fused {
     const double *b, *u; /* the row kernel: (b^T ⊗ u^T)·Diag(d) on an R×C grid */
     double c;
     bool u_ones;         /* u is a vector of ones (1_p^T of seed 002) */
+    /* small dense Kronecker factors: op(A) ⊗ op(B), op(D) = D^T where t */
+    const double *ka, *kb;
+    int64_t lda, ldb;
+    bool ta, tb;
+    bool bfirst[2];      /* for J and J^T: op(B) applied first */
 };
 
 /* J's kernel, once lji_kernel has chosen it */
@@ -326,6 +336,68 @@ static bool row_kron(const lj_op *a, struct lji_fused *f)
     return true;
 }
 
+/* ---- small dense Kronecker factors ------------------------------------------ */
+
+/* temporaries of up to this many doubles: on the stack, within one page
+ * (a larger frame is probed page by page) */
+#define LJI_KRON_SMALL_T 448
+
+/* (op(A) ⊗ op(B)) vec X = vec(op(B)·X·op(A)^T), for each of k vectors;
+ * J^T the same with A^T ⊗ B^T. */
+static lj_status kron_small_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
+                                  const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
+{
+    const struct lji_fused *f = kernel_of(J);
+    const lj_op *A = J->child[0], *B = J->child[1];
+    /* op(A)' and op(B)': shapes and transposition as applied */
+    const int64_t ar = trans ? A->cols : A->rows, ac = trans ? A->rows : A->cols;
+    const int64_t br = trans ? B->cols : B->rows, bc = trans ? B->rows : B->cols;
+    const bool ta = f->ta != trans, tb = f->tb != trans, bfirst = f->bfirst[trans];
+    double T[LJI_KRON_SMALL_T];
+    lj_status st = LJ_OK;
+    for (int64_t j = 0; j < k && st == LJ_OK; j++) {
+        const double *x = X + j * ldx;
+        double *y = Y + j * ldy;
+        if (bfirst) { /* T = op(B)'·X (br×ac), Y = alpha·T·op(A)'^T + beta·Y */
+            st = lji_gemm_small(ctx, "apply", tb, false, br, ac, bc, 1.0, f->kb, f->ldb, x, bc, 0.0, T, br);
+            if (st == LJ_OK) st = lji_gemm_small(ctx, "apply", false, !ta, br, ar, ac, alpha, T, br, f->ka, f->lda, beta, y, br);
+        } else { /* T = X·op(A)'^T (bc×ar), Y = alpha·op(B)'·T + beta·Y */
+            st = lji_gemm_small(ctx, "apply", false, !ta, bc, ar, ac, 1.0, x, bc, f->ka, f->lda, 0.0, T, bc);
+            if (st == LJ_OK) st = lji_gemm_small(ctx, "apply", tb, false, br, ar, bc, alpha, f->kb, f->ldb, T, bc, beta, y, br);
+        }
+    }
+    return st;
+}
+
+/* a dense block or the transpose of one: its data, and whether transposed */
+static bool dense_ref(const lj_op *a, const double **d, int64_t *ld, bool *t)
+{
+    *t = false;
+    if (lji_is(a, &lji_kind_transpose)) {
+        a = a->child[0];
+        *t = true;
+    }
+    if (!lji_is(a, &lji_kind_dense)) return false;
+    *d = a->data;
+    *ld = a->ld;
+    return true;
+}
+
+/* Is J op(A) ⊗ op(B) of dense factors whose intermediates fit the stack? */
+static bool kron_small(const lj_op *J, struct lji_fused *f)
+{
+    const lj_op *A = J->child[0], *B = J->child[1];
+    if (!dense_ref(A, &f->ka, &f->lda, &f->ta) || !dense_ref(B, &f->kb, &f->ldb, &f->tb)) return false;
+    for (int trans = 0; trans < 2; trans++) {
+        const double ar = (double)(trans ? A->cols : A->rows), ac = (double)(trans ? A->rows : A->cols);
+        const double br = (double)(trans ? B->cols : B->rows), bc = (double)(trans ? B->rows : B->cols);
+        const double fa = 2.0 * ar * ac, fb = 2.0 * br * bc; /* the generic path's rule (kron.c) */
+        f->bfirst[trans] = ac * fb + br * fa <= bc * fa + ar * fb;
+        if ((f->bfirst[trans] ? br * ac : bc * ar) > LJI_KRON_SMALL_T) return false;
+    }
+    return true;
+}
+
 /* ---- the choice ------------------------------------------------------------- */
 
 /* Terms of a sum (or a single factor) as vector-sided Kronecker factors on
@@ -370,6 +442,7 @@ static void choose(const lj_op *J, struct lji_fused *f)
     if (lji_is(J, &lji_kind_kron)) {
         if (vector_terms(J, f)) f->apply = vsum_apply;
         else if (row_kron(J, f)) f->apply = row_apply;
+        else if (kron_small(J, f)) f->apply = kron_small_apply;
     } else if (lji_is(J, &lji_kind_sum)) {
         if (vector_terms(J, f)) f->apply = vsum_apply;
     } else if (lji_is(J, &lji_kind_compose) && J->nchild == 2) {
