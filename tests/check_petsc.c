@@ -264,9 +264,11 @@ int main(int argc, char **argv)
     EXPECT(lj_petsc_matshell_context(M) == NULL && lj_petsc_matshell_context(S) != NULL, "shell contexts");
     /* a lazyjac failure inside MatMult reaches PETSc with lazyjac's message:
      * every allocation of the shell's context fails from now */
-    lj_op *Ks = lj_op_kron(ctx, W2, a); /* a Kronecker apply takes workspace */
+    /* a Kronecker apply with a sparse factor takes workspace (one of two
+     * small dense factors keeps its intermediate on the stack) */
+    lj_op *Ks = lj_op_kron(ctx, s, a);
     Mat S2 = NULL;
-    EXPECT(lj_petsc_matshell(ctx, Ks, PETSC_COMM_WORLD, 0, &S2) == LJ_OK, "shell of W ⊗ A");
+    EXPECT(lj_petsc_matshell(ctx, Ks, PETSC_COMM_WORLD, 0, &S2) == LJ_OK, "shell of S ⊗ A");
     if (S2) {
         lj_context_fail_alloc(lj_petsc_matshell_context(S2), 1, 1);
         Vec vx, vy;
