@@ -1760,6 +1760,16 @@ START_TEST(test_commutation_through_sums)
     lj_expr *S = keep(&E, lj_expr_func(ctx, LJ_FN_SIN, keep(&E, lj_expr_transpose(ctx, Xt))));
     jacobian_prints(ctx, S, X, "Diag(cos(vec X))");
     fd_ok(&E, S, X, 1e-6, "sin((X^T)^T)");
+    /* inside a label a chain of transposes reads as its base, transposed
+     * when the chain is odd, bracketed where the transpose would be:
+     * sin(((X^T)^T)^T·A) and sin(((A·X)^T)^T·C) */
+    lj_expr *Xttt = keep(&E, lj_expr_transpose(ctx, keep(&E, lj_expr_transpose(ctx, Xt))));
+    lj_expr *T3 = keep(&E, lj_expr_func(ctx, LJ_FN_SIN, keep(&E, lj_expr_mul(ctx, Xttt, A))));
+    jacobian_prints(ctx, T3, X, "Diag(cos(vec(X^T·A)))·(A^T ⊗ I_3)·K_{2,3}");
+    fd_ok(&E, T3, X, 1e-6, "sin(((X^T)^T)^T·A)");
+    lj_expr *T2 = keep(&E, lj_expr_func(ctx, LJ_FN_SIN, keep(&E, lj_expr_mul(ctx, keep(&E, lj_expr_transpose(ctx, AXt)), C))));
+    jacobian_prints(ctx, T2, X, "Diag(cos(vec((A·X)·C)))·(C^T ⊗ A)");
+    fd_ok(&E, T2, X, 1e-6, "sin(((A·X)^T)^T·C)");
     env_free(&E);
     lj_context_free(&E.ctx);
 }

@@ -382,9 +382,19 @@ static lj_op *kc_local(lji_dctx *d, const lj_expr *e, int which)
 
 static void transpose_write(lji_buf *b, const lj_expr *e)
 {
-    /* X'' in the plain syntax, (X^T)^T in a label */
-    lji_expr_write(b, e->a, b->math && e->a->def == &lji_op_transpose ? 6 : 5);
-    lji_buf_puts(b, b->math ? "^T" : "'");
+    if (!b->math) { /* X'' in the plain syntax, as written */
+        lji_expr_write(b, e->a, 5);
+        lji_buf_puts(b, "'");
+        return;
+    }
+    /* in a label a chain of transposes reads as its base, transposed when
+     * the chain is odd: ((X^T)^T)^T is X^T, (X^T)^T is X (in the chain's
+     * place, so bracketed as the transpose would be) */
+    const lj_expr *x = e->a;
+    int n = 1;
+    for (; x->def == &lji_op_transpose && !x->pbase; x = x->a) n++;
+    lji_expr_write(b, x, 5);
+    if (n % 2) lji_buf_puts(b, "^T");
 }
 
 const lji_opdef lji_op_mul = { .name = "mul", .arity = 2, .level = 2, .sym = "*", .msym = "·",
