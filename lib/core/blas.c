@@ -177,16 +177,9 @@ LJI_AVX2 static inline bool avx2_small_gemm(bool ta, bool tb, int64_t m, int64_t
     return avx2_packed_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
-static bool have_avx2_fma(void)
+static inline bool have_avx2_fma(void)
 {
-    static atomic_int known = 0; /* 0 unknown, 1 no, 2 yes */
-    int k = atomic_load_explicit(&known, memory_order_relaxed);
-    if (k == 0) {
-        __builtin_cpu_init();
-        k = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && lji_simd_on() ? 2 : 1;
-        atomic_store_explicit(&known, k, memory_order_relaxed);
-    }
-    return k == 2;
+    return lji_cpu() & LJI_CPU_AVX2_FMA;
 }
 #endif
 

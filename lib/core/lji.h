@@ -225,11 +225,14 @@ int lji_helpers(lj_context *ctx, int n);
  * the helpers' records cleared. Returns ctx's status. */
 lj_status lji_helpers_join(lj_context *ctx, int n, lj_status st);
 
-/* false when LJ_SIMD=none: the kernels chosen by the CPU's features (the
- * transpose's AVX tiles, the AVX2 small products) give way to their
- * portable versions, which tests/tuning.sh runs that way on any machine.
- * Read once. */
-bool lji_simd_on(void);
+/* The CPU facts the kernels choose by, read once (threads.c):
+ * LJI_CPU_AVX the transpose's AVX tiles, LJI_CPU_AVX2_FMA the small
+ * products' register tiles, LJI_CPU_INTEL the transpose's Intel tuning.
+ * LJ_SIMD=none clears the first two (the portable kernels run, as
+ * tests/tuning.sh does on any machine); LJ_TRANSPOSE_TUNING=intel|other
+ * sets or clears the third. */
+enum { LJI_CPU_KNOWN = 1u, LJI_CPU_AVX = 2u, LJI_CPU_AVX2_FMA = 4u, LJI_CPU_INTEL = 8u };
+unsigned lji_cpu(void);
 
 /* B <- alpha·A^T + beta·B for A r×c (leading dimension lda) and B c×r
  * (ldb); A and B must not overlap. beta = 0 ignores B's contents. Blocked

@@ -18,16 +18,29 @@ int openblas_get_parallel(void);
 int openblas_get_num_threads(void);
 #endif
 
-bool lji_simd_on(void)
+unsigned lji_cpu(void)
 {
-    static atomic_int known = 0; /* 0 unknown, 1 off, 2 on */
-    int k = atomic_load_explicit(&known, memory_order_relaxed);
+    static atomic_uint known = 0; /* 0 unknown, else the word with LJI_CPU_KNOWN */
+    unsigned k = atomic_load_explicit(&known, memory_order_relaxed);
     if (k == 0) {
-        const char *s = getenv("LJ_SIMD");
-        k = s && !strcmp(s, "none") ? 1 : 2;
+        k = LJI_CPU_KNOWN;
+        const char *simd = getenv("LJ_SIMD");
+        const bool simd_on = !(simd && !strcmp(simd, "none"));
+        const char *t = getenv("LJ_TRANSPOSE_TUNING");
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+        __builtin_cpu_init();
+        if (simd_on && __builtin_cpu_supports("avx")) k |= LJI_CPU_AVX;
+        if (simd_on && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            k |= LJI_CPU_AVX2_FMA;
+        if (__builtin_cpu_is("intel")) k |= LJI_CPU_INTEL;
+#else
+        (void)simd_on;
+#endif
+        if (t && !strcmp(t, "intel")) k |= LJI_CPU_INTEL;
+        else if (t && !strcmp(t, "other")) k &= ~(unsigned)LJI_CPU_INTEL;
         atomic_store_explicit(&known, k, memory_order_relaxed);
     }
-    return k == 2;
+    return k;
 }
 
 int lji_env_threads(void)

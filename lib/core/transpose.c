@@ -164,23 +164,7 @@ static const lji_tuning tuning_intel = { (size_t)2 << 20, 128, true },
 
 static const lji_tuning *tuning(void)
 {
-    static atomic_int known = 0; /* 0 unknown, 1 other, 2 intel */
-    int k = atomic_load_explicit(&known, memory_order_relaxed);
-    if (k == 0) {
-        const char *s = getenv("LJ_TRANSPOSE_TUNING");
-        if (s && !strcmp(s, "intel")) k = 2;
-        else if (s && !strcmp(s, "other")) k = 1;
-        else {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-            __builtin_cpu_init();
-            k = __builtin_cpu_is("intel") ? 2 : 1;
-#else
-            k = 1;
-#endif
-        }
-        atomic_store_explicit(&known, k, memory_order_relaxed);
-    }
-    return k == 2 ? &tuning_intel : &tuning_other;
+    return lji_cpu() & LJI_CPU_INTEL ? &tuning_intel : &tuning_other;
 }
 
 /* The order of the tiles, shared by both kernels (TILE8(i, j) transposes
@@ -342,16 +326,9 @@ __attribute__((target("avx,prfchw"))) static void transpose_avx(int64_t r, int64
     else avx_body(r, c, alpha, A, lda, beta, B, ldb, false, false, false, lead, tb, pf);
 }
 
-static bool have_avx(void)
+static inline bool have_avx(void)
 {
-    static atomic_int known = 0; /* 0 unknown, 1 no, 2 yes */
-    int k = atomic_load_explicit(&known, memory_order_relaxed);
-    if (k == 0) {
-        __builtin_cpu_init();
-        k = __builtin_cpu_supports("avx") && lji_simd_on() ? 2 : 1;
-        atomic_store_explicit(&known, k, memory_order_relaxed);
-    }
-    return k == 2;
+    return lji_cpu() & LJI_CPU_AVX;
 }
 #endif
 
