@@ -165,23 +165,58 @@ LJI_AVX2 __attribute__((noinline)) static bool avx2_packed_gemm(bool ta, bool tb
     return true;
 }
 
-/* The small product, false where the kernel does not take it. */
-LJI_AVX2 static inline bool avx2_small_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
-                                            const double *a, int64_t lda, const double *b, int64_t ldb,
-                                            double beta, double *c, int64_t ldc)
-{
-    if (!ta && (m & 3) == 0) {
-        avx2_gemm4(tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-        return true;
-    }
-    return avx2_packed_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
 static inline bool have_avx2_fma(void)
 {
     return lji_cpu() & LJI_CPU_AVX2_FMA;
 }
 #endif
+
+/* the kernels lji_gemm_kernel chooses from, with one signature */
+static void plain_kernel(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                         int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc)
+{
+    small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+void lji_gemm_blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                        int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc)
+{
+    cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m,
+                (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+}
+
+#ifdef LJI_SMALL_GEMM_AVX2
+LJI_AVX2 static void avx2_kernel4(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                                  int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc)
+{
+    (void)ta; /* chosen only for A not transposed */
+    avx2_gemm4(tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+static void avx2_kernel_packed(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                               const double *a, int64_t lda, const double *b, int64_t ldb, double beta,
+                               double *c, int64_t ldc)
+{
+    (void)avx2_packed_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc); /* chosen where it fits */
+}
+#endif
+
+lji_gemm_fn lji_gemm_kernel(bool ta, bool tb, int64_t m, int64_t n, int64_t k)
+{
+    (void)tb;
+#ifdef LJI_SMALL_GEMM_AVX2
+    if (m <= LJI_SMALL_GEMM_AVX2 && n <= LJI_SMALL_GEMM_AVX2 && k <= LJI_SMALL_GEMM_AVX2 &&
+        m * n * k <= LJI_SMALL_GEMM_AVX2 && have_avx2_fma()) {
+        if (!ta && (m & 3) == 0) return avx2_kernel4;
+        const int64_t mp = (m + 3) & ~(int64_t)3;
+        if (mp * k <= LJI_PACK_MAX && mp * n <= LJI_PACK_MAX) return avx2_kernel_packed;
+    }
+#endif
+    if (m <= LJI_SMALL_GEMM_M && n <= LJI_SMALL_GEMM && k <= LJI_SMALL_GEMM && m * n * k <= LJI_SMALL_GEMM)
+        return plain_kernel;
+    if (!lji_blas_int_ok(m) || !lji_blas_int_ok(n) || !lji_blas_int_ok(k)) return NULL;
+    return lji_gemm_blas;
+}
 
 lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m, int64_t n,
                    int64_t k, double alpha, const double *a, int64_t lda, const double *b,
@@ -198,14 +233,9 @@ lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m,
         }
         return LJ_OK;
     }
-#ifdef LJI_SMALL_GEMM_AVX2
-    if (m <= LJI_SMALL_GEMM_AVX2 && n <= LJI_SMALL_GEMM_AVX2 && k <= LJI_SMALL_GEMM_AVX2 &&
-        m * n * k <= LJI_SMALL_GEMM_AVX2 && have_avx2_fma() &&
-        avx2_small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
-        return LJ_OK;
-#endif
-    if (m <= LJI_SMALL_GEMM_M && n <= LJI_SMALL_GEMM && k <= LJI_SMALL_GEMM && m * n * k <= LJI_SMALL_GEMM) {
-        small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    lji_gemm_fn f = lji_gemm_kernel(ta, tb, m, n, k);
+    if (f && f != lji_gemm_blas) {
+        f(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return LJ_OK;
     }
     if (!lji_blas_int_ok(m) || !lji_blas_int_ok(k) || !lji_blas_int_ok(lda) ||
@@ -217,23 +247,9 @@ lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m,
     for (int64_t j0 = 0; j0 < n; j0 += chunk) {
         int64_t nj = n - j0 < chunk ? n - j0 : chunk;
         const double *bj = tb ? b + j0 : b + j0 * ldb;
-        cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                    (blasint)m, (blasint)nj, (blasint)k, alpha, a, (blasint)lda, bj,
-                    (blasint)ldb, beta, c + j0 * ldc, (blasint)ldc);
+        lji_gemm_blas(ta, tb, m, nj, k, alpha, a, lda, bj, ldb, beta, c + j0 * ldc, ldc);
     }
     return LJ_OK;
-}
-
-lj_status lji_gemm_small(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m, int64_t n,
-                         int64_t k, double alpha, const double *a, int64_t lda, const double *b,
-                         int64_t ldb, double beta, double *c, int64_t ldc)
-{
-#ifdef LJI_SMALL_GEMM_AVX2
-    if (m * n * k <= LJI_SMALL_GEMM_AVX2 && alpha != 0.0 && have_avx2_fma() &&
-        avx2_small_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc))
-        return LJ_OK;
-#endif
-    return lji_gemm(ctx, op, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 lj_status lji_gemv(lj_context *ctx, const char *op, bool ta, int64_t m, int64_t n, double alpha,

@@ -101,11 +101,6 @@ void lj_context_free(lj_context **pctx)
     *pctx = NULL;
 }
 
-bool lji_ctx_ok(const lj_context *ctx)
-{
-    return ctx && ctx->magic == LJI_CTX_MAGIC;
-}
-
 lj_status lj_context_status(const lj_context *ctx)
 {
     return lji_ctx_ok(ctx) ? ctx->status : LJ_ERR_INVALID;

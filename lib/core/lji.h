@@ -76,7 +76,10 @@ lj_status lji_error(lj_context *ctx, lj_status code, const char *fmt, ...)
 lj_status lji_nomem(lj_context *ctx, const char *op);
 lj_status lji_invalid_ctx(const lj_context *ctx);
 /* true when ctx is a live context */
-bool lji_ctx_ok(const lj_context *ctx);
+static inline bool lji_ctx_ok(const lj_context *ctx)
+{
+    return ctx && ctx->magic == LJI_CTX_MAGIC;
+}
 
 /* Allocation through the context (counts, and fails on request). A single
  * request larger than the machine's memory and swap fails at once, without

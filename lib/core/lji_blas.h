@@ -9,12 +9,19 @@ bool lji_blas_int_ok(int64_t n);
 lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m, int64_t n,
                    int64_t k, double alpha, const double *a, int64_t lda, const double *b,
                    int64_t ldb, double beta, double *c, int64_t ldc);
-/* lji_gemm with the small-product kernel tried first, without lji_gemm's
- * other checks: for callers whose products are small and non-empty
- * (m, n, k > 0), as the fused Kronecker kernel's are. */
-lj_status lji_gemm_small(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m, int64_t n,
-                         int64_t k, double alpha, const double *a, int64_t lda, const double *b,
-                         int64_t ldb, double beta, double *c, int64_t ldc);
+/* A product kernel for fixed shapes, chosen once by lji_gemm_kernel: it
+ * computes C <- alpha·op(A)·op(B) + beta·C for those ta, tb, m, n, k (all
+ * sizes positive, alpha not 0, leading dimensions within BLAS's integers)
+ * without lji_gemm's checks. The choice is lji_gemm's own: a register-tiled
+ * AVX2 kernel, plain loops, or the BLAS; NULL where the BLAS's integers do
+ * not hold the sizes (lji_gemm then reports it). For callers that apply
+ * the same small shapes many times (the fused Kronecker kernel). */
+typedef void (*lji_gemm_fn)(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                            int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
+lji_gemm_fn lji_gemm_kernel(bool ta, bool tb, int64_t m, int64_t n, int64_t k);
+/* the BLAS's kernel (cblas_dgemm), which a caller may call directly */
+void lji_gemm_blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
+                   const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
 /* y <- alpha·op(A)·x + beta·y, A m×n. */
 lj_status lji_gemv(lj_context *ctx, const char *op, bool ta, int64_t m, int64_t n, double alpha,
                    const double *a, int64_t lda, const double *x, double beta, double *y);

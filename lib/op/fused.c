@@ -21,7 +21,9 @@
  * The node's own children stay what they are: printing, materialisation and
  * every query see the structure; only apply takes the short way. Each
  * kernel computes exactly what the children compute, to rounding; the
- * three-way checks in tests/check_op.c cover the fused nodes like any. */
+ * three-way checks in tests/check_op.c cover the fused nodes like any.
+ * No kernel takes workspace from the context: lj_op_apply calls them
+ * without a workspace mark. */
 #include "config.h"
 #include "op.h"
 #include "../core/lji_blas.h"
@@ -54,7 +56,11 @@ struct lji_fused {
     const double *ka, *kb;
     int64_t lda, ldb;
     bool ta, tb;
-    bool bfirst[2];      /* for J and J^T: op(B) applied first */
+    struct kron_shape {  /* for J and J^T: */
+        int64_t ar, ac, br, bc; /* op(A)' and op(B)' as applied */
+        bool bfirst;            /* op(B)' applied first */
+        lji_gemm_fn k0, k1;     /* the kernels of the two products */
+    } ks[2];
 };
 
 /* J's kernel, once lji_kernel has chosen it */
@@ -342,31 +348,43 @@ static bool row_kron(const lj_op *a, struct lji_fused *f)
  * (a larger frame is probed page by page) */
 #define LJI_KRON_SMALL_T 448
 
+/* one of kron_small_apply's products, by the kernel chosen for its shape;
+ * OpenBLAS's called directly where that is the choice */
+static inline void kron_prod(lji_gemm_fn fn, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                             const double *a, int64_t lda, const double *b, int64_t ldb, double beta, double *c,
+                             int64_t ldc)
+{
+    if (fn == lji_gemm_blas)
+        cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m,
+                    (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+    else
+        fn(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 /* (op(A) ⊗ op(B)) vec X = vec(op(B)·X·op(A)^T), for each of k vectors;
  * J^T the same with A^T ⊗ B^T. */
 static lj_status kron_small_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                                   const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
 {
     const struct lji_fused *f = kernel_of(J);
-    const lj_op *A = J->child[0], *B = J->child[1];
+    const struct kron_shape *s = &f->ks[trans];
     /* op(A)' and op(B)': shapes and transposition as applied */
-    const int64_t ar = trans ? A->cols : A->rows, ac = trans ? A->rows : A->cols;
-    const int64_t br = trans ? B->cols : B->rows, bc = trans ? B->rows : B->cols;
-    const bool ta = f->ta != trans, tb = f->tb != trans, bfirst = f->bfirst[trans];
+    const int64_t ar = s->ar, ac = s->ac, br = s->br, bc = s->bc;
+    const bool ta = f->ta != trans, tb = f->tb != trans;
     double T[LJI_KRON_SMALL_T];
-    lj_status st = LJ_OK;
-    for (int64_t j = 0; j < k && st == LJ_OK; j++) {
+    (void)ctx; /* no workspace, no errors: the kernels were chosen with the shapes */
+    for (int64_t j = 0; j < k; j++) {
         const double *x = X + j * ldx;
         double *y = Y + j * ldy;
-        if (bfirst) { /* T = op(B)'·X (br×ac), Y = alpha·T·op(A)'^T + beta·Y */
-            st = lji_gemm_small(ctx, "apply", tb, false, br, ac, bc, 1.0, f->kb, f->ldb, x, bc, 0.0, T, br);
-            if (st == LJ_OK) st = lji_gemm_small(ctx, "apply", false, !ta, br, ar, ac, alpha, T, br, f->ka, f->lda, beta, y, br);
+        if (s->bfirst) { /* T = op(B)'·X (br×ac), Y = alpha·T·op(A)'^T + beta·Y */
+            kron_prod(s->k0, tb, false, br, ac, bc, 1.0, f->kb, f->ldb, x, bc, 0.0, T, br);
+            kron_prod(s->k1, false, !ta, br, ar, ac, alpha, T, br, f->ka, f->lda, beta, y, br);
         } else { /* T = X·op(A)'^T (bc×ar), Y = alpha·op(B)'·T + beta·Y */
-            st = lji_gemm_small(ctx, "apply", false, !ta, bc, ar, ac, 1.0, x, bc, f->ka, f->lda, 0.0, T, bc);
-            if (st == LJ_OK) st = lji_gemm_small(ctx, "apply", tb, false, br, ar, bc, alpha, f->kb, f->ldb, T, bc, beta, y, br);
+            kron_prod(s->k0, false, !ta, bc, ar, ac, 1.0, x, bc, f->ka, f->lda, 0.0, T, bc);
+            kron_prod(s->k1, tb, false, br, ar, bc, alpha, f->kb, f->ldb, T, bc, beta, y, br);
         }
     }
-    return st;
+    return LJ_OK;
 }
 
 /* a dense block or the transpose of one: its data, and whether transposed */
@@ -388,12 +406,25 @@ static bool kron_small(const lj_op *J, struct lji_fused *f)
 {
     const lj_op *A = J->child[0], *B = J->child[1];
     if (!dense_ref(A, &f->ka, &f->lda, &f->ta) || !dense_ref(B, &f->kb, &f->ldb, &f->tb)) return false;
+    if (!lji_blas_int_ok(f->lda) || !lji_blas_int_ok(f->ldb)) return false;
     for (int trans = 0; trans < 2; trans++) {
-        const double ar = (double)(trans ? A->cols : A->rows), ac = (double)(trans ? A->rows : A->cols);
-        const double br = (double)(trans ? B->cols : B->rows), bc = (double)(trans ? B->rows : B->cols);
+        struct kron_shape *s = &f->ks[trans];
+        s->ar = trans ? A->cols : A->rows, s->ac = trans ? A->rows : A->cols;
+        s->br = trans ? B->cols : B->rows, s->bc = trans ? B->rows : B->cols;
+        const double ar = (double)s->ar, ac = (double)s->ac, br = (double)s->br, bc = (double)s->bc;
         const double fa = 2.0 * ar * ac, fb = 2.0 * br * bc; /* the generic path's rule (kron.c) */
-        f->bfirst[trans] = ac * fb + br * fa <= bc * fa + ar * fb;
-        if ((f->bfirst[trans] ? br * ac : bc * ar) > LJI_KRON_SMALL_T) return false;
+        s->bfirst = ac * fb + br * fa <= bc * fa + ar * fb;
+        if (ar * ac * br * bc == 0 || (s->bfirst ? br * ac : bc * ar) > LJI_KRON_SMALL_T) return false;
+        /* the products' kernels, as kron_small_apply calls them */
+        const bool ta = f->ta != trans, tb = f->tb != trans;
+        if (s->bfirst) {
+            s->k0 = lji_gemm_kernel(tb, false, s->br, s->ac, s->bc);
+            s->k1 = lji_gemm_kernel(false, !ta, s->br, s->ar, s->ac);
+        } else {
+            s->k0 = lji_gemm_kernel(false, !ta, s->bc, s->ar, s->ac);
+            s->k1 = lji_gemm_kernel(tb, false, s->br, s->ar, s->bc);
+        }
+        if (!s->k0 || !s->k1) return false;
     }
     return true;
 }
