@@ -441,6 +441,7 @@ struct lj_jacplan {
     unsigned char *changed;
     bool record;          /* false: a one-off Jacobian, or sparse values */
     bool borrowed;        /* root and vars not retained: a one-off Jacobian's, whose caller holds them */
+    bool block_lent;      /* the block at vars is the caller's (a one-off build's, on its stack) */
     int64_t builds, updates;
     int last_built;
     const char *why;      /* why the last evaluation built J */
@@ -449,6 +450,8 @@ struct lj_jacplan {
 };
 
 #define LJI_PLAN_MAGIC 0x4c4a504cu /* "LJPL" */
+/* a one-off build's arrays up to this size live on its stack */
+#define LJI_PLAN_SMALL_BYTES 2048
 
 /* What plan p holds, released; p itself is the caller's */
 static void plan_release(lj_jacplan *p)
@@ -469,7 +472,7 @@ static void plan_release(lj_jacplan *p)
         lj_expr_free(&p->root);
     }
     lji_topo_free(&p->t);
-    free(p->vars); /* the block of vars, vi, uses, seen, dep, need and changed */
+    if (!p->block_lent) free(p->vars); /* the block of vars, vi, uses, seen, dep, need and changed */
     p->magic = LJI_DEAD_MAGIC;
 }
 
@@ -572,7 +575,7 @@ static lj_status oneoff_blocks(lj_context *ctx, lj_jacplan *p)
  * be a heap block too large for the allocator's per-thread cache). On
  * failure nothing is left to release. */
 static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int nvars,
-                           const lj_expr *const *vars, bool borrow)
+                           const lj_expr *const *vars, bool borrow, uint64_t *buf, size_t bufwords)
 {
     const char *op = "jacobian";
     if (!lji_ctx_ok(ctx)) return LJ_ERR_INVALID;
@@ -599,7 +602,8 @@ static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int
      * seen, vals, then the bytes of dep, need and changed */
     size_t nv = (size_t)nvars, nn = (size_t)n;
     size_t words = 2 * nv + 4 * nn + (nv * nn + 2 * nn + 1 + 7) / 8;
-    uint64_t *blk = lji_calloc(ctx, words, sizeof *blk);
+    uint64_t *blk = words <= bufwords ? memset(buf, 0, words * sizeof *buf) : lji_calloc(ctx, words, sizeof *blk);
+    p->block_lent = blk == buf;
     if (!blk) {
         plan_release(p);
         return lji_nomem(ctx, op);
@@ -647,7 +651,7 @@ static lj_jacplan *plan_new(lj_context *ctx, const lj_expr *e, int nvars, const 
         lji_nomem(ctx, "jacobian");
         return NULL;
     }
-    if (plan_init(ctx, p, e, nvars, vars, borrow) != LJ_OK) {
+    if (plan_init(ctx, p, e, nvars, vars, borrow, NULL, 0) != LJ_OK) {
         free(p);
         return NULL;
     }
@@ -672,9 +676,12 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
     if (vi < 0) return lj_op_zero(ctx, en, vn); /* e does not depend on var */
     const unsigned char *dep = p->dep + (size_t)v * (size_t)t->n;
     lj_op *result = NULL;
-    /* J, ov, dense and uses, then the chains: one block */
-    size_t n = (size_t)t->n, head = (4 * n + 1) * sizeof(void *);
-    void **blk = lji_calloc(ctx, 1, head + n * sizeof(lji_chain));
+    /* J, ov, dense and uses, then the chains: one block, on the stack for
+     * a small expression (a one-off build's allocations are much of its
+     * cost) */
+    size_t n = (size_t)t->n, head = (4 * n + 1) * sizeof(void *), bytes = head + n * sizeof(lji_chain);
+    _Alignas(lji_chain) unsigned char small[LJI_PLAN_SMALL_BYTES];
+    void **blk = bytes <= sizeof small ? memset(small, 0, bytes) : lji_calloc(ctx, 1, bytes);
     lj_op **J = (lj_op **)blk, **ov = blk ? (lj_op **)(blk + t->n) : NULL;
     double **dense = blk ? (double **)(blk + 2 * t->n) : NULL;
     int64_t *uses = blk ? (int64_t *)(blk + 3 * t->n) : NULL;
@@ -772,7 +779,7 @@ done:
         if (ov[i]) lj_op_free(&ov[i]);
         if (dense[i]) free(dense[i]);
     }
-    free(blk);
+    if ((void *)blk != (void *)small) free(blk);
     return result;
 }
 
@@ -935,7 +942,8 @@ lj_status lj_jacplan_counts(lj_context *ctx, const lj_jacplan *p, int64_t *build
 static lj_op *jacobian_once(lj_context *ctx, const lj_expr *e, int nvars, const lj_expr *const *vars)
 {
     lj_jacplan p; /* released before returning: borrows e and vars */
-    if (plan_init(ctx, &p, e, nvars, vars, true) != LJ_OK) return NULL;
+    uint64_t buf[LJI_PLAN_SMALL_BYTES / 8]; /* its arrays, where they fit */
+    if (plan_init(ctx, &p, e, nvars, vars, true, buf, sizeof buf / sizeof buf[0]) != LJ_OK) return NULL;
     p.record = false; /* one J: nothing to update later */
     lj_op *J = lj_jacplan_eval(ctx, &p, NULL);
     plan_release(&p);
