@@ -14,7 +14,8 @@
  *   (b^T ⊗ u^T)·Diag(d)             a one-row operator (seed 002's
  *       gradient form), and without the Diag;
  *   A ⊗ B of small dense factors     (either one transposed): the two
- *       products straight to the GEMMs, the intermediate on the stack, the
+ *       products straight to their kernels (lji_gemm_kernel's choice for
+ *       their shapes, made here), the intermediate on the stack, the
  *       association chosen here (the Jacobians of small matrices, where
  *       the generic path's dispatch cost more than its arithmetic).
  *
