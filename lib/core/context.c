@@ -166,7 +166,8 @@ lj_status lj_context_set_error(lj_context *ctx, lj_status code, const char *fmt,
     ctx->status = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ctx->msg, sizeof ctx->msg, fmt ? fmt : "", ap);
+    if (fmt) vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+    else ctx->msg[0] = '\0';
     va_end(ap);
     return code;
 }

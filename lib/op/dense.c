@@ -121,7 +121,7 @@ static lj_op *dense_make(lj_context *ctx, int64_t rows, int64_t cols, const doub
         J->borrowed = true;
     } else {
         J->ld = rows > 1 ? rows : 1;
-        J->data = (double *)at; /* never NULL, even when empty */
+        J->data = (double *)(void *)at; /* never NULL, even when empty */
         at += db;
         if (lda == J->ld) /* contiguous: one copy, not one per column */
             memcpy(J->data, a, db);

@@ -115,7 +115,7 @@ static lj_op *diag_make(lj_context *ctx, int64_t n, const double *d, const char 
         a->borrowed = true;
         a->keep = lji_vblock_retain(keep);
     } else {
-        a->data = (double *)at; /* never NULL, even when empty */
+        a->data = (double *)(void *)at; /* never NULL, even when empty */
         at += db;
         if (n) memcpy(a->data, d, db);
     }
