@@ -394,6 +394,66 @@ START_TEST(test_small_products)
 }
 END_TEST
 
+/* lj_op_apply's short way to a node's fused kernel (op.c): alpha, beta and
+ * NaN in y as the long way has them, both ways, on a small dense Kronecker
+ * product and a one-row kernel; and each check it makes before taking it
+ * (a NULL context, vector or operator, x and y overlapping) still reported. */
+START_TEST(test_apply_short_path)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 43;
+    tmat A = tm_rand(3, 4, &seed), B = tm_rand(2, 5, &seed), U = tm_rand(1, 4, &seed), V = tm_rand(1, 5, &seed);
+    tmat D = tm_rand(20, 1, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *u = dense_of(ctx, U, "u"), *v = dense_of(ctx, V, "v");
+    lj_op *kab = lj_op_kron(ctx, a, b), *kuv = lj_op_kron(ctx, u, v), *d = lj_op_diag(ctx, 20, D.a, "d");
+    const lj_op *fs[] = { kuv, d };
+    lj_op *row = lj_op_compose(ctx, 2, fs);
+    CK_NN(ctx, row);
+    tmat Rk = tm_kron(A, B), Ru = tm_kron(U, V); /* 6×20 and 1×20 */
+    for (int64_t j = 0; j < 20; j++) Ru.a[j] *= D.a[j];
+    const lj_op *ops[] = { kab, row };
+    const tmat *refs[] = { &Rk, &Ru };
+    double x[40], y[40], y0[40];
+    for (int q = 0; q < 2; q++)
+        for (int trans = 0; trans < 2; trans++) {
+            const tmat *R = refs[q];
+            const int64_t in = trans ? R->r : R->c, out = trans ? R->c : R->r;
+            const double ab[][2] = { { 1.0, 0.0 }, { -0.5, 2.0 }, { 0.0, 0.5 }, { 1.5, 1.0 } };
+            for (size_t c = 0; c < sizeof ab / sizeof ab[0]; c++) {
+                const double alpha = ab[c][0], beta = ab[c][1];
+                for (int64_t i = 0; i < in; i++) x[i] = tm_uniform(&seed);
+                for (int64_t i = 0; i < out; i++) y[i] = y0[i] = beta == 0.0 ? NAN : tm_uniform(&seed);
+                CK_OK(ctx, lj_op_apply(ctx, ops[q], trans, alpha, x, beta, y));
+                for (int64_t i = 0; i < out; i++) {
+                    double r = beta == 0.0 ? 0.0 : beta * y0[i];
+                    for (int64_t j = 0; j < in; j++)
+                        r += alpha * (trans ? R->a[j + i * R->r] : R->a[i + j * R->r]) * x[j];
+                    ck_assert_msg(fabs(y[i] - r) <= 1e-13, "operator %d%s, alpha %g, beta %g: entry %lld %g vs %g", q,
+                                  trans ? "^T" : "", alpha, beta, (long long)i, y[i], r);
+                }
+            }
+        }
+    /* the checks, on a node whose kernel has been chosen */
+    ck_assert_int_eq(lj_op_apply(NULL, kab, 0, 1, x, 0, y), LJ_ERR_INVALID);
+    ck_assert_int_eq(lj_op_apply(ctx, kab, 0, 1, NULL, 0, y), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "apply: NULL vector");
+    ck_assert_int_eq(lj_op_apply(ctx, kab, 1, 1, x, 0, NULL), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "apply: NULL vector");
+    ck_assert_int_eq(lj_op_apply(ctx, kab, 0, 1, x, 0, x + 19), LJ_ERR_INVALID); /* in = 20 */
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "overlap");
+    ck_assert_int_eq(lj_op_apply(ctx, kab, 1, 1, x + 5, 0, x), LJ_ERR_INVALID); /* out = 20 */
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "overlap");
+    CK_OK(ctx, lj_op_apply(ctx, kab, 0, 1, x, 0, x + 20)); /* adjacent, not overlapping */
+    CK_OK(ctx, lj_op_apply(ctx, kab, 1, 1, x + 20, 0, x));
+    ck_assert_int_eq(lj_op_apply(ctx, NULL, 0, 1, x, 0, y), LJ_ERR_INVALID);
+    ASSERT_ERR(ctx, LJ_ERR_INVALID, "apply");
+    lj_op *all[] = { a, b, u, v, kab, kuv, d, row };
+    for (int q = 0; q < 8; q++) lj_op_free(&all[q]);
+    tm_free(&A), tm_free(&B), tm_free(&U), tm_free(&V), tm_free(&D), tm_free(&Rk), tm_free(&Ru);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* The fused kernels (lib/op/fused.c) against dense references: vector-sided
  * Kronecker factors alone and under a Diag and in sums, and the one-row
  * (b^T ⊗ u^T)·Diag(d), with non-square grids, coefficients, and the
@@ -2144,6 +2204,7 @@ Suite *make_op_suite(void)
     tcase_set_timeout(kernels, 60);
     tcase_add_test(kernels, test_commutation_kernel);
     tcase_add_test(kernels, test_small_products);
+    tcase_add_test(kernels, test_apply_short_path);
     suite_add_tcase(s, kernels);
     TCase *rules = tcase_create("rules");
     tcase_add_test(rules, test_rules_identity_zero_scalars);
