@@ -1147,20 +1147,37 @@ START_TEST(test_jacobian_plan_rebuilds)
 }
 END_TEST
 
-/* Gradients print as matrices where the structure allows. */
-START_TEST(test_gradient_forms)
+/* A symbol table of random variables A, B (3×3), x (3×1), and X (3×3)
+ * where withX. */
+static lj_symtab *symtab_3x3(lj_context *ctx, uint64_t seed, bool withX)
 {
-    lj_context *ctx = lj_context_new();
     lj_symtab *t = lj_symtab_new(ctx);
-    uint64_t seed = 5;
     const struct { const char *name; int64_t r, c; } decl[] = { { "A", 3, 3 }, { "X", 3, 3 }, { "B", 3, 3 }, { "x", 3, 1 } };
     for (int i = 0; i < 4; i++) {
+        if (i == 1 && !withX) continue;
         tmat m = tm_rand(decl[i].r, decl[i].c, &seed);
         lj_expr *e = lj_expr_var(ctx, decl[i].name, decl[i].r, decl[i].c, m.a);
         CK_OK(ctx, lj_symtab_add(ctx, t, e));
         lj_expr_free(&e);
         tm_free(&m);
     }
+    return t;
+}
+
+/* u and p (freed here) are the Unicode and plain forms wanted for expr */
+static void forms_are(char *u, char *p, const char *uni, const char *plain, const char *expr)
+{
+    ck_assert_msg(u && strcmp(u, uni) == 0, "%s: '%s', want '%s'", expr, u ? u : "(null)", uni);
+    ck_assert_msg(p && strcmp(p, plain) == 0, "%s: '%s', want '%s'", expr, p ? p : "(null)", plain);
+    lj_free(u);
+    lj_free(p);
+}
+
+/* Gradients print as matrices where the structure allows. */
+START_TEST(test_gradient_forms)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 5, true);
     const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
         { "tr(A*X*B)", "X", "A^T B^T", "A'*B'" },
         { "sum(A.*X)", "X", "A", "A" },
@@ -1175,10 +1192,40 @@ START_TEST(test_gradient_forms)
         lj_op *J = lj_expr_jacobian(ctx, f, x);
         char *u = lj_op_print_gradient(ctx, J, lj_expr_rows(x), lj_expr_cols(x), LJ_PRINT_UNICODE);
         char *p = lj_op_print_gradient(ctx, J, lj_expr_rows(x), lj_expr_cols(x), LJ_PRINT_PLAIN);
-        ck_assert_msg(strcmp(u, cases[i].uni) == 0, "%s: '%s', want '%s'", cases[i].expr, u, cases[i].uni);
-        ck_assert_msg(strcmp(p, cases[i].plain) == 0, "%s: '%s', want '%s'", cases[i].expr, p, cases[i].plain);
-        lj_free(u);
-        lj_free(p);
+        forms_are(u, p, cases[i].uni, cases[i].plain, cases[i].expr);
+        lj_op_free(&J);
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* A value's label "(x^T·A)" prints without its own brackets as the whole
+ * or a term of a sum, after a minus sign too unless a sum is inside; in
+ * products it keeps them. Each J also against central differences. */
+START_TEST(test_value_label_brackets)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 9, false);
+    const struct { const char *expr, *uni, *plain; } cases[] = {
+        { "x'*A*x", "x^T·A^T + x^T·A", "x'*A' + x'*A" },
+        { "x'*A*x - x'*B*x", "x^T·A^T + x^T·A − x^T·B^T − x^T·B", "x'*A' + x'*A - x'*B' - x'*B" },
+        { "A*x - (A+B)*x", "A − (A + B)", "A - (A + B)" },
+        { "A*x - (A-B)*x", "A − (A − B)", "A - (A - B)" },
+        { "x'*(A*B)*x", "x^T·(A·B)^T + x^T·(A·B)", "x'*(A*B)' + x'*(A*B)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t pos;
+        lj_expr *f = lj_parse(ctx, cases[i].expr, t, &pos), *x = lj_symtab_get(t, "x");
+        CK_NN(ctx, f);
+        lj_op *J = lj_expr_jacobian(ctx, f, x);
+        CK_NN(ctx, J);
+        char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *p = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
+        forms_are(u, p, cases[i].uni, cases[i].plain, cases[i].expr);
+        double maxrel = -1, fro = -1;
+        CK_OK(ctx, lj_expr_fd_check(ctx, f, x, NULL, 0, &maxrel, &fro));
+        ck_assert_msg(maxrel < 1e-6, "%s: finite differences differ by %g", cases[i].expr, maxrel);
         lj_op_free(&J);
         lj_expr_free(&f);
     }
@@ -2408,6 +2455,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_matrixcalculus_examples);
     tcase_add_test(rules, test_power_and_eye);
     tcase_add_test(rules, test_gradient_forms);
+    tcase_add_test(rules, test_value_label_brackets);
     suite_add_tcase(s, rules);
     TCase *sparse = tcase_create("sparse");
     tcase_add_loop_test(sparse, test_sparse_against_dense, 0, 3);

@@ -412,7 +412,7 @@ typedef struct {
 static const hcase hessians[] = {
     { "tr(X'*A*X)", "X", "A=4x4 X=4x3", "I_3 ⊗ (A^T + A)" },
     { "norm2(A*X*B-C)^2/2", "X", "A=4x3 X=3x2 B=2x5 C=4x5", "(B·B^T) ⊗ (A^T·A)" },
-    { "x'*A*x", "x", "x=3x1 A=3x3", "(A^T + A)" },
+    { "x'*A*x", "x", "x=3x1 A=3x3", "A^T + A" },
     { "sum(log(1+exp(-y.*(Z*w)))) + 0.5*w'*w", "w", "Z=6x3 y=6x1 w=3x1", NULL },
     { "logdet(X)", "X", "X=3x3", "−K_{3,3}·(X^{-T} ⊗ X^{-1})" },
     { "det(X)", "X", "X=3x3", NULL },

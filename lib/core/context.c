@@ -421,6 +421,18 @@ void lji_buf_puts(lji_buf *b, const char *s)
     b->len += n;
 }
 
+void lji_buf_putn(lji_buf *b, const char *s, size_t n)
+{
+    if (b->limit && b->len >= b->limit) {
+        b->truncated = true;
+        return;
+    }
+    if (!lji_buf_reserve(b, n)) return;
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
 void lji_buf_printf(lji_buf *b, const char *fmt, ...)
 {
     char tmp[256];

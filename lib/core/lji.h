@@ -261,6 +261,8 @@ typedef struct {
 } lji_buf;
 void lji_buf_init(lji_buf *b, lj_context *ctx);
 void lji_buf_puts(lji_buf *b, const char *s);
+/* the first n bytes of s */
+void lji_buf_putn(lji_buf *b, const char *s, size_t n);
 void lji_buf_printf(lji_buf *b, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

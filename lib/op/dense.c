@@ -40,7 +40,14 @@ static void dense_cost(const lj_op *J, double *flops, double *bytes)
 
 static void dense_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
-    if (J->label)
+    /* a value's label "(x^T·A)" needs no brackets of its own where the
+     * whole or a term of a sum is printed: J = x^T·A^T + x^T·A (a term
+     * after a minus sign is printed as a factor, and keeps them) */
+    const char *l = J->label;
+    if (l && (where == LJI_AT_TOP || where == LJI_AT_SUM) && lji_label_is_wrapped(l) && l[1] != '-' &&
+        strncmp(l + 1, "−", strlen("−")) != 0)
+        lji_put_label_n(b, l + 1, strlen(l) - 2, fmt);
+    else if (J->label)
         lji_put_label(b, J->label, fmt);
     else if (fmt == LJ_PRINT_UNICODE)
         lji_buf_printf(b, "M_{%" PRId64 "×%" PRId64 "}", J->rows, J->cols);

@@ -781,8 +781,14 @@ void lji_put_close(lji_buf *b, bool paren)
  * LaTeX and plain forms translate the few symbols they use. */
 void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt)
 {
+    lji_put_label_n(b, label, strlen(label), fmt);
+}
+
+void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format fmt)
+{
+    const char *end = label + len;
     if (fmt == LJ_PRINT_UNICODE) {
-        lji_buf_puts(b, label);
+        lji_buf_putn(b, label, len);
         return;
     }
     static const struct { const char *u, *plain, *latex; } map[] = {
@@ -796,11 +802,11 @@ void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt)
         { "^T", "'", "^{\\top}" },
     };
     const char *s = label;
-    while (*s) {
+    while (s < end) {
         bool hit = false;
         for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
             size_t n = strlen(map[i].u);
-            if (strncmp(s, map[i].u, n) == 0) {
+            if ((size_t)(end - s) >= n && strncmp(s, map[i].u, n) == 0) {
                 lji_buf_puts(b, fmt == LJ_PRINT_PLAIN ? map[i].plain : map[i].latex);
                 s += n;
                 hit = true;
@@ -862,8 +868,13 @@ void lji_put_label_head(lji_buf *b, const char *label, const char *more)
  * tighter operator around it must put in parentheses */
 bool lji_label_is_sum(const char *label)
 {
+    return lji_label_is_sum_n(label, strlen(label));
+}
+
+bool lji_label_is_sum_n(const char *label, size_t n)
+{
     int depth = 0;
-    for (const char *s = label; *s; s++) {
+    for (const char *s = label; s < label + n; s++) {
         if (*s == '(' || *s == '{') depth++;
         else if (*s == ')' || *s == '}') depth--;
         else if (depth == 0 && s[0] == ' ' &&

@@ -400,6 +400,8 @@ char *lji_buf_finish_capped(lji_buf *b, const char *op);
 void lji_put_open(lji_buf *b, bool paren);
 void lji_put_close(lji_buf *b, bool paren);
 void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt);
+/* the first len bytes of label, as lji_put_label */
+void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format fmt);
 /* true when a label needs no parentheses before ^T: no operator outside
  * its own parentheses or braces ("W", "(X·A)", "A^{-1}", not "vec B") */
 bool lji_label_is_atomic(const char *label);
@@ -410,6 +412,8 @@ bool lji_label_is_atomic(const char *label);
 #define LJI_DIAG_LABEL_MAX 256
 void lji_put_label_head(lji_buf *b, const char *label, const char *more);
 bool lji_label_is_sum(const char *label);
+/* the same for the first n bytes of label */
+bool lji_label_is_sum_n(const char *label, size_t n);
 /* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
 bool lji_label_is_wrapped(const char *label);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
