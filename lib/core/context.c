@@ -411,14 +411,7 @@ static bool lji_buf_reserve(lji_buf *b, size_t extra)
 
 void lji_buf_puts(lji_buf *b, const char *s)
 {
-    if (b->limit && b->len >= b->limit) {
-        b->truncated = true;
-        return;
-    }
-    size_t n = strlen(s);
-    if (!lji_buf_reserve(b, n)) return;
-    memcpy(b->s + b->len, s, n + 1);
-    b->len += n;
+    lji_buf_putn(b, s, strlen(s));
 }
 
 void lji_buf_putn(lji_buf *b, const char *s, size_t n)

@@ -19,7 +19,15 @@ lj_status lji_gemm(lj_context *ctx, const char *op, bool ta, bool tb, int64_t m,
 typedef void (*lji_gemm_fn)(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
                             int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
 lji_gemm_fn lji_gemm_kernel(bool ta, bool tb, int64_t m, int64_t n, int64_t k);
-/* the BLAS's kernel (cblas_dgemm), which a caller may call directly */
+/* cblas_dgemm in lazyjac's terms (sizes within BLAS's integers) */
+static inline void lji_cblas_dgemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a,
+                                   int64_t lda, const double *b, int64_t ldb, double beta, double *c, int64_t ldc)
+{
+    cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m,
+                (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+}
+/* the BLAS's kernel (lji_cblas_dgemm), which a caller may recognise and
+ * call inline */
 void lji_gemm_blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double *a, int64_t lda,
                    const double *b, int64_t ldb, double beta, double *c, int64_t ldc);
 /* y <- alpha·op(A)·x + beta·y, A m×n. */

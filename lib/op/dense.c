@@ -47,8 +47,8 @@ static void dense_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pla
     if (l && (where == LJI_AT_TOP || where == LJI_AT_SUM) && lji_label_is_wrapped(l) && l[1] != '-' &&
         strncmp(l + 1, "−", strlen("−")) != 0)
         lji_put_label_n(b, l + 1, strlen(l) - 2, fmt);
-    else if (J->label)
-        lji_put_label(b, J->label, fmt);
+    else if (l)
+        lji_put_label(b, l, fmt);
     else if (fmt == LJ_PRINT_UNICODE)
         lji_buf_printf(b, "M_{%" PRId64 "×%" PRId64 "}", J->rows, J->cols);
     else if (fmt == LJ_PRINT_LATEX)

@@ -356,8 +356,7 @@ static inline void kron_prod(lji_gemm_fn fn, bool ta, bool tb, int64_t m, int64_
                              int64_t ldc)
 {
     if (fn == lji_gemm_blas)
-        cblas_dgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (blasint)m,
-                    (blasint)n, (blasint)k, alpha, a, (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
+        lji_cblas_dgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     else
         fn(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

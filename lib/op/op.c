@@ -864,14 +864,10 @@ void lji_put_label_head(lji_buf *b, const char *label, const char *more)
     if (!strstr(head, "…")) lji_buf_puts(b, more);
 }
 
-/* a sum or a difference at its top level ("a + b", "a − b"): what a
- * tighter operator around it must put in parentheses */
-bool lji_label_is_sum(const char *label)
-{
-    return lji_label_is_sum_n(label, strlen(label));
-}
-
-bool lji_label_is_sum_n(const char *label, size_t n)
+/* a sum or a difference at the top level of the first n bytes of label
+ * ("a + b", "a − b"): what a tighter operator around it must put in
+ * parentheses */
+static bool label_is_sum_n(const char *label, size_t n)
 {
     int depth = 0;
     for (const char *s = label; s < label + n; s++) {
@@ -882,6 +878,17 @@ bool lji_label_is_sum_n(const char *label, size_t n)
             return true;
     }
     return false;
+}
+
+bool lji_label_is_sum(const char *label)
+{
+    return label_is_sum_n(label, strlen(label));
+}
+
+bool lji_label_is_sum_inside(const char *label)
+{
+    size_t n = strlen(label);
+    return lji_label_is_wrapped(label) ? label_is_sum_n(label + 1, n - 2) : label_is_sum_n(label, n);
 }
 
 bool lji_label_is_wrapped(const char *label)

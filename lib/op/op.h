@@ -412,8 +412,8 @@ bool lji_label_is_atomic(const char *label);
 #define LJI_DIAG_LABEL_MAX 256
 void lji_put_label_head(lji_buf *b, const char *label, const char *more);
 bool lji_label_is_sum(const char *label);
-/* the same for the first n bytes of label */
-bool lji_label_is_sum_n(const char *label, size_t n);
+/* the same inside the parentheses that wrap the whole label, if they do */
+bool lji_label_is_sum_inside(const char *label);
 /* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
 bool lji_label_is_wrapped(const char *label);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);

@@ -136,9 +136,7 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
          * a value's label with no sum inside needs no brackets after a
          * minus either ("x^T·A − x^T·B") */
         const lj_op *t = J->child[i];
-        bool bare = a == 1.0 && lji_is(t, &lji_kind_dense) && t->label &&
-                    (lji_label_is_wrapped(t->label) ? !lji_label_is_sum_n(t->label + 1, strlen(t->label) - 2)
-                                                    : !lji_label_is_sum(t->label));
+        bool bare = a == 1.0 && lji_is(t, &lji_kind_dense) && t->label && !lji_label_is_sum_inside(t->label);
         lji_print(b, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
     }
     lji_put_close(b, paren);
