@@ -1877,6 +1877,50 @@ START_TEST(test_large_shared_dag)
 }
 END_TEST
 
+/* Around the order's inline room: chains of 28 to 36 nodes (as deep as
+ * they are long) and DAGs of as many nodes but shallow (a sum of terms
+ * that share X), taken the small way up to LJI_TOPO_INLINE nodes and
+ * the general way past it; every Jacobian right against central
+ * differences. */
+START_TEST(test_topo_inline_edge)
+{
+    env E = { lj_context_new(), 917, { 0 }, 0 };
+    lj_context *ctx = E.ctx;
+    lj_expr *X = leaf(&E, "X", 2, 1, 0, true), *A = leaf(&E, "A", 2, 2, 0, false);
+    for (int len = 28; len <= 36; len++) {
+        lj_expr *c = lj_expr_retain(X); /* X and len − 1 functions: len nodes */
+        for (int i = 1; i < len; i++) {
+            lj_expr *n = lj_expr_func(ctx, i % 2 ? LJ_FN_SIN : LJ_FN_TANH, c);
+            lj_expr_free(&c);
+            c = n;
+        }
+        keep(&E, c);
+        fd_ok(&E, c, X, 1e-5, "a chain around the inline order's size");
+        lj_op *J = lj_expr_jacobian(ctx, c, X);
+        CK_NN(ctx, J);
+        ck_assert_int_eq(lj_op_kind_of(J), LJ_OP_DIAG);
+        lj_op_free(&J);
+        /* X, A, then (A·X) ∘ X and a sum for each further term: 3 + 4k */
+        lj_expr *s = NULL;
+        int64_t nodes = 2;
+        while (nodes + 4 <= len + 2) {
+            lj_expr *ax = lj_expr_mul(ctx, A, X), *sn = lj_expr_func(ctx, LJ_FN_SIN, ax);
+            lj_expr *t = lj_expr_hadamard(ctx, sn, X), *n = s ? lj_expr_add(ctx, s, t) : lj_expr_retain(t);
+            nodes += s ? 4 : 3;
+            lj_expr_free(&ax);
+            lj_expr_free(&sn);
+            lj_expr_free(&t);
+            lj_expr_free(&s);
+            s = n;
+        }
+        keep(&E, s);
+        fd_ok(&E, s, X, 1e-5, "a shallow DAG around the inline order's size");
+    }
+    env_free(&E);
+    lj_context_free(&E.ctx);
+}
+END_TEST
+
 START_TEST(test_jacobian_keeps_interior_values)
 {
     lj_context *ctx = lj_context_new();
@@ -2448,6 +2492,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_commuted_diag);
     tcase_add_test(rules, test_commutation_through_sums);
     tcase_add_test(rules, test_large_shared_dag);
+    tcase_add_test(rules, test_topo_inline_edge);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

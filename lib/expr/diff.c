@@ -504,41 +504,48 @@ static void need_other(lj_jacplan *p, const lj_expr *x, int64_t j)
     if (j >= 0) p->need[j] = 1;
 }
 
-/* need[i]: node i's value is read by some local Jacobian (or its operation
- * can fail), or a needed value is computed from it. */
-static void plan_needs(lj_jacplan *p)
+/* The plan's counts in one pass along the order (operands come before
+ * their parents): uses[i], the parents of node i; dep[v·n + i], node i
+ * depends on variable v; and need[i], node i's value is read by some
+ * local Jacobian (or its operation can fail); then, backwards, everything
+ * a needed value is computed from. Whether any value is sparse, returned. */
+static bool plan_counts(lj_jacplan *p)
 {
-    int64_t n = p->t.n;
+    const lji_topo *t = &p->t;
+    int64_t n = t->n;
     int nvars = p->nvars;
-    /* the values that some local Jacobian reads, then everything they are
-     * computed from (parents come after their operands in t) */
+    bool any_sparse = false;
     for (int64_t i = 0; i < n; i++) {
-        const lj_expr *x = p->t.node[i];
-        const lj_expr *kids[2] = { x->a, x->b };
+        const lj_expr *x = t->node[i];
+        const int64_t k[2] = { lji_topo_kid(t, i, 0), lji_topo_kid(t, i, 1) };
+        for (int w = 0; w < 2; w++)
+            if (k[w] >= 0) p->uses[k[w]]++;
         if (can_fail(x)) p->need[i] = 1;
         /* the rules on sparse values read both operands (their kernels'
          * partial derivatives, the patterns' values) */
-        bool sparse = x->pat || (x->a && x->a->pat) || (x->b && x->b->pat);
-        for (int w = 0; sparse && w < 2; w++)
-            if (kids[w]) p->need[lji_topo_kid(&p->t, i, w)] = 1;
+        any_sparse |= x->pat != NULL;
+        if (x->pat || (x->a && x->a->pat) || (x->b && x->b->pat))
+            for (int w = 0; w < 2; w++)
+                if (k[w] >= 0) p->need[k[w]] = 1;
         for (int v = 0; v < nvars; v++) {
-            const unsigned char *d = p->dep + (size_t)v * (size_t)n;
+            unsigned char *d = p->dep + (size_t)v * (size_t)n;
+            d[i] = i == p->vi[v] || (k[0] >= 0 && d[k[0]]) || (k[1] >= 0 && d[k[1]]);
             if (!d[i]) continue;
             for (int w = 0; w < 2; w++) {
-                if (!kids[w] || !d[lji_topo_kid(&p->t, i, w)]) continue;
+                if (k[w] < 0 || !d[k[w]]) continue;
                 unsigned r = x->def->reads[w];
                 if (r & LJI_READ_NODE) p->need[i] = 1;
-                if (r & LJI_READ_OPERAND) p->need[lji_topo_kid(&p->t, i, w)] = 1;
-                if ((r & LJI_READ_OTHER) && kids[1 - w]) need_other(p, x, lji_topo_kid(&p->t, i, 1 - w));
+                if (r & LJI_READ_OPERAND) p->need[k[w]] = 1;
+                if ((r & LJI_READ_OTHER) && k[1 - w] >= 0) need_other(p, x, k[1 - w]);
             }
         }
     }
     for (int64_t i = n - 1; i >= 0; i--) {
-        const lj_expr *x = p->t.node[i];
         if (!p->need[i]) continue;
-        if (x->a) p->need[lji_topo_kid(&p->t, i, 0)] = 1;
-        if (x->b) p->need[lji_topo_kid(&p->t, i, 1)] = 1;
+        for (int w = 0; w < 2; w++)
+            if (lji_topo_kid(t, i, w) >= 0) p->need[lji_topo_kid(t, i, w)] = 1;
     }
+    return any_sparse;
 }
 
 /* A one-off build's interior values, each in a block of its own, which
@@ -620,19 +627,7 @@ static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int
         p->vars[v] = borrow ? (lj_expr *)vars[v] : lj_expr_retain((lj_expr *)vars[v]);
         p->vi[v] = lji_topo_find(&p->t, vars[v]);
     }
-    for (int64_t i = 0; i < n; i++) {
-        int64_t ia = lji_topo_kid(&p->t, i, 0), ib = lji_topo_kid(&p->t, i, 1);
-        if (ia >= 0) p->uses[ia]++;
-        if (ib >= 0) p->uses[ib]++;
-        for (int v = 0; v < nvars; v++) {
-            unsigned char *d = p->dep + (size_t)v * (size_t)n;
-            d[i] = i == p->vi[v] || (ia >= 0 && d[ia]) || (ib >= 0 && d[ib]);
-        }
-    }
-    plan_needs(p);
-    p->record = true;
-    for (int64_t i = 0; i < n; i++)
-        if (p->t.node[i]->pat) p->record = false; /* sparse values: rebuilt at every evaluation */
+    p->record = !plan_counts(p); /* sparse values: J is rebuilt at every evaluation */
     p->why = "not evaluated yet";
     p->broke = "a plan over sparse values builds J at every evaluation";
     if ((borrow && (st = oneoff_blocks(ctx, p)) != LJ_OK) ||
@@ -753,11 +748,11 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
         for (int w = 0; w < 2; w++)
             if (kids[w]) {
                 int64_t ci = lji_topo_kid(t, i, w);
-                if (--uses[ci] == 0) {
-                    lj_op_free(&J[ci]);
-                    lji_chain_free(&chain[ci]);
-                    lj_op_free(&ov[ci]);
-                    free(dense[ci]);
+                if (--uses[ci] == 0) { /* most are empty: no calls for them */
+                    if (J[ci]) lj_op_free(&J[ci]);
+                    if (chain[ci].n) lji_chain_free(&chain[ci]);
+                    if (ov[ci]) lj_op_free(&ov[ci]);
+                    if (dense[ci]) free(dense[ci]);
                     dense[ci] = NULL;
                 }
             }
@@ -775,7 +770,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
 done:
     for (int64_t i = 0; blk && i < t->n; i++) { /* what a failure left */
         if (J[i]) lj_op_free(&J[i]);
-        lji_chain_free(&chain[i]);
+        if (chain[i].n) lji_chain_free(&chain[i]);
         if (ov[i]) lj_op_free(&ov[i]);
         if (dense[i]) free(dense[i]);
     }

@@ -583,16 +583,43 @@ static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e, int64_t 
     return true;
 }
 
-/* Iterative post-order walk with an explicit stack (long chains must not
- * exhaust the C stack). A node goes on the stack only when the map does
- * not hold it, and is done before anything else is inserted, so the map
- * is asked once for each operand; each frame collects its operands'
- * indices as they are found or inserted. */
+/* The order of a small DAG, straight into the inline arrays: index of e,
+ * or -2 when the DAG is deeper or larger than they hold (the caller then
+ * walks it the general way; so the recursion is at most
+ * LJI_TOPO_INLINE deep). */
+static int64_t topo_small(lji_topo *t, const lj_expr *e, int depth)
+{
+    for (int64_t i = 0; i < t->n; i++)
+        if (t->node_in[i] == e) return i;
+    if (depth == LJI_TOPO_INLINE) return -2;
+    int64_t ka = -1, kb = -1;
+    if (e->a && (ka = topo_small(t, e->a, depth + 1)) == -2) return -2;
+    if (e->b && (kb = topo_small(t, e->b, depth + 1)) == -2) return -2;
+    if (t->n == LJI_TOPO_INLINE) return -2;
+    t->kid_in[t->n][0] = ka;
+    t->kid_in[t->n][1] = kb;
+    t->node_in[t->n] = e;
+    return t->n++;
+}
+
+/* A small DAG by topo_small; else an iterative post-order walk with an
+ * explicit stack (long chains must not exhaust the C stack). A node goes
+ * on the stack only when the map does not hold it, and is done before
+ * anything else is inserted, so the map is asked once for each operand;
+ * each frame collects its operands' indices as they are found or
+ * inserted. */
 lj_status lji_topo_build(lj_context *ctx, const lj_expr *e, lji_topo *t)
 {
-    /* the inline arrays are set as they are used */
-    t->node = NULL, t->kid = NULL, t->key = NULL, t->idx = NULL;
+    t->key = NULL, t->idx = NULL;
     t->n = t->cap = 0;
+    if (topo_small(t, e, 0) >= 0) {
+        t->node = t->node_in;
+        t->kid = t->kid_in;
+        return LJ_OK;
+    }
+    /* the inline arrays are set as they are used */
+    t->node = NULL, t->kid = NULL;
+    t->n = 0;
     typedef struct { const lj_expr *e; int state; int64_t kid[2]; } frame;
     frame st_in[64]; /* on the C stack while the DAG is shallow */
     int64_t cap = 64, sp = 0;
