@@ -1817,6 +1817,18 @@ START_TEST(test_commutation_through_sums)
     lj_expr *T2 = keep(&E, lj_expr_func(ctx, LJ_FN_SIN, keep(&E, lj_expr_mul(ctx, keep(&E, lj_expr_transpose(ctx, AXt)), C))));
     jacobian_prints(ctx, T2, X, "Diag(cos(vec((A·X)·C)))·(C^T ⊗ A)");
     fd_ok(&E, T2, X, 1e-6, "sin(((A·X)^T)^T·C)");
+    /* X^T·a and c^T·X^T: the commutation goes into the Kronecker
+     * product, whose vector factor makes the other commutation I */
+    lj_expr *a = leaf(&E, "a", 2, 1, 0, false), *c = leaf(&E, "c", 3, 1, 0, false);
+    lj_expr *Xta = keep(&E, lj_expr_mul(ctx, Xt, a));
+    jacobian_prints(ctx, Xta, X, "I_3 ⊗ a^T");
+    fd_ok(&E, Xta, X, 1e-7, "X^T·a");
+    lj_expr *ctXt = keep(&E, lj_expr_mul(ctx, keep(&E, lj_expr_transpose(ctx, c)), Xt));
+    jacobian_prints(ctx, ctXt, X, "c^T ⊗ I_2");
+    fd_ok(&E, ctXt, X, 1e-7, "c^T·X^T");
+    lj_expr *sXta = keep(&E, lj_expr_func(ctx, LJ_FN_SIN, Xta));
+    jacobian_prints(ctx, sXta, X, "Diag(cos(vec(X^T·a)))·(I_3 ⊗ a^T)");
+    fd_ok(&E, sXta, X, 1e-7, "sin(X^T·a)");
     env_free(&E);
     lj_context_free(&E.ctx);
 }

@@ -1373,6 +1373,26 @@ START_TEST(test_rules_kron)
     ASSERT_PRINTS(ctx, swap, "B ⊗ A");
     tmat Kr1 = tm_commutation(4, 2), Kr2 = tm_commutation(3, 5), T1 = tm_mul(Kr1, AB), T2 = tm_mul(T1, Kr2);
     check_op_against(ctx, swap, T2, 1e-12, "K(A⊗B)K");
+    /* ... and with one commutation I, since A or B is a vector: (u^T ⊗ B)·K_{3,5}
+     * = B ⊗ u^T (K_{4,1} = I), K_{4,2}·(v ⊗ B) = B ⊗ v (K_{1,5} = I); not
+     * where neither is a vector, (A ⊗ B)·K_{3,5} */
+    tmat U = tm_rand(3, 1, &seed), Vv = tm_rand(2, 1, &seed);
+    lj_op *u = dense_of(ctx, U, "u"), *v = dense_of(ctx, Vv, "v"), *ut = lj_op_transpose(ctx, u);
+    lj_op *utb = lj_op_kron(ctx, ut, b), *vb = lj_op_kron(ctx, v, b);
+    lj_op *sw1 = lj_op_mul(ctx, utb, Knq), *sw2 = lj_op_mul(ctx, Kpm, vb), *kept = lj_op_mul(ctx, ab, Knq);
+    ASSERT_PRINTS(ctx, sw1, "B ⊗ u^T");
+    ASSERT_PRINTS(ctx, sw2, "B ⊗ v");
+    ck_assert_int_eq(lj_op_kind_of(kept), LJ_OP_COMPOSE);
+    ASSERT_PRINTS(ctx, kept, "(A ⊗ B)·K_{3,5}");
+    tmat Ut = tm_transpose(U), UtB = tm_kron(Ut, B), VB = tm_kron(Vv, B);
+    tmat S1 = tm_mul(UtB, Kr2), S2 = tm_mul(Kr1, VB), S3 = tm_mul(AB, Kr2);
+    check_op_against(ctx, sw1, S1, 1e-13, "(u^T ⊗ B)·K");
+    check_op_against(ctx, sw2, S2, 1e-13, "K·(v ⊗ B)");
+    check_op_against(ctx, kept, S3, 1e-13, "(A ⊗ B)·K");
+    lj_op *more[] = { u, v, ut, utb, vb, sw1, sw2, kept };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) lj_op_free(&more[i]);
+    tmat mt[] = { U, Vv, Ut, UtB, VB, S1, S2, S3 };
+    for (size_t i = 0; i < sizeof mt / sizeof mt[0]; i++) tm_free(&mt[i]);
     /* (A⊗B)^T = A^T ⊗ B^T */
     lj_op *abt = lj_op_transpose(ctx, ab);
     ASSERT_PRINTS(ctx, abt, "A^T ⊗ B^T");

@@ -1,7 +1,8 @@
 /* Composition ops[0]·ops[1]···ops[n-1], applied right to left through two
  * workspace panels, and the product rules of DESIGN.md, with the commutation
  * rules grown since (a Diag between two commutations, a commutation passing
- * a Diag, and one entering a sum whose terms absorb it). */
+ * a Diag, one entering a sum whose terms absorb it, and one swapping a
+ * Kronecker product with a vector factor by itself). */
 #include "config.h"
 #include "op.h"
 #include <ctype.h>
@@ -504,6 +505,18 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
     if (lji_is(x, &lji_kind_commutation) && lji_is(y, &lji_kind_sum)) return distribute_past(ctx, x, NULL, y, true, fail);
     if (lji_is(x, &lji_kind_sum) && lji_is(y, &lji_kind_commutation)) return distribute_past(ctx, y, NULL, x, false, fail);
     bool kx = lji_is(x, &lji_kind_kron), ky = lji_is(y, &lji_kind_kron);
+    if ((kx && lji_is(y, &lji_kind_commutation)) || (ky && lji_is(x, &lji_kind_commutation))) {
+        /* K_{p,m}(A ⊗ B)K_{n,q} = B ⊗ A (A m×n, B p×q) where one of the
+         * two commutations is I, because p or m (n or q) is 1 */
+        const lj_op *k = kx ? y : x, *A = (kx ? x : y)->child[0], *B = (kx ? x : y)->child[1];
+        bool swaps = kx ? (A->rows == 1 || B->rows == 1) && k->m == A->cols && k->n == B->cols
+                        : (A->cols == 1 || B->cols == 1) && k->m == B->rows && k->n == A->rows;
+        if (swaps) {
+            r = lji_op_kron_nc(ctx, B, A);
+            *fail = !r;
+        }
+        return r;
+    }
     if (ky && lji_is(x, &lji_kind_sampled)) /* P·(C ⊗ D)(E ⊗ F) = P·(CE ⊗ DF) */
         return lji_sampled_times_kron(ctx, x, y, fail);
     if (kx && ky) {
