@@ -1234,6 +1234,61 @@ START_TEST(test_value_label_brackets)
 }
 END_TEST
 
+/* An elementwise function of a scalar has a scalar derivative, printed as
+ * its symbol (cos(s), 1/(x^T·x)), not Diag(f'(vec s)); and s·(1/s) is 1,
+ * so log det X reads (vec X^{-T})^T, as the Cookbook writes its gradient.
+ * Each J also against central differences, and a plan's after x moved
+ * against a fresh one. */
+START_TEST(test_scalar_function_symbols)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = lj_symtab_new(ctx);
+    uint64_t seed = 41;
+    const struct { const char *name; int64_t r, c; } decl[] = { { "X", 3, 3 }, { "x", 3, 1 }, { "a", 3, 1 }, { "s", 1, 1 } };
+    for (int i = 0; i < 4; i++) {
+        tmat m = tm_rand(decl[i].r, decl[i].c, &seed);
+        for (int64_t k = 0; k < m.r * m.c; k++) m.a[k] *= 0.3;
+        if (i == 0)
+            for (int k = 0; k < 3; k++) m.a[4 * k] += 2.0; /* det X > 0 */
+        if (i == 3) m.a[0] = 0.7;                           /* s > 0 */
+        lj_expr *e = lj_expr_var(ctx, decl[i].name, decl[i].r, decl[i].c, m.a);
+        CK_OK(ctx, lj_symtab_add(ctx, t, e));
+        lj_expr_free(&e);
+        tm_free(&m);
+    }
+    const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
+        { "log(det(X))", "X", "(vec X^{-T})^T", "(vec X^{-T})'" },
+        { "log(s*det(X))", "X", "(vec X^{-T})^T", "(vec X^{-T})'" },
+        { "exp(tr(X))", "X", "exp(tr(X))·(vec I_3)^T", "exp(tr(X))*(vec I_3)'" },
+        { "log(x'*x)", "x", "2·(1/(x^T·x))·x^T", "2*(1/(x'*x))*x'" },
+        { "atan(a'*x)", "x", "(1/(1 + (a^T·x)^2))·a^T", "(1/(1 + (a'*x)^2))*a'" },
+        { "relu(a'*x)", "x", "[a^T·x > 0]·a^T", "[a'*x > 0]*a'" },
+        { "sin(s)", "s", "cos(s)", "cos(s)" },
+        { "atan(s)", "s", "1/(1 + s^2)", "1/(1 + s^2)" },
+        { "sqrt(s)*x", "s", "(1/(2·sqrt(s)))·vec x", "(1/(2*sqrt(s)))*vec x" },
+        { "sin(x)", "x", "Diag(cos(vec x))", "Diag(cos(vec x))" }, /* not a scalar: a Diag still */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t pos;
+        lj_expr *f = lj_parse(ctx, cases[i].expr, t, &pos), *x = lj_symtab_get(t, cases[i].wrt);
+        CK_NN(ctx, f);
+        lj_op *J = lj_expr_jacobian(ctx, f, x);
+        CK_NN(ctx, J);
+        char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *p = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
+        forms_are(u, p, cases[i].uni, cases[i].plain, cases[i].expr);
+        double maxrel = -1, fro = -1;
+        CK_OK(ctx, lj_expr_fd_check(ctx, f, x, NULL, 0, &maxrel, &fro));
+        ck_assert_msg(maxrel < 1e-6, "%s: finite differences differ by %g", cases[i].expr, maxrel);
+        env E = { ctx, 43 + i, { 0 }, 0 };
+        plan_ok(&E, f, x, cases[i].expr); /* a plan's J after x moved: a fresh one's numbers and form */
+        lj_op_free(&J);
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- the seeds ---------------------------------------------------------------- */
 
 static lj_expr *load(lj_context *ctx, lj_symtab *t, const char *seed, const char *name)
@@ -2505,6 +2560,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_commutation_through_sums);
     tcase_add_test(rules, test_large_shared_dag);
     tcase_add_test(rules, test_topo_inline_edge);
+    tcase_add_test(rules, test_scalar_function_symbols);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

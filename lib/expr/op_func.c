@@ -1,6 +1,7 @@
 /* Elementwise functions: one entry each, holding the scalar function, its
  * derivative, its domain and the label of its derivative in printed
- * Jacobians; evaluation and the local Jacobian Diag(f'(vec A)) are shared.
+ * Jacobians; evaluation and the local Jacobian Diag(f'(vec A)) are shared
+ * (f'(a) as a symbol, for a scalar a).
  *
  * At points where f is not differentiable the derivative follows PyTorch:
  * abs'(0) = 0 and relu'(0) = 0 (the subgradient 0), sign' = 0 everywhere;
@@ -59,6 +60,41 @@ static lj_status func_eval(lj_context *ctx, const lj_expr *e, const double *A, c
 }
 
 /* Diag(f'(vec A)); the zero operator for a function whose derivative is 0 */
+/* The derivative of f at a scalar a as the symbol the Cookbook writes:
+ * f's label template with a's label for '@' and scalar operations for
+ * elementwise ones ("1./@" → "1/det(X)", "exp(@)" → "exp(x^T·x)",
+ * "1./(1 + (@).^2)" → "1/(1 + s^2)", "σ(@) ∘ (1 − σ(@))" →
+ * "σ(s)·(1 − σ(s))"). */
+static char *scalar_dlabel(lji_dctx *d, const lji_opdef *f, const lj_expr *a)
+{
+    char *l = lji_d_label(d, a);
+    if (!l) return NULL;
+    bool wrapped = lji_label_is_wrapped(l), atomic = !wrapped && lji_label_is_atomic(l);
+    const char *inner = wrapped ? l + 1 : l; /* a compound label's own parentheses dropped */
+    size_t ni = strlen(l) - (wrapped ? 2 : 0);
+    static const char hadamard[] = " ∘ ";
+    lji_buf b;
+    lji_buf_init(&b, d->ctx);
+    for (const char *s = f->dpre; *s; s++) {
+        bool grouping = *s == '(' && (s == f->dpre || s[-1] == ' ' || s[-1] == '('); /* not a call's */
+        if (grouping && s[1] == '@' && s[2] == ')' && atomic) { /* "(@).^2" → "s^2" */
+            lji_buf_puts(&b, l);
+            s += 2;
+        } else if (*s == '@') {
+            if (s > f->dpre && ((s[-1] == '(' && s[1] == ')') || s[-1] == '[')) /* inside "f(…)" or "[… > 0]" */
+                lji_buf_putn(&b, inner, ni);
+            else lji_buf_puts(&b, l);
+        } else if (s[0] == '.' && (s[1] == '/' || s[1] == '^')) { /* "./" → "/", ".^" → "^" */
+        } else if (!strncmp(s, hadamard, sizeof hadamard - 1)) {
+            lji_buf_puts(&b, "·");
+            s += sizeof hadamard - 2;
+        } else
+            lji_buf_putn(&b, s, 1);
+    }
+    free(l);
+    return lji_buf_finish(&b, "jacobian");
+}
+
 static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
@@ -73,6 +109,16 @@ static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
                       A[i], i + 1);
             return NULL;
         }
+    if (mn == 1 && !e->a->pat && !d->raw) { /* f'(a) for a scalar a: a symbol, not Diag(f'(vec a)) */
+        char *l = scalar_dlabel(d, f, e->a);
+        lj_op *I = l ? lj_op_identity(d->ctx, 1) : NULL;
+        lj_op *r = I ? lji_scale_sym(d->ctx, f->df(A[0]), l, I) : NULL;
+        if (!l) lji_nomem(d->ctx, "jacobian");
+        lji_tape_break(d->ctx, "a scalar function's derivative as a symbol");
+        lj_op_free(&I);
+        free(l);
+        return r;
+    }
     double *g = lji_malloc(d->ctx, (size_t)(mn ? mn : 1) * sizeof *g);
     char *v = lji_d_vec_label(d, e->a, "", "");
     lj_op *r = NULL;

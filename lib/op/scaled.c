@@ -2,6 +2,7 @@
 #include "config.h"
 #include "op.h"
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 static lj_status scaled_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
@@ -30,8 +31,17 @@ static void scaled_cost(const lj_op *J, double *flops, double *bytes)
     lji_cost(J->child[0], flops, bytes);
 }
 
+static bool coef_is_factor(const char *s);
+
 static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
+    if (J->label && J->rows == 1 && lji_is_identity(J->child[0])) { /* s·I_1 is the scalar s */
+        bool wrap = where != LJI_AT_TOP && where != LJI_AT_SUM && !coef_is_factor(J->label);
+        lji_put_open(b, wrap);
+        lji_put_label(b, J->label, fmt);
+        lji_put_close(b, wrap);
+        return;
+    }
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT;
     lji_put_open(b, paren);
     if (J->label) { /* a symbol's value: the symbol */
@@ -89,8 +99,8 @@ static bool coef_is_factor(const char *s)
 {
     int depth = 0;
     for (; *s; s++) {
-        if (*s == '(' || *s == '{') depth++;
-        else if (*s == ')' || *s == '}') depth--;
+        if (*s == '(' || *s == '{' || *s == '[') depth++;
+        else if (*s == ')' || *s == '}' || *s == ']') depth--;
         else if (depth == 0 && (strchr(" +-*/", *s) || !strncmp(s, "−", strlen("−")))) return false;
     }
     return true;
@@ -104,9 +114,26 @@ void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt)
     lji_put_close(b, wrap);
 }
 
-/* c times the value alpha of the symbol sym */
+/* Whether the symbols s and t are each other's reciprocal, "1/t" or
+ * "1/(t)" and t (the derivative of log u meeting u's, say), with values
+ * sa and ta that agree (two different values of one label stay apart). */
+static bool coef_reciprocal(const char *s, double sa, const char *t, double ta)
+{
+    if (strncmp(s, "1/", 2)) return false;
+    size_t n = strlen(s + 2), nt = strlen(t);
+    bool same = !strcmp(s + 2, t) || (n == nt + 2 && s[2] == '(' && !strncmp(s + 3, t, nt) && s[n + 1] == ')');
+    return same && fabs(sa * ta - 1.0) <= 1e-12;
+}
+
+/* c times the value alpha of the symbol sym; s·(1/s) is 1 */
 static void coef_times_sym(lj_context *ctx, lji_coef *c, double alpha, const char *sym)
 {
+    if (c->sym && (coef_reciprocal(c->sym, c->salpha, sym, alpha) || coef_reciprocal(sym, alpha, c->sym, c->salpha))) {
+        free(c->sym);
+        c->sym = NULL;
+        c->salpha = 1.0;
+        return;
+    }
     c->salpha *= alpha;
     if (!c->sym) {
         if (!(c->sym = lji_strdup(ctx, sym))) c->failed = true;
