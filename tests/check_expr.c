@@ -1201,6 +1201,25 @@ START_TEST(test_gradient_forms)
 }
 END_TEST
 
+/* expr parsed over t (returned), its J with respect to wrt printed as uni
+ * and plain, and right against central differences */
+static lj_expr *jacobian_forms_ok(lj_context *ctx, lj_symtab *t, const char *expr, const char *wrt, const char *uni,
+                                  const char *plain)
+{
+    int64_t pos;
+    lj_expr *f = lj_parse(ctx, expr, t, &pos), *x = lj_symtab_get(t, wrt);
+    CK_NN(ctx, f);
+    lj_op *J = lj_expr_jacobian(ctx, f, x);
+    CK_NN(ctx, J);
+    char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *p = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
+    forms_are(u, p, uni, plain, expr);
+    double maxrel = -1, fro = -1;
+    CK_OK(ctx, lj_expr_fd_check(ctx, f, x, NULL, 0, &maxrel, &fro));
+    ck_assert_msg(maxrel < 1e-6, "%s: finite differences differ by %g", expr, maxrel);
+    lj_op_free(&J);
+    return f;
+}
+
 /* A value's label "(x^T·A)" prints without its own brackets as the whole
  * or a term of a sum, after a minus sign too unless a sum is inside; in
  * products it keeps them. Each J also against central differences. */
@@ -1215,18 +1234,9 @@ START_TEST(test_value_label_brackets)
         { "A*x - (A-B)*x", "A − (A − B)", "A - (A - B)" },
         { "x'*(A*B)*x", "x^T·(A·B)^T + x^T·(A·B)", "x'*(A*B)' + x'*(A*B)" },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int64_t pos;
-        lj_expr *f = lj_parse(ctx, cases[i].expr, t, &pos), *x = lj_symtab_get(t, "x");
-        CK_NN(ctx, f);
-        lj_op *J = lj_expr_jacobian(ctx, f, x);
-        CK_NN(ctx, J);
-        char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *p = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
-        forms_are(u, p, cases[i].uni, cases[i].plain, cases[i].expr);
-        double maxrel = -1, fro = -1;
-        CK_OK(ctx, lj_expr_fd_check(ctx, f, x, NULL, 0, &maxrel, &fro));
-        ck_assert_msg(maxrel < 1e-6, "%s: finite differences differ by %g", cases[i].expr, maxrel);
-        lj_op_free(&J);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    {
+        lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain);
         lj_expr_free(&f);
     }
     lj_symtab_free(&t);
@@ -1269,19 +1279,9 @@ START_TEST(test_scalar_function_symbols)
         { "sin(x)", "x", "Diag(cos(vec x))", "Diag(cos(vec x))" }, /* not a scalar: a Diag still */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        int64_t pos;
-        lj_expr *f = lj_parse(ctx, cases[i].expr, t, &pos), *x = lj_symtab_get(t, cases[i].wrt);
-        CK_NN(ctx, f);
-        lj_op *J = lj_expr_jacobian(ctx, f, x);
-        CK_NN(ctx, J);
-        char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *p = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
-        forms_are(u, p, cases[i].uni, cases[i].plain, cases[i].expr);
-        double maxrel = -1, fro = -1;
-        CK_OK(ctx, lj_expr_fd_check(ctx, f, x, NULL, 0, &maxrel, &fro));
-        ck_assert_msg(maxrel < 1e-6, "%s: finite differences differ by %g", cases[i].expr, maxrel);
+        lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain);
         env E = { ctx, 43 + i, { 0 }, 0 };
-        plan_ok(&E, f, x, cases[i].expr); /* a plan's J after x moved: a fresh one's numbers and form */
-        lj_op_free(&J);
+        plan_ok(&E, f, lj_symtab_get(t, cases[i].wrt), cases[i].expr); /* a plan's J after x moved: a fresh one's */
         lj_expr_free(&f);
     }
     lj_symtab_free(&t);
