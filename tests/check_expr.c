@@ -1289,6 +1289,39 @@ START_TEST(test_scalar_function_symbols)
 }
 END_TEST
 
+/* Numbers stay numbers and fold: a number exponent, a numerator, a minus
+ * sign or a number factor of an operand read as an operator (−x^T·x:
+ * −2·x^T, not −x^T + (−x^T)); a right operand that starts with a minus
+ * sign is bracketed in a value's label (x^T·(−A)). Each J against central
+ * differences, and a plan's after x moved against a fresh one. */
+START_TEST(test_number_factors_fold)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 47, false);
+    const struct { const char *expr, *uni, *plain; } cases[] = {
+        { "(x'*x)^2", "4·(x^T·x)·x^T", "4*(x'*x)*x'" },
+        { "(x'*x)^3", "6·(x^T·x)^2·x^T", "6*(x'*x)^2*x'" },
+        { "1/(x'*x)", "−2·(1/(x^T·x)^2)·x^T", "-2*(1/(x'*x)^2)*x'" },
+        { "-x'*x", "−2·x^T", "-2*x'" },
+        { "(2*x')*x", "4·x^T", "4*x'" },
+        { "(-x')*(-x)", "2·x^T", "2*x'" },
+        { "x'*(-2)", "−2·I_3", "-2*I_3" },
+        { "exp(-x'*x)", "−2·exp(−x^T·x)·x^T", "-2*exp(-x'*x)*x'" },
+        { "x'*(-A)*x", "−x^T·A^T + x^T·(−A)", "-x'*A' + x'*(-A)" },
+        { "x'*(-2*A)*x", "−2·x^T·A^T + x^T·(−2·A)", "-2*x'*A' + x'*(-2*A)" },
+        { "x'*((-(2))*A)", "−2·A^T", "-2*A'" }, /* the number an interior node, read for the operator */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain);
+        env E = { ctx, 53 + i, { 0 }, 0 };
+        plan_ok(&E, f, lj_symtab_get(t, "x"), cases[i].expr);
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- the seeds ---------------------------------------------------------------- */
 
 static lj_expr *load(lj_context *ctx, lj_symtab *t, const char *seed, const char *name)
@@ -2561,6 +2594,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_large_shared_dag);
     tcase_add_test(rules, test_topo_inline_edge);
     tcase_add_test(rules, test_scalar_function_symbols);
+    tcase_add_test(rules, test_number_factors_fold);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

@@ -239,8 +239,9 @@ char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const c
     return own;
 }
 
-/* The value of e as an operator (new reference); transposes stay lazy so
- * that (x')^T prints as x. */
+/* The value of e as an operator (new reference); transposes, negations
+ * and multiples by a number stay lazy, so that (x')^T prints as x and
+ * −x^T + (−x^T) is −2·x^T. */
 lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
 {
     int64_t i = lji_topo_find(d->t, e);
@@ -248,6 +249,11 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
     lj_op *r = NULL;
     if (e->def == &lji_op_transpose) {
         r = lji_d_transposed(d->ctx, lji_d_opval(d, e->a));
+    } else if (e->def == &lji_op_neg || e->def == &lji_op_scale) { /* −A and 2·A as −1 and 2 times A's */
+        r = lji_d_scaled(d->ctx, e->def == &lji_op_neg ? -1.0 : e->p, lji_d_opval(d, e->a));
+    } else if (lji_number_times(e) >= 0) { /* 2*A and A*2 likewise */
+        int w = lji_number_times(e);
+        r = lji_d_scaled(d->ctx, lji_d_val(d, w ? e->a : e->b)[0], lji_d_opval(d, w ? e->b : e->a));
     } else if (e->def == &lji_op_eye) {
         r = lj_op_identity(d->ctx, e->rows);
     } else if (e->pat) { /* a sparse value stays a sparse operator */
@@ -362,7 +368,7 @@ lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a) { return take(ctx, TAKE
 
 lj_op *lji_d_scaled_by(lji_dctx *d, const lj_expr *e, double s, const char *pre, const char *post, lj_op *a)
 {
-    if (!a || (e->def == &lji_op_const && !e->name)) return lji_d_scaled(d->ctx, s, a);
+    if (!a || lji_is_number(e)) return lji_d_scaled(d->ctx, s, a); /* a number is no symbol */
     char *l = lji_d_label(d, e), *sym = NULL;
     if (l) {
         lji_buf b;
@@ -486,12 +492,24 @@ void lj_jacplan_free(lj_jacplan **pp)
     free(p);
 }
 
-/* The node whose value lji_d_opval reads for node i: a transpose is taken
- * of its operand's operator, and an identity has no value to read (-1). */
-static int64_t opval_source(const lji_topo *t, int64_t i)
+/* The values lji_d_opval reads for node i, marked needed: a transpose,
+ * a negation or a multiple is taken of its operand's operator (and the
+ * number of a multiple is read), and an identity has no value to read. */
+static void need_opval(lj_jacplan *p, int64_t i)
 {
-    while (t->node[i]->def == &lji_op_transpose) i = lji_topo_kid(t, i, 0);
-    return t->node[i]->def == &lji_op_eye ? -1 : i;
+    const lji_topo *t = &p->t;
+    for (;;) {
+        const lj_expr *x = t->node[i];
+        int w = lji_number_times(x);
+        if (x->def == &lji_op_transpose || x->def == &lji_op_neg || x->def == &lji_op_scale)
+            i = lji_topo_kid(t, i, 0);
+        else if (w >= 0) {
+            p->need[lji_topo_kid(t, i, 1 - w)] = 1;
+            i = lji_topo_kid(t, i, w);
+        } else
+            break;
+    }
+    if (t->node[i]->def != &lji_op_eye) p->need[i] = 1;
 }
 
 /* Node j of x's operands, read by x's local Jacobian for the other one: a
@@ -500,8 +518,8 @@ static int64_t opval_source(const lji_topo *t, int64_t i)
  * 160 MB transpose); with a scalar operand it reads numbers. */
 static void need_other(lj_jacplan *p, const lj_expr *x, int64_t j)
 {
-    if (x->def == &lji_op_mul && !lji_is_scalar(x->a) && !lji_is_scalar(x->b)) j = opval_source(&p->t, j);
-    if (j >= 0) p->need[j] = 1;
+    if (x->def == &lji_op_mul && !lji_is_scalar(x->a) && !lji_is_scalar(x->b)) need_opval(p, j);
+    else p->need[j] = 1;
 }
 
 /* The plan's counts in one pass along the order (operands come before

@@ -441,7 +441,10 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
             if (b->math) lji_buf_puts(b, x->def->msym);
             else if (mine == 1) lji_buf_printf(b, " %s ", x->def->sym);
             else lji_buf_puts(b, x->def->sym);
-            lji_expr_write(b, x->b, mine + 1);
+            /* a right operand that starts with a minus sign is bracketed:
+             * x^T·(−A), a + (−2) */
+            bool minus = x->b->def == &lji_op_neg || (x->b->def == &lji_op_const && !x->b->name && x->b->value[0] < 0);
+            lji_expr_write(b, x->b, minus ? 4 : mine + 1);
         }
         free(spine);
     }

@@ -12,6 +12,19 @@ bool lji_is_scalar(const lj_expr *e)
     return e->rows == 1 && e->cols == 1;
 }
 
+bool lji_is_number(const lj_expr *e)
+{
+    while (e->def == &lji_op_neg || e->def == &lji_op_scale) e = e->a; /* −2 parses as −(2) */
+    return e->def == &lji_op_const && !e->name && lji_is_scalar(e) && !e->pat;
+}
+
+int lji_number_times(const lj_expr *e)
+{
+    if (e->def != &lji_op_mul) return -1;
+    if (lji_is_number(e->a)) return 1;
+    return lji_is_number(e->b) ? 0 : -1;
+}
+
 lj_status lji_shape_same(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
                          int64_t *r, int64_t *c)
 {
@@ -212,6 +225,9 @@ static lj_op *divs_local(lji_dctx *d, const lj_expr *e, int which)
 {
     double s = lji_d_val(d, e->b)[0];
     if (!which) return lji_d_scaled_by(d, e->b, 1.0 / s, "1/", "", lji_d_identity(d->ctx, lji_d_len(d, e)));
+    if (e->a->def == &lji_op_const && !e->a->name && lji_is_scalar(e->a)) /* c/s: −c·(1/s^2), no "vec c" */
+        return lji_d_scaled(d->ctx, -lji_d_val(d, e->a)[0],
+                            lji_d_scaled_by(d, e->b, 1.0 / (s * s), "1/", "^2", lji_d_identity(d->ctx, 1)));
     return lji_d_scaled(d->ctx, -1.0, lji_d_scaled_by(d, e->b, 1.0 / (s * s), "1/", "^2", lji_d_vec(d, e->a)));
 }
 
@@ -266,12 +282,18 @@ static lj_op *power_local(lji_dctx *d, const lj_expr *e, int which)
     char *la = lji_d_label(d, e->a), *lb = lji_d_label(d, e->b);
     lji_buf bb;
     lji_buf_init(&bb, d->ctx);
-    bool number = e->b->def == &lji_op_const && !e->b->name; /* a^2: 2·a */
+    /* a number exponent stays a number, outside the symbol, so that it
+     * folds with the others: a^2 gives 2·a, a^3 gives 3·a^2 */
+    bool number = e->b->def == &lji_op_const && !e->b->name;
+    double num = 1.0;
     if (!which) {
         g = b * pow(a, b - 1);
-        if (number && b == 2) lji_buf_printf(&bb, "2·%s", la ? la : "?");
-        else if (number) lji_buf_printf(&bb, "%g·%s^%g", b, la ? la : "?", b - 1);
-        else lji_buf_printf(&bb, "%s·%s^(%s − 1)", lb ? lb : "?", la ? la : "?", lb ? lb : "?");
+        if (number) {
+            num = b, g = pow(a, b - 1);
+            if (b == 2) lji_buf_puts(&bb, la ? la : "?");
+            else lji_buf_printf(&bb, "%s^%g", la ? la : "?", b - 1);
+        } else
+            lji_buf_printf(&bb, "%s·%s^(%s − 1)", lb ? lb : "?", la ? la : "?", lb ? lb : "?");
     } else {
         g = pow(a, b) * log(a);
         lji_buf_printf(&bb, "%s^%s·log %s", la ? la : "?", lb ? lb : "?", la ? la : "?");
@@ -284,9 +306,10 @@ static lj_op *power_local(lji_dctx *d, const lj_expr *e, int which)
         lji_error(d->ctx, LJ_ERR_DOMAIN, "power: d(a^b)/db needs a > 0, not a = %g", a);
         return NULL;
     }
-    lj_op *r = l ? lj_op_dense(d->ctx, 1, 1, &g, 1, l) : NULL;
+    lj_op *I = l ? lj_op_identity(d->ctx, 1) : NULL, *r = I ? lji_scale_sym(d->ctx, g, l, I) : NULL;
+    lj_op_free(&I);
     free(l);
-    return r;
+    return num == 1.0 ? r : lji_d_scaled(d->ctx, num, r);
 }
 
 /* ---- printing --------------------------------------------------------------------- */
