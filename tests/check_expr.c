@@ -1222,7 +1222,8 @@ static lj_expr *jacobian_forms_ok(lj_context *ctx, lj_symtab *t, const char *exp
 
 /* A value's label "(x^T·A)" prints without its own brackets as the whole
  * or a term of a sum, after a minus sign too unless a sum is inside; in
- * products it keeps them. Each J also against central differences. */
+ * products it keeps them; "(−x^T·A)" as a term is "− x^T·A". Each J also
+ * against central differences. */
 START_TEST(test_value_label_brackets)
 {
     lj_context *ctx = lj_context_new();
@@ -1233,6 +1234,11 @@ START_TEST(test_value_label_brackets)
         { "A*x - (A+B)*x", "A − (A + B)", "A - (A + B)" },
         { "A*x - (A-B)*x", "A − (A − B)", "A - (A - B)" },
         { "x'*(A*B)*x", "x^T·(A·B)^T + x^T·(A·B)", "x'*(A*B)' + x'*(A*B)" },
+        /* a value "(−x^T·A)" gives its minus sign to the term; one with a
+         * sum inside keeps its brackets */
+        { "-x'*A*x", "−x^T·A^T − x^T·A", "-x'*A' - x'*A" },
+        { "-x'*(A+B)*x", "−x^T·(A + B)^T − x^T·(A + B)", "-x'*(A + B)' - x'*(A + B)" },
+        { "(-x'*A - x'*B)*x", "x^T·(−A^T − B^T) + (−x^T·A − x^T·B)", "x'*(-A' - B') + (-x'*A - x'*B)" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     {

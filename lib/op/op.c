@@ -880,6 +880,16 @@ static bool label_is_sum_n(const char *label, size_t n)
     return false;
 }
 
+size_t lji_label_minus_product(const char *label)
+{
+    const char *minus = "−";
+    size_t n = strlen(label), m = strlen(minus);
+    if (!lji_label_is_wrapped(label)) return 0;
+    size_t skip = label[1] == '-' ? 2 : !strncmp(label + 1, minus, m) ? 1 + m : 0;
+    if (!skip || label[skip] == '-' || !strncmp(label + skip, minus, m)) return 0; /* no sign of its own */
+    return label_is_sum_n(label + skip, n - skip - 1) ? 0 : skip;
+}
+
 bool lji_label_is_sum(const char *label)
 {
     return label_is_sum_n(label, strlen(label));

@@ -416,6 +416,9 @@ bool lji_label_is_sum(const char *label);
 bool lji_label_is_sum_inside(const char *label);
 /* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
 bool lji_label_is_wrapped(const char *label);
+/* For a label "(−M)" (or "(-M)"), M a product with no sign of its own and
+ * no sum at its top: the bytes before M; else 0 */
+size_t lji_label_minus_product(const char *label);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
 /* x as lji_put_number writes it (six significant digits; in plain form
  * the fewest that read back as x exactly) */

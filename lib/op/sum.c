@@ -118,12 +118,23 @@ static void sum_cost(const lj_op *J, double *flops, double *bytes)
     *bytes = b;
 }
 
+/* For a value labelled "(−M)", M a product: the bytes before M; else 0 */
+static size_t value_minus(const lj_op *t)
+{
+    return lji_is(t, &lji_kind_dense) && t->label ? lji_label_minus_product(t->label) : 0;
+}
+
 static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     bool paren = where != LJI_AT_TOP;
     lji_put_open(b, paren);
     for (int i = 0; i < J->nchild; i++) {
         double c = J->coef[i];
+        /* a value "(−x^T·A)" gives its minus sign to the term: x^T·A^T −
+         * x^T·A, not x^T·A^T + (−x^T·A) */
+        const lj_op *t = J->child[i];
+        size_t skip = value_minus(t);
+        if (skip) c = -c;
         if (i) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
         else if (c < 0)
             lji_buf_puts(b, lji_sym_minus(fmt));
@@ -135,9 +146,11 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         /* a term after a scalar or a minus sign is printed as a factor;
          * a value's label with no sum inside needs no brackets after a
          * minus either ("x^T·A − x^T·B") */
-        const lj_op *t = J->child[i];
         bool bare = a == 1.0 && lji_is(t, &lji_kind_dense) && t->label && !lji_label_is_sum_inside(t->label);
-        lji_print(b, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
+        if (skip) /* the product after the value's minus sign */
+            lji_put_label_n(b, t->label + skip, strlen(t->label) - skip - 1, fmt);
+        else
+            lji_print(b, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
     }
     lji_put_close(b, paren);
 }
