@@ -1281,7 +1281,8 @@ START_TEST(test_scalar_function_symbols)
         { "relu(a'*x)", "x", "[a^T·x > 0]·a^T", "[a'*x > 0]*a'" },
         { "sin(s)", "s", "cos(s)", "cos(s)" },
         { "atan(s)", "s", "1/(1 + s^2)", "1/(1 + s^2)" },
-        { "sqrt(s)*x", "s", "(1/(2·sqrt(s)))·vec x", "(1/(2*sqrt(s)))*vec x" },
+        { "sqrt(s)*x", "s", "0.5·(1/sqrt(s))·vec x", "0.5*(1/sqrt(s))*vec x" },
+        { "sqrt(x'*x)", "x", "(1/sqrt(x^T·x))·x^T", "(1/sqrt(x'*x))*x'" }, /* the ½ meets the 2 */
         { "sin(x)", "x", "Diag(cos(vec x))", "Diag(cos(vec x))" }, /* not a scalar: a Diag still */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

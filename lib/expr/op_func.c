@@ -65,7 +65,7 @@ static lj_status func_eval(lj_context *ctx, const lj_expr *e, const double *A, c
  * elementwise ones ("1./@" → "1/det(X)", "exp(@)" → "exp(x^T·x)",
  * "1./(1 + (@).^2)" → "1/(1 + s^2)", "σ(@) ∘ (1 − σ(@))" →
  * "σ(s)·(1 − σ(s))"). */
-static char *scalar_dlabel(lji_dctx *d, const lji_opdef *f, const lj_expr *a)
+static char *scalar_dlabel(lji_dctx *d, const char *tmpl, const lj_expr *a)
 {
     char *l = lji_d_label(d, a);
     if (!l) return NULL;
@@ -75,13 +75,13 @@ static char *scalar_dlabel(lji_dctx *d, const lji_opdef *f, const lj_expr *a)
     static const char hadamard[] = " ∘ ";
     lji_buf b;
     lji_buf_init(&b, d->ctx);
-    for (const char *s = f->dpre; *s; s++) {
-        bool grouping = *s == '(' && (s == f->dpre || s[-1] == ' ' || s[-1] == '('); /* not a call's */
+    for (const char *s = tmpl; *s; s++) {
+        bool grouping = *s == '(' && (s == tmpl || s[-1] == ' ' || s[-1] == '('); /* not a call's */
         if (grouping && s[1] == '@' && s[2] == ')' && atomic) { /* "(@).^2" → "s^2" */
             lji_buf_puts(&b, l);
             s += 2;
         } else if (*s == '@') {
-            if (s > f->dpre && ((s[-1] == '(' && s[1] == ')') || s[-1] == '[')) /* inside "f(…)" or "[… > 0]" */
+            if (s > tmpl && ((s[-1] == '(' && s[1] == ')') || s[-1] == '[')) /* inside "f(…)" or "[… > 0]" */
                 lji_buf_putn(&b, inner, ni);
             else lji_buf_puts(&b, l);
         } else if (s[0] == '.' && (s[1] == '/' || s[1] == '^')) { /* "./" → "/", ".^" → "^" */
@@ -110,14 +110,27 @@ static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
             return NULL;
         }
     if (mn == 1 && !e->a->pat && !d->raw) { /* f'(a) for a scalar a: a symbol, not Diag(f'(vec a)) */
-        char *l = scalar_dlabel(d, f, e->a);
+        /* a number in front, "1./(2·sqrt(@))", stays a number: ½ times
+         * the symbol 1/sqrt(a), to fold with the others */
+        char tmpl[64];
+        double k = 1.0;
+        const char *t = f->dpre, *dot = "·";
+        char *end = NULL;
+        if (!strncmp(t, "1./(", 4) && (k = strtod(t + 4, &end)) > 0 && !strncmp(end, dot, strlen(dot)) &&
+            strlen(t) < sizeof tmpl) {
+            const char *rest = end + strlen(dot);
+            snprintf(tmpl, sizeof tmpl, "1./%.*s", (int)(strlen(rest) - 1), rest); /* its ')' dropped */
+            t = tmpl;
+        } else
+            k = 1.0;
+        char *l = scalar_dlabel(d, t, e->a);
         lj_op *I = l ? lj_op_identity(d->ctx, 1) : NULL;
-        lj_op *r = I ? lji_scale_sym(d->ctx, f->df(A[0]), l, I) : NULL;
+        lj_op *r = I ? lji_scale_sym(d->ctx, k * f->df(A[0]), l, I) : NULL;
         if (!l) lji_nomem(d->ctx, "jacobian");
         lji_tape_break(d->ctx, "a scalar function's derivative as a symbol");
         lj_op_free(&I);
         free(l);
-        return r;
+        return k == 1.0 ? r : lji_d_scaled(d->ctx, 1.0 / k, r);
     }
     double *g = lji_malloc(d->ctx, (size_t)(mn ? mn : 1) * sizeof *g);
     char *v = lji_d_vec_label(d, e->a, "", "");
