@@ -1283,6 +1283,8 @@ START_TEST(test_scalar_function_symbols)
         { "atan(s)", "s", "1/(1 + s^2)", "1/(1 + s^2)" },
         { "sqrt(s)*x", "s", "0.5·(1/sqrt(s))·vec x", "0.5*(1/sqrt(s))*vec x" },
         { "sqrt(x'*x)", "x", "(1/sqrt(x^T·x))·x^T", "(1/sqrt(x'*x))*x'" }, /* the ½ meets the 2 */
+        { "s*x'*x", "x", "2·s·x^T", "2*s*x'" }, /* s·x^T read as an operator, one term */
+        { "tanh(s*x'*x)", "x", "2·(1 − tanh²(s·x^T·x))·s·x^T", "2*(1 - tanh²(s*x'*x))*s*x'" },
         { "sin(x)", "x", "Diag(cos(vec x))", "Diag(cos(vec x))" }, /* not a scalar: a Diag still */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -240,7 +240,7 @@ char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const c
 }
 
 /* The value of e as an operator (new reference); transposes, negations
- * and multiples by a number stay lazy, so that (x')^T prints as x and
+ * and multiples by a scalar stay lazy, so that (x')^T prints as x and
  * −x^T + (−x^T) is −2·x^T. */
 lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
 {
@@ -251,9 +251,10 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
         r = lji_d_transposed(d->ctx, lji_d_opval(d, e->a));
     } else if (e->def == &lji_op_neg || e->def == &lji_op_scale) { /* −A and 2·A as −1 and 2 times A's */
         r = lji_d_scaled(d->ctx, e->def == &lji_op_neg ? -1.0 : e->p, lji_d_opval(d, e->a));
-    } else if (lji_number_times(e) >= 0) { /* 2*A and A*2 likewise */
-        int w = lji_number_times(e);
-        r = lji_d_scaled(d->ctx, lji_d_val(d, w ? e->a : e->b)[0], lji_d_opval(d, w ? e->b : e->a));
+    } else if (lji_scalar_times(e) >= 0) { /* 2*A, A*2 and s*A likewise: a number, or s as a symbol */
+        int w = lji_scalar_times(e);
+        const lj_expr *s = w ? e->a : e->b;
+        r = lji_d_scaled_by(d, s, lji_d_val(d, s)[0], "", "", lji_d_opval(d, w ? e->b : e->a));
     } else if (e->def == &lji_op_eye) {
         r = lj_op_identity(d->ctx, e->rows);
     } else if (e->pat) { /* a sparse value stays a sparse operator */
@@ -494,13 +495,13 @@ void lj_jacplan_free(lj_jacplan **pp)
 
 /* The values lji_d_opval reads for node i, marked needed: a transpose,
  * a negation or a multiple is taken of its operand's operator (and the
- * number of a multiple is read), and an identity has no value to read. */
+ * scalar of a multiple is read), and an identity has no value to read. */
 static void need_opval(lj_jacplan *p, int64_t i)
 {
     const lji_topo *t = &p->t;
     for (;;) {
         const lj_expr *x = t->node[i];
-        int w = lji_number_times(x);
+        int w = lji_scalar_times(x);
         if (x->def == &lji_op_transpose || x->def == &lji_op_neg || x->def == &lji_op_scale)
             i = lji_topo_kid(t, i, 0);
         else if (w >= 0) {

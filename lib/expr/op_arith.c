@@ -18,11 +18,11 @@ bool lji_is_number(const lj_expr *e)
     return e->def == &lji_op_const && !e->name && lji_is_scalar(e) && !e->pat;
 }
 
-int lji_number_times(const lj_expr *e)
+int lji_scalar_times(const lj_expr *e)
 {
     if (e->def != &lji_op_mul) return -1;
-    if (lji_is_number(e->a)) return 1;
-    return lji_is_number(e->b) ? 0 : -1;
+    if (lji_is_scalar(e->a) && !e->a->pat) return 1;
+    return lji_is_scalar(e->b) && !e->b->pat ? 0 : -1;
 }
 
 lj_status lji_shape_same(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,

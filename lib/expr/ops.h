@@ -128,8 +128,9 @@ lj_expr *lji_expr_binary(lj_context *ctx, const lji_opdef *d, lj_expr *a, lj_exp
 bool lji_is_scalar(const lj_expr *e);
 /* e is a number: an unnamed 1×1 constant, or its negation or multiple */
 bool lji_is_number(const lj_expr *e);
-/* e = c·A or A·c for a number c: A's side (1: b, 0: a); else -1 */
-int lji_number_times(const lj_expr *e);
+/* e = s·A or A·s for a scalar s (1×1, dense): A's side (1: b, 0: a);
+ * else -1 */
+int lji_scalar_times(const lj_expr *e);
 
 /* Shape rules shared by several entries. */
 lj_status lji_shape_same(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
