@@ -1285,6 +1285,9 @@ START_TEST(test_scalar_function_symbols)
         { "sqrt(x'*x)", "x", "(1/sqrt(x^T·x))·x^T", "(1/sqrt(x'*x))*x'" }, /* the ½ meets the 2 */
         { "s*x'*x", "x", "2·s·x^T", "2*s*x'" }, /* s·x^T read as an operator, one term */
         { "tanh(s*x'*x)", "x", "2·(1 − tanh²(s·x^T·x))·s·x^T", "2*(1 - tanh²(s*x'*x))*s*x'" },
+        { "norm2(x)", "x", "(1/norm2(x))·(vec x)^T", "(1/norm2(x))*(vec x)'" },
+        { "norm2(X)^2", "X", "2·(vec X)^T", "2*(vec X)'" }, /* norm2(X) meets 1/norm2(X) */
+        { "norm2(X*x - a)^2", "x", "2·(vec(X·x − a))^T·X", "2*(vec(X*x - a))'*X" },
         { "sin(x)", "x", "Diag(cos(vec x))", "Diag(cos(vec x))" }, /* not a scalar: a Diag still */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -2459,8 +2462,8 @@ START_TEST(test_sparse_structure)
         { lj_expr_mul(ctx, SY, Gt), Y, -1, "(G ⊗ I_30)·P_S^T·P_S·Diag(vec S)" }, /* (G^T)^T = G */
         { lj_expr_mul(ctx, SY, XtYt), Y, -1, "((X^T·Y) ⊗ I_30)·P_S^T·P_S·Diag(vec S) + (I_4 ⊗ (S ∘ Y))·K_{4,30}·(I_30 ⊗ X^T)" },
         /* the derivative of a norm is a symbol, never the number 1/‖·‖ */
-        { lj_expr_norm2(ctx, SY), Y, -1, "(vec(S ∘ Y)/norm2(S ∘ Y))^T·P_S·Diag(vec S)" },
-        { lj_expr_norm2(ctx, XtY), Y, -1, "(vec(X^T·Y)/norm2(X^T·Y))^T·(I_30 ⊗ X^T)" },
+        { lj_expr_norm2(ctx, SY), Y, -1, "(1/norm2(S ∘ Y))·(vec(S ∘ Y))^T·P_S·Diag(vec S)" },
+        { lj_expr_norm2(ctx, XtY), Y, -1, "(1/norm2(X^T·Y))·(vec(X^T·Y))^T·(I_30 ⊗ X^T)" },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         CK_NN(ctx, cases[c].e);

@@ -166,14 +166,8 @@ static lj_op *sum_local(lji_dctx *d, const lj_expr *e, int which)
     return lji_d_transposed(d->ctx, lji_d_ones(d->ctx, lji_d_len(d, e->a)));
 }
 
-static double f_times(double x, double y, double p)
-{
-    LJI_UNUSED(y);
-    return x * p;
-}
-
-/* (vec A / ‖A‖)^T: one labelled row, so the factor prints as the symbol it
- * is, never as the number 1/‖A‖ */
+/* (1/‖A‖)·(vec A)^T, the factor the symbol it is, never the number 1/‖A‖,
+ * and one that meets ‖A‖ from outside as 1: J of ‖A‖^2 is 2·(vec A)^T */
 static lj_op *norm2_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
@@ -182,18 +176,7 @@ static lj_op *norm2_local(lji_dctx *d, const lj_expr *e, int which)
         lji_error(d->ctx, LJ_ERR_DOMAIN, "norm2: not differentiable at the zero matrix");
         return NULL;
     }
-    char *ln = lji_d_label(d, e), *l = ln ? lji_d_vec_label(d, e->a, "", "/") : NULL;
-    lji_buf b;
-    lji_buf_init(&b, d->ctx);
-    lji_buf_printf(&b, "%s%s", l ? l : "?", ln ? ln : "?");
-    char *label = lji_buf_finish(&b, "jacobian");
-    int64_t an = lji_d_len(d, e->a);
-    lj_op *r = label && l ? lji_d_elem(d, an, e->a, NULL, 1.0 / nv, f_times, label, true) : NULL;
-    if (!r && d->ctx->status == LJ_OK) lji_nomem(d->ctx, "jacobian");
-    free(ln);
-    free(l);
-    free(label);
-    return lji_d_transposed(d->ctx, r);
+    return lji_d_scaled_by(d, e, 1.0 / nv, "1/", "", lji_d_transposed(d->ctx, lji_d_vec(d, e->a)));
 }
 
 static double f_sign(double x, double y, double p)
