@@ -1287,6 +1287,9 @@ START_TEST(test_scalar_function_symbols)
         { "tanh(s*x'*x)", "x", "2·(1 − tanh²(s·x^T·x))·s·x^T", "2*(1 - tanh²(s*x'*x))*s*x'" },
         { "norm2(x)", "x", "(1/norm2(x))·(vec x)^T", "(1/norm2(x))*(vec x)'" },
         { "norm2(X)^2", "X", "2·(vec X)^T", "2*(vec X)'" }, /* norm2(X) meets 1/norm2(X) */
+        { "norm2(x)^3", "x", "3·norm2(x)·(vec x)^T", "3*norm2(x)*(vec x)'" }, /* norm2(x)^2·(1/norm2(x)) */
+        { "det(X)^2", "X", "2·det(X)^2·(vec X^{-T})^T", "2*det(X)^2*(vec X^{-T})'" },  /* det(X)·det(X) */
+        { "det(X)^3", "X", "3·det(X)^3·(vec X^{-T})^T", "3*det(X)^3*(vec X^{-T})'" },  /* det(X)^2·det(X) */
         { "norm2(X*x - a)^2", "x", "2·(vec(X·x − a))^T·X", "2*(vec(X*x - a))'*X" },
         { "sin(x)", "x", "Diag(cos(vec x))", "Diag(cos(vec x))" }, /* not a scalar: a Diag still */
     };

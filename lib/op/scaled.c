@@ -1,6 +1,7 @@
 /* Scaled αA. */
 #include "config.h"
 #include "op.h"
+#include <ctype.h>
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>
@@ -114,24 +115,99 @@ void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt)
     lji_put_close(b, wrap);
 }
 
-/* Whether the symbols s and t are each other's reciprocal, "1/t" or
- * "1/(t)" and t (the derivative of log u meeting u's, say), with values
- * sa and ta that agree (two different values of one label stay apart). */
-static bool coef_reciprocal(const char *s, double sa, const char *t, double ta)
+/* Symbols are labels; a product of them is multiplied out where the labels
+ * say how: s·(1/s) is 1, s·s is s^2, s^2·s is s^3 and s^2·(1/s) is s,
+ * each only where the values agree (two different values of one label
+ * stay apart). */
+
+/* base, bracketed where it is no single factor or has a power of its own */
+static bool sym_bracketed(const char *base, size_t n)
 {
-    if (strncmp(s, "1/", 2)) return false;
-    size_t n = strlen(s + 2), nt = strlen(t);
-    bool same = !strcmp(s + 2, t) || (n == nt + 2 && s[2] == '(' && !strncmp(s + 3, t, nt) && s[n + 1] == ')');
-    return same && fabs(sa * ta - 1.0) <= 1e-12;
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = base[i];
+        if (ch == '(' || ch == '{' || ch == '[') depth++;
+        else if (ch == ')' || ch == '}' || ch == ']') depth--;
+        else if (depth == 0 && (strchr(" +-*/^'", ch) || (unsigned char)ch >= 0x80)) return true;
+    }
+    return false;
 }
 
-/* c times the value alpha of the symbol sym; s·(1/s) is 1 */
+/* k when p is base^k (k = 1: base itself; "(base)^k" where base is
+ * bracketed), else 0 */
+static long sym_power(const char *p, const char *base, size_t nb)
+{
+    if (strlen(p) == nb && !strncmp(p, base, nb)) return 1;
+    bool br = sym_bracketed(base, nb);
+    if (br ? (p[0] != '(' || strncmp(p + 1, base, nb) || p[nb + 1] != ')') : strncmp(p, base, nb)) return 0;
+    const char *e = p + nb + (br ? 2 : 0);
+    if (e[0] != '^' || !isdigit((unsigned char)e[1])) return 0;
+    char *end;
+    long k = strtol(e + 1, &end, 10);
+    return *end || k < 2 || k > 1000 ? 0 : k;
+}
+
+/* the base of a reciprocal "1/base" or "1/(base)", its length in *nb; else NULL */
+static const char *sym_reciprocal_of(const char *t, size_t *nb)
+{
+    if (strncmp(t, "1/", 2)) return NULL;
+    size_t n = strlen(t + 2);
+    if (n > 2 && t[2] == '(' && t[n + 1] == ')' && lji_label_is_wrapped(t + 2)) {
+        *nb = n - 2;
+        return t + 3;
+    }
+    *nb = n;
+    return t + 2;
+}
+
+/* base^k into a new string */
+static char *sym_pow(lj_context *ctx, const char *base, size_t nb, long k)
+{
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    bool br = sym_bracketed(base, nb);
+    lji_buf_printf(&b, br ? "(%.*s)" : "%.*s", (int)nb, base);
+    if (k != 1) lji_buf_printf(&b, "^%ld", k);
+    return lji_buf_finish(&b, "scale");
+}
+
+static bool sym_agrees(double x, double want)
+{
+    return fabs(x - want) <= 1e-12 * fabs(want);
+}
+
+/* P·S multiplied out where the labels say how (P with value pa, S with
+ * sa): true, *out the product's label (NULL for 1, or out of memory with
+ * *failed); else false */
+static bool sym_times(lj_context *ctx, const char *P, double pa, const char *S, double sa, char **out, bool *failed)
+{
+    *out = NULL;
+    for (int turn = 0; turn < 2; turn++) {
+        const char *p = turn ? S : P, *s = turn ? P : S;
+        double pv = turn ? sa : pa, sv = turn ? pa : sa;
+        size_t nb;
+        const char *base = sym_reciprocal_of(s, &nb);
+        long k;
+        if (base && (k = sym_power(p, base, nb)) > 0 && sym_agrees(pv * pow(sv, (double)k), 1.0)) {
+            if (k > 1 && !(*out = sym_pow(ctx, base, nb, k - 1))) *failed = true; /* base^k·(1/base) */
+            return true;
+        }
+        if ((k = sym_power(p, s, strlen(s))) > 0 && sym_agrees(pv, pow(sv, (double)k))) { /* s^k·s */
+            if (!(*out = sym_pow(ctx, s, strlen(s), k + 1))) *failed = true;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* c times the value alpha of the symbol sym */
 static void coef_times_sym(lj_context *ctx, lji_coef *c, double alpha, const char *sym)
 {
-    if (c->sym && (coef_reciprocal(c->sym, c->salpha, sym, alpha) || coef_reciprocal(sym, alpha, c->sym, c->salpha))) {
+    char *m;
+    if (c->sym && sym_times(ctx, c->sym, c->salpha, sym, alpha, &m, &c->failed)) {
         free(c->sym);
-        c->sym = NULL;
-        c->salpha = 1.0;
+        c->sym = m;
+        c->salpha = m ? c->salpha * alpha : 1.0;
         return;
     }
     c->salpha *= alpha;
