@@ -1337,6 +1337,28 @@ START_TEST(test_number_factors_fold)
 }
 END_TEST
 
+/* 1_n^T·Diag(d) prints as the row d^T (the sum of an elementwise
+ * function: J of sum(exp(A*x)) reads exp(vec(A·x))^T·A); the operator is
+ * unchanged, so each J also against central differences */
+START_TEST(test_ones_row_prints)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 61, true);
+    const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
+        { "sum(A.*X)", "X", "(vec A)^T", "(vec A)'" },
+        { "sum(X.^2)", "X", "(2·vec X)^T", "(2*vec X)'" },
+        { "sum(exp(A*x))", "x", "exp(vec(A·x))^T·A", "exp(vec(A*x))'*A" },
+        { "sum(x)", "x", "1_3^T", "1_3'" }, /* no Diag: the row of ones itself */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain);
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- the seeds ---------------------------------------------------------------- */
 
 static lj_expr *load(lj_context *ctx, lj_symtab *t, const char *seed, const char *name)
@@ -2610,6 +2632,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_topo_inline_edge);
     tcase_add_test(rules, test_scalar_function_symbols);
     tcase_add_test(rules, test_number_factors_fold);
+    tcase_add_test(rules, test_ones_row_prints);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

@@ -198,12 +198,35 @@ static int64_t compose_nnz(const lj_op *J, bool *exact)
 }
 
 
+/* a is 1_n^T: the transpose of a column of ones */
+static bool is_ones_row(const lj_op *a)
+{
+    if (!lji_is(a, &lji_kind_transpose)) return false;
+    const lj_op *c = a->child[0];
+    if (!lji_is(c, &lji_kind_dense) || c->cols != 1 || !c->label || strncmp(c->label, "1_", 2)) return false;
+    for (int64_t i = 0; i < c->rows; i++)
+        if (c->data[i] != 1.0) return false;
+    return true;
+}
+
+/* 1_n^T·Diag(d) prints as the row it is, d^T: J of sum(f(X·w)) reads
+ * f'(vec(X·w))^T·X, not 1^T·Diag(f'(vec(X·w)))·X (the operator keeps both) */
 static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT;
     lji_put_open(b, paren);
     for (int i = 0; i < J->nchild; i++) {
         if (i) lji_buf_puts(b, lji_sym_dot(fmt));
+        const lj_op *d = i + 1 < J->nchild ? J->child[i + 1] : NULL;
+        if (d && lji_is(d, &lji_kind_diag) && d->label && is_ones_row(J->child[i])) {
+            bool br = !lji_label_is_atomic(d->label) || !strncmp(d->label, "vec", 3);
+            lji_put_open(b, br);
+            lji_put_label(b, d->label, fmt);
+            lji_put_close(b, br);
+            lji_buf_puts(b, lji_sym_transpose(fmt));
+            i++;
+            continue;
+        }
         lji_print(b, J->child[i], fmt, LJI_AT_COMPOSE);
     }
     lji_put_close(b, paren);
