@@ -197,7 +197,6 @@ static int64_t compose_nnz(const lj_op *J, bool *exact)
     return bound;
 }
 
-
 /* a is 1_n^T: the transpose of a column of ones */
 static bool is_ones_row(const lj_op *a)
 {
