@@ -217,7 +217,8 @@ const char *lji_d_vec_label_to(lji_dctx *d, const lj_expr *e, const char *prefix
     char tmp[32], *lown;
     const char *l = label_ref(d, e, tmp, &lown);
     if (!l) return NULL;
-    const char *vec = l[0] == '(' ? "vec" : "vec ";
+    /* a column is its own vec: "x", "(A·x − b)" */
+    const char *vec = e->cols == 1 && !e->pat ? "" : l[0] == '(' ? "vec" : "vec ";
     size_t np = strlen(prefix), nv = strlen(vec), nl = strlen(l), ns = strlen(suffix);
     size_t total = np + nv + nl + ns + 1;
     char *r = total <= cap ? buf : (*own = lji_malloc(d->ctx, total)); /* no buffer growing */

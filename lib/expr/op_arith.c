@@ -212,7 +212,7 @@ static lj_op *hdiv_local(lji_dctx *d, const lj_expr *e, int which)
     char *la = lji_d_label(d, a), *lb = lji_d_label(d, b);
     lji_buf bb;
     lji_buf_init(&bb, d->ctx);
-    lji_buf_printf(&bb, "vec(%s./%s.^2)", la ? la : "?", lb ? lb : "?");
+    lji_buf_printf(&bb, e->cols == 1 && !e->pat ? "(%s./%s.^2)" : "vec(%s./%s.^2)", la ? la : "?", lb ? lb : "?"); /* a column is its vec */
     free(la);
     free(lb);
     char *l = lji_buf_finish(&bb, "jacobian");

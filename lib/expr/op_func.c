@@ -60,39 +60,44 @@ static lj_status func_eval(lj_context *ctx, const lj_expr *e, const double *A, c
 }
 
 /* Diag(f'(vec A)); the zero operator for a function whose derivative is 0 */
-/* The derivative of f at a scalar a as the symbol the Cookbook writes:
- * f's label template with a's label for '@' and scalar operations for
- * elementwise ones ("1./@" → "1/det(X)", "exp(@)" → "exp(x^T·x)",
- * "1./(1 + (@).^2)" → "1/(1 + s^2)", "σ(@) ∘ (1 − σ(@))" →
- * "σ(s)·(1 − σ(s))"). */
-static char *scalar_dlabel(lji_dctx *d, const char *tmpl, const lj_expr *a)
+/* A derivative's label: the template tmpl with the operand's label l for
+ * each '@', without l's own brackets inside a call's ("exp(A·x)", not
+ * "exp((A·x))"). For a scalar operand, scalar operations for elementwise
+ * ones: "1./@" → "1/det(X)", "1./(1 + (@).^2)" → "1/(1 + s^2)",
+ * "σ(@) ∘ (1 − σ(@))" → "σ(s)·(1 − σ(s))". */
+static char *expand_dlabel(lji_dctx *d, const char *tmpl, const char *l, bool scalar)
 {
-    char *l = lji_d_label(d, a);
-    if (!l) return NULL;
     bool wrapped = lji_label_is_wrapped(l), atomic = !wrapped && lji_label_is_atomic(l);
-    const char *inner = wrapped ? l + 1 : l; /* a compound label's own parentheses dropped */
+    const char *inner = wrapped ? l + 1 : l;
     size_t ni = strlen(l) - (wrapped ? 2 : 0);
     static const char hadamard[] = " ∘ ";
     lji_buf b;
     lji_buf_init(&b, d->ctx);
     for (const char *s = tmpl; *s; s++) {
         bool grouping = *s == '(' && (s == tmpl || s[-1] == ' ' || s[-1] == '('); /* not a call's */
-        if (grouping && s[1] == '@' && s[2] == ')' && atomic) { /* "(@).^2" → "s^2" */
+        if (scalar && grouping && s[1] == '@' && s[2] == ')' && atomic) { /* "(@).^2" → "s^2" */
             lji_buf_puts(&b, l);
             s += 2;
         } else if (*s == '@') {
             if (s > tmpl && ((s[-1] == '(' && s[1] == ')') || s[-1] == '[')) /* inside "f(…)" or "[… > 0]" */
                 lji_buf_putn(&b, inner, ni);
-            else lji_buf_puts(&b, l);
-        } else if (s[0] == '.' && (s[1] == '/' || s[1] == '^')) { /* "./" → "/", ".^" → "^" */
-        } else if (!strncmp(s, hadamard, sizeof hadamard - 1)) {
+            else
+                lji_buf_puts(&b, l);
+        } else if (scalar && s[0] == '.' && (s[1] == '/' || s[1] == '^')) { /* "./" → "/", ".^" → "^" */
+        } else if (scalar && !strncmp(s, hadamard, sizeof hadamard - 1)) {
             lji_buf_puts(&b, "·");
             s += sizeof hadamard - 2;
         } else
             lji_buf_putn(&b, s, 1);
     }
-    free(l);
     return lji_buf_finish(&b, "jacobian");
+}
+
+static char *scalar_dlabel(lji_dctx *d, const char *tmpl, const lj_expr *a)
+{
+    char *l = lji_d_label(d, a), *r = l ? expand_dlabel(d, tmpl, l, true) : NULL;
+    free(l);
+    return r;
 }
 
 static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
@@ -137,13 +142,7 @@ static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
     lj_op *r = NULL;
     if (g && v) {
         for (int64_t i = 0; i < mn; i++) g[i] = f->df(A[i]);
-        /* the label: dpre with "vec A" in place of each '@' */
-        lji_buf b;
-        lji_buf_init(&b, d->ctx);
-        for (const char *s = f->dpre; *s; s++)
-            if (*s == '@') lji_buf_puts(&b, v);
-            else lji_buf_printf(&b, "%c", *s);
-        char *l = lji_buf_finish(&b, "jacobian");
+        char *l = expand_dlabel(d, f->dpre, v, false); /* dpre with "vec A" for each '@' */
         if (l) r = lj_op_diag(d->ctx, mn, g, l);
         free(l);
         if (e->a->pat || d->raw) lji_tape_break(d->ctx, "sparse values");

@@ -48,7 +48,11 @@ static void diag_cost(const lj_op *J, double *flops, double *bytes)
 static void diag_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     lji_buf_puts(b, fmt == LJ_PRINT_LATEX ? "\\operatorname{Diag}(" : "Diag(");
-    lji_put_label(b, J->label ? J->label : "d", fmt);
+    const char *l = J->label ? J->label : "d";
+    if (lji_label_is_wrapped(l)) /* Diag(B·x), not Diag((B·x)) */
+        lji_put_label_n(b, l + 1, strlen(l) - 2, fmt);
+    else
+        lji_put_label(b, l, fmt);
     lji_buf_puts(b, ")");
 }
 
