@@ -424,6 +424,9 @@ static const hcase hessians[] = {
     { "tr(A*X'*B*X*C)", "X", "A=2x3 X=4x3 B=4x4 C=3x2", NULL },
     { "sum(log(P))", "P", "P=3x2", NULL },
     { "norm2(X)", "X", "X=3x2", NULL },
+    /* (1/‖x‖^2)·(1/‖x‖) multiplied out; a negative number's minus sign as in the other labels */
+    { "norm2(x)", "x", "x=3x1", "(1/norm2(x))·I_3 − (1/norm2(x)^3)·x·x^T" },
+    { "x'*x/(1+x'*x)", "x", "x=3x1", NULL },
     { "sum(sin(X).*A)", "X", "X=3x2 A=3x2", NULL },
     { "tr(X'*X)^2", "X", "X=3x2", NULL },
     { "a'*inv(X)*b", "X", "a=3x1 X=3x3 b=3x1", NULL },

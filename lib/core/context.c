@@ -280,6 +280,16 @@ char *lji_strdup(lj_context *ctx, const char *s)
     return d;
 }
 
+char *lji_strndup(lj_context *ctx, const char *s, size_t n)
+{
+    char *d = lji_malloc(ctx, n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
 bool lji_alloc_gate(lj_context *ctx)
 {
     lji_cholmod_msg[0] = '\0';

@@ -103,6 +103,8 @@ static inline void *lji_zalloc_small(size_t nbytes)
 }
 void *lji_realloc(lj_context *ctx, void *p, size_t nbytes);
 char *lji_strdup(lj_context *ctx, const char *s);
+/* the n bytes at s, and a NUL */
+char *lji_strndup(lj_context *ctx, const char *s, size_t n);
 /* nbytes at an address aligned to align (a power of two times the size
  * of a pointer), freed with free(); counted and failed on request like
  * lji_malloc. */

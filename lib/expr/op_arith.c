@@ -322,7 +322,8 @@ static void neg_write(lji_buf *b, const lj_expr *e)
 
 static void scale_write(lji_buf *b, const lj_expr *e)
 {
-    lji_buf_printf(b, b->math ? "%.6g·" : "%.17g*", e->p);
+    if (b->math && e->p < 0) lji_buf_printf(b, "−%.6g·", -e->p); /* the minus sign of the other labels */
+    else lji_buf_printf(b, b->math ? "%.6g·" : "%.17g*", e->p);
     lji_expr_write(b, e->a, 3);
 }
 

@@ -182,6 +182,23 @@ static bool sym_agrees(double x, double want)
 static bool sym_times(lj_context *ctx, const char *P, double pa, const char *S, double sa, char **out, bool *failed)
 {
     *out = NULL;
+    size_t np, ns;
+    const char *bp = sym_reciprocal_of(P, &np), *bs = sym_reciprocal_of(S, &ns);
+    if (bp && bs && pa != 0 && sa != 0) { /* (1/u)·(1/v) = 1/(u·v), where u·v multiplies out */
+        char *u = lji_strndup(ctx, bp, np), *v = lji_strndup(ctx, bs, ns), *uv = NULL;
+        bool done = u && v && sym_times(ctx, u, 1.0 / pa, v, 1.0 / sa, &uv, failed) && uv;
+        if (done) {
+            lji_buf b;
+            lji_buf_init(&b, ctx);
+            lji_buf_printf(&b, lji_label_is_atomic(uv) ? "1/%s" : "1/(%s)", uv); /* 1/s^3 */
+            if (!(*out = lji_buf_finish(&b, "scale"))) *failed = true;
+        }
+        free(u);
+        free(v);
+        free(uv);
+        if (!u || !v) *failed = true;
+        if (done || !u || !v) return true;
+    }
     for (int turn = 0; turn < 2; turn++) {
         const char *p = turn ? S : P, *s = turn ? P : S;
         double pv = turn ? sa : pa, sv = turn ? pa : sa;
