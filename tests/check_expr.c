@@ -1284,7 +1284,8 @@ START_TEST(test_scalar_function_symbols)
         { "sqrt(s)*x", "s", "0.5·(1/sqrt(s))·x", "0.5*(1/sqrt(s))*x" },
         { "sqrt(x'*x)", "x", "(1/sqrt(x^T·x))·x^T", "(1/sqrt(x'*x))*x'" }, /* the ½ meets the 2 */
         { "s*x'*x", "x", "2·s·x^T", "2*s*x'" }, /* s·x^T read as an operator, one term */
-        { "tanh(s*x'*x)", "x", "2·(1 − tanh²(s·x^T·x))·s·x^T", "2*(1 - tanh²(s*x'*x))*s*x'" },
+        { "tanh(s*x'*x)", "x", "2·(1 − tanh²(s·x^T·x))·s·x^T", "2*(1 - tanh(s*x'*x).^2)*s*x'" }, /* plain: the language's */
+        { "sigmoid(a'*x)", "x", "σ(a^T·x)·(1 − σ(a^T·x))·a^T", "sigmoid(a'*x)*(1 - sigmoid(a'*x))*a'" },
         { "norm2(x)", "x", "(1/norm2(x))·x^T", "(1/norm2(x))*x'" },
         { "norm2(X)^2", "X", "2·(vec X)^T", "2*(vec X)'" }, /* norm2(X) meets 1/norm2(X) */
         { "norm2(x)^3", "x", "3·norm2(x)·x^T", "3*norm2(x)*x'" }, /* norm2(x)^2·(1/norm2(x)) */

@@ -800,9 +800,21 @@ void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format 
         { "−", "-", "-" },
         { "·", "*", "\\cdot " },
         { "^T", "'", "^{\\top}" },
+        { "σ(", "sigmoid(", "\\sigma(" },
     };
+    static const char tanh2[] = "tanh²(";
     const char *s = label;
     while (s < end) {
+        if ((size_t)(end - s) >= sizeof tanh2 - 1 && !strncmp(s, tanh2, sizeof tanh2 - 1)) {
+            /* tanh²(u): tanh(u).^2 in the language, \tanh^2(u) in LaTeX */
+            const char *a = s + sizeof tanh2 - 1, *e = a;
+            for (int depth = 1; e < end && depth > 0; e++) depth += *e == '(' ? 1 : *e == ')' ? -1 : 0;
+            lji_buf_puts(b, fmt == LJ_PRINT_PLAIN ? "tanh(" : "\\tanh^2(");
+            lji_put_label_n(b, a, (size_t)(e - a), fmt); /* the argument and its ')' */
+            if (fmt == LJ_PRINT_PLAIN) lji_buf_puts(b, ".^2");
+            s = e;
+            continue;
+        }
         bool hit = false;
         for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
             size_t n = strlen(map[i].u);
