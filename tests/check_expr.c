@@ -1326,7 +1326,7 @@ START_TEST(test_number_factors_fold)
         { "x'*(-A)*x", "−x^T·A^T + x^T·(−A)", "-x'*A' + x'*(-A)" },
         { "x'*(-2*A)*x", "−2·x^T·A^T + x^T·(−2·A)", "-2*x'*A' + x'*(-2*A)" },
         { "x'*((-(2))*A)", "−2·A^T", "-2*A'" }, /* the number an interior node, read for the operator */
-        { "((-2*A)*A)*x", "(−2·A·A)", "(-2*A*A)" }, /* a negative number in a value's label: − as elsewhere */
+        { "((-2*A)*A)*x", "−2·A·A", "-2*A*A" }, /* a negative number in a value's label: − as elsewhere */
         { "(A*(-2*A))*x", "A·(−2·A)", "A*(-2*A)" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

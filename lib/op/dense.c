@@ -41,11 +41,12 @@ static void dense_cost(const lj_op *J, double *flops, double *bytes)
 static void dense_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     /* a value's label "(x^T·A)" needs no brackets of its own where the
-     * whole or a term of a sum is printed: J = x^T·A^T + x^T·A (a term
-     * after a minus sign is printed as a factor, and keeps them) */
+     * whole or a term of a sum is printed: J = x^T·A^T + x^T·A, J =
+     * −2·A·A (a term after a minus sign is printed as a factor, and keeps
+     * them; a sum gives a term's own minus sign to the term) */
     const char *l = J->label;
-    if (l && (where == LJI_AT_TOP || where == LJI_AT_SUM) && lji_label_is_wrapped(l) && l[1] != '-' &&
-        strncmp(l + 1, "−", strlen("−")) != 0)
+    bool minus = l && l[0] == '(' && (l[1] == '-' || !strncmp(l + 1, "−", strlen("−")));
+    if (l && (where == LJI_AT_TOP || (where == LJI_AT_SUM && !minus)) && lji_label_is_wrapped(l))
         lji_put_label_n(b, l + 1, strlen(l) - 2, fmt);
     else if (l)
         lji_put_label(b, l, fmt);
