@@ -59,7 +59,6 @@ static lj_status func_eval(lj_context *ctx, const lj_expr *e, const double *A, c
     return LJ_OK;
 }
 
-/* Diag(f'(vec A)); the zero operator for a function whose derivative is 0 */
 /* A derivative's label: the template tmpl with the operand's label l for
  * each '@', without l's own brackets inside a call's ("exp(A·x)", not
  * "exp((A·x))"). For a scalar operand, scalar operations for elementwise
@@ -100,6 +99,8 @@ static char *scalar_dlabel(lji_dctx *d, const char *tmpl, const lj_expr *a)
     return r;
 }
 
+/* Diag(f'(vec A)), f'(a) for a scalar a; the zero operator for a
+ * function whose derivative is 0 */
 static lj_op *func_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
