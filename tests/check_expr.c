@@ -1220,6 +1220,17 @@ static lj_expr *jacobian_forms_ok(lj_context *ctx, lj_symtab *t, const char *exp
     return f;
 }
 
+/* the same, and a plan's J after wrt moved against a fresh one (seed: the
+ * move's) */
+static void jacobian_forms_plan_ok(lj_context *ctx, lj_symtab *t, const char *expr, const char *wrt,
+                                   const char *uni, const char *plain, uint64_t seed)
+{
+    lj_expr *f = jacobian_forms_ok(ctx, t, expr, wrt, uni, plain);
+    env E = { ctx, seed, { 0 }, 0 };
+    plan_ok(&E, f, lj_symtab_get(t, wrt), expr);
+    lj_expr_free(&f);
+}
+
 /* A value's label "(x^T·A)" prints without its own brackets as the whole
  * or a term of a sum, after a minus sign too unless a sum is inside; in
  * products it keeps them; "(−x^T·A)" as a term is "− x^T·A". Each J also
@@ -1240,8 +1251,7 @@ START_TEST(test_value_label_brackets)
         { "-x'*(A+B)*x", "−x^T·(A + B)^T − x^T·(A + B)", "-x'*(A + B)' - x'*(A + B)" },
         { "(-x'*A - x'*B)*x", "x^T·(−A^T − B^T) + (−x^T·A − x^T·B)", "x'*(-A' - B') + (-x'*A - x'*B)" },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain);
         lj_expr_free(&f);
     }
@@ -1294,12 +1304,8 @@ START_TEST(test_scalar_function_symbols)
         { "norm2(X*x - a)^2", "x", "2·(X·x − a)^T·X", "2*(X*x - a)'*X" },
         { "sin(x)", "x", "Diag(cos(x))", "Diag(cos(x))" }, /* not a scalar: a Diag still */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain);
-        env E = { ctx, 43 + i, { 0 }, 0 };
-        plan_ok(&E, f, lj_symtab_get(t, cases[i].wrt), cases[i].expr); /* a plan's J after x moved: a fresh one's */
-        lj_expr_free(&f);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 43 + i);
     lj_symtab_free(&t);
     lj_context_free(&ctx);
 }
@@ -1329,12 +1335,8 @@ START_TEST(test_number_factors_fold)
         { "((-2*A)*A)*x", "−2·A·A", "-2*A*A" }, /* a negative number in a value's label: − as elsewhere */
         { "(A*(-2*A))*x", "A·(−2·A)", "A*(-2*A)" },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain);
-        env E = { ctx, 53 + i, { 0 }, 0 };
-        plan_ok(&E, f, lj_symtab_get(t, "x"), cases[i].expr);
-        lj_expr_free(&f);
-    }
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain, 53 + i);
     lj_symtab_free(&t);
     lj_context_free(&ctx);
 }

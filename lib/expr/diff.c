@@ -248,12 +248,12 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
     int64_t i = lji_topo_find(d->t, e);
     if (d->opval[i]) return lj_op_retain(d->opval[i]);
     lj_op *r = NULL;
+    int w;
     if (e->def == &lji_op_transpose) {
         r = lji_d_transposed(d->ctx, lji_d_opval(d, e->a));
     } else if (e->def == &lji_op_neg || e->def == &lji_op_scale) { /* −A and 2·A as −1 and 2 times A's */
         r = lji_d_scaled(d->ctx, e->def == &lji_op_neg ? -1.0 : e->p, lji_d_opval(d, e->a));
-    } else if (lji_scalar_times(e) >= 0) { /* 2*A, A*2 and s*A likewise: a number, or s as a symbol */
-        int w = lji_scalar_times(e);
+    } else if ((w = lji_scalar_times(e)) >= 0) { /* 2*A, A*2 and s*A likewise: a number, or s as a symbol */
         const lj_expr *s = w ? e->a : e->b;
         r = lji_d_scaled_by(d, s, lji_d_val(d, s)[0], "", "", lji_d_opval(d, w ? e->b : e->a));
     } else if (e->def == &lji_op_eye) {

@@ -218,7 +218,7 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
         if (i) lji_buf_puts(b, lji_sym_dot(fmt));
         const lj_op *d = i + 1 < J->nchild ? J->child[i + 1] : NULL;
         if (d && lji_is(d, &lji_kind_diag) && d->label && is_ones_row(J->child[i])) {
-            bool br = !lji_label_is_atomic(d->label) || !strncmp(d->label, "vec", 3);
+            bool br = !lji_label_transposes_bare(d->label);
             lji_put_open(b, br);
             lji_put_label(b, d->label, fmt);
             lji_put_close(b, br);

@@ -892,14 +892,25 @@ static bool label_is_sum_n(const char *label, size_t n)
     return false;
 }
 
-size_t lji_label_minus_product(const char *label)
+size_t lji_label_minus_len(const char *s)
 {
     const char *minus = "−";
-    size_t n = strlen(label), m = strlen(minus);
+    return s[0] == '-' ? 1 : !strncmp(s, minus, strlen(minus)) ? strlen(minus) : 0;
+}
+
+size_t lji_label_minus_product(const char *label)
+{
+    size_t n = strlen(label);
     if (!lji_label_is_wrapped(label)) return 0;
-    size_t skip = label[1] == '-' ? 2 : !strncmp(label + 1, minus, m) ? 1 + m : 0;
-    if (!skip || label[skip] == '-' || !strncmp(label + skip, minus, m)) return 0; /* no sign of its own */
+    size_t skip = lji_label_minus_len(label + 1);
+    if (!skip || lji_label_minus_len(label + 1 + skip)) return 0; /* no sign of its own */
+    skip += 1;
     return label_is_sum_n(label + skip, n - skip - 1) ? 0 : skip;
+}
+
+bool lji_label_transposes_bare(const char *label)
+{
+    return lji_label_is_atomic(label) && strncmp(label, "vec", 3) != 0;
 }
 
 bool lji_label_is_sum(const char *label)

@@ -419,6 +419,11 @@ bool lji_label_is_wrapped(const char *label);
 /* For a label "(−M)" (or "(-M)"), M a product with no sign of its own and
  * no sum at its top: the bytes before M; else 0 */
 size_t lji_label_minus_product(const char *label);
+/* the bytes of a minus sign ('-' or '−') at s, else 0 */
+size_t lji_label_minus_len(const char *s);
+/* whether "label^T" reads as the label transposed: an atom, and no vec
+ * ((vec(A·x))^T, not vec(A·x)^T) */
+bool lji_label_transposes_bare(const char *label);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
 /* x as lji_put_number writes it (six significant digits; in plain form
  * the fewest that read back as x exactly) */

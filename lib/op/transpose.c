@@ -43,8 +43,7 @@ static void transpose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji
     bool atom = lji_is(c, &lji_kind_dense) || lji_is(c, &lji_kind_sparse) ||
                 lji_is(c, &lji_kind_perm) || lji_is(c, &lji_kind_diag) ||
                 lji_is(c, &lji_kind_identity) || lji_is(c, &lji_kind_commutation);
-    if (atom && c->label && (!lji_label_is_atomic(c->label) || !strncmp(c->label, "vec", 3)))
-        atom = false; /* (vec(A·x))^T, not vec(A·x)^T */
+    if (atom && c->label && !lji_label_transposes_bare(c->label)) atom = false;
     lji_put_open(b, !atom);
     lji_print(b, c, fmt, LJI_AT_TIGHT);
     lji_put_close(b, !atom);
