@@ -682,6 +682,51 @@ lj_jacplan *lj_jacplan_new(lj_context *ctx, const lj_expr *e, int nvars, const l
  * node values already in p->vals. A node with one operand that depends on
  * var passes L·J[c] on as a chain (lji_chain) where it would be a product
  * node that only its parent reads. */
+/* Products of three, a·h·o, whose middle factor h alone depends on the
+ * variable (dep), through an inner product x = a·h or h·a that nothing else
+ * reads: node i's rule goes from h at once (lji_mul3_local), and x, whose
+ * own rule would be I ⊗ a or a^T ⊗ I made only to be multiplied out, is
+ * skipped. Returns x's index for such an i, with *side 0 for i = x·o and
+ * 1 for i = o·x, else -1. Dense values only: the sparse rules stay per
+ * product. An x that has the shape of such an i itself is not skipped
+ * (in a·(b·h·c)·o, the inner product of three is; i has its own rule):
+ * so no skipped node is the h whose Jacobian its user reads. */
+static int64_t mul3_shape(const lj_jacplan *p, const unsigned char *dep, int64_t i, int *side)
+{
+    const lji_topo *t = &p->t;
+    const lj_expr *e = t->node[i];
+    if (e->def != &lji_op_mul || e->pat) return -1;
+    int64_t k0 = lji_topo_kid(t, i, 0), k1 = lji_topo_kid(t, i, 1);
+    if (dep[k0] == dep[k1]) return -1;
+    int w = dep[k1] != 0;
+    int64_t xi = w ? k1 : k0;
+    const lj_expr *x = t->node[xi];
+    if (x->def != &lji_op_mul || x->pat || p->uses[xi] != 1) return -1;
+    int64_t h = lji_topo_kid(t, xi, 1 - w), a = lji_topo_kid(t, xi, w);
+    if (!dep[h] || dep[a]) return -1; /* i = (a·h)·o or o·(h·a) */
+    const lj_expr *f[4] = { e->a, e->b, x->a, x->b };
+    for (int k = 0; k < 4; k++) /* scalar factors have rules of their own */
+        if (f[k]->pat || (f[k]->rows == 1 && f[k]->cols == 1)) return -1;
+    *side = w;
+    return xi;
+}
+
+/* Whether node xi is the inner product of a product of three (mul3_shape)
+ * that its one user, found within a short look ahead, will take whole.
+ * Its user then finds it skipped: a node that depends on the variable and
+ * was taken has its Jacobian or chain set. */
+static bool mul3_skipped(const lj_jacplan *p, const unsigned char *dep, int64_t xi)
+{
+    const lji_topo *t = &p->t;
+    if (t->node[xi]->def != &lji_op_mul || p->uses[xi] != 1) return false;
+    for (int64_t j = xi + 1; j < t->n && j <= xi + 64; j++)
+        if (lji_topo_kid(t, j, 0) == xi || lji_topo_kid(t, j, 1) == xi) {
+            int side;
+            return mul3_shape(p, dep, j, &side) == xi && mul3_shape(p, dep, xi, &side) < 0;
+        }
+    return false;
+}
+
 static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
 {
     const char *op = "jacobian";
@@ -711,17 +756,27 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
         const lj_expr *x = t->node[i];
         if (!dep[i]) continue;
         if (i == vi) continue; /* J[vi] = I, left implicit: L·I is L */
+        if (mul3_skipped(p, dep, i)) continue; /* its user's rule covers it; its operands stay */
         const lj_expr *kids[2] = { x->a, x->b };
         int64_t kid[2] = { -1, -1 };
         int nd = 0;
         for (int w = 0; w < 2; w++)
             if (kids[w] && dep[kid[w] = lji_topo_kid(t, i, w)]) nd++;
+        /* a product of three when its inner product was skipped */
+        int side = 0;
+        int64_t xi = nd == 1 ? mul3_shape(p, dep, i, &side) : -1;
+        if (xi >= 0 && (J[xi] || chain[xi].n)) xi = -1;
         lj_op *terms[2] = { NULL, NULL };
         int nt = 0;
         for (int w = 0; w < 2; w++) {
             int64_t ci = kid[w];
             if (!kids[w] || !dep[ci]) continue;
-            lj_op *L = lji_local(&d, x, w);
+            lj_op *L;
+            if (xi >= 0) { /* from the middle factor h */
+                L = lji_mul3_local(&d, x, t->node[xi], side);
+                ci = lji_topo_kid(t, xi, 1 - side);
+            } else
+                L = lji_local(&d, x, w);
             if (ci == vi) {
                 if (!L) goto fail_terms;
                 terms[nt++] = L;
@@ -764,10 +819,11 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
         /* the terms' references move into J[i] */
         if (nt == 1) J[i] = terms[0];
         else if (nt == 2 && !(J[i] = lji_d_add(ctx, terms[0], terms[1]))) goto done;
-        /* release operands' Jacobians whose last user this was */
-        for (int w = 0; w < 2; w++)
-            if (kids[w]) {
-                int64_t ci = lji_topo_kid(t, i, w);
+        /* release operands' Jacobians whose last user this was (and the
+         * skipped inner product's operands) */
+        for (int w = 0; w < (xi >= 0 ? 4 : 2); w++)
+            if (w >= 2 || kids[w]) {
+                int64_t ci = lji_topo_kid(t, w < 2 ? i : xi, w & 1);
                 if (--uses[ci] == 0) { /* most are empty: no calls for them */
                     if (J[ci]) lj_op_free(&J[ci]);
                     if (chain[ci].n) lji_chain_free(&chain[ci]);

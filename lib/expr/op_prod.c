@@ -180,6 +180,18 @@ static lj_op *mul_local(lji_dctx *d, const lj_expr *e, int which)
     return lji_d_kron(ctx, lji_d_identity(ctx, b->cols), lji_d_opval(d, a));
 }
 
+/* The rule for a product of three whose middle factor alone depends on the
+ * variable, e = x·o with x = a·h (side 0) or e = o·x with x = h·a (side
+ * 1): vec(a·h·o) = (o^T ⊗ a)·vec h and vec(o·h·a) = (a^T ⊗ o)·vec h, the
+ * product of the two rules above (mixed product), made at once. */
+lj_op *lji_mul3_local(lji_dctx *d, const lj_expr *e, const lj_expr *x, int side)
+{
+    const lj_expr *o = side ? e->a : e->b, *a = side ? x->b : x->a;
+    lj_context *ctx = d->ctx;
+    if (!side) return lji_d_kron(ctx, lji_d_transposed(ctx, lji_d_opval(d, o)), lji_d_opval(d, a));
+    return lji_d_kron(ctx, lji_d_transposed(ctx, lji_d_opval(d, a)), lji_d_opval(d, o));
+}
+
 static lj_status kron_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,
                             int64_t *r, int64_t *c)
 {

@@ -184,6 +184,9 @@ const double *lji_d_val_recorded(lji_dctx *d, const lj_expr *e);
 void lji_d_record_func(lji_dctx *d, const lj_op *r, const lj_expr *a, double (*df)(double),
                        bool (*ok1)(double), bool (*ok2)(double));
 lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a);
+/* d vec(e)/d vec h for e = (a·h)·o (side 0) or o·(h·a) (side 1), x the
+ * inner product: o^T ⊗ a or a^T ⊗ o (op_prod.c) */
+lj_op *lji_mul3_local(lji_dctx *d, const lj_expr *e, const lj_expr *x, int side);
 /* s·a (a consumed) where s comes from scalar expression e's value: the
  * coefficient prints as e's label between pre and post ("1/" and "" for
  * 1/s), so that a symbol stays a symbol; a plain number e prints as the
