@@ -176,6 +176,12 @@ static const gcase cookbook[] = {
     { "det(X)^2", "X", "X=3x3", "2·det(X)^2·X^{-T}", "2*det(X)^2*inv(X)'" },
     { "1/det(X)", "X", "X=3x3", "−X^{-T} / det(X)", "-inv(X)'/det(X)" },                   /* (50) */
     { "sum(vec(X'))", "X", "X=3x2", "1_{3×2}", "X.^0" },
+    /* powers of one scalar multiply out, a negative power is a divisor */
+    { "1/(x'*x)^2", "x", "x=3x1", "−4·(x / (x^T·x)^3)", "-4*x/(x'*x)^3" },
+    { "(x'*x)^-0.5", "x", "x=3x1", "−x / (x^T·x)^1.5", "-x/(x'*x)^1.5" },
+    { "(x'*x)^0.5", "x", "x=3x1", "x / (x^T·x)^0.5", "x/sqrt(x'*x)" },
+    { "((x'*x)^2)^2", "x", "x=3x1", "8·(x^T·x)^3·x", "8*(x'*x)^3*x" },
+    { "(x'*P*x)^-1", "x", "x=3x1+ P=3x3", "−(P^T + P)·x / (x^T·P·x)^2", "-(P + P')*x/(x'*P*x)^2" },
 };
 
 START_TEST(test_cookbook)
@@ -252,6 +258,21 @@ static const struct {
     { "det(X)", "X", "det(X)·(vec X^{-T})^T", 0 },
     { "2*X", "X", "2·I_9", 0 },
     { "s/2*(x'*x)", "x", "s·I_3", 1 },
+    /* powers of one symbol multiply out, numbers stay numbers: u^j·u^k = u^(j+k), (u^j)^k = u^(jk) */
+    { "1/(x'*x)^2", "x", "−4·(1/(x^T·x)^3)·x^T", 0 },
+    { "(x'*x)^-2", "x", "−4·(1/(x^T·x)^3)·x^T", 0 },
+    { "((x'*x)^2)^2", "x", "8·(x^T·x)^3·x^T", 0 },
+    { "(x'*x)^2/(x'*x)", "x", "2·x^T", 0 },
+    { "(x'*x)/(x'*x)", "x", "0_{1×3}", 0 },
+    { "(x'*x)^-0.5", "x", "−(1/(x^T·x)^1.5)·x^T", 0 },
+    { "(x'*x).^-0.5", "x", "−(1/(x^T·x)^1.5)·x^T", 0 },
+    { "(x'*x)^1", "x", "2·x^T", 0 },
+    { "(x'*x)^0", "x", "0_{1×3}", 0 },
+    { "x/s^-2", "x", "s^2·I_3", 0 },
+    { "X.^-1", "X", "Diag(−(vec X).^(−2))", 0 },
+    { "X/(s')^3", "X", "(1/(s^T)^3)·I_9", 0 },
+    { "1/(x'*x)", "x", "−2·((1/(x^T·x)^2)·I_3 − 4·(1/(x^T·x)^3)·x·x^T)", 1 },
+    { "(x'*x)^-0.5", "x", "−((1/(x^T·x)^1.5)·I_3 − 3·(1/(x^T·x)^2.5)·x·x^T)", 1 },
 };
 
 START_TEST(test_scalar_symbols)

@@ -91,6 +91,14 @@ static int el_find(const lji_elist *l, const lj_expr *e)
     return -1;
 }
 
+/* how many of l's entries equal e */
+static int el_count(const lji_elist *l, const lj_expr *e)
+{
+    int k = 0;
+    for (int i = 0; i < l->n; i++) k += lji_expr_equal(l->v[i], e);
+    return k;
+}
+
 /* the same factors in any order */
 static bool el_same_set(const lji_elist *a, const lji_elist *b)
 {
@@ -150,6 +158,7 @@ static void put_scalar_atom(lji_gctx *g, lji_mono *m, const lj_expr *e, bool div
 static void put_scalar(lji_gctx *g, lji_mono *m, const lj_expr *e, bool div)
 {
     const lji_opdef *d = e->def;
+    double k;
     if (is_number(e)) {
         if (div) m->c /= e->value[0];
         else m->c *= e->value[0];
@@ -164,9 +173,16 @@ static void put_scalar(lji_gctx *g, lji_mono *m, const lj_expr *e, bool div)
         put_scalar(g, m, e->a, div);
     } else if (d == &lji_op_transpose) {
         put_scalar(g, m, e->a, div);
-    } else if (d == &lji_op_pow && e->p == floor(e->p) && e->p >= -8 && e->p <= 8 && e->p != 0) {
+    } else if ((k = d == &lji_op_pow                                ? e->p
+                    : d == &lji_op_power && lji_is_number(e->b) ? lji_number_value(e->b)
+                                                                 : 0) != 0 &&
+               k == floor(k) && k >= -8 && k <= 8) {
         /* a^k as k factors (or divisors), so that they cancel and merge */
-        for (int k = 0; k < (int)fabs(e->p); k++) put_scalar(g, m, e->a, e->p < 0 ? !div : div);
+        for (int j = 0; j < (int)fabs(k); j++) put_scalar(g, m, e->a, k < 0 ? !div : div);
+    } else if (k < 0 && d == &lji_op_pow) { /* a^(−0.5) as a divisor a^0.5 */
+        lj_expr *r = lji_g_node(g, lj_expr_pow(g->ctx, e->a, -k));
+        if (r) put_scalar_atom(g, m, r, !div);
+        lj_expr_free(&r);
     } else if (d == &lji_op_mul && e->a->rows * e->a->cols == 1 && e->b->rows * e->b->cols == 1 &&
                !e->pat) {
         put_scalar(g, m, e->a, div);
@@ -497,12 +513,19 @@ static lj_expr *sum_expr(lji_gctx *g, lji_mono *t, int n, int64_t rows, int64_t 
     if (how == NONE && right) how = RIGHT, common = t[0].m.v[t[0].m.n - 1];
     if (how == NONE && left) how = LEFT, common = t[0].m.v[0];
     int64_t ir = rows, ic = cols; /* the inner sum's shape */
+    int times = 1; /* a common scalar factor or divisor as often as every term has it: s^2·(a + b) */
+    for (int i = 0; (how == SCALAR || how == DIVISOR) && i < n; i++) {
+        int k = el_count(how == SCALAR ? &t[i].s : &t[i].d, common);
+        if (i == 0 || k < times) times = k;
+    }
     if (how != NONE) {
         for (int i = 0; i < n; i++) mono_copy(g, &u[i], &t[i]);
         for (int i = 0; i < n && !g->failed; i++) {
             if (how == COEF) u[i].c = 1;
-            else if (how == SCALAR) el_remove(&u[i].s, el_find(&u[i].s, common));
-            else if (how == DIVISOR) el_remove(&u[i].d, el_find(&u[i].d, common));
+            else if (how == SCALAR)
+                for (int k = 0; k < times; k++) el_remove(&u[i].s, el_find(&u[i].s, common));
+            else if (how == DIVISOR)
+                for (int k = 0; k < times; k++) el_remove(&u[i].d, el_find(&u[i].d, common));
             else if (how == RIGHT) el_pop(&u[i].m);
             else {
                 el_remove(&u[i].m, 0);
@@ -511,14 +534,18 @@ static lj_expr *sum_expr(lji_gctx *g, lji_mono *t, int n, int64_t rows, int64_t 
         if (how == RIGHT) ic = common->rows;
         if (how == LEFT) ir = common->cols;
         lj_expr *inner = sum_expr(g, u, n, ir, ic);
-        if (inner) {
+        lj_expr *cp = !common   ? NULL
+                      : times > 1 ? lji_g_node(g, lj_expr_pow(ctx, (lj_expr *)common, (double)times))
+                                  : lj_expr_retain((lj_expr *)common);
+        if (inner && (cp || !common)) {
             if (how == COEF) r = t[0].c == -1 ? lj_expr_neg(ctx, inner) : lj_expr_scale(ctx, t[0].c, inner);
-            else if (how == SCALAR) r = lj_expr_mul(ctx, (lj_expr *)common, inner);
-            else if (how == DIVISOR) r = lj_expr_div_scalar(ctx, inner, (lj_expr *)common);
+            else if (how == SCALAR) r = lj_expr_mul(ctx, cp, inner);
+            else if (how == DIVISOR) r = lj_expr_div_scalar(ctx, inner, cp);
             else if (how == RIGHT) r = lj_expr_mul(ctx, inner, (lj_expr *)common);
             else r = lj_expr_mul(ctx, (lj_expr *)common, inner);
             r = lji_g_node(g, r);
         }
+        lj_expr_free(&cp);
         lj_expr_free(&inner);
         for (int i = 0; i < n; i++) mono_free(&u[i]);
     } else { /* a plain sum, a negative coefficient written as a difference */

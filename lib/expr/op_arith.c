@@ -18,6 +18,13 @@ bool lji_is_number(const lj_expr *e)
     return e->def == &lji_op_const && !e->name && lji_is_scalar(e) && !e->pat;
 }
 
+double lji_number_value(const lj_expr *e)
+{
+    double s = 1.0;
+    for (; e->def == &lji_op_neg || e->def == &lji_op_scale; e = e->a) s *= e->def == &lji_op_neg ? -1.0 : e->p;
+    return s * e->value[0];
+}
+
 int lji_scalar_times(const lj_expr *e)
 {
     if (e->def != &lji_op_mul) return -1;
@@ -225,24 +232,39 @@ static lj_op *divs_local(lji_dctx *d, const lj_expr *e, int which)
 {
     double s = lji_d_val(d, e->b)[0];
     if (!which) return lji_d_scaled_by(d, e->b, 1.0 / s, "1/", "", lji_d_identity(d->ctx, lji_d_len(d, e)));
-    if (e->a->def == &lji_op_const && !e->a->name && lji_is_scalar(e->a)) /* c/s: −c·(1/s^2), no "vec c" */
-        return lji_d_scaled(d->ctx, -lji_d_val(d, e->a)[0],
-                            lji_d_scaled_by(d, e->b, 1.0 / (s * s), "1/", "^2", lji_d_identity(d->ctx, 1)));
+    if (lji_is_scalar(e->a) && !e->a->pat) /* u/s: −(1/s^2)·u with u a symbol (a number folds), no "vec u" */
+        return lji_d_scaled(d->ctx, -1.0,
+                            lji_d_scaled_by(d, e->b, 1.0 / (s * s), "1/", "^2",
+                                            lji_d_scaled_by(d, e->a, lji_d_val(d, e->a)[0], "", "",
+                                                            lji_d_identity(d->ctx, 1))));
     return lji_d_scaled(d->ctx, -1.0, lji_d_scaled_by(d, e->b, 1.0 / (s * s), "1/", "^2", lji_d_vec(d, e->a)));
 }
 
 static double f_pow(double x, double y, double p) { LJI_UNUSED(y); return p * pow(x, p - 1); }
 
 /* Diag(p·(vec A).^(p−1)) */
+static lj_op *number_power_local(lji_dctx *d, const lj_expr *a, double b);
+
 static lj_op *pow_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
+    if (lji_is_scalar(e->a) && !e->a->pat) return number_power_local(d, e->a, e->p); /* a symbol, no 1×1 Diag */
     char *v = lji_d_vec_label(d, e->a, "", "");
     if (!v) return NULL;
     lji_buf bb;
     lji_buf_init(&bb, d->ctx);
     if (e->p == 2) lji_buf_printf(&bb, "2·%s", v);
-    else lji_buf_printf(&bb, "%g·(%s).^%g", e->p, v, e->p - 1);
+    else { /* −2·(vec X).^(−3), −x.^(−2) */
+        if (e->p == -1) lji_buf_puts(&bb, "−");
+        else {
+            lji_put_number(&bb, e->p, LJ_PRINT_UNICODE);
+            lji_buf_puts(&bb, "·");
+        }
+        lji_buf_printf(&bb, lji_label_is_atomic(v) || lji_label_is_wrapped(v) ? "%s.^" : "(%s).^", v);
+        if (e->p < 1) lji_buf_puts(&bb, "(");
+        lji_put_number(&bb, e->p - 1, LJ_PRINT_UNICODE);
+        if (e->p < 1) lji_buf_puts(&bb, ")");
+    }
     free(v);
     char *l = lji_buf_finish(&bb, "jacobian");
     int64_t mn = lji_d_len(d, e);
@@ -276,24 +298,40 @@ static lj_op *maxmin_local(lji_dctx *d, const lj_expr *e, int which)
 }
 
 /* d(a^b) = b·a^(b−1) da + a^b·log(a) db */
+/* b·a^(b − 1), the derivative of a^b for a 1×1 a and a number b: a^(b − 1)
+ * a symbol, b a number outside it, so that it folds with the others (a^2
+ * gives 2·a, a^3 3·a^2, a^−2 −2·(1/a^3), a^0.5 0.5·(1/a^0.5)); b = 0 and
+ * 1 give 0 and 1 */
+static lj_op *number_power_local(lji_dctx *d, const lj_expr *a, double b)
+{
+    if (b == 0) return lj_op_zero(d->ctx, 1, 1);
+    if (b == 1) return lj_op_identity(d->ctx, 1);
+    char *la = lji_d_label(d, a), q[64];
+    if (!la) return NULL;
+    lji_format_number(q, sizeof q, fabs(b - 1), LJ_PRINT_UNICODE);
+    lji_buf bb;
+    lji_buf_init(&bb, d->ctx);
+    if (b == 2) lji_buf_puts(&bb, la);
+    else lji_buf_printf(&bb, b > 1 ? "%s^%s" : "1/%s^%s", la, q);
+    free(la);
+    char *l = lji_buf_finish(&bb, "jacobian");
+    lj_op *I = l ? lj_op_identity(d->ctx, 1) : NULL;
+    lj_op *r = I ? lji_scale_sym(d->ctx, pow(lji_d_val(d, a)[0], b - 1), l, I) : NULL;
+    lj_op_free(&I);
+    free(l);
+    return lji_d_scaled(d->ctx, b, r);
+}
+
 static lj_op *power_local(lji_dctx *d, const lj_expr *e, int which)
 {
     double a = lji_d_val(d, e->a)[0], b = lji_d_val(d, e->b)[0], g;
+    if (!which && lji_is_number(e->b)) return number_power_local(d, e->a, b);
     char *la = lji_d_label(d, e->a), *lb = lji_d_label(d, e->b);
     lji_buf bb;
     lji_buf_init(&bb, d->ctx);
-    /* a number exponent stays a number, outside the symbol, so that it
-     * folds with the others: a^2 gives 2·a, a^3 gives 3·a^2 */
-    bool number = e->b->def == &lji_op_const && !e->b->name;
-    double num = 1.0;
     if (!which) {
         g = b * pow(a, b - 1);
-        if (number) {
-            num = b, g = pow(a, b - 1);
-            if (b == 2) lji_buf_puts(&bb, la ? la : "?");
-            else lji_buf_printf(&bb, "%s^%g", la ? la : "?", b - 1);
-        } else
-            lji_buf_printf(&bb, "%s·%s^(%s − 1)", lb ? lb : "?", la ? la : "?", lb ? lb : "?");
+        lji_buf_printf(&bb, "%s·%s^(%s − 1)", lb ? lb : "?", la ? la : "?", lb ? lb : "?");
     } else {
         g = pow(a, b) * log(a);
         lji_buf_printf(&bb, "%s^%s·log %s", la ? la : "?", lb ? lb : "?", la ? la : "?");
@@ -309,7 +347,7 @@ static lj_op *power_local(lji_dctx *d, const lj_expr *e, int which)
     lj_op *I = l ? lj_op_identity(d->ctx, 1) : NULL, *r = I ? lji_scale_sym(d->ctx, g, l, I) : NULL;
     lj_op_free(&I);
     free(l);
-    return num == 1.0 ? r : lji_d_scaled(d->ctx, num, r);
+    return r;
 }
 
 /* ---- printing --------------------------------------------------------------------- */
@@ -327,15 +365,32 @@ static void scale_write(lji_buf *b, const lj_expr *e)
     lji_expr_write(b, e->a, 3);
 }
 
+/* the base of a power: a transpose bracketed in labels, (s^T)^3 */
+static void power_base_write(lji_buf *b, const lj_expr *a)
+{
+    bool wrap = b->math && a->def == &lji_op_transpose;
+    lji_put_open(b, wrap);
+    lji_expr_write(b, a, 5);
+    lji_put_close(b, wrap);
+}
+
 static void pow_write(lji_buf *b, const lj_expr *e)
 {
-    lji_expr_write(b, e->a, 5);
-    lji_buf_printf(b, e->p < 0 ? ".^(%.17g)" : ".^%.17g", e->p);
+    power_base_write(b, e->a);
+    /* a scalar's power reads s^2 (the language keeps .^, which parses back to this node) */
+    const char *op = b->math && e->a->rows == 1 && e->a->cols == 1 ? "^" : ".^";
+    if (!b->math) {
+        lji_buf_printf(b, e->p < 0 ? "%s(%.17g)" : "%s%.17g", op, e->p);
+        return;
+    }
+    lji_buf_printf(b, e->p < 0 ? "%s(" : "%s", op); /* a label's .^(−1) */
+    lji_put_number(b, e->p, LJ_PRINT_UNICODE);
+    if (e->p < 0) lji_buf_puts(b, ")");
 }
 
 static void power_write(lji_buf *b, const lj_expr *e)
 {
-    lji_expr_write(b, e->a, 5);
+    power_base_write(b, e->a);
     lji_buf_puts(b, "^");
     lji_expr_write(b, e->b, 4);
 }
@@ -464,8 +519,8 @@ static void power_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_po
     lj_expr *x = NULL, *y = NULL;
     if (!which) {
         x = lj_expr_retain(e->b);
-        if (e->b->def == &lji_op_const && !e->b->name) { /* a number: a^(b−1) folded */
-            double q = e->b->value[0] - 1;
+        if (lji_is_number(e->b)) { /* a number (−2 too): a^(b−1) folded */
+            double q = lji_number_value(e->b) - 1;
             y = q == 0 ? lji_g_node(g, lj_expr_scalar(ctx, 1.0))
                 : q == 1 ? lj_expr_retain(e->a) : lji_g_node(g, lj_expr_pow(ctx, e->a, q));
         } else {

@@ -128,6 +128,8 @@ lj_expr *lji_expr_binary(lj_context *ctx, const lji_opdef *d, lj_expr *a, lj_exp
 bool lji_is_scalar(const lj_expr *e);
 /* e is a number: an unnamed 1×1 constant, or its negation or multiple */
 bool lji_is_number(const lj_expr *e);
+/* the value of a number (lji_is_number): −2 is −(2) */
+double lji_number_value(const lj_expr *e);
 /* e = s·A or A·s for a scalar s (1×1, dense): A's side (1: b, 0: a);
  * else -1 */
 int lji_scalar_times(const lj_expr *e);

@@ -209,9 +209,10 @@ static void w(mp *m, const lj_expr *e, int level)
             w(m, e->a, 6);
             char num[64];
             lji_format_number(num, sizeof num, e->p, plain ? LJ_PRINT_PLAIN : LJ_PRINT_UNICODE);
+            const char *minus = e->p < 0 && uni ? "−" : "", *digits = *minus ? num + 1 : num;
             if (plain) lji_buf_printf(b, scalar ? "^%s" : ".^%s", num);
             else if (latex) lji_buf_printf(b, scalar ? "^{%s}" : "^{\\circ %s}", num);
-            else lji_buf_printf(b, scalar ? "^%s" : "^{∘%s}", num);
+            else lji_buf_printf(b, scalar ? "^%s%s" : "^{∘%s%s}", minus, digits);
         }
     } else if (d == &lji_op_power) {
         w(m, e->a, 6);

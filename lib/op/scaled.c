@@ -116,7 +116,9 @@ void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt)
 }
 
 /* Symbols are labels; a product of them is multiplied out where the labels
- * say how: s·(1/s) is 1, s·s is s^2, s^2·s is s^3 and s^2·(1/s) is s,
+ * say how: each reads as core^k (k a number, negative for "1/…"), and
+ * two of one core multiply to core^(k1 + k2): s·(1/s) is 1, s·s is s^2,
+ * s^2·(1/s) is s, (1/s^2)·(1/s) is 1/s^3 and ((u)^2)^2·u is u^5;
  * each only where the values agree (two different values of one label
  * stay apart). */
 
@@ -133,41 +135,78 @@ static bool sym_bracketed(const char *base, size_t n)
     return false;
 }
 
-/* k when p is base^k (k = 1: base itself; "(base)^k" where base is
- * bracketed), else 0 */
-static long sym_power(const char *p, const char *base, size_t nb)
+/* t[0, n) is one bracket pair around the rest: "(a)·(b)" is not */
+static bool sym_wrapped(const char *t, size_t n)
 {
-    if (strlen(p) == nb && !strncmp(p, base, nb)) return 1;
-    bool br = sym_bracketed(base, nb);
-    if (br ? (p[0] != '(' || strncmp(p + 1, base, nb) || p[nb + 1] != ')') : strncmp(p, base, nb)) return 0;
-    const char *e = p + nb + (br ? 2 : 0);
-    if (e[0] != '^' || !isdigit((unsigned char)e[1])) return 0;
-    char *end;
-    long k = strtol(e + 1, &end, 10);
-    return *end || k < 2 || k > 1000 ? 0 : k;
-}
-
-/* the base of a reciprocal "1/base" or "1/(base)", its length in *nb; else NULL */
-static const char *sym_reciprocal_of(const char *t, size_t *nb)
-{
-    if (strncmp(t, "1/", 2)) return NULL;
-    size_t n = strlen(t + 2);
-    if (n > 2 && t[2] == '(' && t[n + 1] == ')' && lji_label_is_wrapped(t + 2)) {
-        *nb = n - 2;
-        return t + 3;
+    if (n < 2 || t[0] != '(' || t[n - 1] != ')') return false;
+    int depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] == '(') depth++;
+        else if (t[i] == ')' && --depth == 0) return i == n - 1;
     }
-    *nb = n;
-    return t + 2;
+    return false;
 }
 
-/* base^k into a new string */
-static char *sym_pow(lj_context *ctx, const char *base, size_t nb, long k)
+/* t[0, n) ends in ^j or ^(−j), j a number of at most 8 characters (2,
+ * 1.5): true, with the length before the ^ in *cn and the exponent
+ * (negative for ^(−j), as labels write one) in *j */
+static bool sym_exponent(const char *t, size_t n, size_t *cn, double *j)
+{
+    static const char neg[] = "^(−";
+    bool minus = n > 0 && t[n - 1] == ')';
+    size_t last = minus ? n - 1 : n, e = last;
+    while (e > 0 && last - e < 8 && (isdigit((unsigned char)t[e - 1]) || t[e - 1] == '.')) e--;
+    if (e == last || !isdigit((unsigned char)t[e])) return false;
+    size_t mark = minus ? sizeof neg - 1 : 1;
+    if (e < mark + 1 || strncmp(t + e - mark, minus ? neg : "^", mark)) return false;
+    char num[16], *end;
+    memcpy(num, t + e, last - e);
+    num[last - e] = '\0';
+    double v = strtod(num, &end);
+    if (*end || !(v > 0)) return false;
+    *cn = e - mark;
+    *j = minus ? -v : v;
+    return true;
+}
+
+/* t[0, n) as core^k: "1/B" is B's with −k, "(B)" is B's, and "C^j" or
+ * "C^(−j)" (C bracketed or a single factor) is C's times j or −j;
+ * anything else is itself to the power 1 */
+static void sym_parse(const char *t, size_t n, const char **core, size_t *nc, double *k)
+{
+    double mult = 1, j;
+    size_t cn;
+    for (;;) {
+        if (n > 2 && !strncmp(t, "1/", 2)) {
+            t += 2, n -= 2, mult = -mult;
+            continue;
+        }
+        if (sym_wrapped(t, n)) {
+            t++, n -= 2;
+            continue;
+        }
+        if (sym_exponent(t, n, &cn, &j) && fabs(mult * j) <= 1e4 && (sym_wrapped(t, cn) || !sym_bracketed(t, cn))) {
+            mult *= j, n = cn;
+            continue;
+        }
+        break;
+    }
+    *core = t, *nc = n, *k = mult;
+}
+
+/* core^k, k ≠ 0, into a new string: s, s^2, (u·v)^1.5, 1/s, 1/(u·v)^3 */
+static char *sym_pow(lj_context *ctx, const char *core, size_t nc, double k)
 {
     lji_buf b;
     lji_buf_init(&b, ctx);
-    bool br = sym_bracketed(base, nb);
-    lji_buf_printf(&b, br ? "(%.*s)" : "%.*s", (int)nb, base);
-    if (k != 1) lji_buf_printf(&b, "^%ld", k);
+    if (k < 0) lji_buf_puts(&b, "1/");
+    bool br = sym_bracketed(core, nc);
+    lji_buf_printf(&b, br ? "(%.*s)" : "%.*s", (int)nc, core);
+    if (fabs(k) != 1) {
+        char q[64];
+        lji_format_number(q, sizeof q, fabs(k), LJ_PRINT_UNICODE);
+        lji_buf_printf(&b, "^%s", q);
+    }
     return lji_buf_finish(&b, "scale");
 }
 
@@ -182,39 +221,17 @@ static bool sym_agrees(double x, double want)
 static bool sym_times(lj_context *ctx, const char *P, double pa, const char *S, double sa, char **out, bool *failed)
 {
     *out = NULL;
+    const char *cp, *cs;
     size_t np, ns;
-    const char *bp = sym_reciprocal_of(P, &np), *bs = sym_reciprocal_of(S, &ns);
-    if (bp && bs && pa != 0 && sa != 0) { /* (1/u)·(1/v) = 1/(u·v), where u·v multiplies out */
-        char *u = lji_strndup(ctx, bp, np), *v = lji_strndup(ctx, bs, ns), *uv = NULL;
-        bool done = u && v && sym_times(ctx, u, 1.0 / pa, v, 1.0 / sa, &uv, failed) && uv;
-        if (done) {
-            lji_buf b;
-            lji_buf_init(&b, ctx);
-            lji_buf_printf(&b, lji_label_is_atomic(uv) ? "1/%s" : "1/(%s)", uv); /* 1/s^3 */
-            if (!(*out = lji_buf_finish(&b, "scale"))) *failed = true;
-        }
-        free(u);
-        free(v);
-        free(uv);
-        if (!u || !v) *failed = true;
-        if (done || !u || !v) return true;
-    }
-    for (int turn = 0; turn < 2; turn++) {
-        const char *p = turn ? S : P, *s = turn ? P : S;
-        double pv = turn ? sa : pa, sv = turn ? pa : sa;
-        size_t nb;
-        const char *base = sym_reciprocal_of(s, &nb);
-        long k;
-        if (base && (k = sym_power(p, base, nb)) > 0 && sym_agrees(pv * pow(sv, (double)k), 1.0)) {
-            if (k > 1 && !(*out = sym_pow(ctx, base, nb, k - 1))) *failed = true; /* base^k·(1/base) */
-            return true;
-        }
-        if ((k = sym_power(p, s, strlen(s))) > 0 && sym_agrees(pv, pow(sv, (double)k))) { /* s^k·s */
-            if (!(*out = sym_pow(ctx, s, strlen(s), k + 1))) *failed = true;
-            return true;
-        }
-    }
-    return false;
+    double kp, ks;
+    sym_parse(P, strlen(P), &cp, &np, &kp);
+    sym_parse(S, strlen(S), &cs, &ns, &ks);
+    /* one core, and values that agree with it: pa = v^kp, sa = v^ks */
+    if (np != ns || strncmp(cp, cs, np) || !sym_agrees(pow(pa, ks), pow(sa, kp))) return false;
+    double k = kp + ks;
+    if (fabs(k) < 1e-12) return true;
+    if (!(*out = sym_pow(ctx, cp, np, k))) *failed = true;
+    return true;
 }
 
 /* c times the value alpha of the symbol sym */
@@ -261,7 +278,24 @@ lj_op *lji_coef_apply(lj_context *ctx, lji_coef *c, const lj_op *a)
     return r;
 }
 
+static lj_op *scale_sym(lj_context *ctx, double alpha, const char *sym, const lj_op *a);
+
 lj_op *lji_scale_sym(lj_context *ctx, double alpha, const char *sym, const lj_op *a)
+{
+    if (!sym || strncmp(sym, "1/", 2)) return scale_sym(ctx, alpha, sym, a);
+    /* a reciprocal in its plain form: 1/((u)^2) is 1/u^2, 1/(1/s) is s */
+    const char *c;
+    size_t nc;
+    double k;
+    sym_parse(sym, strlen(sym), &c, &nc, &k);
+    char *canon = sym_pow(ctx, c, nc, k);
+    lj_op *r = canon ? scale_sym(ctx, alpha, canon, a) : NULL;
+    if (!canon) lji_nomem(ctx, "scale");
+    free(canon);
+    return r;
+}
+
+static lj_op *scale_sym(lj_context *ctx, double alpha, const char *sym, const lj_op *a)
 {
     if (!sym) return lj_op_scale(ctx, alpha, a);
     if (lji_check_args(ctx, "scale", 1, &a) != LJ_OK) return NULL;
