@@ -772,6 +772,14 @@ START_TEST(test_power_and_eye)
         lj_free(p);
         lj_expr_free(&P);
     }
+    /* a matrix power as a product's first factor is written as the power */
+    lj_expr *P3 = lj_expr_mpower(ctx, X, 3), *X3X = lj_expr_mul(ctx, P3, X);
+    CK_NN(ctx, X3X);
+    char *p3 = lj_expr_print(ctx, X3X);
+    ck_assert_str_eq(p3, "X^3*X");
+    lj_free(p3);
+    lj_expr_free(&P3);
+    lj_expr_free(&X3X);
     char deep[256];
     memset(deep, '-', 199);
     strcpy(deep + 199, "X^942");
@@ -1181,7 +1189,7 @@ START_TEST(test_gradient_forms)
     const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
         { "tr(A*X*B)", "X", "A^T B^T", "A'*B'" },
         { "sum(A.*X)", "X", "A", "A" },
-        { "x'*A*x", "x", "A·x + (x^T·A)^T", "A*x + (x'*A)'" },
+        { "x'*A*x", "x", "A·x + A^T·x", "A*x + A'*x" }, /* the value's row (x^T·A) transposed: A^T·x */
         { "2*sum(X)", "X", "2·(1_3 1_3^T)", "2*(1_3*1_3')" },
         { "tr(X)", "X", "I_3", "I_3" },
     };
@@ -1250,6 +1258,13 @@ START_TEST(test_value_label_brackets)
         { "-x'*A*x", "−x^T·A^T − x^T·A", "-x'*A' - x'*A" },
         { "-x'*(A+B)*x", "−x^T·(A + B)^T − x^T·(A + B)", "-x'*(A + B)' - x'*(A + B)" },
         { "(-x'*A - x'*B)*x", "x^T·(−A^T − B^T) + (−x^T·A − x^T·B)", "x'*(-A' - B') + (-x'*A - x'*B)" },
+        /* a right operand that starts with a minus sign is bracketed, a
+         * product's with the product (was A − −B·A); negated factors of a
+         * product give their signs to its front, two cancel */
+        { "(A - (-B)*A)*x", "A − (−B·A)", "A - (-B*A)" },
+        { "x'*(-A)*(-B)*x", "x^T·B^T·A^T + x^T·A·B", "x'*B'*A' + x'*A*B" },
+        { "x'*(-(-A))*x", "x^T·A^T + x^T·A", "x'*A' + x'*A" },
+        { "(-x')*A*(-(-B))*x", "−x^T·B^T·A^T − x^T·A·B", "-x'*B'*A' - x'*A*B" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain);
@@ -1329,7 +1344,8 @@ START_TEST(test_number_factors_fold)
         { "(-x')*(-x)", "2·x^T", "2*x'" },
         { "x'*(-2)", "−2·I_3", "-2*I_3" },
         { "exp(-x'*x)", "−2·exp(−x^T·x)·x^T", "-2*exp(-x'*x)*x'" },
-        { "x'*(-A)*x", "−x^T·A^T + x^T·(−A)", "-x'*A' + x'*(-A)" },
+        { "x'*(-A)*x", "−x^T·A^T − x^T·A", "-x'*A' - x'*A" }, /* the label (x^T·(−A)) reads −x^T·A */
+        { "(-x')*(-A)*x", "x^T·A^T + x^T·A", "x'*A' + x'*A" },
         { "x'*(-2*A)*x", "−2·x^T·A^T + x^T·(−2·A)", "-2*x'*A' + x'*(-2*A)" },
         { "x'*((-(2))*A)", "−2·A^T", "-2*A'" }, /* the number an interior node, read for the operator */
         { "((-2*A)*A)*x", "−2·A·A", "-2*A*A" }, /* a negative number in a value's label: − as elsewhere */
@@ -1409,6 +1425,27 @@ START_TEST(test_products_of_three)
     lj_op_free(&J0);
     lj_op_free(&J1);
     lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* A value's row labelled as a product, transposed in J, prints as the
+ * product of the transposed factors where that writes no more ^T:
+ * (x^T·A)^T is A^T·x, ((A + B)^T·x) stays bracketed as a factor, and
+ * (x^T·A·B)^T keeps its form (B^T·A^T·x writes more). Each J also against
+ * central differences and a plan's after X moved. */
+START_TEST(test_transposed_value_labels)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 97, true);
+    const struct { const char *expr, *uni, *plain; } cases[] = {
+        { "(X*x)*(x'*A)", "((A^T·x)·x^T) ⊗ I_3", "((A'*x)*x') kron I_3" },
+        { "(X*x)*(x'*(A+B))", "(((A + B)^T·x)·x^T) ⊗ I_3", "(((A + B)'*x)*x') kron I_3" },
+        { "(X*x)*(x'*A*B)", "((x^T·A·B)^T·x^T) ⊗ I_3", "((x'*A*B)'*x') kron I_3" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "X", cases[i].uni, cases[i].plain, 120 + i);
     lj_symtab_free(&t);
     lj_context_free(&ctx);
 }
@@ -2695,6 +2732,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_number_factors_fold);
     tcase_add_test(rules, test_ones_row_prints);
     tcase_add_test(rules, test_products_of_three);
+    tcase_add_test(rules, test_transposed_value_labels);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

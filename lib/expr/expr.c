@@ -399,14 +399,52 @@ static bool same_infix_level(const lj_expr *e, int level)
     return !d->function && !d->write && d->arity == 2 && d->level == level;
 }
 
+/* the level e is written at */
+static int written_level(const lj_expr *e)
+{
+    if (e->def == &lji_op_const && !e->name && e->value[0] < 0) return 3; /* a negative number */
+    if (e->pbase) return 4;                                              /* a matrix power */
+    return e->def->level;
+}
+
+/* A chain of terms (a·b·c, a ∘ b / s): how many of its right operands are
+ * negated, and its first operand in *first. In labels the minus signs
+ * come out in front: x^T·(−A) reads −x^T·A, a·(−b)·(−c) a·b·c. */
+static int64_t negated_operands(const lj_expr *e, const lj_expr **first)
+{
+    int64_t k = 0;
+    for (;; e = e->a) {
+        for (const lj_expr *r = e->b; r->def == &lji_op_neg; r = r->a) k++;
+        if (!same_infix_level(e->a, 2) || e->a->pbase) break;
+    }
+    *first = e->a;
+    return k;
+}
+
+/* Whether e, written into b, starts with a minus sign: −A, −2, −2·A, and
+ * a chain whose first operand does (−A·B + C), or in labels a chain of
+ * terms with an odd number of negated operands. A right operand that does
+ * is bracketed: A − (−B·A), x^T·(−A). */
+bool lji_expr_writes_minus(const lji_buf *b, const lj_expr *e)
+{
+    for (;;) {
+        const lji_opdef *d = e->def;
+        if (d == &lji_op_neg || (d == &lji_op_scale && e->p < 0) || (d == &lji_op_const && !e->name && e->value[0] < 0))
+            return true;
+        if (e->pbase || !same_infix_level(e, d->level)) return false;
+        const lj_expr *first = e->a;
+        if (b->math && d->level == 2 && negated_operands(e, &first) % 2) return true;
+        if (written_level(first) < d->level) return false; /* bracketed */
+        e = first;
+    }
+}
+
 /* levels: 1 sum, 2 term, 3 unary, 4 power, 5 postfix, 6 primary */
 void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
 {
     if (b->truncated) return; /* a label's length limit was reached: stop the walk */
     const lji_opdef *d = e->def;
-    int mine = d->level;
-    if (d == &lji_op_const && !e->name && e->value[0] < 0) mine = 3; /* a negative number */
-    if (e->pbase) mine = 4;                                         /* a matrix power */
+    int mine = written_level(e);
     bool paren = mine < level;
     lji_put_open(b, paren);
     if (e->pbase) {
@@ -426,7 +464,7 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         /* a left-deep chain (a long sum or product) is walked down its left
          * spine without recursion, then written from its bottom up */
         int64_t depth = 0;
-        for (const lj_expr *x = e; same_infix_level(x->a, mine); x = x->a) depth++;
+        for (const lj_expr *x = e; same_infix_level(x->a, mine) && !x->a->pbase; x = x->a) depth++; /* X^3·A */
         const lj_expr **spine = depth ? lji_malloc(b->ctx, (size_t)(depth + 1) * sizeof *spine) : NULL;
         if (depth && !spine) {
             b->failed = true;
@@ -435,16 +473,33 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         const lj_expr *x = e;
         for (int64_t k = 0; k < depth; k++, x = x->a) spine[k] = x;
         if (spine) spine[depth] = x;
-        lji_expr_write(b, x->a, mine);
+        /* in a label, a chain of terms writes its negated operands' minus
+         * signs in front (one, or none for two), unless its first operand
+         * has one of its own and the count is odd */
+        bool strip = false;
+        const lj_expr *first = x->a;
+        if (b->math && mine == 2) {
+            int64_t k = negated_operands(e, &first);
+            bool own = written_level(first) >= mine && lji_expr_writes_minus(b, first);
+            while (own && first->def == &lji_op_neg) { /* (−a)·(−b) is a·b */
+                first = first->a, k++;
+                own = written_level(first) >= mine && lji_expr_writes_minus(b, first);
+            }
+            strip = k > 0 && (k % 2 == 0 || !own);
+            if (strip && k % 2) lji_buf_puts(b, "−");
+            if (!strip) first = x->a;
+        }
+        lji_expr_write(b, first, mine);
         for (int64_t k = depth; k >= 0 && !b->truncated; k--) {
             x = spine ? spine[k] : e;
             if (b->math) lji_buf_puts(b, x->def->msym);
             else if (mine == 1) lji_buf_printf(b, " %s ", x->def->sym);
             else lji_buf_puts(b, x->def->sym);
             /* a right operand that starts with a minus sign is bracketed:
-             * x^T·(−A), a + (−2) */
-            bool minus = x->b->def == &lji_op_neg || (x->b->def == &lji_op_const && !x->b->name && x->b->value[0] < 0);
-            lji_expr_write(b, x->b, minus ? 4 : mine + 1);
+             * x^T·(−A), a + (−2), A − (−B·A) */
+            const lj_expr *r = x->b;
+            while (strip && r->def == &lji_op_neg) r = r->a;
+            lji_expr_write(b, r, lji_expr_writes_minus(b, r) ? 4 : mine + 1);
         }
         free(spine);
     }

@@ -175,6 +175,9 @@ lj_status lji_eval_raw(lj_context *ctx, const lj_expr *e, double **out);
 /* Appends e in the expression language; `level` is the binding strength of
  * the place it stands in (parenthesised when weaker). */
 void lji_expr_write(lji_buf *b, const lj_expr *e, int level);
+/* whether e, written into b, starts with a minus sign (then bracketed as
+ * a right operand or under a negation) */
+bool lji_expr_writes_minus(const lji_buf *b, const lj_expr *e);
 /* Short label of e's value for printed operators: "A" for a leaf named A,
  * "(A*B)" for a compound expression. New string. */
 char *lji_expr_label(lj_context *ctx, const lj_expr *e);

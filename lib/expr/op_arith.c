@@ -228,11 +228,23 @@ static lj_op *hdiv_local(lji_dctx *d, const lj_expr *e, int which)
     return lji_d_scaled(d->ctx, -1.0, r);
 }
 
+/* a number, or a symbol whose label is a power of b's (u = s^2 for b = s):
+ * then u·(1/b^2) multiplies out, where u and another symbol would not */
+static bool same_core(lji_dctx *d, const lj_expr *u, const lj_expr *b)
+{
+    if (lji_is_number(u)) return true;
+    char *lu = lji_d_label(d, u), *lb = lji_d_label(d, b);
+    bool same = lu && lb && lji_sym_same_core(lu, lb);
+    free(lu);
+    free(lb);
+    return same;
+}
+
 static lj_op *divs_local(lji_dctx *d, const lj_expr *e, int which)
 {
     double s = lji_d_val(d, e->b)[0];
     if (!which) return lji_d_scaled_by(d, e->b, 1.0 / s, "1/", "", lji_d_identity(d->ctx, lji_d_len(d, e)));
-    if (lji_is_scalar(e->a) && !e->a->pat) /* u/s: −(1/s^2)·u with u a symbol (a number folds), no "vec u" */
+    if (lji_is_scalar(e->a) && !e->a->pat && same_core(d, e->a, e->b)) /* u/s: −(1/s^2)·u, a power of s */
         return lji_d_scaled(d->ctx, -1.0,
                             lji_d_scaled_by(d, e->b, 1.0 / (s * s), "1/", "^2",
                                             lji_d_scaled_by(d, e->a, lji_d_val(d, e->a)[0], "", "",
@@ -355,7 +367,7 @@ static lj_op *power_local(lji_dctx *d, const lj_expr *e, int which)
 static void neg_write(lji_buf *b, const lj_expr *e)
 {
     lji_buf_puts(b, b->math ? "−" : "-");
-    lji_expr_write(b, e->a, 3);
+    lji_expr_write(b, e->a, b->math && lji_expr_writes_minus(b, e->a) ? 4 : 3); /* a label's −(−B); the language's --B */
 }
 
 static void scale_write(lji_buf *b, const lj_expr *e)

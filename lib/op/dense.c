@@ -45,11 +45,8 @@ static void dense_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pla
      * −2·A·A (a term after a minus sign is printed as a factor, and keeps
      * them; a sum gives a term's own minus sign to the term) */
     const char *l = J->label;
-    bool minus = l && l[0] == '(' && lji_label_minus_len(l + 1);
-    if (l && (where == LJI_AT_TOP || (where == LJI_AT_SUM && !minus)) && lji_label_is_wrapped(l))
-        lji_put_label_n(b, l + 1, strlen(l) - 2, fmt);
-    else if (l)
-        lji_put_label(b, l, fmt);
+    if (l)
+        lji_put_value_label(b, l, fmt, where);
     else if (fmt == LJ_PRINT_UNICODE)
         lji_buf_printf(b, "M_{%" PRId64 "×%" PRId64 "}", J->rows, J->cols);
     else if (fmt == LJ_PRINT_LATEX)

@@ -8,6 +8,7 @@
 #endif
 #include "../core/lji_blas.h"
 #include <inttypes.h>
+#include <ctype.h>
 #include <math.h>
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -911,6 +912,74 @@ size_t lji_label_minus_product(const char *label)
 bool lji_label_transposes_bare(const char *label)
 {
     return lji_label_is_atomic(label) && strncmp(label, "vec", 3) != 0;
+}
+
+char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *failed)
+{
+    enum { MAXF = 16 };
+    const char *dot = "·", *fs[MAXF];
+    size_t nd = strlen(dot), fn[MAXF], n = strlen(label);
+    *failed = false;
+    if (!lji_label_is_wrapped(label)) return NULL;
+    const char *s = label + 1, *end = label + n - 1;
+    size_t minus = lji_label_minus_len(s);
+    s += minus;
+    /* the factors, at the top level's "·"; any other operator there: none */
+    int nf = 0, depth = 0;
+    const char *start = s;
+    for (const char *p = s; p < end;) {
+        if (*p == '(' || *p == '{') depth++, p++;
+        else if (*p == ')' || *p == '}') depth--, p++;
+        else if (depth == 0 && !strncmp(p, dot, nd)) {
+            if (nf == MAXF - 1) return NULL;
+            fs[nf] = start, fn[nf++] = (size_t)(p - start);
+            p += nd, start = p;
+        } else if (depth == 0 && (strchr(" +-*/'", *p) || (unsigned char)*p >= 0x80))
+            return NULL;
+        else
+            p++;
+    }
+    fs[nf] = start, fn[nf++] = (size_t)(end - start);
+    if (nf < 2) return NULL;
+    int gains = 0, losses = 0;
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    lji_buf_printf(&b, "(%.*s", (int)minus, label + 1);
+    for (int i = 0; i < nf; i++) /* numbers first: 0.5·(C^T + C)^T·a */
+        if (fn[i] && isdigit((unsigned char)fs[i][0])) lji_buf_printf(&b, "%.*s%s", (int)fn[i], fs[i], dot);
+    for (int i = nf - 1, any = 0; i >= 0; i--) {
+        const char *f = fs[i];
+        int k = (int)fn[i];
+        if (k && isdigit((unsigned char)f[0])) continue;
+        if (any++) lji_buf_puts(&b, dot);
+        if (k == 0) gains = nf + 1; /* "(·A)": no product */
+        else if (k > 2 && !strncmp(f + k - 2, "^T", 2)) lji_buf_printf(&b, "%.*s", k - 2, f), losses++;
+        else if (k > 5 && !strncmp(f + k - 5, "^{-1}", 5)) lji_buf_printf(&b, "%.*s^{-T}", k - 5, f);
+        else if (k > 5 && !strncmp(f + k - 5, "^{-T}", 5)) lji_buf_printf(&b, "%.*s^{-1}", k - 5, f);
+        else {
+            bool wrapped = f[0] == '(' && f[k - 1] == ')'; /* a factor is one: "(A)·(B)" splits */
+            bool bare = wrapped || (strncmp(f, "vec", 3) != 0 && !memchr(f, '^', (size_t)k)); /* (s^2)^T */
+            lji_buf_printf(&b, bare ? "%.*s^T" : "(%.*s)^T", k, f);
+            gains++;
+        }
+    }
+    lji_buf_puts(&b, ")");
+    if (gains > losses) {
+        lji_buf_discard(&b);
+        return NULL;
+    }
+    char *r = lji_buf_finish(&b, "print");
+    if (!r) *failed = true;
+    return r;
+}
+
+void lji_put_value_label(lji_buf *b, const char *l, lj_print_format fmt, lji_place where)
+{
+    bool minus = l[0] == '(' && lji_label_minus_len(l + 1);
+    if ((where == LJI_AT_TOP || (where == LJI_AT_SUM && !minus)) && lji_label_is_wrapped(l))
+        lji_put_label_n(b, l + 1, strlen(l) - 2, fmt);
+    else
+        lji_put_label(b, l, fmt);
 }
 
 bool lji_label_is_sum(const char *label)

@@ -343,6 +343,9 @@ typedef struct {
 void lji_coef_take(lj_context *ctx, lji_coef *c, const lj_op *scaled);
 lj_op *lji_coef_apply(lj_context *ctx, lji_coef *c, const lj_op *a);
 lj_op *lji_scale_sym(lj_context *ctx, double alpha, const char *sym, const lj_op *a);
+/* whether two symbols are powers of one core (s^2 and 1/s, (u)^2 and u),
+ * which a product of them multiplies out */
+bool lji_sym_same_core(const char *p, const char *q);
 /* the label of a coefficient where it multiplies: parenthesised unless it
  * reads as one factor (a sum or a quotient does not) */
 void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt);
@@ -424,6 +427,15 @@ size_t lji_label_minus_len(const char *s);
 /* whether "label^T" reads as the label transposed: an atom, and no vec
  * ((vec(A·x))^T, not vec(A·x)^T) */
 bool lji_label_transposes_bare(const char *label);
+/* A value's label "(P·Q·R)" transposed as the product "(R^T·Q^T·P^T)",
+ * each factor's own ^T dropped ((x^T·A)^T is A^T·x), X^{-1} and X^{-T}
+ * swapped, numbers and a leading minus sign kept: a new string when that
+ * writes no more ^T than "(P·Q·R)^T"; else NULL, with *failed on no
+ * memory. */
+char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *failed);
+/* A value's label as the dense printer writes it at `where`: its own
+ * brackets dropped for the whole or a term of a sum */
+void lji_put_value_label(lji_buf *b, const char *label, lj_print_format fmt, lji_place where);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
 /* x as lji_put_number writes it (six significant digits; in plain form
  * the fewest that read back as x exactly) */

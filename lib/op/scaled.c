@@ -215,6 +215,16 @@ static bool sym_agrees(double x, double want)
     return fabs(x - want) <= 1e-12 * fabs(want);
 }
 
+bool lji_sym_same_core(const char *p, const char *q)
+{
+    const char *cp, *cq;
+    size_t np, nq;
+    double kp, kq;
+    sym_parse(p, strlen(p), &cp, &np, &kp);
+    sym_parse(q, strlen(q), &cq, &nq, &kq);
+    return np == nq && !strncmp(cp, cq, np);
+}
+
 /* P·S multiplied out where the labels say how (P with value pa, S with
  * sa): true, *out the product's label (NULL for 1, or out of memory with
  * *failed); else false */

@@ -40,6 +40,16 @@ static cholmod_sparse *transpose_to_sparse(lj_context *ctx, const lj_op *J)
 static void transpose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     const lj_op *c = J->child[0];
+    if ((lji_is(c, &lji_kind_dense) || lji_is(c, &lji_kind_sparse)) && c->label) {
+        bool failed;
+        char *t = lji_label_product_transposed(b->ctx, c->label, &failed); /* (x^T·A)^T as A^T·x */
+        if (failed) b->failed = true;
+        if (t) {
+            lji_put_value_label(b, t, fmt, where);
+            free(t);
+            return;
+        }
+    }
     bool atom = lji_is(c, &lji_kind_dense) || lji_is(c, &lji_kind_sparse) ||
                 lji_is(c, &lji_kind_perm) || lji_is(c, &lji_kind_diag) ||
                 lji_is(c, &lji_kind_identity) || lji_is(c, &lji_kind_commutation);

@@ -292,7 +292,11 @@ static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, 
                 lji_put_number(b, fabs(c), fmt);
                 lji_buf_puts(b, lji_sym_dot(fmt));
             }
-            grad_render(b, ctx, g->child[i], m, n, fmt, true);
+            const lj_op *t = g->child[i];
+            if (n == 1 && fabs(c) == 1.0 && lji_is(t, &lji_kind_transpose) && lji_is(t->child[0], &lji_kind_dense))
+                lji_print(b, t, fmt, LJI_AT_SUM); /* a value's row transposed, a term: A·x + A^T·x */
+            else
+                grad_render(b, ctx, t, m, n, fmt, true);
         }
         lji_put_close(b, inner);
         return;
