@@ -1265,6 +1265,9 @@ START_TEST(test_value_label_brackets)
         { "x'*(-A)*(-B)*x", "x^T·B^T·A^T + x^T·A·B", "x'*B'*A' + x'*A*B" },
         { "x'*(-(-A))*x", "x^T·A^T + x^T·A", "x'*A' + x'*A" },
         { "(-x')*A*(-(-B))*x", "−x^T·B^T·A^T − x^T·A·B", "-x'*B'*A' - x'*A*B" },
+        /* an inverse in a label as the operators write it: A^{-1}, A^{-T} */
+        { "x'*inv(A)*x", "x^T·A^{-T} + x^T·A^{-1}", "x'*A^{-T} + x'*A^{-1}" },
+        { "inv(A')*x", "A^{-T}", "A^{-T}" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain);

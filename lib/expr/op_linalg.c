@@ -154,7 +154,21 @@ static void det_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly
     lj_expr_free(&y);
 }
 
-const lji_opdef lji_op_inv = { .name = "inv", .arity = 1, .function = true, .level = 6,
+/* inv(A) in the language; in a label A^{-1}, as the operators print it */
+static void inv_write(lji_buf *b, const lj_expr *e)
+{
+    if (!b->math) {
+        lji_buf_puts(b, "inv(");
+        lji_expr_write(b, e->a, 1);
+        lji_buf_puts(b, ")");
+        return;
+    }
+    bool t = e->a->def == &lji_op_transpose && !e->a->pbase; /* (A^T)^{-1} is A^{-T} */
+    lji_expr_write(b, t ? e->a->a : e->a, 6);
+    lji_buf_puts(b, t ? "^{-T}" : "^{-1}");
+}
+
+const lji_opdef lji_op_inv = { .name = "inv", .arity = 1, .function = true, .level = 6, .write = inv_write,
                                .shape = lji_shape_square, .eval = inv_eval, .local = inv_local,
                                .reads = { LJI_READ_NODE, 0 }, .can_fail = true, .adjoint = inv_adjoint };
 const lji_opdef lji_op_det = { .name = "det", .arity = 1, .function = true, .level = 6,

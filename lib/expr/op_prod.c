@@ -405,6 +405,11 @@ static void transpose_write(lji_buf *b, const lj_expr *e)
     const lj_expr *x = e->a;
     int n = 1;
     for (; x->def == &lji_op_transpose && !x->pbase; x = x->a) n++;
+    if (n % 2 && x->def == &lji_op_inv && !x->pbase) { /* A^{-T} */
+        lji_expr_write(b, x->a, 6);
+        lji_buf_puts(b, "^{-T}");
+        return;
+    }
     lji_expr_write(b, x, 5);
     if (n % 2) lji_buf_puts(b, "^T");
 }

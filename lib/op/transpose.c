@@ -50,6 +50,13 @@ static void transpose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji
             return;
         }
     }
+    size_t n = c->label ? strlen(c->label) : 0;
+    if (n > 5 && (lji_is(c, &lji_kind_dense) || lji_is(c, &lji_kind_sparse)) && lji_label_transposes_bare(c->label) &&
+        (!strcmp(c->label + n - 5, "^{-1}") || !strcmp(c->label + n - 5, "^{-T}"))) { /* X^{-1} ↔ X^{-T} */
+        lji_put_label_n(b, c->label, n - 5, fmt);
+        lji_put_label(b, c->label[n - 2] == '1' ? "^{-T}" : "^{-1}", fmt);
+        return;
+    }
     bool atom = lji_is(c, &lji_kind_dense) || lji_is(c, &lji_kind_sparse) ||
                 lji_is(c, &lji_kind_perm) || lji_is(c, &lji_kind_diag) ||
                 lji_is(c, &lji_kind_identity) || lji_is(c, &lji_kind_commutation);
