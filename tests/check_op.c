@@ -1194,7 +1194,23 @@ START_TEST(test_rules_identity_zero_scalars)
     ck_assert(t2 == a); /* (A^T)^T = A */
     lj_op *s0 = lj_op_scale(ctx, 0.0, a);
     ck_assert_int_eq(lj_op_kind_of(s0), LJ_OP_ZERO);
-    lj_op *all[] = { a, I3, I4, p, z, pz, s1, s2, t1, t2, s0 };
+    /* a negative number times a sum of negative terms: the terms' signs
+     * change, −(−A − 2·B) = A + 2·B; with a positive term it stays */
+    tmat Bm = tm_rand(3, 4, &seed);
+    lj_op *bb = dense_of(ctx, Bm, "B");
+    const lj_op *ab[2] = { a, bb };
+    double neg[2] = { -1, -2 }, mixed[2] = { 1, -2 };
+    lj_op *nsum = lj_op_lincomb(ctx, 2, neg, ab), *msum = lj_op_lincomb(ctx, 2, mixed, ab);
+    lj_op *pos = lj_op_scale(ctx, -1.0, nsum), *kept = lj_op_scale(ctx, -1.0, msum);
+    ASSERT_PRINTS(ctx, pos, "A + 2·B");
+    ASSERT_PRINTS(ctx, kept, "−(A − 2·B)");
+    tmat RP = tm_add(1, A, 2, Bm), RK = tm_add(-1, A, 2, Bm);
+    check_op_against(ctx, pos, RP, 1e-14, "-(-A - 2B)");
+    check_op_against(ctx, kept, RK, 1e-14, "-(A - 2B)");
+    lj_op *all[] = { a, I3, I4, p, z, pz, s1, s2, t1, t2, s0, bb, nsum, msum, pos, kept };
+    tm_free(&Bm);
+    tm_free(&RP);
+    tm_free(&RK);
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
     tm_free(&A);
     tm_free(&R);

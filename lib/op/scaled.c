@@ -338,6 +338,15 @@ lj_op *lj_op_scale(lj_context *ctx, double alpha, const lj_op *a)
     /* a number times a symbol's scaling stays outside it (c·(s·A)), so that
      * s·A − s·A are like terms that cancel */
     if (lji_is(a, &lji_kind_scaled) && !a->label) return lj_op_scale(ctx, alpha * a->alpha, a->child[0]);
+    if (lji_is(a, &lji_kind_sum) && alpha < 0 && a->nchild <= 64) { /* −(−A − B) is A + B */
+        bool all = true;
+        for (int i = 0; i < a->nchild && all; i++) all = a->coef[i] < 0;
+        if (all) {
+            double c[64];
+            for (int i = 0; i < a->nchild; i++) c[i] = alpha * a->coef[i];
+            return lj_op_lincomb(ctx, a->nchild, c, (const lj_op *const *)a->child);
+        }
+    }
     lj_op *J = lji_op_new(ctx, &lji_kind_scaled, a->rows, a->cols, 1, "scale");
     if (!J) return NULL;
     J->alpha = alpha;
