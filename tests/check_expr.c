@@ -1268,6 +1268,9 @@ START_TEST(test_value_label_brackets)
         /* an inverse in a label as the operators write it: A^{-1}, A^{-T} */
         { "x'*inv(A)*x", "x^T·A^{-T} + x^T·A^{-1}", "x'*A^{-T} + x'*A^{-1}" },
         { "inv(A')*x", "A^{-T}", "A^{-T}" },
+        /* a value's row and the transpose of its column are one node kind
+         * (a dense row over the same numbers): like terms */
+        { "(x'*A)*(A'*x)", "2·(x^T·A)·A^T", "2*(x'*A)*A'" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain);
@@ -1368,7 +1371,12 @@ START_TEST(test_ones_row_prints)
 {
     lj_context *ctx = lj_context_new();
     lj_symtab *t = symtab_3x3(ctx, 61, true);
+    double one[3] = { 1, 1, 1 };
+    lj_expr *o = lj_expr_const(ctx, "o", 3, 1, one);
+    CK_OK(ctx, lj_symtab_add(ctx, t, o));
+    lj_expr_free(&o);
     const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
+        { "o'*exp(A*x)", "x", "exp(A·x)^T·A", "exp(A*x)'*A" }, /* 1_3^T a row over the leaf's ones */
         { "sum(A.*X)", "X", "(vec A)^T", "(vec A)'" },
         { "sum(X.^2)", "X", "(2·vec X)^T", "(2*vec X)'" },
         { "sum(exp(A*x))", "x", "exp(A·x)^T·A", "exp(A*x)'*A" },

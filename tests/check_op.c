@@ -1249,6 +1249,41 @@ START_TEST(test_rules_transpose_leaves)
 }
 END_TEST
 
+/* The transpose of a dense vector over numbers it does not own (borrowed)
+ * is the dense vector of the other orientation over the same numbers, x^T
+ * and back x, and (x^T·A)^T is A^T·x; an owned vector keeps a transpose
+ * node. Each against the dense reference (apply, transpose-apply,
+ * materialised), the row after its column was freed. */
+START_TEST(test_rules_transpose_vectors)
+{
+    lj_context *ctx = lj_context_new();
+    double x[4] = { 1, -2, 0.5, 3 };
+    lj_op *X = lj_op_dense_borrow(ctx, 4, 1, x, 4, "x"), *Xt = lj_op_transpose(ctx, X);
+    CK_NN(ctx, Xt);
+    ck_assert_int_eq(lj_op_kind_of(Xt), LJ_OP_DENSE);
+    ck_assert_int_eq(lj_op_rows(Xt), 1);
+    ck_assert_int_eq(lj_op_cols(Xt), 4);
+    ASSERT_PRINTS(ctx, Xt, "x^T");
+    lj_op *Xtt = lj_op_transpose(ctx, Xt);
+    ck_assert_int_eq(lj_op_kind_of(Xtt), LJ_OP_DENSE);
+    ASSERT_PRINTS(ctx, Xtt, "x");
+    lj_op_free(&X);
+    tmat R = tm_new(1, 4);
+    memcpy(R.a, x, sizeof x);
+    check_op_against(ctx, Xt, R, 1e-15, "x^T over x's numbers");
+    lj_op *P = lj_op_dense_borrow(ctx, 1, 4, x, 1, "(x^T·A)"), *Pt = lj_op_transpose(ctx, P);
+    ASSERT_PRINTS(ctx, Pt, "A^T·x");
+    lj_op *O = lj_op_dense(ctx, 4, 1, x, 4, "y"), *Ot = lj_op_transpose(ctx, O);
+    ck_assert_int_eq(lj_op_kind_of(Ot), LJ_OP_TRANSPOSE);
+    ASSERT_PRINTS(ctx, Ot, "y^T");
+    check_op_against(ctx, Ot, R, 1e-15, "y^T of its own numbers");
+    lj_op *all[] = { Xt, Xtt, P, Pt, O, Ot };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tm_free(&R);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* K·(t_1 + t_2) = K·t_1 + K·t_2 where every term absorbs the commutation
  * (begins with its inverse, or with a Diag and then its inverse), and
  * (t_1 + t_2)·K alike at the right; a sum with a term that would keep a
@@ -2245,6 +2280,7 @@ Suite *make_op_suite(void)
     TCase *rules = tcase_create("rules");
     tcase_add_test(rules, test_rules_identity_zero_scalars);
     tcase_add_test(rules, test_rules_transpose_leaves);
+    tcase_add_test(rules, test_rules_transpose_vectors);
     tcase_add_test(rules, test_rules_commutation_sum);
     tcase_add_test(rules, test_rules_commutation_past_diag);
     tcase_add_test(rules, test_rules_kron);

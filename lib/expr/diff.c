@@ -240,6 +240,23 @@ char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const c
     return own;
 }
 
+/* e's value transposed as an operator (new reference): a leaf vector whose
+ * numbers J may read in place is the vector of the other orientation over
+ * them (x^T, one node), made at once, not x made and then transposed */
+lj_op *lji_d_opval_transposed(lji_dctx *d, const lj_expr *e)
+{
+    lji_vblock *blk;
+    if (!lji_is_leaf(e) || e->pat || (e->rows != 1 && e->cols != 1) || e->rows * e->cols < 2 ||
+        !(blk = shareable(d, e)) || d->opval[lji_topo_find(d->t, e)])
+        return lji_d_transposed(d->ctx, lji_d_opval(d, e));
+    char tmp[32], tbuf[64], *own, *town;
+    const char *l = label_ref(d, e, tmp, &own), *lt = l ? lji_label_transposed_to(d->ctx, l, tbuf, sizeof tbuf, &town) : NULL;
+    lj_op *r = lt ? lji_op_dense_shared(d->ctx, e->cols, e->rows, d->vals[lji_topo_find(d->t, e)], e->cols, lt, blk) : NULL;
+    free(own);
+    if (l) free(town);
+    return r;
+}
+
 /* The value of e as an operator (new reference); transposes, negations
  * and multiples by a scalar stay lazy, so that (x')^T prints as x and
  * −x^T + (−x^T) is −2·x^T. */
@@ -250,7 +267,7 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
     lj_op *r = NULL;
     int w;
     if (e->def == &lji_op_transpose) {
-        r = lji_d_transposed(d->ctx, lji_d_opval(d, e->a));
+        r = lji_d_opval_transposed(d, e->a);
     } else if (e->def == &lji_op_neg || e->def == &lji_op_scale) { /* −A and 2·A as −1 and 2 times A's */
         r = lji_d_scaled(d->ctx, e->def == &lji_op_neg ? -1.0 : e->p, lji_d_opval(d, e->a));
     } else if ((w = lji_scalar_times(e)) >= 0) { /* 2*A, A*2 and s*A likewise: a number, or s as a symbol */

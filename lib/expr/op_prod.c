@@ -176,7 +176,7 @@ static lj_op *mul_local(lji_dctx *d, const lj_expr *e, int which)
     int64_t mn = e->rows * e->cols;
     if (lji_is_scalar(c) && !lji_is_scalar(o)) return lji_d_vec(d, o); /* d(s·M)/ds = vec M */
     if (lji_is_scalar(o)) return lji_d_scaled_by(d, o, lji_d_val(d, o)[0], "", "", lji_d_identity(ctx, mn));
-    if (!which) return lji_d_kron(ctx, lji_d_transposed(ctx, lji_d_opval(d, b)), lji_d_identity(ctx, a->rows));
+    if (!which) return lji_d_kron(ctx, lji_d_opval_transposed(d, b), lji_d_identity(ctx, a->rows));
     return lji_d_kron(ctx, lji_d_identity(ctx, b->cols), lji_d_opval(d, a));
 }
 
@@ -188,8 +188,8 @@ lj_op *lji_mul3_local(lji_dctx *d, const lj_expr *e, const lj_expr *x, int side)
 {
     const lj_expr *o = side ? e->a : e->b, *a = side ? x->b : x->a;
     lj_context *ctx = d->ctx;
-    if (!side) return lji_d_kron(ctx, lji_d_transposed(ctx, lji_d_opval(d, o)), lji_d_opval(d, a));
-    return lji_d_kron(ctx, lji_d_transposed(ctx, lji_d_opval(d, a)), lji_d_opval(d, o));
+    if (!side) return lji_d_kron(ctx, lji_d_opval_transposed(d, o), lji_d_opval(d, a));
+    return lji_d_kron(ctx, lji_d_opval_transposed(d, a), lji_d_opval(d, o));
 }
 
 static lj_status kron_shape(lj_context *ctx, const lji_opdef *d, const lj_expr *a, const lj_expr *b,

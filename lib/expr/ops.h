@@ -158,6 +158,7 @@ lj_expr *lji_leaf_shell(lj_context *ctx, const lji_opdef *def, const char *op, c
 double *lji_d_val(lji_dctx *d, const lj_expr *e);
 int64_t lji_d_len(lji_dctx *d, const lj_expr *e);    /* length of lji_d_val(d, e) */
 lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e);   /* e's value as a labelled operator */
+lj_op *lji_d_opval_transposed(lji_dctx *d, const lj_expr *e); /* the same, transposed */
 lj_op *lji_d_vec(lji_dctx *d, const lj_expr *e);     /* vec of e's value, (mn)×1 */
 char *lji_d_label(lji_dctx *d, const lj_expr *e);    /* "A", "(A·B)", "1_n" */
 /* e's label as a Kronecker factor, (e)^T's when `transposed`: "A^T" and

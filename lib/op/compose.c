@@ -197,13 +197,16 @@ static int64_t compose_nnz(const lj_op *J, bool *exact)
     return bound;
 }
 
-/* a is 1_n^T: the transpose of a column of ones */
+/* a is 1_n^T: the transpose of a column of ones, or the row of ones over
+ * its numbers (lji_op_dense_vector_transposed) */
 static bool is_ones_row(const lj_op *a)
 {
-    if (!lji_is(a, &lji_kind_transpose)) return false;
-    const lj_op *c = a->child[0];
-    if (!lji_is(c, &lji_kind_dense) || c->cols != 1 || !c->label || strncmp(c->label, "1_", 2)) return false;
-    for (int64_t i = 0; i < c->rows; i++)
+    const lj_op *c = lji_is(a, &lji_kind_transpose) ? a->child[0] : a;
+    bool row = c == a;
+    if (!lji_is(c, &lji_kind_dense) || (row ? c->rows : c->cols) != 1 || !c->label || strncmp(c->label, "1_", 2))
+        return false;
+    if (row && (c->ld != 1 || strcmp(c->label + strlen(c->label) - 2, "^T"))) return false;
+    for (int64_t i = 0; i < c->rows * c->cols; i++)
         if (c->data[i] != 1.0) return false;
     return true;
 }

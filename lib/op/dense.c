@@ -160,3 +160,49 @@ lj_op *lji_op_dense_shared(lj_context *ctx, int64_t rows, int64_t cols, const do
     if (J) J->keep = lji_vblock_retain(keep);
     return J;
 }
+
+const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *buf, size_t cap, char **own)
+{
+    *own = NULL;
+    bool failed;
+    char *product = lji_label_product_transposed(ctx, label, &failed); /* (x^T·A)^T: (A^T·x) */
+    if (product || failed) return *own = product;
+    size_t n = strlen(label), total = n + 5;
+    char *r = total <= cap ? buf : (*own = lji_malloc(ctx, total));
+    if (!r) {
+        lji_nomem(ctx, "transpose");
+        return NULL;
+    }
+    bool bare = lji_label_transposes_bare(label);
+    if (bare && n > 2 && !strcmp(label + n - 2, "^T")) { /* X^T, (A·B)^T: X, (A·B) */
+        memcpy(r, label, n - 2);
+        r[n - 2] = '\0';
+        return r;
+    }
+    char *at = r; /* X^T, (vec x)^T */
+    if (!bare) *at++ = '(';
+    memcpy(at, label, n);
+    at += n;
+    if (!bare) *at++ = ')';
+    memcpy(at, "^T", 3);
+    return r;
+}
+
+lj_op *lji_op_dense_vector_transposed(lj_context *ctx, const lj_op *a, bool *failed)
+{
+    *failed = false;
+    if (!lji_is(a, &lji_kind_dense) || !a->borrowed || a->rows * a->cols < 2) return NULL;
+    if (a->cols != 1 && (a->rows != 1 || a->ld != 1)) return NULL; /* contiguous vectors only */
+    char tmp[64], *own = NULL;
+    const char *l = a->label ? lji_label_transposed_to(ctx, a->label, tmp, sizeof tmp, &own) : NULL;
+    if (a->label && !l) {
+        *failed = true;
+        return NULL;
+    }
+    int64_t r = a->cols, c = a->rows;
+    lj_op *t = dense_make(ctx, r, c, a->data, r > 1 ? r : 1, l, true);
+    if (t && a->keep) t->keep = lji_vblock_retain(a->keep);
+    if (!t) *failed = true;
+    free(own);
+    return t;
+}

@@ -293,7 +293,9 @@ static void grad_render(lji_buf *b, lj_context *ctx, const lj_op *g, int64_t m, 
                 lji_buf_puts(b, lji_sym_dot(fmt));
             }
             const lj_op *t = g->child[i];
-            if (n == 1 && fabs(c) == 1.0 && lji_is(t, &lji_kind_transpose) && lji_is(t->child[0], &lji_kind_dense))
+            bool value = (lji_is(t, &lji_kind_transpose) && lji_is(t->child[0], &lji_kind_dense)) ||
+                         (lji_is(t, &lji_kind_dense) && t->label && strncmp(t->label, "vec", 3));
+            if (n == 1 && fabs(c) == 1.0 && value)
                 lji_print(b, t, fmt, LJI_AT_SUM); /* a value's row transposed, a term: A·x + A^T·x */
             else
                 grad_render(b, ctx, t, m, n, fmt, true);
