@@ -1356,6 +1356,9 @@ START_TEST(test_number_factors_fold)
         { "x'*((-(2))*A)", "−2·A^T", "-2*A'" }, /* the number an interior node, read for the operator */
         { "((-2*A)*A)*x", "−2·A·A", "-2*A*A" }, /* a negative number in a value's label: − as elsewhere */
         { "(A*(-2*A))*x", "A·(−2·A)", "A*(-2*A)" },
+        /* a value's row in J (one-off) and its column's transpose (a plan's
+         * J, whose numbers are its own) print alike */
+        { "(-(-(-x)))'*(-(-(A'*x)))", "−x^T·A − x^T·A^T", "-x'*A - x'*A'" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         jacobian_forms_plan_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain, 53 + i);

@@ -179,6 +179,11 @@ const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *bu
         r[n - 2] = '\0';
         return r;
     }
+    if (bare && n > 5 && (!strcmp(label + n - 5, "^{-1}") || !strcmp(label + n - 5, "^{-T}"))) { /* X^{-1}: X^{-T} */
+        memcpy(r, label, n + 1);
+        r[n - 2] = label[n - 2] == '1' ? 'T' : '1';
+        return r;
+    }
     char *at = r; /* X^T, (vec x)^T */
     if (!bare) *at++ = '(';
     memcpy(at, label, n);

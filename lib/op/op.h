@@ -353,9 +353,9 @@ void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt);
  * in place from value block keep (a leaf's numbers, lji_vblock), which the
  * node holds on to: no copy. Nothing may write keep's numbers while the
  * node lives (a leaf takes a new block first: lji_leaf_own). */
-/* label^T as a label: "X^T" for an atom X, "X" for an atom "X^T", a
- * product's transposed factors (lji_label_product_transposed), "(vec
- * x)^T" otherwise; written into buf (cap bytes) when it fits, else
+/* label^T as a label: "X^T" for an atom X, "X" for an atom "X^T",
+ * "X^{-T}" for "X^{-1}" and back, a product's transposed factors
+ * (lji_label_product_transposed), "(vec x)^T" otherwise; written into buf (cap bytes) when it fits, else
  * into new memory, *own (NULL when none); NULL for no memory */
 const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *buf, size_t cap, char **own);
 /* The transpose of a dense vector whose numbers it does not own (borrowed,

@@ -119,11 +119,6 @@ static void sum_cost(const lj_op *J, double *flops, double *bytes)
 }
 
 /* For a value labelled "(−M)", M a product: the bytes before M; else 0 */
-static size_t value_minus(const lj_op *t)
-{
-    return lji_is(t, &lji_kind_dense) && t->label ? lji_label_minus_product(t->label) : 0;
-}
-
 static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     bool paren = where != LJI_AT_TOP;
@@ -131,9 +126,16 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
     for (int i = 0; i < J->nchild; i++) {
         double c = J->coef[i];
         /* a value "(−x^T·A)" gives its minus sign to the term: x^T·A^T −
-         * x^T·A, not x^T·A^T + (−x^T·A) */
+         * x^T·A, not x^T·A^T + (−x^T·A); a value's transpose prints as
+         * the value of its transposed label would */
         const lj_op *t = J->child[i];
-        size_t skip = value_minus(t);
+        char tbuf[64], *own = NULL;
+        const char *vl = t->label && lji_is(t, &lji_kind_dense) ? t->label : NULL;
+        if (lji_is(t, &lji_kind_transpose) && lji_is(t->child[0], &lji_kind_dense) && t->child[0]->label) {
+            vl = lji_label_transposed_to(b->ctx, t->child[0]->label, tbuf, sizeof tbuf, &own);
+            if (!vl) b->failed = true;
+        }
+        size_t skip = vl ? lji_label_minus_product(vl) : 0;
         if (skip) c = -c;
         if (i) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
         else if (c < 0)
@@ -146,11 +148,12 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         /* a term after a scalar or a minus sign is printed as a factor;
          * a value's label with no sum inside needs no brackets after a
          * minus either ("x^T·A − x^T·B") */
-        bool bare = a == 1.0 && lji_is(t, &lji_kind_dense) && t->label && !lji_label_is_sum_inside(t->label);
+        bool bare = a == 1.0 && vl && !lji_label_is_sum_inside(vl);
         if (skip) /* the product after the value's minus sign */
-            lji_put_label_n(b, t->label + skip, strlen(t->label) - skip - 1, fmt);
+            lji_put_label_n(b, vl + skip, strlen(vl) - skip - 1, fmt);
         else
             lji_print(b, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
+        free(own);
     }
     lji_put_close(b, paren);
 }

@@ -41,20 +41,13 @@ static void transpose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji
 {
     const lj_op *c = J->child[0];
     if ((lji_is(c, &lji_kind_dense) || lji_is(c, &lji_kind_sparse)) && c->label) {
-        bool failed;
-        char *t = lji_label_product_transposed(b->ctx, c->label, &failed); /* (x^T·A)^T as A^T·x */
-        if (failed) b->failed = true;
-        if (t) {
-            lji_put_value_label(b, t, fmt, where);
-            free(t);
-            return;
-        }
-    }
-    size_t n = c->label ? strlen(c->label) : 0;
-    if (n > 5 && (lji_is(c, &lji_kind_dense) || lji_is(c, &lji_kind_sparse)) && lji_label_transposes_bare(c->label) &&
-        (!strcmp(c->label + n - 5, "^{-1}") || !strcmp(c->label + n - 5, "^{-T}"))) { /* X^{-1} ↔ X^{-T} */
-        lji_put_label_n(b, c->label, n - 5, fmt);
-        lji_put_label(b, c->label[n - 2] == '1' ? "^{-T}" : "^{-1}", fmt);
+        /* as the value of the transposed label: (x^T·A)^T as A^T·x, X^{-1}
+         * as X^{-T}, x^T as x (what a vector over the same numbers prints) */
+        char tbuf[64], *own;
+        const char *t = lji_label_transposed_to(b->ctx, c->label, tbuf, sizeof tbuf, &own);
+        if (t) lji_put_value_label(b, t, fmt, where);
+        else b->failed = true;
+        free(own);
         return;
     }
     bool atom = lji_is(c, &lji_kind_dense) || lji_is(c, &lji_kind_sparse) ||
