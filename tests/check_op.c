@@ -1249,37 +1249,37 @@ START_TEST(test_rules_transpose_leaves)
 }
 END_TEST
 
-/* The transpose of a dense vector over numbers it does not own (borrowed)
- * is the dense vector of the other orientation over the same numbers, x^T
- * and back x, and (x^T·A)^T is A^T·x; an owned vector keeps a transpose
- * node. Each against the dense reference (apply, transpose-apply,
- * materialised), the row after its column was freed. */
+/* A transposed value prints as the value of its transposed label: x^T
+ * of a block labelled x^T is x, (x^T·A)^T is A^T·x, (X^{-1})^T is X^{-T},
+ * and in a sum after a minus sign as the value would (− A^T·x). Each
+ * against the dense reference (apply, transpose-apply, materialised). */
 START_TEST(test_rules_transpose_vectors)
 {
     lj_context *ctx = lj_context_new();
     double x[4] = { 1, -2, 0.5, 3 };
-    lj_op *X = lj_op_dense_borrow(ctx, 4, 1, x, 4, "x"), *Xt = lj_op_transpose(ctx, X);
-    CK_NN(ctx, Xt);
-    ck_assert_int_eq(lj_op_kind_of(Xt), LJ_OP_DENSE);
-    ck_assert_int_eq(lj_op_rows(Xt), 1);
-    ck_assert_int_eq(lj_op_cols(Xt), 4);
-    ASSERT_PRINTS(ctx, Xt, "x^T");
-    lj_op *Xtt = lj_op_transpose(ctx, Xt);
-    ck_assert_int_eq(lj_op_kind_of(Xtt), LJ_OP_DENSE);
-    ASSERT_PRINTS(ctx, Xtt, "x");
-    lj_op_free(&X);
-    tmat R = tm_new(1, 4);
-    memcpy(R.a, x, sizeof x);
-    check_op_against(ctx, Xt, R, 1e-15, "x^T over x's numbers");
-    lj_op *P = lj_op_dense_borrow(ctx, 1, 4, x, 1, "(x^T·A)"), *Pt = lj_op_transpose(ctx, P);
+    lj_op *R = lj_op_dense(ctx, 1, 4, x, 1, "x^T"), *Rt = lj_op_transpose(ctx, R);
+    ck_assert_int_eq(lj_op_kind_of(Rt), LJ_OP_TRANSPOSE);
+    ASSERT_PRINTS(ctx, Rt, "x");
+    tmat C = tm_new(4, 1);
+    memcpy(C.a, x, sizeof x);
+    check_op_against(ctx, Rt, C, 1e-15, "(x^T)^T");
+    lj_op *P = lj_op_dense(ctx, 1, 4, x, 1, "(x^T·A)"), *Pt = lj_op_transpose(ctx, P);
     ASSERT_PRINTS(ctx, Pt, "A^T·x");
-    lj_op *O = lj_op_dense(ctx, 4, 1, x, 4, "y"), *Ot = lj_op_transpose(ctx, O);
-    ck_assert_int_eq(lj_op_kind_of(Ot), LJ_OP_TRANSPOSE);
-    ASSERT_PRINTS(ctx, Ot, "y^T");
-    check_op_against(ctx, Ot, R, 1e-15, "y^T of its own numbers");
-    lj_op *all[] = { Xt, Xtt, P, Pt, O, Ot };
+    lj_op *Q = lj_op_dense(ctx, 4, 1, x, 4, "q");
+    const lj_op *pq[2] = { Pt, Q };
+    double c[2] = { -1, 1 };
+    lj_op *S = lj_op_lincomb(ctx, 2, c, pq);
+    ASSERT_PRINTS(ctx, S, "−A^T·x + q");
+    double m[4] = { 2, 1, 0, 3 };
+    lj_op *M = lj_op_dense(ctx, 2, 2, m, 2, "X^{-1}"), *Mt = lj_op_transpose(ctx, M);
+    ASSERT_PRINTS(ctx, Mt, "X^{-T}");
+    tmat MT = tm_new(2, 2);
+    MT.a[0] = 2, MT.a[1] = 0, MT.a[2] = 1, MT.a[3] = 3;
+    check_op_against(ctx, Mt, MT, 1e-15, "(X^{-1})^T");
+    lj_op *all[] = { R, Rt, P, Pt, Q, S, M, Mt };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
-    tm_free(&R);
+    tm_free(&C);
+    tm_free(&MT);
     lj_context_free(&ctx);
 }
 END_TEST

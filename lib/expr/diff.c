@@ -240,20 +240,25 @@ char *lji_d_vec_label(lji_dctx *d, const lj_expr *e, const char *prefix, const c
     return own;
 }
 
-/* e's value transposed as an operator (new reference): a leaf vector whose
- * numbers J may read in place is the vector of the other orientation over
- * them (x^T, one node), made at once, not x made and then transposed */
+/* e's value transposed as an operator (new reference). A vector's value
+ * is the vector of the other orientation (x^T, one node over the same
+ * numbers or a recorded copy of them, as lji_d_opval's column would be),
+ * made at once, not x made and then transposed; the same in a one-off
+ * build and a plan, so that both print alike. */
 lj_op *lji_d_opval_transposed(lji_dctx *d, const lj_expr *e)
 {
-    lji_vblock *blk;
-    if (!lji_is_leaf(e) || e->pat || (e->rows != 1 && e->cols != 1) || e->rows * e->cols < 2 ||
-        !(blk = shareable(d, e)) || d->opval[lji_topo_find(d->t, e)])
-        return lji_d_transposed(d->ctx, lji_d_opval(d, e));
-    char tmp[32], tbuf[64], *own, *town;
-    const char *l = label_ref(d, e, tmp, &own), *lt = l ? lji_label_transposed_to(d->ctx, l, tbuf, sizeof tbuf, &town) : NULL;
-    lj_op *r = lt ? lji_op_dense_shared(d->ctx, e->cols, e->rows, d->vals[lji_topo_find(d->t, e)], e->cols, lt, blk) : NULL;
+    int64_t i = lji_topo_find(d->t, e);
+    bool vector = !e->pat && (e->rows == 1 || e->cols == 1) && e->rows * e->cols > 1 && !d->opval[i] &&
+                  e->def != &lji_op_transpose && e->def != &lji_op_neg && e->def != &lji_op_scale &&
+                  e->def != &lji_op_eye && lji_scalar_times(e) < 0; /* what lji_d_opval reads as a value */
+    if (!vector) return lji_d_transposed(d->ctx, lji_d_opval(d, e));
+    char tmp[32], tbuf[64], *own, *town = NULL;
+    const char *l = label_ref(d, e, tmp, &own);
+    const char *lt = l ? lji_label_transposed_to(d->ctx, l, tbuf, sizeof tbuf, &town) : NULL;
+    lj_op *r = lt ? value_dense(d, e, e->cols, e->rows, d->vals[i], lt) : NULL;
     free(own);
-    if (l) free(town);
+    free(town);
+    record_copy(d, e, r);
     return r;
 }
 

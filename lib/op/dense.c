@@ -192,22 +192,3 @@ const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *bu
     memcpy(at, "^T", 3);
     return r;
 }
-
-lj_op *lji_op_dense_vector_transposed(lj_context *ctx, const lj_op *a, bool *failed)
-{
-    *failed = false;
-    if (!lji_is(a, &lji_kind_dense) || !a->borrowed || a->rows * a->cols < 2) return NULL;
-    if (a->cols != 1 && (a->rows != 1 || a->ld != 1)) return NULL; /* contiguous vectors only */
-    char tmp[64], *own = NULL;
-    const char *l = a->label ? lji_label_transposed_to(ctx, a->label, tmp, sizeof tmp, &own) : NULL;
-    if (a->label && !l) {
-        *failed = true;
-        return NULL;
-    }
-    int64_t r = a->cols, c = a->rows;
-    lj_op *t = dense_make(ctx, r, c, a->data, r > 1 ? r : 1, l, true);
-    if (t && a->keep) t->keep = lji_vblock_retain(a->keep);
-    if (!t) *failed = true;
-    free(own);
-    return t;
-}

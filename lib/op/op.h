@@ -358,11 +358,6 @@ void lji_put_coef_label(lji_buf *b, const char *label, lj_print_format fmt);
  * (lji_label_product_transposed), "(vec x)^T" otherwise; written into buf (cap bytes) when it fits, else
  * into new memory, *own (NULL when none); NULL for no memory */
 const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *buf, size_t cap, char **own);
-/* The transpose of a dense vector whose numbers it does not own (borrowed,
- * or held in a value block) as the dense vector of the other orientation
- * over the same numbers, labelled lji_label_transposed_to: one node where
- * a transpose would make two; NULL when a is no such vector (no error) */
-lj_op *lji_op_dense_vector_transposed(lj_context *ctx, const lj_op *a, bool *failed);
 lj_op *lji_op_dense_shared(lj_context *ctx, int64_t rows, int64_t cols, const double *a, int64_t lda,
                            const char *label, lji_vblock *keep);
 lj_op *lji_op_diag_shared(lj_context *ctx, int64_t n, const double *d, const char *label, lji_vblock *keep);

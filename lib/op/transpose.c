@@ -183,9 +183,6 @@ lj_op *lji_op_transpose_nc(lj_context *ctx, const lj_op *a)
         free(t);
         return r;
     }
-    bool failed;
-    lj_op *v = lji_op_dense_vector_transposed(ctx, a, &failed); /* x^T over x's numbers */
-    if (v || failed) return v;
     lj_op *J = lji_op_new(ctx, &lji_kind_transpose, a->cols, a->rows, 1, op);
     if (!J) return NULL;
     J->child[0] = lji_take_ref(ctx, a);
