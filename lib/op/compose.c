@@ -198,7 +198,7 @@ static int64_t compose_nnz(const lj_op *J, bool *exact)
 }
 
 /* a is 1_n^T: the transpose of a column of ones, or the row of ones over
- * its numbers (lji_op_dense_vector_transposed) */
+ * its numbers (lji_d_opval_transposed) */
 static bool is_ones_row(const lj_op *a)
 {
     const lj_op *c = lji_is(a, &lji_kind_transpose) ? a->child[0] : a;
