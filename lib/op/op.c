@@ -973,6 +973,38 @@ char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *fai
     return r;
 }
 
+const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *buf, size_t cap, char **own)
+{
+    *own = NULL;
+    bool failed;
+    char *product = lji_label_product_transposed(ctx, label, &failed); /* (x^T·A)^T: (A^T·x) */
+    if (product || failed) return *own = product;
+    size_t n = strlen(label), total = n + 5;
+    char *r = total <= cap ? buf : (*own = lji_malloc(ctx, total));
+    if (!r) {
+        lji_nomem(ctx, "transpose");
+        return NULL;
+    }
+    bool bare = lji_label_transposes_bare(label);
+    if (bare && n > 2 && !strcmp(label + n - 2, "^T")) { /* X^T, (A·B)^T: X, (A·B) */
+        memcpy(r, label, n - 2);
+        r[n - 2] = '\0';
+        return r;
+    }
+    if (bare && n > 5 && (!strcmp(label + n - 5, "^{-1}") || !strcmp(label + n - 5, "^{-T}"))) { /* X^{-1}: X^{-T} */
+        memcpy(r, label, n + 1);
+        r[n - 2] = label[n - 2] == '1' ? 'T' : '1';
+        return r;
+    }
+    char *at = r; /* X^T, (vec x)^T */
+    if (!bare) *at++ = '(';
+    memcpy(at, label, n);
+    at += n;
+    if (!bare) *at++ = ')';
+    memcpy(at, "^T", 3);
+    return r;
+}
+
 void lji_put_value_label(lji_buf *b, const char *l, lj_print_format fmt, lji_place where)
 {
     bool minus = l[0] == '(' && lji_label_minus_len(l + 1);
