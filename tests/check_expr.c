@@ -1465,6 +1465,42 @@ START_TEST(test_transposed_value_labels)
 }
 END_TEST
 
+/* A vector leaf transposed in J prints as its name with ^T, whatever the
+ * name (the names of letters, digits and '_' take a shorter path than
+ * other labels); a name that starts with "vec" is bracketed, so that it
+ * does not read as vec of something */
+START_TEST(test_transposed_name_labels)
+{
+    lj_context *ctx = lj_context_new();
+    double o[4] = { 1, 1, 1, 1 }, W[12], b[3] = { 1, 2, 3 }, Q[12];
+    for (int i = 0; i < 12; i++) W[i] = i + 1, Q[i] = 0.5 * i;
+    const struct { const char *name, *want; } cases[] = {
+        { "b", "(b^T ⊗ 1_4^T)·Diag(vec W)" },
+        { "b_2", "(b_2^T ⊗ 1_4^T)·Diag(vec W)" },
+        { "x1", "(x1^T ⊗ 1_4^T)·Diag(vec W)" },
+        { "_", "(_^T ⊗ 1_4^T)·Diag(vec W)" },
+        { "vecb", "((vecb)^T ⊗ 1_4^T)·Diag(vec W)" },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        lj_expr *one = lj_expr_const(ctx, "o", 4, 1, o), *w = lj_expr_const(ctx, "W", 4, 3, W);
+        lj_expr *bc = lj_expr_const(ctx, cases[k].name, 3, 1, b), *q = lj_expr_var(ctx, "Q", 4, 3, Q);
+        lj_expr *ot = lj_expr_transpose(ctx, one), *h = lj_expr_hadamard(ctx, q, w);
+        lj_expr *l = lj_expr_mul(ctx, ot, h), *e = lj_expr_mul(ctx, l, bc);
+        CK_NN(ctx, e);
+        lj_op *J = lj_expr_jacobian(ctx, e, q);
+        CK_NN(ctx, J);
+        char *s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+        CK_NN(ctx, s);
+        ck_assert_msg(!strcmp(s, cases[k].want), "'%s' printed '%s', want '%s'", cases[k].name, s, cases[k].want);
+        lj_free(s);
+        lj_op_free(&J);
+        lj_expr *fr[] = { one, w, bc, q, ot, h, l, e };
+        for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++) lj_expr_free(&fr[i]);
+    }
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- the seeds ---------------------------------------------------------------- */
 
 static lj_expr *load(lj_context *ctx, lj_symtab *t, const char *seed, const char *name)
@@ -2747,6 +2783,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_ones_row_prints);
     tcase_add_test(rules, test_products_of_three);
     tcase_add_test(rules, test_transposed_value_labels);
+    tcase_add_test(rules, test_transposed_name_labels);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

@@ -973,9 +973,28 @@ char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *fai
     return r;
 }
 
+/* label's length where it is a name of ASCII letters, digits and '_'
+ * (whatever the locale), else 0 */
+static size_t label_name_len(const char *label)
+{
+    size_t n = 0;
+    for (char ch; (ch = label[n]); n++)
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_'))
+            return 0;
+    return n;
+}
+
 const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *buf, size_t cap, char **own)
 {
     *own = NULL;
+    /* a name ("b", "1_64"): name^T, without the scans below (a vector
+     * leaf's transpose, made in most builds of J) */
+    size_t w = label_name_len(label);
+    if (w > 0 && w + 3 <= cap && strncmp(label, "vec", 3) != 0) {
+        memcpy(buf, label, w);
+        memcpy(buf + w, "^T", 3);
+        return buf;
+    }
     bool failed;
     char *product = lji_label_product_transposed(ctx, label, &failed); /* (x^T·A)^T: (A^T·x) */
     if (product || failed) return *own = product;
