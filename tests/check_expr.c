@@ -1465,6 +1465,25 @@ START_TEST(test_transposed_value_labels)
 }
 END_TEST
 
+/* (−u) ∘ X differentiates to −Diag(vec u), not Diag(vec(−u)), so that its
+ * sign meets J's others; u interior too. Plans print and evaluate alike. */
+START_TEST(test_negated_hadamard_factor)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 131, true);
+    const struct { const char *expr, *uni, *plain; } cases[] = {
+        { "(-x).*(X*x)", "−Diag(x)·(x^T ⊗ I_3)", "-Diag(x)*(x' kron I_3)" },
+        { "(X*x).*(-x)", "−Diag(x)·(x^T ⊗ I_3)", "-Diag(x)*(x' kron I_3)" },
+        { "(-(A*x)).*(X*x)", "−Diag(A·x)·(x^T ⊗ I_3)", "-Diag(A*x)*(x' kron I_3)" },
+        { "-((-x).*(X*x))", "Diag(x)·(x^T ⊗ I_3)", "Diag(x)*(x' kron I_3)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "X", cases[i].uni, cases[i].plain, 140 + i);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* A vector leaf transposed in J prints as its name with ^T, whatever the
  * name (the names of letters, digits and '_' take a shorter path than
  * other labels); a name that starts with "vec" is bracketed, so that it
@@ -2784,6 +2803,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_products_of_three);
     tcase_add_test(rules, test_transposed_value_labels);
     tcase_add_test(rules, test_transposed_name_labels);
+    tcase_add_test(rules, test_negated_hadamard_factor);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

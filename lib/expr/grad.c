@@ -99,20 +99,25 @@ static int el_count(const lji_elist *l, const lj_expr *e)
     return k;
 }
 
-/* the same factors in any order */
-static bool el_same_set(const lji_elist *a, const lji_elist *b)
+/* a[0..n) and b[0..n) are the same expressions in any order (n <= 64) */
+static bool same_multiset(const lj_expr *const *a, const lj_expr *const *b, int n)
 {
-    if (a->n != b->n) return false;
     bool used[64] = { false };
-    if (a->n > 64) return false;
-    for (int i = 0; i < a->n; i++) {
+    if (n > 64) return false;
+    for (int i = 0; i < n; i++) {
         int k = -1;
-        for (int j = 0; j < b->n && k < 0; j++)
-            if (!used[j] && lji_expr_equal(a->v[i], b->v[j])) k = j;
+        for (int j = 0; j < n && k < 0; j++)
+            if (!used[j] && lji_expr_equal(a[i], b[j])) k = j;
         if (k < 0) return false;
         used[k] = true;
     }
     return true;
+}
+
+/* the same factors in any order */
+static bool el_same_set(const lji_elist *a, const lji_elist *b)
+{
+    return a->n == b->n && same_multiset((const lj_expr *const *)a->v, (const lj_expr *const *)b->v, a->n);
 }
 
 static bool el_same_seq(const lji_elist *a, const lji_elist *b)
@@ -477,6 +482,201 @@ static lj_expr *mono_expr(lji_gctx *g, const lji_mono *m, int64_t rows, int64_t 
     return x;
 }
 
+/* ---- sums of elementwise products, expanded where terms cancel -------------------- */
+
+/* A sum of elementwise products of atoms, each with a coefficient:
+ * (1 − y) ∘ σ − y ∘ (1 − σ) is σ − y∘σ − y + y∘σ, which collects to σ − y.
+ * Sums, differences, negations, multiples and numbers inside elementwise
+ * products are multiplied out; anything else is an atom (a quotient too).
+ * Bounded: past LJI_EW_TERMS terms or LJI_EW_MAX atoms a term, nothing is
+ * simplified. */
+#define LJI_EW_TERMS 32
+#define LJI_EW_MAX 16 /* atoms of one elementwise product */
+typedef struct {
+    double c;
+    int n;
+    const lj_expr *f[LJI_EW_MAX];
+} ew_term;
+
+typedef struct {
+    int n;
+    bool over;
+    ew_term t[LJI_EW_TERMS];
+} ew_sum;
+
+/* how deep the walks below go into an expression before giving up */
+#define LJI_EW_DEPTH 64
+
+/* out = c·x expanded (out empty on entry) */
+static void ew_expand(const lj_expr *x, double c, ew_sum *out, int depth)
+{
+    if (out->over) return;
+    if (depth > LJI_EW_DEPTH) {
+        out->over = true;
+        return;
+    }
+    if (x->pat) goto atom;
+    if (is_number(x)) {
+        out->t[0] = (ew_term){ .c = c * x->value[0], .n = 0 };
+        out->n = 1;
+        return;
+    }
+    if (x->def == &lji_op_neg || x->def == &lji_op_scale) {
+        ew_expand(x->a, x->def == &lji_op_neg ? -c : c * x->p, out, depth + 1);
+        return;
+    }
+    if (x->def == &lji_op_add || x->def == &lji_op_sub) {
+        ew_sum *b = malloc(sizeof *b);
+        if (!b) {
+            out->over = true;
+            return;
+        }
+        b->n = 0, b->over = false;
+        ew_expand(x->a, c, out, depth + 1);
+        ew_expand(x->b, x->def == &lji_op_sub ? -c : c, b, depth + 1);
+        if (out->n + b->n > LJI_EW_TERMS || b->over) out->over = true;
+        else {
+            memcpy(&out->t[out->n], b->t, (size_t)b->n * sizeof b->t[0]);
+            out->n += b->n;
+        }
+        free(b);
+        return;
+    }
+    if (x->def == &lji_op_hadamard) {
+        ew_sum *a = malloc(sizeof *a), *b = malloc(sizeof *b);
+        if (!a || !b) {
+            out->over = true;
+            free(a), free(b);
+            return;
+        }
+        a->n = b->n = 0, a->over = b->over = false;
+        ew_expand(x->a, c, a, depth + 1);
+        ew_expand(x->b, 1.0, b, depth + 1);
+        if (a->over || b->over || a->n * b->n > LJI_EW_TERMS) out->over = true;
+        for (int i = 0; i < a->n && !out->over; i++)
+            for (int j = 0; j < b->n && !out->over; j++) {
+                const ew_term *u = &a->t[i], *v = &b->t[j];
+                if (u->n + v->n > LJI_EW_MAX) {
+                    out->over = true;
+                    break;
+                }
+                ew_term *w = &out->t[out->n++];
+                w->c = u->c * v->c;
+                w->n = u->n + v->n;
+                memcpy(w->f, u->f, (size_t)u->n * sizeof u->f[0]);
+                memcpy(w->f + u->n, v->f, (size_t)v->n * sizeof v->f[0]);
+            }
+        free(a), free(b);
+        return;
+    }
+atom:
+    out->t[0] = (ew_term){ .c = c, .n = 1, .f = { x } };
+    out->n = 1;
+}
+
+/* the atoms of x, counted as ew_expand would see them unexpanded (as
+ * deep as ew_expand goes) */
+static int ew_atoms(const lj_expr *x, int depth)
+{
+    if (x->pat || depth > LJI_EW_DEPTH) return 1;
+    if (is_number(x)) return 1;
+    if (x->def == &lji_op_neg || x->def == &lji_op_scale) return ew_atoms(x->a, depth + 1);
+    if (x->def == &lji_op_add || x->def == &lji_op_sub || x->def == &lji_op_hadamard)
+        return ew_atoms(x->a, depth + 1) + ew_atoms(x->b, depth + 1);
+    return 1;
+}
+
+/* u and v have the same atoms, in any order */
+static bool ew_same_atoms(const ew_term *u, const ew_term *v)
+{
+    return u->n == v->n && same_multiset(u->f, v->f, u->n);
+}
+
+/* Σ c_i·x_i (x_i rows×cols elementwise expressions), expanded and collected
+ * when that leaves fewer atoms than the terms have as they are; else NULL
+ * (nothing made). */
+static lj_expr *ew_collected(lji_gctx *g, const double *c, lj_expr *const *x, int n, int64_t rows, int64_t cols)
+{
+    ew_sum *sum = malloc(sizeof *sum), *one = malloc(sizeof *one);
+    lj_expr *r = NULL;
+    if (!sum || !one) goto done;
+    sum->n = 0, sum->over = false;
+    int before = 0;
+    for (int i = 0; i < n && !sum->over; i++) {
+        before += ew_atoms(x[i], 0);
+        one->n = 0, one->over = false;
+        ew_expand(x[i], c[i], one, 0);
+        if (one->over || sum->n + one->n > LJI_EW_TERMS) sum->over = true;
+        /* like terms collected as they come */
+        for (int k = 0; k < one->n && !sum->over; k++) {
+            int j = 0;
+            while (j < sum->n && !ew_same_atoms(&sum->t[j], &one->t[k])) j++;
+            if (j < sum->n) sum->t[j].c += one->t[k].c;
+            else sum->t[sum->n++] = one->t[k];
+        }
+    }
+    if (sum->over) goto done;
+    int after = 0, kept = 0;
+    bool full = false; /* a term keeps the sum's shape */
+    for (int j = 0; j < sum->n; j++) {
+        if (sum->t[j].c == 0) continue;
+        kept++;
+        after += sum->t[j].n ? sum->t[j].n : 1;
+        for (int i = 0; i < sum->t[j].n; i++)
+            full |= sum->t[j].f[i]->rows == rows && sum->t[j].f[i]->cols == cols;
+    }
+    if (!kept || !full || after >= before) goto done;
+    lj_context *ctx = g->ctx;
+    for (int j = 0; j < sum->n && !g->failed; j++) {
+        const ew_term *t = &sum->t[j];
+        if (t->c == 0) continue;
+        bool first = !r;
+        double a = first ? t->c : fabs(t->c);
+        lj_expr *body = t->n ? lj_expr_retain((lj_expr *)t->f[0]) : lji_g_node(g, lj_expr_scalar(ctx, a));
+        for (int i = 1; i < t->n && body; i++) {
+            lj_expr *h = lji_g_node(g, lj_expr_hadamard(ctx, body, (lj_expr *)t->f[i]));
+            lj_expr_free(&body);
+            body = h;
+        }
+        if (body && t->n && a != 1) {
+            lj_expr *h = lji_g_node(g, a == -1 ? lj_expr_neg(ctx, body) : lj_expr_scale(ctx, a, body));
+            lj_expr_free(&body);
+            body = h;
+        }
+        if (!body) break;
+        if (first) {
+            r = body;
+            continue;
+        }
+        lj_expr *s = lji_g_node(g, t->c < 0 ? lj_expr_sub(ctx, r, body) : lj_expr_add(ctx, r, body));
+        lj_expr_free(&r);
+        lj_expr_free(&body);
+        r = s;
+    }
+    if (g->failed) lj_expr_free(&r);
+done:
+    free(sum);
+    free(one);
+    return r;
+}
+
+/* A plain sum whose terms are each a coefficient times one expression
+ * (no scalar factors or divisors), expanded and collected (ew_collected)
+ * where terms cancel; else NULL. */
+static lj_expr *plain_collected(lji_gctx *g, const lji_mono *t, int n, int64_t rows, int64_t cols)
+{
+    if (n > LJI_EW_TERMS || (rows == 1 && cols == 1)) return NULL;
+    double c[LJI_EW_TERMS];
+    lj_expr *x[LJI_EW_TERMS];
+    for (int i = 0; i < n; i++) {
+        if (t[i].s.n || t[i].d.n || t[i].m.n != 1 || t[i].m.v[0]->rows != rows || t[i].m.v[0]->cols != cols)
+            return NULL;
+        c[i] = t[i].c;
+        x[i] = t[i].m.v[0];
+    }
+    return ew_collected(g, c, x, n, rows, cols);
+}
+
 /* An expression for the sum of terms t[0..n), common factors taken out:
  * a common coefficient, common scalar factors and divisors, a common last
  * or first factor of the chains (A·x + A^T·x = (A + A^T)·x). */
@@ -549,8 +749,9 @@ static lj_expr *sum_expr(lji_gctx *g, lji_mono *t, int n, int64_t rows, int64_t 
         lj_expr_free(&inner);
         for (int i = 0; i < n; i++) mono_free(&u[i]);
     } else { /* a plain sum, a negative coefficient written as a difference */
-        r = mono_expr(g, &t[0], rows, cols, false, NULL);
-        for (int i = 1; i < n && r; i++) {
+        lj_expr *col = plain_collected(g, t, n, rows, cols);
+        r = col || g->failed ? col : mono_expr(g, &t[0], rows, cols, false, NULL);
+        for (int i = 1; i < n && r && !col; i++) {
             bool neg;
             lj_expr *x = mono_expr(g, &t[i], rows, cols, true, &neg);
             lj_expr *s = x ? lji_g_node(g, neg ? lj_expr_sub(ctx, r, x) : lj_expr_add(ctx, r, x)) : NULL;
@@ -671,6 +872,123 @@ static bool is_ones_term(const lji_mono *t)
     return t->m.n == 1 && t->m.v[0]->def == &lji_op_fill && t->m.v[0]->p == 1.0;
 }
 
+/* ---- elementwise products and quotients, simplified ---------------------------------- */
+
+/* The factors of an elementwise product and quotient: x ∘ y ⊘ z as
+ * numerator {x, y} and denominator {z}. Products, quotients and .^-1 are
+ * opened; anything else is one factor. */
+typedef struct {
+    const lj_expr *f[2][LJI_EW_MAX]; /* [0] numerator, [1] denominator */
+    int n[2];
+    bool full;                       /* more factors than fit: not simplified */
+} ew_factors;
+
+static void ew_open(ew_factors *w, const lj_expr *x, int side, int depth)
+{
+    if (w->full || depth > LJI_EW_MAX) { /* a long chain is not walked to its end */
+        w->full = true;
+        return;
+    }
+    if (!x->pat && (x->def == &lji_op_hadamard || x->def == &lji_op_hdiv)) {
+        ew_open(w, x->a, side, depth + 1);
+        ew_open(w, x->b, x->def == &lji_op_hdiv ? 1 - side : side, depth + 1);
+        return;
+    }
+    if (!x->pat && x->def == &lji_op_pow && x->p == -1.0) {
+        ew_open(w, x->a, 1 - side, depth + 1);
+        return;
+    }
+    if (w->n[side] == LJI_EW_MAX) w->full = true;
+    else w->f[side][w->n[side]++] = x;
+}
+
+static void ew_remove(ew_factors *w, int side, int k)
+{
+    memmove(&w->f[side][k], &w->f[side][k + 1], (size_t)(w->n[side] - k - 1) * sizeof w->f[side][0]);
+    w->n[side]--;
+}
+
+/* u is exp(m) and v is 1 + exp(m) or exp(m) + 1 (the same m): u ⊘ v is σ(m) */
+static bool is_sigmoid_pair(const lj_expr *u, const lj_expr *v)
+{
+    const lj_expr *one;
+    if (u->def != lji_func_defs[LJ_FN_EXP] || v->def != &lji_op_add || v->pat) return false;
+    if (lji_expr_equal(v->b, u)) one = v->a;
+    else if (lji_expr_equal(v->a, u)) one = v->b;
+    else return false;
+    return is_number(one) && one->value[0] == 1.0;
+}
+
+/* x ∘ e (or x ⊘ e when divide), of shape rows×cols, with the factors that
+ * a divisor cancels taken out ((y ⊘ σ) ∘ σ ∘ (1 − σ) is y ∘ (1 − σ)) and
+ * exp(m) ⊘ (1 + exp(m)) written σ(m) (the gradient of log(1 + exp(m))).
+ * NULL (and nothing made) when nothing simplifies; the caller then builds
+ * the product as it is. Where no factor of the product's shape is left,
+ * ones of it stand first. Dense operands only; a factor cancels only
+ * against a structurally equal divisor. */
+static lj_expr *ew_simplified(lji_gctx *g, const lj_expr *x, const lj_expr *e, bool divide, int64_t rows,
+                              int64_t cols)
+{
+    if (x->pat || e->pat) return NULL;
+    ew_factors w = { .n = { 0, 0 }, .full = false };
+    ew_open(&w, x, 0, 0);
+    ew_open(&w, e, divide ? 1 : 0, 0);
+    if (w.full || !w.n[1]) return NULL;
+    bool sig[LJI_EW_MAX] = { false }; /* numerator factor exp(m) to be written σ(m) */
+    int changed = 0;
+    for (int k = 0; k < w.n[1];) {
+        const lj_expr *d = w.f[1][k];
+        int hit = -1;
+        for (int i = 0; i < w.n[0] && hit < 0; i++)
+            if (!sig[i] && lji_expr_equal(w.f[0][i], d)) hit = i;
+        if (hit >= 0) {
+            memmove(&sig[hit], &sig[hit + 1], (size_t)(w.n[0] - hit - 1) * sizeof sig[0]);
+            ew_remove(&w, 0, hit);
+        } else {
+            for (int i = 0; i < w.n[0] && hit < 0; i++)
+                if (!sig[i] && is_sigmoid_pair(w.f[0][i], d)) hit = i;
+            if (hit < 0) {
+                k++;
+                continue;
+            }
+            sig[hit] = true;
+        }
+        ew_remove(&w, 1, k);
+        changed++;
+    }
+    bool full = false; /* a factor left keeps the product's shape */
+    for (int side = 0; side < 2; side++)
+        for (int i = 0; i < w.n[side]; i++) full |= w.f[side][i]->rows == rows && w.f[side][i]->cols == cols;
+    if (!changed) return NULL;
+    lj_context *ctx = g->ctx;
+    /* no factor of the product's shape left (exp(x) ⊘ exp(x)): ones of it first */
+    lj_expr *num = full ? NULL : lji_g_node(g, lji_expr_fill(ctx, rows, cols, 1.0)), *den = NULL;
+    for (int side = 0; side < 2 && !g->failed; side++) {
+        lj_expr **acc = side ? &den : &num;
+        for (int i = 0; i < w.n[side] && !g->failed; i++) {
+            lj_expr *f = side == 0 && sig[i] ? lji_g_node(g, lj_expr_func(ctx, LJ_FN_SIGMOID, w.f[0][i]->a))
+                                             : lj_expr_retain((lj_expr *)w.f[side][i]);
+            if (!f) break;
+            if (!*acc) {
+                *acc = f;
+                continue;
+            }
+            lj_expr *h = lji_g_node(g, lj_expr_hadamard(ctx, *acc, f));
+            lj_expr_free(acc);
+            lj_expr_free(&f);
+            *acc = h;
+        }
+    }
+    lj_expr *r = NULL; /* num ⊘ den, num, or 1 ⊘ den as den.^-1 */
+    if (!g->failed)
+        r = num && den ? lji_g_node(g, lj_expr_hdiv(ctx, num, den))
+            : num      ? lj_expr_retain(num)
+                       : lji_g_node(g, lj_expr_pow(ctx, den, -1.0));
+    lj_expr_free(&num);
+    lj_expr_free(&den);
+    return r;
+}
+
 void lji_poly_hadamard(lji_gctx *g, lji_poly *out, double c, const lji_poly *G, const lj_expr *e, bool divide)
 {
     if (g->failed) return;
@@ -717,14 +1035,16 @@ void lji_poly_hadamard(lji_gctx *g, lji_poly *out, double c, const lji_poly *G, 
             put(g, &m, ed, false);
         } else if (!divide && t->m.n == 1 && t->m.v[0]->def == &lji_op_pow && t->m.v[0]->p == -1) {
             /* (1 ⊘ D) ∘ e = e ⊘ D */
-            lj_expr *h = lji_g_node(g, lj_expr_hdiv(ctx, (lj_expr *)e, t->m.v[0]->a));
+            lj_expr *h = ew_simplified(g, t->m.v[0], e, false, G->rows, G->cols);
+            if (!h && !g->failed) h = lji_g_node(g, lj_expr_hdiv(ctx, (lj_expr *)e, t->m.v[0]->a));
             if (h) push_factor(g, &m, h);
             lj_expr_free(&h);
         } else {
             /* an empty chain in a matrix term is the identity */
             lj_expr *x = t->m.n ? chain_expr(g, &t->m) : lji_g_node(g, lj_expr_eye(ctx, G->rows));
-            lj_expr *h = x ? lji_g_node(g, divide ? lj_expr_hdiv(ctx, x, (lj_expr *)e) : lj_expr_hadamard(ctx, x, ed))
-                           : NULL;
+            lj_expr *h = x && t->m.n ? ew_simplified(g, x, e, divide, G->rows, G->cols) : NULL;
+            if (x && !h && !g->failed)
+                h = lji_g_node(g, divide ? lj_expr_hdiv(ctx, x, (lj_expr *)e) : lj_expr_hadamard(ctx, x, ed));
             if (h) push_factor(g, &m, h);
             lj_expr_free(&x);
             lj_expr_free(&h);

@@ -186,17 +186,26 @@ static lj_op *scale_local(lji_dctx *d, const lj_expr *e, int which)
 }
 
 /* Diag(vec B) dA, with a broadcast operand's own cases */
+/* Diag(vec o); for o = −u, −Diag(vec u), whose sign meets the others of
+ * J (the logistic Hessian's y ∘ … ∘ (−y) under a minus is y ∘ … ∘ y) */
+static lj_op *hadamard_local_of(lji_dctx *d, const lj_expr *o)
+{
+    if (o->def == &lji_op_neg && !o->pat && !o->a->pat && o->a->rows == o->rows && o->a->cols == o->cols)
+        return lji_d_scaled(d->ctx, -1.0, hadamard_local_of(d, o->a));
+    char buf[128], *own;
+    const char *l = lji_d_vec_label_to(d, o, "", "", buf, sizeof buf, &own);
+    lj_op *r = l ? lji_d_diag(d, o, l) : NULL;
+    free(own);
+    return r;
+}
+
 static lj_op *hadamard_local(lji_dctx *d, const lj_expr *e, int which)
 {
     const lj_expr *c = which ? e->b : e->a, *o = which ? e->a : e->b;
     int64_t mn = e->rows * e->cols;
     if (lji_is_scalar(c) && mn != 1) return lji_d_vec(d, o);
     if (lji_is_scalar(o) && mn != 1) return lji_d_scaled_by(d, o, lji_d_val(d, o)[0], "", "", lji_d_identity(d->ctx, mn));
-    char buf[128], *own;
-    const char *l = lji_d_vec_label_to(d, o, "", "", buf, sizeof buf, &own);
-    lj_op *r = l ? lji_d_diag(d, o, l) : NULL;
-    free(own);
-    return r;
+    return hadamard_local_of(d, o);
 }
 
 static double f_recip(double x, double y, double p) { LJI_UNUSED(x); LJI_UNUSED(p); return 1.0 / y; }
