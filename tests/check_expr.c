@@ -1484,6 +1484,25 @@ START_TEST(test_negated_hadamard_factor)
 }
 END_TEST
 
+/* sigmoid's value in a label is σ(…), as its derivative's is (the plain
+ * form writes sigmoid), and stays atomic: σ(X)^T, not (σ(X))^T */
+START_TEST(test_sigmoid_labels)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 151, true);
+    const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
+        { "X*sigmoid(X)", "X", "(σ(X)^T ⊗ I_3) + (I_3 ⊗ X)·Diag(σ(vec X) ∘ (1 − σ(vec X)))",
+          "(sigmoid(X)' kron I_3) + (I_3 kron X)*Diag(sigmoid(vec X) .* (1 - sigmoid(vec X)))" },
+        { "sigmoid(x)'*A*x", "x", "x^T·A^T·Diag(σ(x) ∘ (1 − σ(x))) + σ(x)^T·A",
+          "x'*A'*Diag(sigmoid(x) .* (1 - sigmoid(x))) + sigmoid(x)'*A" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 160 + i);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* A vector leaf transposed in J prints as its name with ^T, whatever the
  * name (the names of letters, digits and '_' take a shorter path than
  * other labels); a name that starts with "vec" is bracketed, so that it
@@ -2804,6 +2823,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_transposed_value_labels);
     tcase_add_test(rules, test_transposed_name_labels);
     tcase_add_test(rules, test_negated_hadamard_factor);
+    tcase_add_test(rules, test_sigmoid_labels);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

@@ -452,8 +452,8 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         lji_buf_printf(b, "^%" PRId64, e->pn);
     } else if (d->write)
         d->write(b, e);
-    else if (d->function) { /* name(a) or name(a, b) */
-        lji_buf_printf(b, "%s(", d->name);
+    else if (d->function) { /* name(a) or name(a, b); σ(a) in labels, as the derivatives' */
+        lji_buf_printf(b, "%s(", b->math && d == lji_func_defs[LJ_FN_SIGMOID] ? "σ" : d->name);
         lji_expr_write(b, e->a, 1);
         if (e->b) {
             lji_buf_puts(b, ", ");

@@ -857,7 +857,8 @@ bool lji_label_is_atomic(const char *label)
 {
     int depth = 0;
     for (const char *s = label; *s; s++) {
-        if (*s == '(' || *s == '{') depth++;
+        if ((unsigned char)s[0] == 0xCF && (unsigned char)s[1] == 0x83 && s[2] == '(') s++; /* σ(x): a name */
+        else if (*s == '(' || *s == '{') depth++;
         else if (*s == ')' || *s == '}') depth--;
         else if (depth == 0 && (strchr(" +-*/'", *s) || (unsigned char)*s >= 0x80)) return false;
     }
