@@ -224,7 +224,9 @@ static const gcase ew_simplified[] = {
     { "sum(log(1+exp(x)).*y)", "x", "x=4x1 y=4x1", "y ∘ σ(x)", "y.*sigmoid(x)" },
     { "sum(log(exp(X)+1))", "X", "X=3x2", "σ(X)", "sigmoid(X)" },
     { "sum(log(1+exp(2*x)))", "x", "x=4x1", "2·σ(2·x)", "2*sigmoid(2*x)" },
-    { "sum(log(1+exp(x))+log(1+exp(-x)))", "x", "x=4x1", "−σ(−x) + σ(x)", "sigmoid(x) - sigmoid(-x)" },
+    { "sum(log(1+exp(x))+log(1+exp(-x)))", "x", "x=4x1", "σ(x) − σ(−x)", "sigmoid(x) - sigmoid(-x)" },
+    /* a positive term first (Poisson regression's gradient) */
+    { "sum(exp(Z*w) - y.*(Z*w))", "w", "Z=5x3 y=5x1 w=3x1", "Z^T·(exp(Z·w) − y)", "Z'*(exp(Z*w) - y)" },
     /* everything cancels: ones, and a scalar's multiple of them */
     { "sum(log(exp(x).*exp(y)))", "x", "x=4x1 y=4x1", "1_4", "x.^0" },
     { "sum(log(exp(s*x)))", "x", "x=4x1 s=1x1", "s·1_4", "s*x.^0" },
@@ -494,7 +496,7 @@ static const hcase hessians[] = {
     { "-sum(y.*log(sigmoid(Z*w)) + (1-y).*log(1-sigmoid(Z*w)))", "w", "Z=6x3 y=6x1 w=3x1",
       "Z^T·Diag(σ(Z·w) ∘ (1 − σ(Z·w)))·Z" },
     { "sum(log(1+exp(x))+log(1+exp(-x)))", "x", "x=4x1",
-      "Diag(σ(−x) ∘ (1 − σ(−x))) + Diag(σ(x) ∘ (1 − σ(x)))" },
+      "Diag(σ(x) ∘ (1 − σ(x))) + Diag(σ(−x) ∘ (1 − σ(−x)))" },
     { "sum(log(exp(x).*exp(y)))", "x", "x=4x1 y=4x1", "0_{4×4}" },
 };
 

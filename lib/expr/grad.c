@@ -750,8 +750,13 @@ static lj_expr *sum_expr(lji_gctx *g, lji_mono *t, int n, int64_t rows, int64_t 
         for (int i = 0; i < n; i++) mono_free(&u[i]);
     } else { /* a plain sum, a negative coefficient written as a difference */
         lj_expr *col = plain_collected(g, t, n, rows, cols);
-        r = col || g->failed ? col : mono_expr(g, &t[0], rows, cols, false, NULL);
-        for (int i = 1; i < n && r && !col; i++) {
+        /* a positive term first where there is one: exp(Z·w) − y, not −y + exp(Z·w) */
+        int first = 0;
+        while (first < n - 1 && t[first].c < 0) first++;
+        if (t[first].c < 0) first = 0;
+        r = col || g->failed ? col : mono_expr(g, &t[first], rows, cols, false, NULL);
+        for (int k = 1; k < n && r && !col; k++) {
+            int i = k <= first ? k - 1 : k; /* the terms before the first one, then those after it */
             bool neg;
             lj_expr *x = mono_expr(g, &t[i], rows, cols, true, &neg);
             lj_expr *s = x ? lji_g_node(g, neg ? lj_expr_sub(ctx, r, x) : lj_expr_add(ctx, r, x)) : NULL;
