@@ -215,8 +215,8 @@ END_TEST
 /* Elementwise products and quotients simplified: a factor cancels against
  * an equal divisor, exp(m) ⊘ (1 + exp(m)) is σ(m), and a sum of
  * elementwise products whose terms cancel when multiplied out is
- * collected ((1 − y) ∘ σ − y ∘ (1 − σ) is σ − y); each against J^T·1 and
- * a closed form. */
+ * collected ((1 − y) ∘ σ − y ∘ (1 − σ) is σ − y); and how signs print.
+ * Each against J^T·1 and a closed form. */
 static const gcase ew_simplified[] = {
     { "-sum(y.*log(sigmoid(Z*w)) + (1-y).*log(1-sigmoid(Z*w)))", "w", "y=5x1 Z=5x3 w=3x1", "Z^T·(σ(Z·w) − y)",
       "Z'*(sigmoid(Z*w) - y)" },
@@ -225,6 +225,12 @@ static const gcase ew_simplified[] = {
     { "sum(log(exp(X)+1))", "X", "X=3x2", "σ(X)", "sigmoid(X)" },
     { "sum(log(1+exp(2*x)))", "x", "x=4x1", "2·σ(2·x)", "2*sigmoid(2*x)" },
     { "sum(log(1+exp(x))+log(1+exp(-x)))", "x", "x=4x1", "σ(x) − σ(−x)", "sigmoid(x) - sigmoid(-x)" },
+    /* an operand that starts with a minus sign is bracketed on the right of
+     * another operator: no two signs meet */
+    { "sum(exp(x - (-y)))", "x", "x=3x1 y=3x1", "exp(x − (−y))", "exp(x + y)" },
+    { "sum(exp(x.*(-y)))", "x", "x=3x1 y=3x1", "−exp(x ∘ (−y)) ∘ y", "-exp(-x.*y).*y" },
+    { "sum(exp(A*(-x)))", "x", "x=3x1 A=3x3", "−A^T·exp(A·(−x))", "-A'*exp(-A*x)" },
+    { "sum(exp(x + (-2)*y))", "x", "x=3x1 y=3x1", "exp(x + (−2·y))", "exp(x - 2*y)" },
     /* a positive term first (Poisson regression's gradient) */
     { "sum(exp(Z*w) - y.*(Z*w))", "w", "Z=5x3 y=5x1 w=3x1", "Z^T·(exp(Z·w) − y)", "Z'*(exp(Z*w) - y)" },
     /* everything cancels: ones, and a scalar's multiple of them */

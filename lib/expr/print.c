@@ -91,6 +91,32 @@ static int operand_level(const lj_expr *parent, const lj_expr *child, bool right
     return 3;
 }
 
+/* e's printed form starts with a minus sign (−y, −2, −2·x, −y ∘ x):
+ * bracketed as a right operand, so that no two signs meet (u − (−y),
+ * y ∘ (−y), not u − −y, y ∘ −y) */
+static bool starts_minus(const lj_expr *e, lj_print_format fmt)
+{
+    for (int depth = 0; depth < 64; depth++) {
+        const lji_opdef *d = e->def;
+        if (e->pbase) return false;
+        if (is_num(e)) return e->value[0] < 0;
+        if (d == &lji_op_neg) return true;
+        if (d == &lji_op_scale) return e->p < 0;
+        if (d == &lji_op_add || d == &lji_op_sub) {
+            e = e->a;
+            continue;
+        }
+        if (d == &lji_op_mul || d == &lji_op_hadamard || d == &lji_op_hdiv || d == &lji_op_kron ||
+            d == &lji_op_divs) {
+            if (level_of(e->a, fmt) < operand_level(e, e->a, false, fmt)) return false; /* "(−a)·b" */
+            e = e->a;
+            continue;
+        }
+        return false;
+    }
+    return false;
+}
+
 static void number(mp *m, double x)
 {
     lji_put_number(m->b, x, m->fmt);
@@ -164,7 +190,7 @@ static void w(mp *m, const lj_expr *e, int level)
     } else if (d == &lji_op_add || d == &lji_op_sub) {
         w(m, e->a, 1);
         lji_buf_puts(b, d == &lji_op_add ? " + " : uni ? " − " : " - ");
-        w(m, e->b, 2);
+        w(m, e->b, starts_minus(e->b, m->fmt) ? 7 : 2);
     } else if (d == &lji_op_neg) {
         lji_buf_puts(b, uni ? "−" : "-");
         w(m, e->a, 2);
@@ -177,7 +203,7 @@ static void w(mp *m, const lj_expr *e, int level)
         bool outer = e->a->cols == 1 && e->a->rows > 1 && e->b->rows == 1 && e->b->cols > 1;
         w(m, e->a, operand_level(e, e->a, false, m->fmt));
         lji_buf_puts(b, outer && !plain ? " " : lji_sym_dot(m->fmt));
-        w(m, e->b, operand_level(e, e->b, true, m->fmt));
+        w(m, e->b, starts_minus(e->b, m->fmt) ? 7 : operand_level(e, e->b, true, m->fmt));
     } else if (d == &lji_op_hadamard || d == &lji_op_hdiv || d == &lji_op_kron) {
         if (plain && d == &lji_op_kron) {
             func(m, "kron", "", e->a, e->b);
@@ -186,7 +212,7 @@ static void w(mp *m, const lj_expr *e, int level)
             if (d == &lji_op_hadamard) puts3(m, " ∘ ", ".*", " \\circ ");
             else if (d == &lji_op_hdiv) puts3(m, " ⊘ ", "./", " \\oslash ");
             else puts3(m, " ⊗ ", "", " \\otimes ");
-            w(m, e->b, operand_level(e, e->b, true, m->fmt));
+            w(m, e->b, starts_minus(e->b, m->fmt) ? 7 : operand_level(e, e->b, true, m->fmt));
         }
     } else if (d == &lji_op_divs) {
         if (latex) {
