@@ -1465,22 +1465,30 @@ START_TEST(test_transposed_value_labels)
 }
 END_TEST
 
+/* Jacobians' printed forms (each also against central differences and a
+ * plan's J after its variable moved), over symtab_3x3's A, X, B and x */
+typedef struct { const char *expr, *wrt, *uni, *plain; } jform;
+
+static void jforms_ok(uint64_t symseed, const jform *c, size_t n, uint64_t seed)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, symseed, true);
+    for (size_t i = 0; i < n; i++) jacobian_forms_plan_ok(ctx, t, c[i].expr, c[i].wrt, c[i].uni, c[i].plain, seed + i);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+
 /* (−u) ∘ X differentiates to −Diag(vec u), not Diag(vec(−u)), so that its
  * sign meets J's others; u interior too. Plans print and evaluate alike. */
 START_TEST(test_negated_hadamard_factor)
 {
-    lj_context *ctx = lj_context_new();
-    lj_symtab *t = symtab_3x3(ctx, 131, true);
-    const struct { const char *expr, *uni, *plain; } cases[] = {
-        { "(-x).*(X*x)", "−Diag(x)·(x^T ⊗ I_3)", "-Diag(x)*(x' kron I_3)" },
-        { "(X*x).*(-x)", "−Diag(x)·(x^T ⊗ I_3)", "-Diag(x)*(x' kron I_3)" },
-        { "(-(A*x)).*(X*x)", "−Diag(A·x)·(x^T ⊗ I_3)", "-Diag(A*x)*(x' kron I_3)" },
-        { "-((-x).*(X*x))", "Diag(x)·(x^T ⊗ I_3)", "Diag(x)*(x' kron I_3)" },
+    static const jform cases[] = {
+        { "(-x).*(X*x)", "X", "−Diag(x)·(x^T ⊗ I_3)", "-Diag(x)*(x' kron I_3)" },
+        { "(X*x).*(-x)", "X", "−Diag(x)·(x^T ⊗ I_3)", "-Diag(x)*(x' kron I_3)" },
+        { "(-(A*x)).*(X*x)", "X", "−Diag(A·x)·(x^T ⊗ I_3)", "-Diag(A*x)*(x' kron I_3)" },
+        { "-((-x).*(X*x))", "X", "Diag(x)·(x^T ⊗ I_3)", "Diag(x)*(x' kron I_3)" },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "X", cases[i].uni, cases[i].plain, 140 + i);
-    lj_symtab_free(&t);
-    lj_context_free(&ctx);
+    jforms_ok(131, cases, sizeof cases / sizeof cases[0], 140);
 }
 END_TEST
 
@@ -1488,18 +1496,33 @@ END_TEST
  * form writes sigmoid), and stays atomic: σ(X)^T, not (σ(X))^T */
 START_TEST(test_sigmoid_labels)
 {
-    lj_context *ctx = lj_context_new();
-    lj_symtab *t = symtab_3x3(ctx, 151, true);
-    const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
+    static const jform cases[] = {
         { "X*sigmoid(X)", "X", "(σ(X)^T ⊗ I_3) + (I_3 ⊗ X)·Diag(σ(vec X) ∘ (1 − σ(vec X)))",
           "(sigmoid(X)' kron I_3) + (I_3 kron X)*Diag(sigmoid(vec X) .* (1 - sigmoid(vec X)))" },
         { "sigmoid(x)'*A*x", "x", "x^T·A^T·Diag(σ(x) ∘ (1 − σ(x))) + σ(x)^T·A",
           "x'*A'*Diag(sigmoid(x) .* (1 - sigmoid(x))) + sigmoid(x)'*A" },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 160 + i);
-    lj_symtab_free(&t);
-    lj_context_free(&ctx);
+    jforms_ok(151, cases, sizeof cases / sizeof cases[0], 160);
+}
+END_TEST
+
+/* Diag(a)·Diag(b)'s label: a factor 1./F of either cancels a factor F of
+ * the other, and 1./(1 + exp(M)) ∘ exp(M) is σ(M); the numbers are the
+ * product's (each J against central differences and a plan's) */
+START_TEST(test_diag_label_cancelled)
+{
+    static const jform cases[] = {
+        { "log(sigmoid(x))", "x", "Diag(1 − σ(x))", "Diag(1 - sigmoid(x))" },
+        { "log(1-sigmoid(x))", "x", "−Diag(σ(x))", "-Diag(sigmoid(x))" },
+        { "log(1+exp(x))", "x", "Diag(σ(x))", "Diag(sigmoid(x))" },
+        { "log(exp(x)+1)", "x", "Diag(σ(x))", "Diag(sigmoid(x))" },
+        { "log(1+exp(A*x))", "x", "Diag(σ(A·x))·A", "Diag(sigmoid(A*x))*A" },
+        /* nothing cancels: the product of the two labels */
+        { "log(2+exp(x))", "x", "Diag(1./(2 + exp(x)) ∘ exp(x))", "Diag(1./(2 + exp(x)) .* exp(x))" },
+        { "log(1+exp(x).*x)", "x", "Diag(1./(1 + exp(x) ∘ x))·(Diag(x ∘ exp(x)) + Diag(exp(x)))",
+          "Diag(1./(1 + exp(x) .* x))*(Diag(x .* exp(x)) + Diag(exp(x)))" },
+    };
+    jforms_ok(171, cases, sizeof cases / sizeof cases[0], 180);
 }
 END_TEST
 
@@ -2824,6 +2847,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_transposed_name_labels);
     tcase_add_test(rules, test_negated_hadamard_factor);
     tcase_add_test(rules, test_sigmoid_labels);
+    tcase_add_test(rules, test_diag_label_cancelled);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

@@ -487,6 +487,100 @@ static lj_op *kron_of_products(lj_context *ctx, const lj_op *a, const lj_op *c, 
 static lj_op *distribute_past(lj_context *ctx, const lj_op *K, const lj_op *P, const lj_op *S, bool left,
                               bool *fail);
 
+/* The top-level factors of a label "a ∘ b ∘ (c − d)", at most max of them
+ * (each a start and a length); 0 where the label is a sum at its top level
+ * or has more factors. */
+enum { LJI_HFACTORS = 16 };
+static int hadamard_factors(const char *l, const char **f, size_t *n)
+{
+    static const char sep[] = " ∘ ";
+    const size_t ns = sizeof sep - 1;
+    if (lji_label_is_sum(l)) return 0;
+    int k = 0, depth = 0;
+    const char *start = l;
+    for (const char *s = l;; s++) {
+        if (*s == '(' || *s == '{') depth++;
+        else if (*s == ')' || *s == '}') depth--;
+        if (*s == '\0' || (depth == 0 && !strncmp(s, sep, ns))) {
+            if (k == LJI_HFACTORS) return 0;
+            f[k] = start, n[k++] = (size_t)(s - start);
+            if (*s == '\0') return k;
+            start = s + ns;
+            s += ns - 1;
+        }
+    }
+}
+
+/* factor r ("1./F") is the reciprocal of factor q ("F", or "(F)" where F
+ * is "(…)" less its brackets) */
+static bool reciprocal_of(const char *r, size_t nr, const char *q, size_t nq)
+{
+    if (nr < 4 || strncmp(r, "1./", 3)) return false;
+    r += 3, nr -= 3;
+    if (nr == nq && !strncmp(r, q, nq)) return true;
+    return nq + 2 == nr && r[0] == '(' && r[nr - 1] == ')' && !strncmp(r + 1, q, nq);
+}
+
+/* factor r is "1./(1 + exp(M))" or "1./(exp(M) + 1)" and factor q
+ * "exp(M)": together σ(M) */
+static bool sigmoid_of(const char *r, size_t nr, const char *q, size_t nq)
+{
+    static const char pre[] = "1./(1 + ", pre2[] = "1./(", post2[] = " + 1)";
+    const size_t np = sizeof pre - 1, np2 = sizeof pre2 - 1, ns2 = sizeof post2 - 1;
+    if (nq < 6 || strncmp(q, "exp(", 4) || q[nq - 1] != ')') return false;
+    bool one_first = nr == np + nq + 1 && !strncmp(r, pre, np) && !strncmp(r + np, q, nq) && r[nr - 1] == ')';
+    bool one_last = nr == np2 + nq + ns2 && !strncmp(r, pre2, np2) && !strncmp(r + np2, q, nq) &&
+                    !strncmp(r + np2 + nq, post2, ns2);
+    if (!one_first && !one_last) return false;
+    int depth = 0; /* exp(M) is one call: its bracket closes at its end */
+    for (size_t k = 3; k + 1 < nq; k++) {
+        depth += q[k] == '(' ? 1 : q[k] == ')' ? -1 : 0;
+        if (depth == 0) return false;
+    }
+    return true;
+}
+
+/* The label of Diag(a)·Diag(b), "a ∘ b", with a factor 1./F of either
+ * taken out against a factor F of the other (J of log(σ(x)) reads
+ * Diag(1 − σ(x)), not Diag(1./σ(x) ∘ σ(x) ∘ (1 − σ(x)))), and
+ * 1./(1 + exp(M)) ∘ exp(M) written σ(M) (J of log(1 + exp(x))): new
+ * memory, or NULL when nothing changes or nothing would be left (the
+ * numbers are the product's either way; the label says what they are). */
+static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *lb)
+{
+    if (strstr(la, "…") || strstr(lb, "…")) return NULL;
+    const char *f[2 * LJI_HFACTORS];
+    size_t n[2 * LJI_HFACTORS];
+    int na = hadamard_factors(la, f, n), nb = na ? hadamard_factors(lb, f + na, n + na) : 0;
+    if (!na || !nb) return NULL;
+    int total = na + nb, left = total, sigmoids = 0;
+    bool gone[2 * LJI_HFACTORS] = { false }, sig[2 * LJI_HFACTORS] = { false };
+    for (int i = 0; i < total; i++)
+        for (int j = i < na ? na : 0; j < (i < na ? total : na) && !gone[i]; j++) {
+            if (gone[j] || sig[j]) continue;
+            if (reciprocal_of(f[i], n[i], f[j], n[j])) {
+                gone[i] = gone[j] = true;
+                left -= 2;
+            } else if (sigmoid_of(f[i], n[i], f[j], n[j])) {
+                gone[i] = sig[j] = true; /* exp(M) becomes σ(M) */
+                left--;
+                sigmoids++;
+            }
+        }
+    if ((left == total && !sigmoids) || left == 0) return NULL;
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    bool first = true;
+    for (int i = 0; i < total; i++)
+        if (!gone[i]) {
+            if (!first) lji_buf_puts(&b, " ∘ ");
+            if (sig[i]) lji_buf_printf(&b, "σ(%.*s", (int)n[i] - 4, f[i] + 4);
+            else lji_buf_printf(&b, "%.*s", (int)n[i], f[i]);
+            first = false;
+        }
+    return lji_buf_finish(&b, "compose");
+}
+
 static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail)
 {
     *fail = false;
@@ -500,7 +594,11 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         const char *la = x->label ? x->label : "a", *lb2 = y->label ? y->label : "b";
         lji_buf lb;
         lji_buf_init(&lb, ctx);
-        if (strlen(la) + strlen(lb2) <= LJI_DIAG_LABEL_MAX) { /* a sum's label in parentheses: (a − b) ∘ c */
+        char *cancelled = x->label && y->label ? diag_label_cancelled(ctx, la, lb2) : NULL;
+        if (cancelled) {
+            lji_buf_puts(&lb, cancelled);
+            free(cancelled);
+        } else if (strlen(la) + strlen(lb2) <= LJI_DIAG_LABEL_MAX) { /* a sum's label in parentheses: (a − b) ∘ c */
             bool wa = lji_label_is_sum(la), wb = lji_label_is_sum(lb2);
             lji_buf_printf(&lb, wa ? "(%s) ∘ " : "%s ∘ ", la);
             lji_buf_printf(&lb, wb ? "(%s)" : "%s", lb2);
