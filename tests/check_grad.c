@@ -231,6 +231,7 @@ static const gcase ew_simplified[] = {
     { "sum(exp(x.*(-y)))", "x", "x=3x1 y=3x1", "−exp(x ∘ (−y)) ∘ y", "-exp(-x.*y).*y" },
     { "sum(exp(A*(-x)))", "x", "x=3x1 A=3x3", "−A^T·exp(A·(−x))", "-A'*exp(-A*x)" },
     { "sum(exp(x + (-2)*y))", "x", "x=3x1 y=3x1", "exp(x + (−2·y))", "exp(x - 2*y)" },
+    { "sum(exp(-(-y) - x))", "x", "x=3x1 y=3x1", "−exp(−(−y) − x)", "-exp(y - x)" },
     /* a positive term first (Poisson regression's gradient) */
     { "sum(exp(Z*w) - y.*(Z*w))", "w", "Z=5x3 y=5x1 w=3x1", "Z^T·(exp(Z·w) − y)", "Z'*(exp(Z*w) - y)" },
     /* everything cancels: ones, and a scalar's multiple of them */

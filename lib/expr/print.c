@@ -193,7 +193,7 @@ static void w(mp *m, const lj_expr *e, int level)
         w(m, e->b, starts_minus(e->b, m->fmt) ? 7 : 2);
     } else if (d == &lji_op_neg) {
         lji_buf_puts(b, uni ? "−" : "-");
-        w(m, e->a, 2);
+        w(m, e->a, starts_minus(e->a, m->fmt) ? 7 : 2); /* −(−y), not −−y */
     } else if (d == &lji_op_scale) {
         number(m, e->p);
         lji_buf_puts(b, lji_sym_dot(m->fmt));
