@@ -1562,6 +1562,45 @@ START_TEST(test_transposed_name_labels)
 }
 END_TEST
 
+/* A vector of ones reads 1_n in J while its values are ones: its label
+ * follows lj_expr_set_value both ways (the check is made once for each
+ * version of the values), and J's numbers are those of the values. */
+START_TEST(test_ones_label_follows_values)
+{
+    lj_context *ctx = lj_context_new();
+    double o[4] = { 1, 1, 1, 1 }, o2[4] = { 1, 2, 1, 1 }, W[12], b[3] = { 1, 2, 3 }, Q[12], v[12];
+    for (int i = 0; i < 12; i++) W[i] = i + 1, Q[i] = 0.5 * i, v[i] = 1.0 / (i + 2);
+    lj_expr *one = lj_expr_const(ctx, "o", 4, 1, o), *w = lj_expr_const(ctx, "W", 4, 3, W);
+    lj_expr *bc = lj_expr_const(ctx, "b", 3, 1, b), *q = lj_expr_var(ctx, "Q", 4, 3, Q);
+    lj_expr *ot = lj_expr_transpose(ctx, one), *h = lj_expr_hadamard(ctx, q, w);
+    lj_expr *l = lj_expr_mul(ctx, ot, h), *e = lj_expr_mul(ctx, l, bc);
+    CK_NN(ctx, e);
+    const struct { const double *o; const char *want; } steps[] = {
+        { o, "(b^T ⊗ 1_4^T)·Diag(vec W)" }, { o, "(b^T ⊗ 1_4^T)·Diag(vec W)" },
+        { o2, "(b^T ⊗ o^T)·Diag(vec W)" },  { o2, "(b^T ⊗ o^T)·Diag(vec W)" },
+        { o, "(b^T ⊗ 1_4^T)·Diag(vec W)" },
+    };
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+        if (k > 0 && steps[k].o != steps[k - 1].o) CK_OK(ctx, lj_expr_set_value(ctx, one, steps[k].o));
+        lj_op *J = lj_expr_jacobian(ctx, e, q);
+        CK_NN(ctx, J);
+        char *s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+        CK_NN(ctx, s);
+        ck_assert_msg(!strcmp(s, steps[k].want), "step %zu printed '%s', want '%s'", k, s, steps[k].want);
+        lj_free(s);
+        double y, want = 0;
+        CK_OK(ctx, lj_op_apply(ctx, J, 0, 1.0, v, 0.0, &y));
+        for (int c = 0; c < 3; c++)
+            for (int r = 0; r < 4; r++) want += steps[k].o[r] * W[r + 4 * c] * b[c] * v[r + 4 * c];
+        ck_assert_msg(fabs(y - want) <= 1e-13 * fabs(want), "step %zu: J·v %.17g, want %.17g", k, y, want);
+        lj_op_free(&J);
+    }
+    lj_expr *fr[] = { one, w, bc, q, ot, h, l, e };
+    for (size_t i = 0; i < sizeof fr / sizeof fr[0]; i++) lj_expr_free(&fr[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* ---- the seeds ---------------------------------------------------------------- */
 
 static lj_expr *load(lj_context *ctx, lj_symtab *t, const char *seed, const char *name)
@@ -2845,6 +2884,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_products_of_three);
     tcase_add_test(rules, test_transposed_value_labels);
     tcase_add_test(rules, test_transposed_name_labels);
+    tcase_add_test(rules, test_ones_label_follows_values);
     tcase_add_test(rules, test_negated_hadamard_factor);
     tcase_add_test(rules, test_sigmoid_labels);
     tcase_add_test(rules, test_diag_label_cancelled);

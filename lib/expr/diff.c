@@ -139,6 +139,21 @@ static bool all_ones(const double *v, int64_t n)
     return n > 0;
 }
 
+/* Whether leaf e's mn values are all ones: the check is made once for
+ * each version of a leaf's values (a loop that builds J again at new
+ * values of its variable labels its constant vectors of ones at no cost),
+ * and every time for a borrowed leaf, whose values may change unseen */
+static bool leaf_all_ones(const lj_expr *e, int64_t mn)
+{
+    if (e->borrowed) return all_ones(e->value, mn);
+    _Atomic uint64_t *seen = (_Atomic uint64_t *)&e->ones_seen; /* a cache: written by readers */
+    uint64_t s = atomic_load_explicit(seen, memory_order_relaxed), v = e->version + 1;
+    if (s >> 1 == v) return s & 1;
+    bool ones = all_ones(e->value, mn);
+    atomic_store_explicit(seen, (v << 1) | (uint64_t)ones, memory_order_relaxed);
+    return ones;
+}
+
 /* "1_n", or "1_n^T" when transposed, into buf (32 bytes), written by hand:
  * snprintf cost a tenth of building seed 002's J */
 static void ones_label(char *buf, int64_t n, bool transposed)
@@ -168,7 +183,7 @@ static const char *label_ref(lji_dctx *d, const lj_expr *e, char tmp[32], char *
     while (e->def == &lji_op_transpose && e->a->def == &lji_op_transpose) e = e->a->a; /* (X^T)^T is X */
     int64_t mn = e->rows * e->cols;
     bool vec = lji_is_leaf(e) && !e->pat && e != d->var && (e->rows == 1 || e->cols == 1) && mn > 1;
-    bool ones = vec && all_ones(e->value, mn);
+    bool ones = vec && leaf_all_ones(e, mn);
     if (vec && lji_tape_on(d->ctx)) /* the label says "1_n" while they stay ones, "x" while they do not */
         lji_tape_guard_ones(d->ctx, e->value, mn, lji_topo_find(d->t, e), -1, ones);
     if (ones) {
@@ -472,6 +487,7 @@ struct lj_jacplan {
     bool record;          /* false: a one-off Jacobian, or sparse values */
     bool borrowed;        /* root and vars not retained: a one-off Jacobian's, whose caller holds them */
     bool block_lent;      /* the block at vars is the caller's (a one-off build's, on its stack) */
+    bool heap_vals;       /* lji_vals_alloc made some of vals (a one-off build's are in blk, mostly) */
     int64_t builds, updates;
     int last_built;
     const char *why;      /* why the last evaluation built J */
@@ -496,7 +512,7 @@ static void plan_release(lj_jacplan *p)
             lji_vblock_release(&p->blk[i]);
         }
     free(p->blk);
-    lji_vals_clear(&p->t, p->vals); /* the array is in the plan's block */
+    if (p->heap_vals) lji_vals_clear(&p->t, p->vals); /* the array is in the plan's block */
     if (!p->borrowed) {
         for (int v = 0; v < p->nvars && p->vars; v++) lj_expr_free(&p->vars[v]);
         lj_expr_free(&p->root);
@@ -519,73 +535,82 @@ void lj_jacplan_free(lj_jacplan **pp)
 /* The values lji_d_opval reads for node i, marked needed: a transpose,
  * a negation or a multiple is taken of its operand's operator (and the
  * scalar of a multiple is read), and an identity has no value to read. */
-static void need_opval(lj_jacplan *p, int64_t i)
+static void need_opval(const lji_topo *t, unsigned char *need, int64_t i)
 {
-    const lji_topo *t = &p->t;
     for (;;) {
         const lj_expr *x = t->node[i];
         int w = lji_scalar_times(x);
         if (x->def == &lji_op_transpose || x->def == &lji_op_neg || x->def == &lji_op_scale)
             i = lji_topo_kid(t, i, 0);
         else if (w >= 0) {
-            p->need[lji_topo_kid(t, i, 1 - w)] = 1;
+            need[lji_topo_kid(t, i, 1 - w)] = 1;
             i = lji_topo_kid(t, i, w);
         } else
             break;
     }
-    if (t->node[i]->def != &lji_op_eye) p->need[i] = 1;
+    if (t->node[i]->def != &lji_op_eye) need[i] = 1;
 }
 
 /* Node j of x's operands, read by x's local Jacobian for the other one: a
  * product's rule reads a matrix operand as an operator (lji_d_opval), so
  * that the value of X' in X'·u is never formed (for a 20000×1000 X, a
  * 160 MB transpose); with a scalar operand it reads numbers. */
-static void need_other(lj_jacplan *p, const lj_expr *x, int64_t j)
+static void need_other(const lji_topo *t, unsigned char *need, const lj_expr *x, int64_t j)
 {
-    if (x->def == &lji_op_mul && !lji_is_scalar(x->a) && !lji_is_scalar(x->b)) need_opval(p, j);
-    else p->need[j] = 1;
+    if (x->def == &lji_op_mul && !lji_is_scalar(x->a) && !lji_is_scalar(x->b)) need_opval(t, need, j);
+    else need[j] = 1;
 }
 
 /* The plan's counts in one pass along the order (operands come before
  * their parents): uses[i], the parents of node i; dep[v·n + i], node i
  * depends on variable v; and need[i], node i's value is read by some
  * local Jacobian (or its operation can fail); then, backwards, everything
- * a needed value is computed from. Whether any value is sparse, returned. */
+ * a needed value is computed from. Whether any value is sparse, returned.
+ * The arrays are read through locals: a store to a byte array may alias
+ * anything, and the plan's fields would be loaded again after each. */
 static bool plan_counts(lj_jacplan *p)
 {
     const lji_topo *t = &p->t;
-    int64_t n = t->n;
-    int nvars = p->nvars;
+    const int64_t n = t->n;
+    const int nvars = p->nvars;
+    const lj_expr *const *node = t->node;
+    const int64_t(*kid)[2] = (const int64_t(*)[2])t->kid;
+    const int64_t *vi = p->vi;
+    int64_t *uses = p->uses;
+    unsigned char *need = p->need, *dep = p->dep;
     bool any_sparse = false;
     for (int64_t i = 0; i < n; i++) {
-        const lj_expr *x = t->node[i];
-        const int64_t k[2] = { lji_topo_kid(t, i, 0), lji_topo_kid(t, i, 1) };
-        for (int w = 0; w < 2; w++)
-            if (k[w] >= 0) p->uses[k[w]]++;
-        if (can_fail(x)) p->need[i] = 1;
+        const lj_expr *x = node[i];
+        const int64_t k[2] = { kid[i][0], kid[i][1] };
+        const lj_expr *xa = x->a, *xb = x->b;
+        if (k[0] >= 0) uses[k[0]]++;
+        if (k[1] >= 0) uses[k[1]]++;
+        if (can_fail(x)) need[i] = 1;
         /* the rules on sparse values read both operands (their kernels'
          * partial derivatives, the patterns' values) */
-        any_sparse |= x->pat != NULL;
-        if (x->pat || (x->a && x->a->pat) || (x->b && x->b->pat))
+        if (x->pat || (xa && xa->pat) || (xb && xb->pat)) {
+            any_sparse |= x->pat != NULL;
             for (int w = 0; w < 2; w++)
-                if (k[w] >= 0) p->need[k[w]] = 1;
+                if (k[w] >= 0) need[k[w]] = 1;
+        }
         for (int v = 0; v < nvars; v++) {
-            unsigned char *d = p->dep + (size_t)v * (size_t)n;
-            d[i] = i == p->vi[v] || (k[0] >= 0 && d[k[0]]) || (k[1] >= 0 && d[k[1]]);
-            if (!d[i]) continue;
+            unsigned char *d = dep + (size_t)v * (size_t)n;
+            const bool d0 = k[0] >= 0 && d[k[0]], d1 = k[1] >= 0 && d[k[1]];
+            d[i] = i == vi[v] || d0 || d1;
+            if (!(d0 | d1)) continue;
             for (int w = 0; w < 2; w++) {
-                if (k[w] < 0 || !d[k[w]]) continue;
+                if (!(w ? d1 : d0)) continue;
                 unsigned r = x->def->reads[w];
-                if (r & LJI_READ_NODE) p->need[i] = 1;
-                if (r & LJI_READ_OPERAND) p->need[k[w]] = 1;
-                if ((r & LJI_READ_OTHER) && k[1 - w] >= 0) need_other(p, x, k[1 - w]);
+                if (r & LJI_READ_NODE) need[i] = 1;
+                if (r & LJI_READ_OPERAND) need[k[w]] = 1;
+                if ((r & LJI_READ_OTHER) && k[1 - w] >= 0) need_other(t, need, x, k[1 - w]);
             }
         }
     }
     for (int64_t i = n - 1; i >= 0; i--) {
-        if (!p->need[i]) continue;
-        for (int w = 0; w < 2; w++)
-            if (lji_topo_kid(t, i, w) >= 0) p->need[lji_topo_kid(t, i, w)] = 1;
+        if (!need[i]) continue;
+        if (kid[i][0] >= 0) need[kid[i][0]] = 1;
+        if (kid[i][1] >= 0) need[kid[i][1]] = 1;
     }
     return any_sparse;
 }
@@ -601,22 +626,36 @@ static bool oneoff_shares(const lj_jacplan *p, int64_t i)
     return !lji_is_leaf(x) && p->need[i] && !x->pat;
 }
 
+/* The one-off build's value buffers: blocks for the values J may share,
+ * and plain buffers (lji_vals_alloc) only where a needed value is sparse;
+ * leaves are read in place (lji_eval_into sets them) */
 static lj_status oneoff_blocks(lj_context *ctx, lj_jacplan *p)
 {
     int64_t first = 0; /* none, and nothing is allocated: seed 002's J reads leaves only */
-    while (first < p->t.n && !oneoff_shares(p, first)) first++;
-    if (first == p->t.n) return LJ_OK;
-    size_t n = (size_t)p->t.n;
-    if (!(p->blk = lji_calloc(ctx, n, sizeof *p->blk))) return lji_nomem(ctx, "jacobian");
-    for (int64_t i = first; i < p->t.n; i++) {
-        const lj_expr *x = p->t.node[i];
-        if (!oneoff_shares(p, i)) continue;
-        if (!(p->blk[i] = lji_vblock_new_large(ctx, lji_vlen(x))))
-            return lji_error(ctx, LJ_ERR_NOMEM, "jacobian: out of memory for the value of " LJI_SHP, x->rows,
-                             x->cols);
-        p->vals[i] = lji_vblock_data(p->blk[i]);
+    bool loose = false;
+    while (first < p->t.n && !oneoff_shares(p, first)) {
+        const lj_expr *x = p->t.node[first];
+        loose |= p->need[first] && !lji_is_leaf(x);
+        first++;
     }
-    return LJ_OK;
+    if (first < p->t.n) {
+        size_t n = (size_t)p->t.n;
+        if (!(p->blk = lji_calloc(ctx, n, sizeof *p->blk))) return lji_nomem(ctx, "jacobian");
+        for (int64_t i = first; i < p->t.n; i++) {
+            const lj_expr *x = p->t.node[i];
+            if (!oneoff_shares(p, i)) {
+                loose |= p->need[i] && !lji_is_leaf(x);
+                continue;
+            }
+            if (!(p->blk[i] = lji_vblock_new_large(ctx, lji_vlen(x))))
+                return lji_error(ctx, LJ_ERR_NOMEM, "jacobian: out of memory for the value of " LJI_SHP, x->rows,
+                                 x->cols);
+            p->vals[i] = lji_vblock_data(p->blk[i]);
+        }
+    }
+    if (!loose) return LJ_OK;
+    p->heap_vals = true;
+    return lji_vals_alloc(ctx, &p->t, p->need, &p->vals);
 }
 
 /* The analysis of e for vars into p (the caller's storage: a one-off
@@ -672,8 +711,9 @@ static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int
     p->record = !plan_counts(p); /* sparse values: J is rebuilt at every evaluation */
     p->why = "not evaluated yet";
     p->broke = "a plan over sparse values builds J at every evaluation";
+    p->heap_vals = !borrow;
     if ((borrow && (st = oneoff_blocks(ctx, p)) != LJ_OK) ||
-        (st = lji_vals_alloc(ctx, &p->t, p->need, &p->vals)) != LJ_OK) {
+        (!borrow && (st = lji_vals_alloc(ctx, &p->t, p->need, &p->vals)) != LJ_OK)) {
         plan_release(p);
         return st;
     }
@@ -763,7 +803,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
      * cost) */
     size_t n = (size_t)t->n, head = (4 * n + 1) * sizeof(void *), bytes = head + n * sizeof(lji_chain);
     _Alignas(lji_chain) unsigned char small[LJI_PLAN_SMALL_BYTES];
-    void **blk = bytes <= sizeof small ? memset(small, 0, bytes) : lji_calloc(ctx, 1, bytes);
+    void **blk = bytes <= sizeof small ? small : lji_malloc(ctx, bytes);
     lj_op **J = (lj_op **)blk, **ov = blk ? (lj_op **)(blk + t->n) : NULL;
     double **dense = blk ? (double **)(blk + 2 * t->n) : NULL;
     int64_t *uses = blk ? (int64_t *)(blk + 3 * t->n) : NULL;
@@ -772,7 +812,9 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
         lji_nomem(ctx, op);
         goto done;
     }
-    memcpy(uses, p->uses, (size_t)t->n * sizeof *uses);
+    memset(blk, 0, 3 * n * sizeof(void *)); /* J, ov and dense; a chain's factors count from its n */
+    memcpy(uses, p->uses, n * sizeof *uses);
+    for (size_t i = 0; i < n; i++) chain[i].n = 0;
     dctx d = { ctx, t, p->vals, var, ov, false, dense, p->blk };
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *x = t->node[i];
@@ -932,7 +974,10 @@ lj_op *lj_jacplan_eval(lj_context *ctx, lj_jacplan *p, double *value)
         lji_error(ctx, LJ_ERR_INVALID, "jacplan_eval: %s plan", p ? "not a live" : "NULL");
         return NULL;
     }
-    if (value && lji_vals_alloc(ctx, &p->t, NULL, &p->vals) != LJ_OK) return NULL;
+    if (value) { /* every node's value: the array holds them from now on */
+        p->heap_vals = true;
+        if (lji_vals_alloc(ctx, &p->t, NULL, &p->vals) != LJ_OK) return NULL;
+    }
     /* e's value straight into the caller's array when no local Jacobian
      * reads it (J's numbers never point at it) */
     int64_t root = p->t.n - 1, en = lji_vlen(p->root);
@@ -1037,8 +1082,8 @@ static lj_op *jacobian_once(lj_context *ctx, const lj_expr *e, int nvars, const 
     lj_jacplan p; /* released before returning: borrows e and vars */
     uint64_t buf[LJI_PLAN_SMALL_BYTES / 8]; /* its arrays, where they fit */
     if (plan_init(ctx, &p, e, nvars, vars, true, buf, sizeof buf / sizeof buf[0]) != LJ_OK) return NULL;
-    p.record = false; /* one J: nothing to update later */
-    lj_op *J = lj_jacplan_eval(ctx, &p, NULL);
+    p.record = false; /* one J: nothing to update later, no tape */
+    lj_op *J = lji_eval_into(ctx, &p.t, p.need, p.vals) == LJ_OK ? plan_build(ctx, &p) : NULL;
     plan_release(&p);
     return J;
 }

@@ -54,6 +54,10 @@ struct lj_expr {
      * plans update only what depends on a leaf that changed; a borrowed
      * leaf's values may change at any time */
     uint64_t version;
+    /* a dense vector leaf's values all ones, as a Jacobian's label last saw
+     * them: 2·(version + 1) + (all ones), 0 when not checked since the
+     * values were set (lji_leaf_all_ones); never kept for a borrowed leaf */
+    _Atomic uint64_t ones_seen;
     /* a constant declared symmetric (lj_expr_declare_symmetric, or a
      * symmetric CHOLMOD matrix): its values are checked when they are set,
      * and gradient expressions use A^T = A */
