@@ -109,6 +109,13 @@ char *lji_strndup(lj_context *ctx, const char *s, size_t n);
  * of a pointer), freed with free(); counted and failed on request like
  * lji_malloc. */
 void *lji_malloc_aligned(lj_context *ctx, size_t align, size_t nbytes);
+/* memset(p, 0, n) as a call into the C library, for the small structures
+ * and arrays a Jacobian's build zeroes on its way: compilers expand a
+ * memset whose size they can see into `rep stos`, whose start-up (tens of
+ * cycles on AMD cores) cost a one-off build of seed 002's J several per
+ * cent of its time; the library's memset uses vector stores at these
+ * sizes. Defined in memory.c, so that it is not expanded again. */
+void lji_zero(void *p, size_t n);
 /* Arrays about to be written whole. lji_advise_huge asks for transparent
  * huge pages for the 2 MiB pages inside [p, p + nbytes) of an array of at
  * least LJI_HUGE_MIN bytes (call it before touching them; a no-op where

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "lji.h"
 #include <stdint.h>
+#include <string.h>
 #ifdef __linux__
 #include <sys/mman.h>
 #endif
@@ -33,6 +34,11 @@
 #else
 #define LJI_HAVE_HUGE 0
 #endif
+
+void lji_zero(void *p, size_t n)
+{
+    memset(p, 0, n);
+}
 
 void lji_advise_huge(void *p, size_t nbytes)
 {

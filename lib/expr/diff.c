@@ -312,7 +312,7 @@ lj_op *lji_d_opval(lji_dctx *d, const lj_expr *e)
         free(own);
         record_copy(d, e, r);
     }
-    if (r) d->opval[i] = lj_op_retain(r);
+    if (r && d->uses[i] > 1) d->opval[i] = lj_op_retain(r); /* a reference is two atomic counts */
     return r;
 }
 
@@ -678,7 +678,7 @@ static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int
             return lji_error(ctx, LJ_ERR_INVALID, "%s: '%s' is %s, not a variable", op, x->name ? x->name : "?",
                              x->def == &lji_op_const ? "a constant" : "an expression");
     }
-    memset(p, 0, offsetof(lj_jacplan, t)); /* not the order's inline arrays */
+    lji_zero(p, offsetof(lj_jacplan, t)); /* not the order's inline arrays */
     lj_status st = lji_topo_build(ctx, e, &p->t);
     if (st != LJ_OK) return st;
     p->magic = LJI_PLAN_MAGIC;
@@ -690,7 +690,8 @@ static lj_status plan_init(lj_context *ctx, lj_jacplan *p, const lj_expr *e, int
      * seen, vals, then the bytes of dep, need and changed */
     size_t nv = (size_t)nvars, nn = (size_t)n;
     size_t words = 2 * nv + 4 * nn + (nv * nn + 2 * nn + 1 + 7) / 8;
-    uint64_t *blk = words <= bufwords ? memset(buf, 0, words * sizeof *buf) : lji_calloc(ctx, words, sizeof *blk);
+    uint64_t *blk = words <= bufwords ? buf : lji_calloc(ctx, words, sizeof *blk);
+    if (blk && blk == buf) lji_zero(buf, words * sizeof *buf);
     p->block_lent = blk == buf;
     if (!blk) {
         plan_release(p);
@@ -812,10 +813,10 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
         lji_nomem(ctx, op);
         goto done;
     }
-    memset(blk, 0, 3 * n * sizeof(void *)); /* J, ov and dense; a chain's factors count from its n */
+    lji_zero(blk, 3 * n * sizeof(void *)); /* J, ov and dense; a chain's factors count from its n */
     memcpy(uses, p->uses, n * sizeof *uses);
     for (size_t i = 0; i < n; i++) chain[i].n = 0;
-    dctx d = { ctx, t, p->vals, var, ov, false, dense, p->blk };
+    dctx d = { ctx, t, p->vals, var, ov, false, dense, p->blk, p->uses };
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *x = t->node[i];
         if (!dep[i]) continue;

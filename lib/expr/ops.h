@@ -61,6 +61,9 @@ typedef struct lji_dctx {
      * J's operators share instead of copying (NULL: a plan that records,
      * whose buffers are written again at its next evaluation) */
     lji_vblock **blk;
+    /* each node's number of parents: a node's operator is kept in opval
+     * for the rules that read it again only where more than one may */
+    const int64_t *uses;
 } lji_dctx;
 
 struct lji_opdef {

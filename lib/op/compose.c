@@ -1049,8 +1049,10 @@ static lj_op *compose_core(lj_context *ctx, int n, const lj_op *const *ops, bool
             return NULL;
         }
     int64_t rows = ops[0]->rows, cols = ops[n - 1]->cols;
-    factors fs = { .ctx = ctx, .coef = { .num = 1.0, .salpha = 1.0 }, .cap = LJI_FACTORS_ROOM };
-    fs.f = fs.room;
+    factors fs; /* field by field: an initialiser would zero the room too, by `rep stos` (lji_zero) */
+    fs.ctx = ctx, fs.f = fs.room, fs.n = 0, fs.cap = LJI_FACTORS_ROOM;
+    fs.coef = (lji_coef){ .num = 1.0, .salpha = 1.0 };
+    fs.zero = fs.failed = false;
     int next = 0;
     for (; next < n && !fs.failed; next++)
         factors_insert(&fs, fs.n, take ? (lj_op *)ops[next] : lji_take_ref(ctx, ops[next]));
