@@ -488,6 +488,7 @@ struct lj_jacplan {
     bool borrowed;        /* root and vars not retained: a one-off Jacobian's, whose caller holds them */
     bool block_lent;      /* the block at vars is the caller's (a one-off build's, on its stack) */
     bool heap_vals;       /* lji_vals_alloc made some of vals (a one-off build's are in blk, mostly) */
+    bool interior;        /* a one-off build's: some interior value is needed (oneoff_blocks) */
     int64_t builds, updates;
     int last_built;
     const char *why;      /* why the last evaluation built J */
@@ -620,38 +621,32 @@ static bool plan_counts(lj_jacplan *p)
  * a pass over each such value fewer, and no second array of it while J
  * is built. The plan is released as soon as J is made, and nothing
  * writes the values again. Sparse values keep their plain buffers. */
-static bool oneoff_shares(const lj_jacplan *p, int64_t i)
-{
-    const lj_expr *x = p->t.node[i];
-    return !lji_is_leaf(x) && p->need[i] && !x->pat;
-}
-
-/* The one-off build's value buffers: blocks for the values J may share,
- * and plain buffers (lji_vals_alloc) only where a needed value is sparse;
- * leaves are read in place (lji_eval_into sets them) */
+/* So: blocks for the values J may share, and plain buffers
+ * (lji_vals_alloc) only where a needed value is sparse; leaves are read
+ * in place, set here. p->interior says whether any
+ * interior value is needed (none: nothing to evaluate, nothing allocated;
+ * seed 002's J reads leaves only). */
 static lj_status oneoff_blocks(lj_context *ctx, lj_jacplan *p)
 {
-    int64_t first = 0; /* none, and nothing is allocated: seed 002's J reads leaves only */
     bool loose = false;
-    while (first < p->t.n && !oneoff_shares(p, first)) {
-        const lj_expr *x = p->t.node[first];
-        loose |= p->need[first] && !lji_is_leaf(x);
-        first++;
-    }
-    if (first < p->t.n) {
-        size_t n = (size_t)p->t.n;
-        if (!(p->blk = lji_calloc(ctx, n, sizeof *p->blk))) return lji_nomem(ctx, "jacobian");
-        for (int64_t i = first; i < p->t.n; i++) {
-            const lj_expr *x = p->t.node[i];
-            if (!oneoff_shares(p, i)) {
-                loose |= p->need[i] && !lji_is_leaf(x);
-                continue;
-            }
-            if (!(p->blk[i] = lji_vblock_new_large(ctx, lji_vlen(x))))
-                return lji_error(ctx, LJ_ERR_NOMEM, "jacobian: out of memory for the value of " LJI_SHP, x->rows,
-                                 x->cols);
-            p->vals[i] = lji_vblock_data(p->blk[i]);
+    for (int64_t i = 0; i < p->t.n; i++) {
+        const lj_expr *x = p->t.node[i];
+        if (lji_is_leaf(x)) {
+            p->vals[i] = x->value;
+            continue;
         }
+        if (!p->need[i]) continue;
+        p->interior = true;
+        if (x->pat) {
+            loose = true;
+            continue;
+        }
+        if (!p->blk && !(p->blk = lji_calloc(ctx, (size_t)p->t.n, sizeof *p->blk)))
+            return lji_nomem(ctx, "jacobian");
+        if (!(p->blk[i] = lji_vblock_new_large(ctx, lji_vlen(x))))
+            return lji_error(ctx, LJ_ERR_NOMEM, "jacobian: out of memory for the value of " LJI_SHP, x->rows,
+                             x->cols);
+        p->vals[i] = lji_vblock_data(p->blk[i]);
     }
     if (!loose) return LJ_OK;
     p->heap_vals = true;
@@ -777,15 +772,18 @@ static int64_t mul3_shape(const lj_jacplan *p, const unsigned char *dep, int64_t
 /* Whether node xi is the inner product of a product of three (mul3_shape)
  * that its one user, found within a short look ahead, will take whole.
  * Its user then finds it skipped: a node that depends on the variable and
- * was taken has its Jacobian or chain set. */
-static bool mul3_skipped(const lj_jacplan *p, const unsigned char *dep, int64_t xi)
+ * was taken has its Jacobian or chain set. *user and *side say which node
+ * that is and its side, so that its own visit need not ask again. */
+static bool mul3_skipped(const lj_jacplan *p, const unsigned char *dep, int64_t xi, int64_t *user, int *side)
 {
     const lji_topo *t = &p->t;
     if (t->node[xi]->def != &lji_op_mul || p->uses[xi] != 1) return false;
     for (int64_t j = xi + 1; j < t->n && j <= xi + 64; j++)
         if (lji_topo_kid(t, j, 0) == xi || lji_topo_kid(t, j, 1) == xi) {
-            int side;
-            return mul3_shape(p, dep, j, &side) == xi && mul3_shape(p, dep, xi, &side) < 0;
+            int s, s2;
+            if (mul3_shape(p, dep, j, &s) != xi || mul3_shape(p, dep, xi, &s2) >= 0) return false;
+            *user = j, *side = s;
+            return true;
         }
     return false;
 }
@@ -817,11 +815,16 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
     memcpy(uses, p->uses, n * sizeof *uses);
     for (size_t i = 0; i < n; i++) chain[i].n = 0;
     dctx d = { ctx, t, p->vals, var, ov, false, dense, p->blk, p->uses };
+    int64_t m3_user = -1, m3_inner = -1; /* the last inner product skipped, and its user */
+    int m3_side = 0;
     for (int64_t i = 0; i < t->n; i++) {
         const lj_expr *x = t->node[i];
         if (!dep[i]) continue;
         if (i == vi) continue; /* J[vi] = I, left implicit: L·I is L */
-        if (mul3_skipped(p, dep, i)) continue; /* its user's rule covers it; its operands stay */
+        if (mul3_skipped(p, dep, i, &m3_user, &m3_side)) { /* its user's rule covers it; its operands stay */
+            m3_inner = i;
+            continue;
+        }
         const lj_expr *kids[2] = { x->a, x->b };
         int64_t kid[2] = { -1, -1 };
         int nd = 0;
@@ -829,7 +832,7 @@ static lj_op *plan_jacobian(lj_context *ctx, lj_jacplan *p, int v)
             if (kids[w] && dep[kid[w] = lji_topo_kid(t, i, w)]) nd++;
         /* a product of three when its inner product was skipped */
         int side = 0;
-        int64_t xi = nd == 1 ? mul3_shape(p, dep, i, &side) : -1;
+        int64_t xi = nd != 1 ? -1 : i == m3_user ? (side = m3_side, m3_inner) : mul3_shape(p, dep, i, &side);
         if (xi >= 0 && (J[xi] || chain[xi].n)) xi = -1;
         lj_op *terms[2] = { NULL, NULL };
         int nt = 0;
@@ -1084,7 +1087,7 @@ static lj_op *jacobian_once(lj_context *ctx, const lj_expr *e, int nvars, const 
     uint64_t buf[LJI_PLAN_SMALL_BYTES / 8]; /* its arrays, where they fit */
     if (plan_init(ctx, &p, e, nvars, vars, true, buf, sizeof buf / sizeof buf[0]) != LJ_OK) return NULL;
     p.record = false; /* one J: nothing to update later, no tape */
-    lj_op *J = lji_eval_into(ctx, &p.t, p.need, p.vals) == LJ_OK ? plan_build(ctx, &p) : NULL;
+    lj_op *J = !p.interior || lji_eval_into(ctx, &p.t, p.need, p.vals) == LJ_OK ? plan_build(ctx, &p) : NULL;
     plan_release(&p);
     return J;
 }
