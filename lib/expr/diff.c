@@ -582,25 +582,30 @@ static bool plan_counts(lj_jacplan *p)
     bool any_sparse = false;
     for (int64_t i = 0; i < n; i++) {
         const lj_expr *x = node[i];
-        const int64_t k[2] = { kid[i][0], kid[i][1] };
+        const int64_t k0 = kid[i][0], k1 = kid[i][1];
         const lj_expr *xa = x->a, *xb = x->b;
-        if (k[0] >= 0) uses[k[0]]++;
-        if (k[1] >= 0) uses[k[1]]++;
+        if (k0 >= 0) uses[k0]++;
+        if (k1 >= 0) uses[k1]++;
         if (can_fail(x)) need[i] = 1;
         /* the rules on sparse values read both operands (their kernels'
          * partial derivatives, the patterns' values) */
         if (x->pat || (xa && xa->pat) || (xb && xb->pat)) {
             any_sparse |= x->pat != NULL;
-            for (int w = 0; w < 2; w++)
-                if (k[w] >= 0) need[k[w]] = 1;
+            if (k0 >= 0) need[k0] = 1;
+            if (k1 >= 0) need[k1] = 1;
         }
-        for (int v = 0; v < nvars; v++) {
-            unsigned char *d = dep + (size_t)v * (size_t)n;
-            const bool d0 = k[0] >= 0 && d[k[0]], d1 = k[1] >= 0 && d[k[1]];
-            d[i] = i == vi[v] || d0 || d1;
-            if (!(d0 | d1)) continue;
+    }
+    for (int v = 0; v < nvars; v++) {
+        unsigned char *d = dep + (size_t)v * (size_t)n;
+        const int64_t var = vi[v];
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t k[2] = { kid[i][0], kid[i][1] };
+            const bool dk[2] = { k[0] >= 0 && d[k[0]], k[1] >= 0 && d[k[1]] };
+            d[i] = i == var || dk[0] || dk[1];
+            if (!(dk[0] | dk[1])) continue;
+            const lj_expr *x = node[i];
             for (int w = 0; w < 2; w++) {
-                if (!(w ? d1 : d0)) continue;
+                if (!dk[w]) continue;
                 unsigned r = x->def->reads[w];
                 if (r & LJI_READ_NODE) need[i] = 1;
                 if (r & LJI_READ_OPERAND) need[k[w]] = 1;
