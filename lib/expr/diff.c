@@ -562,11 +562,12 @@ static void need_other(const lji_topo *t, unsigned char *need, const lj_expr *x,
     else need[j] = 1;
 }
 
-/* The plan's counts in one pass along the order (operands come before
- * their parents): uses[i], the parents of node i; dep[v·n + i], node i
- * depends on variable v; and need[i], node i's value is read by some
- * local Jacobian (or its operation can fail); then, backwards, everything
- * a needed value is computed from. Whether any value is sparse, returned.
+/* The plan's counts along the order (operands come before their
+ * parents): uses[i], the parents of node i, and the values the rules on
+ * sparse values read; then, a pass for each variable v, dep[v·n + i],
+ * node i depends on v, and need[i], node i's value is read by some local
+ * Jacobian (or its operation can fail); then, backwards, everything a
+ * needed value is computed from. Whether any value is sparse, returned.
  * The arrays are read through locals: a store to a byte array may alias
  * anything, and the plan's fields would be loaded again after each. */
 static bool plan_counts(lj_jacplan *p)
@@ -626,11 +627,11 @@ static bool plan_counts(lj_jacplan *p)
  * a pass over each such value fewer, and no second array of it while J
  * is built. The plan is released as soon as J is made, and nothing
  * writes the values again. Sparse values keep their plain buffers. */
-/* So: blocks for the values J may share, and plain buffers
- * (lji_vals_alloc) only where a needed value is sparse; leaves are read
- * in place, set here. p->interior says whether any
- * interior value is needed (none: nothing to evaluate, nothing allocated;
- * seed 002's J reads leaves only). */
+/* So the needed interior values get blocks, the sparse ones plain buffers
+ * (lji_vals_alloc), and the leaves are read in place (set here).
+ * p->interior says whether any interior value is needed: none, and there
+ * is nothing to evaluate and nothing allocated (seed 002's J reads leaves
+ * only). */
 static lj_status oneoff_blocks(lj_context *ctx, lj_jacplan *p)
 {
     bool loose = false;
