@@ -641,23 +641,44 @@ static bool topo_insert(lj_context *ctx, lji_topo *t, const lj_expr *e, int64_t 
     return true;
 }
 
-/* The order of a small DAG, straight into the inline arrays: index of e,
- * or -2 when the DAG is deeper or larger than they hold (the caller then
- * walks it the general way; so the recursion is at most
- * LJI_TOPO_INLINE deep). */
-static int64_t topo_small(lji_topo *t, const lj_expr *e, int depth)
+/* Index of e in the inline arrays, appended with operands ka and kb where
+ * it is not there yet; -2 when they are full */
+static inline int64_t topo_small_put(lji_topo *t, const lj_expr *e, int64_t ka, int64_t kb)
 {
-    for (int64_t i = 0; i < t->n; i++)
-        if (t->node_in[i] == e) return i;
-    if (depth == LJI_TOPO_INLINE) return -2;
-    int64_t ka = -1, kb = -1;
-    if (e->a && (ka = topo_small(t, e->a, depth + 1)) == -2) return -2;
-    if (e->b && (kb = topo_small(t, e->b, depth + 1)) == -2) return -2;
     if (t->n == LJI_TOPO_INLINE) return -2;
     t->kid_in[t->n][0] = ka;
     t->kid_in[t->n][1] = kb;
     t->node_in[t->n] = e;
     return t->n++;
+}
+
+static inline int64_t topo_small_find(const lji_topo *t, const lj_expr *e)
+{
+    for (int64_t i = 0; i < t->n; i++)
+        if (t->node_in[i] == e) return i;
+    return -1;
+}
+
+/* The order of a small DAG, straight into the inline arrays: index of e,
+ * or -2 when the DAG is deeper or larger than they hold (the caller then
+ * walks it the general way; so the recursion is at most
+ * LJI_TOPO_INLINE deep). Operands without operands of their own (the
+ * leaves, half of most DAGs) are put in here, without a call. */
+static int64_t topo_small(lji_topo *t, const lj_expr *e, int depth)
+{
+    int64_t k = topo_small_find(t, e);
+    if (k >= 0) return k;
+    if (depth == LJI_TOPO_INLINE) return -2;
+    int64_t kid[2] = { -1, -1 };
+    const lj_expr *op[2] = { e->a, e->b };
+    for (int w = 0; w < 2; w++) {
+        const lj_expr *c = op[w];
+        if (!c) continue;
+        if (c->a || c->b) kid[w] = topo_small(t, c, depth + 1);
+        else if ((kid[w] = topo_small_find(t, c)) < 0) kid[w] = topo_small_put(t, c, -1, -1);
+        if (kid[w] == -2) return -2;
+    }
+    return topo_small_put(t, e, kid[0], kid[1]);
 }
 
 /* A small DAG by topo_small; else an iterative post-order walk with an

@@ -174,16 +174,20 @@ void lj_op_free(lj_op **pa)
 #define LJI_OWN(x, p) ((uintptr_t)(p) >= (uintptr_t)(x) && (uintptr_t)(p) < (uintptr_t)(x)->block_end)
 #define LJI_DROP(p) do { if (p) free(p); } while (0)
         if (!LJI_OWN(x, x->child)) LJI_DROP(x->child);
-        LJI_DROP(x->coef);
         if (!LJI_OWN(x, x->label)) LJI_DROP(x->label);
-        if (!LJI_OWN(x, x->label2)) LJI_DROP(x->label2);
         if (!x->borrowed && !LJI_OWN(x, x->data)) LJI_DROP(x->data);
         lji_vblock_release(&x->keep);
-        if (!LJI_OWN(x, x->data2)) LJI_DROP(x->data2);
-        LJI_DROP(x->idx);
-        LJI_DROP(x->sp.p);
-        LJI_DROP(x->sp.i);
-        LJI_DROP(x->sp.x);
+        /* the parts few kinds have, asked once */
+        if ((uintptr_t)x->coef | (uintptr_t)x->label2 | (uintptr_t)x->data2 | (uintptr_t)x->idx |
+            (uintptr_t)x->sp.p | (uintptr_t)x->sp.i | (uintptr_t)x->sp.x) {
+            LJI_DROP(x->coef);
+            if (!LJI_OWN(x, x->label2)) LJI_DROP(x->label2);
+            if (!LJI_OWN(x, x->data2)) LJI_DROP(x->data2);
+            LJI_DROP(x->idx);
+            LJI_DROP(x->sp.p);
+            LJI_DROP(x->sp.i);
+            LJI_DROP(x->sp.x);
+        }
 #undef LJI_DROP
 #undef LJI_OWN
         lji_kernel_free(x);
