@@ -223,8 +223,6 @@ const lj_op *lj_op_child(const lj_op *a, int i)
     return a->child[i];
 }
 
-bool lji_is_identity(const lj_op *a) { return lji_is(a, &lji_kind_identity); }
-bool lji_is_zero(const lj_op *a) { return lji_is(a, &lji_kind_zero); }
 
 /* Equality walks two DAGs side by side; distinct but equal operators that
  * share their subtrees (the Jacobians of nested matrix powers) would meet

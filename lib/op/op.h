@@ -450,10 +450,10 @@ const char *lji_sym_dot(lj_print_format fmt);
 const char *lji_sym_transpose(lj_print_format fmt);
 const char *lji_sym_minus(lj_print_format fmt);
 
-/* Rule-applying constructors with a borrowed/new convention identical to
- * the public ones, used across the layer. */
-bool lji_is_identity(const lj_op *a);
-bool lji_is_zero(const lj_op *a);
+/* Whether a is an identity, a zero operator: asked by most rules, so
+ * inline */
+static inline bool lji_is_identity(const lj_op *a) { return lji_is(a, &lji_kind_identity); }
+static inline bool lji_is_zero(const lj_op *a) { return lji_is(a, &lji_kind_zero); }
 
 /* A word at a time: h absorbs x and is mixed (the multiply-xorshift of
  * splitmix64), so that a hash costs a few cycles a word, not a byte;
