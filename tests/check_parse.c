@@ -177,7 +177,7 @@ START_TEST(test_errors_and_positions)
                       (long long)want);
     }
     /* nesting far deeper than any real expression fails cleanly */
-    char deep[4096];
+    char deep[8192];
     memset(deep, '(', 3000);
     strcpy(deep + 3000, "A");
     int64_t pos;
@@ -185,6 +185,33 @@ START_TEST(test_errors_and_positions)
     ck_assert_ptr_nonnull(strstr(lj_context_message(f.ctx), "nests too deeply"));
     memset(deep, '-', 3000);
     ck_assert_ptr_null(lj_parse(f.ctx, deep, f.t, &pos));
+    /* "(-" costs one level, its bracket none (the printer's brackets) */
+    for (int k = 0; k < 1500; k++) deep[2 * k] = '(', deep[2 * k + 1] = '-';
+    strcpy(deep + 3000, "A");
+    memset(deep + 3001, ')', 1500);
+    deep[4501] = '\0';
+    ck_assert_ptr_null(lj_parse(f.ctx, deep, f.t, &pos));
+    ck_assert_ptr_nonnull(strstr(lj_context_message(f.ctx), "nests too deeply"));
+    /* what lazyjac prints of an expression parses again, at the limit too:
+     * A - ---…A is printed A - (---…A), its minus signs bracketed */
+    for (int k = 150; k <= 210; k++) {
+        int len = snprintf(deep, sizeof deep, "A - ");
+        memset(deep + len, '-', (size_t)k);
+        strcpy(deep + len + k, "A^3");
+        lj_expr *e = lj_parse(f.ctx, deep, f.t, &pos);
+        if (!e) {
+            ck_assert_msg(k > 190, "%d minus signs did not parse: %s", k, lj_context_message(f.ctx));
+            continue;
+        }
+        char *s = lj_expr_print(f.ctx, e);
+        ck_assert_ptr_nonnull(s);
+        ck_assert_msg(strstr(s, "(-") != NULL, "%d: printed without the bracket: %.40s", k, s);
+        lj_expr *g = lj_parse(f.ctx, s, f.t, &pos);
+        ck_assert_msg(g != NULL, "%d minus signs: the print does not parse again (%s)", k, lj_context_message(f.ctx));
+        lj_expr_free(&g);
+        lj_free(s);
+        lj_expr_free(&e);
+    }
     ck_assert_ptr_null(lj_parse(f.ctx, NULL, f.t, &pos));
     ck_assert_int_eq(lj_context_status(f.ctx), LJ_ERR_INVALID);
     ck_assert_ptr_null(lj_parse(NULL, "A", f.t, &pos));

@@ -283,7 +283,15 @@ static lj_expr *parse_primary(parser *p)
     }
     if (s[at] == '(') {
         p->pos++;
+        /* "(-…)": the brackets the printer puts around an operand that
+         * starts with a minus sign (x - (-y), x*(-2*A)) add no depth, so
+         * that what it prints of an expression at the limit parses again;
+         * the minus sign inside counts, so nesting stays bounded */
+        skip(p);
+        bool minus = s[p->pos] == '-';
+        p->depth -= minus;
         lj_expr *e = parse_expr(p);
+        p->depth += minus;
         if (!e) return NULL;
         skip(p);
         if (s[p->pos] != ')') {
