@@ -176,6 +176,82 @@ START_TEST(test_sparse_unsorted_symmetric)
 }
 END_TEST
 
+/* The dense matrix of an operator (each factor of the products below is
+ * checked on its own elsewhere) */
+static tmat dense_matrix(lj_context *ctx, const lj_op *a)
+{
+    tmat m = tm_new(lj_op_rows(a), lj_op_cols(a));
+    CK_OK(ctx, lj_op_to_dense(ctx, a, m.a, m.r > 0 ? m.r : 1));
+    return m;
+}
+
+/* Monomial factors (Diag, permutation, commutation, Kronecker products
+ * and multiples of them) on either side of one other factor, a sparse
+ * leaf or a dense block: materialised by moving and scaling the other
+ * factor's entries as they are written (compose.c, monomial_sides), each
+ * product checked three ways against the product of its factors' dense
+ * matrices; a Diag with a zero on its diagonal too. */
+START_TEST(test_monomial_sides_materialised)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 61;
+    tmat Sr, W = tm_rand(6, 6, &seed), d1 = tm_rand(6, 1, &seed), d2 = tm_rand(6, 1, &seed);
+    cholmod_sparse *cs = rand_sparse(ctx, 6, 6, &seed, &Sr);
+    int64_t p6[6] = { 3, 0, 5, 1, 4, 2 }, q6[6] = { 5, 4, 0, 2, 3, 1 }, p2[2] = { 1, 0 };
+    double dz[6] = { 1.5, 0.0, -2.0, 0.5, 0.0, 3.0 }, d3[3] = { 2.0, -1.0, 0.25 };
+    lj_op *S = lj_op_sparse(ctx, cs, "S"), *w = dense_of(ctx, W, "W");
+    lj_op *D1 = lj_op_diag(ctx, 6, d1.a, "d"), *D2 = lj_op_diag(ctx, 6, d2.a, "e"), *Dz = lj_op_diag(ctx, 6, dz, "z");
+    lj_op *P = lj_op_perm(ctx, 6, p6, "P"), *Q = lj_op_perm(ctx, 6, q6, "Q");
+    lj_op *K32 = lj_op_commutation(ctx, 3, 2), *K23 = lj_op_commutation(ctx, 2, 3);
+    lj_op *P2 = lj_op_perm(ctx, 2, p2, "P2"), *D3 = lj_op_diag(ctx, 3, d3, "f"), *PD = lj_op_kron(ctx, P2, D3);
+    lj_op *sP = lj_op_scale(ctx, -2.0, P), *Pt = lj_op_transpose(ctx, Q);
+    CK_NN(ctx, PD);
+    CK_NN(ctx, Pt);
+    const struct { const char *what; int n; const lj_op *f[5]; } cases[] = {
+        { "Diag·S", 2, { D1, S } },
+        { "S·Diag", 2, { S, D1 } },
+        { "P·S", 2, { P, S } },
+        { "S·P", 2, { S, P } },
+        { "Diag·S·Diag", 3, { D1, S, D2 } },
+        { "K·Diag·S·P·Diag", 5, { K32, D1, S, P, D2 } },
+        { "(P2 ⊗ Diag)·S·K", 3, { PD, S, K23 } },
+        { "(−2·P)·S·Q^T", 3, { sP, S, Pt } },
+        { "Diag·W", 2, { D1, w } },
+        { "Diag·W·P", 3, { D1, w, P } },
+        { "P·W·Diag", 3, { P, w, D2 } },
+        { "Diag with zeros·S·Q", 3, { Dz, S, Q } },
+        { "S·Diag with zeros", 2, { S, Dz } },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        lj_op *J = lj_op_compose(ctx, cases[c].n, cases[c].f);
+        CK_NN(ctx, J);
+        tmat R = dense_matrix(ctx, cases[c].f[0]);
+        for (int k = 1; k < cases[c].n; k++) {
+            tmat F = dense_matrix(ctx, cases[c].f[k]), T = tm_mul(R, F);
+            tm_free(&R);
+            tm_free(&F);
+            R = T;
+        }
+        check_op_against(ctx, J, R, 1e-14, cases[c].what);
+        /* the materialised matrix keeps the other factor's entries, no more */
+        cholmod_sparse *M = lj_op_to_sparse(ctx, J);
+        CK_NN(ctx, M);
+        int64_t nz = ((int64_t *)M->p)[M->ncol], want = strchr(cases[c].what, 'W') ? 36 : (int64_t)((int64_t *)cs->p)[6];
+        ck_assert_msg(nz <= want, "%s: %lld entries, the other factor has %lld", cases[c].what, (long long)nz,
+                      (long long)want);
+        lj_sparse_free(ctx, &M);
+        tm_free(&R);
+        lj_op_free(&J);
+    }
+    lj_op *all[] = { S, w, D1, D2, Dz, P, Q, K32, K23, P2, D3, PD, sP, Pt };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    cholmod_l_free_sparse(&cs, lj_context_cholmod(ctx));
+    tmat ms[] = { Sr, W, d1, d2 };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_perm_commutation_rank1)
 {
     lj_context *ctx = lj_context_new();
@@ -2260,6 +2336,7 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_diag_dense_sparse);
     tcase_add_test(kinds, test_sparse_unsorted_symmetric);
     tcase_add_test(kinds, test_perm_commutation_rank1);
+    tcase_add_test(kinds, test_monomial_sides_materialised);
     tcase_add_test(kinds, test_fused_kernels);
     tcase_add_test(kinds, test_row_blocks);
     tcase_add_test(kinds, test_sampled);

@@ -98,6 +98,118 @@ static cholmod_sparse *multiply_range(lj_context *ctx, cholmod_sparse **S, int *
     return lji_sparse_canon(ctx, P, "to_sparse");
 }
 
+static bool is_monomial(const lj_op *a);
+
+/* A monomial factor M (square, one entry a column) as where each column's
+ * entry lies and its value: M = Σ_c w[c]·e_{to[c]}·e_c^T, read off M's own
+ * CSC (n entries). False where a column holds no entry or more than one
+ * (a Diag's zero may be dropped): the caller then multiplies. */
+static bool monomial_map(lj_context *ctx, const lj_op *M, int64_t *to, double *w, bool *failed)
+{
+    cholmod_sparse *S = lji_to_sparse(ctx, M);
+    if (!S) {
+        *failed = true;
+        return false;
+    }
+    const int64_t *p = S->p, *i = S->i;
+    const double *x = S->x;
+    bool one = true;
+    for (int64_t c = 0; c < (int64_t)S->ncol && one; c++) {
+        one = p[c + 1] - p[c] == 1;
+        if (one) to[c] = i[p[c]], w[c] = x[p[c]];
+    }
+    cholmod_l_free_sparse(&S, &ctx->cc);
+    return one;
+}
+
+/* L_1···L_a·X·R_1···R_b with monomial L and R (Diag, permutation,
+ * commutation and Kronecker products of them) and any X: X's pattern
+ * written once, each entry moved to its row and column and scaled as it
+ * is written, instead of a product through cholmod_l_ssmult per factor.
+ * X is read in place where it is a sparse leaf; else materialised, and
+ * rewritten in place where no column moves. NULL with *handled false
+ * where a factor is not of that form (the caller multiplies). */
+static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J, int x, bool *handled)
+{
+    const char *op = "to_sparse";
+    const int n = J->nchild;
+    const lj_op *X = J->child[x];
+    const int64_t m = X->rows, nc = X->cols;
+    *handled = true;
+    int64_t *rto = lji_malloc(ctx, (size_t)(m ? m : 1) * sizeof *rto), *cfrom = lji_malloc(ctx, (size_t)(nc ? nc : 1) * sizeof *cfrom);
+    double *rw = lji_malloc(ctx, (size_t)(m ? m : 1) * sizeof *rw), *cw = lji_malloc(ctx, (size_t)(nc ? nc : 1) * sizeof *cw);
+    int64_t *to = lji_malloc(ctx, (size_t)((m > nc ? m : nc) + 1) * sizeof *to);
+    double *w = lji_malloc(ctx, (size_t)((m > nc ? m : nc) + 1) * sizeof *w);
+    cholmod_sparse *own = NULL, *R = NULL;
+    bool failed = false, rows_moved = false, cols_moved = false;
+    if (!rto || !cfrom || !rw || !cw || !to || !w) {
+        lji_nomem(ctx, op);
+        goto done;
+    }
+    /* X's row i ends in row rto[i], times rw[i]: the left factors from the
+     * one next to X outwards (L·Y moves Y's row c to to[c], times w[c]) */
+    for (int64_t i = 0; i < m; i++) rto[i] = i, rw[i] = 1.0;
+    for (int k = x - 1; k >= 0; k--) {
+        if (!monomial_map(ctx, J->child[k], to, w, &failed)) {
+            *handled = failed;
+            goto done;
+        }
+        for (int64_t i = 0; i < m; i++) {
+            rw[i] *= w[rto[i]];
+            rto[i] = to[rto[i]];
+        }
+    }
+    /* the result's column c is X's column cfrom[c], times cw[c]: the right
+     * factors from the outermost inwards (Y·R's column c is Y's column
+     * to[c], times w[c]) */
+    for (int64_t c = 0; c < nc; c++) cfrom[c] = c, cw[c] = 1.0;
+    for (int k = n - 1; k > x; k--) {
+        if (!monomial_map(ctx, J->child[k], to, w, &failed)) {
+            *handled = failed;
+            goto done;
+        }
+        for (int64_t c = 0; c < nc; c++) {
+            cw[c] *= w[cfrom[c]];
+            cfrom[c] = to[cfrom[c]];
+        }
+    }
+    for (int64_t i = 0; i < m && !rows_moved; i++) rows_moved = rto[i] != i;
+    for (int64_t c = 0; c < nc && !cols_moved; c++) cols_moved = cfrom[c] != c;
+    const cholmod_sparse *V; /* X's CSC */
+    if (lji_is(X, &lji_kind_sparse))
+        V = &X->sp;
+    else if (!(V = own = lji_to_sparse(ctx, X)))
+        goto done;
+    const int64_t *vp = V->p, *vi = V->i;
+    const double *vx = V->x;
+    R = own && !cols_moved ? own : lji_sparse_alloc(ctx, J->rows, J->cols, vp[nc], op);
+    if (!R) goto done;
+    if (R == own) own = NULL;
+    int64_t *p = R->p, *ii = R->i, q = 0;
+    double *xx = R->x;
+    for (int64_t c = 0; c < nc; c++) {
+        const int64_t f = cfrom[c];
+        p[c] = q;
+        for (int64_t t = vp[f]; t < vp[f + 1]; t++, q++) {
+            ii[q] = rto[vi[t]];
+            xx[q] = rw[vi[t]] * vx[t] * cw[c];
+        }
+    }
+    p[nc] = q;
+    R->sorted = !rows_moved;
+    if (rows_moved) /* moved rows: each column sorted again (CHOLMOD's transposes) */
+        R = lji_sparse_canon(ctx, R, op);
+done:
+    cholmod_l_free_sparse(&own, &ctx->cc);
+    free(rto);
+    free(cfrom);
+    free(rw);
+    free(cw);
+    free(to);
+    free(w);
+    return R;
+}
+
 /* Materialise each factor, then multiply in the order that the matrix-chain
  * recurrence finds cheapest, with flops(AB) ≈ nnz(A)·nnz(B)/inner. */
 static cholmod_sparse *compose_to_sparse(lj_context *ctx, const lj_op *J)
@@ -112,6 +224,15 @@ static cholmod_sparse *compose_to_sparse(lj_context *ctx, const lj_op *J)
         const lj_op *K = J->child[D0 ? 1 : 0];
         if (lji_is(K, &lji_kind_kron) && (D0 != NULL) + (D1 != NULL) + 1 == n)
             return lji_kron_to_sparse_scaled(ctx, K, D0 ? D0->data : NULL, D1 ? D1->data : NULL);
+    }
+    /* monomial factors round one other: its pattern moved and scaled */
+    int other = -1, others = 0;
+    for (int i = 0; i < n; i++)
+        if (!is_monomial(J->child[i])) other = i, others++;
+    if (others == 1 && n >= 2) {
+        bool handled;
+        cholmod_sparse *R = monomial_sides_to_sparse(ctx, J, other, &handled);
+        if (handled) return R;
     }
     cholmod_sparse **S = lji_calloc(ctx, (size_t)n, sizeof *S);
     double *cost = lji_calloc(ctx, (size_t)n * (size_t)n, sizeof *cost);
