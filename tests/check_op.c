@@ -205,8 +205,12 @@ START_TEST(test_monomial_sides_materialised)
     lj_op *K32 = lj_op_commutation(ctx, 3, 2), *K23 = lj_op_commutation(ctx, 2, 3);
     lj_op *P2 = lj_op_perm(ctx, 2, p2, "P2"), *D3 = lj_op_diag(ctx, 3, d3, "f"), *PD = lj_op_kron(ctx, P2, D3);
     lj_op *sP = lj_op_scale(ctx, -2.0, P), *Pt = lj_op_transpose(ctx, Q);
+    tmat Ar = tm_rand(3, 3, &seed), Br = tm_rand(2, 2, &seed);
+    lj_op *a = dense_of(ctx, Ar, "A"), *b = dense_of(ctx, Br, "B"), *AB = lj_op_kron(ctx, a, b), *SW = lj_op_add(ctx, S, w);
     CK_NN(ctx, PD);
     CK_NN(ctx, Pt);
+    CK_NN(ctx, AB);
+    CK_NN(ctx, SW);
     const struct { const char *what; int n; const lj_op *f[5]; } cases[] = {
         { "Diag·S", 2, { D1, S } },
         { "S·Diag", 2, { S, D1 } },
@@ -220,6 +224,13 @@ START_TEST(test_monomial_sides_materialised)
         { "Diag·W·P", 3, { D1, w, P } },
         { "P·W·Diag", 3, { P, w, D2 } },
         { "Diag with zeros·S·Q", 3, { Dz, S, Q } },
+        /* other factors materialised and rewritten in place, rows moved */
+        { "P·(A ⊗ B)", 2, { P, AB } },
+        { "K·(A ⊗ B)·Diag", 3, { K32, AB, D2 } },
+        { "P·(S + W)·Q", 3, { P, SW, Q } },
+        { "Diag·(S + W)·Diag", 3, { D1, SW, D2 } },
+        { "Diag·P·(A ⊗ B)", 3, { D1, P, AB } },
+        { "K·Diag·(S + W)", 3, { K32, D1, SW } },
         { "S·Diag with zeros", 2, { S, Dz } },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -236,17 +247,17 @@ START_TEST(test_monomial_sides_materialised)
         /* the materialised matrix keeps the other factor's entries, no more */
         cholmod_sparse *M = lj_op_to_sparse(ctx, J);
         CK_NN(ctx, M);
-        int64_t nz = ((int64_t *)M->p)[M->ncol], want = strchr(cases[c].what, 'W') ? 36 : (int64_t)((int64_t *)cs->p)[6];
+        int64_t nz = ((int64_t *)M->p)[M->ncol], want = strchr(cases[c].what, 'W') || strchr(cases[c].what, 'B') ? 36 : (int64_t)((int64_t *)cs->p)[6];
         ck_assert_msg(nz <= want, "%s: %lld entries, the other factor has %lld", cases[c].what, (long long)nz,
                       (long long)want);
         lj_sparse_free(ctx, &M);
         tm_free(&R);
         lj_op_free(&J);
     }
-    lj_op *all[] = { S, w, D1, D2, Dz, P, Q, K32, K23, P2, D3, PD, sP, Pt };
+    lj_op *all[] = { S, w, D1, D2, Dz, P, Q, K32, K23, P2, D3, PD, sP, Pt, a, b, AB, SW };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
     cholmod_l_free_sparse(&cs, lj_context_cholmod(ctx));
-    tmat ms[] = { Sr, W, d1, d2 };
+    tmat ms[] = { Sr, W, d1, d2, Ar, Br };
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
     lj_context_free(&ctx);
 }

@@ -191,8 +191,9 @@ static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J,
         const int64_t f = cfrom[c];
         p[c] = q;
         for (int64_t t = vp[f]; t < vp[f + 1]; t++, q++) {
-            ii[q] = rto[vi[t]];
-            xx[q] = rw[vi[t]] * vx[t] * cw[c];
+            const int64_t i = vi[t]; /* read first: in place, ii is vi */
+            ii[q] = rto[i];
+            xx[q] = rw[i] * vx[t] * cw[c];
         }
     }
     p[nc] = q;
