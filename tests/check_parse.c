@@ -133,6 +133,33 @@ START_TEST(test_values_and_broadcast)
 }
 END_TEST
 
+/* prefix, k minus signs and suffix, for k from 150 to 210: parsed up to
+ * the limit, and then printed (with frag) and parsed again */
+static void reparse_at_limit(fixture *f, const char *prefix, const char *suffix, const char *frag)
+{
+    char text[512];
+    int64_t pos;
+    for (int k = 150; k <= 210; k++) {
+        int len = snprintf(text, sizeof text, "%s", prefix);
+        memset(text + len, '-', (size_t)k);
+        snprintf(text + len + k, sizeof text - (size_t)(len + k), "%s", suffix);
+        lj_expr *e = lj_parse(f->ctx, text, f->t, &pos);
+        if (!e) {
+            ck_assert_msg(k > 190, "%d minus signs did not parse: %s", k, lj_context_message(f->ctx));
+            continue;
+        }
+        char *s = lj_expr_print(f->ctx, e);
+        ck_assert_ptr_nonnull(s);
+        ck_assert_msg(strstr(s, frag) != NULL, "%d: %s printed without '%s'", k, suffix, frag);
+        lj_expr *g = lj_parse(f->ctx, s, f->t, &pos);
+        ck_assert_msg(g != NULL, "%s%d minus signs%s: the print does not parse again (%s)", prefix, k, suffix,
+                      lj_context_message(f->ctx));
+        lj_expr_free(&g);
+        lj_free(s);
+        lj_expr_free(&e);
+    }
+}
+
 START_TEST(test_errors_and_positions)
 {
     fixture f = setup();
@@ -193,25 +220,19 @@ START_TEST(test_errors_and_positions)
     ck_assert_ptr_null(lj_parse(f.ctx, deep, f.t, &pos));
     ck_assert_ptr_nonnull(strstr(lj_context_message(f.ctx), "nests too deeply"));
     /* what lazyjac prints of an expression parses again, at the limit too:
-     * A - ---…A is printed A - (---…A), its minus signs bracketed */
-    for (int k = 150; k <= 210; k++) {
-        int len = snprintf(deep, sizeof deep, "A - ");
-        memset(deep + len, '-', (size_t)k);
-        strcpy(deep + len + k, "A^3");
-        lj_expr *e = lj_parse(f.ctx, deep, f.t, &pos);
-        if (!e) {
-            ck_assert_msg(k > 190, "%d minus signs did not parse: %s", k, lj_context_message(f.ctx));
-            continue;
-        }
-        char *s = lj_expr_print(f.ctx, e);
-        ck_assert_ptr_nonnull(s);
-        ck_assert_msg(strstr(s, "(-") != NULL, "%d: printed without the bracket: %.40s", k, s);
-        lj_expr *g = lj_parse(f.ctx, s, f.t, &pos);
-        ck_assert_msg(g != NULL, "%d minus signs: the print does not parse again (%s)", k, lj_context_message(f.ctx));
-        lj_expr_free(&g);
-        lj_free(s);
-        lj_expr_free(&e);
-    }
+     * A - ---…A is printed A - (---…A), its minus signs bracketed; ---…A^0
+     * - 84 is printed ---…eye(3) - 84, a lone number as a function's
+     * argument adding no depth either */
+    reparse_at_limit(&f, "A - ", "A^3", "(-");
+    reparse_at_limit(&f, "", "A^0-84", "eye(3)");
+    /* eye(eye(…)) still counts: only a lone number is free */
+    strcpy(deep, "eye(");
+    for (int k = 1; k < 400; k++) memcpy(deep + 4 * k, "eye(", 4);
+    strcpy(deep + 1600, "3");
+    memset(deep + 1601, ')', 400);
+    deep[2001] = '\0';
+    ck_assert_ptr_null(lj_parse(f.ctx, deep, f.t, &pos));
+    ck_assert_ptr_nonnull(strstr(lj_context_message(f.ctx), "nests too deeply"));
     ck_assert_ptr_null(lj_parse(f.ctx, NULL, f.t, &pos));
     ck_assert_int_eq(lj_context_status(f.ctx), LJ_ERR_INVALID);
     ck_assert_ptr_null(lj_parse(NULL, "A", f.t, &pos));

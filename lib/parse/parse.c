@@ -132,6 +132,22 @@ static const char *describe(const parser *p, char *buf, size_t n)
 }
 
 static lj_expr *parse_expr(parser *p);
+
+/* s starts with an unsigned number and then, after blanks, ',' or ')' */
+static bool lone_number(const char *s)
+{
+    size_t i = 0;
+    while (isdigit((unsigned char)s[i]) || s[i] == '.') i++;
+    if (i == 0) return false;
+    if (s[i] == 'e' || s[i] == 'E') {
+        i++;
+        if (s[i] == '+' || s[i] == '-') i++;
+        if (!isdigit((unsigned char)s[i])) return false;
+        while (isdigit((unsigned char)s[i])) i++;
+    }
+    while (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') i++;
+    return s[i] == ',' || s[i] == ')';
+}
 static lj_expr *parse_unary(parser *p);
 
 /* A bare `eye`: an identity whose size the operation it stands in gives.
@@ -236,7 +252,13 @@ static lj_expr *parse_primary(parser *p)
             while (ok) {
                 skip(p);
                 size_t argat = p->pos;
+                /* an argument that is a lone number (eye(3), which the
+                 * printer writes for A^0) adds no depth, as "(-…)" below:
+                 * its parse recurses no further */
+                bool lone = lone_number(s + argat);
+                p->depth -= lone;
                 lj_expr *a = parse_expr(p);
+                p->depth += lone;
                 if (!a) {
                     ok = false;
                     break;
