@@ -185,6 +185,19 @@ static tmat dense_matrix(lj_context *ctx, const lj_op *a)
     return m;
 }
 
+/* The dense product of n factors' matrices */
+static tmat dense_product(lj_context *ctx, int n, const lj_op *const *f)
+{
+    tmat R = dense_matrix(ctx, f[0]);
+    for (int k = 1; k < n; k++) {
+        tmat F = dense_matrix(ctx, f[k]), T = tm_mul(R, F);
+        tm_free(&R);
+        tm_free(&F);
+        R = T;
+    }
+    return R;
+}
+
 /* Monomial factors (Diag, permutation, commutation, Kronecker products
  * and multiples of them) on either side of one other factor, a sparse
  * leaf or a dense block: materialised by moving and scaling the other
@@ -236,13 +249,7 @@ START_TEST(test_monomial_sides_materialised)
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         lj_op *J = lj_op_compose(ctx, cases[c].n, cases[c].f);
         CK_NN(ctx, J);
-        tmat R = dense_matrix(ctx, cases[c].f[0]);
-        for (int k = 1; k < cases[c].n; k++) {
-            tmat F = dense_matrix(ctx, cases[c].f[k]), T = tm_mul(R, F);
-            tm_free(&R);
-            tm_free(&F);
-            R = T;
-        }
+        tmat R = dense_product(ctx, cases[c].n, cases[c].f);
         check_op_against(ctx, J, R, 1e-14, cases[c].what);
         /* the materialised matrix keeps the other factor's entries, no more */
         cholmod_sparse *M = lj_op_to_sparse(ctx, J);
@@ -258,6 +265,62 @@ START_TEST(test_monomial_sides_materialised)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
     cholmod_l_free_sparse(&cs, lj_context_cholmod(ctx));
     tmat ms[] = { Sr, W, d1, d2, Ar, Br };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* The same with columns longer than the in-place sort's insertion limit
+ * (32 entries): moved rows are sorted again column by column, by merging
+ * through room for one column; and every allocation of the path failing
+ * in turn gives a clean NOMEM and leaks nothing. */
+START_TEST(test_monomial_sides_long_columns)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 67;
+    tmat Sr, d1 = tm_rand(120, 1, &seed), d2 = tm_rand(40, 1, &seed);
+    cholmod_sparse *cs = tm_rand_sparse(ctx, 120, 40, 0.7, &seed, &Sr);
+    int64_t p120[120], q40[40];
+    for (int64_t i = 0; i < 120; i++) p120[i] = (i * 37 + 11) % 120;
+    for (int64_t i = 0; i < 40; i++) q40[i] = (i * 13 + 5) % 40;
+    lj_op *S = lj_op_sparse(ctx, cs, "S"), *D1 = lj_op_diag(ctx, 120, d1.a, "d"), *D2 = lj_op_diag(ctx, 40, d2.a, "e");
+    lj_op *P = lj_op_perm(ctx, 120, p120, "P"), *Q = lj_op_perm(ctx, 40, q40, "Q");
+    lj_op *K = lj_op_commutation(ctx, 10, 12);
+    CK_NN(ctx, K);
+    const struct { const char *what; int n; const lj_op *f[4]; } cases[] = {
+        { "P·S", 2, { P, S } },
+        { "K·S·Diag", 3, { K, S, D2 } },
+        { "Diag·P·S·Q", 4, { D1, P, S, Q } },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        lj_op *J = lj_op_compose(ctx, cases[c].n, cases[c].f);
+        CK_NN(ctx, J);
+        tmat R = dense_product(ctx, cases[c].n, cases[c].f);
+        check_op_against(ctx, J, R, 1e-14, cases[c].what);
+        tm_free(&R);
+        /* every allocation failing in turn */
+        int ok_at = 0;
+        for (int n = 1; n < 100 && !ok_at; n++) {
+            lj_context_fail_alloc(ctx, n, 0);
+            cholmod_sparse *M = lj_op_to_sparse(ctx, J);
+            if (M)
+                ok_at = n;
+            else {
+                ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "%s, n=%d: status %d (%s)", cases[c].what, n,
+                              (int)lj_context_status(ctx), lj_context_message(ctx));
+                ck_assert_msg(strstr(lj_context_message(ctx), "to_sparse") != NULL, "%s", lj_context_message(ctx));
+                lj_context_clear(ctx);
+            }
+            lj_sparse_free(ctx, &M);
+        }
+        lj_context_fail_alloc(ctx, 0, 0);
+        ck_assert_msg(ok_at > 3, "%s: succeeded at allocation %d", cases[c].what, ok_at);
+        lj_op_free(&J);
+    }
+    lj_op *all[] = { S, D1, D2, P, Q, K };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    cholmod_l_free_sparse(&cs, lj_context_cholmod(ctx));
+    tmat ms[] = { Sr, d1, d2 };
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
     lj_context_free(&ctx);
 }
@@ -2348,6 +2411,7 @@ Suite *make_op_suite(void)
     tcase_add_test(kinds, test_sparse_unsorted_symmetric);
     tcase_add_test(kinds, test_perm_commutation_rank1);
     tcase_add_test(kinds, test_monomial_sides_materialised);
+    tcase_add_test(kinds, test_monomial_sides_long_columns);
     tcase_add_test(kinds, test_fused_kernels);
     tcase_add_test(kinds, test_row_blocks);
     tcase_add_test(kinds, test_sampled);

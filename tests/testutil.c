@@ -13,6 +13,27 @@ double urand(uint64_t *s)
     return (double)(z >> 11) * (2.0 / 9007199254740992.0) - 1.0;
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(__SANITIZE_ADDRESS__)
+#define __SANITIZE_ADDRESS__ 1
+#endif
+#if __has_feature(thread_sanitizer) && !defined(__SANITIZE_THREAD__)
+#define __SANITIZE_THREAD__ 1
+#endif
+#endif
+
+const char *tm_memory_tool(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return "AddressSanitizer";
+#elif defined(__SANITIZE_THREAD__)
+    return "ThreadSanitizer";
+#else
+    const char *t = getenv("LJ_TEST_MEMORY_TOOL");
+    return t && *t ? t : NULL;
+#endif
+}
+
 double tm_uniform(uint64_t *seed)
 {
     return (urand(seed) + 1.0) / 2.0;

@@ -55,6 +55,12 @@ void check_op_against(lj_context *ctx, const lj_op *J, tmat D, double tol, const
         lj_context_clear(ctx);                                                                  \
     } while (0)
 
+/* The memory tool the tests run under ("AddressSanitizer",
+ * "ThreadSanitizer", or LJ_TEST_MEMORY_TOOL's value, which make
+ * check-valgrind sets), NULL for none: their shadow memory and redzones
+ * make a peak resident size no measure of the library's own. */
+const char *tm_memory_tool(void);
+
 /* Runs a suite, returning the process exit status. */
 int run_suite(Suite *s);
 #endif

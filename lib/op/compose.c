@@ -99,13 +99,39 @@ static cholmod_sparse *multiply_range(lj_context *ctx, cholmod_sparse **S, int *
 }
 
 static bool is_monomial(const lj_op *a);
+static int sole_other_factor(const lj_op *J);
 
 /* A monomial factor M (square, one entry a column) as where each column's
- * entry lies and its value: M = Σ_c w[c]·e_{to[c]}·e_c^T, read off M's own
- * CSC (n entries). False where a column holds no entry or more than one
- * (a Diag's zero may be dropped): the caller then multiplies. */
+ * entry lies and its value: M = Σ_c w[c]·e_{to[c]}·e_c^T. A Diag, a
+ * permutation, a commutation, the identity and multiples of them are read
+ * directly; a Kronecker product or a transpose off M's own CSC. False
+ * where a column of that CSC holds no entry or more than one (the caller
+ * then multiplies), or on failure (*failed). */
 static bool monomial_map(lj_context *ctx, const lj_op *M, int64_t *to, double *w, bool *failed)
 {
+    const int64_t n = M->cols;
+    if (lji_is(M, &lji_kind_diag)) {
+        for (int64_t c = 0; c < n; c++) to[c] = c, w[c] = M->data[c];
+        return true;
+    }
+    if (lji_is(M, &lji_kind_perm)) { /* row i has its one at column idx[i] */
+        for (int64_t i = 0; i < n; i++) to[M->idx[i]] = i, w[M->idx[i]] = 1.0;
+        return true;
+    }
+    if (lji_is(M, &lji_kind_commutation)) { /* column i + j·m at row j + i·n */
+        for (int64_t j = 0; j < M->n; j++)
+            for (int64_t i = 0; i < M->m; i++) to[i + j * M->m] = j + i * M->n, w[i + j * M->m] = 1.0;
+        return true;
+    }
+    if (lji_is_identity(M)) {
+        for (int64_t c = 0; c < n; c++) to[c] = c, w[c] = 1.0;
+        return true;
+    }
+    if (lji_is(M, &lji_kind_scaled)) {
+        if (!monomial_map(ctx, M->child[0], to, w, failed)) return false;
+        for (int64_t c = 0; c < n; c++) w[c] *= M->alpha;
+        return true;
+    }
     cholmod_sparse *S = lji_to_sparse(ctx, M);
     if (!S) {
         *failed = true;
@@ -122,59 +148,113 @@ static bool monomial_map(lj_context *ctx, const lj_op *M, int64_t *to, double *w
     return one;
 }
 
+/* where X's row i goes, and its scale; or where the result's column c
+ * comes from, and its scale */
+typedef struct {
+    int64_t to;
+    double w;
+} row_map;
+
+/* The monomial M composed into a map of len pairs: each (t, s) becomes
+ * (to[t], s·w[t]) for M's (to, w) of monomial_map. A Diag, the identity,
+ * a commutation and multiples of them are applied directly; other kinds
+ * through monomial_map into *to and *w (allocated here at first need,
+ * big entries). False as monomial_map. */
+static bool compose_map(lj_context *ctx, const lj_op *M, row_map *map, int64_t len, int64_t **to, double **w,
+                        int64_t big, bool *failed)
+{
+    if (lji_is(M, &lji_kind_diag)) {
+        for (int64_t i = 0; i < len; i++) map[i].w *= M->data[map[i].to];
+        return true;
+    }
+    if (lji_is_identity(M)) return true;
+    if (lji_is(M, &lji_kind_commutation)) { /* column a + b·m at row b + a·n */
+        const int64_t km = M->m, kn = M->n;
+        for (int64_t i = 0; i < len; i++) {
+            const int64_t t = map[i].to, b = t / km;
+            map[i].to = b + (t - b * km) * kn;
+        }
+        return true;
+    }
+    if (lji_is(M, &lji_kind_scaled)) {
+        if (!compose_map(ctx, M->child[0], map, len, to, w, big, failed)) return false;
+        for (int64_t i = 0; i < len; i++) map[i].w *= M->alpha;
+        return true;
+    }
+    if (!*to && !(*to = lji_malloc_large(ctx, (size_t)big * sizeof **to))) {
+        *failed = true;
+        return false;
+    }
+    if (!*w && !(*w = lji_malloc_large(ctx, (size_t)big * sizeof **w))) {
+        *failed = true;
+        return false;
+    }
+    if (!monomial_map(ctx, M, *to, *w, failed)) return false;
+    const int64_t *t = *to;
+    const double *v = *w;
+    for (int64_t i = 0; i < len; i++) map[i] = (row_map){ t[map[i].to], map[i].w * v[map[i].to] };
+    return true;
+}
+
 /* L_1···L_a·X·R_1···R_b with monomial L and R (Diag, permutation,
  * commutation and Kronecker products of them) and any X: X's pattern
  * written once, each entry moved to its row and column and scaled as it
  * is written, instead of a product through cholmod_l_ssmult per factor.
  * X is read in place where it is a sparse leaf; else materialised, and
- * rewritten in place where no column moves. NULL with *handled false
- * where a factor is not of that form (the caller multiplies). */
+ * rewritten in place where no column moves. A column whose rows moved is
+ * sorted again as soon as it is written, in place. The rows' map is read
+ * at random (X's rows, in any order): it is packed to what the rows need
+ * (their scales alone, or 32-bit rows), so that a large X's entries touch
+ * as few of its cache lines as can be. NULL with *handled false where a
+ * factor is not of that form (the caller multiplies). */
 static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J, int x, bool *handled)
 {
     const char *op = "to_sparse";
     const int n = J->nchild;
     const lj_op *X = J->child[x];
-    const int64_t m = X->rows, nc = X->cols;
+    const int64_t m = X->rows, nc = X->cols, big = (m > nc ? m : nc) + 1;
     *handled = true;
-    int64_t *rto = lji_malloc(ctx, (size_t)(m ? m : 1) * sizeof *rto), *cfrom = lji_malloc(ctx, (size_t)(nc ? nc : 1) * sizeof *cfrom);
-    double *rw = lji_malloc(ctx, (size_t)(m ? m : 1) * sizeof *rw), *cw = lji_malloc(ctx, (size_t)(nc ? nc : 1) * sizeof *cw);
-    int64_t *to = lji_malloc(ctx, (size_t)((m > nc ? m : nc) + 1) * sizeof *to);
-    double *w = lji_malloc(ctx, (size_t)((m > nc ? m : nc) + 1) * sizeof *w);
+    /* the maps of the sides that have factors */
+    row_map *rm = x > 0 ? lji_malloc_large(ctx, (size_t)(m ? m : 1) * sizeof *rm) : NULL;
+    row_map *cm = x < n - 1 ? lji_malloc_large(ctx, (size_t)(nc ? nc : 1) * sizeof *cm) : NULL;
+    int64_t *to = NULL;
+    double *w = NULL;
     cholmod_sparse *own = NULL, *R = NULL;
-    bool failed = false, rows_moved = false, cols_moved = false;
-    if (!rto || !cfrom || !rw || !cw || !to || !w) {
+    int64_t *swi = NULL;
+    double *swx = NULL;
+    bool failed = false, rows_moved = false, rows_scaled = false, cols_moved = false, cols_scaled = false;
+    if ((x > 0 && !rm) || (x < n - 1 && !cm)) {
         lji_nomem(ctx, op);
         goto done;
     }
-    /* X's row i ends in row rto[i], times rw[i]: the left factors from the
-     * one next to X outwards (L·Y moves Y's row c to to[c], times w[c]) */
-    for (int64_t i = 0; i < m; i++) rto[i] = i, rw[i] = 1.0;
-    for (int k = x - 1; k >= 0; k--) {
-        if (!monomial_map(ctx, J->child[k], to, w, &failed)) {
-            *handled = failed;
-            goto done;
-        }
-        for (int64_t i = 0; i < m; i++) {
-            rw[i] *= w[rto[i]];
-            rto[i] = to[rto[i]];
-        }
+    /* X's row i ends in row rm[i].to, times rm[i].w: the left factors from
+     * the one next to X outwards (L·Y moves Y's row c to to[c], times w[c]) */
+    if (rm) {
+        for (int64_t i = 0; i < m; i++) rm[i] = (row_map){ i, 1.0 };
+        for (int k = x - 1; k >= 0; k--)
+            if (!compose_map(ctx, J->child[k], rm, m, &to, &w, big, &failed)) goto declined;
+        for (int64_t i = 0; i < m; i++) rows_moved |= rm[i].to != i, rows_scaled |= rm[i].w != 1.0;
     }
-    /* the result's column c is X's column cfrom[c], times cw[c]: the right
-     * factors from the outermost inwards (Y·R's column c is Y's column
-     * to[c], times w[c]) */
-    for (int64_t c = 0; c < nc; c++) cfrom[c] = c, cw[c] = 1.0;
-    for (int k = n - 1; k > x; k--) {
-        if (!monomial_map(ctx, J->child[k], to, w, &failed)) {
-            *handled = failed;
-            goto done;
-        }
-        for (int64_t c = 0; c < nc; c++) {
-            cw[c] *= w[cfrom[c]];
-            cfrom[c] = to[cfrom[c]];
-        }
+    /* the result's column c is X's column cm[c].to, times cm[c].w: the
+     * right factors from the outermost inwards (Y·R's column c is Y's
+     * column to[c], times w[c]) */
+    if (cm) {
+        for (int64_t c = 0; c < nc; c++) cm[c] = (row_map){ c, 1.0 };
+        for (int k = n - 1; k > x; k--)
+            if (!compose_map(ctx, J->child[k], cm, nc, &to, &w, big, &failed)) goto declined;
+        for (int64_t c = 0; c < nc; c++) cols_moved |= cm[c].to != c, cols_scaled |= cm[c].w != 1.0;
     }
-    for (int64_t i = 0; i < m && !rows_moved; i++) rows_moved = rto[i] != i;
-    for (int64_t c = 0; c < nc && !cols_moved; c++) cols_moved = cfrom[c] != c;
+    free(to);
+    free(w);
+    to = NULL, w = NULL;
+    /* the map packed over itself to what the rows need */
+    double *rw = (double *)rm;
+    int32_t *rto32 = (int32_t *)rm;
+    const bool narrow = rows_moved && !rows_scaled && m <= INT32_MAX;
+    if (!rows_moved && rows_scaled)
+        for (int64_t i = 0; i < m; i++) rw[i] = rm[i].w;
+    if (narrow)
+        for (int64_t i = 0; i < m; i++) rto32[i] = (int32_t)rm[i].to;
     const cholmod_sparse *V; /* X's CSC */
     if (lji_is(X, &lji_kind_sparse))
         V = &X->sp;
@@ -187,25 +267,66 @@ static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J,
     if (R == own) own = NULL;
     int64_t *p = R->p, *ii = R->i, q = 0;
     double *xx = R->x;
-    for (int64_t c = 0; c < nc; c++) {
-        const int64_t f = cfrom[c];
-        p[c] = q;
-        for (int64_t t = vp[f]; t < vp[f + 1]; t++, q++) {
-            const int64_t i = vi[t]; /* read first: in place, ii is vi */
-            ii[q] = rto[i];
-            xx[q] = rw[i] * vx[t] * cw[c];
+    if (rows_moved) { /* room to sort X's longest column */
+        int64_t longest = 0;
+        for (int64_t c = 0; c < nc; c++)
+            if (vp[c + 1] - vp[c] > longest) longest = vp[c + 1] - vp[c];
+        if (longest > 32) {
+            swi = lji_malloc_large(ctx, (size_t)longest * sizeof *swi);
+            swx = lji_malloc_large(ctx, (size_t)longest * sizeof *swx);
+            if (!swi || !swx) {
+                lji_nomem(ctx, op);
+                cholmod_l_free_sparse(&R, &ctx->cc);
+                goto done;
+            }
         }
     }
+    for (int64_t c = 0; c < nc; c++) {
+        const int64_t f = cm ? cm[c].to : c, e = vp[f + 1];
+        const double s = cm ? cm[c].w : 1.0;
+        p[c] = q;
+        if (rows_moved) {
+            if (narrow)
+                for (int64_t t = vp[f]; t < e; t++, q++) {
+                    const int64_t to_row = rto32[vi[t]]; /* read first: in place, ii is vi */
+                    ii[q] = to_row;
+                    xx[q] = vx[t] * s;
+                }
+            else
+                for (int64_t t = vp[f]; t < e; t++, q++) {
+                    const row_map r = rm[vi[t]];
+                    ii[q] = r.to;
+                    xx[q] = r.w * vx[t] * s;
+                }
+            /* sorted again while in cache */
+            lji_sort_column(ii + p[c], xx + p[c], q - p[c], swi, swx);
+        } else if (rows_scaled) {
+            if (ii != vi)
+                for (int64_t t = vp[f]; t < e; t++, q++) {
+                    const int64_t i = vi[t];
+                    ii[q] = i;
+                    xx[q] = rw[i] * vx[t] * s;
+                }
+            else
+                for (int64_t t = vp[f]; t < e; t++, q++) xx[q] = rw[vi[t]] * vx[t] * s;
+        } else if (cols_scaled || ii != vi) {
+            if (ii != vi) memcpy(ii + q, vi + vp[f], (size_t)(e - vp[f]) * sizeof *ii);
+            for (int64_t t = vp[f]; t < e; t++, q++) xx[q] = vx[t] * s;
+        } else
+            q = e; /* in place, nothing moves or scales */
+    }
     p[nc] = q;
-    R->sorted = !rows_moved;
-    if (rows_moved) /* moved rows: each column sorted again (CHOLMOD's transposes) */
-        R = lji_sparse_canon(ctx, R, op);
+    R->sorted = 1;
+    goto done;
+declined:
+    if (failed && ctx->status == LJ_OK) lji_nomem(ctx, op);
+    *handled = failed;
 done:
+    free(swi);
+    free(swx);
     cholmod_l_free_sparse(&own, &ctx->cc);
-    free(rto);
-    free(cfrom);
-    free(rw);
-    free(cw);
+    free(rm);
+    free(cm);
     free(to);
     free(w);
     return R;
@@ -227,10 +348,8 @@ static cholmod_sparse *compose_to_sparse(lj_context *ctx, const lj_op *J)
             return lji_kron_to_sparse_scaled(ctx, K, D0 ? D0->data : NULL, D1 ? D1->data : NULL);
     }
     /* monomial factors round one other: its pattern moved and scaled */
-    int other = -1, others = 0;
-    for (int i = 0; i < n; i++)
-        if (!is_monomial(J->child[i])) other = i, others++;
-    if (others == 1 && n >= 2) {
+    int other = sole_other_factor(J);
+    if (other >= 0 && n >= 2) {
         bool handled;
         cholmod_sparse *R = monomial_sides_to_sparse(ctx, J, other, &handled);
         if (handled) return R;
@@ -293,19 +412,27 @@ static bool is_monomial(const lj_op *a)
     return false;
 }
 
-static int64_t compose_nnz(const lj_op *J, bool *exact)
+/* The one factor of J that is not monomial: its index, -1 where every
+ * factor is monomial, -2 where several are not. */
+static int sole_other_factor(const lj_op *J)
 {
-    int other = -1, count = 0;
+    int other = -1;
     for (int i = 0; i < J->nchild; i++)
         if (!is_monomial(J->child[i])) {
+            if (other >= 0) return -2;
             other = i;
-            count++;
         }
-    if (count == 0) {
+    return other;
+}
+
+static int64_t compose_nnz(const lj_op *J, bool *exact)
+{
+    int other = sole_other_factor(J);
+    if (other == -1) {
         *exact = true;
         return J->rows;
     }
-    if (count == 1) /* monomial factors move entries, they do not merge them */
+    if (other >= 0) /* monomial factors move entries, they do not merge them */
         return lji_nnz(J->child[other], exact);
     /* bound: nnz(AB) <= min(nnz(A)·maxcol..., rows·cols) */
     *exact = false;

@@ -667,29 +667,98 @@ nomem:
     return NULL;
 }
 
+/* Column j's rows ascending, its values with them: insertion where short,
+ * else a merge sort through wi/wx (room for the column). */
+void lji_sort_column(int64_t *ii, double *xx, int64_t len, int64_t *wi, double *wx)
+{
+    if (len <= 32) {
+        for (int64_t a = 1; a < len; a++) {
+            int64_t r = ii[a], b = a;
+            double v = xx[a];
+            for (; b > 0 && ii[b - 1] > r; b--) ii[b] = ii[b - 1], xx[b] = xx[b - 1];
+            ii[b] = r, xx[b] = v;
+        }
+        return;
+    }
+    /* runs of 16 by insertion, then merged pairwise back and forth */
+    const int64_t run = 16;
+    for (int64_t a = 0; a < len; a += run) lji_sort_column(ii + a, xx + a, len - a < run ? len - a : run, wi, wx);
+    int64_t *si = ii, *di = wi;
+    double *sx = xx, *dx = wx;
+    for (int64_t w = run; w < len; w *= 2) {
+        for (int64_t a = 0; a < len; a += 2 * w) {
+            int64_t m = a + w < len ? a + w : len, e = a + 2 * w < len ? a + 2 * w : len, l = a, r = m, o = a;
+            while (l < m && r < e) {
+                bool left = si[l] <= si[r];
+                int64_t from = left ? l++ : r++;
+                di[o] = si[from], dx[o++] = sx[from];
+            }
+            for (; l < m; l++) di[o] = si[l], dx[o++] = sx[l];
+            for (; r < e; r++) di[o] = si[r], dx[o++] = sx[r];
+        }
+        int64_t *ti = si;
+        double *tx = sx;
+        si = di, sx = dx, di = ti, dx = tx;
+    }
+    if (si != ii) {
+        memcpy(ii, si, (size_t)len * sizeof *ii);
+        memcpy(xx, sx, (size_t)len * sizeof *xx);
+    }
+}
+
 cholmod_sparse *lji_sparse_canon(lj_context *ctx, cholmod_sparse *s, const char *op)
 {
     if (!s) return NULL;
-    bool ok = s->packed != 0;
-    const int64_t *p = s->p, *ii = s->i;
-    for (size_t j = 0; ok && j < s->ncol; j++)
-        for (int64_t q = p[j] + 1; q < p[j + 1]; q++)
-            if (ii[q] <= ii[q - 1]) {
-                ok = false;
-                break;
+    if (s->packed) {
+        /* each unsorted column sorted in place, with room for the longest
+         * (CHOLMOD's cholmod_l_sort transposes twice: a second matrix) */
+        int64_t *p = s->p, *ii = s->i, longest = 0;
+        for (size_t j = 0; j < s->ncol; j++)
+            for (int64_t q = p[j] + 1; q < p[j + 1]; q++)
+                if (ii[q] <= ii[q - 1]) {
+                    if (p[j + 1] - p[j] > longest) longest = p[j + 1] - p[j];
+                    break;
+                }
+        if (longest > 32) {
+            int64_t *wi = lji_malloc(ctx, (size_t)longest * sizeof *wi);
+            double *wx = lji_malloc(ctx, (size_t)longest * sizeof *wx);
+            if (!wi || !wx) {
+                free(wi);
+                free(wx);
+                lji_nomem(ctx, op);
+                cholmod_l_free_sparse(&s, &ctx->cc);
+                return NULL;
             }
-    if (!ok) {
-        /* cholmod_l_sort sorts and packs (a double transpose); duplicates
-         * never occur in CHOLMOD's results */
-        if (!lji_alloc_gate(ctx) || !cholmod_l_sort(s, &ctx->cc)) {
-            if (ctx->cc.status < 0) lji_cholmod_check(ctx, op);
-            if (ctx->status == LJ_OK) lji_nomem(ctx, op);
-            cholmod_l_free_sparse(&s, &ctx->cc);
-            return NULL;
-        }
+            lji_sparse_sort_columns(s, wi, wx);
+            free(wi);
+            free(wx);
+        } else if (longest > 0)
+            lji_sparse_sort_columns(s, NULL, NULL);
+        s->sorted = 1;
+        return s;
+    }
+    /* cholmod_l_sort sorts and packs (a double transpose); duplicates
+     * never occur in CHOLMOD's results */
+    if (!lji_alloc_gate(ctx) || !cholmod_l_sort(s, &ctx->cc)) {
+        if (ctx->cc.status < 0) lji_cholmod_check(ctx, op);
+        if (ctx->status == LJ_OK) lji_nomem(ctx, op);
+        cholmod_l_free_sparse(&s, &ctx->cc);
+        return NULL;
     }
     s->sorted = 1;
     return s;
+}
+
+void lji_sparse_sort_columns(cholmod_sparse *s, int64_t *wi, double *wx)
+{
+    int64_t *p = s->p, *ii = s->i;
+    double *xx = s->x;
+    for (size_t j = 0; j < s->ncol; j++)
+        for (int64_t q = p[j] + 1; q < p[j + 1]; q++)
+            if (ii[q] <= ii[q - 1]) {
+                lji_sort_column(ii + p[j], xx + p[j], p[j + 1] - p[j], wi, wx);
+                break;
+            }
 }
 
 cholmod_sparse *lji_sparse_full(lj_context *ctx, const lj_op *J, const char *what)

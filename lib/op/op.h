@@ -390,8 +390,16 @@ cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, in
  * canonical: packed, every column's rows strictly ascending, s->sorted set.
  * CHOLMOD's own flags are not trusted: SuiteSparse 7 returns sorted=0 from
  * ssmult where SuiteSparse 5 sorted, so the columns are checked and sorted
- * only where they need it. On failure s is freed and NULL returned. */
+ * only where they need it, in place when packed (room for one column).
+ * On failure s is freed and NULL returned. */
 cholmod_sparse *lji_sparse_canon(lj_context *ctx, cholmod_sparse *s, const char *op);
+/* Each column of packed s whose rows are not ascending sorted in place;
+ * wi and wx hold the longest such column (may be NULL when none is longer
+ * than 32 entries). */
+void lji_sparse_sort_columns(cholmod_sparse *s, int64_t *wi, double *wx);
+/* One column's len rows ascending, its values with them (wi and wx hold
+ * len entries; unused, and may be NULL, for len <= 32). */
+void lji_sort_column(int64_t *ii, double *xx, int64_t len, int64_t *wi, double *wx);
 /* A CSC matrix with every entry of J's shape stored (values left to fill). */
 cholmod_sparse *lji_sparse_full(lj_context *ctx, const lj_op *J, const char *what);
 /* The sum of the children's costs. */
