@@ -5,11 +5,20 @@
  *        observed entries computing the same numbers;
  *   lap: the gradient of tr(X'*L*X), L the Laplacian of a 1000×1000 grid
  *        (10^6 nodes), X 10^6×4, against one cholmod_l_sdmult L·X.
+ *   mono: monomial factors round a sparse leaf S (10 entries a column, at
+ *        rows spread over all of S's; 10^7 entries): Diag·S, P·S·Diag
+ *        (rows moved and sorted again) and S·Q (columns moved)
+ *        materialised, against a hand-written pass that writes the same
+ *        CSC into arrays allocated before, and against the product of the
+ *        factors' matrices through cholmod_l_ssmult (sorted), with the
+ *        peak memory of the first materialisation against the result's.
  * Each part runs in its own process (this program started again with the
  * part's name), so that its peak memory is its own; it is printed against
  * the size of the part's data.
- * Usage: bench_sparse [quick]   (quick: a tenth of the sizes) */
+ * Usage: bench_sparse [quick] [mc|lap|mono]   (quick: a tenth of the sizes;
+ * a part named: that part alone) */
 #include <lazyjac.h>
+#include <malloc.h>
 #include <math.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -273,23 +282,156 @@ static int part_lap(int quick)
     return 0;
 }
 
+/* The hand-written pass of part mono: the result of case t (0: Diag·S,
+ * 1: P·S·Diag, 2: S·Q) written into R's arrays, each moved column sorted
+ * by insertion (10 entries). */
+static void mono_hand(int t, const cholmod_sparse *S, const double *d, const int64_t *rinv, const int64_t *cfrom,
+                      cholmod_sparse *R)
+{
+    const int64_t n = (int64_t)S->ncol;
+    const SuiteSparse_long *sp = S->p, *si = S->i;
+    const double *sx = S->x;
+    SuiteSparse_long *p = R->p, *ii = R->i, q = 0;
+    double *x = R->x;
+    for (int64_t c = 0; c < n; c++) {
+        const int64_t f = t == 2 ? cfrom[c] : c, b = q;
+        p[c] = q;
+        for (SuiteSparse_long k = sp[f]; k < sp[f + 1]; k++, q++) {
+            const int64_t r = si[k];
+            ii[q] = t == 1 ? rinv[r] : r;
+            x[q] = t == 0 ? d[r] * sx[k] : t == 1 ? sx[k] * d[c] : sx[k];
+        }
+        if (t == 1)
+            for (int64_t a = b + 1; a < q; a++) {
+                SuiteSparse_long r = ii[a], e = a;
+                double v = x[a];
+                for (; e > b && ii[e - 1] > r; e--) ii[e] = ii[e - 1], x[e] = x[e - 1];
+                ii[e] = r, x[e] = v;
+            }
+    }
+    p[n] = q;
+}
+
+/* The product of the factors' matrices through cholmod_l_ssmult, sorted */
+static cholmod_sparse *mono_ssmult(lj_context *ctx, int nf, const lj_op *const *f)
+{
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    cholmod_sparse *R = lj_op_to_sparse(ctx, f[0]);
+    for (int k = 1; k < nf && R; k++) {
+        cholmod_sparse *F = lj_op_to_sparse(ctx, f[k]), *T = F ? cholmod_l_ssmult(R, F, 0, 1, 1, cc) : NULL;
+        lj_sparse_free(ctx, &F);
+        lj_sparse_free(ctx, &R);
+        R = T;
+    }
+    check(ctx, R != NULL, "cholmod_l_ssmult");
+    return R;
+}
+
+static int part_mono(int quick)
+{
+    const int64_t n = quick ? 100000 : 1000000, per = 10;
+    lj_context *ctx = lj_context_new();
+    cholmod_common *cc = lj_context_cholmod(ctx);
+    cholmod_sparse *S = cholmod_l_allocate_sparse((size_t)n, (size_t)n, (size_t)(n * per), 1, 1, 0, CHOLMOD_REAL, cc);
+    check(ctx, S != NULL, "allocate_sparse");
+    SuiteSparse_long *sp = S->p, *si = S->i;
+    double *sx = S->x, *d = malloc(sizeof *d * (size_t)n);
+    int64_t *perm = malloc(sizeof *perm * (size_t)n), *qperm = malloc(sizeof *qperm * (size_t)n);
+    int64_t *rinv = malloc(sizeof *rinv * (size_t)n), *cfrom = malloc(sizeof *cfrom * (size_t)n);
+    unsigned long long seed = 17;
+    for (int64_t c = 0; c < n; c++) {
+        sp[c] = c * per;
+        for (int64_t k = 0; k < per; k++) { /* rows ascending, spread over all n */
+            si[c * per + k] = k * (n / per) + (int64_t)(urand(&seed) * (double)(n / per));
+            sx[c * per + k] = urand(&seed) - 0.5;
+        }
+        d[c] = 1.0 + urand(&seed);
+        perm[c] = c, qperm[c] = c;
+    }
+    sp[n] = n * per;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(urand(&seed) * (double)(i + 1)), t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+        j = (int64_t)(urand(&seed) * (double)(i + 1)), t = qperm[i];
+        qperm[i] = qperm[j], qperm[j] = t;
+    }
+    for (int64_t i = 0; i < n; i++) rinv[perm[i]] = i, cfrom[qperm[i]] = i;
+    lj_op *So = lj_op_sparse(ctx, S, "S"), *D = lj_op_diag(ctx, n, d, "d"), *P = lj_op_perm(ctx, n, perm, "P");
+    lj_op *Q = lj_op_perm(ctx, n, qperm, "Q");
+    check(ctx, So && D && P && Q, "operators");
+    const struct { const char *what; int nf; const lj_op *f[3]; } cases[3] = {
+        { "Diag·S", 2, { D, So } }, { "P·S·Diag", 3, { P, So, D } }, { "S·Q", 2, { So, Q } } };
+    const double out_mb = 16.0 * (double)(n * per) / 1048576.0 + 8.0 * (double)(n + 1) / 1048576.0;
+    cholmod_sparse *H = cholmod_l_allocate_sparse((size_t)n, (size_t)n, (size_t)(n * per), 1, 1, 0, CHOLMOD_REAL, cc);
+    check(ctx, H != NULL, "allocate_sparse");
+    for (int t = 0; t < 3; t++) {
+        lj_op *J = lj_op_compose(ctx, cases[t].nf, cases[t].f);
+        check(ctx, J != NULL, "compose");
+        /* the first materialisation in a context with no arrays kept; large
+         * blocks from mmap and back to the system when freed, so that each
+         * case's peak is its own (glibc otherwise raises its threshold after
+         * the first large free, and keeps later blocks resident) */
+        mallopt(M_MMAP_THRESHOLD, 1 << 20);
+        malloc_trim(0);
+        lj_context *fresh = lj_context_new();
+        peak_probe probe;
+        probe_start(&probe);
+        cholmod_sparse *M = lj_op_to_sparse(fresh, J);
+        double extra = status_mb("VmHWM") - probe.start;
+        check(fresh, M != NULL, "to_sparse");
+        mono_hand(t, S, d, rinv, cfrom, H);
+        double diff = 0;
+        const SuiteSparse_long *mp = M->p, *mi = M->i, *hp = H->p, *hi = H->i;
+        for (int64_t q = 0; q < n * per; q++) diff = fmax(diff, mi[q] == hi[q] ? fabs(((double *)M->x)[q] - ((double *)H->x)[q]) : 1e300);
+        for (int64_t c = 0; c <= n; c++) diff = mp[c] == hp[c] ? diff : 1e300;
+        lj_sparse_free(fresh, &M);
+        lj_context_free(&fresh);
+        printf("mono: %s, %lld entries: peak memory %.0f MB for a %.0f MB result: %.2f× (goal <= 1.3)   [max "
+               "difference from the hand-written pass %.1e]\n", cases[t].what, (long long)(n * per), extra, out_mb,
+               extra / out_mb, diff);
+        /* timed as glibc runs once large blocks have been freed: its
+         * threshold raised to its most, 32 MiB */
+        mallopt(M_MMAP_THRESHOLD, 32 << 20);
+        double t_lj, t_hand, t_ss = now();
+        M = mono_ssmult(ctx, cases[t].nf, cases[t].f); /* the slowest by far: timed once */
+        t_ss = now() - t_ss;
+        lj_sparse_free(ctx, &M);
+        TIME_BEST2(t_lj, t_hand, quick ? 2.0 : 6.0,
+                   { M = lj_op_to_sparse(ctx, J); check(ctx, M != NULL, "to_sparse"); lj_sparse_free(ctx, &M); },
+                   mono_hand(t, S, d, rinv, cfrom, H));
+        printf("mono: %s: %.1f ms (%.1f ns an entry), hand-written pass %.1f ms: ratio %.2f (goal <= 1.25); "
+               "through cholmod_l_ssmult (once) %.1f ms: %.1f× faster\n", cases[t].what, 1e3 * t_lj,
+               1e9 * t_lj / (double)(n * per), 1e3 * t_hand, t_lj / t_hand, 1e3 * t_ss, t_ss / t_lj);
+        lj_op_free(&J);
+    }
+    cholmod_l_free_sparse(&H, cc);
+    lj_op *all[] = { So, D, P, Q };
+    for (int i = 0; i < 4; i++) lj_op_free(&all[i]);
+    cholmod_l_free_sparse(&S, cc);
+    free(d), free(perm), free(qperm), free(rinv), free(cfrom);
+    lj_context_free(&ctx);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int quick = 0;
     const char *part = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "quick") == 0) quick = 1;
-        else if (strcmp(argv[i], "mc") == 0 || strcmp(argv[i], "lap") == 0) part = argv[i];
+        else if (strcmp(argv[i], "mc") == 0 || strcmp(argv[i], "lap") == 0 || strcmp(argv[i], "mono") == 0)
+            part = argv[i];
         else {
-            fprintf(stderr, "usage: bench_sparse [quick]\n");
+            fprintf(stderr, "usage: bench_sparse [quick] [mc|lap|mono]\n");
             return 2;
         }
     }
-    if (part) return strcmp(part, "mc") == 0 ? part_mc(quick) : part_lap(quick);
+    if (part)
+        return strcmp(part, "mc") == 0 ? part_mc(quick) : strcmp(part, "lap") == 0 ? part_lap(quick) : part_mono(quick);
     int status = 0;
-    static char mc[] = "mc", lap[] = "lap";
-    char *parts[] = { mc, lap };
-    for (int p = 0; p < 2; p++) {
+    static char mc[] = "mc", lap[] = "lap", mono[] = "mono";
+    char *parts[] = { mc, lap, mono };
+    for (int p = 0; p < 3; p++) {
         char *args[] = { argv[0], parts[p], quick ? (char *)"quick" : NULL, NULL };
         pid_t pid;
         int st;
