@@ -220,6 +220,10 @@ START_TEST(test_monomial_sides_materialised)
     lj_op *sP = lj_op_scale(ctx, -2.0, P), *Pt = lj_op_transpose(ctx, Q);
     tmat Ar = tm_rand(3, 3, &seed), Br = tm_rand(2, 2, &seed);
     lj_op *a = dense_of(ctx, Ar, "A"), *b = dense_of(ctx, Br, "B"), *AB = lj_op_kron(ctx, a, b), *SW = lj_op_add(ctx, S, w);
+    tmat S3r; /* a Kronecker factor with columns of different lengths */
+    cholmod_sparse *cs3 = tm_rand_sparse(ctx, 3, 3, 0.5, &seed, &S3r);
+    lj_op *s3 = lj_op_sparse(ctx, cs3, "S3"), *S3B = lj_op_kron(ctx, s3, b);
+    CK_NN(ctx, S3B);
     CK_NN(ctx, PD);
     CK_NN(ctx, Pt);
     CK_NN(ctx, AB);
@@ -245,6 +249,12 @@ START_TEST(test_monomial_sides_materialised)
         { "Diag·P·(A ⊗ B)", 3, { D1, P, AB } },
         { "K·Diag·(S + W)", 3, { K32, D1, SW } },
         { "S·Diag with zeros", 2, { S, Dz } },
+        /* a Kronecker product written with its columns moved and scaled */
+        { "(A ⊗ B)·P", 2, { AB, P } },
+        { "Diag·(A ⊗ B)·Q", 3, { D1, AB, Q } },
+        { "P·(A ⊗ B)·K", 3, { P, AB, K23 } },
+        { "(S3 ⊗ B)·(−2·P)", 2, { S3B, sP } },
+        { "Diag·(S3 ⊗ B)·Q^T·Diag", 4, { D1, S3B, Pt, D2 } },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         lj_op *J = lj_op_compose(ctx, cases[c].n, cases[c].f);
@@ -261,10 +271,11 @@ START_TEST(test_monomial_sides_materialised)
         tm_free(&R);
         lj_op_free(&J);
     }
-    lj_op *all[] = { S, w, D1, D2, Dz, P, Q, K32, K23, P2, D3, PD, sP, Pt, a, b, AB, SW };
+    lj_op *all[] = { S, w, D1, D2, Dz, P, Q, K32, K23, P2, D3, PD, sP, Pt, a, b, AB, SW, s3, S3B };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
     cholmod_l_free_sparse(&cs, lj_context_cholmod(ctx));
-    tmat ms[] = { Sr, W, d1, d2, Ar, Br };
+    cholmod_l_free_sparse(&cs3, lj_context_cholmod(ctx));
+    tmat ms[] = { Sr, W, d1, d2, Ar, Br, S3r };
     for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
     lj_context_free(&ctx);
 }

@@ -528,11 +528,12 @@ static double status_mb(const char *key)
 }
 
 /* Monomial factors round a sparse leaf (P·S·Diag: rows moved, sorted again
- * and scaled; S·Q: columns moved) are materialised into the result and a
- * few maps of the rows and columns: the peak resident size grows by at
- * most 1.3 times the result's arrays (2·10⁶ entries, 32 MB), where a
- * product through CHOLMOD and its sort held three such matrices. Every
- * entry is checked against S's. */
+ * and scaled; S·Q: columns moved) or a Kronecker product ((S ⊗ v)·K) are
+ * materialised into the result and a few maps of the rows and columns:
+ * the peak resident size grows by at most 1.3 times the result's arrays
+ * (2·10⁶ and 4·10⁶ entries, 32 and 64 MB), where a product through
+ * CHOLMOD and its sort held three such matrices. Every entry is checked
+ * against S's, or the matrix against the operator applied. */
 START_TEST(test_monomial_sides_peak_memory)
 {
     lj_context *ctx = lj_context_new();
@@ -563,15 +564,20 @@ START_TEST(test_monomial_sides_peak_memory)
     for (int64_t i = 0; i < n; i++) inv[perm[i]] = i; /* P's row i reads row perm[i] */
     lj_op *S = lj_op_sparse(ctx, cs, "S"), *P = lj_op_perm(ctx, n, perm, "P"), *Q = lj_op_perm(ctx, n, qperm, "Q");
     lj_op *D = lj_op_diag(ctx, n, d, "d");
-    const lj_op *psd[3] = { P, S, D }, *sq[2] = { S, Q };
-    lj_op *J[2] = { lj_op_compose(ctx, 3, psd), lj_op_compose(ctx, 2, sq) };
-    ck_assert_ptr_nonnull(J[0]);
-    ck_assert_ptr_nonnull(J[1]);
+    /* (S ⊗ v)·K, v = (1, -2)^T: a Kronecker product whose columns move is
+     * written with its columns in place (no matrix before the result) */
+    double vv[2] = { 1.0, -2.0 };
+    lj_op *v = lj_op_dense(ctx, 2, 1, vv, 2, "v"), *Sv = lj_op_kron(ctx, S, v), *K = lj_op_commutation(ctx, 200, 200);
+    const lj_op *psd[3] = { P, S, D }, *sq[2] = { S, Q }, *svk[2] = { Sv, K };
+    lj_op *J[3] = { lj_op_compose(ctx, 3, psd), lj_op_compose(ctx, 2, sq), lj_op_compose(ctx, 2, svk) };
+    const char *what[3] = { "P·S·Diag", "S·Q", "(S ⊗ v)·K" };
+    for (int t = 0; t < 3; t++) ck_assert_msg(J[t] != NULL, "%s: %s", what[t], lj_context_message(ctx));
     /* S·Q's column c is S's column i where q[i] = c (Q's row i holds its one at column q[i]) */
     int64_t *qcol = malloc(sizeof *qcol * (size_t)n);
     for (int64_t i = 0; i < n; i++) qcol[qperm[i]] = i;
-    const double out_mb = (double)(n * per) * 16.0 / 1048576.0;
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < 3; t++) {
+        const int64_t nz = t == 2 ? 2 * n * per : n * per;
+        const double out_mb = (double)nz * 16.0 / 1048576.0;
         const char *tool = tm_memory_tool();
         bool probe = !tool && peak_reset();
         double before = status_mb("VmRSS");
@@ -579,14 +585,30 @@ START_TEST(test_monomial_sides_peak_memory)
         double grew = status_mb("VmHWM") - before;
         ck_assert_ptr_nonnull(M);
         if (probe)
-            ck_assert_msg(grew <= 1.3 * out_mb, "%s: peak grew by %.1f MB for a %.1f MB result",
-                          t ? "S·Q" : "P·S·Diag", grew, out_mb);
+            ck_assert_msg(grew <= 1.3 * out_mb, "%s: peak grew by %.1f MB for a %.1f MB result", what[t], grew,
+                          out_mb);
         else if (t == 0)
             fprintf(stderr, "test_monomial_sides_peak_memory: peak not checked (%s)\n",
                     tool ? tool : "no /proc/self/clear_refs");
         ck_assert(cholmod_l_check_sparse(M, cc));
         ck_assert(M->sorted);
-        ck_assert_int_eq(nnz_of(M), n * per);
+        ck_assert_int_eq(nnz_of(M), nz);
+        if (t == 2) { /* against the operator applied */
+            double *x = malloc(sizeof *x * (size_t)n), *y = malloc(sizeof *y * (size_t)(2 * n));
+            double *y2 = calloc((size_t)(2 * n), sizeof *y2), err = 0;
+            for (int64_t i = 0; i < n; i++) x[i] = urand(&seed);
+            ck_assert_int_eq(lj_op_apply(ctx, J[t], 0, 1.0, x, 0.0, y), LJ_OK);
+            const int64_t *mp = M->p, *mi = M->i;
+            const double *mx = M->x;
+            for (int64_t c = 0; c < n; c++)
+                for (int64_t q = mp[c]; q < mp[c + 1]; q++) y2[mi[q]] += mx[q] * x[c];
+            for (int64_t i = 0; i < 2 * n; i++) err = fmax(err, fabs(y[i] - y2[i]) / (1 + fabs(y[i])));
+            ck_assert_msg(err < 1e-13, "%s: the matrix times x differs from J x by %g", what[t], err);
+            free(x), free(y), free(y2);
+            lj_sparse_free(ctx, &M);
+            lj_context_trim(ctx);
+            continue;
+        }
         const int64_t *mp = M->p, *mi = M->i;
         const double *mx = M->x;
         int64_t bad = 0, bad_col = -1; /* counted, not asserted an entry: Check logs each assertion */
@@ -602,12 +624,12 @@ START_TEST(test_monomial_sides_peak_memory)
             for (int64_t q = mp[c]; q < mp[c + 1]; q++) bad += col[mi[q]] != 0.0, col[mi[q]] = 0.0;
             if (bad > was && bad_col < 0) bad_col = c;
         }
-        ck_assert_msg(bad == 0, "%s: %lld entries differ from S's, the first in column %lld", t ? "S·Q" : "P·S·Diag",
-                      (long long)bad, (long long)bad_col);
+        ck_assert_msg(bad == 0, "%s: %lld entries differ from S's, the first in column %lld", what[t], (long long)bad,
+                      (long long)bad_col);
         lj_sparse_free(ctx, &M);
         lj_context_trim(ctx);
     }
-    lj_op *all[] = { J[0], J[1], S, P, Q, D };
+    lj_op *all[] = { J[0], J[1], J[2], S, P, Q, D, v, Sv, K };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
     cholmod_l_free_sparse(&cs, cc);
     free(perm), free(inv), free(qperm), free(qcol), free(d), free(col);

@@ -148,19 +148,13 @@ static bool monomial_map(lj_context *ctx, const lj_op *M, int64_t *to, double *w
     return one;
 }
 
-/* where X's row i goes, and its scale; or where the result's column c
- * comes from, and its scale */
-typedef struct {
-    int64_t to;
-    double w;
-} row_map;
 
 /* The monomial M composed into a map of len pairs: each (t, s) becomes
  * (to[t], s·w[t]) for M's (to, w) of monomial_map. A Diag, the identity,
  * a commutation and multiples of them are applied directly; other kinds
  * through monomial_map into *to and *w (allocated here at first need,
  * big entries). False as monomial_map. */
-static bool compose_map(lj_context *ctx, const lj_op *M, row_map *map, int64_t len, int64_t **to, double **w,
+static bool compose_map(lj_context *ctx, const lj_op *M, lji_map *map, int64_t len, int64_t **to, double **w,
                         int64_t big, bool *failed)
 {
     if (lji_is(M, &lji_kind_diag)) {
@@ -192,7 +186,7 @@ static bool compose_map(lj_context *ctx, const lj_op *M, row_map *map, int64_t l
     if (!monomial_map(ctx, M, *to, *w, failed)) return false;
     const int64_t *t = *to;
     const double *v = *w;
-    for (int64_t i = 0; i < len; i++) map[i] = (row_map){ t[map[i].to], map[i].w * v[map[i].to] };
+    for (int64_t i = 0; i < len; i++) map[i] = (lji_map){ t[map[i].to], map[i].w * v[map[i].to] };
     return true;
 }
 
@@ -200,8 +194,10 @@ static bool compose_map(lj_context *ctx, const lj_op *M, row_map *map, int64_t l
  * commutation and Kronecker products of them) and any X: X's pattern
  * written once, each entry moved to its row and column and scaled as it
  * is written, instead of a product through cholmod_l_ssmult per factor.
- * X is read in place where it is a sparse leaf; else materialised, and
- * rewritten in place where no column moves. A column whose rows moved is
+ * X is read in place where it is a sparse leaf; a Kronecker product is
+ * written with its columns in place and scaled (lji_kron_to_sparse_mapped),
+ * and rows that move are then moved in place; another X is materialised,
+ * and rewritten in place where no column moves. A column whose rows moved is
  * sorted again as soon as it is written, in place. The rows' map is read
  * at random (X's rows, in any order): it is packed to what the rows need
  * (their scales alone, or 32-bit rows), so that a large X's entries touch
@@ -215,8 +211,8 @@ static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J,
     const int64_t m = X->rows, nc = X->cols, big = (m > nc ? m : nc) + 1;
     *handled = true;
     /* the maps of the sides that have factors */
-    row_map *rm = x > 0 ? lji_malloc_large(ctx, (size_t)(m ? m : 1) * sizeof *rm) : NULL;
-    row_map *cm = x < n - 1 ? lji_malloc_large(ctx, (size_t)(nc ? nc : 1) * sizeof *cm) : NULL;
+    lji_map *rm = x > 0 ? lji_malloc_large(ctx, (size_t)(m ? m : 1) * sizeof *rm) : NULL;
+    lji_map *cm = x < n - 1 ? lji_malloc_large(ctx, (size_t)(nc ? nc : 1) * sizeof *cm) : NULL;
     int64_t *to = NULL;
     double *w = NULL;
     cholmod_sparse *own = NULL, *R = NULL;
@@ -230,7 +226,7 @@ static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J,
     /* X's row i ends in row rm[i].to, times rm[i].w: the left factors from
      * the one next to X outwards (L·Y moves Y's row c to to[c], times w[c]) */
     if (rm) {
-        for (int64_t i = 0; i < m; i++) rm[i] = (row_map){ i, 1.0 };
+        for (int64_t i = 0; i < m; i++) rm[i] = (lji_map){ i, 1.0 };
         for (int k = x - 1; k >= 0; k--)
             if (!compose_map(ctx, J->child[k], rm, m, &to, &w, big, &failed)) goto declined;
         for (int64_t i = 0; i < m; i++) rows_moved |= rm[i].to != i, rows_scaled |= rm[i].w != 1.0;
@@ -239,7 +235,7 @@ static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J,
      * right factors from the outermost inwards (Y·R's column c is Y's
      * column to[c], times w[c]) */
     if (cm) {
-        for (int64_t c = 0; c < nc; c++) cm[c] = (row_map){ c, 1.0 };
+        for (int64_t c = 0; c < nc; c++) cm[c] = (lji_map){ c, 1.0 };
         for (int k = n - 1; k > x; k--)
             if (!compose_map(ctx, J->child[k], cm, nc, &to, &w, big, &failed)) goto declined;
         for (int64_t c = 0; c < nc; c++) cols_moved |= cm[c].to != c, cols_scaled |= cm[c].w != 1.0;
@@ -256,7 +252,20 @@ static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J,
     if (narrow)
         for (int64_t i = 0; i < m; i++) rto32[i] = (int32_t)rm[i].to;
     const cholmod_sparse *V; /* X's CSC */
-    if (lji_is(X, &lji_kind_sparse))
+    if (lji_is(X, &lji_kind_kron) && (cols_moved || cols_scaled || !rows_moved)) {
+        /* a Kronecker product written with its columns in place and its
+         * rows scaled (where they stay): the result, or X·R_1···R_b for
+         * the pass below to move its rows in place */
+        own = lji_kron_to_sparse_mapped(ctx, X, rows_moved || !rows_scaled ? NULL : rw,
+                                        cols_moved || cols_scaled ? cm : NULL);
+        if (!own || !rows_moved) {
+            R = own, own = NULL;
+            goto done;
+        }
+        free(cm);
+        cm = NULL, cols_moved = cols_scaled = false;
+        V = own;
+    } else if (lji_is(X, &lji_kind_sparse))
         V = &X->sp;
     else if (!(V = own = lji_to_sparse(ctx, X)))
         goto done;
@@ -294,7 +303,7 @@ static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J,
                 }
             else
                 for (int64_t t = vp[f]; t < e; t++, q++) {
-                    const row_map r = rm[vi[t]];
+                    const lji_map r = rm[vi[t]];
                     ii[q] = r.to;
                     xx[q] = r.w * vx[t] * s;
                 }

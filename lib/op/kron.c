@@ -127,15 +127,22 @@ static inline void kron_run(int64_t *restrict si, double *restrict sx, int64_t r
         }
 }
 
-cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const double *rs, const double *cs)
+/* Diag(rs)·(A ⊗ B)·Diag(cs), or with cm the columns of Diag(rs)·(A ⊗ B)
+ * taken in cm's order and scaled (column c is column cm[c].to, times
+ * cm[c].w), in one pass */
+static cholmod_sparse *kron_sparse(lj_context *ctx, const lj_op *J, const double *rs, const double *cs,
+                                   const lji_map *cm)
 {
-    cholmod_sparse *SA = lji_to_sparse(ctx, J->child[0]);
-    if (!SA) return NULL;
-    cholmod_sparse *SB = lji_to_sparse(ctx, J->child[1]);
-    if (!SB) {
-        cholmod_l_free_sparse(&SA, &ctx->cc);
+    /* a sparse leaf factor is read in place, another materialised */
+    const lj_op *FA = J->child[0], *FB = J->child[1];
+    cholmod_sparse *OA = lji_is(FA, &lji_kind_sparse) ? NULL : lji_to_sparse(ctx, FA);
+    if (!OA && !lji_is(FA, &lji_kind_sparse)) return NULL;
+    cholmod_sparse *OB = lji_is(FB, &lji_kind_sparse) ? NULL : lji_to_sparse(ctx, FB);
+    if (!OB && !lji_is(FB, &lji_kind_sparse)) {
+        cholmod_l_free_sparse(&OA, &ctx->cc);
         return NULL;
     }
+    const cholmod_sparse *SA = OA ? OA : &FA->sp, *SB = OB ? OB : &FB->sp;
     const int64_t *Ap = SA->p, *Ai = SA->i, *Bp = SB->p, *Bi = SB->i;
     const double *Ax = SA->x, *Bx = SB->x;
     int64_t na = (int64_t)SA->ncol, nb = (int64_t)SB->ncol, mb = (int64_t)SB->nrow;
@@ -161,6 +168,32 @@ cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const
      * shares) */
     const int64_t nzb = Bp[nb];
     int nt = nz >= LJI_KRON_MT_MIN ? lji_threads(ctx) : 1;
+    if (cm) {
+        /* columns in cm's order: their places counted first, then shares
+         * of the result's entries taken by the threads as below */
+        const int64_t nc = J->cols;
+        int64_t q = 0;
+        for (int64_t c = 0; c < nc; c++) {
+            const int64_t f = cm[c].to, ja = f / nb, jb = f - ja * nb;
+            Sp[c] = q;
+            q += (Ap[ja + 1] - Ap[ja]) * (Bp[jb + 1] - Bp[jb]);
+        }
+        Sp[nc] = q;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
+#endif
+        for (int share = 0; share < nt; share++) {
+            const int64_t c0 = share_start(Sp, nc, share, nt), c1 = share_start(Sp, nc, share + 1, nt);
+            for (int64_t c = c0; c < c1; c++) {
+                const int64_t f = cm[c].to, ja = f / nb, jb = f - ja * nb;
+                const int64_t b0 = Bp[jb], len = Bp[jb + 1] - b0;
+                int64_t qc = Sp[c];
+                for (int64_t pa = Ap[ja]; pa < Ap[ja + 1]; pa++, qc += len)
+                    kron_run(Si + qc, Sx + qc, Ai[pa] * mb, Ax[pa] * cm[c].w, Bi + b0, Bx + b0, len, mb, rs);
+            }
+        }
+        goto done;
+    }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(nt) schedule(static, 1) if (nt > 1)
 #endif
@@ -182,9 +215,19 @@ cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const
     }
     Sp[J->cols] = nz;
 done:
-    cholmod_l_free_sparse(&SA, &ctx->cc);
-    cholmod_l_free_sparse(&SB, &ctx->cc);
+    cholmod_l_free_sparse(&OA, &ctx->cc);
+    cholmod_l_free_sparse(&OB, &ctx->cc);
     return S;
+}
+
+cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const double *rs, const double *cs)
+{
+    return kron_sparse(ctx, J, rs, cs, NULL);
+}
+
+cholmod_sparse *lji_kron_to_sparse_mapped(lj_context *ctx, const lj_op *J, const double *rs, const lji_map *cm)
+{
+    return kron_sparse(ctx, J, rs, NULL, cm);
 }
 
 static int64_t kron_nnz(const lj_op *J, bool *exact)

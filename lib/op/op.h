@@ -383,6 +383,16 @@ void lji_zero_block(int64_t r, int64_t c, double *a, int64_t ld);
  * in the one pass that writes A ⊗ B: the scalings cost no pass of their
  * own and no second matrix. */
 cholmod_sparse *lji_kron_to_sparse_scaled(lj_context *ctx, const lj_op *J, const double *rs, const double *cs);
+/* Where a row goes or a column comes from, and its scale (the maps of
+ * monomial factors, compose.c) */
+typedef struct {
+    int64_t to;
+    double w;
+} lji_map;
+/* The columns of Diag(rs)·(A ⊗ B) in cm's order, each scaled: column c is
+ * column cm[c].to times cm[c].w (rs may be NULL), written in one pass as
+ * lji_kron_to_sparse_scaled writes A ⊗ B, with no matrix before it. */
+cholmod_sparse *lji_kron_to_sparse_mapped(lj_context *ctx, const lj_op *J, const double *rs, const lji_map *cm);
 /* allocation of a CSC result through CHOLMOD, with failure injection */
 cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, int64_t nz,
                                  const char *op);
