@@ -112,8 +112,8 @@ void *lji_malloc_aligned(lj_context *ctx, size_t align, size_t nbytes);
 /* memset(p, 0, n) as a call into the C library, for the small structures
  * and arrays a Jacobian's build zeroes on its way: compilers expand a
  * memset whose size they can see into `rep stos`, whose start-up (tens of
- * cycles on AMD cores) cost a one-off build of seed 002's J several per
- * cent of its time; the library's memset uses vector stores at these
+ * cycles on AMD cores) cost a one-off build of seed 002's J about 3% of
+ * its time (an A/B build); the library's memset uses vector stores at these
  * sizes. Defined in memory.c, so that it is not expanded again. */
 void lji_zero(void *p, size_t n);
 /* Arrays about to be written whole. lji_advise_huge asks for transparent
