@@ -102,34 +102,15 @@ static bool is_monomial(const lj_op *a);
 static int sole_other_factor(const lj_op *J);
 
 /* A monomial factor M (square, one entry a column) as where each column's
- * entry lies and its value: M = Σ_c w[c]·e_{to[c]}·e_c^T. A Diag, a
- * permutation, a commutation, the identity and multiples of them are read
- * directly; a Kronecker product or a transpose off M's own CSC. False
- * where a column of that CSC holds no entry or more than one (the caller
- * then multiplies), or on failure (*failed). */
+ * entry lies and its value: M = Σ_c w[c]·e_{to[c]}·e_c^T. A permutation is
+ * read directly; a Kronecker product or a transpose off M's own CSC (a
+ * Diag, the identity, a commutation and multiples are composed directly
+ * by compose_map). False where a column of that CSC holds no entry or
+ * more than one (the caller then multiplies), or on failure (*failed). */
 static bool monomial_map(lj_context *ctx, const lj_op *M, int64_t *to, double *w, bool *failed)
 {
-    const int64_t n = M->cols;
-    if (lji_is(M, &lji_kind_diag)) {
-        for (int64_t c = 0; c < n; c++) to[c] = c, w[c] = M->data[c];
-        return true;
-    }
     if (lji_is(M, &lji_kind_perm)) { /* row i has its one at column idx[i] */
-        for (int64_t i = 0; i < n; i++) to[M->idx[i]] = i, w[M->idx[i]] = 1.0;
-        return true;
-    }
-    if (lji_is(M, &lji_kind_commutation)) { /* column i + j·m at row j + i·n */
-        for (int64_t j = 0; j < M->n; j++)
-            for (int64_t i = 0; i < M->m; i++) to[i + j * M->m] = j + i * M->n, w[i + j * M->m] = 1.0;
-        return true;
-    }
-    if (lji_is_identity(M)) {
-        for (int64_t c = 0; c < n; c++) to[c] = c, w[c] = 1.0;
-        return true;
-    }
-    if (lji_is(M, &lji_kind_scaled)) {
-        if (!monomial_map(ctx, M->child[0], to, w, failed)) return false;
-        for (int64_t c = 0; c < n; c++) w[c] *= M->alpha;
+        for (int64_t i = 0; i < M->rows; i++) to[M->idx[i]] = i, w[M->idx[i]] = 1.0;
         return true;
     }
     cholmod_sparse *S = lji_to_sparse(ctx, M);
@@ -147,7 +128,6 @@ static bool monomial_map(lj_context *ctx, const lj_op *M, int64_t *to, double *w
     cholmod_l_free_sparse(&S, &ctx->cc);
     return one;
 }
-
 
 /* The monomial M composed into a map of len pairs: each (t, s) becomes
  * (to[t], s·w[t]) for M's (to, w) of monomial_map. A Diag, the identity,
@@ -243,14 +223,22 @@ static cholmod_sparse *monomial_sides_to_sparse(lj_context *ctx, const lj_op *J,
     free(to);
     free(w);
     to = NULL, w = NULL;
-    /* the map packed over itself to what the rows need */
-    double *rw = (double *)rm;
-    int32_t *rto32 = (int32_t *)rm;
+    /* the map packed over itself to what the rows need, each packed value
+     * stored by memcpy (byte stores, which may alias the pairs still to be
+     * read: nothing is reordered across them) */
+    double *rw = (double *)(void *)rm;
+    int32_t *rto32 = (int32_t *)(void *)rm;
     const bool narrow = rows_moved && !rows_scaled && m <= INT32_MAX;
     if (!rows_moved && rows_scaled)
-        for (int64_t i = 0; i < m; i++) rw[i] = rm[i].w;
+        for (int64_t i = 0; i < m; i++) {
+            const double v = rm[i].w;
+            memcpy((char *)rm + (size_t)i * sizeof v, &v, sizeof v);
+        }
     if (narrow)
-        for (int64_t i = 0; i < m; i++) rto32[i] = (int32_t)rm[i].to;
+        for (int64_t i = 0; i < m; i++) {
+            const int32_t v = (int32_t)rm[i].to;
+            memcpy((char *)rm + (size_t)i * sizeof v, &v, sizeof v);
+        }
     const cholmod_sparse *V; /* X's CSC */
     if (lji_is(X, &lji_kind_kron) && (cols_moved || cols_scaled || !rows_moved)) {
         /* a Kronecker product written with its columns in place and its
