@@ -167,6 +167,9 @@ static const gcase cookbook[] = {
     { "sum(log(P))", "P", "P=3x4", "1 ⊘ P", "1./P" },
     { "sum(sqrt(P))", "P", "P=3x4", "0.5·(1 ⊘ sqrt(P))", "0.5./sqrt(P)" },
     { "sum(X.^3)", "X", "X=3x4", "3·X^{∘2}", "3*X.*X" },
+    /* equal elementwise factors gathered into powers, as the Cookbook writes them */
+    { "x'*(x.*x.*x)", "x", "x=4x1", "4·x^{∘3}", "4*x.*x.*x" },
+    { "sum(exp(X).*X.*X)", "X", "X=3x4", "2·(exp(X) ∘ X) + X^{∘2} ∘ exp(X)", "(2*X + X.*X).*exp(X)" },
     { "sum(sin(X))", "X", "X=3x4", "cos(X)", "cos(X)" },
     { "norm1(X)", "X", "X=3x4", "sign(X)", "sign(X)" },
     { "sum(X)", "X", "X=3x4", "1_{3×4}", "X.^0" },

@@ -216,16 +216,26 @@ static bool cancels(const lj_expr *x, const lj_expr *y)
 }
 
 /* appends one matrix factor to the chain */
+static lj_expr *ew_gathered(lji_gctx *g, const lj_expr *f);
+
 static void push_factor(lji_gctx *g, lji_mono *m, const lj_expr *f)
 {
+    /* an elementwise product with equal factors as its powers (x ∘ x ∘ x
+     * is x.^3), so that it is written as the Cookbook writes it and meets
+     * the terms whose products were gathered as they were made */
+    lj_expr *gathered = ew_gathered(g, f);
+    if (gathered) f = gathered;
     lji_elist *l = &m->m;
     if (l->n && l->v[l->n - 1]->def == &lji_op_eye) el_pop(l);
-    if (f->def == &lji_op_eye && l->n) return;
-    if (l->n && cancels(l->v[l->n - 1], f)) {
-        el_pop(l);
+    if (f->def == &lji_op_eye && l->n) {
+        lj_expr_free(&gathered);
         return;
     }
-    el_push(g, l, f);
+    if (l->n && cancels(l->v[l->n - 1], f))
+        el_pop(l);
+    else
+        el_push(g, l, f);
+    lj_expr_free(&gathered);
 }
 
 /* Symmetric by construction: I, M^T·M, M·M^T, S + T and S ∘ T of
@@ -924,9 +934,71 @@ static bool is_sigmoid_pair(const lj_expr *u, const lj_expr *v)
     return is_number(one) && one->value[0] == 1.0;
 }
 
+/* f as base.^k: a whole power of 2 to 64 written .^k, else f itself once */
+static const lj_expr *ew_base(const lj_expr *f, int *k)
+{
+    if (!f->pat && f->def == &lji_op_pow && f->p >= 2 && f->p <= 64 && f->p == floor(f->p)) {
+        *k = (int)f->p;
+        return f->a;
+    }
+    *k = 1;
+    return f;
+}
+
+/* A product of factors with no divisor, its equal factors gathered into
+ * powers as the Matrix Cookbook writes them (x ∘ x ∘ exp(x) is
+ * x.^2 ∘ exp(x), x.^2 ∘ x is x.^3), in the order they first stand; NULL
+ * where no two factors are equal. */
+static lj_expr *ew_powers(lji_gctx *g, const ew_factors *w)
+{
+    const lj_expr *base[LJI_EW_MAX];
+    int pw[LJI_EW_MAX], nb = 0;
+    bool merged = false;
+    for (int i = 0; i < w->n[0]; i++) {
+        int k, j;
+        const lj_expr *b = ew_base(w->f[0][i], &k);
+        for (j = 0; j < nb && !lji_expr_equal(base[j], b); j++) {}
+        if (j < nb) {
+            pw[j] += k;
+            merged = true;
+        } else
+            base[nb] = b, pw[nb++] = k;
+    }
+    if (!merged) return NULL;
+    lj_context *ctx = g->ctx;
+    lj_expr *r = NULL;
+    for (int j = 0; j < nb && !g->failed; j++) {
+        lj_expr *f = pw[j] == 1 ? lj_expr_retain((lj_expr *)base[j])
+                                : lji_g_node(g, lj_expr_pow(ctx, (lj_expr *)base[j], (double)pw[j]));
+        if (!f) break;
+        if (!r) {
+            r = f;
+            continue;
+        }
+        lj_expr *h = lji_g_node(g, lj_expr_hadamard(ctx, r, f));
+        lj_expr_free(&r);
+        lj_expr_free(&f);
+        r = h;
+    }
+    if (g->failed) lj_expr_free(&r);
+    return r;
+}
+
+/* f, an elementwise product with no divisor, with its equal factors
+ * gathered into powers (ew_powers); NULL where f is not such a product or
+ * has no two equal factors */
+static lj_expr *ew_gathered(lji_gctx *g, const lj_expr *f)
+{
+    if (f->pat || f->def != &lji_op_hadamard || g->failed) return NULL;
+    ew_factors w = { .n = { 0, 0 }, .full = false };
+    ew_open(&w, f, 0, 0);
+    return w.full || w.n[1] ? NULL : ew_powers(g, &w);
+}
+
 /* x ∘ e (or x ⊘ e when divide), of shape rows×cols, with the factors that
  * a divisor cancels taken out ((y ⊘ σ) ∘ σ ∘ (1 − σ) is y ∘ (1 − σ)) and
- * exp(m) ⊘ (1 + exp(m)) written σ(m) (the gradient of log(1 + exp(m))).
+ * exp(m) ⊘ (1 + exp(m)) written σ(m) (the gradient of log(1 + exp(m))),
+ * and without a divisor equal factors gathered into powers (ew_powers).
  * NULL (and nothing made) when nothing simplifies; the caller then builds
  * the product as it is. Where no factor of the product's shape is left,
  * ones of it stand first. Dense operands only; a factor cancels only
@@ -938,7 +1010,8 @@ static lj_expr *ew_simplified(lji_gctx *g, const lj_expr *x, const lj_expr *e, b
     ew_factors w = { .n = { 0, 0 }, .full = false };
     ew_open(&w, x, 0, 0);
     ew_open(&w, e, divide ? 1 : 0, 0);
-    if (w.full || !w.n[1]) return NULL;
+    if (w.full) return NULL;
+    if (!w.n[1]) return ew_powers(g, &w);
     bool sig[LJI_EW_MAX] = { false }; /* numerator factor exp(m) to be written σ(m) */
     int changed = 0;
     for (int k = 0; k < w.n[1];) {
