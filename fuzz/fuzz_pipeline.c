@@ -231,18 +231,23 @@ static double *values(lj_context *ctx, const lj_expr *e)
     return v;
 }
 
-/* The central differences of f w.r.t. a dense variable v at the two steps
- * agree with each other to within tol, entry by entry: they have
- * converged, so that an error both make against J is J's. A function that
- * varies within the step (sin(exp(tr(kron(s*B, 2*A)))), the sine of a
- * large exponential) gives quotients that differ at each step, by as much
- * as they differ from J. True where this cannot be told (a sparse
- * variable, whose values are its stored entries; a failed evaluation). */
+/* The central differences of f w.r.t. the variable v at the two steps
+ * agree with each other to within tol (a sixteenth of their error against
+ * J), entry by entry: they have converged, so that an error both make
+ * against J is J's. A function that varies within the step
+ * (sin(exp(tr(kron(s*B, 2*A)))), the sine of a large exponential) gives
+ * quotients that differ at each step nearly as much as they differ from
+ * J. A sparse variable (S) is perturbed in its stored entries. True where
+ * this cannot be told (a failed evaluation). */
 static bool quotients_agree(lj_context *ctx, const lj_expr *f, lj_expr *v, double tol)
 {
-    int64_t n = lj_expr_nvalues(v), nf = lj_expr_nvalues(f);
-    if (n != lj_expr_rows(v) * lj_expr_cols(v)) return true;
+    int64_t n = lj_expr_nvalues(v), nf = lj_expr_nvalues(f), rows = lj_expr_rows(v);
+    bool sparse = lj_expr_is_sparse(v);
+    if (sparse ? n != 4 || rows != 3 : n != rows * lj_expr_cols(v)) return true;
     double *x0 = values(ctx, v), *x = x0 ? malloc(sizeof *x * (size_t)n) : NULL;
+    if (sparse && x) /* S's stored entries, from its dense values */
+        for (int64_t k = 0; k < n; k++) x[k] = x0[s_row[k] + rows * s_col[k]];
+    if (sparse && x) memcpy(x0, x, sizeof *x * (size_t)n);
     double *q[2] = { malloc(sizeof(double) * (size_t)(nf + 1)), malloc(sizeof(double) * (size_t)(nf + 1)) };
     bool agree = x && q[0] && q[1], done = agree;
     for (int64_t j = 0; j < n && agree && done; j++) {
@@ -293,7 +298,7 @@ static void differences(lj_context *ctx, const lj_expr *f, lj_expr *v, const lj_
     /* the quotient's rounding, relative to max(1, |J|), at each step */
     double r1 = 16 * DBL_EPSILON * fbig / (2 * 1e-5) / fmax(1, jbig), r2 = r1 * 4;
     if (m1 > 1e-4 + r1 && m2 > 1e-4 + r2 && m2 / m1 > 0.7 && m2 / m1 < 1.4 &&
-        quotients_agree(ctx, f, v, fmin(m1, m2) / 4 * fmax(1, jbig)))
+        quotients_agree(ctx, f, v, fmin(m1, m2) / 16 * fmax(1, jbig)))
         fail("%s: differs from central differences by %.3g (h = 1e-5) and %.3g (h = 2.5e-6), relative to "
              "max(1, |J|)", what, m1, m2);
 }
