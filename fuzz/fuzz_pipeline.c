@@ -232,14 +232,15 @@ static double *values(lj_context *ctx, const lj_expr *e)
 }
 
 /* The central differences of f w.r.t. the variable v at the two steps
- * agree with each other to within tol (a sixteenth of their error against
- * J), entry by entry: they have converged, so that an error both make
- * against J is J's. A function that varies within the step
- * (sin(exp(tr(kron(s*B, 2*A)))), the sine of a large exponential) gives
- * quotients that differ at each step nearly as much as they differ from
- * J. A sparse variable (S) is perturbed in its stored entries. True where
+ * agree with each other, entry by entry, to within tol (a sixteenth of
+ * their error against J) and to 10⁻³ of their own size (plus their
+ * rounding): they have converged, so that an error both make against J is
+ * J's. A function that varies within the step (sin(exp(tr(kron(s*B,
+ * 2*A)))), the sine of a large exponential) gives quotients that differ
+ * at each step, both far from J (205 and 20 515 against J's 388 000).
+ * A sparse variable (S) is perturbed in its stored entries. True where
  * this cannot be told (a failed evaluation). */
-static bool quotients_agree(lj_context *ctx, const lj_expr *f, lj_expr *v, double tol)
+static bool quotients_agree(lj_context *ctx, const lj_expr *f, lj_expr *v, double tol, double rounding)
 {
     int64_t n = lj_expr_nvalues(v), nf = lj_expr_nvalues(f), rows = lj_expr_rows(v);
     bool sparse = lj_expr_is_sparse(v);
@@ -264,7 +265,10 @@ static bool quotients_agree(lj_context *ctx, const lj_expr *f, lj_expr *v, doubl
             free(fp);
             free(fm);
         }
-        for (int64_t k = 0; done && k < nf; k++) agree = fabs(q[0][k] - q[1][k]) <= tol;
+        for (int64_t k = 0; done && k < nf && agree; k++) {
+            const double d = fabs(q[0][k] - q[1][k]);
+            agree = d <= tol && d <= 1e-3 * fmax(fabs(q[0][k]), fabs(q[1][k])) + rounding;
+        }
     }
     if (x0 && lj_expr_set_value(ctx, v, x0) != LJ_OK) fail("differences: set_value: %s", lj_context_message(ctx));
     lj_context_clear(ctx);
@@ -298,7 +302,7 @@ static void differences(lj_context *ctx, const lj_expr *f, lj_expr *v, const lj_
     /* the quotient's rounding, relative to max(1, |J|), at each step */
     double r1 = 16 * DBL_EPSILON * fbig / (2 * 1e-5) / fmax(1, jbig), r2 = r1 * 4;
     if (m1 > 1e-4 + r1 && m2 > 1e-4 + r2 && m2 / m1 > 0.7 && m2 / m1 < 1.4 &&
-        quotients_agree(ctx, f, v, fmin(m1, m2) / 16 * fmax(1, jbig)))
+        quotients_agree(ctx, f, v, fmin(m1, m2) / 16 * fmax(1, jbig), r2 * fmax(1, jbig)))
         fail("%s: differs from central differences by %.3g (h = 1e-5) and %.3g (h = 2.5e-6), relative to "
              "max(1, |J|)", what, m1, m2);
 }
