@@ -1324,6 +1324,9 @@ START_TEST(test_scalar_function_symbols)
         { "det(X)^3", "X", "3·det(X)^3·(vec X^{-T})^T", "3*det(X)^3*(vec X^{-T})'" },  /* det(X)^2·det(X) */
         { "norm2(X*x - a)^2", "x", "2·(X·x − a)^T·X", "2*(X*x - a)'*X" },
         { "sin(x)", "x", "Diag(cos(x))", "Diag(cos(x))" }, /* not a scalar: a Diag still */
+        { "sum(sum(X.*X))", "X", "2·(vec X)^T", "2*(vec X)'" }, /* the sum of a number: no 1_1^T */
+        { "tr(sum(X))", "X", "1_9^T", "1_9'" },                 /* the trace of a number: no (vec I_1)^T */
+        { "sin(sum(s))", "s", "cos(sum(s))", "cos(sum(s))" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 43 + i);

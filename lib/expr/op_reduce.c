@@ -157,6 +157,7 @@ static lj_op *trace_local(lji_dctx *d, const lj_expr *e, int which)
     LJI_UNUSED(which);
     int64_t n = e->a->rows;
     if (d->raw) return lji_d_diag_selection(d, e->a, true); /* a sparse operand */
+    if (n == 1) return lj_op_identity(d->ctx, 1); /* the trace of a number: not (vec I_1)^T */
     char tmp[48];
     snprintf(tmp, sizeof tmp, "vec I_%" PRId64, n);
     return lji_d_transposed(d->ctx, lji_d_selection(d->ctx, n * n, n, 1, tmp));
@@ -165,7 +166,11 @@ static lj_op *trace_local(lji_dctx *d, const lj_expr *e, int which)
 static lj_op *sum_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
-    return lji_d_transposed(d->ctx, lji_d_ones(d->ctx, lji_d_len(d, e->a)));
+    int64_t n = lji_d_len(d, e->a);
+    /* the sum of one number is that number: I_1, not 1_1^T, which would
+     * print as noise (J of sum(sum(X.*X)) is 2·(vec X)^T) */
+    if (n == 1) return lj_op_identity(d->ctx, 1);
+    return lji_d_transposed(d->ctx, lji_d_ones(d->ctx, n));
 }
 
 /* (1/‖A‖)·(vec A)^T, the factor the symbol it is, never the number 1/‖A‖,
