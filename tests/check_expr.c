@@ -1524,6 +1524,9 @@ START_TEST(test_diag_label_cancelled)
         { "log(2+exp(x))", "x", "Diag(1./(2 + exp(x)) ∘ exp(x))", "Diag(1./(2 + exp(x)) .* exp(x))" },
         { "log(1+exp(x).*x)", "x", "Diag(1./(1 + exp(x) ∘ x))·(Diag(x ∘ exp(x)) + Diag(exp(x)))",
           "Diag(1./(1 + exp(x) .* x))*(Diag(x .* exp(x)) + Diag(exp(x)))" },
+        /* terms that differ in a Diag: the coefficients inside it */
+        { "x.*(A*x)*2 - 3*(x.*x).*(A*x)", "x", "2·Diag(A·x) + Diag(2·x − 3·(x ∘ x))·A − 6·Diag((A·x) ∘ x)",
+          "2*Diag(A*x) + Diag(2*x - 3*(x .* x))*A - 6*Diag((A*x) .* x)" },
     };
     jforms_ok(171, cases, sizeof cases / sizeof cases[0], 180);
 }

@@ -1676,12 +1676,13 @@ START_TEST(test_rules_diag_terms)
     ASSERT_PRINTS(ctx, s1, "Diag(a − b)·X");
     tmat AmB = tm_add(1, A, -1, B), R1 = tm_mul(AmB, Xm);
     check_op_against(ctx, s1, R1, 1e-14, "Diag(a)·X − Diag(b)·X");
-    /* coefficients: 2·Diag(a)·X·W + 3·Diag(b)·X·W = 2·Diag(a + 1.5·b)·X·W */
+    /* coefficients, inside the Diag: 2·Diag(a)·X·W + 3·Diag(b)·X·W =
+     * Diag(2·a + 3·b)·X·W, no ratio of them */
     const lj_op *two[2] = { aXW, bXW };
     const double c23[2] = { 2, 3 };
     lj_op *s2 = lj_op_lincomb(ctx, 2, c23, two);
     CK_NN(ctx, s2);
-    ASSERT_PRINTS(ctx, s2, "2·Diag(a + 1.5·b)·X·W");
+    ASSERT_PRINTS(ctx, s2, "Diag(2·a + 3·b)·X·W");
     tmat A2B3 = tm_add(2, A, 3, B), t2 = tm_mul(A2B3, Xm), R2 = tm_mul(t2, Wm);
     check_op_against(ctx, s2, R2, 1e-13, "2·Diag(a)·X·W + 3·Diag(b)·X·W");
     /* the right end */
@@ -1704,6 +1705,30 @@ START_TEST(test_rules_diag_terms)
     ASSERT_PRINTS(ctx, s6, "Diag(k ∘ (a − b))·X");
     tmat KAmB = tm_mul(Kd, AmB), R6 = tm_mul(KAmB, Xm);
     check_op_against(ctx, s6, R6, 1e-14, "Diag(k)·(Diag(a)·X − Diag(b)·X)");
+    /* a label's parentheses round a product go, a leading minus sign
+     * joins the coefficient, a sum multiplied keeps its parentheses */
+    const double c2m3[2] = { 2, -3 };
+    lj_op *bx = lj_op_diag(ctx, 5, av.a, "(B·x)"), *mm = lj_op_diag(ctx, 5, bv.a, "−m");
+    lj_op *ub = lj_op_diag(ctx, 5, ev.a, "u + b");
+    lj_op *bxX = prod2(ctx, bx, X), *mmX = prod2(ctx, mm, X), *ubX = prod2(ctx, ub, X);
+    lj_op *s10 = lj_op_add(ctx, bxX, mmX), *s11 = lj_op_lincomb(ctx, 2, c2m3, (const lj_op *[]){ ubX, mmX });
+    CK_NN(ctx, s10);
+    CK_NN(ctx, s11);
+    ASSERT_PRINTS(ctx, s10, "Diag(B·x − m)·X");
+    ASSERT_PRINTS(ctx, s11, "Diag(2·(u + b) + 3·m)·X");
+    tmat ApB = tm_add(1, A, 1, B), R10 = tm_mul(ApB, Xm), E2B3 = tm_add(2, E, -3, B), R11 = tm_mul(E2B3, Xm);
+    check_op_against(ctx, s10, R10, 1e-14, "Diag(B·x)·X + Diag(−m)·X");
+    check_op_against(ctx, s11, R11, 1e-14, "2·Diag(u + b)·X − 3·Diag(−m)·X");
+    /* two bare Diags stay two terms */
+    const lj_op *ab[2] = { a, b };
+    lj_op *s9 = lj_op_lincomb(ctx, 2, c2m3, ab);
+    CK_NN(ctx, s9);
+    ck_assert_int_eq(lj_op_kind_of(s9), LJ_OP_SUM);
+    ASSERT_PRINTS(ctx, s9, "2·Diag(a) − 3·Diag(b)");
+    lj_op *more[] = { s9, bx, mm, ub, bxX, mmX, ubX, s10, s11 };
+    for (int i = 0; i < 9; i++) lj_op_free(&more[i]);
+    tmat more_m[] = { ApB, R10, E2B3, R11 };
+    for (int i = 0; i < 4; i++) tm_free(&more_m[i]);
     /* other factors: two terms */
     lj_op *s7 = lj_op_add(ctx, aX, bY);
     CK_NN(ctx, s7);
@@ -1713,24 +1738,46 @@ START_TEST(test_rules_diag_terms)
     lj_op *s8 = lj_op_sub(ctx, aX, aX);
     CK_NN(ctx, s8);
     ck_assert_int_eq(lj_op_kind_of(s8), LJ_OP_ZERO);
-    /* every allocation failing in turn: NOMEM and a message, or the merge */
-    int ok_at = 0;
-    for (int n = 1; n < 200 && !ok_at; n++) {
-        lj_context_fail_alloc(ctx, n, 0);
-        lj_op *m = lj_op_sub(ctx, aX, bX);
-        if (m) {
-            ok_at = n;
-            lj_context_fail_alloc(ctx, 0, 0);
-            ASSERT_PRINTS(ctx, m, "Diag(a − b)·X");
-        } else {
-            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
-            ck_assert_msg(lj_context_message(ctx)[0], "n=%d: no message", n);
-            lj_context_clear(ctx);
+    int ok_at;
+    /* labels beyond LJI_DIAG_LABEL_MAX: their heads and "…" */
+    char longl[201];
+    memset(longl, 'a', 200);
+    longl[200] = '\0';
+    lj_op *la = lj_op_diag(ctx, 5, av.a, longl), *lb = lj_op_diag(ctx, 5, bv.a, longl + 100);
+    lj_op *laX = prod2(ctx, la, X), *lbX = prod2(ctx, lb, X);
+    lj_op *s12 = lj_op_lincomb(ctx, 2, c2m3, (const lj_op *[]){ laX, lbX });
+    CK_NN(ctx, s12);
+    char *p12 = lj_op_print(ctx, s12, LJ_PRINT_UNICODE);
+    ck_assert_ptr_nonnull(p12);
+    ck_assert_msg(!strncmp(p12, "Diag(2·(aaaa", strlen("Diag(2·(aaaa")) && strstr(p12, "…) − …)·X"), "%s", p12);
+    lj_free(p12);
+    tmat A2B3m = tm_add(2, A, -3, B), R12 = tm_mul(A2B3m, Xm);
+    check_op_against(ctx, s12, R12, 1e-14, "2·Diag(a…)·X − 3·Diag(a…)·X");
+    tm_free(&A2B3m);
+    tm_free(&R12);
+    lj_op *more2[] = { la, lb, laX, lbX, s12 };
+    for (int i = 0; i < 5; i++) lj_op_free(&more2[i]);
+    /* every allocation failing in turn, with coefficients of 1 and not:
+     * NOMEM and a message, or the merge */
+    for (int coefs = 0; coefs < 2; coefs++) {
+        ok_at = 0;
+        for (int n = 1; n < 200 && !ok_at; n++) {
+            lj_context_fail_alloc(ctx, n, 0);
+            lj_op *m = coefs ? lj_op_lincomb(ctx, 2, c23, two) : lj_op_sub(ctx, aX, bX);
+            if (m) {
+                ok_at = n;
+                lj_context_fail_alloc(ctx, 0, 0);
+                ASSERT_PRINTS(ctx, m, coefs ? "Diag(2·a + 3·b)·X·W" : "Diag(a − b)·X");
+            } else {
+                ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
+                ck_assert_msg(lj_context_message(ctx)[0], "n=%d: no message", n);
+                lj_context_clear(ctx);
+            }
+            lj_op_free(&m);
         }
-        lj_op_free(&m);
+        lj_context_fail_alloc(ctx, 0, 0);
+        ck_assert_int_gt(ok_at, 1);
     }
-    lj_context_fail_alloc(ctx, 0, 0);
-    ck_assert_int_gt(ok_at, 1);
     lj_op *ops[] = { X, Y, W, a, b, e, k, c, d, aX, bX, eX, bY, aXW, bXW, Xc, Xd, s1, s2, s3, s4, bpe, s5, s6, s7, s8 };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) lj_op_free(&ops[i]);
     tmat ms[] = { Xm, Ym, Wm, av, bv, ev, kv, cv, dv, A, B, E, Kd, C, D, AmB, R1, A2B3, t2, R2, CpD, R3, AmBpE, R5, KAmB, R6 };

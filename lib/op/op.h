@@ -104,14 +104,15 @@ enum { LJI_STEP_COPY = 1, /* dst(rows×cols, ldd) <- x(rows×cols, ldx) */
        LJI_STEP_FUNC,     /* dst[i] <- f1(x[i]), i < rows; ok1 and ok2 guard x[i] */
        LJI_STEP_ONES,     /* guard: (x[0..rows) all ones) == expect */
        LJI_STEP_UNEQUAL,  /* guard: op and op2 (terms of one sum) still differ */
-       LJI_STEP_TRANSPOSE }; /* dst(cols×rows, ldd) <- x(rows×cols, ldx)^T */
+       LJI_STEP_TRANSPOSE, /* dst(cols×rows, ldd) <- x(rows×cols, ldx)^T */
+       LJI_STEP_LINCOMB };  /* dst[i] <- q·x[i] + p·y[i], i < rows */
 typedef struct lji_step {
     int type;
     double *dst;
     int64_t rows, cols, ldd;
     const double *x, *y;
     int64_t ldx, xn, yn;
-    double p;
+    double p, q;
     lji_elem2_fn f;
     double (*f1)(double);
     bool (*ok1)(double), (*ok2)(double);

@@ -251,50 +251,106 @@ static int diag_end(lj_context *ctx, const lj_op *t, const lj_op *a)
     return -1;
 }
 
-static double plus_scaled(double x, double y, double p)
+/* A term of a Diag's sum label: the label without the parentheses that
+ * wrap a whole product ("(2·(A·x))" is 2·(A·x)), and a leading minus sign
+ * of a product moved into its coefficient *c; *sum whether what is left
+ * has a sum at its top. */
+typedef struct {
+    const char *s;
+    size_t n;
+    bool sum;
+} term_label;
+
+static term_label term_label_of(const char *l, double *c)
 {
-    return x + p * y;
+    term_label t = { l, strlen(l), lji_label_is_sum_inside(l) };
+    if (!t.sum && lji_label_is_wrapped(l)) {
+        t.s++;
+        t.n -= 2;
+    }
+    size_t minus = t.sum ? 0 : lji_label_minus_len(t.s);
+    if (minus && minus < t.n) {
+        t.s += minus;
+        t.n -= minus;
+        *c = -*c;
+    }
+    return t;
 }
 
-/* "a + b", "a − b" or "a + p·b", cut as the labels of Diag products are */
-static char *diag_sum_label(lj_context *ctx, const char *la, const char *lb, double p)
+/* " + " or " − " and |c|· where it is not 1 (or "−" and |c|· first) */
+static void put_coef(lji_buf *b, double c, bool first)
+{
+    if (first) {
+        if (c < 0) lji_buf_puts(b, "−");
+    } else
+        lji_buf_puts(b, c < 0 ? " − " : " + ");
+    if (fabs(c) != 1.0) {
+        lji_put_number(b, fabs(c), LJ_PRINT_UNICODE);
+        lji_buf_puts(b, "·");
+    }
+}
+
+/* "q·a + p·b" for the Diag of q·x + p·y (q, p the two terms' coefficients,
+ * la, lb the labels of x and y): no coefficient of 1 written, a − for a
+ * negative one, sums bracketed where a number or a minus sign multiplies
+ * them, and the head and "…" beyond LJI_DIAG_LABEL_MAX */
+static char *diag_sum_label(lj_context *ctx, const char *la, double q, const char *lb, double p)
 {
     lji_buf b;
     lji_buf_init(&b, ctx);
-    if (strlen(la) + strlen(lb) <= LJI_DIAG_LABEL_MAX) {
-        lji_buf_puts(&b, la);
-        lji_buf_puts(&b, p < 0 ? " − " : " + ");
-        if (fabs(p) != 1.0) {
-            lji_put_number(&b, fabs(p), LJ_PRINT_UNICODE);
-            lji_buf_puts(&b, "·");
+    term_label a = term_label_of(la, &q), t = term_label_of(lb, &p);
+    bool whole = a.n + t.n <= LJI_DIAG_LABEL_MAX;
+    put_coef(&b, q, true);
+    bool wrap = q != 1.0 && (a.sum || !whole); /* −(a + b), 2·(a + b) */
+    if (wrap) lji_buf_puts(&b, "(");
+    if (!whole) {
+        char *head = lji_strndup(ctx, a.s, a.n);
+        if (!head) {
+            lji_buf_discard(&b);
+            return NULL;
         }
-        bool wrap = p != 1.0 && lji_label_is_sum(lb); /* a − (b + c) */
-        if (wrap) lji_buf_puts(&b, "(");
-        lji_buf_puts(&b, lb);
+        lji_put_label_head(&b, head, wrap ? "…" : "");
+        free(head);
         if (wrap) lji_buf_puts(&b, ")");
-    } else
-        lji_put_label_head(&b, la, p < 0 ? " − …" : " + …");
+        lji_buf_puts(&b, p < 0 ? " − …" : " + …");
+        return lji_buf_finish(&b, "lincomb");
+    }
+    lji_buf_putn(&b, a.s, a.n);
+    if (wrap) lji_buf_puts(&b, ")");
+    put_coef(&b, p, false);
+    wrap = p != 1.0 && t.sum; /* a − (b + c) */
+    if (wrap) lji_buf_puts(&b, "(");
+    lji_buf_putn(&b, t.s, t.n);
+    if (wrap) lji_buf_puts(&b, ")");
     return lji_buf_finish(&b, "lincomb");
 }
 
-/* Diag(x)·R + p·Diag(y)·R = Diag(x + p·y)·R (and R·Diag at the right end):
- * R is applied, and materialised, once. A plan's tape adds the numbers
- * again, and while they are not all ones the sum stays a Diag. NULL with
- * *fail when out of memory. */
-static lj_op *diag_merge(lj_context *ctx, const lj_op *t, const lj_op *a, int end, double p, bool *fail)
+/* q·Diag(x)·R + p·Diag(y)·R = Diag(q·x + p·y)·R (and R·Diag at the right
+ * end): R is applied, and materialised, once. The coefficients go inside,
+ * where the user's numbers are, so that the label shows no ratio of them
+ * (Diag(2·x − 3·(x ∘ x))·A, not 2·Diag(x − 1.5·(x ∘ x))·A). A plan's tape
+ * forms q·x + p·y again, and while it is not all ones the sum stays a
+ * Diag. NULL with *fail when out of memory.
+ *
+ * Two bare Diags stay two terms: merged, their entries may cancel to
+ * rounding residues (J of x./x is Diag(1./x) − Diag(x./x.^2)), and the
+ * sizes of the terms that cancelled, which say what rounding to expect
+ * of J, would be lost to anyone checking it. */
+static lj_op *diag_merge(lj_context *ctx, const lj_op *t, const lj_op *a, int end, double q, double p,
+                         bool *fail)
 {
     int n = t->nchild, s = end ? n - 1 : 0;
     const lj_op *x = t->child[s], *y = a->child[s];
     int64_t m = x->rows;
     double *d = lji_malloc(ctx, (size_t)(m ? m : 1) * sizeof *d);
-    char *label = d ? diag_sum_label(ctx, x->label ? x->label : "a", y->label ? y->label : "b", p) : NULL;
+    char *label = d ? diag_sum_label(ctx, x->label ? x->label : "a", q, y->label ? y->label : "b", p) : NULL;
     lj_op *D = NULL, *r = NULL;
     if (label) {
-        for (int64_t i = 0; i < m; i++) d[i] = plus_scaled(x->data[i], y->data[i], p);
+        for (int64_t i = 0; i < m; i++) d[i] = q * x->data[i] + p * y->data[i];
         D = lj_op_diag(ctx, m, d, label);
     }
     if (D && (lji_tape_vol(ctx, x) || lji_tape_vol(ctx, y))) {
-        lji_step st = { .type = LJI_STEP_ELEM, .xn = m, .yn = m, .p = p, .f = plus_scaled };
+        lji_step st = { .type = LJI_STEP_LINCOMB, .xn = m, .yn = m, .q = q, .p = p };
         lji_tape_diag_of_two(ctx, &st, x, y, D, "a sum of Diags is I");
     }
     if (D) {
@@ -340,13 +396,14 @@ static void terms_add(terms *ts, double c, const lj_op *a)
          * terms (c_i + c)·t: a plan's J must not keep Diag(x − x) */
         lji_tape_guard_unequal(ts->ctx, ts->t[i], a);
         bool fail;
-        lj_op *m = diag_merge(ts->ctx, ts->t[i], a, end, c / ts->c[i], &fail);
+        lj_op *m = diag_merge(ts->ctx, ts->t[i], a, end, ts->c[i], c, &fail);
         if (fail) {
             ts->failed = true;
             return;
         }
         lj_op_free(&ts->t[i]);
         ts->t[i] = m;
+        ts->c[i] = 1.0; /* inside the Diag now */
         return;
     }
     for (int i = 0; i < ts->n; i++) lji_tape_guard_unequal(ts->ctx, ts->t[i], a); /* and they stay unlike */

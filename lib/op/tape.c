@@ -112,7 +112,8 @@ static bool same_step(const lji_step *x, const lji_step *y)
     return x->type == y->type && x->type != LJI_STEP_DENSE && x->type != LJI_STEP_DIAGPROD &&
            x->node[0] == y->node[0] && x->node[1] == y->node[1] && x->src[0] < 0 && y->src[0] < 0 &&
            x->rows == y->rows && x->cols == y->cols && x->ldx == y->ldx && x->xn == y->xn && x->yn == y->yn &&
-           x->f == y->f && x->f1 == y->f1 && (x->p == y->p || (x->p != x->p && y->p != y->p));
+           x->f == y->f && x->f1 == y->f1 && (x->p == y->p || (x->p != x->p && y->p != y->p)) &&
+           (x->q == y->q || (x->q != x->q && y->q != y->q));
 }
 
 static bool same_nodes(const lji_tape *t, const lj_op *a, const lj_op *b, int depth)
@@ -378,6 +379,9 @@ int lji_tape_run(lj_context *ctx, lji_tape *t, const unsigned char *changed, dou
         case LJI_STEP_ELEM:
             for (int64_t i = 0; i < s->rows; i++)
                 s->dst[i] = s->f(sx ? sx[s->xn == 1 ? 0 : i] : 0, sy ? sy[s->yn == 1 ? 0 : i] : 0, s->p);
+            break;
+        case LJI_STEP_LINCOMB:
+            for (int64_t i = 0; i < s->rows; i++) s->dst[i] = s->q * sx[i] + s->p * sy[i];
             break;
         case LJI_STEP_FUNC:
             for (int64_t i = 0; i < s->rows; i++) {
