@@ -1362,6 +1362,12 @@ START_TEST(test_number_factors_fold)
         /* a value's row in J (one-off) and its column's transpose (a plan's
          * J, whose numbers are its own) print alike */
         { "(-(-(-x)))'*(-(-(A'*x)))", "−x^T·A − x^T·A^T", "-x'*A - x'*A'" },
+        /* a transpose of a negation reads −x^T, its minus sign in front of
+         * the product, two of them none (was exp(−(−x)^T·A·x)·(x^T·A^T −
+         * (−x)^T·A)) */
+        { "exp((-x)'*A*(-x))", "exp(x^T·A·x)·(x^T·A^T + x^T·A)", "exp(x'*A*x)*(x'*A' + x'*A)" },
+        { "sin((-x)'*A*x)", "cos(−x^T·A·x)·(−x^T·A^T − x^T·A)", "cos(-x'*A*x)*(-x'*A' - x'*A)" },
+        { "exp((-(-x))'*A*x)", "exp(x^T·A·x)·(x^T·A^T + x^T·A)", "exp(x'*A*x)*(x'*A' + x'*A)" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         jacobian_forms_plan_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain, 53 + i);

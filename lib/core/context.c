@@ -393,6 +393,7 @@ void lji_buf_init(lji_buf *b, lj_context *ctx)
     b->limit = 0;
     b->truncated = false;
     b->math = false;
+    b->drop_minus = false;
 }
 
 size_t lji_utf8_prefix(const char *s, size_t n)

@@ -267,6 +267,8 @@ typedef struct {
     size_t limit;   /* 0: none; else appends stop once len reaches it */
     bool math;      /* expressions written in math notation (labels), not the language */
     bool truncated; /* an append was dropped because of the limit */
+    bool drop_minus; /* labels: the transpose of a negation written next leaves out its minus sign,
+                      * which its chain writes in front (lji_expr_write) */
 } lji_buf;
 void lji_buf_init(lji_buf *b, lj_context *ctx);
 void lji_buf_puts(lji_buf *b, const char *s);

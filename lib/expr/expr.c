@@ -407,14 +407,38 @@ static int written_level(const lj_expr *e)
     return e->def->level;
 }
 
+/* In a label a transpose of a negation reads as a negation, (−x)^T as
+ * −x^T: how many minus signs lie under e's chain of transposes (an odd
+ * number writes one), 0 for other nodes and outside labels. */
+static int lji_label_transposed_negs(const lji_buf *b, const lj_expr *e)
+{
+    if (!b->math || e->def != &lji_op_transpose || e->pbase) return 0;
+    const lj_expr *x = e->a;
+    while (x->def == &lji_op_transpose && !x->pbase) x = x->a;
+    int k = 0;
+    for (; x->def == &lji_op_neg && !x->pbase; x = x->a) k++;
+    return k;
+}
+
+/* the level e is written at into b: −x^T is a unary minus, unless its
+ * chain writes the minus sign (drop_minus) */
+static int label_level(const lji_buf *b, const lj_expr *e)
+{
+    if (!b->drop_minus && lji_label_transposed_negs(b, e) % 2) return 3;
+    return written_level(e);
+}
+
 /* A chain of terms (a·b·c, a ∘ b / s): how many of its right operands are
  * negated, and its first operand in *first. In labels the minus signs
- * come out in front: x^T·(−A) reads −x^T·A, a·(−b)·(−c) a·b·c. */
-static int64_t negated_operands(const lj_expr *e, const lj_expr **first)
+ * come out in front: x^T·(−A) reads −x^T·A, a·(−b)·(−c) a·b·c, and
+ * A·(−x)^T −A·x^T. */
+static int64_t negated_operands(const lji_buf *b, const lj_expr *e, const lj_expr **first)
 {
     int64_t k = 0;
     for (;; e = e->a) {
-        for (const lj_expr *r = e->b; r->def == &lji_op_neg; r = r->a) k++;
+        const lj_expr *r = e->b;
+        for (; r->def == &lji_op_neg; r = r->a) k++;
+        k += lji_label_transposed_negs(b, r) % 2;
         if (!same_infix_level(e->a, 2) || e->a->pbase) break;
     }
     *first = e->a;
@@ -429,12 +453,13 @@ bool lji_expr_writes_minus(const lji_buf *b, const lj_expr *e)
 {
     for (;;) {
         const lji_opdef *d = e->def;
-        if (d == &lji_op_neg || (d == &lji_op_scale && e->p < 0) || (d == &lji_op_const && !e->name && e->value[0] < 0))
+        if (d == &lji_op_neg || (d == &lji_op_scale && e->p < 0) || (d == &lji_op_const && !e->name && e->value[0] < 0) ||
+            lji_label_transposed_negs(b, e) % 2)
             return true;
         if (e->pbase || !same_infix_level(e, d->level)) return false;
         const lj_expr *first = e->a;
-        if (b->math && d->level == 2 && negated_operands(e, &first) % 2) return true;
-        if (written_level(first) < d->level) return false; /* bracketed */
+        if (b->math && d->level == 2 && negated_operands(b, e, &first) % 2) return true;
+        if (label_level(b, first) < d->level) return false; /* bracketed */
         e = first;
     }
 }
@@ -444,7 +469,7 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
 {
     if (b->truncated) return; /* a label's length limit was reached: stop the walk */
     const lji_opdef *d = e->def;
-    int mine = written_level(e);
+    int mine = label_level(b, e);
     bool paren = mine < level;
     lji_put_open(b, paren);
     if (e->pbase) {
@@ -476,19 +501,25 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         /* in a label, a chain of terms writes its negated operands' minus
          * signs in front (one, or none for two), unless its first operand
          * has one of its own and the count is odd */
-        bool strip = false;
+        bool strip = false, drop = false;
         const lj_expr *first = x->a;
         if (b->math && mine == 2) {
-            int64_t k = negated_operands(e, &first);
-            bool own = written_level(first) >= mine && lji_expr_writes_minus(b, first);
+            int64_t k = negated_operands(b, e, &first);
+            bool own = label_level(b, first) >= mine && lji_expr_writes_minus(b, first);
             while (own && first->def == &lji_op_neg) { /* (−a)·(−b) is a·b */
                 first = first->a, k++;
-                own = written_level(first) >= mine && lji_expr_writes_minus(b, first);
+                own = label_level(b, first) >= mine && lji_expr_writes_minus(b, first);
+            }
+            if (own && lji_label_transposed_negs(b, first) % 2) { /* (−x)^T·A is −x^T·A */
+                k++;
+                own = false;
+                drop = true;
             }
             strip = k > 0 && (k % 2 == 0 || !own);
             if (strip && k % 2) lji_buf_puts(b, "−");
-            if (!strip) first = x->a;
+            if (!strip) first = x->a, drop = false;
         }
+        b->drop_minus = drop;
         lji_expr_write(b, first, mine);
         for (int64_t k = depth; k >= 0 && !b->truncated; k--) {
             x = spine ? spine[k] : e;
@@ -499,7 +530,10 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
              * x^T·(−A), a + (−2), A − (−B·A) */
             const lj_expr *r = x->b;
             while (strip && r->def == &lji_op_neg) r = r->a;
-            lji_expr_write(b, r, lji_expr_writes_minus(b, r) ? 4 : mine + 1);
+            bool drop_r = strip && lji_label_transposed_negs(b, r) % 2;
+            int lr = !drop_r && lji_expr_writes_minus(b, r) ? 4 : mine + 1;
+            b->drop_minus = drop_r;
+            lji_expr_write(b, r, lr);
         }
         free(spine);
     }

@@ -405,6 +405,12 @@ static void transpose_write(lji_buf *b, const lj_expr *e)
     const lj_expr *x = e->a;
     int n = 1;
     for (; x->def == &lji_op_transpose && !x->pbase; x = x->a) n++;
+    /* and a negation under it reads in front, (−x)^T as −x^T, unless the
+     * product it is in writes that minus sign (drop_minus) */
+    int negs = 0;
+    for (; x->def == &lji_op_neg && !x->pbase; x = x->a) negs++;
+    if (negs % 2 && !b->drop_minus) lji_buf_puts(b, "−");
+    b->drop_minus = false;
     if (n % 2 && x->def == &lji_op_inv && !x->pbase) { /* A^{-T} */
         lji_expr_write(b, x->a, 6);
         lji_buf_puts(b, "^{-T}");
