@@ -1487,6 +1487,86 @@ static void jforms_ok(uint64_t symseed, const jform *c, size_t n, uint64_t seed)
     lj_context_free(&ctx);
 }
 
+/* The plain form of a row "(vec M)'" in the language, vec's argument
+ * bracketed: "(vec A')'" as "(vec(A'))'" (new; the rest as it is) */
+static char *vec_called(const char *plain)
+{
+    size_t n = strlen(plain);
+    char *o = malloc(2 * n + 1), *w = o;
+    ck_assert_ptr_nonnull(o);
+    for (const char *s = plain; *s;) {
+        if (!strncmp(s, "vec ", 4)) { /* "vec TOKEN": to the bracket that closes the row */
+            memcpy(w, "vec(", 4), w += 4, s += 4;
+            for (int depth = 0; *s && (depth || *s != ')'); s++) {
+                depth += *s == '(' ? 1 : *s == ')' ? -1 : 0;
+                *w++ = *s;
+            }
+            *w++ = ')';
+        } else
+            *w++ = *s++;
+    }
+    *w = '\0';
+    return o;
+}
+
+/* (vec I)^T·(P ⊗ Q), the derivative of a trace, prints as the row
+ * (vec(Q^T·P))^T it is, a commutation after it taken in, further
+ * Kronecker factors too, a last sum as a sum of rows with equal ones
+ * gathered: the Cookbook's gradients, transposed. Each J against central
+ * differences and a plan's; and where the plain form is in the language
+ * (no I_n, X^{-T}), it parses back to J's own numbers. */
+START_TEST(test_trace_rows)
+{
+    static const struct { const char *expr, *uni, *plain; bool parses; } cases[] = {
+        { "tr(A*X)", "(vec A^T)^T", "(vec A')'", true },
+        { "tr(X'*A)", "(vec A)^T", "(vec A)'", true },
+        { "tr(A*X*B)", "(vec(A^T·B^T))^T", "(vec(A'*B'))'", true },
+        { "tr(X'*X)", "2·(vec X)^T", "2*(vec X)'", true },
+        { "tr(X*X)", "2·(vec X^T)^T", "2*(vec X')'", true },
+        { "-tr(X'*X)", "−2·(vec X)^T", "-2*(vec X)'", true },
+        { "tr(X*A*X')", "(vec(X·A^T))^T + (vec(X·A))^T", "(vec(X*A'))' + (vec(X*A))'", true },
+        { "tr(X'*A*X)", "(vec(A·X))^T + (vec(A^T·X))^T", "(vec(A*X))' + (vec(A'*X))'", true },
+        { "tr(A*X*B*X)", "(vec(A^T·X^T·B^T))^T + (vec((A·X·B)^T))^T", "(vec(A'*X'*B'))' + (vec((A*X*B)'))'",
+          true },
+        { "tr(X*A*X') - tr(X'*X)", "(vec(X·A^T))^T + (vec(X·A))^T − 2·(vec X)^T",
+          "(vec(X*A'))' + (vec(X*A))' - 2*(vec X)'", true },
+        { "sin(tr(X*A*X'))", "cos(tr(X·A·X^T))·((vec(X·A^T))^T + (vec(X·A))^T)",
+          "cos(tr(X*A*X'))*((vec(X*A'))' + (vec(X*A))')", true },
+        { "tr(inv(X)*A)", "−(vec(X^{-T}·A^T·X^{-T}))^T", "-(vec(X^{-T}*A'*X^{-T}))'", false },
+        { "tr(X)", "(vec I_3)^T", "(vec I_3)'", false }, /* the row alone stays */
+    };
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 191, true);
+    lj_expr *X = lj_symtab_get(t, "X");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "X", cases[i].uni, cases[i].plain, 200 + i);
+        if (!cases[i].parses) continue;
+        int64_t pos, r, c;
+        lj_expr *f = lj_parse(ctx, cases[i].expr, t, &pos);
+        CK_NN(ctx, f);
+        lj_op *J = lj_expr_jacobian(ctx, f, X);
+        CK_NN(ctx, J);
+        char *src = vec_called(cases[i].plain);
+        lj_expr *back = lj_parse(ctx, src, t, &pos);
+        ck_assert_msg(back != NULL, "%s: '%s' does not parse: %s", cases[i].expr, src, lj_context_message(ctx));
+        double *v = NULL, d[9];
+        CK_OK(ctx, lj_expr_eval(ctx, back, &r, &c, &v));
+        ck_assert_msg(r == 1 && c == 9, "%s: '%s' is %lld×%lld", cases[i].expr, src, (long long)r, (long long)c);
+        CK_OK(ctx, lj_op_to_dense(ctx, J, d, 1));
+        for (int k = 0; k < 9; k++)
+            ck_assert_msg(fabs(v[k] - d[k]) <= 1e-12 * (1 + fabs(d[k])), "%s: '%s' entry %d: %.17g against J's %.17g",
+                          cases[i].expr, src, k, v[k], d[k]);
+        lj_free(v);
+        free(src);
+        lj_expr_free(&back);
+        lj_op_free(&J);
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* (−u) ∘ X differentiates to −Diag(vec u), not Diag(vec(−u)), so that its
  * sign meets J's others; u interior too. Plans print and evaluate alike. */
 START_TEST(test_negated_hadamard_factor)
@@ -2900,6 +2980,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_negated_hadamard_factor);
     tcase_add_test(rules, test_sigmoid_labels);
     tcase_add_test(rules, test_diag_label_cancelled);
+    tcase_add_test(rules, test_trace_rows);
     tcase_add_test(rules, test_commuted_labels);
     tcase_add_test(rules, test_jacobian_without_value);
     tcase_add_loop_test(rules, test_functions, 0, LJ_FN_EXPM1 + 1);

@@ -457,6 +457,220 @@ static bool is_ones_row(const lj_op *a)
     return true;
 }
 
+/* ---- the trace's row before Kronecker products, printed as the Cookbook
+ * writes the derivative of a trace ---- */
+
+/* a is (vec I_n)^T: the transpose of a sparse column of ones at the
+ * diagonal's positions of an n×n matrix, labelled so (tr's local J) */
+static bool is_trace_row(const lj_op *a)
+{
+    if (!lji_is(a, &lji_kind_transpose)) return false;
+    const lj_op *c = a->child[0];
+    if (!lji_is(c, &lji_kind_sparse) || c->cols != 1 || !c->label || strncmp(c->label, "vec I_", 6)) return false;
+    char *end;
+    long long n = strtoll(c->label + 6, &end, 10);
+    if (*end || n <= 0 || n > 3037000499LL || n * n != c->rows) return false;
+    const int64_t *p = c->sp.p, *i = c->sp.i;
+    const double *x = c->sp.x;
+    if (p[1] - p[0] != n) return false;
+    for (int64_t k = 0; k < n; k++)
+        if (i[p[0] + k] != k + k * n || x[p[0] + k] != 1.0) return false;
+    return true;
+}
+
+/* an identity, or a labelled dense block or its transpose */
+static bool labelled_factor(const lj_op *F)
+{
+    if (lji_is(F, &lji_kind_identity)) return true;
+    const lj_op *c = lji_is(F, &lji_kind_transpose) ? F->child[0] : F;
+    return lji_is(c, &lji_kind_dense) && c->label;
+}
+
+/* T is P ⊗ Q of two such factors (*K NULL), or (P ⊗ Q)·K_{m,n} (*K the
+ * commutation) */
+static bool trace_kron_term(const lj_op *T, const lj_op **kr, const lj_op **K)
+{
+    *K = NULL;
+    if (lji_is(T, &lji_kind_compose) && T->nchild == 2 && lji_is(T->child[1], &lji_kind_commutation)) {
+        *K = T->child[1];
+        T = T->child[0];
+    }
+    *kr = T;
+    return lji_is(T, &lji_kind_kron) && T->nchild == 2 && labelled_factor(T->child[0]) &&
+           labelled_factor(T->child[1]);
+}
+
+/* F's label (transposed where t), as a new string: "" for an identity */
+static char *factor_label(lj_context *ctx, const lj_op *F, bool t)
+{
+    if (lji_is(F, &lji_kind_identity)) return lji_strdup(ctx, "");
+    const lj_op *c = F;
+    if (lji_is(F, &lji_kind_transpose)) c = F->child[0], t = !t;
+    if (!t) return lji_strdup(ctx, c->label);
+    char tbuf[64], *own = NULL;
+    const char *l = lji_label_transposed_to(ctx, c->label, tbuf, sizeof tbuf, &own);
+    char *r = l ? lji_strdup(ctx, l) : NULL;
+    free(own);
+    return r;
+}
+
+/* a·b·c as a new label, an identity's "" dropping out: a product's
+ * wrapping parentheses go; a sum, or a minus sign after the first
+ * factor, is bracketed */
+static char *label_product3(lj_context *ctx, const char *a, const char *b, const char *c)
+{
+    lji_buf o;
+    lji_buf_init(&o, ctx);
+    const char *f[3] = { a, b, c };
+    for (int i = 0, k = 0; i < 3; i++) {
+        const char *l = f[i];
+        if (!l) {
+            lji_buf_discard(&o);
+            return NULL;
+        }
+        if (!*l) continue;
+        if (k++) lji_buf_puts(&o, "·");
+        size_t n = strlen(l);
+        bool minus = lji_label_minus_len(l) || (lji_label_is_wrapped(l) && lji_label_minus_len(l + 1));
+        if (lji_label_is_wrapped(l) && !lji_label_is_sum_inside(l) && !(minus && k > 1))
+            lji_buf_putn(&o, l + 1, n - 2);
+        else if (!lji_label_is_wrapped(l) && (lji_label_is_sum(l) || (minus && k > 1))) {
+            lji_buf_puts(&o, "(");
+            lji_buf_puts(&o, l);
+            lji_buf_puts(&o, ")");
+        } else
+            lji_buf_puts(&o, l);
+    }
+    return lji_buf_finish(&o, "print");
+}
+
+/* The row (vec C)^T so far, C and C^T as labels ("" for I_n, the trace's
+ * own row) */
+typedef struct {
+    char *c, *ct;
+} trace_row;
+
+/* row·(P ⊗ Q) is (vec(Q^T·C·P))^T, and row·(P ⊗ Q)·K_{m,n}, where Q^T·C·P
+ * is n×m, (vec(P^T·C^T·Q))^T: the row after a term, a new one (NULL
+ * members for no memory) */
+static trace_row trace_step(lj_context *ctx, trace_row r, const lj_op *kr, const lj_op *K)
+{
+    const lj_op *P = kr->child[0], *Q = kr->child[1];
+    char *ps = factor_label(ctx, P, false), *pt = factor_label(ctx, P, true);
+    char *qs = factor_label(ctx, Q, false), *qt = factor_label(ctx, Q, true);
+    char *m = label_product3(ctx, qt, r.c, ps), *mt = label_product3(ctx, pt, r.ct, qs);
+    free(ps), free(pt), free(qs), free(qt);
+    trace_row n = { K ? mt : m, K ? m : mt };
+    return n;
+}
+
+/* K_{m,n} after (P ⊗ Q) takes the row to its transpose where Q^T·C·P is n×m */
+static bool trace_k_fits(const lj_op *kr, const lj_op *K)
+{
+    return K->n == kr->child[1]->cols && K->m == kr->child[0]->cols;
+}
+
+/* the row's label, "(vec C)^T" or "(vec(C))^T", new */
+static char *trace_row_label(lj_context *ctx, const char *c)
+{
+    if (!c) return NULL;
+    lji_buf v;
+    lji_buf_init(&v, ctx);
+    lji_buf_printf(&v, lji_label_is_atomic(c) && c[0] != '(' ? "vec %s" : "vec(%s)", c);
+    char *vl = lji_buf_finish(&v, "print"), tbuf[64], *own = NULL;
+    const char *t = vl ? lji_label_transposed_to(ctx, vl, tbuf, sizeof tbuf, &own) : NULL;
+    char *r = t ? lji_strdup(ctx, t) : NULL;
+    free(own);
+    free(vl);
+    return r;
+}
+
+/* Children [i, …) of J from the trace's row (vec I_n)^T on, folded as the
+ * Cookbook writes the derivative of a trace: each Kronecker product P ⊗ Q
+ * of identities and labelled dense blocks (and a commutation after it)
+ * taken into the row, (vec I)^T·(P ⊗ Q) = (vec(Q^T·P))^T, and a last sum
+ * of such terms into a sum of rows, equal rows gathered: J of tr(A·X)
+ * reads (vec A^T)^T, of tr(X^T·X) 2·(vec X)^T, of tr(X^{-1}·A)
+ * −(vec(X^{-T}·A^T·X^{-T}))^T. Printed, the index of the last child
+ * taken; -1 (nothing printed) where no child after the row folds. The
+ * operator keeps its factors. */
+static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fmt, bool alone)
+{
+    lj_context *ctx = b->ctx;
+    trace_row r = { lji_strdup(ctx, ""), lji_strdup(ctx, "") };
+    int j = i + 1, last = -1;
+    while (j < J->nchild && r.c && r.ct) {
+        const lj_op *T = J->child[j], *K = j + 1 < J->nchild ? J->child[j + 1] : NULL, *kr, *K0;
+        if (!lji_is(T, &lji_kind_kron) || !trace_kron_term(T, &kr, &K0)) break;
+        if (K && !(lji_is(K, &lji_kind_commutation) && trace_k_fits(kr, K))) K = NULL;
+        trace_row n = trace_step(ctx, r, kr, K);
+        free(r.c), free(r.ct);
+        r = n;
+        last = j = K ? j + 2 : j + 1;
+        last--;
+    }
+    /* a sum of terms last: a sum of rows */
+    const lj_op *S = j == J->nchild - 1 ? J->child[j] : NULL, *kr, *K;
+    bool sum = S && lji_is(S, &lji_kind_sum) && r.c && r.ct;
+    for (int t = 0; sum && t < S->nchild; t++)
+        sum = trace_kron_term(S->child[t], &kr, &K) && (!K || trace_k_fits(kr, K));
+    if (sum) {
+        int n = S->nchild;
+        char **lab = lji_calloc(ctx, (size_t)n, sizeof *lab);
+        double *c = lji_malloc(ctx, (size_t)n * sizeof *c);
+        bool ok = lab && c;
+        for (int t = 0; ok && t < n; t++) {
+            trace_kron_term(S->child[t], &kr, &K);
+            trace_row m = trace_step(ctx, r, kr, K);
+            lab[t] = trace_row_label(ctx, m.c);
+            free(m.c), free(m.ct);
+            c[t] = S->coef[t];
+            ok = lab[t] != NULL;
+        }
+        /* equal rows gathered, where their coefficients do not cancel */
+        for (int t = 0; ok && t < n; t++)
+            for (int u = t + 1; lab[t] && u < n; u++)
+                if (lab[u] && !strcmp(lab[t], lab[u]) && c[t] + c[u] != 0.0) {
+                    c[t] += c[u];
+                    free(lab[u]);
+                    lab[u] = NULL;
+                }
+        if (ok) {
+            int terms = 0;
+            bool minus = false; /* the first term's sign */
+            for (int t = 0; t < n; t++)
+                if (lab[t] && !terms++) minus = c[t] < 0;
+            bool paren = !alone && (terms > 1 || minus);
+            lji_put_open(b, paren);
+            for (int t = 0, k = 0; t < n; t++) {
+                if (!lab[t]) continue;
+                if (k++) lji_buf_puts(b, c[t] < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
+                else if (c[t] < 0)
+                    lji_buf_puts(b, lji_sym_minus(fmt));
+                if (fabs(c[t]) != 1.0) {
+                    lji_put_number(b, fabs(c[t]), fmt);
+                    lji_buf_puts(b, lji_sym_dot(fmt));
+                }
+                lji_put_value_label(b, lab[t], fmt, fabs(c[t]) != 1.0 || terms > 1 ? LJI_AT_SUM : LJI_AT_COMPOSE);
+            }
+            lji_put_close(b, paren);
+            last = J->nchild - 1;
+        } else
+            b->failed = true;
+        for (int t = 0; lab && t < n; t++) free(lab[t]);
+        free(lab);
+        free(c);
+    } else if (last >= 0) {
+        char *l = trace_row_label(ctx, r.c);
+        if (l) lji_put_value_label(b, l, fmt, LJI_AT_COMPOSE);
+        else b->failed = true;
+        free(l);
+    }
+    if (!r.c || !r.ct) b->failed = true;
+    free(r.c), free(r.ct);
+    return last;
+}
+
 /* 1_n^T·Diag(d) prints as the row it is, d^T: J of sum(f(X·w)) reads
  * f'(vec(X·w))^T·X, not 1^T·Diag(f'(vec(X·w)))·X (the operator keeps both) */
 static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
@@ -466,6 +680,13 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
     for (int i = 0; i < J->nchild; i++) {
         if (i) lji_buf_puts(b, lji_sym_dot(fmt));
         const lj_op *d = i + 1 < J->nchild ? J->child[i + 1] : NULL;
+        if (d && is_trace_row(J->child[i])) {
+            int last = put_trace_chain(b, J, i, fmt, i == 0 && !paren && (where == LJI_AT_TOP || where == LJI_AT_SUM));
+            if (last > i) {
+                i = last;
+                continue;
+            }
+        }
         if (d && lji_is(d, &lji_kind_diag) && d->label && is_ones_row(J->child[i])) {
             bool br = !lji_label_transposes_bare(d->label);
             lji_put_open(b, br);
