@@ -1512,7 +1512,8 @@ static char *vec_called(const char *plain)
 /* (vec I)^T·(P ⊗ Q), the derivative of a trace, prints as the row
  * (vec(Q^T·P))^T it is, a commutation after it taken in, further
  * Kronecker factors too, a last sum as a sum of rows with equal ones
- * gathered: the Cookbook's gradients, transposed. Each J against central
+ * gathered, and a row (vec C)^T the same way, (vec(Q^T·C·P))^T: the
+ * Cookbook's gradients, transposed. Each J against central
  * differences and a plan's; and where the plain form is in the language
  * (no I_n, X^{-T}), it parses back to J's own numbers. */
 START_TEST(test_trace_rows)
@@ -1534,6 +1535,12 @@ START_TEST(test_trace_rows)
           "cos(tr(X*A*X'))*((vec(X*A'))' + (vec(X*A))')", true },
         { "tr(inv(X)*A)", "−(vec(X^{-T}·A^T·X^{-T}))^T", "-(vec(X^{-T}*A'*X^{-T}))'", false },
         { "tr(X)", "(vec I_3)^T", "(vec I_3)'", false }, /* the row alone stays */
+        /* a row (vec C)^T of logdet, det, a squared norm the same way */
+        { "norm2(A*X*B - A)^2", "2·(vec(A^T·(A·X·B − A)·B^T))^T", "2*(vec(A'*(A*X*B - A)*B'))'", true },
+        { "norm2(X*B)^2", "2·(vec(X·B·B^T))^T", "2*(vec(X*B*B'))'", true },
+        { "det(A*X)", "det(A·X)·(vec(A^T·(A·X)^{-T}))^T", "det(A*X)*(vec(A'*(A*X)^{-T}))'", false },
+        { "log(det(X'*X))", "(vec(X·(X^T·X)^{-1}))^T + (vec(X·(X^T·X)^{-T}))^T",
+          "(vec(X*(X'*X)^{-1}))' + (vec(X*(X'*X)^{-T}))'", false },
     };
     lj_context *ctx = lj_context_new();
     lj_symtab *t = symtab_3x3(ctx, 191, true);
@@ -1559,6 +1566,37 @@ START_TEST(test_trace_rows)
         lj_free(v);
         free(src);
         lj_expr_free(&back);
+        lj_op_free(&J);
+        lj_expr_free(&f);
+    }
+    /* printed with every allocation failing in turn: NOMEM and a message,
+     * or the whole form */
+    const char *fold[] = { "tr(X*A*X') - tr(X'*X)", "norm2(A*X*B - A)^2" };
+    for (int e = 0; e < 2; e++) {
+        int64_t pos;
+        lj_expr *f = lj_parse(ctx, fold[e], t, &pos);
+        lj_op *J = f ? lj_expr_jacobian(ctx, f, X) : NULL;
+        CK_NN(ctx, J);
+        char *want = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+        CK_NN(ctx, want);
+        int ok_at = 0;
+        for (int n = 1; n < 400 && !ok_at; n++) {
+            lj_context_fail_alloc(ctx, n, 0);
+            char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+            lj_context_fail_alloc(ctx, 0, 0);
+            if (p) {
+                ok_at = n;
+                ck_assert_str_eq(p, want);
+                ck_assert_msg(lj_context_status(ctx) == LJ_OK, "%s n=%d: %s", fold[e], n, lj_context_message(ctx));
+            } else {
+                ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
+                ck_assert_msg(lj_context_message(ctx)[0], "n=%d: no message", n);
+                lj_context_clear(ctx);
+            }
+            lj_free(p);
+        }
+        ck_assert_int_gt(ok_at, 3);
+        lj_free(want);
         lj_op_free(&J);
         lj_expr_free(&f);
     }
@@ -2828,7 +2866,7 @@ START_TEST(test_sparse_structure)
         { lj_expr_mul(ctx, SY, XtYt), Y, -1, "((X^T·Y) ⊗ I_30)·P_S^T·P_S·Diag(vec S) + (I_4 ⊗ (S ∘ Y))·K_{4,30}·(I_30 ⊗ X^T)" },
         /* the derivative of a norm is a symbol, never the number 1/‖·‖ */
         { lj_expr_norm2(ctx, SY), Y, -1, "(1/norm2(S ∘ Y))·(vec(S ∘ Y))^T·P_S·Diag(vec S)" },
-        { lj_expr_norm2(ctx, XtY), Y, -1, "(1/norm2(X^T·Y))·(vec(X^T·Y))^T·(I_30 ⊗ X^T)" },
+        { lj_expr_norm2(ctx, XtY), Y, -1, "(1/norm2(X^T·Y))·(vec(X·X^T·Y))^T" },
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         CK_NN(ctx, cases[c].e);

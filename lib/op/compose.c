@@ -585,6 +585,30 @@ static char *trace_row_label(lj_context *ctx, const char *c)
     return r;
 }
 
+/* a is a row (vec C)^T: the transpose of a dense column labelled "vec C"
+ * or "vec(C)" (the derivative of logdet, det, a squared norm); C's label
+ * into *c, new (NULL for no memory) */
+static bool vec_row_matrix(lj_context *ctx, const lj_op *a, char **c)
+{
+    if (!lji_is(a, &lji_kind_transpose)) return false;
+    const lj_op *v = a->child[0];
+    if (!lji_is(v, &lji_kind_dense) || v->cols != 1 || !v->label || strncmp(v->label, "vec", 3)) return false;
+    const char *l = v->label + 3;
+    size_t n = strlen(l);
+    if (l[0] == ' ' && n > 1) {
+        *c = lji_strdup(ctx, l + 1);
+        return true;
+    }
+    if (l[0] != '(' || n < 3 || l[n - 1] != ')') return false;
+    int depth = 0; /* "vec(A)·(B)" is not vec of one matrix */
+    for (size_t k = 0; k + 1 < n; k++) {
+        depth += l[k] == '(' ? 1 : l[k] == ')' ? -1 : 0;
+        if (!depth) return false;
+    }
+    *c = lji_strndup(ctx, l + 1, n - 2);
+    return true;
+}
+
 /* Children [i, …) of J from the trace's row (vec I_n)^T on, folded as the
  * Cookbook writes the derivative of a trace: each Kronecker product P ⊗ Q
  * of identities and labelled dense blocks (and a commutation after it)
@@ -597,7 +621,17 @@ static char *trace_row_label(lj_context *ctx, const char *c)
 static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fmt, bool alone)
 {
     lj_context *ctx = b->ctx;
-    trace_row r = { lji_strdup(ctx, ""), lji_strdup(ctx, "") };
+    trace_row r = { NULL, NULL };
+    if (is_trace_row(J->child[i])) {
+        r.c = lji_strdup(ctx, "");
+        r.ct = lji_strdup(ctx, "");
+    } else if (vec_row_matrix(ctx, J->child[i], &r.c)) { /* (vec C)^T: C^T too */
+        char tbuf[64], *own = NULL;
+        const char *t = r.c ? lji_label_transposed_to(ctx, r.c, tbuf, sizeof tbuf, &own) : NULL;
+        r.ct = t ? lji_strdup(ctx, t) : NULL;
+        free(own);
+    } else
+        return -1;
     int j = i + 1, last = -1;
     while (j < J->nchild && r.c && r.ct) {
         const lj_op *T = J->child[j], *K = j + 1 < J->nchild ? J->child[j + 1] : NULL, *kr, *K0;
@@ -623,9 +657,9 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
             trace_kron_term(S->child[t], &kr, &K);
             trace_row m = trace_step(ctx, r, kr, K);
             lab[t] = trace_row_label(ctx, m.c);
+            ok = lab[t] && m.ct; /* (either failing is out of memory) */
             free(m.c), free(m.ct);
             c[t] = S->coef[t];
-            ok = lab[t] != NULL;
         }
         /* equal rows gathered, where their coefficients do not cancel */
         for (int t = 0; ok && t < n; t++)
@@ -680,7 +714,7 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
     for (int i = 0; i < J->nchild; i++) {
         if (i) lji_buf_puts(b, lji_sym_dot(fmt));
         const lj_op *d = i + 1 < J->nchild ? J->child[i + 1] : NULL;
-        if (d && is_trace_row(J->child[i])) {
+        if (d && lji_is(J->child[i], &lji_kind_transpose)) { /* (vec I)^T or (vec C)^T */
             int last = put_trace_chain(b, J, i, fmt, i == 0 && !paren && (where == LJI_AT_TOP || where == LJI_AT_SUM));
             if (last > i) {
                 i = last;
