@@ -544,24 +544,79 @@ static char *label_product3(lj_context *ctx, const char *a, const char *b, const
     return lji_buf_finish(&o, "print");
 }
 
-/* The row (vec C)^T so far, C and C^T as labels ("" for I_n, the trace's
- * own row) */
+/* The row so far: (vec C)^T with C and C^T as labels ("" for I_n, the
+ * trace's own row); or a vector's transpose v^T (c the column's label v,
+ * ct the row's), which reads as (vec C)^T for C the column v or the row
+ * v^T, as the next factor's shape says; or 1^T (no labels), C the matrix
+ * of ones of that shape. */
+enum { ROW_MATRIX, ROW_VECTOR, ROW_ONES };
 typedef struct {
+    int kind;
     char *c, *ct;
 } trace_row;
 
-/* row·(P ⊗ Q) is (vec(Q^T·C·P))^T, and row·(P ⊗ Q)·K_{m,n}, where Q^T·C·P
- * is n×m, (vec(P^T·C^T·Q))^T: the row after a term, a new one (NULL
- * members for no memory) */
-static trace_row trace_step(lj_context *ctx, trace_row r, const lj_op *kr, const lj_op *K)
+/* C and C^T for the term P ⊗ Q after the row (C is Q's rows × P's rows),
+ * new strings (NULL for no memory); false where a vector's row is neither
+ * a column nor a row of that shape */
+static bool row_matrix(lj_context *ctx, const trace_row *r, const lj_op *kr, char **c, char **ct)
+{
+    int64_t pr = kr->child[0]->rows, qr = kr->child[1]->rows;
+    *c = *ct = NULL;
+    if (r->kind == ROW_ONES) {
+        lji_buf a, b;
+        lji_buf_init(&a, ctx);
+        lji_buf_init(&b, ctx);
+        if (pr == 1 || qr == 1) { /* a column or a row of ones */
+            lji_buf_printf(&a, pr == 1 ? "1_%" PRId64 : "1_%" PRId64 "^T", pr == 1 ? qr : pr);
+            lji_buf_printf(&b, pr == 1 ? "1_%" PRId64 "^T" : "1_%" PRId64, pr == 1 ? qr : pr);
+        } else {
+            lji_buf_printf(&a, "1_{%" PRId64 "×%" PRId64 "}", qr, pr);
+            lji_buf_printf(&b, "1_{%" PRId64 "×%" PRId64 "}", pr, qr);
+        }
+        *c = lji_buf_finish(&a, "print");
+        *ct = lji_buf_finish(&b, "print");
+        return true;
+    }
+    bool swap = false;
+    if (r->kind == ROW_VECTOR) {
+        if (pr != 1 && qr != 1) return false;
+        swap = pr != 1; /* the row v^T, not the column v */
+    }
+    const char *x = swap ? r->ct : r->c, *y = swap ? r->c : r->ct;
+    *c = x ? lji_strdup(ctx, x) : NULL;
+    *ct = y ? lji_strdup(ctx, y) : NULL;
+    return true;
+}
+
+/* (vec C)^T·(P ⊗ Q) is (vec(Q^T·C·P))^T, and (vec C)^T·(P ⊗ Q)·K_{m,n},
+ * where Q^T·C·P is n×m, (vec(P^T·C^T·Q))^T: the row after a term, a new
+ * one (NULL members for no memory) */
+static trace_row trace_step(lj_context *ctx, const char *c, const char *ct, const lj_op *kr, const lj_op *K)
 {
     const lj_op *P = kr->child[0], *Q = kr->child[1];
     char *ps = factor_label(ctx, P, false), *pt = factor_label(ctx, P, true);
     char *qs = factor_label(ctx, Q, false), *qt = factor_label(ctx, Q, true);
-    char *m = label_product3(ctx, qt, r.c, ps), *mt = label_product3(ctx, pt, r.ct, qs);
+    char *m = label_product3(ctx, qt, c, ps), *mt = label_product3(ctx, pt, ct, qs);
     free(ps), free(pt), free(qs), free(qt);
-    trace_row n = { K ? mt : m, K ? m : mt };
+    trace_row n = { ROW_MATRIX, K ? mt : m, K ? m : mt };
     return n;
+}
+
+/* the row folded past the term P ⊗ Q (and K): false where it does not
+ * fold; *r the new row, the old one freed */
+static bool row_fold(lj_context *ctx, trace_row *r, const lj_op *kr, const lj_op *K)
+{
+    char *c, *ct;
+    if (!row_matrix(ctx, r, kr, &c, &ct)) return false;
+    trace_row n = c && ct ? trace_step(ctx, c, ct, kr, K) : (trace_row){ ROW_MATRIX, NULL, NULL };
+    free(c), free(ct), free(r->c), free(r->ct);
+    *r = n;
+    return true;
+}
+
+static bool row_ok(const trace_row *r)
+{
+    return r->kind == ROW_ONES || (r->c && r->ct);
 }
 
 /* K_{m,n} after (P ⊗ Q) takes the row to its transpose where Q^T·C·P is n×m */
@@ -609,6 +664,24 @@ static bool vec_row_matrix(lj_context *ctx, const lj_op *a, char **c)
     return true;
 }
 
+/* a is a vector's transpose v^T: a dense row, or the transpose of a dense
+ * column, labelled (not "vec …", not ones); the column's label v and the
+ * row's into *v and *vt, new (NULL for no memory) */
+static bool vector_row(lj_context *ctx, const lj_op *a, char **v, char **vt)
+{
+    const lj_op *d = lji_is(a, &lji_kind_transpose) ? a->child[0] : a;
+    bool column = d != a;
+    if (!lji_is(d, &lji_kind_dense) || !d->label || (column ? d->cols : d->rows) != 1 || !strncmp(d->label, "vec", 3))
+        return false;
+    char tbuf[64], *own = NULL;
+    const char *t = lji_label_transposed_to(ctx, d->label, tbuf, sizeof tbuf, &own);
+    char *l = lji_strdup(ctx, d->label), *tl = t ? lji_strdup(ctx, t) : NULL;
+    free(own);
+    *v = column ? l : tl;
+    *vt = column ? tl : l;
+    return true;
+}
+
 /* Children [i, …) of J from the trace's row (vec I_n)^T on, folded as the
  * Cookbook writes the derivative of a trace: each Kronecker product P ⊗ Q
  * of identities and labelled dense blocks (and a commutation after it)
@@ -621,33 +694,40 @@ static bool vec_row_matrix(lj_context *ctx, const lj_op *a, char **c)
 static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fmt, bool alone)
 {
     lj_context *ctx = b->ctx;
-    trace_row r = { NULL, NULL };
-    if (is_trace_row(J->child[i])) {
+    trace_row r = { ROW_MATRIX, NULL, NULL };
+    const lj_op *a = J->child[i];
+    if (is_trace_row(a)) {
         r.c = lji_strdup(ctx, "");
         r.ct = lji_strdup(ctx, "");
-    } else if (vec_row_matrix(ctx, J->child[i], &r.c)) { /* (vec C)^T: C^T too */
+    } else if (is_ones_row(a)) {
+        r.kind = ROW_ONES;
+    } else if (vec_row_matrix(ctx, a, &r.c)) { /* (vec C)^T: C^T too */
         char tbuf[64], *own = NULL;
         const char *t = r.c ? lji_label_transposed_to(ctx, r.c, tbuf, sizeof tbuf, &own) : NULL;
         r.ct = t ? lji_strdup(ctx, t) : NULL;
         free(own);
+    } else if (vector_row(ctx, a, &r.c, &r.ct)) {
+        r.kind = ROW_VECTOR;
     } else
         return -1;
     int j = i + 1, last = -1;
-    while (j < J->nchild && r.c && r.ct) {
+    while (j < J->nchild && row_ok(&r)) {
         const lj_op *T = J->child[j], *K = j + 1 < J->nchild ? J->child[j + 1] : NULL, *kr, *K0;
         if (!lji_is(T, &lji_kind_kron) || !trace_kron_term(T, &kr, &K0)) break;
         if (K && !(lji_is(K, &lji_kind_commutation) && trace_k_fits(kr, K))) K = NULL;
-        trace_row n = trace_step(ctx, r, kr, K);
-        free(r.c), free(r.ct);
-        r = n;
+        if (!row_fold(ctx, &r, kr, K)) break;
         last = j = K ? j + 2 : j + 1;
         last--;
     }
     /* a sum of terms last: a sum of rows */
     const lj_op *S = j == J->nchild - 1 ? J->child[j] : NULL, *kr, *K;
-    bool sum = S && lji_is(S, &lji_kind_sum) && r.c && r.ct;
-    for (int t = 0; sum && t < S->nchild; t++)
-        sum = trace_kron_term(S->child[t], &kr, &K) && (!K || trace_k_fits(kr, K));
+    bool sum = S && lji_is(S, &lji_kind_sum) && row_ok(&r);
+    for (int t = 0; sum && t < S->nchild; t++) {
+        char *c0 = NULL, *c1 = NULL;
+        sum = trace_kron_term(S->child[t], &kr, &K) && (!K || trace_k_fits(kr, K)) &&
+              row_matrix(ctx, &r, kr, &c0, &c1); /* (each term's shape) */
+        free(c0), free(c1);
+    }
     if (sum) {
         int n = S->nchild;
         char **lab = lji_calloc(ctx, (size_t)n, sizeof *lab);
@@ -655,7 +735,11 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
         bool ok = lab && c;
         for (int t = 0; ok && t < n; t++) {
             trace_kron_term(S->child[t], &kr, &K);
-            trace_row m = trace_step(ctx, r, kr, K);
+            trace_row m = { r.kind, r.c ? lji_strdup(ctx, r.c) : NULL, r.ct ? lji_strdup(ctx, r.ct) : NULL };
+            if (!row_fold(ctx, &m, kr, K)) { /* (not so: checked above) */
+                free(m.c), free(m.ct);
+                m.c = m.ct = NULL;
+            }
             lab[t] = trace_row_label(ctx, m.c);
             ok = lab[t] && m.ct; /* (either failing is out of memory) */
             free(m.c), free(m.ct);
@@ -700,7 +784,7 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
         else b->failed = true;
         free(l);
     }
-    if (!r.c || !r.ct) b->failed = true;
+    if (!row_ok(&r)) b->failed = true;
     free(r.c), free(r.ct);
     return last;
 }
@@ -714,7 +798,8 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
     for (int i = 0; i < J->nchild; i++) {
         if (i) lji_buf_puts(b, lji_sym_dot(fmt));
         const lj_op *d = i + 1 < J->nchild ? J->child[i + 1] : NULL;
-        if (d && lji_is(J->child[i], &lji_kind_transpose)) { /* (vec I)^T or (vec C)^T */
+        const lj_op *a = J->child[i];
+        if (d && a->rows == 1 && (lji_is(a, &lji_kind_transpose) || lji_is(a, &lji_kind_dense))) { /* a row */
             int last = put_trace_chain(b, J, i, fmt, i == 0 && !paren && (where == LJI_AT_TOP || where == LJI_AT_SUM));
             if (last > i) {
                 i = last;

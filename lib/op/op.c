@@ -871,6 +871,7 @@ void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format 
         { "⊗", "kron", "\\otimes" },
         { "−", "-", "-" },
         { "·", "*", "\\cdot " },
+        { "×", "x", "\\times " }, /* 1_{3×3} */
         { "^T", "'", "^{\\top}" },
         { "σ(", "sigmoid(", "\\sigma(" },
     };
