@@ -1513,8 +1513,8 @@ static char *vec_called(const char *plain)
  * (vec(Q^T·P))^T it is, a commutation after it taken in, further
  * Kronecker factors too, a last sum as a sum of rows with equal ones
  * gathered, and a row (vec C)^T the same way, (vec(Q^T·C·P))^T: the
- * Cookbook's gradients, transposed; a vector's row x^T and the row of
- * ones too. Each J against central
+ * Cookbook's gradients, transposed; a vector's row x^T, the row of ones
+ * and 1^T·Diag(d) too. Each J against central
  * differences and a plan's; and where the plain form is in the language
  * (no I_n, X^{-T}), it parses back to J's own numbers. */
 START_TEST(test_trace_rows)
@@ -1548,6 +1548,9 @@ START_TEST(test_trace_rows)
         { "x'*A*X*X*x", "(vec(A^T·x·x^T·X^T))^T + (vec((x^T·A·X)^T·x^T))^T",
           "(vec(A'*x*x'*X'))' + (vec((x'*A*X)'*x'))'", true },
         { "sum(sum(A*X))", "(vec(A^T·1_{3×3}))^T", "(vec(A'*1_{3x3}))'", false },
+        /* 1^T·Diag(d), the row d^T, the same */
+        { "sum(exp(X*x))", "(vec(exp(X·x)·x^T))^T", "(vec(exp(X*x)*x'))'", true },
+        { "sum(exp(A*X*x))", "(vec(A^T·exp(A·X·x)·x^T))^T", "(vec(A'*exp(A*X*x)*x'))'", true },
     };
     lj_context *ctx = lj_context_new();
     lj_symtab *t = symtab_3x3(ctx, 191, true);

@@ -695,8 +695,18 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
 {
     lj_context *ctx = b->ctx;
     trace_row r = { ROW_MATRIX, NULL, NULL };
-    const lj_op *a = J->child[i];
-    if (is_trace_row(a)) {
+    const lj_op *a = J->child[i], *d = i + 2 < J->nchild ? J->child[i + 1] : NULL;
+    int j = i + 1, last = -1;
+    if (d && is_ones_row(a) && lji_is(d, &lji_kind_diag) && d->label && !strstr(d->label, "vec") &&
+        lji_is(J->child[i + 2], &lji_kind_kron)) { /* 1^T·Diag(d) is the row d^T */
+        char tbuf[64], *own = NULL;
+        const char *t = lji_label_transposed_to(ctx, d->label, tbuf, sizeof tbuf, &own);
+        r.kind = ROW_VECTOR;
+        r.c = lji_strdup(ctx, d->label);
+        r.ct = t ? lji_strdup(ctx, t) : NULL;
+        free(own);
+        j = i + 2;
+    } else if (is_trace_row(a)) {
         r.c = lji_strdup(ctx, "");
         r.ct = lji_strdup(ctx, "");
     } else if (is_ones_row(a)) {
@@ -710,7 +720,6 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
         r.kind = ROW_VECTOR;
     } else
         return -1;
-    int j = i + 1, last = -1;
     while (j < J->nchild && row_ok(&r)) {
         const lj_op *T = J->child[j], *K = j + 1 < J->nchild ? J->child[j + 1] : NULL, *kr, *K0;
         if (!lji_is(T, &lji_kind_kron) || !trace_kron_term(T, &kr, &K0)) break;
