@@ -696,6 +696,23 @@ static void plan_check(lj_context *ctx, const lj_expr *f, lj_expr *v, const char
     free(v1);
 }
 
+/* The values of the subexpression at span (a range of g's text) over t,
+ * its entry count in *n: NULL where it does not parse or evaluate */
+static double *span_values(lj_context *ctx, const gen *g, const size_t span[2], lj_symtab *t, int64_t *n)
+{
+    char sub[4096];
+    size_t len = span[1] - span[0];
+    memcpy(sub, g->text + span[0], len);
+    sub[len] = '\0';
+    int64_t pos;
+    lj_expr *b = lj_parse(ctx, sub, t, &pos);
+    *n = b ? lj_expr_rows(b) * lj_expr_cols(b) : 0;
+    double *v = b ? values(ctx, b) : NULL;
+    lj_expr_free(&b);
+    lj_context_clear(ctx);
+    return v;
+}
+
 /* The worst conditioning of the arguments of inv, det and logdet at the
  * point (‖B‖_F·‖B^{-1}‖_F by cofactors; infinite where |det B| is below
  * 1e-8·‖B‖_F³, or where one cannot be evaluated): near a singular matrix
@@ -707,15 +724,8 @@ static double conditioning(lj_context *ctx, const gen *g, lj_symtab *t)
 {
     double worst = 1.0;
     for (int k = 0; k < g->nargs; k++) {
-        char sub[4096];
-        size_t n = g->arg[k][1] - g->arg[k][0];
-        memcpy(sub, g->text + g->arg[k][0], n);
-        sub[n] = '\0';
-        int64_t pos;
-        lj_expr *b = lj_parse(ctx, sub, t, &pos);
-        double *v = b ? values(ctx, b) : NULL;
-        lj_expr_free(&b);
-        lj_context_clear(ctx);
+        int64_t nv;
+        double *v = span_values(ctx, g, g->arg[k], t, &nv);
         if (!v) return INFINITY;
         double c[9], det, nb = 0, ni = 0;
         for (int j = 0; j < 3; j++)
@@ -747,16 +757,8 @@ static double conditioning(lj_context *ctx, const gen *g, lj_symtab *t)
 static bool periodic_resolved(lj_context *ctx, const gen *g, lj_symtab *t)
 {
     for (int k = 0; k < g->npargs; k++) {
-        char sub[4096];
-        size_t n = g->parg[k][1] - g->parg[k][0];
-        memcpy(sub, g->text + g->parg[k][0], n);
-        sub[n] = '\0';
-        int64_t pos;
-        lj_expr *b = lj_parse(ctx, sub, t, &pos);
-        int64_t nb = b ? lj_expr_rows(b) * lj_expr_cols(b) : 0;
-        double *v = b ? values(ctx, b) : NULL;
-        lj_expr_free(&b);
-        lj_context_clear(ctx);
+        int64_t nb;
+        double *v = span_values(ctx, g, g->parg[k], t, &nb);
         bool ok = v != NULL;
         for (int64_t i = 0; ok && i < nb; i++) ok = fabs(v[i]) <= 1e5;
         lj_free(v);
