@@ -1281,6 +1281,105 @@ START_TEST(test_value_label_brackets)
 }
 END_TEST
 
+/* src, a printed J of expr w.r.t. wrt in the language, evaluates to J's
+ * entries (J at most 3×3) */
+static void plain_form_is_j(lj_context *ctx, lj_symtab *t, const char *expr, const char *wrt, const char *src)
+{
+    int64_t pos, r, c;
+    lj_expr *f = lj_parse(ctx, expr, t, &pos);
+    CK_NN(ctx, f);
+    lj_op *J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, wrt));
+    CK_NN(ctx, J);
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+    ck_assert(m * n <= 9);
+    lj_expr *back = lj_parse(ctx, src, t, &pos);
+    ck_assert_msg(back != NULL, "%s: '%s' does not parse: %s", expr, src, lj_context_message(ctx));
+    double *v = NULL, d[9];
+    CK_OK(ctx, lj_expr_eval(ctx, back, &r, &c, &v));
+    ck_assert_msg(r * c == m * n && (r == m || m == 1), "%s: '%s' is %lld×%lld", expr, src, (long long)r, (long long)c);
+    CK_OK(ctx, lj_op_to_dense(ctx, J, d, m));
+    for (int64_t k = 0; k < m * n; k++)
+        ck_assert_msg(fabs(v[k] - d[k]) <= 1e-12 * (1 + fabs(d[k])), "%s: '%s' entry %lld: %.17g against J's %.17g",
+                      expr, src, (long long)k, v[k], d[k]);
+    lj_free(v);
+    lj_expr_free(&back);
+    lj_op_free(&J);
+    lj_expr_free(&f);
+}
+
+/* The sign of a negated base comes out of an integer power's derivative,
+ * and a minus sign in front of a product meets a Diag's: the derivative
+ * of (−x).^2 reads Diag(2·x), not −Diag(2·(−x)); vec(x^T) is x. Each J
+ * against central differences, a plan's too, and the plain form parsed
+ * back (Diag(d) as diag(d), I_3 as eye(3)) against J's entries. */
+START_TEST(test_negated_power_labels)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 57, false);
+    const struct { const char *expr, *uni, *plain; } cases[] = {
+        { "(-x).^2", "Diag(2·x)", "Diag(2*x)" },
+        { "(-x)'.^2", "Diag(2·x)", "Diag(2*x)" },
+        { "x'.^2", "Diag(2·x)", "Diag(2*x)" },
+        { "sin(x')", "Diag(cos(x))", "Diag(cos(x))" },
+        { "(-x).^3", "−Diag(3·x.^2)", "-Diag(3*x.^2)" },
+        { "(-x).^(-1)", "Diag(x.^(−2))", "Diag(x.^(-2))" },
+        { "(-x).^(-2)", "−Diag(2·x.^(−3))", "-Diag(2*x.^(-3))" },
+        { "(-(-x)).^2", "Diag(2·x)", "Diag(2*x)" },
+        { "A*(-x).^2", "A·Diag(2·x)", "A*Diag(2*x)" },
+        { "(-(A*x)).^2", "Diag(2·(A·x))·A", "Diag(2*(A*x))*A" },
+        { "x - (-x).^2", "I_3 − Diag(2·x)", "I_3 - Diag(2*x)" },
+        { "x - 3*(-x).^2", "I_3 − 3·Diag(2·x)", "I_3 - 3*Diag(2*x)" },
+        { "x + (-x).^3", "I_3 − Diag(3·x.^2)", "I_3 - Diag(3*x.^2)" },
+        { "A*(-x).^2 - x", "A·Diag(2·x) − I_3", "A*Diag(2*x) - I_3" },
+        /* a sign that is not one term's stays where it is */
+        { "-sin(x)", "−Diag(cos(x))", "-Diag(cos(x))" },
+        { "(x - A*x).^2", "Diag(2·(x − A·x))·(I_3 − A)", "Diag(2*(x - A*x))*(I_3 - A)" },
+    };
+    lj_expr *x = lj_symtab_get(t, "x");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain, 300 + i);
+        char src[128], *w = src;
+        for (const char *s = cases[i].plain; *s;) { /* Diag( → diag(, I_3 → eye(3) */
+            if (!strncmp(s, "Diag(", 5)) w += sprintf(w, "diag("), s += 5;
+            else if (!strncmp(s, "I_3", 3)) w += sprintf(w, "eye(3)"), s += 3;
+            else *w++ = *s++;
+        }
+        *w = '\0';
+        plain_form_is_j(ctx, t, cases[i].expr, "x", src);
+    }
+    /* printed with every allocation failing in turn: NOMEM and a message,
+     * or the whole form */
+    int64_t pos;
+    lj_expr *f = lj_parse(ctx, "x - A*(-x).^2", t, &pos);
+    lj_op *J = f ? lj_expr_jacobian(ctx, f, x) : NULL;
+    CK_NN(ctx, J);
+    char *want = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    CK_NN(ctx, want);
+    ck_assert_str_eq(want, "I_3 − A·Diag(2·x)");
+    int ok_at = 0;
+    for (int n = 1; n < 200 && !ok_at; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+        lj_context_fail_alloc(ctx, 0, 0);
+        if (p) {
+            ok_at = n;
+            ck_assert_str_eq(p, want);
+            ck_assert_msg(lj_context_status(ctx) == LJ_OK, "n=%d: %s", n, lj_context_message(ctx));
+        } else {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
+            lj_context_clear(ctx);
+        }
+        lj_free(p);
+    }
+    ck_assert_msg(ok_at > 3, "printed at the %dth allocation failing", ok_at);
+    lj_free(want);
+    lj_op_free(&J);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* An elementwise function of a scalar has a scalar derivative, printed as
  * its symbol (cos(s), 1/(x^T·x)), not Diag(f'(vec s)); and s·(1/s) is 1,
  * so log det X reads (vec X^{-T})^T, as the Cookbook writes its gradient.
@@ -1558,26 +1657,9 @@ START_TEST(test_trace_rows)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         jacobian_forms_plan_ok(ctx, t, cases[i].expr, "X", cases[i].uni, cases[i].plain, 200 + i);
         if (!cases[i].parses) continue;
-        int64_t pos, r, c;
-        lj_expr *f = lj_parse(ctx, cases[i].expr, t, &pos);
-        CK_NN(ctx, f);
-        lj_op *J = lj_expr_jacobian(ctx, f, X);
-        CK_NN(ctx, J);
         char *src = vec_called(cases[i].plain);
-        lj_expr *back = lj_parse(ctx, src, t, &pos);
-        ck_assert_msg(back != NULL, "%s: '%s' does not parse: %s", cases[i].expr, src, lj_context_message(ctx));
-        double *v = NULL, d[9];
-        CK_OK(ctx, lj_expr_eval(ctx, back, &r, &c, &v));
-        ck_assert_msg(r == 1 && c == 9, "%s: '%s' is %lld×%lld", cases[i].expr, src, (long long)r, (long long)c);
-        CK_OK(ctx, lj_op_to_dense(ctx, J, d, 1));
-        for (int k = 0; k < 9; k++)
-            ck_assert_msg(fabs(v[k] - d[k]) <= 1e-12 * (1 + fabs(d[k])), "%s: '%s' entry %d: %.17g against J's %.17g",
-                          cases[i].expr, src, k, v[k], d[k]);
-        lj_free(v);
+        plain_form_is_j(ctx, t, cases[i].expr, "X", src);
         free(src);
-        lj_expr_free(&back);
-        lj_op_free(&J);
-        lj_expr_free(&f);
     }
     /* printed with every allocation failing in turn: NOMEM and a message,
      * or the whole form */
@@ -3037,6 +3119,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_power_and_eye);
     tcase_add_test(rules, test_gradient_forms);
     tcase_add_test(rules, test_value_label_brackets);
+    tcase_add_test(rules, test_negated_power_labels);
     suite_add_tcase(s, rules);
     TCase *sparse = tcase_create("sparse");
     tcase_add_loop_test(sparse, test_sparse_against_dense, 0, 3);

@@ -242,6 +242,14 @@ static const gcase ew_simplified[] = {
     { "sum(log(exp(s*x)))", "x", "x=4x1 s=1x1", "s·1_4", "s*x.^0" },
     /* nothing cancels: the product as it was */
     { "sum(y.*log(exp(x)+2))", "x", "x=4x1 y=4x1", "(y ⊘ (exp(x) + 2)) ∘ exp(x)", "y.*exp(x)./(exp(x) + 2)" },
+    /* an integer power of a negation or a transpose: the sign and the
+     * transpose come out of the base */
+    { "sum((-x).^3)", "x", "x=4x1", "−3·x^{∘2}", "-3*x.*x" },
+    { "sum((-x).^2)", "x", "x=4x1", "2·x", "2*x" },
+    { "sum((x').^3)", "x", "x=4x1", "3·x^{∘2}", "3*x.*x" },
+    { "sum(sum((-X)'.^3))", "X", "X=3x2", "−3·X^{∘2}", "-3*X.*X" },
+    { "sum((-x).^(-2))", "x", "x=4x1+", "−2·(1 ⊘ x^{∘3})", "-2./(x.*x.*x)" },
+    { "sum(sqrt(-(-x)))", "x", "x=4x1+", "0.5·(1 ⊘ sqrt(−(−x)))", "0.5./sqrt(x)" }, /* not an integer power */
 };
 
 START_TEST(test_elementwise_simplified)

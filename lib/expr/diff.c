@@ -229,19 +229,31 @@ const char *lji_d_vec_label_to(lji_dctx *d, const lj_expr *e, const char *prefix
                                size_t cap, char **own)
 {
     *own = NULL;
+    /* a row that is a column transposed is that column: vec(x^T) = x,
+     * vec(−x^T) = (−x) */
+    bool neg = e->def == &lji_op_neg && e->a->def == &lji_op_transpose;
+    const lj_expr *col = neg ? e->a->a : e->def == &lji_op_transpose ? e->a : NULL;
+    if (col && (col->cols != 1 || col->rows == 1 || col->pat)) col = NULL;
     char tmp[32], *lown;
-    const char *l = label_ref(d, e, tmp, &lown);
+    const char *l = label_ref(d, col ? col : e, tmp, &lown);
+    if (l && col && neg && !lji_label_is_atomic(l) && !lji_label_is_wrapped(l)) { /* "(−a·b)" would not read right */
+        free(lown);
+        col = NULL;
+        l = label_ref(d, e, tmp, &lown);
+    }
     if (!l) return NULL;
     /* a column is its own vec: "x", "(A·x − b)" */
-    const char *vec = e->cols == 1 && !e->pat ? "" : l[0] == '(' ? "vec" : "vec ";
-    size_t np = strlen(prefix), nv = strlen(vec), nl = strlen(l), ns = strlen(suffix);
-    size_t total = np + nv + nl + ns + 1;
+    const char *vec = col && neg ? "(−" : (e->cols == 1 || col) && !e->pat ? "" : l[0] == '(' ? "vec" : "vec ";
+    const char *close = col && neg ? ")" : "";
+    size_t np = strlen(prefix), nv = strlen(vec), nl = strlen(l), nc = strlen(close), ns = strlen(suffix);
+    size_t total = np + nv + nl + nc + ns + 1;
     char *r = total <= cap ? buf : (*own = lji_malloc(d->ctx, total)); /* no buffer growing */
     if (r) {
         memcpy(r, prefix, np);
         memcpy(r + np, vec, nv);
         memcpy(r + np + nv, l, nl);
-        memcpy(r + np + nv + nl, suffix, ns + 1);
+        memcpy(r + np + nv + nl, close, nc);
+        memcpy(r + np + nv + nl + nc, suffix, ns + 1);
     } else
         lji_nomem(d->ctx, "jacobian");
     free(lown);

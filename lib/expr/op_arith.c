@@ -270,17 +270,30 @@ static lj_op *pow_local(lji_dctx *d, const lj_expr *e, int which)
 {
     LJI_UNUSED(which);
     if (lji_is_scalar(e->a) && !e->a->pat) return number_power_local(d, e->a, e->p); /* a symbol, no 1×1 Diag */
-    char *v = lji_d_vec_label(d, e->a, "", "");
+    /* an integer power of −a: p·a.^(p−1) with the sign (−1)^(p−1) taken
+     * out, (−x).^2 → −2·x; a vector's transpose has the same vec */
+    const lj_expr *a = e->a;
+    double c = e->p;
+    bool integer = e->p == nearbyint(e->p) && fabs(e->p) < 0x1p52;
+    for (bool more = integer; more;) {
+        more = false;
+        if (a->def == &lji_op_neg) {
+            a = a->a, more = true;
+            if (fmod(e->p - 1, 2) != 0) c = -c;
+        } else if (a->def == &lji_op_transpose && (a->rows == 1 || a->cols == 1) && !a->pat)
+            a = a->a, more = true;
+    }
+    char *v = lji_d_vec_label(d, a, "", "");
     if (!v) return NULL;
     lji_buf bb;
     lji_buf_init(&bb, d->ctx);
-    if (e->p == 2) lji_buf_printf(&bb, "2·%s", v);
+    if (c == -1 || c == 1) lji_buf_puts(&bb, c < 0 ? "−" : "");
+    else {
+        lji_put_number(&bb, c, LJ_PRINT_UNICODE);
+        lji_buf_puts(&bb, "·");
+    }
+    if (e->p == 2) lji_buf_puts(&bb, v);
     else { /* −2·(vec X).^(−3), −x.^(−2) */
-        if (e->p == -1) lji_buf_puts(&bb, "−");
-        else {
-            lji_put_number(&bb, e->p, LJ_PRINT_UNICODE);
-            lji_buf_puts(&bb, "·");
-        }
         lji_buf_printf(&bb, lji_label_is_atomic(v) || lji_label_is_wrapped(v) ? "%s.^" : "(%s).^", v);
         if (e->p < 1) lji_buf_puts(&bb, "(");
         lji_put_number(&bb, e->p - 1, LJ_PRINT_UNICODE);
@@ -514,9 +527,26 @@ static void pow_adjoint(lji_gctx *g, const lj_expr *e, int which, const lji_poly
         return;
     }
     bool divide = q < 0;
-    double k = divide ? -q : q;
-    lj_expr *x = k == 1 ? lj_expr_retain(e->a) : lji_g_node(g, lj_expr_pow(g->ctx, e->a, k));
-    if (x) lji_poly_hadamard(g, out, p, G, x, divide);
+    double k = divide ? -q : q, c = p;
+    /* (−a).^k is ±a.^k for an integer k, and (a^T).^k is (a.^k)^T:
+     * −3·x^{∘2}, not −3·(−x)^{∘2}; X^{∘2}, not ((X^T)^{∘2})^T */
+    const lj_expr *a = e->a;
+    bool T = false;
+    for (bool more = k == nearbyint(k) && k < 0x1p52; more;) {
+        more = false;
+        if (a->def == &lji_op_neg) {
+            a = a->a, more = true;
+            if (fmod(k, 2) != 0) c = -c;
+        } else if (a->def == &lji_op_transpose && !a->pat)
+            a = a->a, more = true, T = !T;
+    }
+    lj_expr *x = k == 1 ? lj_expr_retain((lj_expr *)a) : lji_g_node(g, lj_expr_pow(g->ctx, (lj_expr *)a, k));
+    if (x && T) {
+        lj_expr *xt = lji_g_node(g, lj_expr_transpose(g->ctx, x));
+        lj_expr_free(&x);
+        x = xt;
+    }
+    if (x) lji_poly_hadamard(g, out, c, G, x, divide);
     lj_expr_free(&x);
 }
 

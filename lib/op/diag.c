@@ -56,6 +56,28 @@ static void diag_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_plac
     lji_buf_puts(b, ")");
 }
 
+bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt)
+{
+    const char *l = D->label;
+    if (!l || !lji_is(D, &lji_kind_diag)) return false;
+    size_t n = strlen(l), skip = lji_label_minus_product(l), m = lji_label_minus_len(l);
+    if (skip) /* "(−x·y)" */
+        l += skip, n -= skip + 1;
+    else if (m && !lji_label_minus_len(l + m) && !lji_label_is_sum(l + m)) /* "−2·x" */
+        l += m, n -= m;
+    else
+        return false;
+    lji_buf_puts(b, fmt == LJ_PRINT_LATEX ? "\\operatorname{Diag}(" : "Diag(");
+    bool wrapped = n > 1 && l[0] == '(' && l[n - 1] == ')'; /* Diag(a + b), not Diag((a + b)) */
+    for (size_t k = 1, depth = 1; wrapped && k + 1 < n; k++) {
+        depth += l[k] == '(' ? 1 : l[k] == ')' ? (size_t)-1 : 0;
+        wrapped = depth != 0;
+    }
+    lji_put_label_n(b, l + wrapped, n - 2 * wrapped, fmt);
+    lji_buf_puts(b, ")");
+    return true;
+}
+
 static bool diag_equal(const lj_op *a, const lj_op *b)
 {
     return memcmp(a->data, b->data, (size_t)a->rows * sizeof(double)) == 0;

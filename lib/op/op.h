@@ -443,6 +443,14 @@ bool lji_label_is_sum(const char *label);
 bool lji_label_is_sum_inside(const char *label);
 /* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
 bool lji_label_is_wrapped(const char *label);
+/* −D for a Diag D whose label is one negated term: "Diag(x)" for −Diag(−x);
+ * false, and nothing written, for any other D */
+bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt);
+/* −P printed at `where` with no sign of its own, where P prints as a
+ * product with such a Diag among its top-level factors: the Diag's sign
+ * dropped (−A·Diag(−2·x) is A·Diag(2·x)). NULL when P is not one, or on
+ * failure to allocate (*failed). */
+char *lji_print_negated(lj_context *ctx, const lj_op *P, lj_print_format fmt, lji_place where, bool *failed);
 /* For a label "(−M)" (or "(-M)"), M a product with no sign of its own and
  * no sum at its top: the bytes before M; else 0 */
 size_t lji_label_minus_product(const char *label);

@@ -34,6 +34,66 @@ static void scaled_cost(const lj_op *J, double *flops, double *bytes)
 
 static bool coef_is_factor(const char *s);
 
+/* the first Diag among P's factors (P itself, or a factor of its
+ * products) that lji_diag_print_negated writes; NULL when none */
+static const lj_op *negatable_diag(const lj_op *P, int depth)
+{
+    if (lji_is(P, &lji_kind_diag)) return P->label ? P : NULL;
+    if (!lji_is(P, &lji_kind_compose) || depth > 8) return NULL;
+    for (int i = 0; i < P->nchild; i++) {
+        const lj_op *d = negatable_diag(P->child[i], depth + 1);
+        if (d) return d;
+    }
+    return NULL;
+}
+
+/* where `lead` stands in `whole` as a factor of its top-level product
+ * (depth 0, between "·" or the ends), or NULL */
+static const char *top_factor(const char *whole, const char *lead, const char *dot)
+{
+    size_t nl = strlen(lead), nd = strlen(dot);
+    int depth = 0;
+    for (const char *p = whole; *p; p++) {
+        if (depth == 0 && !strncmp(p, lead, nl) && (p == whole || (p - whole >= (ptrdiff_t)nd && !strncmp(p - nd, dot, nd))) &&
+            (p[nl] == '\0' || !strncmp(p + nl, dot, nd)))
+            return p;
+        if (*p == '(' || *p == '{') depth++;
+        else if (*p == ')' || *p == '}') depth--;
+    }
+    return NULL;
+}
+
+char *lji_print_negated(lj_context *ctx, const lj_op *P, lj_print_format fmt, lji_place where, bool *failed)
+{
+    *failed = false;
+    const lj_op *D = negatable_diag(P, 0);
+    if (!D) return NULL;
+    lji_buf whole, lead, neg;
+    lji_buf_init(&whole, ctx);
+    lji_buf_init(&lead, ctx);
+    lji_buf_init(&neg, ctx);
+    char *r = NULL;
+    if (lji_diag_print_negated(&neg, D, fmt)) {
+        lji_print(&whole, P, fmt, where);
+        lji_print(&lead, D, fmt, LJI_AT_COMPOSE);
+        *failed = whole.failed || lead.failed || neg.failed;
+        const char *at = *failed || lji_label_is_sum(whole.s) ? NULL : top_factor(whole.s, lead.s, lji_sym_dot(fmt));
+        if (at) {
+            lji_buf out;
+            lji_buf_init(&out, ctx);
+            lji_buf_putn(&out, whole.s, (size_t)(at - whole.s));
+            lji_buf_puts(&out, neg.s);
+            lji_buf_puts(&out, at + lead.len);
+            *failed = out.failed;
+            r = out.failed ? (lji_buf_discard(&out), NULL) : out.s;
+        }
+    }
+    lji_buf_discard(&whole);
+    lji_buf_discard(&lead);
+    lji_buf_discard(&neg);
+    return r;
+}
+
 static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     if (J->label && J->rows == 1 && lji_is_identity(J->child[0])) { /* s·I_1 is the scalar s */
@@ -43,7 +103,21 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
         lji_put_close(b, wrap);
         return;
     }
-    bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT;
+    bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT, failed;
+    /* −Diag(−2·x)·A is Diag(2·x)·A */
+    char *neg = !J->label && J->alpha < 0 ? lji_print_negated(b->ctx, J->child[0], fmt, LJI_AT_COMPOSE, &failed) : NULL;
+    if (neg || (!J->label && J->alpha < 0 && failed)) {
+        b->failed |= failed;
+        lji_put_open(b, paren);
+        if (J->alpha != -1.0) {
+            lji_put_number(b, -J->alpha, fmt);
+            lji_buf_puts(b, lji_sym_dot(fmt));
+        }
+        if (neg) lji_buf_puts(b, neg);
+        lji_put_close(b, paren);
+        free(neg);
+        return;
+    }
     lji_put_open(b, paren);
     if (J->label) { /* a symbol's value: the symbol */
         lji_put_coef_label(b, J->label, fmt);

@@ -137,6 +137,13 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         }
         size_t skip = vl ? lji_label_minus_product(vl) : 0;
         if (skip) c = -c;
+        /* − A·Diag(−x) is + A·Diag(x), + Diag(−x) after a term − Diag(x) */
+        bool failed = false;
+        char *neg = !skip && (c < 0 || i)
+                        ? lji_print_negated(b->ctx, t, fmt, fabs(c) != 1.0 ? LJI_AT_COMPOSE : LJI_AT_SUM, &failed)
+                        : NULL;
+        b->failed |= failed;
+        if (neg) c = -c;
         if (i) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
         else if (c < 0)
             lji_buf_puts(b, lji_sym_minus(fmt));
@@ -151,9 +158,12 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         bool bare = a == 1.0 && vl && !lji_label_is_sum_inside(vl);
         if (skip) /* the product after the value's minus sign */
             lji_put_label_n(b, vl + skip, strlen(vl) - skip - 1, fmt);
+        else if (neg)
+            lji_buf_puts(b, neg);
         else
             lji_print(b, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
         free(own);
+        free(neg);
     }
     lji_put_close(b, paren);
 }
