@@ -345,12 +345,35 @@ static double *dense_abs(lj_context *ctx, const lj_op *A)
     return D;
 }
 
+/* |J x| / |C x| at the entry where |C x| is largest, x a fixed vector:
+ * the size of the scalar in J = alpha·C; -1 where C x is zero or an apply
+ * fails */
+static double applied_ratio(lj_context *ctx, const lj_op *J, const lj_op *C)
+{
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+    double *x = malloc(sizeof *x * (size_t)(n + 1)), *y = malloc(sizeof *y * (size_t)(m + 1));
+    double *z = malloc(sizeof *z * (size_t)(m + 1)), r = -1;
+    if (x && y && z) {
+        for (int64_t j = 0; j < n; j++) x[j] = sin(1.0 + (double)j);
+        if (lj_op_apply(ctx, J, 0, 1.0, x, 0.0, y) == LJ_OK && lj_op_apply(ctx, C, 0, 1.0, x, 0.0, z) == LJ_OK) {
+            int64_t at = -1;
+            for (int64_t i = 0; i < m; i++)
+                if (fabs(z[i]) > 0 && (at < 0 || fabs(z[i]) > fabs(z[at]))) at = i;
+            if (at >= 0) r = fabs(y[at] / z[at]);
+        }
+    }
+    lj_context_clear(ctx);
+    free(x), free(y), free(z);
+    return r;
+}
+
 /* An entrywise bound on J's terms before they cancel, |F1|·|F2| for a
  * product F1·F2, |T1| + |T2| for a sum, |A| ⊗ |B|, |A|^T and stacks
  * likewise, |J| for the rest (m×n, column-major, a new array), or NULL.
  * Rounding in an apply or a materialisation is relative to it, not to J's
  * own entries, which may have cancelled to nothing. A sum's coefficients
- * are not read (its scaled terms' are, off the materialised terms). */
+ * are not read (its scaled terms' are, off the materialised terms or, where
+ * those are zero, off the applied ones). */
 static double *term_bound(lj_context *ctx, const lj_op *J)
 {
     int kind = lj_op_kind_of(J), nc = lj_op_n_children(J);
@@ -420,14 +443,15 @@ static double *term_bound(lj_context *ctx, const lj_op *J)
             for (int64_t j = 0; j < n; j++) memcpy(B + off + j * m, C[i] + j * h, sizeof *B * (size_t)h);
             off += (int)h;
         }
-    } else if (B && kind == LJ_OP_SCALED) { /* |alpha| off the two materialised */
-        double *D = dense_abs(ctx, J), *E = dense_abs(ctx, lj_op_child(J, 0)), alpha = 1;
-        for (int64_t k = 0; D && E && k < m * n; k++)
-            if (E[k] > 0) {
-                alpha = D[k] / E[k];
-                break;
-            }
-        ok = D && E;
+    } else if (B && kind == LJ_OP_SCALED) { /* |alpha| off the two materialised, else applied */
+        double *D = dense_abs(ctx, J), *E = dense_abs(ctx, lj_op_child(J, 0)), alpha = -1;
+        for (int64_t k = 0; D && E && k < m * n && alpha < 0; k++)
+            if (E[k] > 0) alpha = D[k] / E[k];
+        /* a child that materialises to zeros (terms that cancel exactly,
+         * tr(P) of a P whose diagonal sums to 0) may apply to rounding
+         * noise, which alpha (1/tr(…), huge) multiplies */
+        if (D && E && alpha < 0) alpha = applied_ratio(ctx, J, lj_op_child(J, 0));
+        ok = D && E && alpha >= 0;
         for (int64_t k = 0; k < m * n; k++) B[k] = alpha * C[0][k];
         free(D), free(E);
     }
