@@ -1308,8 +1308,10 @@ static void plain_form_is_j(lj_context *ctx, lj_symtab *t, const char *expr, con
 }
 
 /* The sign of a negated base comes out of an integer power's derivative,
- * and a minus sign in front of a product meets a Diag's: the derivative
- * of (−x).^2 reads Diag(2·x), not −Diag(2·(−x)); vec(x^T) is x. Each J
+ * a Diag's sign goes in front of the product or term it is a factor of,
+ * and meets a minus sign there: the derivative of (−x).^2 reads
+ * Diag(2·x), not −Diag(2·(−x)), of x.*cos(x) Diag(cos(x)) − Diag(x ∘
+ * sin(x)), not Diag(cos(x)) + Diag(x ∘ −sin(x)); vec(x^T) is x. Each J
  * against central differences, a plan's too, and the plain form parsed
  * back (Diag(d) as diag(d), I_3 as eye(3)) against J's entries. */
 START_TEST(test_negated_power_labels)
@@ -1331,6 +1333,13 @@ START_TEST(test_negated_power_labels)
         { "x - 3*(-x).^2", "I_3 − 3·Diag(2·x)", "I_3 - 3*Diag(2*x)" },
         { "x + (-x).^3", "I_3 − Diag(3·x.^2)", "I_3 - Diag(3*x.^2)" },
         { "A*(-x).^2 - x", "A·Diag(2·x) − I_3", "A*Diag(2*x) - I_3" },
+        /* a Hadamard product's factors' signs in front of its Diag, and so
+         * in front of the term */
+        { "x.*cos(x)", "Diag(cos(x)) − Diag(x ∘ sin(x))", "Diag(cos(x)) - Diag(x .* sin(x))" },
+        { "cos(x).*x", "−Diag(x ∘ sin(x)) + Diag(cos(x))", "-Diag(x .* sin(x)) + Diag(cos(x))" },
+        { "cos(x).*cos(x)", "−2·Diag(cos(x) ∘ sin(x))", "-2*Diag(cos(x) .* sin(x))" },
+        { "(-x).*sin(x)", "−Diag(sin(x)) − Diag(x ∘ cos(x))", "-Diag(sin(x)) - Diag(x .* cos(x))" },
+        { "2*(-x).^2", "2·Diag(2·x)", "2*Diag(2*x)" },
         /* a sign that is not one term's stays where it is */
         { "-sin(x)", "−Diag(cos(x))", "-Diag(cos(x))" },
         { "(x - A*x).^2", "Diag(2·(x − A·x))·(I_3 − A)", "Diag(2*(x - A*x))*(I_3 - A)" },

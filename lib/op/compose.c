@@ -1194,6 +1194,10 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
             lji_buf_puts(&lb, cancelled);
             free(cancelled);
         } else if (strlen(la) + strlen(lb2) <= LJI_DIAG_LABEL_MAX) { /* a sum's label in parentheses: (a − b) ∘ c */
+            /* the factors' own minus signs in front: −x ∘ sin(x), not x ∘ −sin(x) */
+            size_t ma = lji_label_negated_term(la), mb = lji_label_negated_term(lb2);
+            if ((ma != 0) != (mb != 0)) lji_buf_puts(&lb, "−");
+            la += ma, lb2 += mb;
             bool wa = lji_label_is_sum(la), wb = lji_label_is_sum(lb2);
             lji_buf_printf(&lb, wa ? "(%s) ∘ " : "%s ∘ ", la);
             lji_buf_printf(&lb, wb ? "(%s)" : "%s", lb2);

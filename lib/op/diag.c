@@ -60,10 +60,10 @@ bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt)
 {
     const char *l = D->label;
     if (!l || !lji_is(D, &lji_kind_diag)) return false;
-    size_t n = strlen(l), skip = lji_label_minus_product(l), m = lji_label_minus_len(l);
+    size_t n = strlen(l), skip = lji_label_minus_product(l), m = lji_label_negated_term(l);
     if (skip) /* "(−x·y)" */
         l += skip, n -= skip + 1;
-    else if (m && !lji_label_minus_len(l + m) && !lji_label_is_sum(l + m)) /* "−2·x" */
+    else if (m) /* "−2·x" */
         l += m, n -= m;
     else
         return false;

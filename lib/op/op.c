@@ -972,6 +972,12 @@ size_t lji_label_minus_len(const char *s)
     return s[0] == '-' ? 1 : !strncmp(s, minus, strlen(minus)) ? strlen(minus) : 0;
 }
 
+size_t lji_label_negated_term(const char *label)
+{
+    size_t m = lji_label_minus_len(label);
+    return m && !lji_label_minus_len(label + m) && !lji_label_is_sum(label + m) ? m : 0;
+}
+
 size_t lji_label_minus_product(const char *label)
 {
     size_t n = strlen(label);

@@ -456,6 +456,9 @@ char *lji_print_negated(lj_context *ctx, const lj_op *P, lj_print_format fmt, lj
 size_t lji_label_minus_product(const char *label);
 /* the bytes of a minus sign ('-' or '−') at s, else 0 */
 size_t lji_label_minus_len(const char *s);
+/* the length of the minus sign that starts a label of one negated term
+ * ("−sin(x)", "−2·x"), 0 for any other ("−a + b", "x", "−(−x)") */
+size_t lji_label_negated_term(const char *label);
 /* whether "label^T" reads as the label transposed: an atom, and no vec
  * ((vec(A·x))^T, not vec(A·x)^T) */
 bool lji_label_transposes_bare(const char *label);

@@ -104,13 +104,14 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
         return;
     }
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT, failed;
-    /* −Diag(−2·x)·A is Diag(2·x)·A */
-    char *neg = !J->label && J->alpha < 0 ? lji_print_negated(b->ctx, J->child[0], fmt, LJI_AT_COMPOSE, &failed) : NULL;
-    if (neg || (!J->label && J->alpha < 0 && failed)) {
+    /* a Diag's sign in front: −Diag(−2·x)·A is Diag(2·x)·A, 2·Diag(−x) −2·Diag(x) */
+    char *neg = !J->label ? lji_print_negated(b->ctx, J->child[0], fmt, LJI_AT_COMPOSE, &failed) : NULL;
+    if (neg || (!J->label && failed)) {
         b->failed |= failed;
         lji_put_open(b, paren);
-        if (J->alpha != -1.0) {
-            lji_put_number(b, -J->alpha, fmt);
+        if (J->alpha > 0) lji_buf_puts(b, lji_sym_minus(fmt));
+        if (fabs(J->alpha) != 1.0) {
+            lji_put_number(b, fabs(J->alpha), fmt);
             lji_buf_puts(b, lji_sym_dot(fmt));
         }
         if (neg) lji_buf_puts(b, neg);

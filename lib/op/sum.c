@@ -137,11 +137,10 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         }
         size_t skip = vl ? lji_label_minus_product(vl) : 0;
         if (skip) c = -c;
-        /* − A·Diag(−x) is + A·Diag(x), + Diag(−x) after a term − Diag(x) */
+        /* a Diag's sign in front: − A·Diag(−x) is + A·Diag(x), + Diag(−x) − Diag(x) */
         bool failed = false;
-        char *neg = !skip && (c < 0 || i)
-                        ? lji_print_negated(b->ctx, t, fmt, fabs(c) != 1.0 ? LJI_AT_COMPOSE : LJI_AT_SUM, &failed)
-                        : NULL;
+        char *neg = !skip ? lji_print_negated(b->ctx, t, fmt, fabs(c) != 1.0 ? LJI_AT_COMPOSE : LJI_AT_SUM, &failed)
+                          : NULL;
         b->failed |= failed;
         if (neg) c = -c;
         if (i) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
