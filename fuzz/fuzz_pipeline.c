@@ -782,6 +782,21 @@ static double conditioning(lj_context *ctx, const gen *g, lj_symtab *t)
     return worst;
 }
 
+/* whether the n spans evaluate, every entry between lo and hi in size */
+static bool spans_within(lj_context *ctx, const gen *g, const size_t span[][2], int n, lj_symtab *t, double lo,
+                         double hi)
+{
+    for (int k = 0; k < n; k++) {
+        int64_t nb;
+        double *v = span_values(ctx, g, span[k], t, &nb);
+        bool ok = v != NULL;
+        for (int64_t i = 0; ok && i < nb; i++) ok = fabs(v[i]) >= lo && fabs(v[i]) <= hi;
+        lj_free(v);
+        if (!ok) return false;
+    }
+    return true;
+}
+
 /* Whether every argument of sin, cos and tan is below 1e5 in size (and
  * evaluates): beyond it a periodic function is past the resolution of its
  * own argument. sin(exp(tr(kron(A, A))) + y'*y/sum(S)), exp(…) near 1e17,
@@ -793,15 +808,7 @@ static double conditioning(lj_context *ctx, const gen *g, lj_symtab *t)
  * differences are then not taken; every other check still is. */
 static bool periodic_resolved(lj_context *ctx, const gen *g, lj_symtab *t)
 {
-    for (int k = 0; k < g->npargs; k++) {
-        int64_t nb;
-        double *v = span_values(ctx, g, g->parg[k], t, &nb);
-        bool ok = v != NULL;
-        for (int64_t i = 0; ok && i < nb; i++) ok = fabs(v[i]) <= 1e5;
-        lj_free(v);
-        if (!ok) return false;
-    }
-    return true;
+    return spans_within(ctx, g, g->parg, g->npargs, t, 0, 1e5);
 }
 
 /* Whether every divisor and every argument of log is at least 1e-8 in
@@ -814,15 +821,7 @@ static bool periodic_resolved(lj_context *ctx, const gen *g, lj_symtab *t)
  * compared; every other check still is. */
 static bool quotients_resolved(lj_context *ctx, const gen *g, lj_symtab *t)
 {
-    for (int k = 0; k < g->nqargs; k++) {
-        int64_t nb;
-        double *v = span_values(ctx, g, g->qarg[k], t, &nb);
-        bool ok = v != NULL;
-        for (int64_t i = 0; ok && i < nb; i++) ok = fabs(v[i]) >= 1e-8;
-        lj_free(v);
-        if (!ok) return false;
-    }
-    return true;
+    return spans_within(ctx, g, g->qarg, g->nqargs, t, 1e-8, INFINITY);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
