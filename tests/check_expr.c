@@ -1648,8 +1648,11 @@ START_TEST(test_trace_rows)
         { "norm2(A*X*B - A)^2", "2·(vec(A^T·(A·X·B − A)·B^T))^T", "2*(vec(A'*(A*X*B - A)*B'))'", true },
         { "norm2(X*B)^2", "2·(vec(X·B·B^T))^T", "2*(vec(X*B*B'))'", true },
         { "det(A*X)", "det(A·X)·(vec(A^T·(A·X)^{-T}))^T", "det(A*X)*(vec(A'*(A*X)^{-T}))'", false },
-        { "log(det(X'*X))", "(vec(X·(X^T·X)^{-1}))^T + (vec(X·(X^T·X)^{-T}))^T",
-          "(vec(X*(X'*X)^{-1}))' + (vec(X*(X'*X)^{-T}))'", false },
+        /* (X^T·X)^{-1} is its own transpose: the two rows are one */
+        { "log(det(X'*X))", "2·(vec(X·(X^T·X)^{-1}))^T", "2*(vec(X*(X'*X)^{-1}))'", false },
+        { "tr(inv(X'*X))", "−2·(vec(X·(X^T·X)^{-1}·(X^T·X)^{-1}))^T", "-2*(vec(X*(X'*X)^{-1}*(X'*X)^{-1}))'", false },
+        { "log(det(X'*A*X))", "(vec(A·X·(X^T·A·X)^{-1}))^T + (vec(A^T·X·(X^T·A·X)^{-T}))^T",
+          "(vec(A*X*(X'*A*X)^{-1}))' + (vec(A'*X*(X'*A*X)^{-T}))'", false },
         /* a vector's row x^T (C the column x or the row x^T, as the
          * factor's shape says) and the row of ones (C a matrix of ones) */
         { "x'*X'*X*x", "2·(vec(X·x·x^T))^T", "2*(vec(X*x*x'))'", true },

@@ -240,6 +240,9 @@ static void push_factor(lji_gctx *g, lji_mono *m, const lj_expr *f)
 
 /* Symmetric by construction: I, M^T·M, M·M^T, S + T and S ∘ T of
  * symmetric terms, c·S, S^{-1}, S^k, and constants declared symmetric. */
+static bool symmetric(const lj_expr *e, int depth);
+bool lji_expr_symmetric(const lj_expr *e) { return symmetric(e, 0); }
+
 static bool symmetric(const lj_expr *e, int depth)
 {
     const lji_opdef *d = e->def;

@@ -71,6 +71,9 @@ lj_expr *lji_g_node(lji_gctx *g, lj_expr *made);
 /* Structural equality of two expressions (same operations on the same
  * leaves, numbers and shapes). */
 bool lji_expr_equal(const lj_expr *a, const lj_expr *b);
+/* Symmetric by construction: I, M^T·M, M·M^T, sums and Hadamard products
+ * of symmetric terms, c·S, S^{-1}, S^k, constants declared symmetric. */
+bool lji_expr_symmetric(const lj_expr *e);
 
 /* The constant matrix filled with x (1_{m×n}, 0_{m×n}), an internal leaf. */
 lj_expr *lji_expr_fill(lj_context *ctx, int64_t rows, int64_t cols, double x);

@@ -72,7 +72,7 @@ static lj_op *inv_local(lji_dctx *d, const lj_expr *e, int which)
     if (!la) return NULL;
     char li[300], lt[300];
     snprintf(li, sizeof li, "%s^{-1}", la);
-    snprintf(lt, sizeof lt, "%s^{-T}", la);
+    snprintf(lt, sizeof lt, lji_expr_symmetric(e->a) ? "%s^{-1}" : "%s^{-T}", la); /* (X^T·X)^{-1} is its transpose */
     free(la);
     double *At = lji_malloc(d->ctx, (size_t)(n > 0 ? n * n : 1) * sizeof *At);
     if (!At) {
@@ -110,7 +110,7 @@ static lj_op *det_local(lji_dctx *d, const lj_expr *e, int which)
         }
     char *la = lji_d_label(d, e->a);
     char lt[300];
-    snprintf(lt, sizeof lt, "vec %s^{-T}", la ? la : "?");
+    snprintf(lt, sizeof lt, lji_expr_symmetric(e->a) ? "vec %s^{-1}" : "vec %s^{-T}", la ? la : "?");
     free(la);
     lj_op *r = lji_d_transposed(d->ctx, lj_op_dense(d->ctx, n * n, 1, Ait, n > 0 ? n * n : 1, lt));
     free(Ait);

@@ -411,9 +411,9 @@ static void transpose_write(lji_buf *b, const lj_expr *e)
     for (; x->def == &lji_op_neg && !x->pbase; x = x->a) negs++;
     if (negs % 2 && !b->drop_minus) lji_buf_puts(b, "−");
     b->drop_minus = false;
-    if (n % 2 && x->def == &lji_op_inv && !x->pbase) { /* A^{-T} */
+    if (n % 2 && x->def == &lji_op_inv && !x->pbase) { /* A^{-T}; (X^T·X)^{-1}, its own transpose */
         lji_expr_write(b, x->a, 6);
-        lji_buf_puts(b, "^{-T}");
+        lji_buf_puts(b, lji_expr_symmetric(x->a) ? "^{-1}" : "^{-T}");
         return;
     }
     lji_expr_write(b, x, 5);

@@ -993,6 +993,24 @@ bool lji_label_transposes_bare(const char *label)
     return lji_label_is_atomic(label) && strncmp(label, "vec", 3) != 0;
 }
 
+/* whether f (k bytes) is "(P)^{-1}" or "(P)^{-T}" with a product P that
+ * is its own transpose as written, X^T·X or A·A^T: the inverse of a
+ * symmetric matrix, whose transpose is itself */
+static bool symmetric_inverse(lj_context *ctx, const char *f, size_t k, bool *failed)
+{
+    *failed = false;
+    if (k < 8 || (strncmp(f + k - 5, "^{-1}", 5) && strncmp(f + k - 5, "^{-T}", 5)) || f[0] != '(') return false;
+    char base[128];
+    size_t nb = k - 5;
+    if (nb >= sizeof base) return false;
+    memcpy(base, f, nb);
+    base[nb] = '\0';
+    char *t = lji_label_product_transposed(ctx, base, failed);
+    bool same = t && !strcmp(t, base);
+    free(t);
+    return same;
+}
+
 char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *failed)
 {
     enum { MAXF = 16 };
@@ -1033,6 +1051,8 @@ char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *fai
         if (any++) lji_buf_puts(&b, dot);
         if (k == 0) gains = nf + 1; /* "(·A)": no product */
         else if (k > 2 && !strncmp(f + k - 2, "^T", 2)) lji_buf_printf(&b, "%.*s", k - 2, f), losses++;
+        else if (symmetric_inverse(ctx, f, (size_t)k, failed)) lji_buf_printf(&b, "%.*s", k, f);
+        else if (*failed) break;
         else if (k > 5 && !strncmp(f + k - 5, "^{-1}", 5)) lji_buf_printf(&b, "%.*s^{-T}", k - 5, f);
         else if (k > 5 && !strncmp(f + k - 5, "^{-T}", 5)) lji_buf_printf(&b, "%.*s^{-1}", k - 5, f);
         else {
@@ -1043,7 +1063,7 @@ char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *fai
         }
     }
     lji_buf_puts(&b, ")");
-    if (gains > losses) {
+    if (gains > losses || *failed) {
         lji_buf_discard(&b);
         return NULL;
     }
@@ -1091,7 +1111,12 @@ const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *bu
     }
     if (bare && n > 5 && (!strcmp(label + n - 5, "^{-1}") || !strcmp(label + n - 5, "^{-T}"))) { /* X^{-1}: X^{-T} */
         memcpy(r, label, n + 1);
-        r[n - 2] = label[n - 2] == '1' ? 'T' : '1';
+        bool sym = symmetric_inverse(ctx, label, n, &failed);
+        if (failed) {
+            free(*own);
+            return *own = NULL;
+        }
+        if (!sym) r[n - 2] = label[n - 2] == '1' ? 'T' : '1'; /* (X^T·X)^{-1} stays */
         return r;
     }
     char *at = r; /* X^T, (vec x)^T */
