@@ -1675,8 +1675,8 @@ START_TEST(test_trace_rows)
     }
     /* printed with every allocation failing in turn: NOMEM and a message,
      * or the whole form */
-    const char *fold[] = { "tr(X*A*X') - tr(X'*X)", "norm2(A*X*B - A)^2" };
-    for (int e = 0; e < 2; e++) {
+    const char *fold[] = { "tr(X*A*X') - tr(X'*X)", "norm2(A*X*B - A)^2", "tr(inv(X'*X))" };
+    for (int e = 0; e < 3; e++) {
         int64_t pos;
         lj_expr *f = lj_parse(ctx, fold[e], t, &pos);
         lj_op *J = f ? lj_expr_jacobian(ctx, f, X) : NULL;
