@@ -1281,6 +1281,58 @@ START_TEST(test_value_label_brackets)
 }
 END_TEST
 
+/* J printed (Unicode) with every allocation failing in turn: NOMEM and a
+ * message, or the whole form want; the whole form only after more than
+ * min_ok allocations */
+static void print_under_alloc_failures(lj_context *ctx, const lj_op *J, const char *want, int min_ok)
+{
+    int ok_at = 0;
+    for (int n = 1; n < 400 && !ok_at; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+        lj_context_fail_alloc(ctx, 0, 0);
+        if (p) {
+            ok_at = n;
+            ck_assert_str_eq(p, want);
+            ck_assert_msg(lj_context_status(ctx) == LJ_OK, "%s n=%d: %s", want, n, lj_context_message(ctx));
+        } else {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
+            ck_assert_msg(lj_context_message(ctx)[0], "n=%d: no message", n);
+            lj_context_clear(ctx);
+        }
+        lj_free(p);
+    }
+    ck_assert_msg(ok_at > min_ok, "%s: printed at the %dth allocation failing", want, ok_at);
+}
+
+/* Terms of a sum that print alike are one term, their coefficients
+ * added: x^T·S^{-1} and (S^{-1}·x)^T hold the same matrix with numbers
+ * that differ by rounding, so J keeps both, and prints 2·x^T·S^{-1}. Each
+ * J against central differences and a plan's; printed with every
+ * allocation failing in turn, NOMEM and a message or the whole form. */
+START_TEST(test_equal_terms_gathered)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 77, true);
+    const struct { const char *expr, *uni, *plain; } cases[] = {
+        { "x'*inv(X'*X)*x", "2·x^T·(X^T·X)^{-1}", "2*x'*(X'*X)^{-1}" },
+        { "x'*inv(X'*X)*x - x'*A*x", "2·x^T·(X^T·X)^{-1} − x^T·A^T − x^T·A", "2*x'*(X'*X)^{-1} - x'*A' - x'*A" },
+        { "x'*A*x", "x^T·A^T + x^T·A", "x'*A' + x'*A" }, /* A is not symmetric: two terms */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain, 400 + i);
+    int64_t pos;
+    lj_expr *f = lj_parse(ctx, cases[1].expr, t, &pos);
+    lj_op *J = f ? lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x")) : NULL;
+    CK_NN(ctx, J);
+    print_under_alloc_failures(ctx, J, cases[1].uni, 3);
+    lj_op_free(&J);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* src, a printed J of expr w.r.t. wrt in the language, evaluates to J's
  * entries (J at most 3×3) */
 static void plain_form_is_j(lj_context *ctx, lj_symtab *t, const char *expr, const char *wrt, const char *src)
@@ -1362,26 +1414,7 @@ START_TEST(test_negated_power_labels)
     lj_expr *f = lj_parse(ctx, "x - A*(-x).^2", t, &pos);
     lj_op *J = f ? lj_expr_jacobian(ctx, f, x) : NULL;
     CK_NN(ctx, J);
-    char *want = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
-    CK_NN(ctx, want);
-    ck_assert_str_eq(want, "I_3 − A·Diag(2·x)");
-    int ok_at = 0;
-    for (int n = 1; n < 200 && !ok_at; n++) {
-        lj_context_fail_alloc(ctx, n, 0);
-        char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
-        lj_context_fail_alloc(ctx, 0, 0);
-        if (p) {
-            ok_at = n;
-            ck_assert_str_eq(p, want);
-            ck_assert_msg(lj_context_status(ctx) == LJ_OK, "n=%d: %s", n, lj_context_message(ctx));
-        } else {
-            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
-            lj_context_clear(ctx);
-        }
-        lj_free(p);
-    }
-    ck_assert_msg(ok_at > 3, "printed at the %dth allocation failing", ok_at);
-    lj_free(want);
+    print_under_alloc_failures(ctx, J, "I_3 − A·Diag(2·x)", 3);
     lj_op_free(&J);
     lj_expr_free(&f);
     lj_symtab_free(&t);
@@ -1683,23 +1716,7 @@ START_TEST(test_trace_rows)
         CK_NN(ctx, J);
         char *want = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
         CK_NN(ctx, want);
-        int ok_at = 0;
-        for (int n = 1; n < 400 && !ok_at; n++) {
-            lj_context_fail_alloc(ctx, n, 0);
-            char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
-            lj_context_fail_alloc(ctx, 0, 0);
-            if (p) {
-                ok_at = n;
-                ck_assert_str_eq(p, want);
-                ck_assert_msg(lj_context_status(ctx) == LJ_OK, "%s n=%d: %s", fold[e], n, lj_context_message(ctx));
-            } else {
-                ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
-                ck_assert_msg(lj_context_message(ctx)[0], "n=%d: no message", n);
-                lj_context_clear(ctx);
-            }
-            lj_free(p);
-        }
-        ck_assert_msg(ok_at > 1, "%s: printed at the %dth allocation failing", fold[e], ok_at);
+        print_under_alloc_failures(ctx, J, want, 1);
         lj_free(want);
         lj_op_free(&J);
         lj_expr_free(&f);
@@ -3132,6 +3149,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_gradient_forms);
     tcase_add_test(rules, test_value_label_brackets);
     tcase_add_test(rules, test_negated_power_labels);
+    tcase_add_test(rules, test_equal_terms_gathered);
     suite_add_tcase(s, rules);
     TCase *sparse = tcase_create("sparse");
     tcase_add_loop_test(sparse, test_sparse_against_dense, 0, 3);

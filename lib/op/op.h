@@ -448,9 +448,9 @@ bool lji_label_is_wrapped(const char *label);
 bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt);
 /* −P printed at `where` with no sign of its own, where P prints as a
  * product with such a Diag among its top-level factors: the Diag's sign
- * dropped (−A·Diag(−2·x) is A·Diag(2·x)). NULL when P is not one, or on
- * failure to allocate (*failed). */
-char *lji_print_negated(lj_context *ctx, const lj_op *P, lj_print_format fmt, lji_place where, bool *failed);
+ * dropped (−A·Diag(−2·x) is A·Diag(2·x)). NULL when P is not one, or
+ * prints past like's limit, or on failure to allocate (*failed). */
+char *lji_print_negated(const lji_buf *like, const lj_op *P, lj_print_format fmt, lji_place where, bool *failed);
 /* For a label "(−M)" (or "(-M)"), M a product with no sign of its own and
  * no sum at its top: the bytes before M; else 0 */
 size_t lji_label_minus_product(const char *label);

@@ -63,8 +63,9 @@ static const char *top_factor(const char *whole, const char *lead, const char *d
     return NULL;
 }
 
-char *lji_print_negated(lj_context *ctx, const lj_op *P, lj_print_format fmt, lji_place where, bool *failed)
+char *lji_print_negated(const lji_buf *like, const lj_op *P, lj_print_format fmt, lji_place where, bool *failed)
 {
+    lj_context *ctx = like->ctx;
     *failed = false;
     const lj_op *D = negatable_diag(P, 0);
     if (!D) return NULL;
@@ -72,12 +73,14 @@ char *lji_print_negated(lj_context *ctx, const lj_op *P, lj_print_format fmt, lj
     lji_buf_init(&whole, ctx);
     lji_buf_init(&lead, ctx);
     lji_buf_init(&neg, ctx);
+    whole.limit = lead.limit = neg.limit = like->limit; /* a cut print is not compared */
     char *r = NULL;
     if (lji_diag_print_negated(&neg, D, fmt)) {
         lji_print(&whole, P, fmt, where);
         lji_print(&lead, D, fmt, LJI_AT_COMPOSE);
         *failed = whole.failed || lead.failed || neg.failed;
-        const char *at = *failed || lji_label_is_sum(whole.s) ? NULL : top_factor(whole.s, lead.s, lji_sym_dot(fmt));
+        bool cut = whole.truncated || lead.truncated || neg.truncated;
+        const char *at = *failed || cut || lji_label_is_sum(whole.s) ? NULL : top_factor(whole.s, lead.s, lji_sym_dot(fmt));
         if (at) {
             lji_buf out;
             lji_buf_init(&out, ctx);
@@ -105,7 +108,7 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
     }
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT, failed;
     /* a Diag's sign in front: −Diag(−2·x)·A is Diag(2·x)·A, 2·Diag(−x) −2·Diag(x) */
-    char *neg = !J->label ? lji_print_negated(b->ctx, J->child[0], fmt, LJI_AT_COMPOSE, &failed) : NULL;
+    char *neg = !J->label ? lji_print_negated(b, J->child[0], fmt, LJI_AT_COMPOSE, &failed) : NULL;
     if (neg || (!J->label && failed)) {
         b->failed |= failed;
         lji_put_open(b, paren);

@@ -119,51 +119,92 @@ static void sum_cost(const lj_op *J, double *flops, double *bytes)
 }
 
 /* For a value labelled "(−M)", M a product: the bytes before M; else 0 */
+/* Term t of a sum, with coefficient c, as it prints after its sign and
+ * number (new memory; NULL on failure), *cout the coefficient it then
+ * has: a value "(−x^T·A)" gives its minus sign to the term (x^T·A^T −
+ * x^T·A, not x^T·A^T + (−x^T·A)), and so does a Diag among its factors; a
+ * value's transpose prints as the value of its transposed label would. At
+ * most like's limit is written (*cut when that cut it). */
+static char *term_text(const lji_buf *like, const lj_op *t, double c, lj_print_format fmt, double *cout, bool *cut)
+{
+    lji_buf o;
+    lji_buf_init(&o, like->ctx);
+    o.limit = like->limit;
+    char tbuf[64], *own = NULL;
+    const char *vl = t->label && lji_is(t, &lji_kind_dense) ? t->label : NULL;
+    if (lji_is(t, &lji_kind_transpose) && lji_is(t->child[0], &lji_kind_dense) && t->child[0]->label) {
+        vl = lji_label_transposed_to(like->ctx, t->child[0]->label, tbuf, sizeof tbuf, &own);
+        if (!vl) o.failed = true;
+    }
+    size_t skip = vl ? lji_label_minus_product(vl) : 0;
+    if (skip) c = -c;
+    double a = fabs(c);
+    bool nf = false;
+    char *neg = !skip && !o.failed ? lji_print_negated(&o, t, fmt, a != 1.0 ? LJI_AT_COMPOSE : LJI_AT_SUM, &nf) : NULL;
+    o.failed |= nf;
+    if (neg) c = -c;
+    /* a term after a scalar or a minus sign is printed as a factor; a
+     * value's label with no sum inside needs no brackets after a minus
+     * either ("x^T·A − x^T·B") */
+    bool bare = a == 1.0 && vl && !lji_label_is_sum_inside(vl);
+    if (skip) /* the product after the value's minus sign */
+        lji_put_label_n(&o, vl + skip, strlen(vl) - skip - 1, fmt);
+    else if (neg)
+        lji_buf_puts(&o, neg);
+    else
+        lji_print(&o, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
+    free(own);
+    free(neg);
+    *cout = c;
+    *cut = o.truncated;
+    return lji_buf_finish(&o, "print");
+}
+
+/* The terms in order, each with its sign and number; terms that print
+ * alike are one, their coefficients added (x^T·S^{-1} + x^T·S^{-1} is
+ * 2·x^T·S^{-1}: their numbers differ by rounding, so the operator keeps
+ * both, but they are the same matrix). */
 static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     bool paren = where != LJI_AT_TOP;
     lji_put_open(b, paren);
-    for (int i = 0; i < J->nchild; i++) {
-        double c = J->coef[i];
-        /* a value "(−x^T·A)" gives its minus sign to the term: x^T·A^T −
-         * x^T·A, not x^T·A^T + (−x^T·A); a value's transpose prints as
-         * the value of its transposed label would */
-        const lj_op *t = J->child[i];
-        char tbuf[64], *own = NULL;
-        const char *vl = t->label && lji_is(t, &lji_kind_dense) ? t->label : NULL;
-        if (lji_is(t, &lji_kind_transpose) && lji_is(t->child[0], &lji_kind_dense) && t->child[0]->label) {
-            vl = lji_label_transposed_to(b->ctx, t->child[0]->label, tbuf, sizeof tbuf, &own);
-            if (!vl) b->failed = true;
-        }
-        size_t skip = vl ? lji_label_minus_product(vl) : 0;
-        if (skip) c = -c;
-        /* a Diag's sign in front: − A·Diag(−x) is + A·Diag(x), + Diag(−x) − Diag(x) */
-        bool failed = false;
-        char *neg = !skip ? lji_print_negated(b->ctx, t, fmt, fabs(c) != 1.0 ? LJI_AT_COMPOSE : LJI_AT_SUM, &failed)
-                          : NULL;
-        b->failed |= failed;
-        if (neg) c = -c;
-        if (i) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
-        else if (c < 0)
+    int n = J->nchild;
+    char **text = lji_calloc(b->ctx, (size_t)(n ? n : 1), sizeof *text);
+    double *c = lji_malloc(b->ctx, (size_t)(n ? n : 1) * sizeof *c);
+    bool failed = !text || !c, cut = false;
+    for (int i = 0; i < n && !failed && !cut; i++) /* after a cut term, nothing more is written */
+        failed = !(text[i] = term_text(b, J->child[i], J->coef[i], fmt, &c[i], &cut));
+    if (failed) {
+        b->failed = true;
+        n = 0;
+    }
+    for (int i = 0, first = 1; i < n && text[i]; i++) {
+        if (!text[i][0] && i) continue; /* taken into a term before it */
+        double sum = c[i];
+        for (int j = i + 1; j < n && text[j] && !cut; j++)
+            if (!strcmp(text[i], text[j])) sum += c[j];
+        bool merged = sum != c[i] && sum != 0;
+        for (int j = i + 1; j < n && text[j] && merged; j++)
+            if (!strcmp(text[i], text[j])) text[j][0] = '\0';
+        if (!merged) sum = c[i];
+        if (!first) lji_buf_puts(b, sum < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
+        else if (sum < 0)
             lji_buf_puts(b, lji_sym_minus(fmt));
-        double a = fabs(c);
+        first = 0;
+        double a = fabs(sum);
         if (a != 1.0) {
             lji_put_number(b, a, fmt);
             lji_buf_puts(b, lji_sym_dot(fmt));
         }
-        /* a term after a scalar or a minus sign is printed as a factor;
-         * a value's label with no sum inside needs no brackets after a
-         * minus either ("x^T·A − x^T·B") */
-        bool bare = a == 1.0 && vl && !lji_label_is_sum_inside(vl);
-        if (skip) /* the product after the value's minus sign */
-            lji_put_label_n(b, vl + skip, strlen(vl) - skip - 1, fmt);
-        else if (neg)
-            lji_buf_puts(b, neg);
-        else
-            lji_print(b, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
-        free(own);
-        free(neg);
+        bool wrap = merged && lji_label_is_sum(text[i]); /* 2·(a + b) */
+        lji_put_open(b, wrap);
+        lji_buf_puts(b, text[i]);
+        lji_put_close(b, wrap);
     }
+    if (cut) b->truncated = true;
+    for (int i = 0; text && i < J->nchild; i++) free(text[i]);
+    free(text);
+    free(c);
     lji_put_close(b, paren);
 }
 
