@@ -771,13 +771,7 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
             lji_put_open(b, paren);
             for (int t = 0, k = 0; t < n; t++) {
                 if (!lab[t]) continue;
-                if (k++) lji_buf_puts(b, c[t] < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
-                else if (c[t] < 0)
-                    lji_buf_puts(b, lji_sym_minus(fmt));
-                if (fabs(c[t]) != 1.0) {
-                    lji_put_number(b, fabs(c[t]), fmt);
-                    lji_buf_puts(b, lji_sym_dot(fmt));
-                }
+                lji_put_signed_coef(b, c[t], !k++, fmt);
                 lji_put_value_label(b, lab[t], fmt, fabs(c[t]) != 1.0 || terms > 1 ? LJI_AT_SUM : LJI_AT_COMPOSE);
             }
             lji_put_close(b, paren);

@@ -840,6 +840,17 @@ const char *lji_sym_minus(lj_print_format fmt)
     return fmt == LJ_PRINT_UNICODE ? "−" : "-";
 }
 
+void lji_put_signed_coef(lji_buf *b, double c, bool first, lj_print_format fmt)
+{
+    if (!first) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
+    else if (c < 0)
+        lji_buf_puts(b, lji_sym_minus(fmt));
+    if (fabs(c) != 1.0) {
+        lji_put_number(b, fabs(c), fmt);
+        lji_buf_puts(b, lji_sym_dot(fmt));
+    }
+}
+
 void lji_put_open(lji_buf *b, bool paren)
 {
     if (paren) lji_buf_puts(b, "(");

@@ -479,6 +479,9 @@ const char *lji_sym_kron(lj_print_format fmt);
 const char *lji_sym_dot(lj_print_format fmt);
 const char *lji_sym_transpose(lj_print_format fmt);
 const char *lji_sym_minus(lj_print_format fmt);
+/* a term's sign and number in a sum: " + " or " − " (only "−" for the
+ * first term, nothing when it is positive), then |c|· where it is not 1 */
+void lji_put_signed_coef(lji_buf *b, double c, bool first, lj_print_format fmt);
 
 /* Whether a is an identity, a zero operator: asked by most rules, so
  * inline */

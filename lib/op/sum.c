@@ -187,15 +187,8 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         for (int j = i + 1; j < n && text[j] && merged; j++)
             if (!strcmp(text[i], text[j])) text[j][0] = '\0';
         if (!merged) sum = c[i];
-        if (!first) lji_buf_puts(b, sum < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
-        else if (sum < 0)
-            lji_buf_puts(b, lji_sym_minus(fmt));
+        lji_put_signed_coef(b, sum, first, fmt);
         first = 0;
-        double a = fabs(sum);
-        if (a != 1.0) {
-            lji_put_number(b, a, fmt);
-            lji_buf_puts(b, lji_sym_dot(fmt));
-        }
         bool wrap = merged && lji_label_is_sum(text[i]); /* 2·(a + b) */
         lji_put_open(b, wrap);
         lji_buf_puts(b, text[i]);
@@ -327,18 +320,6 @@ static term_label term_label_of(const char *l, double *c)
     return t;
 }
 
-/* " + " or " − " and |c|· where it is not 1 (or "−" and |c|· first) */
-static void put_coef(lji_buf *b, double c, bool first)
-{
-    if (first) {
-        if (c < 0) lji_buf_puts(b, "−");
-    } else
-        lji_buf_puts(b, c < 0 ? " − " : " + ");
-    if (fabs(c) != 1.0) {
-        lji_put_number(b, fabs(c), LJ_PRINT_UNICODE);
-        lji_buf_puts(b, "·");
-    }
-}
 
 /* "q·a + p·b" for the Diag of q·x + p·y (q, p the two terms' coefficients,
  * la, lb the labels of x and y): no coefficient of 1 written, a − for a
@@ -350,7 +331,7 @@ static char *diag_sum_label(lj_context *ctx, const char *la, double q, const cha
     lji_buf_init(&b, ctx);
     term_label a = term_label_of(la, &q), t = term_label_of(lb, &p);
     bool whole = a.n + t.n <= LJI_DIAG_LABEL_MAX;
-    put_coef(&b, q, true);
+    lji_put_signed_coef(&b, q, true, LJ_PRINT_UNICODE);
     bool wrap = q != 1.0 && (a.sum || !whole); /* −(a + b), 2·(a + b) */
     if (wrap) lji_buf_puts(&b, "(");
     if (!whole) {
@@ -367,7 +348,7 @@ static char *diag_sum_label(lj_context *ctx, const char *la, double q, const cha
     }
     lji_buf_putn(&b, a.s, a.n);
     if (wrap) lji_buf_puts(&b, ")");
-    put_coef(&b, p, false);
+    lji_put_signed_coef(&b, p, false, LJ_PRINT_UNICODE);
     wrap = p != 1.0 && t.sum; /* a − (b + c) */
     if (wrap) lji_buf_puts(&b, "(");
     lji_buf_putn(&b, t.s, t.n);
