@@ -1307,20 +1307,28 @@ static void print_under_alloc_failures(lj_context *ctx, const lj_op *J, const ch
 
 /* Terms of a sum that print alike are one term, their coefficients
  * added: x^T·S^{-1} and (S^{-1}·x)^T hold the same matrix with numbers
- * that differ by rounding, so J keeps both, and prints 2·x^T·S^{-1}. Each
- * J against central differences and a plan's; printed with every
- * allocation failing in turn, NOMEM and a message or the whole form. */
-START_TEST(test_equal_terms_gathered)
+ * that differ by rounding, so J keeps both, and prints 2·x^T·S^{-1}. A
+ * Hadamard product's label puts a number first and drops a value's
+ * brackets where nothing is inside them; max's indicator of a column has
+ * no vec. Each J against central differences and a plan's; printed with
+ * every allocation failing in turn, NOMEM and a message or the whole
+ * form. */
+START_TEST(test_sum_and_hadamard_labels)
 {
     lj_context *ctx = lj_context_new();
     lj_symtab *t = symtab_3x3(ctx, 77, true);
-    const struct { const char *expr, *uni, *plain; } cases[] = {
-        { "x'*inv(X'*X)*x", "2·x^T·(X^T·X)^{-1}", "2*x'*(X'*X)^{-1}" },
-        { "x'*inv(X'*X)*x - x'*A*x", "2·x^T·(X^T·X)^{-1} − x^T·A^T − x^T·A", "2*x'*(X'*X)^{-1} - x'*A' - x'*A" },
-        { "x'*A*x", "x^T·A^T + x^T·A", "x'*A' + x'*A" }, /* A is not symmetric: two terms */
+    const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
+        { "x'*inv(X'*X)*x", "x", "2·x^T·(X^T·X)^{-1}", "2*x'*(X'*X)^{-1}" },
+        { "x'*inv(X'*X)*x - x'*A*x", "x", "2·x^T·(X^T·X)^{-1} − x^T·A^T − x^T·A", "2*x'*(X'*X)^{-1} - x'*A' - x'*A" },
+        { "x'*A*x", "x", "x^T·A^T + x^T·A", "x'*A' + x'*A" }, /* A is not symmetric: two terms */
+        { "log(x.^2+1)", "x", "Diag(2·x ∘ 1./(x.^2 + 1))", "Diag(2*x .* 1./(x.^2 + 1))" },
+        { "x.^2.*sin(x)", "x", "Diag(2·x ∘ sin(x)) + Diag(x.^2 ∘ cos(x))", "Diag(2*x .* sin(x)) + Diag(x.^2 .* cos(x))" },
+        { "(A*x).*sin(x)", "x", "Diag(sin(x))·A + Diag((A·x) ∘ cos(x))", "Diag(sin(x))*A + Diag((A*x) .* cos(x))" },
+        { "max(x,-(A*x))", "x", "Diag([x > −(A·x)]) − Diag([−(A·x) > x])·A", "Diag([x > -(A*x)]) - Diag([-(A*x) > x])*A" },
+        { "max(X,B)", "X", "Diag(vec[X > B])", "Diag(vec[X > B])" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain, 400 + i);
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 400 + i);
     int64_t pos;
     lj_expr *f = lj_parse(ctx, cases[1].expr, t, &pos);
     lj_op *J = f ? lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x")) : NULL;
@@ -3149,7 +3157,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_gradient_forms);
     tcase_add_test(rules, test_value_label_brackets);
     tcase_add_test(rules, test_negated_power_labels);
-    tcase_add_test(rules, test_equal_terms_gathered);
+    tcase_add_test(rules, test_sum_and_hadamard_labels);
     suite_add_tcase(s, rules);
     TCase *sparse = tcase_create("sparse");
     tcase_add_loop_test(sparse, test_sparse_against_dense, 0, 3);

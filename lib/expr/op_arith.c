@@ -321,7 +321,12 @@ static lj_op *maxmin_local(lji_dctx *d, const lj_expr *e, int which)
     char *lc = lji_d_label(d, c), *lo = lji_d_label(d, o);
     lji_buf bb;
     lji_buf_init(&bb, d->ctx);
-    lji_buf_printf(&bb, "vec[%s %s %s]", lc ? lc : "?", max ? ">" : "<", lo ? lo : "?");
+    /* a column is its own vec; inside the brackets a label needs none of
+     * its own: [x > A·x] */
+    const char *sc = lc ? lc : "?", *so = lo ? lo : "?";
+    int nc = (int)strlen(sc), no = (int)strlen(so), wc = lji_label_is_wrapped(sc), wo = lji_label_is_wrapped(so);
+    lji_buf_printf(&bb, e->cols == 1 ? "[%.*s %s %.*s]" : "vec[%.*s %s %.*s]", nc - 2 * wc, sc + wc,
+                   max ? ">" : "<", no - 2 * wo, so + wo);
     free(lc);
     free(lo);
     char *l = lji_buf_finish(&bb, "jacobian");

@@ -1170,6 +1170,24 @@ static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *l
     return lji_buf_finish(&b, "compose");
 }
 
+/* a factor of a label "a ∘ b": a sum in brackets, (a − b) ∘ c; a value's
+ * bracketed label without them where nothing is inside, x.^2 ∘ cos(x) */
+static void put_hadamard_factor(lji_buf *b, const char *l)
+{
+    size_t n = strlen(l);
+    if (lji_label_is_sum(l)) lji_buf_printf(b, "(%s)", l);
+    else if (lji_label_is_wrapped(l) && lji_label_is_atomic_n(l + 1, n - 2)) lji_buf_putn(b, l + 1, n - 2);
+    else lji_buf_puts(b, l);
+}
+
+/* whether a label starts with a number times something: "2·x", "0.5·(a + b)" */
+static bool number_times(const char *l)
+{
+    size_t k = 0;
+    while (isdigit((unsigned char)l[k]) || l[k] == '.') k++;
+    return k && l[k - 1] != '.' && !strncmp(l + k, "·", strlen("·"));
+}
+
 static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail)
 {
     *fail = false;
@@ -1192,9 +1210,13 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
             size_t ma = lji_label_negated_term(la), mb = lji_label_negated_term(lb2);
             if ((ma != 0) != (mb != 0)) lji_buf_puts(&lb, "−");
             la += ma, lb2 += mb;
-            bool wa = lji_label_is_sum(la), wb = lji_label_is_sum(lb2);
-            lji_buf_printf(&lb, wa ? "(%s) ∘ " : "%s ∘ ", la);
-            lji_buf_printf(&lb, wb ? "(%s)" : "%s", lb2);
+            if (number_times(lb2) && !number_times(la)) { /* numbers first: 2·x ∘ exp(x) */
+                const char *tmp = la;
+                la = lb2, lb2 = tmp;
+            }
+            put_hadamard_factor(&lb, la);
+            lji_buf_puts(&lb, " ∘ ");
+            put_hadamard_factor(&lb, lb2);
         } else
             lji_put_label_head(&lb, la, " ∘ …");
         char *label = lji_buf_finish(&lb, "compose");

@@ -936,10 +936,12 @@ void lji_put_number(lji_buf *b, double x, lj_print_format fmt)
         lji_buf_puts(b, tmp);
 }
 
-bool lji_label_is_atomic(const char *label)
+bool lji_label_is_atomic(const char *label) { return lji_label_is_atomic_n(label, strlen(label)); }
+
+bool lji_label_is_atomic_n(const char *label, size_t n)
 {
     int depth = 0;
-    for (const char *s = label; *s; s++) {
+    for (const char *s = label; s < label + n && *s; s++) {
         if ((unsigned char)s[0] == 0xCF && (unsigned char)s[1] == 0x83 && s[2] == '(') s++; /* σ(x): a name */
         else if (*s == '(' || *s == '{') depth++;
         else if (*s == ')' || *s == '}') depth--;

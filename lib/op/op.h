@@ -432,6 +432,8 @@ void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format 
 /* true when a label needs no parentheses before ^T: no operator outside
  * its own parentheses or braces ("W", "(X·A)", "A^{-1}", not "vec B") */
 bool lji_label_is_atomic(const char *label);
+/* the same for the first n bytes */
+bool lji_label_is_atomic_n(const char *label, size_t n);
 /* The longest label a Diag gets from combining others' (a ∘ b, a − b)
  * before it is cut to a head and "…": bounded, so that long chains of
  * diagonal factors or terms stay linear; long enough for the two halves of
