@@ -1390,7 +1390,7 @@ START_TEST(test_negated_power_labels)
         { "A*(-x).^2", "A·Diag(2·x)", "A*Diag(2*x)" },
         { "(-(A*x)).^2", "Diag(2·(A·x))·A", "Diag(2*(A*x))*A" },
         { "x - (-x).^2", "I_3 − Diag(2·x)", "I_3 - Diag(2*x)" },
-        { "x - 3*(-x).^2", "I_3 − 3·Diag(2·x)", "I_3 - 3*Diag(2*x)" },
+        { "x - 3*(-x).^2", "I_3 − 6·Diag(x)", "I_3 - 6*Diag(x)" }, /* the numbers meet */
         { "x + (-x).^3", "I_3 − Diag(3·x.^2)", "I_3 - Diag(3*x.^2)" },
         { "A*(-x).^2 - x", "A·Diag(2·x) − I_3", "A*Diag(2*x) - I_3" },
         /* a Hadamard product's factors' signs in front of its Diag, and so
@@ -1399,7 +1399,9 @@ START_TEST(test_negated_power_labels)
         { "cos(x).*x", "−Diag(x ∘ sin(x)) + Diag(cos(x))", "-Diag(x .* sin(x)) + Diag(cos(x))" },
         { "cos(x).*cos(x)", "−2·Diag(cos(x) ∘ sin(x))", "-2*Diag(cos(x) .* sin(x))" },
         { "(-x).*sin(x)", "−Diag(sin(x)) − Diag(x ∘ cos(x))", "-Diag(sin(x)) - Diag(x .* cos(x))" },
-        { "2*(-x).^2", "2·Diag(2·x)", "2*Diag(2*x)" },
+        { "2*(-x).^2", "4·Diag(x)", "4*Diag(x)" },
+        { "x + 3*x.^3", "I_3 + 9·Diag(x.^2)", "I_3 + 9*Diag(x.^2)" },
+        { "x + x.^3", "I_3 + Diag(3·x.^2)", "I_3 + Diag(3*x.^2)" }, /* no number outside to meet */
         /* a sign that is not one term's stays where it is */
         { "-sin(x)", "−Diag(cos(x))", "-Diag(cos(x))" },
         { "(x - A*x).^2", "Diag(2·(x − A·x))·(I_3 − A)", "Diag(2*(x - A*x))*(I_3 - A)" },

@@ -516,6 +516,10 @@ static const hcase hessians[] = {
     { "sum(log(1+exp(x))+log(1+exp(-x)))", "x", "x=4x1",
       "Diag(σ(x) ∘ (1 − σ(x))) + Diag(σ(−x) ∘ (1 − σ(−x)))" },
     { "sum(log(exp(x).*exp(y)))", "x", "x=4x1 y=4x1", "0_{4×4}" },
+    /* a whole number in a Diag's label meets the number in front of it */
+    { "sum(x.^4)", "x", "x=4x1", "12·Diag(x.^2)" },
+    { "sum((-x).^3) + sum(x.^4)", "x", "x=4x1", "12·Diag(x.^2) − 6·Diag(x)" },
+    { "sum(x.*cos(x))", "x", "x=4x1", "−2·Diag(sin(x)) − Diag(x ∘ cos(x))" },
 };
 
 static void check_hessian(const hcase *c, uint64_t seed)

@@ -1,7 +1,9 @@
 /* Diag(d): the diagonal matrix of a vector. */
 #include "config.h"
 #include "op.h"
+#include <ctype.h>
 #include <inttypes.h>
+#include <stdlib.h>
 
 static lj_status diag_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                             const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
@@ -56,6 +58,19 @@ static void diag_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_plac
     lji_buf_puts(b, ")");
 }
 
+/* "Diag(l)" for the first n bytes of l, without l's own brackets */
+static void put_diag_of(lji_buf *b, const char *l, size_t n, lj_print_format fmt)
+{
+    lji_buf_puts(b, fmt == LJ_PRINT_LATEX ? "\\operatorname{Diag}(" : "Diag(");
+    bool wrapped = n > 1 && l[0] == '(' && l[n - 1] == ')'; /* Diag(a + b), not Diag((a + b)) */
+    for (size_t k = 1, depth = 1; wrapped && k + 1 < n; k++) {
+        depth += l[k] == '(' ? 1 : l[k] == ')' ? (size_t)-1 : 0;
+        wrapped = depth != 0;
+    }
+    lji_put_label_n(b, l + wrapped, n - 2 * wrapped, fmt);
+    lji_buf_puts(b, ")");
+}
+
 bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt)
 {
     const char *l = D->label;
@@ -67,14 +82,21 @@ bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt)
         l += m, n -= m;
     else
         return false;
-    lji_buf_puts(b, fmt == LJ_PRINT_LATEX ? "\\operatorname{Diag}(" : "Diag(");
-    bool wrapped = n > 1 && l[0] == '(' && l[n - 1] == ')'; /* Diag(a + b), not Diag((a + b)) */
-    for (size_t k = 1, depth = 1; wrapped && k + 1 < n; k++) {
-        depth += l[k] == '(' ? 1 : l[k] == ')' ? (size_t)-1 : 0;
-        wrapped = depth != 0;
-    }
-    lji_put_label_n(b, l + wrapped, n - 2 * wrapped, fmt);
-    lji_buf_puts(b, ")");
+    put_diag_of(b, l, n, fmt);
+    return true;
+}
+
+bool lji_diag_print_times(lji_buf *b, const lj_op *D, lj_print_format fmt, double *k)
+{
+    const char *l = D->label, *dot = "·";
+    if (!l || !lji_is(D, &lji_kind_diag)) return false;
+    size_t m = lji_label_negated_term(l), w = m; /* "−2·x" too */
+    while (isdigit((unsigned char)l[w]) && w < m + 7) w++;
+    /* "3·x.^2", not "2.5·x", "2·x + y" */
+    if (w == m || strncmp(l + w, dot, strlen(dot)) || lji_label_is_sum(l + m)) return false;
+    *k = (m ? -1 : 1) * strtod(l + m, NULL);
+    l += w + strlen(dot);
+    put_diag_of(b, l, strlen(l), fmt);
     return true;
 }
 

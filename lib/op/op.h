@@ -448,6 +448,10 @@ bool lji_label_is_wrapped(const char *label);
 /* −D for a Diag D whose label is one negated term: "Diag(x)" for −Diag(−x);
  * false, and nothing written, for any other D */
 bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt);
+/* D/k for a Diag D whose label is a whole number k (or −k) times one
+ * term: "Diag(x.^2)" for Diag(3·x.^2), *k = 3; false, and nothing
+ * written, for any other D */
+bool lji_diag_print_times(lji_buf *b, const lj_op *D, lj_print_format fmt, double *k);
 /* −P printed at `where` with no sign of its own, where P prints as a
  * product with such a Diag among its top-level factors: the Diag's sign
  * dropped (−A·Diag(−2·x) is A·Diag(2·x)). NULL when P is not one, or

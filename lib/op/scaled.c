@@ -107,6 +107,27 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
         return;
     }
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT, failed;
+    /* a whole number in a Diag's label meets the scalar: 4·Diag(3·x.^2) is
+     * 12·Diag(x.^2); −Diag(2·x) stays */
+    lji_buf t;
+    lji_buf_init(&t, b->ctx);
+    t.limit = b->limit;
+    double k;
+    if (!J->label && fabs(J->alpha) != 1.0 && lji_diag_print_times(&t, J->child[0], fmt, &k)) {
+        b->failed |= t.failed;
+        lji_put_open(b, paren);
+        double c = J->alpha * k;
+        if (c == -1.0) lji_buf_puts(b, lji_sym_minus(fmt));
+        else if (c != 1.0) {
+            lji_put_number(b, c, fmt);
+            lji_buf_puts(b, lji_sym_dot(fmt));
+        }
+        if (t.s) lji_buf_puts(b, t.s);
+        lji_put_close(b, paren);
+        lji_buf_discard(&t);
+        return;
+    }
+    lji_buf_discard(&t);
     /* a Diag's sign in front: −Diag(−2·x)·A is Diag(2·x)·A, 2·Diag(−x) −2·Diag(x) */
     char *neg = !J->label ? lji_print_negated(b, J->child[0], fmt, LJI_AT_COMPOSE, &failed) : NULL;
     if (neg || (!J->label && failed)) {

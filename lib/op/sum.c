@@ -130,6 +130,14 @@ static char *term_text(const lji_buf *like, const lj_op *t, double c, lj_print_f
     lji_buf o;
     lji_buf_init(&o, like->ctx);
     o.limit = like->limit;
+    /* a whole number in a Diag's label meets a coefficient other than ±1:
+     * 4·Diag(x.^2), not 2·Diag(2·x.^2); I − Diag(2·x) stays */
+    double k;
+    if (fabs(c) != 1.0 && lji_diag_print_times(&o, t, fmt, &k)) {
+        *cout = c * k;
+        *cut = o.truncated;
+        return lji_buf_finish(&o, "print");
+    }
     char tbuf[64], *own = NULL;
     const char *vl = t->label && lji_is(t, &lji_kind_dense) ? t->label : NULL;
     if (lji_is(t, &lji_kind_transpose) && lji_is(t->child[0], &lji_kind_dense) && t->child[0]->label) {
