@@ -1541,7 +1541,11 @@ START_TEST(test_ones_row_prints)
     const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
         { "o'*exp(A*x)", "x", "exp(A·x)^T·A", "exp(A*x)'*A" }, /* 1_3^T a row over the leaf's ones */
         { "sum(A.*X)", "X", "(vec A)^T", "(vec A)'" },
-        { "sum(X.^2)", "X", "(2·vec X)^T", "(2*vec X)'" },
+        { "sum(X.^2)", "X", "2·(vec X)^T", "2*(vec X)'" }, /* the number in front of the row */
+        { "sum(X.^3)", "X", "3·((vec X).^2)^T", "3*((vec X).^2)'" },
+        { "sum((-X).^2)", "X", "2·(vec X)^T", "2*(vec X)'" }, /* −(−2·(vec X)^T) */
+        { "sum(sum((X*A).^2))", "X", "2·(vec(X·A·A^T))^T", "2*(vec(X*A*A'))'" }, /* and past a Kronecker product */
+        { "-sum(x.^2)", "x", "−2·x^T", "-2*x'" },
         { "sum(exp(A*x))", "x", "exp(A·x)^T·A", "exp(A*x)'*A" },
         { "sum(x)", "x", "1_3^T", "1_3'" }, /* no Diag: the row of ones itself */
     };

@@ -457,6 +457,19 @@ static bool is_ones_row(const lj_op *a)
     return true;
 }
 
+/* label less a number in front, "2·vec X" → "vec X" with *k = 2 ("−2·…":
+ * −2); the label itself, *k = 1, where it has none */
+static const char *label_number(const char *label, double *k)
+{
+    size_t m = lji_label_negated_term(label), w = m;
+    while (isdigit((unsigned char)label[w]) || label[w] == '.') w++;
+    const char *dot = "·";
+    *k = 1;
+    if (w == m || label[w - 1] == '.' || strncmp(label + w, dot, strlen(dot))) return label;
+    *k = (m ? -1 : 1) * strtod(label + m, NULL);
+    return label + w + strlen(dot);
+}
+
 /* ---- the trace's row before Kronecker products, printed as the Cookbook
  * writes the derivative of a trace ---- */
 
@@ -643,12 +656,20 @@ static char *trace_row_label(lj_context *ctx, const char *c)
 /* a is a row (vec C)^T: the transpose of a dense column labelled "vec C"
  * or "vec(C)" (the derivative of logdet, det, a squared norm); C's label
  * into *c, new (NULL for no memory) */
+static bool vec_label_matrix(lj_context *ctx, const char *label, char **c);
+
 static bool vec_row_matrix(lj_context *ctx, const lj_op *a, char **c)
 {
     if (!lji_is(a, &lji_kind_transpose)) return false;
     const lj_op *v = a->child[0];
-    if (!lji_is(v, &lji_kind_dense) || v->cols != 1 || !v->label || strncmp(v->label, "vec", 3)) return false;
-    const char *l = v->label + 3;
+    return lji_is(v, &lji_kind_dense) && v->cols == 1 && v->label && vec_label_matrix(ctx, v->label, c);
+}
+
+/* label is "vec C" or "vec(C)": C into *c, new (NULL for no memory) */
+static bool vec_label_matrix(lj_context *ctx, const char *label, char **c)
+{
+    if (strncmp(label, "vec", 3)) return false;
+    const char *l = label + 3;
     size_t n = strlen(l);
     if (l[0] == ' ' && n > 1) {
         *c = lji_strdup(ctx, l + 1);
@@ -697,8 +718,18 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
     trace_row r = { ROW_MATRIX, NULL, NULL };
     const lj_op *a = J->child[i], *d = i + 2 < J->nchild ? J->child[i + 1] : NULL;
     int j = i + 1, last = -1;
-    if (d && is_ones_row(a) && lji_is(d, &lji_kind_diag) && d->label && !strstr(d->label, "vec") &&
-        lji_is(J->child[i + 2], &lji_kind_kron)) { /* 1^T·Diag(d) is the row d^T */
+    double rowk = 1; /* a number in front of the row */
+    bool ones_diag = d && is_ones_row(a) && lji_is(d, &lji_kind_diag) && d->label &&
+                     lji_is(J->child[i + 2], &lji_kind_kron);
+    const char *dl = ones_diag ? label_number(d->label, &rowk) : NULL;
+    if (ones_diag && vec_label_matrix(ctx, dl, &r.c)) { /* 1^T·Diag(k·vec C) is the row k·(vec C)^T */
+        char tbuf[64], *own = NULL;
+        const char *t = r.c ? lji_label_transposed_to(ctx, r.c, tbuf, sizeof tbuf, &own) : NULL;
+        r.ct = t ? lji_strdup(ctx, t) : NULL;
+        free(own);
+        j = i + 2;
+    } else if (ones_diag && !strstr(d->label, "vec")) { /* 1^T·Diag(d) is the row d^T */
+        rowk = 1;
         char tbuf[64], *own = NULL;
         const char *t = lji_label_transposed_to(ctx, d->label, tbuf, sizeof tbuf, &own);
         r.kind = ROW_VECTOR;
@@ -752,7 +783,7 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
             lab[t] = trace_row_label(ctx, m.c);
             ok = lab[t] && m.ct; /* (either failing is out of memory) */
             free(m.c), free(m.ct);
-            c[t] = S->coef[t];
+            c[t] = rowk * S->coef[t];
         }
         /* equal rows gathered, where their coefficients do not cancel */
         for (int t = 0; ok && t < n; t++)
@@ -783,8 +814,12 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
         free(c);
     } else if (last >= 0) {
         char *l = trace_row_label(ctx, r.c);
+        bool paren = rowk != 1 && !alone;
+        lji_put_open(b, paren);
+        lji_put_signed_coef(b, rowk, true, fmt);
         if (l) lji_put_value_label(b, l, fmt, LJI_AT_COMPOSE);
         else b->failed = true;
+        lji_put_close(b, paren);
         free(l);
     }
     if (!row_ok(&r)) b->failed = true;
@@ -810,9 +845,12 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
             }
         }
         if (d && lji_is(d, &lji_kind_diag) && d->label && is_ones_row(J->child[i])) {
-            bool br = !lji_label_transposes_bare(d->label);
+            double k = 1; /* first, a number in front: 1^T·Diag(2·vec X) is 2·(vec X)^T */
+            const char *l = i == 0 ? label_number(d->label, &k) : d->label;
+            lji_put_signed_coef(b, k, true, fmt);
+            bool br = !lji_label_transposes_bare(l) || strchr(l, '^'); /* ((vec X).^2)^T */
             lji_put_open(b, br);
-            lji_put_label(b, d->label, fmt);
+            lji_put_label(b, l, fmt);
             lji_put_close(b, br);
             lji_buf_puts(b, lji_sym_transpose(fmt));
             i++;
@@ -1183,9 +1221,8 @@ static void put_hadamard_factor(lji_buf *b, const char *l)
 /* whether a label starts with a number times something: "2·x", "0.5·(a + b)" */
 static bool number_times(const char *l)
 {
-    size_t k = 0;
-    while (isdigit((unsigned char)l[k]) || l[k] == '.') k++;
-    return k && l[k - 1] != '.' && !strncmp(l + k, "·", strlen("·"));
+    double k;
+    return !lji_label_minus_len(l) && label_number(l, &k) != l;
 }
 
 static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail)

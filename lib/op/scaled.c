@@ -147,9 +147,20 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
     if (J->label) { /* a symbol's value: the symbol */
         lji_put_coef_label(b, J->label, fmt);
         lji_buf_puts(b, lji_sym_dot(fmt));
-    } else if (J->alpha == -1.0)
-        lji_buf_puts(b, lji_sym_minus(fmt));
-    else {
+    } else if (J->alpha == -1.0) { /* −(−2·(vec X)^T) is 2·(vec X)^T */
+        lji_buf c;
+        lji_buf_init(&c, b->ctx);
+        c.limit = b->limit;
+        lji_print(&c, J->child[0], fmt, LJI_AT_COMPOSE);
+        b->failed |= c.failed;
+        size_t m = c.s && !c.failed ? lji_label_negated_term(c.s) : 0;
+        if (!m) lji_buf_puts(b, lji_sym_minus(fmt));
+        if (c.s && !c.failed) lji_buf_puts(b, c.s + m);
+        if (c.truncated) b->truncated = true;
+        lji_buf_discard(&c);
+        lji_put_close(b, paren);
+        return;
+    } else {
         lji_put_number(b, J->alpha, fmt);
         lji_buf_puts(b, lji_sym_dot(fmt));
     }
