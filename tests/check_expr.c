@@ -1336,6 +1336,16 @@ START_TEST(test_sum_and_hadamard_labels)
     print_under_alloc_failures(ctx, J, cases[1].uni, 3);
     lj_op_free(&J);
     lj_expr_free(&f);
+    /* in LaTeX too, whose two terms space their products differently */
+    f = lj_parse(ctx, cases[0].expr, t, &pos);
+    J = f ? lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x")) : NULL;
+    CK_NN(ctx, J);
+    char *tex = lj_op_print(ctx, J, LJ_PRINT_LATEX);
+    CK_NN(ctx, tex);
+    ck_assert_str_eq(tex, "2 \\cdot x^{\\top} \\cdot (X^{\\top}\\cdot X)^{-1}");
+    lj_free(tex);
+    lj_op_free(&J);
+    lj_expr_free(&f);
     lj_symtab_free(&t);
     lj_context_free(&ctx);
 }

@@ -168,6 +168,18 @@ static char *term_text(const lji_buf *like, const lj_op *t, double c, lj_print_f
     return lji_buf_finish(&o, "print");
 }
 
+/* whether a and b are the same text but for spaces (LaTeX writes
+ * "x^{\top} \cdot" and "x^{\top}\cdot" for the same product) */
+static bool same_text(const char *a, const char *b)
+{
+    for (;; a++, b++) {
+        while (*a == ' ') a++;
+        while (*b == ' ') b++;
+        if (*a != *b) return false;
+        if (!*a) return true;
+    }
+}
+
 /* The terms in order, each with its sign and number; terms that print
  * alike are one, their coefficients added (x^T·S^{-1} + x^T·S^{-1} is
  * 2·x^T·S^{-1}: their numbers differ by rounding, so the operator keeps
@@ -190,10 +202,10 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         if (!text[i][0] && i) continue; /* taken into a term before it */
         double sum = c[i];
         for (int j = i + 1; j < n && text[j] && !cut; j++)
-            if (!strcmp(text[i], text[j])) sum += c[j];
+            if (same_text(text[i], text[j])) sum += c[j];
         bool merged = sum != c[i] && sum != 0;
         for (int j = i + 1; j < n && text[j] && merged; j++)
-            if (!strcmp(text[i], text[j])) text[j][0] = '\0';
+            if (same_text(text[i], text[j])) text[j][0] = '\0';
         if (!merged) sum = c[i];
         lji_put_signed_coef(b, sum, first, fmt);
         first = 0;
