@@ -1326,6 +1326,12 @@ START_TEST(test_sum_and_hadamard_labels)
         { "(A*x).*sin(x)", "x", "Diag(sin(x))·A + Diag((A·x) ∘ cos(x))", "Diag(sin(x))*A + Diag((A*x) .* cos(x))" },
         { "max(x,-(A*x))", "x", "Diag([x > −(A·x)]) − Diag([−(A·x) > x])·A", "Diag([x > -(A*x)]) - Diag([-(A*x) > x])*A" },
         { "max(X,B)", "X", "Diag(vec[X > B])", "Diag(vec[X > B])" },
+        /* numbers in front of a Hadamard product's label, a reciprocal's
+         * where they cancel */
+        { "sqrt(x.^2+1)", "x", "Diag(x ∘ 1./sqrt(x.^2 + 1))", "Diag(x .* 1./sqrt(x.^2 + 1))" },
+        { "sqrt(exp(x)).*x", "x", "Diag(x ∘ 1./(2·sqrt(exp(x))) ∘ exp(x)) + Diag(sqrt(exp(x)))",
+          "Diag(x .* 1./(2*sqrt(exp(x))) .* exp(x)) + Diag(sqrt(exp(x)))" },
+        { "exp(3*x.^2)", "x", "6·Diag(x ∘ exp(3·x.^2))", "6*Diag(x .* exp(3*x.^2))" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 400 + i);
@@ -1335,6 +1341,30 @@ START_TEST(test_sum_and_hadamard_labels)
     CK_NN(ctx, J);
     print_under_alloc_failures(ctx, J, cases[1].uni, 3);
     lj_op_free(&J);
+    lj_expr_free(&f);
+    /* built with every allocation failing in turn: NOMEM and a message, or
+     * the whole form */
+    f = lj_parse(ctx, "sqrt(x.^2+1)", t, &pos);
+    CK_NN(ctx, f);
+    int ok_at = 0;
+    for (int n = 1; n < 400 && !ok_at; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x"));
+        lj_context_fail_alloc(ctx, 0, 0);
+        if (J) {
+            ok_at = n;
+            ck_assert_msg(lj_context_status(ctx) == LJ_OK, "n=%d: %s", n, lj_context_message(ctx));
+            char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+            ck_assert_str_eq(p, "Diag(x ∘ 1./sqrt(x.^2 + 1))");
+            lj_free(p);
+            lj_op_free(&J);
+        } else {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
+            ck_assert_msg(lj_context_message(ctx)[0], "n=%d: no message", n);
+            lj_context_clear(ctx);
+        }
+    }
+    ck_assert_int_gt(ok_at, 3);
     lj_expr_free(&f);
     /* in LaTeX too, whose two terms space their products differently */
     f = lj_parse(ctx, cases[0].expr, t, &pos);

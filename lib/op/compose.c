@@ -1218,6 +1218,32 @@ static void put_hadamard_factor(lji_buf *b, const char *l)
     else lji_buf_puts(b, l);
 }
 
+/* "1./(k·R)", a reciprocal with a number inside, as "1./R" (new memory,
+ * R bracketed unless atomic), *k = 1/k; NULL and *k = 1 for any other
+ * label, or on failure to allocate (*failed) */
+static char *reciprocal_number(lj_context *ctx, const char *l, double *k, bool *failed)
+{
+    *k = 1;
+    size_t n = strlen(l);
+    if (strncmp(l, "1./(", 4) || l[n - 1] != ')') return NULL;
+    for (size_t i = 4, depth = 1; i + 1 < n; i++) { /* the bracket closes at the end */
+        depth += l[i] == '(' ? 1 : l[i] == ')' ? (size_t)-1 : 0;
+        if (!depth) return NULL;
+    }
+    double q;
+    const char *r = label_number(l + 4, &q);
+    size_t nr = (size_t)(l + n - 1 - r);
+    if (r == l + 4 || !(q > 0) || lji_label_minus_len(l + 4) || lji_label_is_sum(r)) return NULL;
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    bool atomic = lji_label_is_atomic_n(r, nr);
+    lji_buf_printf(&b, atomic ? "1./%.*s" : "1./(%.*s)", (int)nr, r);
+    char *out = lji_buf_finish(&b, "compose");
+    if (out) *k = 1 / q;
+    else *failed = true;
+    return out;
+}
+
 /* whether a label starts with a number times something: "2·x", "0.5·(a + b)" */
 static bool number_times(const char *l)
 {
@@ -1251,9 +1277,30 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
                 const char *tmp = la;
                 la = lb2, lb2 = tmp;
             }
+            /* the numbers of both in front, and a reciprocal's where they
+             * cancel: 2·x ∘ 1./(2·sqrt(u)) is x ∘ 1./sqrt(u) */
+            double ka, kb, ra, rb;
+            const char *na = label_number(la, &ka), *nb = label_number(lb2, &kb);
+            bool nomem = false;
+            char *qa = reciprocal_number(ctx, na, &ra, &nomem), *qb = reciprocal_number(ctx, nb, &rb, &nomem);
+            lb.failed |= nomem;
+            double k = ka * kb * ra * rb;
+            if ((qa || qb) && k != 1) { /* a reciprocal's number stays unless it cancels: x ∘ 1./(2·sqrt(u)) */
+                free(qa), free(qb);
+                qa = qb = NULL;
+                k = ka * kb;
+            }
+            if (qa || qb || ka != 1 || kb != 1) {
+                if (k != 1) {
+                    lji_put_number(&lb, k, LJ_PRINT_UNICODE);
+                    lji_buf_puts(&lb, "·");
+                }
+                la = qa ? qa : na, lb2 = qb ? qb : nb;
+            }
             put_hadamard_factor(&lb, la);
             lji_buf_puts(&lb, " ∘ ");
             put_hadamard_factor(&lb, lb2);
+            free(qa), free(qb);
         } else
             lji_put_label_head(&lb, la, " ∘ …");
         char *label = lji_buf_finish(&lb, "compose");
