@@ -1281,6 +1281,32 @@ START_TEST(test_value_label_brackets)
 }
 END_TEST
 
+/* src, a printed J of expr w.r.t. wrt in the language, evaluates to J's
+ * entries (J at most 3×3) */
+static void plain_form_is_j(lj_context *ctx, lj_symtab *t, const char *expr, const char *wrt, const char *src)
+{
+    int64_t pos, r, c;
+    lj_expr *f = lj_parse(ctx, expr, t, &pos);
+    CK_NN(ctx, f);
+    lj_op *J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, wrt));
+    CK_NN(ctx, J);
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J);
+    ck_assert(m * n <= 9);
+    lj_expr *back = lj_parse(ctx, src, t, &pos);
+    ck_assert_msg(back != NULL, "%s: '%s' does not parse: %s", expr, src, lj_context_message(ctx));
+    double *v = NULL, d[9];
+    CK_OK(ctx, lj_expr_eval(ctx, back, &r, &c, &v));
+    ck_assert_msg(r * c == m * n && (r == m || m == 1), "%s: '%s' is %lld×%lld", expr, src, (long long)r, (long long)c);
+    CK_OK(ctx, lj_op_to_dense(ctx, J, d, m));
+    for (int64_t k = 0; k < m * n; k++)
+        ck_assert_msg(fabs(v[k] - d[k]) <= 1e-12 * (1 + fabs(d[k])), "%s: '%s' entry %lld: %.17g against J's %.17g",
+                      expr, src, (long long)k, v[k], d[k]);
+    lj_free(v);
+    lj_expr_free(&back);
+    lj_op_free(&J);
+    lj_expr_free(&f);
+}
+
 /* J printed (Unicode) with every allocation failing in turn: NOMEM and a
  * message, or the whole form want; the whole form only after more than
  * min_ok allocations */
@@ -1303,6 +1329,36 @@ static void print_under_alloc_failures(lj_context *ctx, const lj_op *J, const ch
         lj_free(p);
     }
     ck_assert_msg(ok_at > min_ok, "%s: printed at the %dth allocation failing", want, ok_at);
+}
+
+/* J of expr w.r.t. wrt built with every allocation failing in turn:
+ * NOMEM and a message, or J printing as want */
+static void built_under_alloc_failures(lj_context *ctx, lj_symtab *t, const char *expr, const char *wrt,
+                                       const char *want)
+{
+    int64_t pos;
+    lj_expr *f = lj_parse(ctx, expr, t, &pos);
+    CK_NN(ctx, f);
+    int ok_at = 0;
+    for (int n = 1; n < 400 && !ok_at; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        lj_op *J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, wrt));
+        lj_context_fail_alloc(ctx, 0, 0);
+        if (J) {
+            ok_at = n;
+            ck_assert_msg(lj_context_status(ctx) == LJ_OK, "%s n=%d: %s", expr, n, lj_context_message(ctx));
+            char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+            ck_assert_str_eq(p, want);
+            lj_free(p);
+            lj_op_free(&J);
+        } else {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "%s n=%d: %s", expr, n, lj_context_message(ctx));
+            ck_assert_msg(lj_context_message(ctx)[0], "n=%d: no message", n);
+            lj_context_clear(ctx);
+        }
+    }
+    ck_assert_msg(ok_at > 3, "%s: built at the %dth allocation failing", expr, ok_at);
+    lj_expr_free(&f);
 }
 
 /* Terms of a sum that print alike are one term, their coefficients
@@ -1332,9 +1388,21 @@ START_TEST(test_sum_and_hadamard_labels)
         { "sqrt(exp(x)).*x", "x", "Diag(x ∘ 1./(2·sqrt(exp(x))) ∘ exp(x)) + Diag(sqrt(exp(x)))",
           "Diag(x .* 1./(2*sqrt(exp(x))) .* exp(x)) + Diag(sqrt(exp(x)))" },
         { "exp(3*x.^2)", "x", "6·Diag(x ∘ exp(3·x.^2))", "6*Diag(x .* exp(3*x.^2))" },
+        /* vecs of matrices of one shape gathered, vec(A ∘ exp(X)), a product
+         * bracketed inside, and folded past Kronecker products as rows */
+        { "sum(sum(A.*exp(X)))", "X", "(vec(A ∘ exp(X)))^T", "(vec(A .* exp(X)))'" },
+        { "sum(sum(A.*exp(X*B)))", "X", "(vec((A ∘ exp(X·B))·B^T))^T", "(vec((A .* exp(X*B))*B'))'" },
+        { "(X*B).*exp(X)", "X", "Diag(vec exp(X))·(B^T ⊗ I_3) + Diag(vec((X·B) ∘ exp(X)))",
+          "Diag(vec exp(X))*(B' kron I_3) + Diag(vec((X*B) .* exp(X)))" },
+        /* with a transpose inside, each vec its own, as commuted Diags read them */
+        { "exp(X').*A", "X", "Diag(vec A ∘ exp(vec(X^T)))·K_{3,3}", "Diag(vec A .* exp(vec(X')))*K_{3,3}" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 400 + i);
+    /* the rows' plain forms, in the language, are J */
+    plain_form_is_j(ctx, t, "sum(sum(A.*exp(X)))", "X", "vec(A .* exp(X))'");
+    plain_form_is_j(ctx, t, "sum(sum(A.*exp(X*B)))", "X", "vec((A .* exp(X*B))*B')'");
+    plain_form_is_j(ctx, t, "sqrt(x.^2+1)", "x", "diag(x .* 1./sqrt(x.^2 + 1))");
     int64_t pos;
     lj_expr *f = lj_parse(ctx, cases[1].expr, t, &pos);
     lj_op *J = f ? lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x")) : NULL;
@@ -1344,28 +1412,8 @@ START_TEST(test_sum_and_hadamard_labels)
     lj_expr_free(&f);
     /* built with every allocation failing in turn: NOMEM and a message, or
      * the whole form */
-    f = lj_parse(ctx, "sqrt(x.^2+1)", t, &pos);
-    CK_NN(ctx, f);
-    int ok_at = 0;
-    for (int n = 1; n < 400 && !ok_at; n++) {
-        lj_context_fail_alloc(ctx, n, 0);
-        J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x"));
-        lj_context_fail_alloc(ctx, 0, 0);
-        if (J) {
-            ok_at = n;
-            ck_assert_msg(lj_context_status(ctx) == LJ_OK, "n=%d: %s", n, lj_context_message(ctx));
-            char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
-            ck_assert_str_eq(p, "Diag(x ∘ 1./sqrt(x.^2 + 1))");
-            lj_free(p);
-            lj_op_free(&J);
-        } else {
-            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: %s", n, lj_context_message(ctx));
-            ck_assert_msg(lj_context_message(ctx)[0], "n=%d: no message", n);
-            lj_context_clear(ctx);
-        }
-    }
-    ck_assert_int_gt(ok_at, 3);
-    lj_expr_free(&f);
+    built_under_alloc_failures(ctx, t, "sqrt(x.^2+1)", "x", "Diag(x ∘ 1./sqrt(x.^2 + 1))");
+    built_under_alloc_failures(ctx, t, "sum(sum(A.*exp(X)))", "X", "(vec(A ∘ exp(X)))^T");
     /* in LaTeX too, whose two terms space their products differently */
     f = lj_parse(ctx, cases[0].expr, t, &pos);
     J = f ? lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x")) : NULL;
@@ -1380,32 +1428,6 @@ START_TEST(test_sum_and_hadamard_labels)
     lj_context_free(&ctx);
 }
 END_TEST
-
-/* src, a printed J of expr w.r.t. wrt in the language, evaluates to J's
- * entries (J at most 3×3) */
-static void plain_form_is_j(lj_context *ctx, lj_symtab *t, const char *expr, const char *wrt, const char *src)
-{
-    int64_t pos, r, c;
-    lj_expr *f = lj_parse(ctx, expr, t, &pos);
-    CK_NN(ctx, f);
-    lj_op *J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, wrt));
-    CK_NN(ctx, J);
-    int64_t m = lj_op_rows(J), n = lj_op_cols(J);
-    ck_assert(m * n <= 9);
-    lj_expr *back = lj_parse(ctx, src, t, &pos);
-    ck_assert_msg(back != NULL, "%s: '%s' does not parse: %s", expr, src, lj_context_message(ctx));
-    double *v = NULL, d[9];
-    CK_OK(ctx, lj_expr_eval(ctx, back, &r, &c, &v));
-    ck_assert_msg(r * c == m * n && (r == m || m == 1), "%s: '%s' is %lld×%lld", expr, src, (long long)r, (long long)c);
-    CK_OK(ctx, lj_op_to_dense(ctx, J, d, m));
-    for (int64_t k = 0; k < m * n; k++)
-        ck_assert_msg(fabs(v[k] - d[k]) <= 1e-12 * (1 + fabs(d[k])), "%s: '%s' entry %lld: %.17g against J's %.17g",
-                      expr, src, (long long)k, v[k], d[k]);
-    lj_free(v);
-    lj_expr_free(&back);
-    lj_op_free(&J);
-    lj_expr_free(&f);
-}
 
 /* The sign of a negated base comes out of an integer power's derivative,
  * a Diag's sign goes in front of the product or term it is a factor of,

@@ -527,6 +527,19 @@ static char *factor_label(lj_context *ctx, const lj_op *F, bool t)
     return r;
 }
 
+/* whether op (" ∘ ") stands in l outside all brackets */
+static bool top_level_has(const char *l, const char *op)
+{
+    size_t n = strlen(op);
+    int depth = 0;
+    for (const char *s = l; *s; s++) {
+        if (*s == '(' || *s == '{') depth++;
+        else if (*s == ')' || *s == '}') depth--;
+        else if (depth == 0 && !strncmp(s, op, n)) return true;
+    }
+    return false;
+}
+
 /* a·b·c as a new label, an identity's "" dropping out: a product's
  * wrapping parentheses go; a sum, or a minus sign after the first
  * factor, is bracketed */
@@ -545,9 +558,10 @@ static char *label_product3(lj_context *ctx, const char *a, const char *b, const
         if (k++) lji_buf_puts(&o, "·");
         size_t n = strlen(l);
         bool minus = lji_label_minus_len(l) || (lji_label_is_wrapped(l) && lji_label_minus_len(l + 1));
-        if (lji_label_is_wrapped(l) && !lji_label_is_sum_inside(l) && !(minus && k > 1))
+        bool hadamard = top_level_has(l, " ∘ "); /* (A ∘ B)·C */
+        if (lji_label_is_wrapped(l) && !lji_label_is_sum_inside(l) && !(minus && k > 1) && !top_level_has(l + 1, " ∘ "))
             lji_buf_putn(&o, l + 1, n - 2);
-        else if (!lji_label_is_wrapped(l) && (lji_label_is_sum(l) || (minus && k > 1))) {
+        else if (!lji_label_is_wrapped(l) && (lji_label_is_sum(l) || (minus && k > 1) || hadamard)) {
             lji_buf_puts(&o, "(");
             lji_buf_puts(&o, l);
             lji_buf_puts(&o, ")");
@@ -671,12 +685,13 @@ static bool vec_label_matrix(lj_context *ctx, const char *label, char **c)
     if (strncmp(label, "vec", 3)) return false;
     const char *l = label + 3;
     size_t n = strlen(l);
-    if (l[0] == ' ' && n > 1) {
+    if (l[0] == ' ' && n > 1) { /* "vec X^{-T}"; "vec A ∘ exp(vec X)" is not vec of one matrix */
+        if (!lji_label_is_atomic(l + 1)) return false;
         *c = lji_strdup(ctx, l + 1);
         return true;
     }
     if (l[0] != '(' || n < 3 || l[n - 1] != ')') return false;
-    int depth = 0; /* "vec(A)·(B)" is not vec of one matrix */
+    int depth = 0; /* nor is "vec(A)·(B)" */
     for (size_t k = 0; k + 1 < n; k++) {
         depth += l[k] == '(' ? 1 : l[k] == ')' ? -1 : 0;
         if (!depth) return false;
@@ -1208,14 +1223,47 @@ static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *l
     return lji_buf_finish(&b, "compose");
 }
 
-/* a factor of a label "a ∘ b": a sum in brackets, (a − b) ∘ c; a value's
+/* a factor of a label "a ∘ b": a sum or a product in brackets, (a − b) ∘
+ * c, (X·B) ∘ c; a value's
  * bracketed label without them where nothing is inside, x.^2 ∘ cos(x) */
 static void put_hadamard_factor(lji_buf *b, const char *l)
 {
     size_t n = strlen(l);
-    if (lji_label_is_sum(l)) lji_buf_printf(b, "(%s)", l);
+    if (lji_label_is_sum(l) || top_level_has(l, "·") || top_level_has(l, " ⊗ ")) lji_buf_printf(b, "(%s)", l);
     else if (lji_label_is_wrapped(l) && lji_label_is_atomic_n(l + 1, n - 2)) lji_buf_putn(b, l + 1, n - 2);
     else lji_buf_puts(b, l);
+}
+
+static bool commutes_with_transpose(const char *name, size_t n);
+
+/* l as the matrix it is the vec of, new memory: "vec M" and "vec(M)" as
+ * M, "f(vec M)" as f(M) for an elementwise f; NULL for any other label
+ * (a column's own label among them: its shape is not known here), or on
+ * failure to allocate (*nomem) */
+static char *unvec(lj_context *ctx, const char *l, bool *nomem)
+{
+    size_t n = strlen(l), f = 0;
+    bool plain = !strncmp(l, "vec ", 4) && lji_label_is_atomic(l + 4);
+    if (plain || (!strncmp(l, "vec(", 4) && lji_label_is_wrapped(l + 3))) {
+        char *m = plain ? lji_strdup(ctx, l + 4) : lji_strndup(ctx, l + 4, n - 5);
+        if (!m) *nomem = true;
+        return m;
+    }
+    while (isalpha((unsigned char)l[f])) f++;
+    if (!strncmp(l, "σ(", strlen("σ("))) f = strlen("σ");
+    if (!f || l[f] != '(' || !lji_label_is_wrapped(l + f) || (l[0] != '\xcf' && !commutes_with_transpose(l, f)) ||
+        !strncmp(l, "inv", 3))
+        return NULL;
+    char *arg = lji_strndup(ctx, l + f + 1, n - f - 2);
+    char *m = arg ? unvec(ctx, arg, nomem) : NULL;
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    if (m) lji_buf_printf(&b, "%.*s(%s)", (int)f, l, m);
+    char *r = m ? lji_buf_finish(&b, "compose") : NULL;
+    if (!arg || (m && !r)) *nomem = true;
+    free(arg);
+    free(m);
+    return r;
 }
 
 /* "1./(k·R)", a reciprocal with a number inside, as "1./R" (new memory,
@@ -1297,10 +1345,18 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
                 }
                 la = qa ? qa : na, lb2 = qb ? qb : nb;
             }
-            put_hadamard_factor(&lb, la);
+            /* vecs of matrices of one shape: vec A ∘ exp(vec X) is vec(A ∘
+             * exp(X)); with a transpose inside, each vec stays its own, as
+             * the labels of commuted Diags (vec_label_transposed) read them */
+            bool tr = strstr(la, "^T") || strstr(lb2, "^T");
+            char *ua = tr ? NULL : unvec(ctx, la, &nomem), *ub = ua ? unvec(ctx, lb2, &nomem) : NULL;
+            lb.failed |= nomem;
+            if (ua && ub) lji_buf_puts(&lb, "vec(");
+            put_hadamard_factor(&lb, ua && ub ? ua : la);
             lji_buf_puts(&lb, " ∘ ");
-            put_hadamard_factor(&lb, lb2);
-            free(qa), free(qb);
+            put_hadamard_factor(&lb, ua && ub ? ub : lb2);
+            if (ua && ub) lji_buf_puts(&lb, ")");
+            free(qa), free(qb), free(ua), free(ub);
         } else
             lji_put_label_head(&lb, la, " ∘ …");
         char *label = lji_buf_finish(&lb, "compose");
