@@ -1307,6 +1307,59 @@ static void plain_form_is_j(lj_context *ctx, lj_symtab *t, const char *expr, con
     lj_expr_free(&f);
 }
 
+/* Two products with a Diag at the same end whose other factors differ,
+ * u^T·Diag(a) + w^T·Diag(b): where w becomes u a fresh build merges them
+ * into u^T·Diag(a + b), so a plan built while they differed rebuilds
+ * instead of keeping both (its J would then differ from a fresh one by
+ * rounding, and in print). */
+START_TEST(test_plan_factors_become_equal)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = lj_symtab_new(ctx);
+    double xv[3] = { 0.6, -0.3, 0.8 }, uv[3] = { 0.4, 0.9, -0.2 }, wv[3] = { 0.1, 0.7, 0.3 };
+    double av[3] = { 0.3, 0.7, 1.1 }, bv[3] = { 1.7, 0.2, 0.9 };
+    const char *names[] = { "x", "u", "w", "a", "b" };
+    double *vals[] = { xv, uv, wv, av, bv };
+    for (int i = 0; i < 5; i++) {
+        lj_expr *e = i ? lj_expr_const(ctx, names[i], 3, 1, vals[i]) : lj_expr_var(ctx, names[i], 3, 1, vals[i]);
+        CK_OK(ctx, lj_symtab_add(ctx, t, e));
+        lj_expr_free(&e);
+    }
+    int64_t pos;
+    lj_expr *f = lj_parse(ctx, "u'*(x.*a) + w'*(x.*b)", t, &pos), *x = lj_symtab_get(t, "x");
+    CK_NN(ctx, f);
+    lj_jacplan *p = lj_jacplan_new(ctx, f, 1, (const lj_expr *const *)&x);
+    lj_op *J = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J);
+    char *s = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(s, "u^T·Diag(a) + w^T·Diag(b)");
+    lj_free(s);
+    lj_op_free(&J);
+    CK_OK(ctx, lj_expr_set_value(ctx, lj_symtab_get(t, "w"), uv));
+    J = lj_jacplan_eval(ctx, p, NULL);
+    CK_NN(ctx, J);
+    const char *why;
+    ck_assert_int_eq(lj_jacplan_rebuilt(p, &why), 1);
+    ck_assert_str_eq(why, "two terms of a sum became equal (a fresh build merges them)");
+    lj_op *K = lj_expr_jacobian(ctx, f, x);
+    CK_NN(ctx, K);
+    char *sj = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *sk = lj_op_print(ctx, K, LJ_PRINT_UNICODE);
+    ck_assert_str_eq(sj, sk);
+    double dj[3], dk[3];
+    CK_OK(ctx, lj_op_to_dense(ctx, J, dj, 1));
+    CK_OK(ctx, lj_op_to_dense(ctx, K, dk, 1));
+    ck_assert(memcmp(dj, dk, sizeof dj) == 0);
+    lj_free(sj);
+    lj_free(sk);
+    lj_op_free(&K);
+    lj_op_free(&J);
+    lj_jacplan_free(&p);
+    lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* J printed (Unicode) with every allocation failing in turn: NOMEM and a
  * message, or the whole form want; the whole form only after more than
  * min_ok allocations */
@@ -3226,6 +3279,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_value_label_brackets);
     tcase_add_test(rules, test_negated_power_labels);
     tcase_add_test(rules, test_sum_and_hadamard_labels);
+    tcase_add_test(rules, test_plan_factors_become_equal);
     suite_add_tcase(s, rules);
     TCase *sparse = tcase_create("sparse");
     tcase_add_loop_test(sparse, test_sparse_against_dense, 0, 3);

@@ -314,6 +314,22 @@ static int diag_end(lj_context *ctx, const lj_op *t, const lj_op *a)
     return -1;
 }
 
+/* t and a, products with a Diag at the same end, unlike in another
+ * factor: should those factors become equal, a fresh build merges the two
+ * terms (diag_end), so a plan must not keep them apart; the first factors
+ * that differ are guarded */
+static void guard_diag_end(lj_context *ctx, const lj_op *t, const lj_op *a)
+{
+    if (!lji_is(t, &lji_kind_compose) || !lji_is(a, &lji_kind_compose) || t->nchild != a->nchild) return;
+    int n = t->nchild;
+    for (int end = 0; end < 2; end++) {
+        int s = end ? n - 1 : 0, k = end ? 0 : 1, stop = end ? n - 1 : n;
+        if (!lji_is(t->child[s], &lji_kind_diag) || !lji_is(a->child[s], &lji_kind_diag)) continue;
+        while (k < stop && same_factor(t->child[k], a->child[k])) k++;
+        if (k < stop) lji_tape_guard_unequal(ctx, t->child[k], a->child[k]);
+    }
+}
+
 /* A term of a Diag's sum label: the label without the parentheses that
  * wrap a whole product ("(2·(A·x))" is 2·(A·x)), and a leading minus sign
  * of a product moved into its coefficient *c; *sum whether what is left
@@ -457,7 +473,10 @@ static void terms_add(terms *ts, double c, const lj_op *a)
         ts->c[i] = 1.0; /* inside the Diag now */
         return;
     }
-    for (int i = 0; i < ts->n; i++) lji_tape_guard_unequal(ts->ctx, ts->t[i], a); /* and they stay unlike */
+    for (int i = 0; i < ts->n; i++) {
+        lji_tape_guard_unequal(ts->ctx, ts->t[i], a); /* and they stay unlike */
+        guard_diag_end(ts->ctx, ts->t[i], a);
+    }
     if (ts->n == ts->cap) {
         int cap = ts->cap ? 2 * ts->cap : 8;
         lj_op **t = lji_realloc(ts->ctx, ts->t, (size_t)cap * sizeof *t);
