@@ -294,8 +294,11 @@ static int same_factor(const lj_op *x, const lj_op *y)
 }
 
 /* Which end of the products t and a is a Diag while the rest are the same
- * factors (0 the left, 1 the right), or -1. */
-static int diag_end(lj_context *ctx, const lj_op *t, const lj_op *a)
+ * factors (0 the left, 1 the right), or -1. With guard, at each end with
+ * Diags the first factors that differ are guarded: should they become
+ * equal, a fresh build merges the two terms, so a plan must not keep them
+ * apart. */
+static int diag_end(lj_context *ctx, const lj_op *t, const lj_op *a, bool guard)
 {
     if (!lji_is(t, &lji_kind_compose) || !lji_is(a, &lji_kind_compose) || t->nchild != a->nchild) return -1;
     int n = t->nchild;
@@ -307,28 +310,16 @@ static int diag_end(lj_context *ctx, const lj_op *t, const lj_op *a)
             if (!same) break;
             if (same == 2 && !lji_tape_same_nodes(ctx, t->child[k], a->child[k])) by_numbers = 1;
         }
-        if (k < stop) continue;
+        if (k < stop) {
+            if (guard) lji_tape_guard_unequal(ctx, t->child[k], a->child[k]);
+            continue;
+        }
         if (by_numbers) lji_tape_break(ctx, "terms merged by their factors' numbers");
         return end;
     }
     return -1;
 }
 
-/* t and a, products with a Diag at the same end, unlike in another
- * factor: should those factors become equal, a fresh build merges the two
- * terms (diag_end), so a plan must not keep them apart; the first factors
- * that differ are guarded */
-static void guard_diag_end(lj_context *ctx, const lj_op *t, const lj_op *a)
-{
-    if (!lji_is(t, &lji_kind_compose) || !lji_is(a, &lji_kind_compose) || t->nchild != a->nchild) return;
-    int n = t->nchild;
-    for (int end = 0; end < 2; end++) {
-        int s = end ? n - 1 : 0, k = end ? 0 : 1, stop = end ? n - 1 : n;
-        if (!lji_is(t->child[s], &lji_kind_diag) || !lji_is(a->child[s], &lji_kind_diag)) continue;
-        while (k < stop && same_factor(t->child[k], a->child[k])) k++;
-        if (k < stop) lji_tape_guard_unequal(ctx, t->child[k], a->child[k]);
-    }
-}
 
 /* A term of a Diag's sum label: the label without the parentheses that
  * wrap a whole product ("(2·(A·x))" is 2·(A·x)), and a leading minus sign
@@ -457,7 +448,7 @@ static void terms_add(terms *ts, double c, const lj_op *a)
             return;
         }
     for (int i = 0; i < ts->n; i++) {
-        int end = diag_end(ts->ctx, ts->t[i], a);
+        int end = diag_end(ts->ctx, ts->t[i], a, false);
         if (end < 0) continue;
         /* should the two become equal, a fresh build collects them as like
          * terms (c_i + c)·t: a plan's J must not keep Diag(x − x) */
@@ -475,7 +466,7 @@ static void terms_add(terms *ts, double c, const lj_op *a)
     }
     for (int i = 0; i < ts->n; i++) {
         lji_tape_guard_unequal(ts->ctx, ts->t[i], a); /* and they stay unlike */
-        guard_diag_end(ts->ctx, ts->t[i], a);
+        diag_end(ts->ctx, ts->t[i], a, true); /* no end merges here: the factors that differ guarded */
     }
     if (ts->n == ts->cap) {
         int cap = ts->cap ? 2 * ts->cap : 8;
