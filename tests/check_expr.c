@@ -1533,6 +1533,19 @@ START_TEST(test_negated_power_labels)
         *w = '\0';
         plain_form_is_j(ctx, t, cases[i].expr, "x", src);
     }
+    /* the transpose of a matrix's negation is the negated transpose: its
+     * sign leaves the power's vec as well, vec(X^T) */
+    lj_symtab *tX = symtab_3x3(ctx, 58, true);
+    const struct { const char *expr, *uni, *plain; } mcases[] = {
+        { "((-X)').^2", "Diag(2·vec(X^T))·K_{3,3}", "Diag(2*vec(X'))*K_{3,3}" },
+        { "(-(X')).^2", "Diag(2·vec(X^T))·K_{3,3}", "Diag(2*vec(X'))*K_{3,3}" },
+        { "((-X)').^3", "−Diag(3·vec(X^T).^2)·K_{3,3}", "-Diag(3*vec(X').^2)*K_{3,3}" },
+        { "((-(A*X))').^2", "Diag(2·vec((A·X)^T))·K_{3,3}·(I_3 ⊗ A)", "Diag(2*vec((A*X)'))*K_{3,3}*(I_3 kron A)" },
+        { "((-X)').^(-1)", "Diag(vec(X^T).^(−2))·K_{3,3}", "Diag(vec(X').^(-2))*K_{3,3}" },
+    };
+    for (size_t i = 0; i < sizeof mcases / sizeof mcases[0]; i++)
+        jacobian_forms_plan_ok(ctx, tX, mcases[i].expr, "X", mcases[i].uni, mcases[i].plain, 340 + i);
+    lj_symtab_free(&tX);
     /* printed with every allocation failing in turn: NOMEM and a message,
      * or the whole form */
     int64_t pos;

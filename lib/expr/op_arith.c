@@ -274,16 +274,32 @@ static lj_op *pow_local(lji_dctx *d, const lj_expr *e, int which)
      * out, (−x).^2 → −2·x; a vector's transpose has the same vec */
     const lj_expr *a = e->a;
     double c = e->p;
-    bool integer = e->p == nearbyint(e->p) && fabs(e->p) < 0x1p52;
+    bool integer = e->p == nearbyint(e->p) && fabs(e->p) < 0x1p52, transposed = false;
     for (bool more = integer; more;) {
         more = false;
         if (a->def == &lji_op_neg) {
             a = a->a, more = true;
             if (fmod(e->p - 1, 2) != 0) c = -c;
-        } else if (a->def == &lji_op_transpose && (a->rows == 1 || a->cols == 1) && !a->pat)
+        } else if (a->def == &lji_op_transpose && (a->rows == 1 || a->cols == 1) && !a->pat) {
             a = a->a, more = true;
+        } else if (a->def == &lji_op_transpose && !transposed && a->a->def == &lji_op_neg && !a->pat) {
+            a = a->a, more = transposed = true; /* (−X)^T is −X^T: vec(X^T), the sign out */
+        }
     }
-    char *v = lji_d_vec_label(d, a, "", "");
+    char *v = NULL;
+    if (transposed && a->rows != 1 && a->cols != 1) { /* vec(X^T), vec((A·B)^T) */
+        char *la = lji_d_label(d, a), tb[64], *town = NULL;
+        const char *lt = la ? lji_label_transposed_to(d->ctx, la, tb, sizeof tb, &town) : NULL;
+        if (lt) {
+            lji_buf vb;
+            lji_buf_init(&vb, d->ctx);
+            lji_buf_printf(&vb, lji_label_is_wrapped(lt) ? "vec%s" : "vec(%s)", lt);
+            v = lji_buf_finish(&vb, "jacobian");
+        }
+        free(la);
+        free(town);
+    } else
+        v = lji_d_vec_label(d, a, "", "");
     if (!v) return NULL;
     lji_buf bb;
     lji_buf_init(&bb, d->ctx);
