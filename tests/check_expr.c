@@ -1363,12 +1363,13 @@ END_TEST
 /* J printed (Unicode) with every allocation failing in turn: NOMEM and a
  * message, or the whole form want; the whole form only after more than
  * min_ok allocations */
-static void print_under_alloc_failures(lj_context *ctx, const lj_op *J, const char *want, int min_ok)
+static void print_fmt_under_alloc_failures(lj_context *ctx, const lj_op *J, lj_print_format fmt, const char *want,
+                                           int min_ok)
 {
     int ok_at = 0;
     for (int n = 1; n < 400 && !ok_at; n++) {
         lj_context_fail_alloc(ctx, n, 0);
-        char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
+        char *p = lj_op_print(ctx, J, fmt);
         lj_context_fail_alloc(ctx, 0, 0);
         if (p) {
             ok_at = n;
@@ -1382,6 +1383,11 @@ static void print_under_alloc_failures(lj_context *ctx, const lj_op *J, const ch
         lj_free(p);
     }
     ck_assert_msg(ok_at > min_ok, "%s: printed at the %dth allocation failing", want, ok_at);
+}
+
+static void print_under_alloc_failures(lj_context *ctx, const lj_op *J, const char *want, int min_ok)
+{
+    print_fmt_under_alloc_failures(ctx, J, LJ_PRINT_UNICODE, want, min_ok);
 }
 
 /* J of expr w.r.t. wrt built with every allocation failing in turn:
@@ -1477,6 +1483,70 @@ START_TEST(test_sum_and_hadamard_labels)
     lj_free(tex);
     lj_op_free(&J);
     lj_expr_free(&f);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* LaTeX writes the labels' language as LaTeX: x.^2 as x^{\circ 2}, 1./u
+ * as 1 \oslash u, sqrt(u) as \sqrt{u}, exp and tan as \exp and \tan,
+ * norms as \|u\|, 1_3 as \mathbf{1}_{3}, X^{-T} as X^{-\top}; the plain
+ * form the language's (tan(x).^2, not tan²(x)); both ASCII with their
+ * brackets balanced. Each J against central differences. */
+START_TEST(test_latex_labels)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 61, true);
+    const struct { const char *expr, *wrt, *uni, *plain, *latex; } cases[] = {
+        { "x.^3", "x", "Diag(3·x.^2)", "Diag(3*x.^2)", "\\operatorname{Diag}(3\\cdot x^{\\circ 2})" },
+        { "sqrt(x.^2+1)", "x", "Diag(x ∘ 1./sqrt(x.^2 + 1))", "Diag(x .* 1./sqrt(x.^2 + 1))",
+          "\\operatorname{Diag}(x \\circ 1 \\oslash \\sqrt{x^{\\circ 2} + 1})" },
+        { "tan(x)", "x", "Diag(1 + tan²(x))", "Diag(1 + tan(x).^2)", "\\operatorname{Diag}(1 + \\tan^2(x))" },
+        { "tanh(A*x)", "x", "Diag(1 − tanh²(A·x))·A", "Diag(1 - tanh(A*x).^2)*A",
+          "\\operatorname{Diag}(1 - \\tanh^2(A\\cdot x)) \\cdot A" },
+        { "atan(x)", "x", "Diag(1./(1 + x.^2))", "Diag(1./(1 + x.^2))",
+          "\\operatorname{Diag}(1 \\oslash (1 + x^{\\circ 2}))" },
+        { "log1p(x.^2)", "x", "Diag(2·x ∘ 1./(1 + x.^2))", "Diag(2*x .* 1./(1 + x.^2))",
+          "\\operatorname{Diag}(2\\cdot x \\circ 1 \\oslash (1 + x^{\\circ 2}))" },
+        { "exp(A'*x)", "x", "Diag(exp(A^T·x))·A^T", "Diag(exp(A'*x))*A'",
+          "\\operatorname{Diag}(\\exp(A^{\\top}\\cdot x)) \\cdot A^{\\top}" },
+        { "exp(x/norm1(x))", "x", "Diag(exp(x/norm1(x)))·((1/norm1(x))·I_3 − (1/norm1(x)^2)·x·sign(x)^T)",
+          "Diag(exp(x/norm1(x)))*((1/norm1(x))*I_3 - (1/norm1(x)^2)*x*sign(x)')",
+          "\\operatorname{Diag}(\\exp(x/\\|x\\|_1)) \\cdot ((1/\\|x\\|_1) \\cdot I_{3} - (1/\\|x\\|_1^2) \\cdot x \\cdot "
+          "\\operatorname{sign}(x)^{\\top})" },
+        { "sum(x)", "x", "1_3^T", "1_3'", "\\mathbf{1}_{3}^{\\top}" },
+        { "inv(X)", "X", "−(X^{-T} ⊗ X^{-1})", "-(X^{-T} kron X^{-1})", "-(X^{-\\top} \\otimes X^{-1})" },
+        { "X.^(-2)", "X", "Diag(−2·(vec X).^(−3))", "Diag(-2*(vec X).^(-3))",
+          "\\operatorname{Diag}(-2\\cdot (\\operatorname{vec} X)^{\\circ -3})" },
+        { "sum(sum(A.*exp(X)))", "X", "(vec(A ∘ exp(X)))^T", "(vec(A .* exp(X)))'",
+          "(\\operatorname{vec}(A \\circ \\exp(X)))^{\\top}" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain);
+        lj_op *J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, cases[i].wrt));
+        CK_NN(ctx, J);
+        char *tex = lj_op_print(ctx, J, LJ_PRINT_LATEX), *plain = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
+        CK_NN(ctx, tex);
+        CK_NN(ctx, plain);
+        ck_assert_str_eq(tex, cases[i].latex);
+        for (int k = 0; k < 2; k++) {
+            const char *s = k ? plain : tex;
+            int round = 0, curly = 0;
+            for (const char *c = s; *c; c++) {
+                ck_assert_msg((unsigned char)*c < 0x80, "%s: '%s' is not ASCII", cases[i].expr, s);
+                round += *c == '(' ? 1 : *c == ')' ? -1 : 0;
+                curly += *c == '{' ? 1 : *c == '}' ? -1 : 0;
+                ck_assert_msg(round >= 0 && curly >= 0, "%s: '%s' closes a bracket it did not open", cases[i].expr, s);
+            }
+            ck_assert_msg(!round && !curly, "%s: '%s' leaves a bracket open", cases[i].expr, s);
+        }
+        if (i == 1 || i == 7) /* with every allocation failing in turn: NOMEM and a message, or the whole form */
+            print_fmt_under_alloc_failures(ctx, J, LJ_PRINT_LATEX, cases[i].latex, 1);
+        lj_free(tex);
+        lj_free(plain);
+        lj_op_free(&J);
+        lj_expr_free(&f);
+    }
     lj_symtab_free(&t);
     lj_context_free(&ctx);
 }
@@ -3291,6 +3361,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_gradient_forms);
     tcase_add_test(rules, test_value_label_brackets);
     tcase_add_test(rules, test_negated_power_labels);
+    tcase_add_test(rules, test_latex_labels);
     tcase_add_test(rules, test_sum_and_hadamard_labels);
     tcase_add_test(rules, test_plan_factors_become_equal);
     suite_add_tcase(s, rules);

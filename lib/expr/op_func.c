@@ -74,11 +74,12 @@ static char *expand_dlabel(lji_dctx *d, const char *tmpl, const char *l, bool sc
     lji_buf_init(&b, d->ctx);
     for (const char *s = tmpl; *s; s++) {
         bool grouping = *s == '(' && (s == tmpl || s[-1] == ' ' || s[-1] == '('); /* not a call's */
-        if (scalar && grouping && s[1] == '@' && s[2] == ')' && atomic) { /* "(@).^2" → "s^2" */
+        if (grouping && s[1] == '@' && s[2] == ')' && atomic) { /* "(@).^2" → "x.^2", "s^2" */
             lji_buf_puts(&b, l);
             s += 2;
         } else if (*s == '@') {
-            if (s > tmpl && ((s[-1] == '(' && s[1] == ')') || s[-1] == '[')) /* inside "f(…)" or "[… > 0]" */
+            bool term = s - tmpl >= 2 && !strncmp(s - 2, "+ ", 2) && s[1] == ')' && !lji_label_minus_len(inner);
+            if (s > tmpl && ((s[-1] == '(' && s[1] == ')') || s[-1] == '[' || term)) /* inside "f(…)", "[… > 0]", "(1 + …)" */
                 lji_buf_putn(&b, inner, ni);
             else
                 lji_buf_puts(&b, l);

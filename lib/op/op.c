@@ -867,6 +867,67 @@ void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt)
     lji_put_label_n(b, label, strlen(label), fmt);
 }
 
+/* the end of the bracketed group that starts at s ('(' or '['), or NULL
+ * where it does not close before end (a label cut short) */
+static const char *group_end(const char *s, const char *end)
+{
+    int depth = 0;
+    for (; s < end; s++) {
+        depth += *s == '(' || *s == '[' ? 1 : *s == ')' || *s == ']' ? -1 : 0;
+        if (!depth) return s + 1;
+    }
+    return NULL;
+}
+
+static bool name_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
+
+/* LaTeX for a call name(…) of the language at s, whose name is n bytes
+ * and whose group runs to g; false where the name is not a function's */
+static bool latex_call(lji_buf *b, const char *s, size_t n, const char *g)
+{
+    static const struct { const char *name, *latex; } fn[] = {
+        { "exp", "\\exp" },       { "log", "\\log" },        { "sin", "\\sin" },         { "cos", "\\cos" },
+        { "tan", "\\tan" },       { "sinh", "\\sinh" },      { "cosh", "\\cosh" },       { "tanh", "\\tanh" },
+        { "asin", "\\arcsin" },   { "acos", "\\arccos" },    { "atan", "\\arctan" },     { "det", "\\det" },
+        { "logdet", "\\log\\det" }, { "max", "\\max" },      { "min", "\\min" },         { "tr", "\\operatorname{tr}" },
+        { "sum", "\\operatorname{sum}" }, { "diag", "\\operatorname{diag}" }, { "sign", "\\operatorname{sign}" },
+        { "abs", "\\operatorname{abs}" }, { "relu", "\\operatorname{relu}" },
+        { "softplus", "\\operatorname{softplus}" }, { "log1p", "\\operatorname{log1p}" },
+        { "expm1", "\\operatorname{expm1}" }, { "reshape", "\\operatorname{reshape}" },
+        { "sigmoid", "\\sigma" },
+    };
+    const char *a = s + n + 1, *z = g - 1; /* the arguments, without the brackets */
+    if ((n == 4 && !strncmp(s, "sqrt", 4)) || (n == 5 && (!strncmp(s, "norm2", 5) || !strncmp(s, "norm1", 5)))) {
+        bool root = n == 4;
+        lji_buf_puts(b, root ? "\\sqrt{" : "\\|");
+        lji_put_label_n(b, a, (size_t)(z - a), LJ_PRINT_LATEX);
+        lji_buf_puts(b, root ? "}" : s[4] == '1' ? "\\|_1" : "\\|");
+        return true;
+    }
+    if (n == 4 && !strncmp(s, "kron", 4)) { /* kron(a, b): (a ⊗ b) */
+        int depth = 0;
+        for (const char *c = a; c < z; c++) {
+            depth += *c == '(' || *c == '[' ? 1 : *c == ')' || *c == ']' ? -1 : 0;
+            if (!depth && c[0] == ',' && c[1] == ' ') {
+                lji_buf_puts(b, "(");
+                lji_put_label_n(b, a, (size_t)(c - a), LJ_PRINT_LATEX);
+                lji_buf_puts(b, " \\otimes ");
+                lji_put_label_n(b, c + 2, (size_t)(z - c - 2), LJ_PRINT_LATEX);
+                lji_buf_puts(b, ")");
+                return true;
+            }
+        }
+        return false;
+    }
+    for (size_t i = 0; i < sizeof fn / sizeof fn[0]; i++)
+        if (strlen(fn[i].name) == n && !strncmp(s, fn[i].name, n)) {
+            lji_buf_puts(b, fn[i].latex);
+            lji_put_label_n(b, s + n, (size_t)(g - s - n), LJ_PRINT_LATEX); /* "(…)" */
+            return true;
+        }
+    return false;
+}
+
 void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format fmt)
 {
     const char *end = label + len;
@@ -874,6 +935,7 @@ void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format 
         lji_buf_putn(b, label, len);
         return;
     }
+    bool latex = fmt == LJ_PRINT_LATEX;
     static const struct { const char *u, *plain, *latex; } map[] = {
         { "vec ", "vec ", "\\operatorname{vec} " },
         { "vec(", "vec(", "\\operatorname{vec}(" },
@@ -883,35 +945,74 @@ void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format 
         { "−", "-", "-" },
         { "·", "*", "\\cdot " },
         { "×", "x", "\\times " }, /* 1_{3×3} */
+        { "^{-T}", "^{-T}", "^{-\\top}" },
         { "^T", "'", "^{\\top}" },
         { "σ(", "sigmoid(", "\\sigma(" },
+        { "…", "...", "\\ldots " },
     };
-    static const char tanh2[] = "tanh²(";
+    static const struct { const char *u, *name; } squared[] = { { "tanh²(", "tanh" }, { "tan²(", "tan" } };
     const char *s = label;
     while (s < end) {
-        if ((size_t)(end - s) >= sizeof tanh2 - 1 && !strncmp(s, tanh2, sizeof tanh2 - 1)) {
-            /* tanh²(u): tanh(u).^2 in the language, \tanh^2(u) in LaTeX */
-            const char *a = s + sizeof tanh2 - 1, *e = a;
-            for (int depth = 1; e < end && depth > 0; e++) depth += *e == '(' ? 1 : *e == ')' ? -1 : 0;
-            lji_buf_puts(b, fmt == LJ_PRINT_PLAIN ? "tanh(" : "\\tanh^2(");
-            lji_put_label_n(b, a, (size_t)(e - a), fmt); /* the argument and its ')' */
-            if (fmt == LJ_PRINT_PLAIN) lji_buf_puts(b, ".^2");
-            s = e;
-            continue;
-        }
         bool hit = false;
-        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        for (size_t i = 0; i < sizeof squared / sizeof squared[0] && !hit; i++) {
+            size_t n = strlen(squared[i].u);
+            if ((size_t)(end - s) < n || strncmp(s, squared[i].u, n)) continue;
+            /* tanh²(u): tanh(u).^2 in the language, \tanh^2(u) in LaTeX */
+            const char *a = s + n, *e = group_end(a - 1, end);
+            if (!e) continue;
+            lji_buf_printf(b, latex ? "\\%s^2(" : "%s(", squared[i].name);
+            lji_put_label_n(b, a, (size_t)(e - a), fmt); /* the argument and its ')' */
+            if (!latex) lji_buf_puts(b, ".^2");
+            s = e;
+            hit = true;
+        }
+        for (size_t i = 0; i < sizeof map / sizeof map[0] && !hit; i++) {
             size_t n = strlen(map[i].u);
             if ((size_t)(end - s) >= n && strncmp(s, map[i].u, n) == 0) {
-                lji_buf_puts(b, fmt == LJ_PRINT_PLAIN ? map[i].plain : map[i].latex);
+                lji_buf_puts(b, latex ? map[i].latex : map[i].plain);
                 s += n;
                 hit = true;
-                break;
             }
         }
-        if (!hit) {
-            char c[2] = { *s++, 0 };
-            lji_buf_puts(b, c);
+        if (hit) continue;
+        bool start = s == label || !name_char(s[-1]);
+        if (latex && s[0] == '.' && s[1] == '^' && s + 2 < end) { /* x.^2: x^{∘2} */
+            const char *a = s + 2, *e = a;
+            if (*a == '(') e = group_end(a, end) ? group_end(a, end) : a;
+            else
+                while (e < end && (isdigit((unsigned char)*e) || *e == '.')) e++;
+            bool grouped = *a == '(' && e > a;
+            if (e == a) { /* nothing to raise to: as it stands */
+                lji_buf_putn(b, s, 2);
+                s += 2;
+                continue;
+            }
+            lji_buf_puts(b, "^{\\circ ");
+            lji_put_label_n(b, a + grouped, (size_t)(e - a - 2 * grouped), fmt);
+            lji_buf_puts(b, "}");
+            s = e;
+        } else if (latex && s[0] == '.' && s[1] == '/') { /* 1./u: 1 ⊘ u */
+            lji_buf_puts(b, " \\oslash ");
+            s += 2;
+        } else if (latex && start && (s[0] == '1' || s[0] == 'I') && s[1] == '_' && isdigit((unsigned char)s[2])) {
+            const char *e = s + 2; /* 1_12: \mathbf{1}_{12}, as the expressions print it; I_12: I_{12} */
+            while (e < end && isdigit((unsigned char)*e)) e++;
+            if (e < end && name_char(*e)) { /* a longer name */
+                lji_buf_putn(b, s, (size_t)(e - s));
+            } else {
+                lji_buf_printf(b, "%s_{%.*s}", s[0] == '1' ? "\\mathbf{1}" : "I", (int)(e - s - 2), s + 2);
+            }
+            s = e;
+        } else if (latex && start && isalpha((unsigned char)s[0])) { /* a name, or a call of a function */
+            const char *e = s;
+            while (e < end && name_char(*e)) e++;
+            const char *g = e < end && *e == '(' ? group_end(e, end) : NULL;
+            if (g && latex_call(b, s, (size_t)(e - s), g)) e = g;
+            else lji_buf_putn(b, s, (size_t)(e - s));
+            s = e;
+        } else {
+            lji_buf_putn(b, s, 1);
+            s++;
         }
     }
 }
