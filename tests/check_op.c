@@ -1813,6 +1813,36 @@ START_TEST(test_print_formats)
     lj_free(dot);
     lj_op *all[] = { W, I5, k, D, J };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    /* a caller's label in the labels' language, as LaTeX: calls nested 100
+     * deep (the first 64 translated, the rest as they stand, brackets
+     * balanced), and 10^5 calls left open, in linear time */
+    size_t n = 100, big = 100000;
+    char *l = malloc(6 * big + 16), *want = malloc(12 * n + 64);
+    char *p = l, *q = want;
+    for (size_t i = 0; i < n; i++) p += sprintf(p, "sqrt("), q += sprintf(q, i < 64 ? "\\sqrt{" : "sqrt(");
+    p += sprintf(p, "x.^2");
+    q += sprintf(q, "x^{\\circ 2}");
+    for (size_t i = n; i-- > 0;) p += sprintf(p, ")"), q += sprintf(q, i < 64 ? "}" : ")");
+    double one = 1.0;
+    lj_op *u = lj_op_dense(ctx, 1, 1, &one, 1, l);
+    CK_NN(ctx, u);
+    latex = lj_op_print(ctx, u, LJ_PRINT_LATEX);
+    CK_NN(ctx, latex);
+    ck_assert_str_eq(latex, want);
+    lj_free(latex);
+    lj_op_free(&u);
+    p = l;
+    for (size_t i = 0; i < big; i++) p += sprintf(p, "exp(");
+    sprintf(p, "x");
+    u = lj_op_dense(ctx, 1, 1, &one, 1, l);
+    CK_NN(ctx, u);
+    latex = lj_op_print(ctx, u, LJ_PRINT_LATEX);
+    CK_NN(ctx, latex);
+    ck_assert_str_eq(latex, l); /* past the length whose groups are read: as it stands */
+    lj_free(latex);
+    lj_op_free(&u);
+    free(l);
+    free(want);
     lj_context_free(&ctx);
 }
 END_TEST

@@ -881,9 +881,18 @@ static const char *group_end(const char *s, const char *end)
 
 static bool name_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
 
+/* calls and groups nest at most this deep in LaTeX, in labels of at most
+ * LABEL_GROUPS_MAX bytes (a label may be the caller's own, of any length,
+ * and each group is scanned for its end); beyond, they are written as
+ * they stand */
+#define LABEL_NEST_MAX 64
+#define LABEL_GROUPS_MAX 4096
+
+static void put_label(lji_buf *b, const char *label, size_t len, lj_print_format fmt, int depth);
+
 /* LaTeX for a call name(…) of the language at s, whose name is n bytes
  * and whose group runs to g; false where the name is not a function's */
-static bool latex_call(lji_buf *b, const char *s, size_t n, const char *g)
+static bool latex_call(lji_buf *b, const char *s, size_t n, const char *g, int depth)
 {
     static const struct { const char *name, *latex; } fn[] = {
         { "exp", "\\exp" },       { "log", "\\log" },        { "sin", "\\sin" },         { "cos", "\\cos" },
@@ -900,19 +909,19 @@ static bool latex_call(lji_buf *b, const char *s, size_t n, const char *g)
     if ((n == 4 && !strncmp(s, "sqrt", 4)) || (n == 5 && (!strncmp(s, "norm2", 5) || !strncmp(s, "norm1", 5)))) {
         bool root = n == 4;
         lji_buf_puts(b, root ? "\\sqrt{" : "\\|");
-        lji_put_label_n(b, a, (size_t)(z - a), LJ_PRINT_LATEX);
+        put_label(b, a, (size_t)(z - a), LJ_PRINT_LATEX, depth + 1);
         lji_buf_puts(b, root ? "}" : s[4] == '1' ? "\\|_1" : "\\|");
         return true;
     }
     if (n == 4 && !strncmp(s, "kron", 4)) { /* kron(a, b): (a ⊗ b) */
-        int depth = 0;
+        int open = 0;
         for (const char *c = a; c < z; c++) {
-            depth += *c == '(' || *c == '[' ? 1 : *c == ')' || *c == ']' ? -1 : 0;
-            if (!depth && c[0] == ',' && c[1] == ' ') {
+            open += *c == '(' || *c == '[' ? 1 : *c == ')' || *c == ']' ? -1 : 0;
+            if (!open && c[0] == ',' && c[1] == ' ') {
                 lji_buf_puts(b, "(");
-                lji_put_label_n(b, a, (size_t)(c - a), LJ_PRINT_LATEX);
+                put_label(b, a, (size_t)(c - a), LJ_PRINT_LATEX, depth + 1);
                 lji_buf_puts(b, " \\otimes ");
-                lji_put_label_n(b, c + 2, (size_t)(z - c - 2), LJ_PRINT_LATEX);
+                put_label(b, c + 2, (size_t)(z - c - 2), LJ_PRINT_LATEX, depth + 1);
                 lji_buf_puts(b, ")");
                 return true;
             }
@@ -922,7 +931,7 @@ static bool latex_call(lji_buf *b, const char *s, size_t n, const char *g)
     for (size_t i = 0; i < sizeof fn / sizeof fn[0]; i++)
         if (strlen(fn[i].name) == n && !strncmp(s, fn[i].name, n)) {
             lji_buf_puts(b, fn[i].latex);
-            lji_put_label_n(b, s + n, (size_t)(g - s - n), LJ_PRINT_LATEX); /* "(…)" */
+            put_label(b, s + n, (size_t)(g - s - n), LJ_PRINT_LATEX, depth + 1); /* "(…)" */
             return true;
         }
     return false;
@@ -930,12 +939,17 @@ static bool latex_call(lji_buf *b, const char *s, size_t n, const char *g)
 
 void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format fmt)
 {
+    put_label(b, label, len, fmt, 0);
+}
+
+static void put_label(lji_buf *b, const char *label, size_t len, lj_print_format fmt, int depth)
+{
     const char *end = label + len;
     if (fmt == LJ_PRINT_UNICODE) {
         lji_buf_putn(b, label, len);
         return;
     }
-    bool latex = fmt == LJ_PRINT_LATEX;
+    bool latex = fmt == LJ_PRINT_LATEX, nest = depth < LABEL_NEST_MAX && len <= LABEL_GROUPS_MAX;
     static const struct { const char *u, *plain, *latex; } map[] = {
         { "vec ", "vec ", "\\operatorname{vec} " },
         { "vec(", "vec(", "\\operatorname{vec}(" },
@@ -959,9 +973,9 @@ void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format 
             if ((size_t)(end - s) < n || strncmp(s, squared[i].u, n)) continue;
             /* tanh²(u): tanh(u).^2 in the language, \tanh^2(u) in LaTeX */
             const char *a = s + n, *e = group_end(a - 1, end);
-            if (!e) continue;
+            if (!e || !nest) continue;
             lji_buf_printf(b, latex ? "\\%s^2(" : "%s(", squared[i].name);
-            lji_put_label_n(b, a, (size_t)(e - a), fmt); /* the argument and its ')' */
+            put_label(b, a, (size_t)(e - a), fmt, depth + 1); /* the argument and its ')' */
             if (!latex) lji_buf_puts(b, ".^2");
             s = e;
             hit = true;
@@ -978,7 +992,7 @@ void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format 
         bool start = s == label || !name_char(s[-1]);
         if (latex && s[0] == '.' && s[1] == '^' && s + 2 < end) { /* x.^2: x^{∘2} */
             const char *a = s + 2, *e = a;
-            if (*a == '(') e = group_end(a, end) ? group_end(a, end) : a;
+            if (*a == '(') e = nest && group_end(a, end) ? group_end(a, end) : a;
             else
                 while (e < end && (isdigit((unsigned char)*e) || *e == '.')) e++;
             bool grouped = *a == '(' && e > a;
@@ -988,7 +1002,7 @@ void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format 
                 continue;
             }
             lji_buf_puts(b, "^{\\circ ");
-            lji_put_label_n(b, a + grouped, (size_t)(e - a - 2 * grouped), fmt);
+            put_label(b, a + grouped, (size_t)(e - a - 2 * grouped), fmt, depth + 1);
             lji_buf_puts(b, "}");
             s = e;
         } else if (latex && s[0] == '.' && s[1] == '/') { /* 1./u: 1 ⊘ u */
@@ -1006,8 +1020,8 @@ void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format 
         } else if (latex && start && isalpha((unsigned char)s[0])) { /* a name, or a call of a function */
             const char *e = s;
             while (e < end && name_char(*e)) e++;
-            const char *g = e < end && *e == '(' ? group_end(e, end) : NULL;
-            if (g && latex_call(b, s, (size_t)(e - s), g)) e = g;
+            const char *g = nest && e < end && *e == '(' ? group_end(e, end) : NULL;
+            if (g && latex_call(b, s, (size_t)(e - s), g, depth)) e = g;
             else lji_buf_putn(b, s, (size_t)(e - s));
             s = e;
         } else {
