@@ -492,6 +492,20 @@ static double operator_check(lj_context *ctx, const lj_op *J, const char *what, 
     char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
     if (!p) fail("%s: printing failed: %s", what, lj_context_message(ctx));
     lj_free(p);
+    /* plain and LaTeX: ASCII, and LaTeX's braces balanced (a label cut
+     * short may leave a parenthesis open, not a brace) */
+    for (int k = LJ_PRINT_PLAIN; k <= LJ_PRINT_LATEX; k++) {
+        p = lj_op_print(ctx, J, (lj_print_format)k);
+        if (!p) fail("%s: printing failed: %s", what, lj_context_message(ctx));
+        int curly = 0;
+        for (const char *c = p; *c; c++) {
+            if ((unsigned char)*c >= 0x80) fail("%s: '%s' is not ASCII", what, p);
+            curly += *c == '{' ? 1 : *c == '}' ? -1 : 0;
+            if (curly < 0) fail("%s: '%s' closes a brace it did not open", what, p);
+        }
+        if (curly) fail("%s: '%s' leaves a brace open", what, p);
+        lj_free(p);
+    }
     int64_t m = lj_op_rows(J), n = lj_op_cols(J);
     if (m * n > 1 << 16) return largest;
     double *D = malloc(sizeof *D * (size_t)(m * n + 1)), *x = malloc(sizeof *x * (size_t)(n + 1));

@@ -1547,6 +1547,30 @@ START_TEST(test_latex_labels)
         lj_op_free(&J);
         lj_expr_free(&f);
     }
+    /* a value's label cut short at its length limit is cut before a braced
+     * group it would end inside, and before the group's ^ (X^{-1} as X,
+     * not X^{- or X^) */
+    for (int k = 8; k <= 17; k++) {
+        char src[256], *w = src;
+        w += sprintf(w, "exp(");
+        for (int i = 0; i < k; i++) w += sprintf(w, "A*");
+        sprintf(w, "inv(X)*inv(X)*inv(X)*x)");
+        int64_t pos;
+        lj_expr *f = lj_parse(ctx, src, t, &pos);
+        lj_op *J = f ? lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x")) : NULL;
+        CK_NN(ctx, J);
+        for (int fmt = 0; fmt < 3; fmt++) {
+            char *p = lj_op_print(ctx, J, (lj_print_format)fmt);
+            CK_NN(ctx, p);
+            int curly = 0;
+            for (const char *c = p; *c; c++) curly += *c == '{' ? 1 : *c == '}' ? -1 : 0;
+            ck_assert_msg(!curly && !strstr(p, "^…") && !strstr(p, "^\\ldots") && !strstr(p, "^..."),
+                          "%s: '%s' is cut inside a group", src, p);
+            lj_free(p);
+        }
+        lj_op_free(&J);
+        lj_expr_free(&f);
+    }
     lj_symtab_free(&t);
     lj_context_free(&ctx);
 }

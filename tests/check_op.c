@@ -1843,6 +1843,27 @@ START_TEST(test_print_formats)
     lj_op_free(&u);
     free(l);
     free(want);
+    /* the labels' other symbols: partial derivatives, a σ or a square left
+     * by a cut, names with subscripts */
+    const struct { const char *label, *plain, *latex; } sym[] = {
+        { "∂kron_cb/∂G", "dkron_cb/dG", "\\partial kron_{cb}/\\partial G" },
+        { "1 − σ…", "1 - sigmoid...", "1 - \\sigma \\ldots " },
+        { "1 − tanh²…", "1 - tanh^2...", "1 - tanh^2\\ldots " },
+        { "W_12·x_1", "W_12*x_1", "W_{12}\\cdot x_1" },
+    };
+    for (size_t i = 0; i < sizeof sym / sizeof sym[0]; i++) {
+        u = lj_op_dense(ctx, 1, 1, &one, 1, sym[i].label);
+        CK_NN(ctx, u);
+        plain = lj_op_print(ctx, u, LJ_PRINT_PLAIN);
+        latex = lj_op_print(ctx, u, LJ_PRINT_LATEX);
+        CK_NN(ctx, plain);
+        CK_NN(ctx, latex);
+        ck_assert_str_eq(plain, sym[i].plain);
+        ck_assert_str_eq(latex, sym[i].latex);
+        lj_free(plain);
+        lj_free(latex);
+        lj_op_free(&u);
+    }
     lj_context_free(&ctx);
 }
 END_TEST

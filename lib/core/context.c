@@ -401,6 +401,15 @@ size_t lji_utf8_prefix(const char *s, size_t n)
     size_t len = strlen(s);
     if (len <= n) return len;
     while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+    /* not inside a braced group either (X^{-1} cut as X^{-), where LaTeX
+     * would be left with a brace open: before the group and its ^ or _ */
+    size_t open = n, depth = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '{' && !depth++) open = i;
+        else if (s[i] == '}' && depth) depth--;
+    }
+    if (depth) n = open;
+    if (n > 0 && (s[n - 1] == '^' || s[n - 1] == '_')) n--; /* "X^" */
     return n;
 }
 

@@ -282,7 +282,8 @@ void lji_buf_printf(lji_buf *b, const char *fmt, ...)
 /* Returns the string (caller owns) or NULL with LJ_ERR_NOMEM recorded. */
 char *lji_buf_finish(lji_buf *b, const char *op);
 void lji_buf_discard(lji_buf *b);
-/* Length of at most n bytes of s that ends on a UTF-8 character boundary. */
+/* Length of at most n bytes of s that ends on a UTF-8 character boundary
+ * and outside a braced group ("^{-1}"). */
 size_t lji_utf8_prefix(const char *s, size_t n);
 
 /* Deterministic random numbers for tests and checks (splitmix64). */

@@ -171,7 +171,9 @@ static void w(mp *m, const lj_expr *e, int level)
             lji_buf_puts(b, latex ? "\\mathbf{1}" : "1");
             size_sub(m, e->rows * e->cols, 1);
             if (e->rows == 1) lji_buf_puts(b, lji_sym_transpose(m->fmt));
-        } else if (e->name)
+        } else if (e->name && latex)
+            lji_put_name_latex(b, e->name, strlen(e->name));
+        else if (e->name)
             lji_buf_puts(b, e->name);
         else
             number(m, e->value[0]);

@@ -937,6 +937,22 @@ static bool latex_call(lji_buf *b, const char *s, size_t n, const char *g, int d
     return false;
 }
 
+/* a name in LaTeX: what follows its first '_' is its subscript, braced
+ * when longer than a character (x_12 as x_{12}, kron_cb as kron_{cb}) */
+void lji_put_name_latex(lji_buf *b, const char *name, size_t len)
+{
+    const char *u = memchr(name, '_', len);
+    size_t k = u ? (size_t)(u - name) : len;
+    if (!u || len - k <= 2) {
+        lji_buf_putn(b, name, len);
+        return;
+    }
+    lji_buf_putn(b, name, k + 1);
+    lji_buf_puts(b, "{");
+    lji_buf_putn(b, u + 1, len - k - 1);
+    lji_buf_puts(b, "}");
+}
+
 void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format fmt)
 {
     put_label(b, label, len, fmt, 0);
@@ -963,6 +979,9 @@ static void put_label(lji_buf *b, const char *label, size_t len, lj_print_format
         { "^T", "'", "^{\\top}" },
         { "σ(", "sigmoid(", "\\sigma(" },
         { "…", "...", "\\ldots " },
+        { "∂", "d", "\\partial " }, /* ∂kron_cb/∂G */
+        { "σ", "sigmoid", "\\sigma " }, /* and those of a label cut short: σ…, tanh²… */
+        { "²", "^2", "^2" },
     };
     static const struct { const char *u, *name; } squared[] = { { "tanh²(", "tanh" }, { "tan²(", "tan" } };
     const char *s = label;
@@ -1022,7 +1041,7 @@ static void put_label(lji_buf *b, const char *label, size_t len, lj_print_format
             while (e < end && name_char(*e)) e++;
             const char *g = nest && e < end && *e == '(' ? group_end(e, end) : NULL;
             if (g && latex_call(b, s, (size_t)(e - s), g, depth)) e = g;
-            else lji_buf_putn(b, s, (size_t)(e - s));
+            else lji_put_name_latex(b, s, (size_t)(e - s));
             s = e;
         } else {
             lji_buf_putn(b, s, 1);

@@ -429,6 +429,7 @@ void lji_put_close(lji_buf *b, bool paren);
 void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt);
 /* the first len bytes of label, as lji_put_label */
 void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format fmt);
+void lji_put_name_latex(lji_buf *b, const char *name, size_t len);
 /* true when a label needs no parentheses before ^T: no operator outside
  * its own parentheses or braces ("W", "(X·A)", "A^{-1}", not "vec B") */
 bool lji_label_is_atomic(const char *label);
