@@ -476,6 +476,19 @@ static double *term_bound(lj_context *ctx, const lj_op *J)
     return B;
 }
 
+/* a plain or LaTeX form: ASCII, its braces balanced (a label cut short
+ * may leave a parenthesis open, not a brace) */
+static void ascii_form(const char *what, const char *p)
+{
+    int curly = 0;
+    for (const char *c = p; *c; c++) {
+        if ((unsigned char)*c >= 0x80) fail("%s: '%s' is not ASCII", what, p);
+        curly += *c == '{' ? 1 : *c == '}' ? -1 : 0;
+        if (curly < 0) fail("%s: '%s' closes a brace it did not open", what, p);
+    }
+    if (curly) fail("%s: '%s' leaves a brace open", what, p);
+}
+
 /* J x and J^T y against the materialised matrix D, each error measured
  * against max(1, max |D|, max of the bound on J's terms)·‖x‖₁ with a tolerance
  * of 1e-7: an operator whose terms cancel to rounding (Diag(1 ⊘ A) −
@@ -492,18 +505,10 @@ static double operator_check(lj_context *ctx, const lj_op *J, const char *what, 
     char *p = lj_op_print(ctx, J, LJ_PRINT_UNICODE);
     if (!p) fail("%s: printing failed: %s", what, lj_context_message(ctx));
     lj_free(p);
-    /* plain and LaTeX: ASCII, and LaTeX's braces balanced (a label cut
-     * short may leave a parenthesis open, not a brace) */
     for (int k = LJ_PRINT_PLAIN; k <= LJ_PRINT_LATEX; k++) {
         p = lj_op_print(ctx, J, (lj_print_format)k);
         if (!p) fail("%s: printing failed: %s", what, lj_context_message(ctx));
-        int curly = 0;
-        for (const char *c = p; *c; c++) {
-            if ((unsigned char)*c >= 0x80) fail("%s: '%s' is not ASCII", what, p);
-            curly += *c == '{' ? 1 : *c == '}' ? -1 : 0;
-            if (curly < 0) fail("%s: '%s' closes a brace it did not open", what, p);
-        }
-        if (curly) fail("%s: '%s' leaves a brace open", what, p);
+        ascii_form(what, p);
         lj_free(p);
     }
     int64_t m = lj_op_rows(J), n = lj_op_cols(J);
@@ -605,6 +610,7 @@ static void scalar_checks(lj_context *ctx, const lj_expr *f, lj_expr *v, const l
     for (int k = 0; k < 3; k++) {
         char *s = lj_expr_print_math(ctx, ge, v, (lj_print_format)k);
         if (!s) fail("%s: printing failed: %s", what, lj_context_message(ctx));
+        if (k != LJ_PRINT_UNICODE) ascii_form(what, s);
         if (k == LJ_PRINT_PLAIN && gv) {
             int64_t pos;
             lj_expr *back = lj_parse(ctx, s, t, &pos);

@@ -800,7 +800,20 @@ START_TEST(test_power_and_eye)
     char *pn = lj_op_print(ctx, JN, LJ_PRINT_PLAIN);
     CK_NN(ctx, pn);
     size_t ln = strlen(pn);
-    ck_assert_msg(ln <= LJ_PRINT_MAX + 3 && ln > LJ_PRINT_MAX - 8 && strcmp(pn + ln - 3, "…") == 0, "length %zu", ln);
+    ck_assert_msg(ln <= LJ_PRINT_MAX + 3 && ln > LJ_PRINT_MAX - 8 && strcmp(pn + ln - 3, "...") == 0, "length %zu", ln);
+    lj_free(pn);
+    pn = lj_op_print(ctx, JN, LJ_PRINT_UNICODE);
+    CK_NN(ctx, pn);
+    ln = strlen(pn);
+    ck_assert_msg(ln <= LJ_PRINT_MAX + 3 && strcmp(pn + ln - 3, "…") == 0, "length %zu", ln);
+    lj_free(pn);
+    pn = lj_op_print(ctx, JN, LJ_PRINT_LATEX); /* cut outside a braced group */
+    CK_NN(ctx, pn);
+    ln = strlen(pn);
+    ck_assert_msg(ln <= LJ_PRINT_MAX + 6 && strcmp(pn + ln - 6, "\\ldots") == 0, "length %zu", ln);
+    int curly = 0;
+    for (const char *c = pn; *c; c++) curly += *c == '{' ? 1 : *c == '}' ? -1 : 0;
+    ck_assert_int_eq(curly, 0);
     lj_free(pn);
     /* nnz and cost visit each shared node once (the tree has ~10^6 paths):
      * the same answers as on a fresh copy of the same structure */

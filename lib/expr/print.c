@@ -321,7 +321,7 @@ char *lj_expr_print_math(lj_context *ctx, const lj_expr *e, const lj_expr *wrt, 
     if (b.truncated && !b.failed) {
         b.limit = 0;
         b.len = lji_utf8_prefix(b.s, b.len);
-        lji_buf_puts(&b, "…");
+        lji_buf_puts(&b, lji_sym_ellipsis(fmt));
     }
     return lji_buf_finish(&b, "expr_print_math");
 }

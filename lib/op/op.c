@@ -840,6 +840,11 @@ const char *lji_sym_minus(lj_print_format fmt)
     return fmt == LJ_PRINT_UNICODE ? "−" : "-";
 }
 
+const char *lji_sym_ellipsis(lj_print_format fmt)
+{
+    return fmt == LJ_PRINT_UNICODE ? "…" : fmt == LJ_PRINT_PLAIN ? "..." : "\\ldots";
+}
+
 void lji_put_signed_coef(lji_buf *b, double c, bool first, lj_print_format fmt)
 {
     if (!first) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
@@ -1312,15 +1317,16 @@ void lji_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
     J->kind->print(b, J, fmt, where);
 }
 
-/* Ends a capped print: a cut form ends in "…" at a character boundary. */
-char *lji_buf_finish_capped(lji_buf *b, const char *op)
+/* Ends a capped print: a cut form ends in an ellipsis ("…", "..." or
+ * "\ldots") at a character boundary. */
+char *lji_buf_finish_capped(lji_buf *b, const char *op, lj_print_format fmt)
 {
     bool cut = b->truncated && !b->failed && b->s;
     b->limit = 0;
     if (cut) {
         b->len = lji_utf8_prefix(b->s, LJ_PRINT_MAX);
         b->s[b->len] = '\0';
-        lji_buf_puts(b, "…");
+        lji_buf_puts(b, lji_sym_ellipsis(fmt));
     }
     return lji_buf_finish(b, op);
 }
@@ -1336,5 +1342,5 @@ char *lj_op_print(lj_context *ctx, const lj_op *a, lj_print_format fmt)
     lji_buf_init(&b, ctx);
     b.limit = LJ_PRINT_MAX;
     lji_print(&b, a, fmt, LJI_AT_TOP);
-    return lji_buf_finish_capped(&b, "print");
+    return lji_buf_finish_capped(&b, "print", fmt);
 }

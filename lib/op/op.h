@@ -423,7 +423,8 @@ bool lji_equal(const lj_op *a, const lj_op *b);
 
 /* Printing pieces in the three notations. */
 /* lji_buf_finish for a buffer with limit LJ_PRINT_MAX: a cut text ends in "…" */
-char *lji_buf_finish_capped(lji_buf *b, const char *op);
+char *lji_buf_finish_capped(lji_buf *b, const char *op, lj_print_format fmt);
+const char *lji_sym_ellipsis(lj_print_format fmt);
 void lji_put_open(lji_buf *b, bool paren);
 void lji_put_close(lji_buf *b, bool paren);
 void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt);

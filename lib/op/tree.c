@@ -78,7 +78,7 @@ char *lj_op_tree(lj_context *ctx, const lj_op *a)
         lji_buf_discard(&b);
         return NULL;
     }
-    return lji_buf_finish_capped(&b, "tree");
+    return lji_buf_finish_capped(&b, "tree", LJ_PRINT_UNICODE);
 }
 
 static void dot_escape(lji_buf *b, const char *s)
