@@ -238,7 +238,9 @@ lj_status lj_op_apply_multi(lj_context *ctx, const lj_op *J, int trans, int64_t 
 /* Printing. Returns a new NUL-terminated string (free with lj_free). An
  * operator shares subtrees, and written out a deep chain of them (the
  * Jacobian of a matrix power of a matrix power) can grow without bound: a
- * print (or tree) longer than LJ_PRINT_MAX bytes is cut and ends in "…". */
+ * print (or tree) longer than LJ_PRINT_MAX bytes is cut and ends in "…"
+ * ("..." in the plain form, "\ldots" in LaTeX, whose braces it does not
+ * cut inside). The plain and LaTeX forms are ASCII. */
 #define LJ_PRINT_MAX (1 << 20)
 typedef enum { LJ_PRINT_UNICODE = 0, LJ_PRINT_PLAIN = 1, LJ_PRINT_LATEX = 2 } lj_print_format;
 char *lj_op_print(lj_context *ctx, const lj_op *a, lj_print_format fmt);
