@@ -250,6 +250,14 @@ static const gcase ew_simplified[] = {
     { "sum(sum((-X)'.^3))", "X", "X=3x2", "−3·X^{∘2}", "-3*X.*X" },
     { "sum((-x).^(-2))", "x", "x=4x1+", "−2·(1 ⊘ x^{∘3})", "-2./(x.*x.*x)" },
     { "sum(sqrt(-(-x)))", "x", "x=4x1+", "0.5·(1 ⊘ sqrt(−(−x)))", "0.5./sqrt(x)" }, /* not an integer power */
+    /* nothing cancels, but equal factors on either side of a quotient
+     * gather into powers: the quotient rule's u ⊘ v − u' ∘ v' ⊘ v^{∘2} */
+    { "sum(x./(1+x))", "x", "x=4x1+", "1 ⊘ (1 + x) − x ⊘ (1 + x)^{∘2}", "1./(1 + x).^2" },
+    { "sum(x.^2./(1+x.^2))", "x", "x=4x1", "2·(x ⊘ (1 + x^{∘2})) − 2·(x^{∘3} ⊘ (1 + x^{∘2})^{∘2})",
+      "2*x./(1 + x.^2).^2" },
+    { "sum(exp(x)./(1+exp(x)))", "x", "x=4x1", "σ(x) − σ(x)^{∘2}", "sigmoid(x).*(1 - sigmoid(x))" },
+    { "sum(x./sqrt(1+x.^2))", "x", "x=4x1", "1 ⊘ sqrt(1 + x^{∘2}) − x^{∘2} ⊘ sqrt(1 + x^{∘2})^{∘3}",
+      "1./sqrt(1 + x.^2).^3" },
 };
 
 START_TEST(test_elementwise_simplified)

@@ -948,26 +948,25 @@ static const lj_expr *ew_base(const lj_expr *f, int *k)
     return f;
 }
 
-/* A product of factors with no divisor, its equal factors gathered into
- * powers as the Matrix Cookbook writes them (x ∘ x ∘ exp(x) is
- * x.^2 ∘ exp(x), x.^2 ∘ x is x.^3), in the order they first stand; NULL
- * where no two factors are equal. */
-static lj_expr *ew_powers(lji_gctx *g, const ew_factors *w)
+/* The product of the n factors f, its equal factors gathered into powers
+ * as the Matrix Cookbook writes them (x ∘ x ∘ exp(x) is x.^2 ∘ exp(x),
+ * x.^2 ∘ x is x.^3), in the order they first stand; *merged says whether
+ * two were equal. NULL for no factors. */
+static lj_expr *ew_product(lji_gctx *g, const lj_expr *const *fs, int n, bool *merged)
 {
     const lj_expr *base[LJI_EW_MAX];
     int pw[LJI_EW_MAX], nb = 0;
-    bool merged = false;
-    for (int i = 0; i < w->n[0]; i++) {
+    *merged = false;
+    for (int i = 0; i < n; i++) {
         int k, j;
-        const lj_expr *b = ew_base(w->f[0][i], &k);
+        const lj_expr *b = ew_base(fs[i], &k);
         for (j = 0; j < nb && !lji_expr_equal(base[j], b); j++) {}
         if (j < nb) {
             pw[j] += k;
-            merged = true;
+            *merged = true;
         } else
             base[nb] = b, pw[nb++] = k;
     }
-    if (!merged) return NULL;
     lj_context *ctx = g->ctx;
     lj_expr *r = NULL;
     for (int j = 0; j < nb && !g->failed; j++) {
@@ -984,6 +983,27 @@ static lj_expr *ew_powers(lji_gctx *g, const ew_factors *w)
         r = h;
     }
     if (g->failed) lj_expr_free(&r);
+    return r;
+}
+
+/* whether two of the n factors f are powers of one base (x and x.^2) */
+static bool ew_has_equal(const lj_expr *const *fs, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++) {
+            int k;
+            if (lji_expr_equal(ew_base(fs[i], &k), ew_base(fs[j], &k))) return true;
+        }
+    return false;
+}
+
+/* A product of factors with no divisor with its equal factors gathered
+ * into powers (ew_product); NULL where no two factors are equal. */
+static lj_expr *ew_powers(lji_gctx *g, const ew_factors *w)
+{
+    bool merged;
+    lj_expr *r = ew_product(g, w->f[0], w->n[0], &merged);
+    if (!merged) lj_expr_free(&r);
     return r;
 }
 
@@ -1040,25 +1060,27 @@ static lj_expr *ew_simplified(lji_gctx *g, const lj_expr *x, const lj_expr *e, b
     bool full = false; /* a factor left keeps the product's shape */
     for (int side = 0; side < 2; side++)
         for (int i = 0; i < w.n[side]; i++) full |= w.f[side][i]->rows == rows && w.f[side][i]->cols == cols;
-    if (!changed) return NULL;
+    if (!changed && !ew_has_equal(w.f[0], w.n[0]) && !ew_has_equal(w.f[1], w.n[1])) return NULL;
     lj_context *ctx = g->ctx;
+    /* each side's equal factors gathered into powers, σ(m) for exp(m) ⊘
+     * (1 + exp(m)): x.^2 ∘ x ⊘ (u ∘ u) is x.^3 ⊘ u.^2 (the quotient rule's
+     * second term) */
+    lj_expr *side_of[2] = { NULL, NULL }, *made[LJI_EW_MAX] = { NULL };
+    bool merged[2];
+    for (int i = 0; i < w.n[0] && !g->failed; i++)
+        if (sig[i] && (made[i] = lji_g_node(g, lj_expr_func(ctx, LJ_FN_SIGMOID, w.f[0][i]->a))))
+            w.f[0][i] = made[i];
+    for (int side = 0; side < 2 && !g->failed; side++)
+        side_of[side] = ew_product(g, w.f[side], w.n[side], &merged[side]);
+    for (int i = 0; i < w.n[0]; i++) lj_expr_free(&made[i]);
     /* no factor of the product's shape left (exp(x) ⊘ exp(x)): ones of it first */
-    lj_expr *num = full ? NULL : lji_g_node(g, lji_expr_fill(ctx, rows, cols, 1.0)), *den = NULL;
-    for (int side = 0; side < 2 && !g->failed; side++) {
-        lj_expr **acc = side ? &den : &num;
-        for (int i = 0; i < w.n[side] && !g->failed; i++) {
-            lj_expr *f = side == 0 && sig[i] ? lji_g_node(g, lj_expr_func(ctx, LJ_FN_SIGMOID, w.f[0][i]->a))
-                                             : lj_expr_retain((lj_expr *)w.f[side][i]);
-            if (!f) break;
-            if (!*acc) {
-                *acc = f;
-                continue;
-            }
-            lj_expr *h = lji_g_node(g, lj_expr_hadamard(ctx, *acc, f));
-            lj_expr_free(acc);
-            lj_expr_free(&f);
-            *acc = h;
-        }
+    lj_expr *num = side_of[0], *den = side_of[1];
+    if (!full && !g->failed) {
+        lj_expr *ones = lji_g_node(g, lji_expr_fill(ctx, rows, cols, 1.0));
+        lj_expr *h = ones && num ? lji_g_node(g, lj_expr_hadamard(ctx, ones, num)) : lj_expr_retain(ones);
+        lj_expr_free(&ones);
+        lj_expr_free(&num);
+        num = h;
     }
     lj_expr *r = NULL; /* num ⊘ den, num, or 1 ⊘ den as den.^-1 */
     if (!g->failed)
