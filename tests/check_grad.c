@@ -378,7 +378,7 @@ END_TEST
 START_TEST(test_formats)
 {
     lj_context *ctx = lj_context_new();
-    lj_symtab *t = declare(ctx, "A=3x3 X=3x3 x=3x1 ones=3x1 P=3x3", 11);
+    lj_symtab *t = declare(ctx, "A=3x3 X=3x3 x=3x1 ones=3x1 P=3x3 W_12=3x3 x_1=3x1", 11);
     const struct { const char *f, *wrt, *u, *plain, *latex; } c[] = {
         { "tr(A*X'*X)", "X", "X·(A^T + A)", "X*(A' + A)", "X \\cdot \\left(A^{\\top} + A\\right)" },
         { "det(X)", "X", "det(X)·X^{-T}", "det(X)*inv(X)'", "\\det\\left(X\\right) \\cdot X^{-\\top}" },
@@ -393,6 +393,9 @@ START_TEST(test_formats)
         { "sum(A)", "X", "0_{3×3}", "zeros(3,3)", "\\mathbf{0}_{3\\times 3}" },
         { "sum(sigmoid(X))", "X", "σ(X) ∘ (1 − σ(X))", "sigmoid(X).*(1 - sigmoid(X))",
           "\\sigma\\left(X\\right) \\circ \\left(1 - \\sigma\\left(X\\right)\\right)" },
+        /* a subscript longer than a character is braced in LaTeX */
+        { "x_1'*W_12*x_1", "x_1", "(W_12^T + W_12)·x_1", "(W_12' + W_12)*x_1",
+          "\\left(W_{12}^{\\top} + W_{12}\\right) \\cdot x_1" },
     };
     for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
         lj_expr *f = parse(ctx, t, c[i].f), *x = lj_symtab_get(t, c[i].wrt);
