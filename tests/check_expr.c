@@ -1712,6 +1712,14 @@ START_TEST(test_scalar_function_symbols)
         { "sin(x)", "x", "Diag(cos(x))", "Diag(cos(x))" }, /* not a scalar: a Diag still */
         { "sum(sum(X.*X))", "X", "2·(vec X)^T", "2*(vec X)'" }, /* the sum of a number: no 1_1^T */
         { "tr(sum(X))", "X", "1_9^T", "1_9'" },                 /* the trace of a number: no (vec I_1)^T */
+        /* a number the child's print leads with meets the scalar in front */
+        { "3*sum(sum(X.^2))", "X", "6·(vec X)^T", "6*(vec X)'" },
+        { "-3*sum(sum(X.^2))", "X", "−6·(vec X)^T", "-6*(vec X)'" },
+        { "exp(sum(sum(X.^2)))", "X", "2·exp(sum(sum(X.^2)))·(vec X)^T", "2*exp(sum(sum(X.^2)))*(vec X)'" },
+        { "sqrt(sum(sum(X.^2)))", "X", "(1/sqrt(sum(sum(X.^2))))·(vec X)^T", "(1/sqrt(sum(sum(X.^2))))*(vec X)'" },
+        { "sum(x.^2)*s", "x", "2·s·x^T", "2*s*x'" },
+        { "sum(sum(X.^2)) + 3*sum(sum(X.^2))", "X", "8·(vec X)^T", "8*(vec X)'" }, /* terms alike once folded */
+        { "s*sum(sum(X.^2)) - 3*sum(sum(X.^2))", "X", "2·s·(vec X)^T − 6·(vec X)^T", "2*s*(vec X)' - 6*(vec X)'" },
         { "sin(sum(s))", "s", "cos(sum(s))", "cos(sum(s))" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -845,6 +845,25 @@ const char *lji_sym_ellipsis(lj_print_format fmt)
     return fmt == LJ_PRINT_UNICODE ? "…" : fmt == LJ_PRINT_PLAIN ? "..." : "\\ldots";
 }
 
+size_t lji_leading_number(const char *s, lj_print_format fmt, double *k)
+{
+    const char *dot = lji_sym_dot(fmt);
+    size_t m = lji_label_minus_len(s), nd = strlen(dot);
+    const char *p = s + m, *e = p;
+    while (isdigit((unsigned char)*e) || *e == '.') e++;
+    if (e == p || strncmp(e, dot, nd) || lji_label_is_sum(s)) return 0;
+    char num[64], back[64];
+    if ((size_t)(e - p) >= sizeof num) return 0;
+    memcpy(num, p, (size_t)(e - p));
+    num[e - p] = '\0';
+    double v = strtod(num, NULL);
+    if (v != floor(v) || v > 0x1p31) return 0; /* a whole number, written exactly */
+    lji_format_number(back, sizeof back, v, fmt);
+    if (strcmp(back, num)) return 0;
+    *k = m ? -v : v;
+    return (size_t)(e - s) + nd;
+}
+
 void lji_put_signed_coef(lji_buf *b, double c, bool first, lj_print_format fmt)
 {
     if (!first) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");

@@ -143,28 +143,33 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
         free(neg);
         return;
     }
+    /* the child printed once: its leading number meets the scalar
+     * (3·(2·(vec X)^T) is 6·(vec X)^T, s·(2·…) is 2·s·…), and −1 times a
+     * term that starts with a minus sign drops both (−(−2·(vec X)^T) is
+     * 2·(vec X)^T) */
+    lji_buf c;
+    lji_buf_init(&c, b->ctx);
+    c.limit = b->limit;
+    lji_print(&c, J->child[0], fmt, LJI_AT_COMPOSE);
+    b->failed |= c.failed;
+    bool whole = c.s && !c.failed && !c.truncated;
+    double lead = 1.0;
+    size_t m = 0;
     lji_put_open(b, paren);
-    if (J->label) { /* a symbol's value: the symbol */
+    if (J->label) { /* a symbol's value: the symbol, after a number the child leads with */
+        if (whole && (m = lji_leading_number(c.s, fmt, &lead))) lji_put_signed_coef(b, lead, true, fmt);
         lji_put_coef_label(b, J->label, fmt);
         lji_buf_puts(b, lji_sym_dot(fmt));
-    } else if (J->alpha == -1.0) { /* −(−2·(vec X)^T) is 2·(vec X)^T */
-        lji_buf c;
-        lji_buf_init(&c, b->ctx);
-        c.limit = b->limit;
-        lji_print(&c, J->child[0], fmt, LJI_AT_COMPOSE);
-        b->failed |= c.failed;
-        size_t m = c.s && !c.failed ? lji_label_negated_term(c.s) : 0;
+    } else if (J->alpha == -1.0) {
+        m = whole ? lji_label_negated_term(c.s) : 0;
         if (!m) lji_buf_puts(b, lji_sym_minus(fmt));
-        if (c.s && !c.failed) lji_buf_puts(b, c.s + m);
-        if (c.truncated) b->truncated = true;
-        lji_buf_discard(&c);
-        lji_put_close(b, paren);
-        return;
     } else {
-        lji_put_number(b, J->alpha, fmt);
-        lji_buf_puts(b, lji_sym_dot(fmt));
+        if (whole) m = lji_leading_number(c.s, fmt, &lead);
+        lji_put_signed_coef(b, J->alpha * lead, true, fmt);
     }
-    lji_print(b, J->child[0], fmt, LJI_AT_COMPOSE);
+    if (c.s && !c.failed) lji_buf_puts(b, c.s + m);
+    if (c.truncated) b->truncated = true;
+    lji_buf_discard(&c);
     lji_put_close(b, paren);
 }
 

@@ -159,8 +159,18 @@ static char *term_text(const lji_buf *like, const lj_op *t, double c, lj_print_f
         lji_put_label_n(&o, vl + skip, strlen(vl) - skip - 1, fmt);
     else if (neg)
         lji_buf_puts(&o, neg);
-    else
+    else {
         lji_print(&o, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
+        /* a number the term's print leads with meets its coefficient: 3
+         * times 2·(vec X)^T is 6·(vec X)^T, and alike with the others */
+        double lead;
+        size_t m = o.s && !o.failed && !o.truncated ? lji_leading_number(o.s, fmt, &lead) : 0;
+        if (m) {
+            memmove(o.s, o.s + m, o.len - m + 1);
+            o.len -= m;
+            c *= lead;
+        }
+    }
     free(own);
     free(neg);
     *cout = c;
