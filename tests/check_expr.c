@@ -1528,6 +1528,16 @@ START_TEST(test_latex_labels)
           "\\operatorname{Diag}(\\exp(x/\\|x\\|_1)) \\cdot ((1/\\|x\\|_1) \\cdot I_{3} - (1/\\|x\\|_1^2) \\cdot x \\cdot "
           "\\operatorname{sign}(x)^{\\top})" },
         { "sum(x)", "x", "1_3^T", "1_3'", "\\mathbf{1}_{3}^{\\top}" },
+        /* a quotient's second term: its powers meet, its operands lose the
+         * brackets a power needs none of; a reciprocal's too */
+        { "x.^3./(1+x.^2).^2", "x", "Diag(3·x.^2 ∘ 1./(1 + x.^2).^2) − Diag(4·(1 + x.^2) ∘ x ∘ (x.^3./(1 + x.^2).^4))",
+          "Diag(3*x.^2 .* 1./(1 + x.^2).^2) - Diag(4*(1 + x.^2) .* x .* (x.^3./(1 + x.^2).^4))",
+          "\\operatorname{Diag}(3\\cdot x^{\\circ 2} \\circ 1 \\oslash (1 + x^{\\circ 2})^{\\circ 2}) - "
+          "\\operatorname{Diag}(4\\cdot (1 + x^{\\circ 2}) \\circ x \\circ (x^{\\circ 3} \\oslash (1 + x^{\\circ 2})^{\\circ 4}))" },
+        { "log(x.^2+1)", "x", "Diag(2·x ∘ 1./(x.^2 + 1))", "Diag(2*x .* 1./(x.^2 + 1))",
+          "\\operatorname{Diag}(2\\cdot x \\circ 1 \\oslash (x^{\\circ 2} + 1))" },
+        { "log(exp(x).^2)", "x", "Diag(2·exp(x) ∘ exp(x) ∘ 1./exp(x).^2)", "Diag(2*exp(x) .* exp(x) .* 1./exp(x).^2)",
+          "\\operatorname{Diag}(2\\cdot \\exp(x) \\circ \\exp(x) \\circ 1 \\oslash \\exp(x)^{\\circ 2})" },
         { "inv(X)", "X", "−(X^{-T} ⊗ X^{-1})", "-(X^{-T} kron X^{-1})", "-(X^{-\\top} \\otimes X^{-1})" },
         { "X.^(-2)", "X", "Diag(−2·(vec X).^(−3))", "Diag(-2*(vec X).^(-3))",
           "\\operatorname{Diag}(-2\\cdot (\\operatorname{vec} X)^{\\circ -3})" },

@@ -244,14 +244,20 @@ const char *lji_d_vec_label_to(lji_dctx *d, const lj_expr *e, const char *prefix
     if (!l) return NULL;
     /* a column is its own vec: "x", "(A·x − b)" */
     const char *vec = col && neg ? "(−" : (e->cols == 1 || col) && !e->pat ? "" : l[0] == '(' ? "vec" : "vec ";
+    size_t nl = strlen(l);
+    /* after a reciprocal's "1./" a power needs no brackets of its own:
+     * 1./(1 + x).^3, not 1./((1 + x).^3) */
+    bool unwrap = !*vec && !strcmp(prefix, "1./") && lji_label_is_wrapped(l) && lji_label_is_atomic_n(l + 1, nl - 2);
     const char *close = col && neg ? ")" : "";
-    size_t np = strlen(prefix), nv = strlen(vec), nl = strlen(l), nc = strlen(close), ns = strlen(suffix);
+    const char *body = l + unwrap;
+    nl -= 2 * unwrap;
+    size_t np = strlen(prefix), nv = strlen(vec), nc = strlen(close), ns = strlen(suffix);
     size_t total = np + nv + nl + nc + ns + 1;
     char *r = total <= cap ? buf : (*own = lji_malloc(d->ctx, total)); /* no buffer growing */
     if (r) {
         memcpy(r, prefix, np);
         memcpy(r + np, vec, nv);
-        memcpy(r + np + nv, l, nl);
+        memcpy(r + np + nv, body, nl);
         memcpy(r + np + nv + nl, close, nc);
         memcpy(r + np + nv + nl + nc, suffix, ns + 1);
     } else

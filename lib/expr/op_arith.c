@@ -3,6 +3,7 @@
 #include "config.h"
 #include "ops.h"
 #include <inttypes.h>
+#include <ctype.h>
 #include <math.h>
 
 /* ---- shapes --------------------------------------------------------------------- */
@@ -228,7 +229,30 @@ static lj_op *hdiv_local(lji_dctx *d, const lj_expr *e, int which)
     char *la = lji_d_label(d, a), *lb = lji_d_label(d, b);
     lji_buf bb;
     lji_buf_init(&bb, d->ctx);
-    lji_buf_printf(&bb, e->cols == 1 && !e->pat ? "(%s./%s.^2)" : "vec(%s./%s.^2)", la ? la : "?", lb ? lb : "?"); /* a column is its vec */
+    /* a column is its vec; x.^3./(1 + x.^2).^4, not (x.^3)./((1 + x.^2).^2).^2 */
+    lji_buf_puts(&bb, e->cols == 1 && !e->pat ? "(" : "vec(");
+    const char *sa = la ? la : "?", *sb = lb ? lb : "?";
+    bool wa = lji_label_is_wrapped(sa) && lji_label_is_atomic_n(sa + 1, strlen(sa) - 2);
+    lji_buf_putn(&bb, sa + wa, strlen(sa) - 2 * wa);
+    lji_buf_puts(&bb, "./");
+    size_t nb = strlen(sb);
+    bool wb = lji_label_is_wrapped(sb) && lji_label_is_atomic_n(sb + 1, nb - 2);
+    const char *ib = sb + wb, *pw = NULL;
+    size_t ni = nb - 2 * wb;
+    for (size_t k = ni; wb && k > 2; k--) /* b = u.^k: u.^(2k) */
+        if (!isdigit((unsigned char)ib[k - 1])) {
+            if (k < ni && ib[k - 1] == '^' && ib[k - 2] == '.' && ib[k] != '0') pw = ib + k;
+            break;
+        }
+    long kb = pw ? strtol(pw, NULL, 10) : 0;
+    if (pw && kb > 0 && kb < 1000000) {
+        lji_buf_putn(&bb, ib, (size_t)(pw - ib));
+        lji_buf_printf(&bb, "%ld", 2 * kb);
+    } else {
+        lji_buf_puts(&bb, sb);
+        lji_buf_puts(&bb, ".^2");
+    }
+    lji_buf_puts(&bb, ")");
     free(la);
     free(lb);
     char *l = lji_buf_finish(&bb, "jacobian");

@@ -79,7 +79,9 @@ static char *expand_dlabel(lji_dctx *d, const char *tmpl, const char *l, bool sc
             s += 2;
         } else if (*s == '@') {
             bool term = s - tmpl >= 2 && !strncmp(s - 2, "+ ", 2) && s[1] == ')' && !lji_label_minus_len(inner);
-            if (s > tmpl && ((s[-1] == '(' && s[1] == ')') || s[-1] == '[' || term)) /* inside "f(…)", "[… > 0]", "(1 + …)" */
+            /* 1./x.^2, not 1./(x.^2): a power needs no brackets after ./ */
+            bool recip = s - tmpl >= 2 && !strncmp(s - 2, "./", 2) && !s[1] && wrapped && lji_label_is_atomic_n(inner, ni);
+            if (s > tmpl && ((s[-1] == '(' && s[1] == ')') || s[-1] == '[' || term || recip)) /* inside "f(…)", "[… > 0]", "(1 + …)" */
                 lji_buf_putn(&b, inner, ni);
             else
                 lji_buf_puts(&b, l);

@@ -1037,7 +1037,8 @@ static void put_label(lji_buf *b, const char *label, size_t len, lj_print_format
             const char *a = s + 2, *e = a;
             if (*a == '(') e = nest && group_end(a, end) ? group_end(a, end) : a;
             else
-                while (e < end && (isdigit((unsigned char)*e) || *e == '.')) e++;
+                while (e < end && (isdigit((unsigned char)*e) || (*e == '.' && e + 1 < end && isdigit((unsigned char)e[1]))))
+                    e++; /* x.^2./y: the 2, not "2." */
             bool grouped = *a == '(' && e > a;
             if (e == a) { /* nothing to raise to: as it stands */
                 lji_buf_putn(b, s, 2);
