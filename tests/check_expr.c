@@ -1729,6 +1729,11 @@ START_TEST(test_scalar_function_symbols)
         { "sqrt(sum(sum(X.^2)))", "X", "(1/sqrt(sum(sum(X.^2))))·(vec X)^T", "(1/sqrt(sum(sum(X.^2))))*(vec X)'" },
         { "sum(x.^2)*s", "x", "2·s·x^T", "2*s*x'" },
         { "sum(sum(X.^2)) + 3*sum(sum(X.^2))", "X", "8·(vec X)^T", "8*(vec X)'" }, /* terms alike once folded */
+        /* a named matrix's vec in a value's label is vec X, bracketed where
+         * something binds tighter */
+        { "vec(X)'*vec(X)", "X", "2·(vec X)^T", "2*(vec X)'" },
+        { "exp(vec(X)'*vec(X))", "X", "2·exp((vec X)^T·vec X)·(vec X)^T", "2*exp((vec X)'*vec X)*(vec X)'" },
+        { "exp(vec(X).^2)", "X", "Diag(2·vec X ∘ exp((vec X).^2))", "Diag(2*vec X .* exp((vec X).^2))" },
         { "s*sum(sum(X.^2)) - 3*sum(sum(X.^2))", "X", "2·s·(vec X)^T − 6·(vec X)^T", "2*s*(vec X)' - 6*(vec X)'" },
         { "sin(sum(s))", "s", "cos(sum(s))", "cos(sum(s))" },
     };

@@ -425,6 +425,7 @@ static int lji_label_transposed_negs(const lji_buf *b, const lj_expr *e)
 static int label_level(const lji_buf *b, const lj_expr *e)
 {
     if (!b->drop_minus && lji_label_transposed_negs(b, e) % 2) return 3;
+    if (b->math && e->def == &lji_op_vec && lji_is_leaf(e->a) && e->a->name) return 4; /* (vec X)^T, a·vec X */
     return written_level(e);
 }
 
@@ -477,7 +478,9 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         lji_buf_printf(b, "^%" PRId64, e->pn);
     } else if (d->write)
         d->write(b, e);
-    else if (d->function) { /* name(a) or name(a, b); σ(a) in labels, as the derivatives' */
+    else if (b->math && d == &lji_op_vec && lji_is_leaf(e->a) && e->a->name) { /* vec X in labels */
+        lji_buf_printf(b, "vec %s", e->a->name);
+    } else if (d->function) { /* name(a) or name(a, b); σ(a) in labels, as the derivatives' */
         lji_buf_printf(b, "%s(", b->math && d == lji_func_defs[LJ_FN_SIGMOID] ? "σ" : d->name);
         lji_expr_write(b, e->a, 1);
         if (e->b) {
