@@ -1736,9 +1736,26 @@ START_TEST(test_scalar_function_symbols)
         { "exp(vec(X).^2)", "X", "Diag(2·vec X ∘ exp((vec X).^2))", "Diag(2*vec X .* exp((vec X).^2))" },
         { "s*sum(sum(X.^2)) - 3*sum(sum(X.^2))", "X", "2·s·(vec X)^T − 6·(vec X)^T", "2*s*(vec X)' - 6*(vec X)'" },
         { "sin(sum(s))", "s", "cos(sum(s))", "cos(sum(s))" },
+        /* a symbol's own minus sign goes with the number in front, its
+         * brackets where no sign is inside; x·(−sum(…)) after a plus sign
+         * reads as a minus sign */
+        { "(-s)*x", "x", "−s·I_3", "-s*I_3" },
+        { "(-2*s)*x", "x", "−2·s·I_3", "-2*s*I_3" },
+        { "2*s*x", "x", "2·s·I_3", "2*s*I_3" },
+        { "(-s)*x + 2*s*x", "x", "s·I_3", "s*I_3" },
+        { "(-(s+1))*x", "x", "−(s + 1)·I_3", "-(s + 1)*I_3" },
+        { "(-sum(x.^2))*x", "x", "−2·x·x^T − sum(x.^2)·I_3", "-2*x*x' - sum(x.^2)*I_3" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 43 + i);
+    /* and the printed forms are J, the symbols' values put in */
+    plain_form_is_j(ctx, t, "(-s)*x", "x", "-s*eye(3)");
+    plain_form_is_j(ctx, t, "(-2*s)*x", "x", "-2*s*eye(3)");
+    plain_form_is_j(ctx, t, "2*s*x", "x", "2*s*eye(3)");
+    plain_form_is_j(ctx, t, "(-s)*x + 2*s*x", "x", "s*eye(3)");
+    plain_form_is_j(ctx, t, "(-(s+1))*x", "x", "-(s + 1)*eye(3)");
+    plain_form_is_j(ctx, t, "(-sum(x.^2))*x", "x", "-2*x*x' - sum(x.^2)*eye(3)");
+    plain_form_is_j(ctx, t, "3*sum(sum(X.^2))", "X", "6*vec(X)'");
     lj_symtab_free(&t);
     lj_context_free(&ctx);
 }

@@ -848,6 +848,20 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
 {
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT;
     lji_put_open(b, paren);
+    /* a number of a row 1^T·Diag(k·d) after the first factor goes in front:
+     * vec X·1^T·Diag(2·vec X) reads 2·vec X·(vec X)^T */
+    int moved = -1;
+    double front = 1;
+    for (int i = 1; i + 1 < J->nchild && moved < 0; i++) {
+        const lj_op *d = J->child[i + 1];
+        if (lji_is(d, &lji_kind_diag) && d->label && is_ones_row(J->child[i]) &&
+            label_number(d->label, &front) != d->label)
+            moved = i;
+    }
+    const lj_op *d0 = J->nchild > 1 ? J->child[1] : NULL;
+    if (moved > 0 && J->child[0]->rows == 1) moved = -1; /* a row first keeps its own rules */
+    if (moved > 0 && d0 && lji_is(d0, &lji_kind_diag) && d0->label && is_ones_row(J->child[0])) moved = -1;
+    if (moved > 0) lji_put_signed_coef(b, front, true, fmt);
     for (int i = 0; i < J->nchild; i++) {
         if (i) lji_buf_puts(b, lji_sym_dot(fmt));
         const lj_op *d = i + 1 < J->nchild ? J->child[i + 1] : NULL;
@@ -862,6 +876,7 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
         if (d && lji_is(d, &lji_kind_diag) && d->label && is_ones_row(J->child[i])) {
             double k = 1; /* first, a number in front: 1^T·Diag(2·vec X) is 2·(vec X)^T */
             const char *l = i == 0 ? label_number(d->label, &k) : d->label;
+            if (i == moved) l = label_number(d->label, &k), k = 1; /* its number went in front */
             lji_put_signed_coef(b, k, true, fmt);
             bool br = !lji_label_transposes_bare(l) || strchr(l, '^'); /* ((vec X).^2)^T */
             lji_put_open(b, br);

@@ -157,8 +157,26 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
     size_t m = 0;
     lji_put_open(b, paren);
     if (J->label) { /* a symbol's value: the symbol, after a number the child leads with */
-        if (whole && (m = lji_leading_number(c.s, fmt, &lead))) lji_put_signed_coef(b, lead, true, fmt);
-        lji_put_coef_label(b, J->label, fmt);
+        if (whole) m = lji_leading_number(c.s, fmt, &lead);
+        /* −s·A and 2·s·A, not (−s)·A and (2·s)·A: the label's minus sign
+         * goes with the number, its brackets where no sign is inside */
+        const char *l = J->label;
+        size_t nl = strlen(l), w = lji_label_is_wrapped(l), lm = lji_label_minus_len(l + w);
+        char inner[64];
+        if ((lm || w) && nl - 2 * w - lm < sizeof inner) {
+            memcpy(inner, l + w + lm, nl - 2 * w - lm);
+            inner[nl - 2 * w - lm] = '\0';
+            size_t nk = 0; /* a number in front, 2·s */
+            while (isdigit((unsigned char)inner[nk]) || inner[nk] == '.') nk++;
+            const char *dot = "·";
+            if (nk && strncmp(inner + nk, dot, strlen(dot))) nk = 0;
+            if (lji_label_is_atomic(inner + (nk ? nk + strlen(dot) : 0))) { /* one symbol: −s, 2·s, −(s + 1) */
+                if (lm) lead = -lead;
+                l = inner;
+            }
+        }
+        lji_put_signed_coef(b, lead, true, fmt);
+        lji_put_coef_label(b, l, fmt);
         lji_buf_puts(b, lji_sym_dot(fmt));
     } else if (J->alpha == -1.0) {
         m = whole ? lji_label_negated_term(c.s) : 0;

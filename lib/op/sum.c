@@ -163,8 +163,13 @@ static char *term_text(const lji_buf *like, const lj_op *t, double c, lj_print_f
         lji_print(&o, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
         /* a number the term's print leads with meets its coefficient: 3
          * times 2·(vec X)^T is 6·(vec X)^T, and alike with the others */
-        double lead;
-        size_t m = o.s && !o.failed && !o.truncated ? lji_leading_number(o.s, fmt, &lead) : 0;
+        double lead = 1;
+        bool whole = o.s && !o.failed && !o.truncated;
+        size_t m = whole ? lji_leading_number(o.s, fmt, &lead) : 0;
+        if (!m && whole && lji_label_minus_len(o.s) && !lji_label_is_sum(o.s)) { /* + −s·I_3 is − s·I_3 */
+            m = lji_label_minus_len(o.s);
+            lead = -1;
+        }
         if (m) {
             memmove(o.s, o.s + m, o.len - m + 1);
             o.len -= m;
