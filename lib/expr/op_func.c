@@ -78,7 +78,8 @@ static char *expand_dlabel(lji_dctx *d, const char *tmpl, const char *l, bool sc
             lji_buf_puts(&b, l);
             s += 2;
         } else if (*s == '@') {
-            bool term = s - tmpl >= 2 && !strncmp(s - 2, "+ ", 2) && s[1] == ')' && !lji_label_minus_len(inner);
+            bool term = s - tmpl >= 2 && !strncmp(s - 2, "+ ", 2) && s[1] == ')' && wrapped &&
+                        lji_label_is_atomic_n(inner, ni); /* 1 + x.^2, but 1 + (1 + x.^2) */
             /* 1./x.^2, not 1./(x.^2): a power needs no brackets after ./ */
             bool recip = s - tmpl >= 2 && !strncmp(s - 2, "./", 2) && !s[1] && wrapped && lji_label_is_atomic_n(inner, ni);
             if (s > tmpl && ((s[-1] == '(' && s[1] == ')') || s[-1] == '[' || term || recip)) /* inside "f(…)", "[… > 0]", "(1 + …)" */
