@@ -56,7 +56,7 @@ c="$CASES/seed003"
 run 0 "jacobian seed003 --print --check" -- jacobian -e "A*H*W" -w H -v A="$c/A.mtx" -v H="$c/H.mtx" \
   -v W="$c/W.mtx" --print --check -o "$T/j3.mtx" &&
   { "$TOOL" diff "$T/j3.mtx" "$c/jacobian.mtx" 1e-12 && ok || bad "seed003 jacobian values"; }
-for frag in "J = W^T ⊗ A" "plain: W' kron A" "shape: 10×15" "nnz: 150" "apply cost:" "tree:" "kron 10×15"; do
+for frag in "J = W^T ⊗ A" "plain: W' kron A" "latex: W^{\top} \otimes A" "shape: 10×15" "nnz: 150" "apply cost:" "tree:" "kron 10×15"; do
   grep -qF "$frag" "$T/out" && ok || bad "--print shows '$frag'"
 done
 err=$(sed -n 's/^finite-difference check: largest relative error \([^ ]*\).*/\1/p' "$T/out")

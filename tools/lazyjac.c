@@ -47,8 +47,8 @@ static const char *help_jacobian =
     "  Market coordinate (1-based, real, general) or Rutherford-Boeing (--format rb)\n"
     "  to FILE, or to standard output when there is no -o and neither --print\n"
     "  nor --check is given.\n"
-    "  --print   the structured form (Unicode and plain), shape, nnz, apply cost\n"
-    "            and the operator tree\n"
+    "  --print   the structured form (Unicode, plain and LaTeX), shape, nnz,\n"
+    "            apply cost and the operator tree\n"
     "  --check   the largest relative error against central finite differences\n"
     "  --seed N  seed for the values of -d declarations (default 1)\n"
     "  -f FILE   read EXPR from FILE (- for standard input) instead of -e\n";
@@ -67,8 +67,8 @@ static const char *help_hessian =
     "  H = d vec(gradient) / d vec(VAR) of a scalar EXPR: the Jacobian of the\n"
     "  symbolic gradient, a structured operator (tr(X'*A*X) gives I ⊗ (A + A^T)),\n"
     "  materialised exactly and written like 'jacobian' writes J.\n"
-    "  --print   the gradient expression, then H's structured form, shape, nnz,\n"
-    "            apply cost and operator tree\n"
+    "  --print   the gradient expression, then H's structured form (Unicode,\n"
+    "            plain and LaTeX), shape, nnz, apply cost and operator tree\n"
     "  --check   the largest relative error of H against central finite\n"
     "            differences of the gradient\n";
 static const char *help_apply =
@@ -475,16 +475,18 @@ static int write_jacobian(lj_context *ctx, const lj_op *J, const options *o)
 static void print_report(lj_context *ctx, const lj_op *J, const char *name, FILE *f)
 {
     char *u = lj_op_print(ctx, J, LJ_PRINT_UNICODE), *pl = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
+    char *lx = lj_op_print(ctx, J, LJ_PRINT_LATEX);
     char *tree = lj_op_tree(ctx, J);
     int exact;
     int64_t nz = lj_op_nnz(ctx, J, &exact);
     double flops = 0, bytes = 0;
     lj_op_cost(ctx, J, &flops, &bytes);
-    fprintf(f, "%s = %s\nplain: %s\nshape: %" PRId64 "×%" PRId64 "\nnnz: %s%" PRId64 "\n",
-            name, u ? u : "?", pl ? pl : "?", lj_op_rows(J), lj_op_cols(J), exact ? "" : "≤ ", nz);
+    fprintf(f, "%s = %s\nplain: %s\nlatex: %s\nshape: %" PRId64 "×%" PRId64 "\nnnz: %s%" PRId64 "\n",
+            name, u ? u : "?", pl ? pl : "?", lx ? lx : "?", lj_op_rows(J), lj_op_cols(J), exact ? "" : "≤ ", nz);
     fprintf(f, "apply cost: %.4g flops, %.4g bytes per vector\ntree:\n%s", flops, bytes, tree ? tree : "");
     lj_free(u);
     lj_free(pl);
+    lj_free(lx);
     lj_free(tree);
 }
 
