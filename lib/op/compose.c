@@ -848,16 +848,16 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
 {
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT;
     lji_put_open(b, paren);
-    /* a number of a row 1^T·Diag(k·d) after the first factor goes in front:
-     * vec X·1^T·Diag(2·vec X) reads 2·vec X·(vec X)^T */
+    /* a number of a row 1^T·Diag(k·d) that ends the product, after its
+     * first factor, goes in front: vec X·1^T·Diag(2·vec X) reads
+     * 2·vec X·(vec X)^T (a row before Kronecker products is the trace
+     * chain's, which writes its number itself) */
     int moved = -1;
     double front = 1;
-    for (int i = 1; i + 1 < J->nchild && moved < 0; i++) {
-        const lj_op *d = J->child[i + 1];
-        if (lji_is(d, &lji_kind_diag) && d->label && is_ones_row(J->child[i]) &&
-            label_number(d->label, &front) != d->label)
-            moved = i;
-    }
+    const lj_op *dn = J->nchild > 2 ? J->child[J->nchild - 1] : NULL;
+    if (dn && lji_is(dn, &lji_kind_diag) && dn->label && is_ones_row(J->child[J->nchild - 2]) &&
+        label_number(dn->label, &front) != dn->label)
+        moved = J->nchild - 2;
     const lj_op *d0 = J->nchild > 1 ? J->child[1] : NULL;
     if (moved > 0 && J->child[0]->rows == 1) moved = -1; /* a row first keeps its own rules */
     if (moved > 0 && d0 && lji_is(d0, &lji_kind_diag) && d0->label && is_ones_row(J->child[0])) moved = -1;
@@ -866,7 +866,7 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
         if (i) lji_buf_puts(b, lji_sym_dot(fmt));
         const lj_op *d = i + 1 < J->nchild ? J->child[i + 1] : NULL;
         const lj_op *a = J->child[i];
-        if (d && a->rows == 1 && (lji_is(a, &lji_kind_transpose) || lji_is(a, &lji_kind_dense))) { /* a row */
+        if (d && i != moved && a->rows == 1 && (lji_is(a, &lji_kind_transpose) || lji_is(a, &lji_kind_dense))) { /* a row */
             int last = put_trace_chain(b, J, i, fmt, i == 0 && !paren && (where == LJI_AT_TOP || where == LJI_AT_SUM));
             if (last > i) {
                 i = last;
