@@ -1570,6 +1570,33 @@ START_TEST(test_latex_labels)
         lj_op_free(&J);
         lj_expr_free(&f);
     }
+    /* the functions of the language read the same in an expression's
+     * LaTeX and in a J's labels (one table for both: max was \operatorname{max}
+     * in one and \max in the other) */
+    const struct { const char *expr, *latex; } fns[] = {
+        { "exp(max(x, A*x))", "\\max" },       { "exp(min(x, A*x))", "\\min" },
+        { "sigmoid(x)", "\\sigma" },           { "exp(logdet(X))*x", "\\log\\det" },
+        { "exp(tr(X))*x", "\\operatorname{tr}" }, { "exp(asin(x/9))", "\\arcsin" },
+        { "exp(det(X))*x", "\\det" },          { "exp(softplus(x))", "\\operatorname{softplus}" },
+    };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        lj_expr *f = lj_parse(ctx, fns[i].expr, t, NULL);
+        CK_NN(ctx, f);
+        lj_op *J = lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x"));
+        CK_NN(ctx, J);
+        char *tex = lj_op_print(ctx, J, LJ_PRINT_LATEX), *etex = lj_expr_print_math(ctx, f, NULL, LJ_PRINT_LATEX);
+        CK_NN(ctx, tex);
+        CK_NN(ctx, etex);
+        char want[64], ewant[64];
+        snprintf(want, sizeof want, "%s(", fns[i].latex);
+        snprintf(ewant, sizeof ewant, "%s\\left(", fns[i].latex);
+        ck_assert_msg(strstr(tex, want), "%s: J '%s' lacks '%s'", fns[i].expr, tex, want);
+        ck_assert_msg(strstr(etex, ewant), "%s: '%s' lacks '%s'", fns[i].expr, etex, ewant);
+        lj_free(tex);
+        lj_free(etex);
+        lj_op_free(&J);
+        lj_expr_free(&f);
+    }
     /* a value's label cut short at its length limit is cut before a braced
      * group it would end inside, and before the group's ^ (X^{-1} as X,
      * not X^{- or X^) */

@@ -122,29 +122,23 @@ static void number(mp *m, double x)
     lji_put_number(m->b, x, m->fmt);
 }
 
-static void elementwise_fn(mp *m, const lj_expr *e)
+/* name(a, b) with the forms of lji_fn_form_of, else \operatorname{name} */
+static void named_fn(mp *m, const char *n, const lj_expr *a, const lj_expr *b)
 {
-    const char *n = e->def->name;
-    static const struct { const char *name, *u, *latex; } t[] = {
-        { "exp", "exp", "\\exp" },           { "log", "log", "\\log" },       { "sin", "sin", "\\sin" },
-        { "cos", "cos", "\\cos" },           { "tanh", "tanh", "\\tanh" },    { "tan", "tan", "\\tan" },
-        { "sinh", "sinh", "\\sinh" },        { "cosh", "cosh", "\\cosh" },    { "asin", "asin", "\\arcsin" },
-        { "acos", "acos", "\\arccos" },      { "atan", "atan", "\\arctan" },  { "sigmoid", "σ", "\\sigma" },
-    };
-    if (!strcmp(n, "sqrt") && m->fmt == LJ_PRINT_LATEX) {
+    if (!strcmp(n, "sqrt") && m->fmt == LJ_PRINT_LATEX && !b) {
         lji_buf_puts(m->b, "\\sqrt{");
-        w(m, e->a, 1);
+        w(m, a, 1);
         lji_buf_puts(m->b, "}");
         return;
     }
-    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-        if (!strcmp(n, t[i].name)) {
-            func(m, m->fmt == LJ_PRINT_UNICODE ? t[i].u : t[i].name, t[i].latex, e->a, NULL);
-            return;
-        }
+    const lji_fn_form *f = lji_fn_form_of(n, strlen(n));
+    if (f) {
+        func(m, m->fmt == LJ_PRINT_UNICODE ? f->unicode : f->name, f->latex, a, b);
+        return;
+    }
     char latex[64];
     snprintf(latex, sizeof latex, "\\operatorname{%s}", n);
-    func(m, n, latex, e->a, NULL);
+    func(m, n, latex, a, b);
 }
 
 static void w(mp *m, const lj_expr *e, int level)
@@ -265,12 +259,6 @@ static void w(mp *m, const lj_expr *e, int level)
             w(m, e->a, 6);
             lji_buf_puts(b, "^{-1}");
         }
-    } else if (d == &lji_op_det) {
-        func(m, "det", "\\det", e->a, NULL);
-    } else if (d == &lji_op_logdet) {
-        func(m, uni ? "log det" : "logdet", "\\log\\det", e->a, NULL);
-    } else if (d == &lji_op_trace) {
-        func(m, "tr", "\\operatorname{tr}", e->a, NULL);
     } else if (d == &lji_op_norm2 || d == &lji_op_norm1) {
         bool two = d == &lji_op_norm2, vector = e->a->rows == 1 || e->a->cols == 1;
         if (plain) func(m, two ? "norm2" : "norm1", "", e->a, NULL);
@@ -291,12 +279,9 @@ static void w(mp *m, const lj_expr *e, int level)
         lji_buf_puts(b, latex ? "\\operatorname{reshape}\\left(" : "reshape(");
         w(m, e->a, 1);
         lji_buf_printf(b, ", %" PRId64 ", %" PRId64 "%s", e->rows, e->cols, latex ? "\\right)" : ")");
-    } else if (d->arity == 1 && d->f) {
-        elementwise_fn(m, e);
-    } else { /* sum, vec, diag, max, min, the Kronecker contractions: name(args) */
-        char latexname[64];
-        snprintf(latexname, sizeof latexname, "\\operatorname{%s}", d->name);
-        func(m, d->name, latexname, e->a, e->b);
+    } else { /* the elementwise functions, det, logdet, tr, sum, vec, diag, max, min, the
+              * Kronecker contractions: name(args) */
+        named_fn(m, d->name, e->a, e->b);
     }
     if (paren) lji_buf_puts(b, m->fmt == LJ_PRINT_LATEX ? "\\right)" : ")");
     m->depth--;

@@ -457,9 +457,7 @@ static bool is_ones_row(const lj_op *a)
     return true;
 }
 
-/* label less a number in front, "2·vec X" → "vec X" with *k = 2 ("−2·…":
- * −2); the label itself, *k = 1, where it has none */
-static const char *label_number(const char *label, double *k)
+const char *lji_label_number(const char *label, double *k)
 {
     size_t m = lji_label_negated_term(label), w = m;
     while (isdigit((unsigned char)label[w]) || label[w] == '.') w++;
@@ -736,7 +734,7 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
     double rowk = 1; /* a number in front of the row */
     bool ones_diag = d && is_ones_row(a) && lji_is(d, &lji_kind_diag) && d->label &&
                      lji_is(J->child[i + 2], &lji_kind_kron);
-    const char *dl = ones_diag ? label_number(d->label, &rowk) : NULL;
+    const char *dl = ones_diag ? lji_label_number(d->label, &rowk) : NULL;
     if (ones_diag && vec_label_matrix(ctx, dl, &r.c)) { /* 1^T·Diag(k·vec C) is the row k·(vec C)^T */
         char tbuf[64], *own = NULL;
         const char *t = r.c ? lji_label_transposed_to(ctx, r.c, tbuf, sizeof tbuf, &own) : NULL;
@@ -856,7 +854,7 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
     double front = 1;
     const lj_op *dn = J->nchild > 2 ? J->child[J->nchild - 1] : NULL;
     if (dn && lji_is(dn, &lji_kind_diag) && dn->label && is_ones_row(J->child[J->nchild - 2]) &&
-        label_number(dn->label, &front) != dn->label)
+        lji_label_number(dn->label, &front) != dn->label)
         moved = J->nchild - 2;
     const lj_op *d0 = J->nchild > 1 ? J->child[1] : NULL;
     if (moved > 0 && J->child[0]->rows == 1) moved = -1; /* a row first keeps its own rules */
@@ -875,8 +873,8 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
         }
         if (d && lji_is(d, &lji_kind_diag) && d->label && is_ones_row(J->child[i])) {
             double k = 1; /* first, a number in front: 1^T·Diag(2·vec X) is 2·(vec X)^T */
-            const char *l = i == 0 ? label_number(d->label, &k) : d->label;
-            if (i == moved) l = label_number(d->label, &k), k = 1; /* its number went in front */
+            const char *l = i == 0 ? lji_label_number(d->label, &k) : d->label;
+            if (i == moved) l = lji_label_number(d->label, &k), k = 1; /* its number went in front */
             lji_put_signed_coef(b, k, true, fmt);
             bool br = !lji_label_transposes_bare(l) || strchr(l, '^'); /* ((vec X).^2)^T */
             lji_put_open(b, br);
@@ -1294,7 +1292,7 @@ static char *reciprocal_number(lj_context *ctx, const char *l, double *k, bool *
         if (!depth) return NULL;
     }
     double q;
-    const char *r = label_number(l + 4, &q);
+    const char *r = lji_label_number(l + 4, &q);
     size_t nr = (size_t)(l + n - 1 - r);
     if (r == l + 4 || !(q > 0) || lji_label_minus_len(l + 4) || lji_label_is_sum(r)) return NULL;
     lji_buf b;
@@ -1311,7 +1309,7 @@ static char *reciprocal_number(lj_context *ctx, const char *l, double *k, bool *
 static bool number_times(const char *l)
 {
     double k;
-    return !lji_label_minus_len(l) && label_number(l, &k) != l;
+    return !lji_label_minus_len(l) && lji_label_number(l, &k) != l;
 }
 
 static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *fail)
@@ -1343,7 +1341,7 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
             /* the numbers of both in front, and a reciprocal's where they
              * cancel: 2·x ∘ 1./(2·sqrt(u)) is x ∘ 1./sqrt(u) */
             double ka, kb, ra, rb;
-            const char *na = label_number(la, &ka), *nb = label_number(lb2, &kb);
+            const char *na = lji_label_number(la, &ka), *nb = lji_label_number(lb2, &kb);
             bool nomem = false;
             char *qa = reciprocal_number(ctx, na, &ra, &nomem), *qb = reciprocal_number(ctx, nb, &rb, &nomem);
             lb.failed |= nomem;

@@ -914,21 +914,34 @@ static bool name_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
 
 static void put_label(lji_buf *b, const char *label, size_t len, lj_print_format fmt, int depth);
 
+/* The functions of the language, as each notation writes them: the one
+ * table both printers read (lj_expr_print_math for expressions, and
+ * put_label for the labels derived from them). */
+static const lji_fn_form fn_forms[] = {
+    { "exp", "exp", "\\exp" },         { "log", "log", "\\log" },         { "sin", "sin", "\\sin" },
+    { "cos", "cos", "\\cos" },         { "tan", "tan", "\\tan" },         { "sinh", "sinh", "\\sinh" },
+    { "cosh", "cosh", "\\cosh" },      { "tanh", "tanh", "\\tanh" },      { "asin", "asin", "\\arcsin" },
+    { "acos", "acos", "\\arccos" },    { "atan", "atan", "\\arctan" },    { "sigmoid", "σ", "\\sigma" },
+    { "det", "det", "\\det" },         { "logdet", "log det", "\\log\\det" },
+    { "max", "max", "\\max" },         { "min", "min", "\\min" },
+    { "tr", "tr", "\\operatorname{tr}" }, { "sum", "sum", "\\operatorname{sum}" },
+    { "diag", "diag", "\\operatorname{diag}" }, { "sign", "sign", "\\operatorname{sign}" },
+    { "abs", "abs", "\\operatorname{abs}" }, { "relu", "relu", "\\operatorname{relu}" },
+    { "softplus", "softplus", "\\operatorname{softplus}" }, { "log1p", "log1p", "\\operatorname{log1p}" },
+    { "expm1", "expm1", "\\operatorname{expm1}" }, { "reshape", "reshape", "\\operatorname{reshape}" },
+};
+
+const lji_fn_form *lji_fn_form_of(const char *name, size_t n)
+{
+    for (size_t i = 0; i < sizeof fn_forms / sizeof fn_forms[0]; i++)
+        if (strlen(fn_forms[i].name) == n && !strncmp(name, fn_forms[i].name, n)) return &fn_forms[i];
+    return NULL;
+}
+
 /* LaTeX for a call name(…) of the language at s, whose name is n bytes
  * and whose group runs to g; false where the name is not a function's */
 static bool latex_call(lji_buf *b, const char *s, size_t n, const char *g, int depth)
 {
-    static const struct { const char *name, *latex; } fn[] = {
-        { "exp", "\\exp" },       { "log", "\\log" },        { "sin", "\\sin" },         { "cos", "\\cos" },
-        { "tan", "\\tan" },       { "sinh", "\\sinh" },      { "cosh", "\\cosh" },       { "tanh", "\\tanh" },
-        { "asin", "\\arcsin" },   { "acos", "\\arccos" },    { "atan", "\\arctan" },     { "det", "\\det" },
-        { "logdet", "\\log\\det" }, { "max", "\\max" },      { "min", "\\min" },         { "tr", "\\operatorname{tr}" },
-        { "sum", "\\operatorname{sum}" }, { "diag", "\\operatorname{diag}" }, { "sign", "\\operatorname{sign}" },
-        { "abs", "\\operatorname{abs}" }, { "relu", "\\operatorname{relu}" },
-        { "softplus", "\\operatorname{softplus}" }, { "log1p", "\\operatorname{log1p}" },
-        { "expm1", "\\operatorname{expm1}" }, { "reshape", "\\operatorname{reshape}" },
-        { "sigmoid", "\\sigma" },
-    };
     const char *a = s + n + 1, *z = g - 1; /* the arguments, without the brackets */
     if ((n == 4 && !strncmp(s, "sqrt", 4)) || (n == 5 && (!strncmp(s, "norm2", 5) || !strncmp(s, "norm1", 5)))) {
         bool root = n == 4;
@@ -952,12 +965,12 @@ static bool latex_call(lji_buf *b, const char *s, size_t n, const char *g, int d
         }
         return false;
     }
-    for (size_t i = 0; i < sizeof fn / sizeof fn[0]; i++)
-        if (strlen(fn[i].name) == n && !strncmp(s, fn[i].name, n)) {
-            lji_buf_puts(b, fn[i].latex);
-            put_label(b, s + n, (size_t)(g - s - n), LJ_PRINT_LATEX, depth + 1); /* "(…)" */
-            return true;
-        }
+    const lji_fn_form *f = lji_fn_form_of(s, n);
+    if (f) {
+        lji_buf_puts(b, f->latex);
+        put_label(b, s + n, (size_t)(g - s - n), LJ_PRINT_LATEX, depth + 1); /* "(…)" */
+        return true;
+    }
     return false;
 }
 

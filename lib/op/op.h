@@ -431,6 +431,13 @@ void lji_put_label(lji_buf *b, const char *label, lj_print_format fmt);
 /* the first len bytes of label, as lji_put_label */
 void lji_put_label_n(lji_buf *b, const char *label, size_t len, lj_print_format fmt);
 void lji_put_name_latex(lji_buf *b, const char *name, size_t len);
+/* A function of the language (exp, sigmoid, logdet, tr, …) as each
+ * notation writes it; lji_fn_form_of(name, n) is NULL where the n bytes at
+ * name are not one. */
+typedef struct {
+    const char *name, *unicode, *latex;
+} lji_fn_form;
+const lji_fn_form *lji_fn_form_of(const char *name, size_t n);
 /* true when a label needs no parentheses before ^T: no operator outside
  * its own parentheses or braces ("W", "(X·A)", "A^{-1}", not "vec B") */
 bool lji_label_is_atomic(const char *label);
@@ -471,6 +478,9 @@ size_t lji_label_minus_len(const char *s);
 /* the length of the minus sign that starts a label of one negated term
  * ("−sin(x)", "−2·x"), 0 for any other ("−a + b", "x", "−(−x)") */
 size_t lji_label_negated_term(const char *label);
+/* label less a number in front, "2·vec X" → "vec X" with *k = 2 ("−2·…":
+ * −2); the label itself, *k = 1, where it has none */
+const char *lji_label_number(const char *label, double *k);
 /* whether "label^T" reads as the label transposed: an atom, and no vec
  * ((vec(A·x))^T, not vec(A·x)^T) */
 bool lji_label_transposes_bare(const char *label);

@@ -166,11 +166,8 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
         if ((lm || w) && nl - 2 * w - lm < sizeof inner) {
             memcpy(inner, l + w + lm, nl - 2 * w - lm);
             inner[nl - 2 * w - lm] = '\0';
-            size_t nk = 0; /* a number in front, 2·s */
-            while (isdigit((unsigned char)inner[nk]) || inner[nk] == '.') nk++;
-            const char *dot = "·";
-            if (nk && strncmp(inner + nk, dot, strlen(dot))) nk = 0;
-            if (lji_label_is_atomic(inner + (nk ? nk + strlen(dot) : 0))) { /* one symbol: −s, 2·s, −(s + 1) */
+            double nk; /* a number in front, 2·s */
+            if (lji_label_is_atomic(lji_label_number(inner, &nk))) { /* one symbol: −s, 2·s, −(s + 1) */
                 if (lm) lead = -lead;
                 l = inner;
             }
