@@ -459,6 +459,8 @@ static bool is_ones_row(const lj_op *a)
 
 const char *lji_label_number(const char *label, double *k)
 {
+    *k = 1;
+    if (lji_label_is_sum(label)) return label; /* 2·a + b is no number times a label */
     size_t m = lji_label_negated_term(label), w = m;
     while (isdigit((unsigned char)label[w]) || label[w] == '.') w++;
     const char *dot = "·";
@@ -842,6 +844,9 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
 
 /* 1_n^T·Diag(d) prints as the row it is, d^T: J of sum(f(X·w)) reads
  * f'(vec(X·w))^T·X, not 1^T·Diag(f'(vec(X·w)))·X (the operator keeps both) */
+/* products of more factors than this print their number-labelled Diags as they are */
+#define LJI_PRINT_SKIP_MAX 64
+
 static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT;
@@ -860,9 +865,26 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
     if (moved > 0 && J->child[0]->rows == 1) moved = -1; /* a row first keeps its own rules */
     if (moved > 0 && d0 && lji_is(d0, &lji_kind_diag) && d0->label && is_ones_row(J->child[0])) moved = -1;
     if (moved > 0) lji_put_signed_coef(b, front, true, fmt);
+    /* a Diag labelled with a number k is k·I: its number goes in front and
+     * it is left out (A·Diag(2) reads 2·A, x·1^T·Diag(2) 2·x·1^T), where no
+     * row other than 1^T is before it */
+    bool skip[LJI_PRINT_SKIP_MAX] = { false };
+    double kd = 1;
+    int skipped = 0;
+    for (int i = 0; moved < 0 && i < J->nchild && J->nchild <= LJI_PRINT_SKIP_MAX; i++) {
+        double k;
+        if (lji_diag_is_number(J->child[i], &k) &&
+            (i == 0 || J->child[i - 1]->rows != 1 || is_ones_row(J->child[i - 1])) &&
+            skipped + 1 < J->nchild)
+            skip[i] = true, kd *= k, skipped++;
+    }
+    if (skipped) lji_put_signed_coef(b, kd, true, fmt);
+    bool wrote = false;
     for (int i = 0; i < J->nchild; i++) {
-        if (i) lji_buf_puts(b, lji_sym_dot(fmt));
-        const lj_op *d = i + 1 < J->nchild ? J->child[i + 1] : NULL;
+        if (skip[i]) continue;
+        if (wrote) lji_buf_puts(b, lji_sym_dot(fmt));
+        wrote = true;
+        const lj_op *d = i + 1 < J->nchild && !skip[i + 1] ? J->child[i + 1] : NULL;
         const lj_op *a = J->child[i];
         if (d && i != moved && a->rows == 1 && (lji_is(a, &lji_kind_transpose) || lji_is(a, &lji_kind_dense))) { /* a row */
             int last = put_trace_chain(b, J, i, fmt, i == 0 && !paren && (where == LJI_AT_TOP || where == LJI_AT_SUM));
@@ -870,6 +892,13 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
                 i = last;
                 continue;
             }
+        }
+        double kn;
+        if (d && is_ones_row(J->child[i]) && lji_diag_is_number(d, &kn)) { /* 1^T·Diag(2) is 2·1^T */
+            lji_put_signed_coef(b, kn, true, fmt);
+            lji_print(b, J->child[i], fmt, LJI_AT_COMPOSE);
+            i++;
+            continue;
         }
         if (d && lji_is(d, &lji_kind_diag) && d->label && is_ones_row(J->child[i])) {
             double k = 1; /* first, a number in front: 1^T·Diag(2·vec X) is 2·(vec X)^T */
@@ -1166,6 +1195,31 @@ static int hadamard_factors(const char *l, const char **f, size_t *n)
     }
 }
 
+/* hadamard_factors of the n bytes at l, none of them a sum at its top
+ * level: 0 where one is, or where there are more than LJI_HFACTORS */
+static int hadamard_factors_n(const char *l, size_t n, const char **f, size_t *fl)
+{
+    static const char sep[] = " ∘ ";
+    const size_t ns = sizeof sep - 1;
+    int k = 0, depth = 0;
+    const char *start = l;
+    for (size_t i = 0;; i++) {
+        if (i < n && (l[i] == '(' || l[i] == '{')) depth++;
+        else if (i < n && (l[i] == ')' || l[i] == '}')) depth--;
+        if (i < n && depth == 0 && i > 0 && (l[i] == '+' || (l[i] == '-' && l[i - 1] == ' ') ||
+                                              (i + strlen("−") <= n && !strncmp(l + i, "−", strlen("−")) &&
+                                               l[i - 1] == ' ')))
+            return 0; /* a sum */
+        if (i == n || (depth == 0 && i + ns <= n && !strncmp(l + i, sep, ns))) {
+            if (k == LJI_HFACTORS) return 0;
+            f[k] = start, fl[k++] = (size_t)(l + i - start);
+            if (i == n) return k;
+            start = l + i + ns;
+            i += ns - 1;
+        }
+    }
+}
+
 /* factor r ("1./F") is the reciprocal of factor q ("F", or "(F)" where F
  * is "(…)" less its brackets) */
 static bool reciprocal_of(const char *r, size_t nr, const char *q, size_t nq)
@@ -1195,6 +1249,223 @@ static bool sigmoid_of(const char *r, size_t nr, const char *q, size_t nq)
     return true;
 }
 
+/* A factor of a Hadamard label read as k·B.^e: its number k (1 where it
+ * has none), its base B without brackets round the whole of it, and its
+ * whole exponent e, negative for a reciprocal 1./B.^e ("2·x" is 2, x, 1;
+ * "1./x.^2" is 1, x, −2; "(1 + x).^3" is 1, 1 + x, 3). false for a factor
+ * with a minus sign. */
+typedef struct {
+    const char *b;
+    size_t nb;
+    int e;
+    double k;
+} hpower;
+
+/* the n bytes at f can take .^k as they stand: a name, a call f(…) or a
+ * bracketed group (not A·x, vec X or u.^3) */
+static bool ew_power_base(const char *f, size_t n)
+{
+    if (!n) return false;
+    if (lji_label_is_wrapped_n(f, n)) return true;
+    size_t i = 0;
+    while (i < n) {
+        if (isalnum((unsigned char)f[i]) || f[i] == '_') i++;
+        else if (n - i >= strlen("σ") && !strncmp(f + i, "σ", strlen("σ"))) i += strlen("σ");
+        else break;
+    }
+    return i == n || (i > 0 && lji_label_is_wrapped_n(f + i, n - i));
+}
+
+static bool hadamard_power(const char *f, size_t n, hpower *p)
+{
+    static const char dot[] = "·";
+    const size_t nd = sizeof dot - 1;
+    double neg = 1; /* −2·x, −x: the sign goes with the number */
+    if (n > 1 && f[0] == '-') neg = -1, f++, n--;
+    else if (n > strlen("−") && !strncmp(f, "−", strlen("−"))) neg = -1, f += strlen("−"), n -= strlen("−");
+    if (!n || f[0] == '-' || !strncmp(f, "−", strlen("−"))) return false;
+    const char *sf[LJI_HFACTORS];
+    size_t sn[LJI_HFACTORS];
+    if (lji_label_is_wrapped_n(f, n) && hadamard_factors_n(f + 1, n - 2, sf, sn) == 1) {
+        /* (x.^2), (2·x): what is inside; (a + b) stays a base */
+        bool ok = hadamard_power(f + 1, n - 2, p);
+        p->k *= neg;
+        return ok;
+    }
+    size_t w = 0;
+    while (w < n && (isdigit((unsigned char)f[w]) || f[w] == '.')) w++;
+    p->k = 1;
+    if (w && f[w - 1] != '.' && w + nd < n && !strncmp(f + w, dot, nd)) {
+        p->k = strtod(f, NULL);
+        f += w + nd, n -= w + nd;
+    }
+    int sign = 1;
+    if (n > 3 && !strncmp(f, "1./", 3)) sign = -1, f += 3, n -= 3;
+    else if (p->k == 1 && w >= 2 && w < 8 && f[w - 1] == '.' && w + 1 < n && f[w] == '/') { /* 2./x */
+        p->k = strtod(f, NULL);
+        sign = -1, f += w + 1, n -= w + 1;
+    }
+    p->e = 1;
+    for (;;) { /* B.^e, e whole, of at most three digits; (B.^i).^j is B.^(i·j) */
+        size_t d = n;
+        while (d > 0 && isdigit((unsigned char)f[d - 1])) d--;
+        if (!(d < n && n - d <= 3 && d > 2 && f[d - 1] == '^' && f[d - 2] == '.' && ew_power_base(f, d - 2))) break;
+        int j = atoi(f + d);
+        if (j == 0 || p->e * j > 999) return false;
+        p->e *= j;
+        n = d - 2;
+        if (lji_label_is_wrapped_n(f, n)) f++, n -= 2;
+    }
+    p->e *= sign;
+    if (lji_label_is_wrapped_n(f, n)) f++, n -= 2;
+    p->b = f, p->nb = n;
+    p->k *= neg;
+    char num[16], *end = num;
+    double v = 0;
+    if (n && n < sizeof num && isdigit((unsigned char)f[0])) { /* (strtod alone would read on: "2./x") */
+        memcpy(num, f, n);
+        num[n] = '\0';
+        v = strtod(num, &end);
+    }
+    if (v > 0 && end == num + n) { /* a number alone, 2 or 1./2: in k, no base */
+        p->k *= p->e > 0 ? pow(v, p->e) : 1 / pow(v, -p->e);
+        p->nb = 0, p->e = 0;
+        return true;
+    }
+    return n > 0;
+}
+
+/* A factor "(P./Q)" or "P./Q" (not 1./Q) read as P and 1./Q, each a power
+ * as hadamard_power reads it: true with both in q[0], q[1]. */
+static bool hadamard_quotient(const char *f, size_t n, hpower q[2])
+{
+    if (lji_label_is_wrapped_n(f, n)) f++, n -= 2;
+    if (n > 3 && !strncmp(f, "1./", 3)) return false;
+    size_t at = 0;
+    int depth = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        depth += f[i] == '(' ? 1 : f[i] == ')' ? -1 : 0;
+        if (depth == 0 && f[i] == '.' && f[i + 1] == '/') {
+            if (at) return false; /* one quotient only */
+            at = i;
+        }
+    }
+    if (!at || !hadamard_power(f, at, &q[0]) || q[0].e < 0 || !hadamard_power(f + at + 2, n - at - 2, &q[1]) ||
+        q[1].e < 0 || q[1].k != 1)
+        return false;
+    q[1].e = -q[1].e;
+    return true;
+}
+
+/* k in front of a factor of a label: "2·", "−", nothing for 1; before a
+ * reciprocal "2./", "−1./", "1./" */
+static void put_coef_before(lji_buf *b, double k, bool recip)
+{
+    if (k == 1) lji_buf_puts(b, recip ? "1./" : "");
+    else if (k == -1) lji_buf_puts(b, recip ? "−1./" : "−");
+    else {
+        lji_put_number(b, k, LJ_PRINT_UNICODE);
+        lji_buf_puts(b, recip ? "./" : "·");
+    }
+}
+
+/* The label of Diag(a)·Diag(b) where powers of one base in a and b meet
+ * (gathered: 2·x ∘ x is 2·x.^2, and cancelled): 2·x ∘ 1./x.^2 is 2./x (J of log(x.^2)), 2·sin(x) ∘ cos(x) ∘ 1./sin(x).^2
+ * is 2·cos(x) ∘ 1./sin(x), 4·(1 + x.^2) ∘ x ∘ (x.^3./(1 + x.^2).^4) is
+ * 4·x.^4 ∘ 1./(1 + x.^2).^3, and a label whose factors all cancel is the
+ * number left, 2 for 2·exp(x) ∘ exp(x) ∘ 1./exp(x).^2 (a Diag labelled
+ * with a number prints as that number times I). Positive powers are
+ * written first, in the order they came, then the reciprocals. New
+ * memory, or NULL where no base occurs twice. */
+static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n, int total)
+{
+    enum { MAXP = 4 * LJI_HFACTORS };
+    hpower p[MAXP];
+    /* a bracketed product among the factors, (a ∘ b), is its factors */
+    const char *ff[MAXP];
+    size_t fn[MAXP];
+    int nf = 0;
+    for (int j = 0; j < total; j++) {
+        int got = 0;
+        if (lji_label_is_wrapped_n(f[j], n[j]) && nf + LJI_HFACTORS <= MAXP)
+            got = hadamard_factors_n(f[j] + 1, n[j] - 2, ff + nf, fn + nf);
+        if (got > 1) nf += got;
+        else ff[nf] = f[j], fn[nf++] = n[j];
+    }
+    f = ff, n = fn, total = nf;
+    int from[MAXP], np = 0; /* p[i] reads factor from[i]; -1 - j for factor j as it stands */
+    for (int j = 0; j < total; j++) {
+        if (hadamard_quotient(f[j], n[j], &p[np])) from[np] = from[np + 1] = j, np += 2;
+        else if (hadamard_power(f[j], n[j], &p[np])) from[np++] = j;
+        else from[np++] = -1 - j;
+    }
+    int sum[MAXP], first[MAXP];
+    bool cancels = false;
+    double k = 1;
+    for (int i = 0; i < np; i++) {
+        if (from[i] < 0) continue;
+        k *= p[i].k;
+        first[i] = i, sum[i] = p[i].e;
+        if (!p[i].nb) cancels = true; /* a number among the factors goes in front */
+        for (int j = 0; j < i && p[i].nb; j++)
+            if (from[j] >= 0 && p[j].nb == p[i].nb && !strncmp(p[j].b, p[i].b, p[i].nb)) {
+                first[i] = first[j];
+                cancels = true;
+                sum[first[j]] += p[i].e;
+                break;
+            }
+    }
+    /* exp(M).^e ∘ 1./(1 + exp(M)).^e is σ(M).^e */
+    int sig[MAXP] = { 0 };
+    for (int i = 0; i < np; i++) {
+        if (from[i] < 0 || first[i] != i || sum[i] <= 0) continue;
+        for (int j = 0; j < np; j++) {
+            if (from[j] < 0 || first[j] != j || sum[j] >= 0) continue;
+            const size_t rn = p[j].nb + 5; /* "1./(" + … + ")": sigmoid_of's reading */
+            char r[4 * LJI_DIAG_LABEL_MAX];
+            if (rn >= sizeof r) continue;
+            snprintf(r, sizeof r, "1./(%.*s)", (int)p[j].nb, p[j].b);
+            if (!sigmoid_of(r, rn, p[i].b, p[i].nb)) continue;
+            int t = sum[i] < -sum[j] ? sum[i] : -sum[j];
+            sig[i] = t, sum[i] -= t, sum[j] += t;
+            cancels = true;
+            break;
+        }
+    }
+    if (!cancels || !(fabs(k) > 0 && fabs(k) < 1e6)) return NULL;
+    lji_buf b;
+    lji_buf_init(&b, ctx);
+    int written = 0;
+    for (int pass = 0; pass < 2; pass++) /* the powers and the factors as they stand, then the reciprocals */
+        for (int i = 0; i < np; i++) {
+            if (pass == 0 && sig[i]) { /* σ(M), from exp(M) */
+                if (written++) lji_buf_puts(&b, " ∘ ");
+                put_coef_before(&b, k, false);
+                k = 1;
+                lji_buf_printf(&b, "σ(%.*s", (int)p[i].nb - 4, p[i].b + 4);
+                if (sig[i] > 1) lji_buf_printf(&b, ".^%d", sig[i]);
+            }
+            if (from[i] >= 0 && (first[i] != i || sum[i] == 0 || (sum[i] < 0) != (pass == 1))) continue;
+            if (from[i] < 0 && pass == 1) continue;
+            if (written++) lji_buf_puts(&b, " ∘ ");
+            if (from[i] < 0) { /* the number in front: 2·cos(x) */
+                int j = -1 - from[i];
+                put_coef_before(&b, k, false);
+                k = 1;
+                lji_buf_printf(&b, "%.*s", (int)n[j], f[j]);
+                continue;
+            }
+            int e = sum[i];
+            put_coef_before(&b, k, e < 0); /* 2./x, 2·x.^2 */
+            k = 1;
+            bool bare = e > 1 || e < -1 ? ew_power_base(p[i].b, p[i].nb) : lji_label_is_atomic_n(p[i].b, p[i].nb);
+            lji_buf_printf(&b, bare ? "%.*s" : "(%.*s)", (int)p[i].nb, p[i].b);
+            if (e > 1 || e < -1) lji_buf_printf(&b, ".^%d", e < 0 ? -e : e);
+        }
+    if (!written) lji_put_number(&b, k, LJ_PRINT_UNICODE); /* everything cancelled */
+    return lji_buf_finish(&b, "compose");
+}
+
 /* The label of Diag(a)·Diag(b), "a ∘ b", with a factor 1./F of either
  * taken out against a factor F of the other (J of log(σ(x)) reads
  * Diag(1 − σ(x)), not Diag(1./σ(x) ∘ σ(x) ∘ (1 − σ(x)))), and
@@ -1222,7 +1493,7 @@ static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *l
                 sigmoids++;
             }
         }
-    if ((left == total && !sigmoids) || left == 0) return NULL;
+    if ((left == total && !sigmoids) || left == 0) return diag_label_powers(ctx, f, n, total);
     lji_buf b;
     lji_buf_init(&b, ctx);
     bool first = true;
@@ -1280,12 +1551,24 @@ static char *unvec(lj_context *ctx, const char *l, bool *nomem)
 }
 
 /* "1./(k·R)", a reciprocal with a number inside, as "1./R" (new memory,
- * R bracketed unless atomic), *k = 1/k; NULL and *k = 1 for any other
+ * R bracketed unless atomic), *k = 1/k; "k./R" as "1./R", *k = k; NULL
+ * and *k = 1 for any other
  * label, or on failure to allocate (*failed) */
 static char *reciprocal_number(lj_context *ctx, const char *l, double *k, bool *failed)
 {
     *k = 1;
-    size_t n = strlen(l);
+    size_t n = strlen(l), w = 0;
+    while (isdigit((unsigned char)l[w]) && w < 7) w++;
+    if (w && !(w == 1 && l[0] == '1') && !strncmp(l + w, "./", 2) && l[w + 2] && !lji_label_is_sum(l)) {
+        /* "k./R" (diag_label_powers writes 2./x) as k times "1./R" */
+        lji_buf b;
+        lji_buf_init(&b, ctx);
+        lji_buf_printf(&b, "1./%s", l + w + 2);
+        char *out = lji_buf_finish(&b, "compose");
+        if (out) *k = strtod(l, NULL);
+        else *failed = true;
+        return out;
+    }
     if (strncmp(l, "1./(", 4) || l[n - 1] != ')') return NULL;
     for (size_t i = 4, depth = 1; i + 1 < n; i++) { /* the bracket closes at the end */
         depth += l[i] == '(' ? 1 : l[i] == ')' ? (size_t)-1 : 0;
@@ -1326,7 +1609,24 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         lji_buf lb;
         lji_buf_init(&lb, ctx);
         char *cancelled = x->label && y->label ? diag_label_cancelled(ctx, la, lb2) : NULL;
-        if (cancelled) {
+        double kx, ky;
+        bool nx = lji_diag_is_number(x, &kx), ny = lji_diag_is_number(y, &ky);
+        if (nx && ny) /* k·I times k'·I */
+            lji_put_number(&lb, kx * ky, LJ_PRINT_UNICODE);
+        else if ((nx || ny) && !cancelled) { /* k·I times Diag(d): k·d, its numbers met */
+            const char *o = nx ? lb2 : la;
+            size_t m = lji_label_negated_term(o);
+            double ko, kt;
+            const char *rest = lji_label_number(o + m, &ko);
+            kt = (nx ? kx : ky) * ko * (m ? -1 : 1);
+            if (kt == -1) lji_buf_puts(&lb, "−");
+            else if (kt != 1) {
+                lji_put_number(&lb, kt, LJ_PRINT_UNICODE);
+                lji_buf_puts(&lb, "·");
+            }
+            if (kt == 1) lji_buf_puts(&lb, rest);
+            else put_hadamard_factor(&lb, rest);
+        } else if (cancelled) {
             lji_buf_puts(&lb, cancelled);
             free(cancelled);
         } else if (strlen(la) + strlen(lb2) <= LJI_DIAG_LABEL_MAX) { /* a sum's label in parentheses: (a − b) ∘ c */
@@ -1346,7 +1646,9 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
             char *qa = reciprocal_number(ctx, na, &ra, &nomem), *qb = reciprocal_number(ctx, nb, &rb, &nomem);
             lb.failed |= nomem;
             double k = ka * kb * ra * rb;
-            if ((qa || qb) && k != 1) { /* a reciprocal's number stays unless it cancels: x ∘ 1./(2·sqrt(u)) */
+            if ((qa || qb) && k != floor(k)) { /* a reciprocal's number stays unless it cancels to a whole
+                                                 * one: x ∘ 1./(2·sqrt(u)), but 2·x ∘ 1./sqrt(u) for 4·x ∘
+                                                 * 1./(2·sqrt(u)) and (x + 2) ∘ 2./x for 2·(x + 2) ∘ 1./x */
                 free(qa), free(qb);
                 qa = qb = NULL;
                 k = ka * kb;
@@ -1365,7 +1667,14 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
             char *ua = tr ? NULL : unvec(ctx, la, &nomem), *ub = ua ? unvec(ctx, lb2, &nomem) : NULL;
             lb.failed |= nomem;
             if (ua && ub) lji_buf_puts(&lb, "vec(");
-            put_hadamard_factor(&lb, ua && ub ? ua : la);
+            if (!(ua && ub) && k != 1 && !strncmp(la, "1./", 3) && lb.len >= strlen("·") &&
+                !strcmp(lb.s + lb.len - strlen("·"), "·")) { /* 2./x ∘ …, not 2·1./x ∘ … */
+                lb.len -= strlen("·");
+                lb.s[lb.len] = '\0';
+                lji_buf_puts(&lb, "./");
+                lji_buf_puts(&lb, la + 3);
+            } else
+                put_hadamard_factor(&lb, ua && ub ? ua : la);
             lji_buf_puts(&lb, " ∘ ");
             put_hadamard_factor(&lb, ua && ub ? ub : lb2);
             if (ua && ub) lji_buf_puts(&lb, ")");

@@ -47,8 +47,32 @@ static void diag_cost(const lj_op *J, double *flops, double *bytes)
     *bytes = 24.0 * (double)J->rows;
 }
 
+bool lji_diag_is_number(const lj_op *D, double *k)
+{
+    char *end;
+    if (!lji_is(D, &lji_kind_diag) || !D->label) return false;
+    const char *l = D->label, *minus = "−";
+    bool neg = !strncmp(l, minus, strlen(minus));
+    if (neg) l += strlen(minus);
+    if (!isdigit((unsigned char)l[0])) return false;
+    *k = strtod(l, &end);
+    if (neg) *k = -*k;
+    return *k != 0 && !*end;
+}
+
 static void diag_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
+    double k;
+    if (lji_diag_is_number(J, &k)) {
+        /* a label that is a number (its factors cancelled: J of
+         * log(exp(x).^2)): that number times I, 2·I_3, not Diag(2) */
+        bool paren = k != 1 && (where == LJI_AT_KRON || where == LJI_AT_TIGHT);
+        lji_put_open(b, paren);
+        lji_put_signed_coef(b, k, true, fmt);
+        lji_buf_printf(b, fmt == LJ_PRINT_LATEX ? "I_{%" PRId64 "}" : "I_%" PRId64, J->rows);
+        lji_put_close(b, paren);
+        return;
+    }
     lji_buf_puts(b, fmt == LJ_PRINT_LATEX ? "\\operatorname{Diag}(" : "Diag(");
     const char *l = J->label ? J->label : "d";
     if (lji_label_is_wrapped(l)) /* Diag(B·x), not Diag((B·x)) */
@@ -62,11 +86,7 @@ static void diag_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_plac
 static void put_diag_of(lji_buf *b, const char *l, size_t n, lj_print_format fmt)
 {
     lji_buf_puts(b, fmt == LJ_PRINT_LATEX ? "\\operatorname{Diag}(" : "Diag(");
-    bool wrapped = n > 1 && l[0] == '(' && l[n - 1] == ')'; /* Diag(a + b), not Diag((a + b)) */
-    for (size_t k = 1, depth = 1; wrapped && k + 1 < n; k++) {
-        depth += l[k] == '(' ? 1 : l[k] == ')' ? (size_t)-1 : 0;
-        wrapped = depth != 0;
-    }
+    bool wrapped = lji_label_is_wrapped_n(l, n); /* Diag(a + b), not Diag((a + b)) */
     lji_put_label_n(b, l + wrapped, n - 2 * wrapped, fmt);
     lji_buf_puts(b, ")");
 }

@@ -1333,9 +1333,10 @@ bool lji_label_is_sum_inside(const char *label)
     return lji_label_is_wrapped(label) ? label_is_sum_n(label + 1, n - 2) : label_is_sum_n(label, n);
 }
 
-bool lji_label_is_wrapped(const char *label)
+bool lji_label_is_wrapped(const char *label) { return lji_label_is_wrapped_n(label, strlen(label)); }
+
+bool lji_label_is_wrapped_n(const char *label, size_t n)
 {
-    size_t n = strlen(label);
     bool wrapped = n > 1 && label[0] == '(' && label[n - 1] == ')';
     for (size_t k = 1, depth = 1; wrapped && k + 1 < n; k++) { /* "(A)·(B)" is not wrapped */
         depth += label[k] == '(' ? 1 : label[k] == ')' ? (size_t)-1 : 0;

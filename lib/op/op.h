@@ -458,6 +458,8 @@ size_t lji_leading_number(const char *s, lj_print_format fmt, double *k);
 bool lji_label_is_sum_inside(const char *label);
 /* "(…)" as one pair of parentheses around the whole label ("(A)·(B)" is not) */
 bool lji_label_is_wrapped(const char *label);
+/* the same for the first n bytes */
+bool lji_label_is_wrapped_n(const char *label, size_t n);
 /* −D for a Diag D whose label is one negated term: "Diag(x)" for −Diag(−x);
  * false, and nothing written, for any other D */
 bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt);
@@ -465,6 +467,9 @@ bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt);
  * term: "Diag(x.^2)" for Diag(3·x.^2), *k = 3; false, and nothing
  * written, for any other D */
 bool lji_diag_print_times(lji_buf *b, const lj_op *D, lj_print_format fmt, double *k);
+/* D is a Diag labelled with a number k (not 0) (its label's factors all
+ * cancelled, as in J of log(exp(x).^2)): it prints as k·I */
+bool lji_diag_is_number(const lj_op *D, double *k);
 /* −P printed at `where` with no sign of its own, where P prints as a
  * product with such a Diag among its top-level factors: the Diag's sign
  * dropped (−A·Diag(−2·x) is A·Diag(2·x)). NULL when P is not one, or
@@ -479,7 +484,7 @@ size_t lji_label_minus_len(const char *s);
  * ("−sin(x)", "−2·x"), 0 for any other ("−a + b", "x", "−(−x)") */
 size_t lji_label_negated_term(const char *label);
 /* label less a number in front, "2·vec X" → "vec X" with *k = 2 ("−2·…":
- * −2); the label itself, *k = 1, where it has none */
+ * −2); the label itself, *k = 1, where it has none or is a sum ("2·a + b") */
 const char *lji_label_number(const char *label, double *k);
 /* whether "label^T" reads as the label transposed: an atom, and no vec
  * ((vec(A·x))^T, not vec(A·x)^T) */
