@@ -5,7 +5,9 @@
  *
  *   parse → evaluate → print → re-parse → the same values;
  *   for each variable: J → lj_op_check (apply, transpose-apply and the
- *   materialised matrix agree) → central differences at two step sizes;
+ *   materialised matrix agree) → its plain form, written in the language
+ *   where it can be, evaluates to J → central differences at two step
+ *   sizes;
  *   for a scalar: the gradient expression, lj_expr_gradient and J^T·1 agree,
  *   its plain form re-parses to the same values when it parses, and the
  *   Hessian passes lj_op_check, is symmetric and agrees with differences
@@ -20,6 +22,7 @@
  * and rounding errors change with the step). */
 #include <lazyjac.h>
 #include <float.h>
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -489,6 +492,47 @@ static void ascii_form(const char *what, const char *p)
     if (curly) fail("%s: '%s' leaves a brace open", what, p);
 }
 
+/* J's plain form written in the language (Diag( as diag(, I_n as eye(n),
+ * 1_n as ones(n,1)), where it parses, evaluates to J: a label's rewriting
+ * (numbers met, powers gathered and cancelled, σ) never changes what J is.
+ * Forms the language cannot write (K, P_S, a cut label, vec X) are
+ * skipped. Compared relative to J's terms (terms: operator_check's), as
+ * J^T·1 is against the gradient: the form evaluates in its own order. */
+static void printed_j_check(lj_context *ctx, const lj_op *J, const lj_symtab *t, const char *what, double terms)
+{
+    int64_t m = lj_op_rows(J), n = lj_op_cols(J), r, c, pos;
+    if (m * n > 4096 || terms < 0 || terms >= 1e6) return;
+    char *p = lj_op_print(ctx, J, LJ_PRINT_PLAIN);
+    if (!p) fail("%s: printing failed: %s", what, lj_context_message(ctx));
+    char *src = malloc(4 * strlen(p) + 16), *w = src;
+    if (!src) fail("out of memory");
+    for (const char *q = p; *q;) {
+        bool word = q == p || !(isalnum((unsigned char)q[-1]) || q[-1] == '_');
+        if (word && !strncmp(q, "Diag(", 5)) w += sprintf(w, "diag("), q += 5;
+        else if (word && (!strncmp(q, "I_", 2) || !strncmp(q, "1_", 2)) && isdigit((unsigned char)q[2])) {
+            char *end;
+            long k = strtol(q + 2, &end, 10);
+            w += q[0] == 'I' ? sprintf(w, "eye(%ld)", k) : sprintf(w, "ones(%ld,1)", k);
+            q = end;
+        } else
+            *w++ = *q++;
+    }
+    *w = '\0';
+    lj_expr *back = lj_parse(ctx, src, t, &pos);
+    double *bv = NULL, *D = malloc(sizeof *D * (size_t)(m * n + 1));
+    if (!D) fail("out of memory");
+    if (back && lj_expr_eval(ctx, back, &r, &c, &bv) == LJ_OK && r * c == m * n && lj_op_to_dense(ctx, J, D, m) == LJ_OK) {
+        double d = gap_scaled(bv, D, m * n, fmax(1, terms));
+        if (d > 1e-7) fail("%s: printed '%s', which evaluates %.3g away from J", what, p, d);
+    }
+    lj_context_clear(ctx);
+    lj_free(bv);
+    lj_expr_free(&back);
+    free(D);
+    free(src);
+    lj_free(p);
+}
+
 /* J x and J^T y against the materialised matrix D, each error measured
  * against max(1, max |D|, max of the bound on J's terms)·‖x‖₁ with a tolerance
  * of 1e-7: an operator whose terms cancel to rounding (Diag(1 ⊘ A) −
@@ -888,6 +932,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             char what[32];
             snprintf(what, sizeof what, "J w.r.t. %s", vars[k]);
             double jterms, jbig = operator_check(ctx, J, what, &jterms);
+            if (jbig >= 0) printed_j_check(ctx, J, t, what, fmax(jbig, jterms));
             if (fd && jbig >= 0 && jbig < 1e6) differences(ctx, f, v, J, jbig, what);
             if (nf == 1) scalar_checks(ctx, f, v, J, jterms, t, fd, cond < 1e4, vars[k]);
             lj_op_free(&J);

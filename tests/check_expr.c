@@ -1574,6 +1574,8 @@ START_TEST(test_sum_and_hadamard_labels)
           "Diag(vec exp(X))*(B' kron I_3) + Diag(vec((X*B) .* exp(X)))" },
         /* with a transpose inside, each vec its own, as commuted Diags read them */
         { "exp(X').*A", "X", "Diag(vec A ∘ exp(vec(X^T)))·K_{3,3}", "Diag(vec A .* exp(vec(X')))*K_{3,3}" },
+        { "x'*A'*A*((B*x)./x)", "A", "(vec(A·(B·x ⊘ x)·x^T))^T + (vec(A·x·(B·x ⊘ x)^T))^T",
+          "(vec(A*(B*x ./ x)*x'))' + (vec(A*x*(B*x ./ x)'))'" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 400 + i);
@@ -1581,6 +1583,10 @@ START_TEST(test_sum_and_hadamard_labels)
     plain_form_is_j(ctx, t, "sum(sum(A.*exp(X)))", "X", "vec(A .* exp(X))'");
     plain_form_is_j(ctx, t, "sum(sum(A.*exp(X*B)))", "X", "vec((A .* exp(X*B))*B')'");
     plain_form_is_j(ctx, t, "sqrt(x.^2+1)", "x", "diag(x .* 1./sqrt(x.^2 + 1))");
+    /* a quotient's value label keeps its brackets inside a trace row's
+     * product: A·(B·x ⊘ x)·x^T, not A·B·x ⊘ x·x^T (found by the fuzz
+     * harness's evaluation of printed Jacobians) */
+    plain_form_is_j(ctx, t, "x'*A'*A*((B*x)./x)", "A", "(vec(A*(B*x ./ x)*x'))' + (vec(A*x*(B*x ./ x)'))'");
     int64_t pos;
     lj_expr *f = lj_parse(ctx, cases[1].expr, t, &pos);
     lj_op *J = f ? lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x")) : NULL;

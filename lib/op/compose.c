@@ -540,6 +540,13 @@ static bool top_level_has(const char *l, const char *op)
     return false;
 }
 
+/* l has at its top level an operator other than a product's ·, which
+ * binds no tighter than · does: ∘, ⊘, ⊗ or / */
+static bool not_product(const char *l)
+{
+    return top_level_has(l, " ∘ ") || top_level_has(l, " ⊘ ") || top_level_has(l, " ⊗ ") || top_level_has(l, "/");
+}
+
 /* a·b·c as a new label, an identity's "" dropping out: a product's
  * wrapping parentheses go; a sum, or a minus sign after the first
  * factor, is bracketed */
@@ -558,8 +565,8 @@ static char *label_product3(lj_context *ctx, const char *a, const char *b, const
         if (k++) lji_buf_puts(&o, "·");
         size_t n = strlen(l);
         bool minus = lji_label_minus_len(l) || (lji_label_is_wrapped(l) && lji_label_minus_len(l + 1));
-        bool hadamard = top_level_has(l, " ∘ "); /* (A ∘ B)·C */
-        if (lji_label_is_wrapped(l) && !lji_label_is_sum_inside(l) && !(minus && k > 1) && !top_level_has(l + 1, " ∘ "))
+        bool hadamard = not_product(l); /* (A ∘ B)·C, (M·y ⊘ y)·x^T */
+        if (lji_label_is_wrapped(l) && !lji_label_is_sum_inside(l) && !(minus && k > 1) && !not_product(l + 1))
             lji_buf_putn(&o, l + 1, n - 2);
         else if (!lji_label_is_wrapped(l) && (lji_label_is_sum(l) || (minus && k > 1) || hadamard)) {
             lji_buf_puts(&o, "(");
