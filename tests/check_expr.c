@@ -1796,10 +1796,13 @@ START_TEST(test_negated_power_labels)
         { "log(cos(x).^2)", "Diag(−2·sin(x) ∘ 1./cos(x))", "Diag(-2*sin(x) .* 1./cos(x))" },
         { "(((A*x)).^2).^3", "Diag(6·(A·x).^5)·A", "Diag(6*(A*x).^5)*A" },
         { "log((((A*x)).^3).^2)", "Diag(6./(A·x))·A", "Diag(6./(A*x))*A" },
-        /* a label that is a sum has no number in front: 2·a + b met with
-         * sin(x) is not 2·(a + b) ∘ sin(x) */
-        { "(2*(A*x)).*(A*x).*sin(x)", "Diag(sin(x) ∘ (2·A·x + 2·(A·x)))·A + Diag(2·(A·x).^2 ∘ cos(x))",
-          "Diag(sin(x) .* (2*A*x + 2*(A*x)))*A + Diag(2*(A*x).^2 .* cos(x))" },
+        /* like terms of a Diag's sum meet, k·P and k·(P) alike (their sum
+         * 2·A·x + 2·(A·x) had lent its first term's number to the whole
+         * when it met sin(x): 2·(A·x + 2·(A·x)) ∘ sin(x), a wrong J) */
+        { "(2*(A*x)).*(A*x)", "Diag(4·A·x)·A", "Diag(4*A*x)*A" },
+        { "(2*(A*x)).*(A*x).*sin(x)", "Diag(4·(A·x) ∘ sin(x))·A + Diag(2·(A·x).^2 ∘ cos(x))",
+          "Diag(4*(A*x) .* sin(x))*A + Diag(2*(A*x).^2 .* cos(x))" },
+
     };
     lj_expr *x = lj_symtab_get(t, "x");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -373,6 +373,22 @@ static char *diag_sum_label(lj_context *ctx, const char *la, double q, const cha
     lji_buf_init(&b, ctx);
     term_label a = term_label_of(la, &q), t = term_label_of(lb, &p);
     bool whole = a.n + t.n <= LJI_DIAG_LABEL_MAX;
+    if (whole && !a.sum && !t.sum) { /* like terms, k·P and k·(P) alike: 2·A·x + 2·(A·x) is 4·A·x */
+        char sa[LJI_DIAG_LABEL_MAX + 1], st[LJI_DIAG_LABEL_MAX + 1];
+        memcpy(sa, a.s, a.n), sa[a.n] = '\0';
+        memcpy(st, t.s, t.n), st[t.n] = '\0';
+        double ka, kt;
+        const char *ra = lji_label_number(sa, &ka), *rt = lji_label_number(st, &kt);
+        size_t na = strlen(ra), nt = strlen(rt);
+        if (lji_label_is_wrapped(ra) && !lji_label_is_sum_inside(ra)) ra++, na -= 2;
+        if (lji_label_is_wrapped(rt) && !lji_label_is_sum_inside(rt)) rt++, nt -= 2;
+        double c = q * ka + p * kt;
+        if (na == nt && !strncmp(ra, rt, na) && c != 0.0 && !lji_label_minus_len(ra)) {
+            lji_put_signed_coef(&b, c, true, LJ_PRINT_UNICODE);
+            lji_buf_putn(&b, ra, na);
+            return lji_buf_finish(&b, "lincomb");
+        }
+    }
     lji_put_signed_coef(&b, q, true, LJ_PRINT_UNICODE);
     bool wrap = q != 1.0 && (a.sum || !whole); /* −(a + b), 2·(a + b) */
     if (wrap) lji_buf_puts(&b, "(");
