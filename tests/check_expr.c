@@ -1796,6 +1796,10 @@ START_TEST(test_negated_power_labels)
         { "log(cos(x).^2)", "Diag(−2·sin(x) ∘ 1./cos(x))", "Diag(-2*sin(x) .* 1./cos(x))" },
         { "(((A*x)).^2).^3", "Diag(6·(A·x).^5)·A", "Diag(6*(A*x).^5)*A" },
         { "log((((A*x)).^3).^2)", "Diag(6./(A·x))·A", "Diag(6./(A*x))*A" },
+        /* a coefficient 1/k whose decimals do not end reads as written */
+        { "x/3", "(1/3)·I_3", "(1/3)*I_3" },
+        { "asin(x/9)", "(1/9)·Diag(1./sqrt(1 − (x/9).^2))", "(1/9)*Diag(1./sqrt(1 - (x/9).^2))" },
+        { "x/4", "0.25·I_3", "0.25*I_3" },
         /* like terms of a Diag's sum meet, k·P and k·(P) alike (their sum
          * 2·A·x + 2·(A·x) had lent its first term's number to the whole
          * when it met sin(x): 2·(A·x + 2·(A·x)) ∘ sin(x), a wrong J) */

@@ -870,7 +870,15 @@ void lji_put_signed_coef(lji_buf *b, double c, bool first, lj_print_format fmt)
     else if (c < 0)
         lji_buf_puts(b, lji_sym_minus(fmt));
     if (fabs(c) != 1.0) {
-        lji_put_number(b, fabs(c), fmt);
+        /* a reciprocal whose decimals do not end, as the user wrote it:
+         * (1/9)·Diag(…) for x/9, not 0.111111·Diag(…) */
+        double a = fabs(c), k = round(1 / a);
+        char dec[32];
+        snprintf(dec, sizeof dec, "%.6g", a);
+        if (k >= 3 && k <= 1e6 && 1 / k == a && strtod(dec, NULL) != a)
+            lji_buf_printf(b, fmt == LJ_PRINT_LATEX ? "\\frac{1}{%.0f}" : "(1/%.0f)", k);
+        else
+            lji_put_number(b, a, fmt);
         lji_buf_puts(b, lji_sym_dot(fmt));
     }
 }
