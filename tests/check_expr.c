@@ -1576,6 +1576,15 @@ START_TEST(test_sum_and_hadamard_labels)
         { "exp(X').*A", "X", "Diag(vec A ∘ exp(vec(X^T)))·K_{3,3}", "Diag(vec A .* exp(vec(X')))*K_{3,3}" },
         { "x'*A'*A*((B*x)./x)", "A", "(vec(A·(B·x ⊘ x)·x^T))^T + (vec(A·x·(B·x ⊘ x)^T))^T",
           "(vec(A*(B*x ./ x)*x'))' + (vec(A*x*(B*x ./ x)'))'" },
+        /* a transpose's power is bracketed in labels, and transposed a
+         * name's power is the power of its transpose: ((X^T)^2)^T is X^2
+         * (it printed X^T^2^T, which the language reads as X'^(2')) */
+        { "norm2(X'^2)", "X", "(1/norm2((X^T)^2))·((vec(X^T·X^2))^T + (vec(X^2·X^T))^T)",
+          "(1/norm2((X')^2))*((vec(X'*X^2))' + (vec(X^2*X'))')" },
+        /* powers meet under vec too: vec(2./X), vec(σ(X)) */
+        { "log(X.^2)", "X", "Diag(vec(2./X))", "Diag(vec(2./X))" },
+        { "exp(X)./(1+exp(X))", "X", "Diag(vec(σ(X))) − Diag(vec(σ(X).^2))",
+          "Diag(vec(sigmoid(X))) - Diag(vec(sigmoid(X).^2))" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         jacobian_forms_plan_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain, 400 + i);
@@ -1587,6 +1596,9 @@ START_TEST(test_sum_and_hadamard_labels)
      * product: A·(B·x ⊘ x)·x^T, not A·B·x ⊘ x·x^T (found by the fuzz
      * harness's evaluation of printed Jacobians) */
     plain_form_is_j(ctx, t, "x'*A'*A*((B*x)./x)", "A", "(vec(A*(B*x ./ x)*x'))' + (vec(A*x*(B*x ./ x)'))'");
+    plain_form_is_j(ctx, t, "norm2(X'^2)", "X", "(1/norm2((X')^2))*((vec(X'*X^2))' + (vec(X^2*X'))')");
+    plain_form_is_j(ctx, t, "log(X.^2)", "X", "diag(vec(2./X))");
+    plain_form_is_j(ctx, t, "exp(X)./(1+exp(X))", "X", "diag(vec(sigmoid(X))) - diag(vec(sigmoid(X).^2))");
     int64_t pos;
     lj_expr *f = lj_parse(ctx, cases[1].expr, t, &pos);
     lj_op *J = f ? lj_expr_jacobian(ctx, f, lj_symtab_get(t, "x")) : NULL;
@@ -1796,6 +1808,10 @@ START_TEST(test_negated_power_labels)
         { "log(cos(x).^2)", "Diag(−2·sin(x) ∘ 1./cos(x))", "Diag(-2*sin(x) .* 1./cos(x))" },
         { "(((A*x)).^2).^3", "Diag(6·(A·x).^5)·A", "Diag(6*(A*x).^5)*A" },
         { "log((((A*x)).^3).^2)", "Diag(6./(A·x))·A", "Diag(6./(A*x))*A" },
+        /* −Diag(−2) is 2·I_3, and meets I_3 as a like term; a sum left
+         * with one term needs no brackets */
+        { "((-x).^2) ./ x", "I_3", "I_3" },
+        { "A*(((-x).^2) ./ x)", "A·I_3", "A*I_3" },
         /* a coefficient 1/k whose decimals do not end reads as written */
         { "x/3", "(1/3)·I_3", "(1/3)*I_3" },
         { "asin(x/9)", "(1/9)·Diag(1./sqrt(1 − (x/9).^2))", "(1/9)*Diag(1./sqrt(1 - (x/9).^2))" },

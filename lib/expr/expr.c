@@ -474,7 +474,9 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
     bool paren = mine < level;
     lji_put_open(b, paren);
     if (e->pbase) {
-        lji_expr_write(b, e->pbase, 5);
+        /* in labels a transpose's power is bracketed, (A^T)^2: A^T^2 reads
+         * as a double exponent, and its transpose A^T^2^T as A^T^(2^T) */
+        lji_expr_write(b, e->pbase, b->math && e->pbase->def == &lji_op_transpose && !e->pbase->pbase ? 6 : 5);
         lji_buf_printf(b, "^%" PRId64, e->pn);
     } else if (d->write)
         d->write(b, e);

@@ -1266,6 +1266,8 @@ typedef struct {
     size_t nb;
     int e;
     double k;
+    bool vec;     /* of vec B: vec X, vec(X.^2) */
+    char own[64]; /* B where it is not in the label as it stands: exp(X) of exp(vec X) */
 } hpower;
 
 /* the n bytes at f can take .^k as they stand: a name, a call f(…) or a
@@ -1291,6 +1293,7 @@ static bool hadamard_power(const char *f, size_t n, hpower *p)
     if (n > 1 && f[0] == '-') neg = -1, f++, n--;
     else if (n > strlen("−") && !strncmp(f, "−", strlen("−"))) neg = -1, f += strlen("−"), n -= strlen("−");
     if (!n || f[0] == '-' || !strncmp(f, "−", strlen("−"))) return false;
+    p->vec = false;
     const char *sf[LJI_HFACTORS];
     size_t sn[LJI_HFACTORS];
     if (lji_label_is_wrapped_n(f, n) && hadamard_factors_n(f + 1, n - 2, sf, sn) == 1) {
@@ -1312,6 +1315,22 @@ static bool hadamard_power(const char *f, size_t n, hpower *p)
         p->k = strtod(f, NULL);
         sign = -1, f += w + 1, n -= w + 1;
     }
+    if (n > 4 && !strncmp(f, "vec ", 4) && ew_power_base(f + 4, n - 4) && !lji_label_is_wrapped_n(f + 4, n - 4)) {
+        p->k *= neg, p->e = sign, p->b = f + 4, p->nb = n - 4, p->vec = true; /* vec X */
+        return true;
+    }
+    if (n > 5 && !strncmp(f, "vec(", 4) && lji_label_is_wrapped_n(f + 3, n - 3) &&
+        hadamard_factors_n(f + 4, n - 5, sf, sn) <= 1) { /* vec(X.^2), 1./vec(1 + X): what is inside, of vec */
+        hpower in;
+        if (!hadamard_power(f + 4, n - 5, &in) || in.vec) return false;
+        p->k *= neg * (sign > 0 ? in.k : 1 / in.k);
+        p->e = in.e * sign, p->b = in.b, p->nb = in.nb, p->vec = in.nb > 0;
+        if (in.b == in.own) {
+            memcpy(p->own, in.own, in.nb);
+            p->b = p->own;
+        }
+        return true;
+    }
     p->e = 1;
     for (;;) { /* B.^e, e whole, of at most three digits; (B.^i).^j is B.^(i·j) */
         size_t d = n;
@@ -1325,8 +1344,22 @@ static bool hadamard_power(const char *f, size_t n, hpower *p)
     }
     p->e *= sign;
     if (lji_label_is_wrapped_n(f, n)) f++, n -= 2;
+    if (n > 4 && !strncmp(f, "vec ", 4) && ew_power_base(f + 4, n - 4) && !lji_label_is_wrapped_n(f + 4, n - 4))
+        f += 4, n -= 4, p->vec = true; /* (vec X).^2 */
     p->b = f, p->nb = n;
     p->k *= neg;
+    size_t fnl = 0; /* f(vec X), an elementwise function of a vec, is vec f(X) */
+    while (fnl < n && isalpha((unsigned char)f[fnl])) fnl++;
+    if (!strncmp(f, "σ(", strlen("σ("))) fnl = strlen("σ");
+    if (fnl && fnl + 6 < n && n < sizeof p->own + 4 && !strncmp(f + fnl, "(vec ", 5) && f[n - 1] == ')' &&
+        (f[0] != 'v' || strncmp(f, "vec", 3)) && ew_power_base(f + fnl + 5, n - fnl - 6) &&
+        !lji_label_is_wrapped_n(f + fnl + 5, n - fnl - 6)) {
+        size_t r = n - fnl - 5; /* "X)" */
+        memcpy(p->own, f, fnl + 1);
+        memcpy(p->own + fnl + 1, f + fnl + 5, r);
+        p->b = p->own, p->nb = fnl + 1 + r, p->vec = true;
+        return true;
+    }
     char num[16], *end = num;
     double v = 0;
     if (n && n < sizeof num && isdigit((unsigned char)f[0])) { /* (strtod alone would read on: "2./x") */
@@ -1344,7 +1377,7 @@ static bool hadamard_power(const char *f, size_t n, hpower *p)
 
 /* A factor "(P./Q)" or "P./Q" (not 1./Q) read as P and 1./Q, each a power
  * as hadamard_power reads it: true with both in q[0], q[1]. */
-static bool hadamard_quotient(const char *f, size_t n, hpower q[2])
+static bool hadamard_quotient(const char *f, size_t n, hpower q[2], bool vec)
 {
     if (lji_label_is_wrapped_n(f, n)) f++, n -= 2;
     if (n > 3 && !strncmp(f, "1./", 3)) return false;
@@ -1358,9 +1391,10 @@ static bool hadamard_quotient(const char *f, size_t n, hpower q[2])
         }
     }
     if (!at || !hadamard_power(f, at, &q[0]) || q[0].e < 0 || !hadamard_power(f + at + 2, n - at - 2, &q[1]) ||
-        q[1].e < 0 || q[1].k != 1)
+        q[1].e < 0 || q[1].k != 1 || q[0].vec || q[1].vec)
         return false;
     q[1].e = -q[1].e;
+    q[0].vec = q[1].vec = vec;
     return true;
 }
 
@@ -1384,30 +1418,58 @@ static void put_coef_before(lji_buf *b, double k, bool recip)
  * with a number prints as that number times I). Positive powers are
  * written first, in the order they came, then the reciprocals. New
  * memory, or NULL where no base occurs twice. */
-static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n, int total)
+static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n, int total, bool *failed)
 {
     enum { MAXP = 4 * LJI_HFACTORS };
     hpower p[MAXP];
     /* a bracketed product among the factors, (a ∘ b), is its factors */
+    /* and vec(a ∘ b) is vec a ∘ vec b */
+    const int given = total;
     const char *ff[MAXP];
     size_t fn[MAXP];
+    bool fv[MAXP];
     int nf = 0;
     for (int j = 0; j < total; j++) {
         int got = 0;
-        if (lji_label_is_wrapped_n(f[j], n[j]) && nf + LJI_HFACTORS <= MAXP)
-            got = hadamard_factors_n(f[j] + 1, n[j] - 2, ff + nf, fn + nf);
-        if (got > 1) nf += got;
-        else ff[nf] = f[j], fn[nf++] = n[j];
+        const char *fj = f[j];
+        size_t nj = n[j], w = 0; /* k·vec(a ∘ b), k·(a ∘ b): k a factor of its own */
+        while (w < nj && isdigit((unsigned char)fj[w])) w++;
+        if (w && w < 8 && nj > w + strlen("·") && !strncmp(fj + w, "·", strlen("·")) && nf + 1 < MAXP) {
+            const char *rest = fj + w + strlen("·");
+            size_t nr = nj - w - strlen("·");
+            if ((nr > 5 && !strncmp(rest, "vec(", 4) && lji_label_is_wrapped_n(rest + 3, nr - 3)) ||
+                lji_label_is_wrapped_n(rest, nr)) {
+                ff[nf] = fj, fn[nf] = w, fv[nf++] = false;
+                fj = rest, nj = nr;
+            }
+        }
+        bool vec = nj > 5 && !strncmp(fj, "vec(", 4) && lji_label_is_wrapped_n(fj + 3, nj - 3);
+        if ((vec || lji_label_is_wrapped_n(fj, nj)) && nf + LJI_HFACTORS <= MAXP)
+            got = vec ? hadamard_factors_n(fj + 4, nj - 5, ff + nf, fn + nf)
+                      : hadamard_factors_n(fj + 1, nj - 2, ff + nf, fn + nf);
+        for (int q = 0; q < got; q++) fv[nf + q] = vec;
+        if (got > 1 || (vec && got == 1)) nf += got;
+        else ff[nf] = fj, fn[nf] = nj, fv[nf++] = false;
     }
     f = ff, n = fn, total = nf;
     int from[MAXP], np = 0; /* p[i] reads factor from[i]; -1 - j for factor j as it stands */
     for (int j = 0; j < total; j++) {
-        if (hadamard_quotient(f[j], n[j], &p[np])) from[np] = from[np + 1] = j, np += 2;
-        else if (hadamard_power(f[j], n[j], &p[np])) from[np++] = j;
-        else from[np++] = -1 - j;
+        if (hadamard_quotient(f[j], n[j], &p[np], fv[j])) from[np] = from[np + 1] = j, np += 2;
+        else if (hadamard_power(f[j], n[j], &p[np]) && !(fv[j] && p[np].vec)) {
+            p[np].vec |= fv[j];
+            from[np++] = j;
+        } else
+            from[np++] = -1 - j;
+    }
+    /* every factor of vec: the label is vec of the product, vec(2./X) */
+    bool all_vec = true;
+    int vecs = 0;
+    for (int i = 0; i < np; i++) {
+        all_vec = all_vec && from[i] >= 0 && (p[i].vec || !p[i].nb);
+        vecs += from[i] >= 0 && p[i].vec;
     }
     int sum[MAXP], first[MAXP];
-    bool cancels = false;
+    bool cancels = all_vec && given > 1 && vecs > 1; /* vec a ∘ vec b, written vec(a ∘ b) */
     double k = 1;
     for (int i = 0; i < np; i++) {
         if (from[i] < 0) continue;
@@ -1415,7 +1477,7 @@ static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n,
         first[i] = i, sum[i] = p[i].e;
         if (!p[i].nb) cancels = true; /* a number among the factors goes in front */
         for (int j = 0; j < i && p[i].nb; j++)
-            if (from[j] >= 0 && p[j].nb == p[i].nb && !strncmp(p[j].b, p[i].b, p[i].nb)) {
+            if (from[j] >= 0 && p[j].nb == p[i].nb && p[j].vec == p[i].vec && !strncmp(p[j].b, p[i].b, p[i].nb)) {
                 first[i] = first[j];
                 cancels = true;
                 sum[first[j]] += p[i].e;
@@ -1427,7 +1489,7 @@ static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n,
     for (int i = 0; i < np; i++) {
         if (from[i] < 0 || first[i] != i || sum[i] <= 0) continue;
         for (int j = 0; j < np; j++) {
-            if (from[j] < 0 || first[j] != j || sum[j] >= 0) continue;
+            if (from[j] < 0 || first[j] != j || sum[j] >= 0 || p[j].vec != p[i].vec) continue;
             const size_t rn = p[j].nb + 5; /* "1./(" + … + ")": sigmoid_of's reading */
             char r[4 * LJI_DIAG_LABEL_MAX];
             if (rn >= sizeof r) continue;
@@ -1440,17 +1502,22 @@ static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n,
         }
     }
     if (!cancels || !(fabs(k) > 0 && fabs(k) < 1e6)) return NULL;
+    bool negated = all_vec && k < 0 && vecs > 0; /* −vec(…), its sign outside */
+    if (negated) k = -k;
     lji_buf b;
     lji_buf_init(&b, ctx);
     int written = 0;
     for (int pass = 0; pass < 2; pass++) /* the powers and the factors as they stand, then the reciprocals */
         for (int i = 0; i < np; i++) {
+            bool own_vec = p[i].vec && !all_vec; /* vec written with the factor: vec(X.^2) */
             if (pass == 0 && sig[i]) { /* σ(M), from exp(M) */
                 if (written++) lji_buf_puts(&b, " ∘ ");
                 put_coef_before(&b, k, false);
                 k = 1;
+                lji_buf_puts(&b, own_vec ? "vec(" : "");
                 lji_buf_printf(&b, "σ(%.*s", (int)p[i].nb - 4, p[i].b + 4);
                 if (sig[i] > 1) lji_buf_printf(&b, ".^%d", sig[i]);
+                lji_buf_puts(&b, own_vec ? ")" : "");
             }
             if (from[i] >= 0 && (first[i] != i || sum[i] == 0 || (sum[i] < 0) != (pass == 1))) continue;
             if (from[i] < 0 && pass == 1) continue;
@@ -1465,12 +1532,32 @@ static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n,
             int e = sum[i];
             put_coef_before(&b, k, e < 0); /* 2./x, 2·x.^2 */
             k = 1;
-            bool bare = e > 1 || e < -1 ? ew_power_base(p[i].b, p[i].nb) : lji_label_is_atomic_n(p[i].b, p[i].nb);
+            bool power = e > 1 || e < -1;
+            bool bare = power ? ew_power_base(p[i].b, p[i].nb) : lji_label_is_atomic_n(p[i].b, p[i].nb);
+            if (own_vec && !power && bare) lji_buf_puts(&b, "vec "); /* vec X */
+            else if (own_vec) lji_buf_puts(&b, "vec(");
             lji_buf_printf(&b, bare ? "%.*s" : "(%.*s)", (int)p[i].nb, p[i].b);
-            if (e > 1 || e < -1) lji_buf_printf(&b, ".^%d", e < 0 ? -e : e);
+            if (power) lji_buf_printf(&b, ".^%d", e < 0 ? -e : e);
+            if (own_vec && (power || !bare)) lji_buf_puts(&b, ")");
         }
-    if (!written) lji_put_number(&b, k, LJ_PRINT_UNICODE); /* everything cancelled */
-    return lji_buf_finish(&b, "compose");
+    if (!written) {
+        lji_put_number(&b, negated ? -k : k, LJ_PRINT_UNICODE); /* everything cancelled */
+        char *r = lji_buf_finish(&b, "compose");
+        *failed = !r;
+        return r;
+    }
+    char *body = lji_buf_finish(&b, "compose");
+    *failed = !body;
+    if (!all_vec || !body) return body;
+    lji_buf_init(&b, ctx); /* vec of the product: vec X, vec(2./X), −vec(sin(X).^2) */
+    size_t nb = strlen(body), w = 0;
+    while (w < nb && (isalnum((unsigned char)body[w]) || body[w] == '_')) w++;
+    lji_buf_puts(&b, negated ? "−" : "");
+    lji_buf_printf(&b, w == nb ? "vec %s" : "vec(%s)", body);
+    free(body);
+    char *r = lji_buf_finish(&b, "compose");
+    *failed = !r;
+    return r;
 }
 
 /* The label of Diag(a)·Diag(b), "a ∘ b", with a factor 1./F of either
@@ -1479,8 +1566,9 @@ static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n,
  * 1./(1 + exp(M)) ∘ exp(M) written σ(M) (J of log(1 + exp(x))): new
  * memory, or NULL when nothing changes or nothing would be left (the
  * numbers are the product's either way; the label says what they are). */
-static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *lb)
+static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *lb, bool *failed)
 {
+    *failed = false;
     if (strstr(la, "…") || strstr(lb, "…")) return NULL;
     const char *f[2 * LJI_HFACTORS];
     size_t n[2 * LJI_HFACTORS];
@@ -1500,7 +1588,7 @@ static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *l
                 sigmoids++;
             }
         }
-    if ((left == total && !sigmoids) || left == 0) return diag_label_powers(ctx, f, n, total);
+    if ((left == total && !sigmoids) || left == 0) return diag_label_powers(ctx, f, n, total, failed);
     lji_buf b;
     lji_buf_init(&b, ctx);
     bool first = true;
@@ -1511,7 +1599,9 @@ static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *l
             else lji_buf_printf(&b, "%.*s", (int)n[i], f[i]);
             first = false;
         }
-    return lji_buf_finish(&b, "compose");
+    char *r = lji_buf_finish(&b, "compose");
+    *failed = !r;
+    return r;
 }
 
 /* a factor of a label "a ∘ b": a sum or a product in brackets, (a − b) ∘
@@ -1615,7 +1705,9 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         const char *la = x->label ? x->label : "a", *lb2 = y->label ? y->label : "b";
         lji_buf lb;
         lji_buf_init(&lb, ctx);
-        char *cancelled = x->label && y->label ? diag_label_cancelled(ctx, la, lb2) : NULL;
+        bool cfail = false;
+        char *cancelled = x->label && y->label ? diag_label_cancelled(ctx, la, lb2, &cfail) : NULL;
+        lb.failed |= cfail;
         double kx, ky;
         bool nx = lji_diag_is_number(x, &kx), ny = lji_diag_is_number(y, &ky);
         if (nx && ny) /* k·I times k'·I */

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <stdio.h>
 
 static lj_status diag_apply(lj_context *ctx, const lj_op *J, bool trans, int64_t k, double alpha,
                             const double *X, int64_t ldx, double beta, double *Y, int64_t ldy)
@@ -102,6 +103,17 @@ bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt)
         l += m, n -= m;
     else
         return false;
+    char num[32], *end;
+    if (n < sizeof num && isdigit((unsigned char)l[0])) { /* −Diag(−2) is 2·I */
+        memcpy(num, l, n);
+        num[n] = '\0';
+        double k = strtod(num, &end);
+        if (!*end && k > 0) {
+            lji_put_signed_coef(b, k, true, fmt);
+            lji_buf_printf(b, fmt == LJ_PRINT_LATEX ? "I_{%" PRId64 "}" : "I_%" PRId64, D->rows);
+            return true;
+        }
+    }
     put_diag_of(b, l, n, fmt);
     return true;
 }

@@ -1296,7 +1296,26 @@ const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *bu
         lji_nomem(ctx, "transpose");
         return NULL;
     }
-    bool bare = lji_label_transposes_bare(label);
+    /* a power: N^k is (N^T)^k and (N^T)^k is N^k, for a name N; others
+     * bracketed, ((A·B)^2)^T (A^T^2^T would read as A^T^(2^T)) */
+    size_t d = n;
+    while (d > 0 && isdigit((unsigned char)label[d - 1])) d--;
+    bool power = d < n && d > 1 && label[d - 1] == '^';
+    if (power) {
+        size_t nm = 0;
+        while (nm < d - 1 && (isalnum((unsigned char)label[nm]) || label[nm] == '_')) nm++;
+        if (nm && nm == d - 1 && strncmp(label, "vec", 3)) { /* N^k: (N^T)^k */
+            snprintf(r, total, "(%.*s^T)%s", (int)nm, label, label + d - 1);
+            return r;
+        }
+        size_t in = 0;
+        while (label[0] == '(' && 1 + in < d && (isalnum((unsigned char)label[1 + in]) || label[1 + in] == '_')) in++;
+        if (label[0] == '(' && in && d == in + 5 && !strncmp(label + 1 + in, "^T)", 3) && strncmp(label + 1, "vec", 3)) {
+            snprintf(r, total, "%.*s%s", (int)in, label + 1, label + d - 1); /* (N^T)^k: N^k */
+            return r;
+        }
+    }
+    bool bare = lji_label_transposes_bare(label) && !power;
     if (bare && n > 2 && !strcmp(label + n - 2, "^T")) { /* X^T, (A·B)^T: X, (A·B) */
         memcpy(r, label, n - 2);
         r[n - 2] = '\0';

@@ -157,9 +157,16 @@ static char *term_text(const lji_buf *like, const lj_op *t, double c, lj_print_f
     bool bare = a == 1.0 && vl && !lji_label_is_sum_inside(vl);
     if (skip) /* the product after the value's minus sign */
         lji_put_label_n(&o, vl + skip, strlen(vl) - skip - 1, fmt);
-    else if (neg)
+    else if (neg) {
         lji_buf_puts(&o, neg);
-    else {
+        double lead = 1; /* −Diag(−2) is 2·I_3, its 2 the term's */
+        size_t m = o.s && !o.failed && !o.truncated ? lji_leading_number(o.s, fmt, &lead) : 0;
+        if (m) {
+            memmove(o.s, o.s + m, o.len - m + 1);
+            o.len -= m;
+            c *= lead;
+        }
+    } else {
         lji_print(&o, t, fmt, a != 1.0 || (c < 0 && !bare) ? LJI_AT_COMPOSE : LJI_AT_SUM);
         /* a number the term's print leads with meets its coefficient: 3
          * times 2·(vec X)^T is 6·(vec X)^T, and alike with the others */
@@ -201,8 +208,6 @@ static bool same_text(const char *a, const char *b)
  * both, but they are the same matrix). */
 static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
-    bool paren = where != LJI_AT_TOP;
-    lji_put_open(b, paren);
     int n = J->nchild;
     char **text = lji_calloc(b->ctx, (size_t)(n ? n : 1), sizeof *text);
     double *c = lji_malloc(b->ctx, (size_t)(n ? n : 1) * sizeof *c);
@@ -213,6 +218,14 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         b->failed = true;
         n = 0;
     }
+    /* the terms into o first: where like terms leave one, the sum needs no
+     * brackets of its own (A·I_3, not A·(I_3), for A·(2·I_3 − I_3)) */
+    lji_buf o;
+    lji_buf_init(&o, b->ctx);
+    o.limit = b->limit;
+    int terms = 0;
+    double single = 1;
+    bool single_sum = false;
     for (int i = 0, first = 1; i < n && text[i]; i++) {
         if (!text[i][0] && i) continue; /* taken into a term before it */
         double sum = c[i];
@@ -222,18 +235,27 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         for (int j = i + 1; j < n && text[j] && merged; j++)
             if (same_text(text[i], text[j])) text[j][0] = '\0';
         if (!merged) sum = c[i];
-        lji_put_signed_coef(b, sum, first, fmt);
+        lji_put_signed_coef(&o, sum, first, fmt);
         first = 0;
         bool wrap = merged && lji_label_is_sum(text[i]); /* 2·(a + b) */
-        lji_put_open(b, wrap);
-        lji_buf_puts(b, text[i]);
-        lji_put_close(b, wrap);
+        lji_put_open(&o, wrap);
+        lji_buf_puts(&o, text[i]);
+        lji_put_close(&o, wrap);
+        terms++, single = sum, single_sum = lji_label_is_sum(text[i]);
     }
+    bool paren = where != LJI_AT_TOP &&
+                 !(terms == 1 && !cut && !single_sum &&
+                   (single == 1 || (single > 0 && where != LJI_AT_KRON && where != LJI_AT_TIGHT)));
+    lji_put_open(b, paren);
+    b->failed |= o.failed;
+    b->truncated |= o.truncated;
+    if (o.s) lji_buf_puts(b, o.s);
+    lji_buf_discard(&o);
+    lji_put_close(b, paren);
     if (cut) b->truncated = true;
     for (int i = 0; text && i < J->nchild; i++) free(text[i]);
     free(text);
     free(c);
-    lji_put_close(b, paren);
 }
 
 /* the first term into a, each next one into workspace and added in order */
