@@ -1598,6 +1598,13 @@ START_TEST(test_sum_and_hadamard_labels)
     plain_form_is_j(ctx, t, "x'*A'*A*((B*x)./x)", "A", "(vec(A*(B*x ./ x)*x'))' + (vec(A*x*(B*x ./ x)'))'");
     plain_form_is_j(ctx, t, "norm2(X'^2)", "X", "(1/norm2((X')^2))*((vec(X'*X^2))' + (vec(X^2*X'))')");
     plain_form_is_j(ctx, t, "log(X.^2)", "X", "diag(vec(2./X))");
+    /* a sum's leading minus sign is its first term's: vec(−B + X ∘ X) met
+     * with vec B kept it (it was read as −vec(B + X ∘ X)) */
+    lj_expr *g = jacobian_forms_ok(ctx, t, "((-B) + (X .* X)) .* (B.*X)", "X",
+                                   "2·Diag(vec(B ∘ X.^2)) + Diag(vec((−B + X ∘ X) ∘ B))",
+                                   "2*Diag(vec(B .* X.^2)) + Diag(vec((-B + X .* X) .* B))");
+    lj_expr_free(&g);
+    plain_form_is_j(ctx, t, "((-B) + (X .* X)) .* (B.*X)", "X", "2*diag(vec(B .* X.^2)) + diag(vec((-B + X .* X) .* B))");
     plain_form_is_j(ctx, t, "exp(X)./(1+exp(X))", "X", "diag(vec(sigmoid(X))) - diag(vec(sigmoid(X).^2))");
     int64_t pos;
     lj_expr *f = lj_parse(ctx, cases[1].expr, t, &pos);

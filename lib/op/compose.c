@@ -1289,6 +1289,10 @@ static bool hadamard_power(const char *f, size_t n, hpower *p)
 {
     static const char dot[] = "·";
     const size_t nd = sizeof dot - 1;
+    if (lji_label_is_sum_n(f, n)) { /* −M + A: a base as it stands (its sign and number are its first term's) */
+        p->k = 1, p->e = 1, p->b = f, p->nb = n, p->vec = false;
+        return n > 0;
+    }
     double neg = 1; /* −2·x, −x: the sign goes with the number */
     if (n > 1 && f[0] == '-') neg = -1, f++, n--;
     else if (n > strlen("−") && !strncmp(f, "−", strlen("−"))) neg = -1, f += strlen("−"), n -= strlen("−");
@@ -1380,6 +1384,7 @@ static bool hadamard_power(const char *f, size_t n, hpower *p)
 static bool hadamard_quotient(const char *f, size_t n, hpower q[2], bool vec)
 {
     if (lji_label_is_wrapped_n(f, n)) f++, n -= 2;
+    if (lji_label_is_sum_n(f, n)) return false; /* a./b + c */
     if (n > 3 && !strncmp(f, "1./", 3)) return false;
     size_t at = 0;
     int depth = 0;

@@ -1146,7 +1146,7 @@ void lji_put_label_head(lji_buf *b, const char *label, const char *more)
 /* a sum or a difference at the top level of the first n bytes of label
  * ("a + b", "a − b"): what a tighter operator around it must put in
  * parentheses */
-static bool label_is_sum_n(const char *label, size_t n)
+bool lji_label_is_sum_n(const char *label, size_t n)
 {
     int depth = 0;
     for (const char *s = label; s < label + n; s++) {
@@ -1178,7 +1178,7 @@ size_t lji_label_minus_product(const char *label)
     size_t skip = lji_label_minus_len(label + 1);
     if (!skip || lji_label_minus_len(label + 1 + skip)) return 0; /* no sign of its own */
     skip += 1;
-    return label_is_sum_n(label + skip, n - skip - 1) ? 0 : skip;
+    return lji_label_is_sum_n(label + skip, n - skip - 1) ? 0 : skip;
 }
 
 bool lji_label_transposes_bare(const char *label)
@@ -1351,13 +1351,13 @@ void lji_put_value_label(lji_buf *b, const char *l, lj_print_format fmt, lji_pla
 
 bool lji_label_is_sum(const char *label)
 {
-    return label_is_sum_n(label, strlen(label));
+    return lji_label_is_sum_n(label, strlen(label));
 }
 
 bool lji_label_is_sum_inside(const char *label)
 {
     size_t n = strlen(label);
-    return lji_label_is_wrapped(label) ? label_is_sum_n(label + 1, n - 2) : label_is_sum_n(label, n);
+    return lji_label_is_wrapped(label) ? lji_label_is_sum_n(label + 1, n - 2) : lji_label_is_sum_n(label, n);
 }
 
 bool lji_label_is_wrapped(const char *label) { return lji_label_is_wrapped_n(label, strlen(label)); }

@@ -450,6 +450,8 @@ bool lji_label_is_atomic_n(const char *label, size_t n);
 #define LJI_DIAG_LABEL_MAX 256
 void lji_put_label_head(lji_buf *b, const char *label, const char *more);
 bool lji_label_is_sum(const char *label);
+/* the same for the first n bytes */
+bool lji_label_is_sum_n(const char *label, size_t n);
 /* the length of a whole number and its dot leading s ("2·(vec X)^T",
  * "−3·x^T", in fmt's symbols), the number in *k; 0 where s does not start
  * with one or is a sum at its top level */
