@@ -165,7 +165,7 @@ static const gcase cookbook[] = {
     { "sum(X.*A)", "X", "X=3x4 A=3x4", "A", "A" },
     { "sum(exp(X))", "X", "X=3x4", "exp(X)", "exp(X)" },
     { "sum(log(P))", "P", "P=3x4", "1 ⊘ P", "1./P" },
-    { "sum(sqrt(P))", "P", "P=3x4", "0.5·(1 ⊘ sqrt(P))", "0.5./sqrt(P)" },
+    { "sum(sqrt(P))", "P", "P=3x4", "0.5 ⊘ sqrt(P)", "0.5./sqrt(P)" },
     { "sum(X.^3)", "X", "X=3x4", "3·X^{∘2}", "3*X.*X" },
     /* equal elementwise factors gathered into powers, as the Cookbook writes them */
     { "x'*(x.*x.*x)", "x", "x=4x1", "4·x^{∘3}", "4*x.*x.*x" },
@@ -248,8 +248,12 @@ static const gcase ew_simplified[] = {
     { "sum((-x).^2)", "x", "x=4x1", "2·x", "2*x" },
     { "sum((x').^3)", "x", "x=4x1", "3·x^{∘2}", "3*x.*x" },
     { "sum(sum((-X)'.^3))", "X", "X=3x2", "−3·X^{∘2}", "-3*X.*X" },
-    { "sum((-x).^(-2))", "x", "x=4x1+", "−2·(1 ⊘ x^{∘3})", "-2./(x.*x.*x)" },
-    { "sum(sqrt(-(-x)))", "x", "x=4x1+", "0.5·(1 ⊘ sqrt(−(−x)))", "0.5./sqrt(x)" }, /* not an integer power */
+    { "sum((-x).^(-2))", "x", "x=4x1+", "−2 ⊘ x^{∘3}", "-2./(x.*x.*x)" },
+    { "sum(sqrt(-(-x)))", "x", "x=4x1+", "0.5 ⊘ sqrt(−(−x))", "0.5./sqrt(x)" }, /* not an integer power */
+    /* a whole power cancels against its base: x ⊘ x^{∘2} is 1 ⊘ x, and
+     * 2·(1 ⊘ x) is 2 ⊘ x */
+    { "sum(log(x.^2))", "x", "x=4x1+", "2 ⊘ x", "2./x" },
+    { "sum(log(x.^3))", "x", "x=4x1+", "3 ⊘ x", "3./x" },
     /* nothing cancels, but equal factors on either side of a quotient
      * gather into powers: the quotient rule's u ⊘ v − u' ∘ v' ⊘ v^{∘2} */
     { "sum(x./(1+x))", "x", "x=4x1+", "1 ⊘ (1 + x) − x ⊘ (1 + x)^{∘2}", "1./(1 + x).^2" },

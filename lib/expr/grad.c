@@ -916,6 +916,13 @@ static void ew_open(ew_factors *w, const lj_expr *x, int side, int depth)
         ew_open(w, x->a, 1 - side, depth + 1);
         return;
     }
+    /* a whole power as its factors, so that it cancels against them:
+     * x ⊘ x.^2 is 1 ⊘ x (ew_product gathers what is left again) */
+    if (!x->pat && x->def == &lji_op_pow && x->p >= 2 && x->p <= 8 && x->p == floor(x->p) &&
+        w->n[side] + (int)x->p <= LJI_EW_MAX) {
+        for (int k = 0; k < (int)x->p; k++) ew_open(w, x->a, side, depth + 1);
+        return;
+    }
     if (w->n[side] == LJI_EW_MAX) w->full = true;
     else w->f[side][w->n[side]++] = x;
 }

@@ -190,6 +190,11 @@ static void w(mp *m, const lj_expr *e, int level)
     } else if (d == &lji_op_neg) {
         lji_buf_puts(b, uni ? "−" : "-");
         w(m, e->a, starts_minus(e->a, m->fmt) ? 7 : 2); /* −(−y), not −−y */
+    } else if (d == &lji_op_scale && e->a->def == &lji_op_pow && !e->a->pbase && e->a->p == -1 &&
+               !(e->a->rows == 1 && e->a->cols == 1)) {
+        number(m, e->p); /* k·(1 ⊘ x) is k ⊘ x */
+        puts3(m, " ⊘ ", "./", " \\oslash ");
+        w(m, e->a->a, 3);
     } else if (d == &lji_op_scale) {
         number(m, e->p);
         lji_buf_puts(b, lji_sym_dot(m->fmt));
