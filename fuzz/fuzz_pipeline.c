@@ -133,9 +133,9 @@ static void expr(gen *g, shape s, int depth)
     unsigned c = next(g);
     bool leaf = depth >= 4 || g->len > 1500;
     if (s == MAT) {
-        static const char *const leaves[] = { "A", "B", "S", "M", "eye(3)" };
-        if (leaf || c % 24 < 5) {
-            put(g, "%s", leaves[(leaf ? c : c % 24) % 5]);
+        static const char *const leaves[] = { "A", "B", "S", "M", "eye(3)", "ones(3,3)" };
+        if (leaf || c % 24 < 5) { /* (ones only at the depth limit) */
+            put(g, "%s", leaves[leaf ? c % 6 : c % 24]);
             return;
         }
         switch (c % 24) {
@@ -493,9 +493,10 @@ static void ascii_form(const char *what, const char *p)
 }
 
 /* J's plain form written in the language (Diag( as diag(, I_n as eye(n),
- * 1_n as ones(n,1)), where it parses, evaluates to J: a label's rewriting
- * (numbers met, powers gathered and cancelled, σ) never changes what J is.
- * Forms the language cannot write (K, P_S, a cut label, vec X) are
+ * 1_n as ones(n,1), 0_{rxc} and 1_{rxc} as zeros(r,c) and ones(r,c)),
+ * where it parses, evaluates to J: a label's rewriting (numbers met,
+ * powers gathered and cancelled, σ, like terms met) never changes what J
+ * is. Forms the language cannot write (K, P_S, a cut label, vec X) are
  * skipped. Compared relative to J's terms (terms: operator_check's), as
  * J^T·1 is against the gradient: the form evaluates in its own order. */
 static void printed_j_check(lj_context *ctx, const lj_op *J, const lj_symtab *t, const char *what, double terms)
@@ -514,6 +515,16 @@ static void printed_j_check(lj_context *ctx, const lj_op *J, const lj_symtab *t,
             long k = strtol(q + 2, &end, 10);
             w += q[0] == 'I' ? sprintf(w, "eye(%ld)", k) : sprintf(w, "ones(%ld,1)", k);
             q = end;
+        } else if (word && (q[0] == '0' || q[0] == '1') && !strncmp(q + 1, "_{", 2) && isdigit((unsigned char)q[3])) {
+            /* 0_{3x2}, 1_{3x2} */
+            char *x, *end;
+            long r0 = strtol(q + 3, &x, 10), c0 = *x == 'x' ? strtol(x + 1, &end, 10) : -1;
+            if (c0 < 0 || *end != '}') {
+                *w++ = *q++;
+                continue;
+            }
+            w += sprintf(w, q[0] == '0' ? "zeros(%ld,%ld)" : "ones(%ld,%ld)", r0, c0);
+            q = end + 1;
         } else
             *w++ = *q++;
     }

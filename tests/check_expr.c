@@ -1330,6 +1330,7 @@ static char *plain_in_language(const char *p)
         if (!strncmp(s, "Diag(", 5)) w += sprintf(w, "diag("), s += 5;
         else if (!strncmp(s, "I_3", 3)) w += sprintf(w, "eye(3)"), s += 3;
         else if (!strncmp(s, "1_3'", 4)) w += sprintf(w, "ones(3,1)'"), s += 4;
+        else if (!strncmp(s, "0_{3x3}", 7)) w += sprintf(w, "zeros(3,3)"), s += 7;
         else *w++ = *s++;
     }
     *w = '\0';
@@ -1675,6 +1676,11 @@ START_TEST(test_latex_labels)
           "\\operatorname{Diag}(-2\\cdot (\\operatorname{vec} X)^{\\circ -3})" },
         { "sum(sum(A.*exp(X)))", "X", "(vec(A ∘ exp(X)))^T", "(vec(A .* exp(X)))'",
           "(\\operatorname{vec}(A \\circ \\exp(X)))^{\\top}" },
+        /* the language's fills, as matrices of ones print, their
+         * transposes with the sizes swapped */
+        { "ones(3,3)*(x.^2)", "x", "1_{3×3}·Diag(2·x)", "1_{3x3}*Diag(2*x)",
+          "\\mathbf{1}_{3\\times 3} \\cdot \\operatorname{Diag}(2\\cdot x)" },
+        { "ones(3,3)'*X", "X", "I_3 ⊗ 1_{3×3}", "I_3 kron 1_{3x3}", "I_{3} \\otimes \\mathbf{1}_{3\\times 3}" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain);
@@ -1829,6 +1835,15 @@ START_TEST(test_negated_power_labels)
         { "(2*(A*x)).*(A*x)", "Diag(4·A·x)·A", "Diag(4*A*x)*A" },
         { "(2*(A*x)).*(A*x).*sin(x)", "Diag(4·(A·x) ∘ sin(x))·A + Diag(2·(A·x).^2 ∘ cos(x))",
           "Diag(4*(A*x) .* sin(x))*A + Diag(2*(A*x).^2 .* cos(x))" },
+        /* a bare Diag's number leaves it where the rest is another term:
+         * 9·Diag(x) + Diag(3·x) is 12·Diag(x); and like terms that cancel
+         * are no term (the operator keeps both: their entries may differ
+         * by rounding) */
+        { "3*(x.*x) + (3*x).*x", "12·Diag(x)", "12*Diag(x)" },
+        { "x.*x + (2*x).*x", "6·Diag(x)", "6*Diag(x)" },
+        { "x.*x - x.^2 + x", "I_3", "I_3" },
+        { "x.*x - x.^2", "0_{3×3}", "0_{3x3}" },
+        { "x.*x + 3*x", "2·Diag(x) + 3·I_3", "2*Diag(x) + 3*I_3" },
 
     };
     lj_expr *x = lj_symtab_get(t, "x");

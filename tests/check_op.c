@@ -1805,6 +1805,23 @@ START_TEST(test_print_formats)
     ck_assert_ptr_nonnull(strstr(tree, "nnz 30"));
     ck_assert_ptr_nonnull(strstr(dot, "digraph"));
     ck_assert_ptr_nonnull(strstr(dot, "->"));
+    {
+        /* a sum's terms say their coefficients, so that the lines add up */
+        lj_op *I3 = lj_op_identity(ctx, 3), *D3 = lj_op_diag(ctx, 3, b, "x");
+        const lj_op *terms[] = { D3, I3 };
+        const double co[] = { 1.0, -3.0 };
+        lj_op *S = lj_op_lincomb(ctx, 2, co, terms);
+        char *ts = lj_op_tree(ctx, S), *ds = lj_op_dot(ctx, S);
+        CK_NN(ctx, ts);
+        ck_assert_msg(strstr(ts, "  diag 3×3  nnz 3  cost 6 flops, 72 bytes  Diag(x)\n") != NULL, "%s", ts);
+        ck_assert_msg(strstr(ts, "  identity 3×3  nnz 3  cost 3 flops, 48 bytes  term ×(−3): I_3\n") != NULL, "%s", ts);
+        ck_assert_msg(strstr(ds, "[label=\"-3\"]") != NULL, "%s", ds);
+        lj_free(ts);
+        lj_free(ds);
+        lj_op_free(&S);
+        lj_op_free(&D3);
+        lj_op_free(&I3);
+    }
     ck_assert_ptr_null(lj_op_print(ctx, J, (lj_print_format)7));
     ck_assert_int_eq(lj_context_status(ctx), LJ_ERR_INVALID);
     lj_free(plain);

@@ -85,6 +85,9 @@ START_TEST(test_round_trip)
         { "A.^2.*A", "A.^2.*A" },
         { "2.*A + 3./A - 2.^2", "2.*A + 3./A - 2.^2" },
         { "1.5.*A + 2.e1*x'*x", "1.5.*A + 20*x'*x" },
+        /* the fills a gradient's plain form writes */
+        { "A + ones(3,3) - 2*zeros(3, 3)", "A + ones(3,3) - 2*zeros(3,3)" },
+        { "ones(2*1+1, 3)*x", "ones(3,3)*x" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int64_t pos;
@@ -127,7 +130,9 @@ START_TEST(test_values_and_broadcast)
         ck_assert(fabs(half.a[i] - 2 / A.a[i]) < 1e-13);
         ck_assert(fabs(four.a[i] - 4 * A.a[i]) < 1e-13);
     }
-    tmat tm[] = { A, B, C, s, AB, want, got, neg, bc, sc, t, ABt, cube, half, four };
+    tmat fill = value(&f, "ones(3,3) - 2*zeros(3,3) + A"); /* the language's fills */
+    for (int i = 0; i < 9; i++) ck_assert(fabs(fill.a[i] - (1 + A.a[i])) < 1e-13);
+    tmat tm[] = { A, B, C, s, AB, want, got, neg, bc, sc, t, ABt, cube, half, four, fill };
     for (size_t i = 0; i < sizeof tm / sizeof tm[0]; i++) tm_free(&tm[i]);
     teardown(&f);
 }
@@ -189,6 +194,11 @@ START_TEST(test_errors_and_positions)
         { "A*x + 2.*R'", LJ_ERR_SHAPE, 4, "add: shapes differ" },
         { "kron(A, x) - R", LJ_ERR_SHAPE, 11, "sub: shapes differ" },
         { "logdet(R*R'*x)", LJ_ERR_SHAPE, 11, "mul" },
+        { "ones(3)", LJ_ERR_PARSE, 0, "'ones' takes 2 arguments, got 1" },
+        { "A + ones(3,A)", LJ_ERR_PARSE, 4, "ones(m,n) needs constant non-negative integers m and n" },
+        { "zeros(-1,3)", LJ_ERR_PARSE, 0, "zeros(m,n) needs constant" },
+        { "zeros(1.5,3)", LJ_ERR_PARSE, 0, "zeros(m,n) needs constant" },
+        { "A + ones(2,3)", LJ_ERR_SHAPE, 2, "add: shapes differ" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t pos = 99;

@@ -180,6 +180,13 @@ run 0 "jacobian -f" -- jacobian -f "$T/seed0.txt" -w A -v W="$c/W.mtx" -v A="$c/
 lj gradient -f - -w X -v X="$T/x12.mtx" -o "$T/gf.mtx" < /dev/null 2>"$T/err"; [ $? -eq 2 ] && ok || bad "-f - with empty input is a parse error"
 printf 'sum(X.*X)' | lj gradient -f - -w X -v X="$T/x12.mtx" > "$T/out" 2>"$T/err" &&
   [ "$(sed -n '3,4p' "$T/out" | tr '\n' ' ')" = "4 -6 " ] && ok || bad "gradient -f -: $(cat "$T/out" "$T/err")"
+# a fill's transpose swaps its sizes; a gradient's plain form parses again
+lj jacobian -e "X*ones(3,2)" -w X -d X=2x3 --print > "$T/out" 2>"$T/err" &&
+  grep -qxF "J = 1_{2×3} ⊗ I_2" "$T/out" && grep -qxF 'latex: \mathbf{1}_{2\times 3} \otimes I_{2}' "$T/out" &&
+  ok || bad "fill's transpose: $(cat "$T/out" "$T/err")"
+lj gradient -e "sum(X) + tr(A*X)" -w X -d X=2x3 -d A=3x2 --print > "$T/out" 2>"$T/err" &&
+  grep -qxF "plain: A' + ones(2,3)" "$T/out" &&
+  lj eval -e "A' + ones(2,3)" -d A=3x2 > "$T/out" 2>"$T/err" && ok || bad "gradient plain form with ones: $(cat "$T/out" "$T/err")"
 printf '0.5.*X' | lj apply -f - -w X -v X="$T/x12.mtx" --vector "$T/v2.mtx" > "$T/out" 2>"$T/err" &&
   [ "$(sed -n '3,4p' "$T/out" | tr '\n' ' ')" = "0.5 1 " ] && ok || bad "apply -f -: $(cat "$T/out" "$T/err")"
 printf 'X +\n  2*X*X\n' > "$T/bad.txt"

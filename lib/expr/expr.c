@@ -571,7 +571,7 @@ char *lji_expr_label(lj_context *ctx, const lj_expr *e)
     bool number = e->def == &lji_op_const && !e->name && e->value[0] >= 0;
     /* a function call (inv(X)) is atomic as it stands, unless it was cut */
     bool call = e->def->function && (!e->def->write || e->def == &lji_op_inv) && !e->pbase; /* A^{-1} too */
-    bool compound = !(lji_is_var(e) || (e->def == &lji_op_const && e->name) || number);
+    bool compound = !(lji_is_var(e) || (e->def == &lji_op_const && e->name) || number || e->def == &lji_op_fill);
     b.math = true;
     b.limit = LJI_LABEL_MAX;
     lji_expr_write(&b, e, 1);

@@ -290,6 +290,10 @@ static void put(lji_gctx *g, lji_mono *m, const lj_expr *e, bool T)
 {
     if (g->failed) return;
     const lji_opdef *d = e->def;
+    if (d == &lji_op_fill && e->p == 0) { /* a factor of zeros: no term (add_term drops it) */
+        m->c = 0;
+        return;
+    }
     if (e->rows == 1 && e->cols == 1) {
         put_scalar(g, m, e, false);
         return;

@@ -276,5 +276,5 @@ const lji_opdef *const lji_language_functions[] = {
     &fn_sign, &fn_relu, &fn_tan, &fn_asin, &fn_acos, &fn_atan, &fn_sinh, &fn_cosh, &fn_sigmoid,
     &fn_softplus, &fn_log1p, &fn_expm1, &lji_op_inv, &lji_op_det, &lji_op_logdet, &lji_op_kron,
     &lji_op_diag, &lji_op_vec, &lji_op_norm1, &lji_op_norm2, &lji_op_max, &lji_op_min, &lji_op_eye,
-    NULL,
+    &lji_op_ones, &lji_op_zeros, NULL,
 };

@@ -315,7 +315,10 @@ static lj_status fill_eval(lj_context *ctx, const lj_expr *e, const double *A, c
 
 static void fill_write(lji_buf *b, const lj_expr *e)
 {
-    lji_buf_printf(b, "%s(%" PRId64 ",%" PRId64 ")", e->p == 0 ? "zeros" : "ones", e->rows, e->cols);
+    if (b->math) /* a label: 1_{2×3}, as a matrix of ones prints */
+        lji_buf_printf(b, "%s_{%" PRId64 "×%" PRId64 "}", e->p == 0 ? "0" : "1", e->rows, e->cols);
+    else
+        lji_buf_printf(b, "%s(%" PRId64 ",%" PRId64 ")", e->p == 0 ? "zeros" : "ones", e->rows, e->cols);
 }
 
 lj_expr *lji_expr_fill(lj_context *ctx, int64_t rows, int64_t cols, double x)
@@ -376,6 +379,10 @@ const lji_opdef lji_op_vec = { .name = "vec", .arity = 1, .function = true, .lev
                                .eval = vec_eval, .local = vec_local, .sparse = LJI_SP_VEC,
                                .adjoint = vec_adjoint };
 const lji_opdef lji_op_fill = { .name = "fill", .level = 6, .eval = fill_eval, .write = fill_write };
+/* the language's names for fills, ones(m,n) and zeros(m,n), as the plain
+ * form writes them: the parser makes a fill of each (no node has them) */
+const lji_opdef lji_op_ones = { .name = "ones", .arity = 2, .function = true, .level = 6 },
+                lji_op_zeros = { .name = "zeros", .arity = 2, .function = true, .level = 6 };
 const lji_opdef lji_op_reshape = { .name = "reshape", .arity = 1, .level = 6, .eval = reshape_eval,
                                    .local = vec_local, .write = reshape_write };
 const lji_opdef lji_op_diag = FUNCTION1("diag", diag_shape, diag_eval, diag_local, 0, diag_adjoint);

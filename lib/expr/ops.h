@@ -113,7 +113,7 @@ double lji_k_mul(double x, double y);
 double lji_dk_mul(double x, double y, int which);
 
 /* The entries, by family. */
-extern const lji_opdef lji_op_var, lji_op_const, lji_op_eye;
+extern const lji_opdef lji_op_var, lji_op_const, lji_op_eye, lji_op_ones, lji_op_zeros;
 extern const lji_opdef lji_op_add, lji_op_sub, lji_op_neg, lji_op_scale, lji_op_hadamard,
     lji_op_hdiv, lji_op_divs, lji_op_pow, lji_op_max, lji_op_min, lji_op_power;
 extern const lji_opdef lji_op_mul, lji_op_kron, lji_op_transpose;

@@ -122,13 +122,18 @@ bool lji_diag_print_times(lji_buf *b, const lj_op *D, lj_print_format fmt, doubl
 {
     const char *l = D->label, *dot = "·";
     if (!l || !lji_is(D, &lji_kind_diag)) return false;
-    size_t m = lji_label_negated_term(l), w = m; /* "−2·x" too */
-    while (isdigit((unsigned char)l[w]) && w < m + 7) w++;
+    size_t n = strlen(l);
+    if (lji_label_is_wrapped(l)) /* "(3·x)" as "3·x" */
+        l++, n -= 2;
+    size_t m = lji_label_minus_len(l), w; /* "−2·x" too */
+    if (m && lji_label_minus_len(l + m)) m = 0;
+    w = m;
+    while (w < n && isdigit((unsigned char)l[w]) && w < m + 7) w++;
     /* "3·x.^2", not "2.5·x", "2·x + y" */
-    if (w == m || strncmp(l + w, dot, strlen(dot)) || lji_label_is_sum(l + m)) return false;
+    if (w == m || w + strlen(dot) >= n || strncmp(l + w, dot, strlen(dot)) || lji_label_is_sum_n(l + m, n - m))
+        return false;
     *k = (m ? -1 : 1) * strtod(l + m, NULL);
-    l += w + strlen(dot);
-    put_diag_of(b, l, strlen(l), fmt);
+    put_diag_of(b, l + w + strlen(dot), n - w - strlen(dot), fmt);
     return true;
 }
 

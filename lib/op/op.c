@@ -1082,6 +1082,9 @@ static void put_label(lji_buf *b, const char *label, size_t len, lj_print_format
                 lji_buf_printf(b, "%s_{%.*s}", s[0] == '1' ? "\\mathbf{1}" : "I", (int)(e - s - 2), s + 2);
             }
             s = e;
+        } else if (latex && start && (s[0] == '0' || s[0] == '1') && s[1] == '_' && s[2] == '{') {
+            lji_buf_puts(b, s[0] == '1' ? "\\mathbf{1}_" : "\\mathbf{0}_"); /* 1_{2×3}: a matrix of ones */
+            s += 2;
         } else if (latex && start && isalpha((unsigned char)s[0])) { /* a name, or a call of a function */
             const char *e = s;
             while (e < end && name_char(*e)) e++;
@@ -1286,6 +1289,15 @@ const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *bu
         memcpy(buf, label, w);
         memcpy(buf + w, "^T", 3);
         return buf;
+    }
+    /* a matrix of ones or zeros, 1_{2×3}: 1_{3×2} */
+    if ((label[0] == '0' || label[0] == '1') && label[1] == '_' && label[2] == '{') {
+        char *x, *e;
+        long long rr = strtoll(label + 3, &x, 10), cc = !strncmp(x, "×", strlen("×")) ? strtoll(x + strlen("×"), &e, 10) : -1;
+        if (cc >= 0 && isdigit((unsigned char)label[3]) && e[0] == '}' && !e[1] && strlen(label) + 1 <= cap) {
+            snprintf(buf, cap, "%c_{%lld×%lld}", label[0], cc, rr);
+            return buf;
+        }
     }
     bool failed;
     char *product = lji_label_product_transposed(ctx, label, &failed); /* (x^T·A)^T: (A^T·x) */

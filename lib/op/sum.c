@@ -218,6 +218,26 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         b->failed = true;
         n = 0;
     }
+    /* a Diag whose label leads with a whole number keeps it inside beside
+     * a coefficient of ±1 (I − Diag(2·x)), but gives it up where the rest
+     * is another term's: 9·Diag(x) + Diag(3·x) is 12·Diag(x) */
+    for (int i = 0; i < n && !cut && !b->failed; i++) {
+        double k;
+        lji_buf o;
+        if (fabs(J->coef[i]) != 1.0 || !lji_is(J->child[i], &lji_kind_diag)) continue;
+        lji_buf_init(&o, b->ctx);
+        o.limit = b->limit;
+        bool alt = lji_diag_print_times(&o, J->child[i], fmt, &k) && !o.failed && !o.truncated && o.s;
+        for (int j = 0; alt && j < n; j++)
+            if (j != i && same_text(o.s, text[j])) {
+                free(text[i]);
+                text[i] = lji_buf_finish(&o, "print");
+                c[i] = J->coef[i] * k;
+                if (!text[i]) b->failed = true, n = 0;
+                break;
+            }
+        lji_buf_discard(&o);
+    }
     /* the terms into o first: where like terms leave one, the sum needs no
      * brackets of its own (A·I_3, not A·(I_3), for A·(2·I_3 − I_3)) */
     lji_buf o;
@@ -226,22 +246,33 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
     int terms = 0;
     double single = 1;
     bool single_sum = false;
+    bool *gone = lji_calloc(b->ctx, (size_t)(n ? n : 1), sizeof *gone);
+    if (!gone) b->failed = true, n = 0;
     for (int i = 0, first = 1; i < n && text[i]; i++) {
-        if (!text[i][0] && i) continue; /* taken into a term before it */
+        if (gone[i]) continue; /* taken into a term before it */
         double sum = c[i];
+        bool alike = false;
         for (int j = i + 1; j < n && text[j] && !cut; j++)
-            if (same_text(text[i], text[j])) sum += c[j];
-        bool merged = sum != c[i] && sum != 0;
-        for (int j = i + 1; j < n && text[j] && merged; j++)
-            if (same_text(text[i], text[j])) text[j][0] = '\0';
-        if (!merged) sum = c[i];
+            if (same_text(text[i], text[j])) sum += c[j], alike = true;
+        for (int j = i + 1; j < n && text[j] && alike; j++)
+            if (same_text(text[i], text[j])) gone[j] = true;
+        if (alike && sum == 0) continue; /* 2·Diag(x) − Diag(2·x) is no term */
         lji_put_signed_coef(&o, sum, first, fmt);
         first = 0;
-        bool wrap = merged && lji_label_is_sum(text[i]); /* 2·(a + b) */
+        bool wrap = alike && lji_label_is_sum(text[i]); /* 2·(a + b) */
         lji_put_open(&o, wrap);
         lji_buf_puts(&o, text[i]);
         lji_put_close(&o, wrap);
         terms++, single = sum, single_sum = lji_label_is_sum(text[i]);
+    }
+    free(gone);
+    if (!terms && n && !cut && !o.failed) { /* every term met its opposite */
+        lji_buf_discard(&o);
+        lji_kind_zero.print(b, J, fmt, where);
+        for (int i = 0; i < J->nchild; i++) free(text[i]);
+        free(text);
+        free(c);
+        return;
     }
     bool paren = where != LJI_AT_TOP &&
                  !(terms == 1 && !cut && !single_sum &&

@@ -39,7 +39,11 @@ static bool node_valid(lj_context *ctx, const lj_op *a, const char *path)
     return ok;
 }
 
-static bool tree_walk(lj_context *ctx, lji_buf *b, const lj_op *a, int depth, const char *path)
+/* One line per node, its children below it, indented. A sum's term with a
+ * coefficient other than 1 says so before its own form ("term ×(−3): I_3"),
+ * so that the lines add up to the sum's value. */
+static bool tree_walk(lj_context *ctx, lji_buf *b, const lj_op *a, int depth, const char *path,
+                      const double *coef)
 {
     if (b->truncated) return true; /* the length cap was reached */
     if (!node_valid(ctx, a, path)) return false;
@@ -50,6 +54,11 @@ static bool tree_walk(lj_context *ctx, lji_buf *b, const lj_op *a, int depth, co
     for (int i = 0; i < depth; i++) lji_buf_puts(b, "  ");
     lji_buf_printf(b, "%s %" PRId64 "×%" PRId64 "  nnz %s%" PRId64 "  cost %.3g flops, %.3g bytes  ",
                    a->kind->name, a->rows, a->cols, exact ? "" : "≤", nz, f, by);
+    if (coef && *coef != 1.0) {
+        lji_buf_puts(b, "term ×(");
+        lji_put_number(b, *coef, LJ_PRINT_UNICODE);
+        lji_buf_puts(b, "): ");
+    }
     if (lji_is(a, &lji_kind_sum)) {
         lji_buf_puts(b, "Σ");
     } else if (lji_is(a, &lji_kind_scaled)) {
@@ -62,7 +71,7 @@ static bool tree_walk(lj_context *ctx, lji_buf *b, const lj_op *a, int depth, co
     for (int i = 0; i < a->nchild; i++) {
         char sub[256];
         snprintf(sub, sizeof sub, "%s.%d", path, i + 1);
-        if (!tree_walk(ctx, b, a->child[i], depth + 1, sub)) return false;
+        if (!tree_walk(ctx, b, a->child[i], depth + 1, sub, a->coef ? &a->coef[i] : NULL)) return false;
     }
     return true;
 }
@@ -73,7 +82,7 @@ char *lj_op_tree(lj_context *ctx, const lj_op *a)
     lji_buf b;
     lji_buf_init(&b, ctx);
     b.limit = LJ_PRINT_MAX;
-    bool ok = tree_walk(ctx, &b, a, 0, "1");
+    bool ok = tree_walk(ctx, &b, a, 0, "1", NULL);
     if (!ok) {
         lji_buf_discard(&b);
         return NULL;

@@ -14,6 +14,8 @@
  * scalar power for 1×1 operands and a matrix power (lj_expr_mpower) for a square
  * matrix and a constant integer. `eye` without an argument is an identity
  * whose size follows from the operation it stands in (A + eye, eye*B).
+ * `ones(m,n)` and `zeros(m,n)` (constant sizes) are the fills that the
+ * plain form of a gradient writes, so that it parses again.
  */
 #include "config.h"
 #include "../expr/ops.h"
@@ -204,6 +206,14 @@ static lj_expr *apply_function(parser *p, const lji_opdef *f, lj_expr **args, in
         if (!constant_value(p, args[0], &n) || n != floor(n) || n < 0 || n > 1e15)
             return fail(p, at, LJ_ERR_PARSE, "parse: eye(n) needs a constant non-negative integer n");
         return checked(p, at, lj_expr_eye(p->ctx, (int64_t)n));
+    }
+    if (f == &lji_op_ones || f == &lji_op_zeros) { /* ones(m,n), zeros(m,n): constant integers */
+        double m, n;
+        if (!constant_value(p, args[0], &m) || !constant_value(p, args[1], &n) || m != floor(m) ||
+            n != floor(n) || m < 0 || n < 0 || m > 1e15 || n > 1e15)
+            return fail(p, at, LJ_ERR_PARSE, "parse: %s(m,n) needs constant non-negative integers m and n",
+                        f->name);
+        return checked(p, at, lji_expr_fill(p->ctx, (int64_t)m, (int64_t)n, f == &lji_op_ones ? 1.0 : 0.0));
     }
     return checked(p, at, f->arity == 1 ? lji_expr_unary(p->ctx, f, args[0])
                                         : lji_expr_binary(p->ctx, f, args[0], args[1]));
