@@ -1822,9 +1822,12 @@ START_TEST(test_negated_power_labels)
         { "(((A*x)).^2).^3", "Diag(6·(A·x).^5)·A", "Diag(6*(A*x).^5)*A" },
         { "log((((A*x)).^3).^2)", "Diag(6./(A·x))·A", "Diag(6./(A*x))*A" },
         /* −Diag(−2) is 2·I_3, and meets I_3 as a like term; a sum left
-         * with one term needs no brackets */
+         * with I_3 leaves the product, and one that cancels makes it 0 */
         { "((-x).^2) ./ x", "I_3", "I_3" },
-        { "A*(((-x).^2) ./ x)", "A·I_3", "A*I_3" },
+        { "A*(((-x).^2) ./ x)", "A", "A" },
+        { "x'*A*(x.^2./x)", "(x.^2 ⊘ x)^T·A^T + x^T·A", "(x.^2 ./ x)'*A' + x'*A" },
+        { "A*(x.*x - x.^2)", "0_{3×3}", "0_{3x3}" },
+
         /* a coefficient 1/k whose decimals do not end reads as written */
         { "x/3", "(1/3)·I_3", "(1/3)*I_3" },
         { "asin(x/9)", "(1/9)·Diag(1./sqrt(1 − (x/9).^2))", "(1/9)*Diag(1./sqrt(1 - (x/9).^2))" },
@@ -1865,6 +1868,10 @@ START_TEST(test_negated_power_labels)
     };
     for (size_t i = 0; i < sizeof mcases / sizeof mcases[0]; i++)
         jacobian_forms_plan_ok(ctx, tX, mcases[i].expr, "X", mcases[i].uni, mcases[i].plain, 340 + i);
+    /* a term that prints as 0 is no term (its product's factor cancelled) */
+    jacobian_forms_plan_ok(ctx, tX, "A*(x.*x - x.^2)*sin(x)'*x", "x",
+                           "(x^T ⊗ I_3)·(I_3 ⊗ (A·(x ∘ x − x.^2)))·Diag(cos(x)) + A·(x ∘ x − x.^2)·sin(x)^T",
+                           "(x' kron I_3)*(I_3 kron (A*(x .* x - x.^2)))*Diag(cos(x)) + A*(x .* x - x.^2)*sin(x)'", 349);
     lj_symtab_free(&tX);
     /* printed with every allocation failing in turn: NOMEM and a message,
      * or the whole form */

@@ -854,8 +854,58 @@ static int put_trace_chain(lji_buf *b, const lj_op *J, int i, lj_print_format fm
 /* products of more factors than this print their number-labelled Diags as they are */
 #define LJI_PRINT_SKIP_MAX 64
 
+/* whether s is an identity as printed: I_3, I_{3} */
+static bool prints_identity(const char *s)
+{
+    if (strncmp(s, "I_", 2)) return false;
+    s += 2;
+    bool brace = *s == '{';
+    s += brace;
+    if (!isdigit((unsigned char)*s)) return false;
+    while (isdigit((unsigned char)*s)) s++;
+    return !strcmp(s, brace ? "}" : "");
+}
+
+/* The sums among J's factors as they print in a product (texts[i], new
+ * memory, NULL for other factors): a sum whose terms met into the
+ * identity is left out of the product (A·I_3 is A), and one whose terms
+ * all cancelled makes the product zero (*zero). False when out of memory. */
+static bool sum_factor_texts(lji_buf *b, const lj_op *J, lj_print_format fmt, char **texts, bool *skip,
+                             bool *zero)
+{
+    int left = J->nchild;
+    *zero = false;
+    for (int i = 0; i < J->nchild; i++) {
+        if (!lji_is(J->child[i], &lji_kind_sum)) continue;
+        lji_buf t;
+        lji_buf_init(&t, b->ctx);
+        t.limit = b->limit;
+        lji_print(&t, J->child[i], fmt, LJI_AT_COMPOSE);
+        bool whole = !t.truncated;
+        if (!(texts[i] = lji_buf_finish(&t, "print"))) return false;
+        if (whole && lji_text_is_zero(texts[i])) *zero = true;
+        else if (whole && left > 1 && prints_identity(texts[i])) skip[i] = true, left--;
+    }
+    return true;
+}
+
 static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
 {
+    char *texts[LJI_PRINT_SKIP_MAX] = { NULL };
+    bool skip[LJI_PRINT_SKIP_MAX] = { false }, zero = false;
+    if (J->nchild <= LJI_PRINT_SKIP_MAX && !sum_factor_texts(b, J, fmt, texts, skip, &zero)) b->failed = true;
+    if (zero || b->failed) { /* a factor of zeros: 0_{m×n} */
+        if (!b->failed) lji_kind_zero.print(b, J, fmt, where);
+        for (int i = 0; i < J->nchild && i < LJI_PRINT_SKIP_MAX; i++) free(texts[i]);
+        return;
+    }
+    int left = J->nchild, one = 0;
+    for (int i = 0; i < J->nchild && i < LJI_PRINT_SKIP_MAX; i++) left -= skip[i], one = skip[i] ? one : i;
+    if (left == 1) { /* the one factor left, placed as the product was */
+        lji_print(b, J->child[one], fmt, where);
+        for (int i = 0; i < J->nchild && i < LJI_PRINT_SKIP_MAX; i++) free(texts[i]);
+        return;
+    }
     bool paren = where == LJI_AT_KRON || where == LJI_AT_TIGHT;
     lji_put_open(b, paren);
     /* a number of a row 1^T·Diag(k·d) that ends the product, after its
@@ -875,17 +925,17 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
     /* a Diag labelled with a number k is k·I: its number goes in front and
      * it is left out (A·Diag(2) reads 2·A, x·1^T·Diag(2) 2·x·1^T), where no
      * row other than 1^T is before it */
-    bool skip[LJI_PRINT_SKIP_MAX] = { false };
     double kd = 1;
     int skipped = 0;
+    for (int i = 0; i < J->nchild && i < LJI_PRINT_SKIP_MAX; i++) skipped += skip[i];
     for (int i = 0; moved < 0 && i < J->nchild && J->nchild <= LJI_PRINT_SKIP_MAX; i++) {
         double k;
-        if (lji_diag_is_number(J->child[i], &k) &&
+        if (!skip[i] && lji_diag_is_number(J->child[i], &k) &&
             (i == 0 || J->child[i - 1]->rows != 1 || is_ones_row(J->child[i - 1])) &&
             skipped + 1 < J->nchild)
             skip[i] = true, kd *= k, skipped++;
     }
-    if (skipped) lji_put_signed_coef(b, kd, true, fmt);
+    if (kd != 1) lji_put_signed_coef(b, kd, true, fmt);
     bool wrote = false;
     for (int i = 0; i < J->nchild; i++) {
         if (skip[i]) continue;
@@ -920,9 +970,11 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
             i++;
             continue;
         }
-        lji_print(b, J->child[i], fmt, LJI_AT_COMPOSE);
+        if (i < LJI_PRINT_SKIP_MAX && texts[i]) lji_buf_puts(b, texts[i]); /* a sum, printed above */
+        else lji_print(b, J->child[i], fmt, LJI_AT_COMPOSE);
     }
     lji_put_close(b, paren);
+    for (int i = 0; i < J->nchild && i < LJI_PRINT_SKIP_MAX; i++) free(texts[i]);
 }
 
 static lj_op *compose_rows(lj_context *ctx, const lj_op *J, int64_t r0, int64_t r1)

@@ -1168,6 +1168,12 @@ size_t lji_label_minus_len(const char *s)
     return s[0] == '-' ? 1 : !strncmp(s, minus, strlen(minus)) ? strlen(minus) : 0;
 }
 
+bool lji_text_is_zero(const char *s)
+{
+    const char *close = strchr(s, '}');
+    return !strncmp(s, "0_{", 3) && close && !close[1];
+}
+
 size_t lji_label_negated_term(const char *label)
 {
     size_t m = lji_label_minus_len(label);

@@ -485,6 +485,8 @@ size_t lji_label_minus_len(const char *s);
 /* the length of the minus sign that starts a label of one negated term
  * ("−sin(x)", "−2·x"), 0 for any other ("−a + b", "x", "−(−x)") */
 size_t lji_label_negated_term(const char *label);
+/* whether s, a printed operator, is a zero matrix alone: 0_{3×3}, 0_{3\times 3} */
+bool lji_text_is_zero(const char *s);
 /* label less a number in front, "2·vec X" → "vec X" with *k = 2 ("−2·…":
  * −2); the label itself, *k = 1, where it has none or is a sum ("2·a + b") */
 const char *lji_label_number(const char *label, double *k);

@@ -249,7 +249,7 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
     bool *gone = lji_calloc(b->ctx, (size_t)(n ? n : 1), sizeof *gone);
     if (!gone) b->failed = true, n = 0;
     for (int i = 0, first = 1; i < n && text[i]; i++) {
-        if (gone[i]) continue; /* taken into a term before it */
+        if (gone[i] || (!cut && lji_text_is_zero(text[i]))) continue; /* taken into a term before it; 0 */
         double sum = c[i];
         bool alike = false;
         for (int j = i + 1; j < n && text[j] && !cut; j++)
