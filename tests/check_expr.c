@@ -1832,6 +1832,10 @@ START_TEST(test_negated_power_labels)
         { "x/3", "(1/3)·I_3", "(1/3)*I_3" },
         { "asin(x/9)", "(1/9)·Diag(1./sqrt(1 − (x/9).^2))", "(1/9)*Diag(1./sqrt(1 - (x/9).^2))" },
         { "x/4", "0.25·I_3", "0.25*I_3" },
+        /* a number inside a reciprocal's brackets meets the others:
+         * 2·(x + 2) ∘ 1./(2·sqrt(…)) is (x + 2) ∘ 1./sqrt(…) */
+        { "sqrt(1+(x+2).^2)", "Diag((x + 2) ∘ 1./sqrt(1 + (x + 2).^2))", "Diag((x + 2) .* 1./sqrt(1 + (x + 2).^2))" },
+        { "sqrt(1+(A*x).^2)", "Diag((A·x) ∘ 1./sqrt(1 + (A·x).^2))·A", "Diag((A*x) .* 1./sqrt(1 + (A*x).^2))*A" },
         /* like terms of a Diag's sum meet, k·P and k·(P) alike (their sum
          * 2·A·x + 2·(A·x) had lent its first term's number to the whole
          * when it met sin(x): 2·(A·x + 2·(A·x)) ∘ sin(x), a wrong J) */

@@ -1279,16 +1279,6 @@ static int hadamard_factors_n(const char *l, size_t n, const char **f, size_t *f
     }
 }
 
-/* factor r ("1./F") is the reciprocal of factor q ("F", or "(F)" where F
- * is "(…)" less its brackets) */
-static bool reciprocal_of(const char *r, size_t nr, const char *q, size_t nq)
-{
-    if (nr < 4 || strncmp(r, "1./", 3)) return false;
-    r += 3, nr -= 3;
-    if (nr == nq && !strncmp(r, q, nq)) return true;
-    return nq + 2 == nr && r[0] == '(' && r[nr - 1] == ')' && !strncmp(r + 1, q, nq);
-}
-
 /* factor r is "1./(1 + exp(M))" or "1./(exp(M) + 1)" and factor q
  * "exp(M)": together σ(M) */
 static bool sigmoid_of(const char *r, size_t nr, const char *q, size_t nq)
@@ -1399,7 +1389,16 @@ static bool hadamard_power(const char *f, size_t n, hpower *p)
         if (lji_label_is_wrapped_n(f, n)) f++, n -= 2;
     }
     p->e *= sign;
-    if (lji_label_is_wrapped_n(f, n)) f++, n -= 2;
+    if (lji_label_is_wrapped_n(f, n)) {
+        f++, n -= 2;
+        size_t wk = 0; /* (2·B).^e, 1./(2·B): 2.^e·B.^e */
+        while (wk < n && wk < 8 && isdigit((unsigned char)f[wk])) wk++;
+        if (wk && wk + nd < n && !strncmp(f + wk, dot, nd) && !lji_label_is_sum_n(f, n) &&
+            hadamard_factors_n(f + wk + nd, n - wk - nd, sf, sn) == 1) {
+            p->k *= pow(strtod(f, NULL), p->e);
+            f += wk + nd, n -= wk + nd;
+        }
+    }
     if (n > 4 && !strncmp(f, "vec ", 4) && ew_power_base(f + 4, n - 4) && !lji_label_is_wrapped_n(f + 4, n - 4))
         f += 4, n -= 4, p->vec = true; /* (vec X).^2 */
     p->b = f, p->nb = n;
@@ -1617,12 +1616,13 @@ static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n,
     return r;
 }
 
-/* The label of Diag(a)·Diag(b), "a ∘ b", with a factor 1./F of either
- * taken out against a factor F of the other (J of log(σ(x)) reads
- * Diag(1 − σ(x)), not Diag(1./σ(x) ∘ σ(x) ∘ (1 − σ(x)))), and
- * 1./(1 + exp(M)) ∘ exp(M) written σ(M) (J of log(1 + exp(x))): new
- * memory, or NULL when nothing changes or nothing would be left (the
- * numbers are the product's either way; the label says what they are). */
+/* The label of Diag(a)·Diag(b), "a ∘ b", its factors read as powers and
+ * met (diag_label_powers): a factor 1./F of either taken out against a
+ * factor F of the other (J of log(σ(x)) reads Diag(1 − σ(x)), not
+ * Diag(1./σ(x) ∘ σ(x) ∘ (1 − σ(x)))), and 1./(1 + exp(M)) ∘ exp(M)
+ * written σ(M) (J of log(1 + exp(x))): new memory, or NULL when nothing
+ * changes (the numbers are the product's either way; the label says what
+ * they are). */
 static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *lb, bool *failed)
 {
     *failed = false;
@@ -1631,34 +1631,7 @@ static char *diag_label_cancelled(lj_context *ctx, const char *la, const char *l
     size_t n[2 * LJI_HFACTORS];
     int na = hadamard_factors(la, f, n), nb = na ? hadamard_factors(lb, f + na, n + na) : 0;
     if (!na || !nb) return NULL;
-    int total = na + nb, left = total, sigmoids = 0;
-    bool gone[2 * LJI_HFACTORS] = { false }, sig[2 * LJI_HFACTORS] = { false };
-    for (int i = 0; i < total; i++)
-        for (int j = i < na ? na : 0; j < (i < na ? total : na) && !gone[i]; j++) {
-            if (gone[j] || sig[j]) continue;
-            if (reciprocal_of(f[i], n[i], f[j], n[j])) {
-                gone[i] = gone[j] = true;
-                left -= 2;
-            } else if (sigmoid_of(f[i], n[i], f[j], n[j])) {
-                gone[i] = sig[j] = true; /* exp(M) becomes σ(M) */
-                left--;
-                sigmoids++;
-            }
-        }
-    if ((left == total && !sigmoids) || left == 0) return diag_label_powers(ctx, f, n, total, failed);
-    lji_buf b;
-    lji_buf_init(&b, ctx);
-    bool first = true;
-    for (int i = 0; i < total; i++)
-        if (!gone[i]) {
-            if (!first) lji_buf_puts(&b, " ∘ ");
-            if (sig[i]) lji_buf_printf(&b, "σ(%.*s", (int)n[i] - 4, f[i] + 4);
-            else lji_buf_printf(&b, "%.*s", (int)n[i], f[i]);
-            first = false;
-        }
-    char *r = lji_buf_finish(&b, "compose");
-    *failed = !r;
-    return r;
+    return diag_label_powers(ctx, f, n, na + nb, failed);
 }
 
 /* a factor of a label "a ∘ b": a sum or a product in brackets, (a − b) ∘
