@@ -1827,6 +1827,9 @@ START_TEST(test_negated_power_labels)
         { "A*(((-x).^2) ./ x)", "A", "A" },
         { "x'*A*(x.^2./x)", "(x.^2 ⊘ x)^T·A^T + x^T·A", "(x.^2 ./ x)'*A' + x'*A" },
         { "A*(x.*x - x.^2)", "0_{3×3}", "0_{3x3}" },
+        /* a whole number a factor's one term leads with goes in front of
+         * the product (was Diag(x)·4·Diag(x.^3)) */
+        { "x.^3.*x.*x", "4·Diag(x)·Diag(x.^3) + Diag(x.^3 ∘ x)", "4*Diag(x)*Diag(x.^3) + Diag(x.^3 .* x)" },
 
         /* a coefficient 1/k whose decimals do not end reads as written */
         { "x/3", "(1/3)·I_3", "(1/3)*I_3" },

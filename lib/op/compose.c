@@ -935,6 +935,17 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
             skipped + 1 < J->nchild)
             skip[i] = true, kd *= k, skipped++;
     }
+    /* so does a whole number a sum's one term leads with: Diag(x)·4·Diag(x.^3)
+     * reads 4·Diag(x)·Diag(x.^3) (not after a row: the trace chain's) */
+    for (int i = 0; moved < 0 && i < J->nchild && i < LJI_PRINT_SKIP_MAX; i++) {
+        double lead = 1;
+        size_t m = texts[i] && !skip[i] && (i == 0 || J->child[i - 1]->rows != 1)
+                       ? lji_leading_number(texts[i], fmt, &lead) : 0;
+        if (m && texts[i][m]) {
+            memmove(texts[i], texts[i] + m, strlen(texts[i] + m) + 1);
+            kd *= lead;
+        }
+    }
     if (kd != 1) lji_put_signed_coef(b, kd, true, fmt);
     bool wrote = false;
     for (int i = 0; i < J->nchild; i++) {
