@@ -179,6 +179,9 @@ static const gcase cookbook[] = {
     { "det(X)^2", "X", "X=3x3", "2·det(X)^2·X^{-T}", "2*det(X)^2*inv(X)'" },
     { "1/det(X)", "X", "X=3x3", "−X^{-T} / det(X)", "-inv(X)'/det(X)" },                   /* (50) */
     { "sum(vec(X'))", "X", "X=3x2", "1_{3×2}", "X.^0" },
+    /* a transpose taken into an elementwise function: exp(X^T)^T is exp(X) */
+    { "sum(sum(exp(X')))", "X", "X=3x2", "exp(X)", "exp(X)" },
+    { "tr(A*sin(X'))", "X", "A=3x2 X=3x2", "A ∘ cos(X)", "A.*cos(X)" },
     /* powers of one scalar multiply out, a negative power is a divisor */
     { "1/(x'*x)^2", "x", "x=3x1", "−4·(x / (x^T·x)^3)", "-4*x/(x'*x)^3" },
     { "(x'*x)^-0.5", "x", "x=3x1", "−x / (x^T·x)^1.5", "-x/(x'*x)^1.5" },
@@ -395,6 +398,12 @@ START_TEST(test_formats)
         { "sum(x)", "x", "1_3", "ones(3,1)", "\\mathbf{1}_{3}" },
         { "ones'*x", "x", "1_3", "ones", "\\mathbf{1}_{3}" },
         { "sum(A)", "X", "0_{3×3}", "zeros(3,3)", "\\mathbf{0}_{3\\times 3}" },
+        /* a transpose taken into an elementwise expression down to its
+         * transposes: exp(X^T)^T is exp(X) */
+        { "sum(sum(exp(X')))", "X", "exp(X)", "exp(X)", "\\exp\\left(X\\right)" },
+        { "tr(A*sin(X'))", "X", "A ∘ cos(X)", "A.*cos(X)", "A \\circ \\cos\\left(X\\right)" },
+        { "tr(A*(sin(X').*P))", "X", "(A^T ∘ P ∘ cos(X^T))^T", "(A'.*P.*cos(X'))'",
+          "\\left(A^{\\top} \\circ P \\circ \\cos\\left(X^{\\top}\\right)\\right)^{\\top}" },
         /* the language's fills: a factor of zeros is no term */
         { "sum(ones(3,3).*X) + sum(zeros(3,3).*X)", "X", "1_{3×3}", "ones(3,3)", "\\mathbf{1}_{3\\times 3}" },
         { "tr(zeros(3,3)*X) + tr(A*X)", "X", "A^T", "A'", "A^{\\top}" },

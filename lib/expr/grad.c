@@ -286,10 +286,32 @@ static lj_expr *fresh_transpose(lji_gctx *g, const lj_expr *e)
  * the scalar factors, products and transposes flattened into the chain. A
  * product on a sparsity pattern (a sampled product, a sparse product) is
  * one factor: its value is not the dense product. */
+/* e^T with the transpose taken into an elementwise expression down to
+ * its transposes, scalars and symmetric factors: f(M^T)^T is f(M), and
+ * (A^T ∘ cos(X^T))^T is A ∘ cos(X) (the gradient of tr(A·sin(X^T)));
+ * NULL where some other operand would take a transpose of its own, or on
+ * failure (g->failed). */
+static lj_expr *pushed_transpose(lji_gctx *g, const lj_expr *e, int depth)
+{
+    const lji_opdef *d = e->def;
+    if (depth > 8 || e->pat) return NULL;
+    if (d == &lji_op_transpose) return lj_expr_retain(e->a);
+    if ((e->rows == 1 && e->cols == 1) || symmetric(e, 0)) return lj_expr_retain((lj_expr *)e);
+    if (!d->f && d->shape != lji_shape_broadcast) return NULL;
+    lj_expr *a = pushed_transpose(g, e->a, depth + 1), *b = NULL, *r = NULL;
+    if (a && d->f) r = lji_g_node(g, lji_expr_unary(g->ctx, d, a));
+    else if (a && (b = pushed_transpose(g, e->b, depth + 1)))
+        r = lji_g_node(g, lji_expr_binary(g->ctx, d, a, b));
+    lj_expr_free(&a);
+    lj_expr_free(&b);
+    return r;
+}
+
 static void put(lji_gctx *g, lji_mono *m, const lj_expr *e, bool T)
 {
     if (g->failed) return;
     const lji_opdef *d = e->def;
+    lj_expr *pushed;
     if (d == &lji_op_fill && e->p == 0) { /* a factor of zeros: no term (add_term drops it) */
         m->c = 0;
         return;
@@ -322,6 +344,9 @@ static void put(lji_gctx *g, lji_mono *m, const lj_expr *e, bool T)
         lj_expr *f = lji_g_node(g, lji_expr_fill(g->ctx, e->cols, e->rows, e->p));
         if (f) push_factor(g, m, f);
         lj_expr_free(&f);
+    } else if ((d->f || d->shape == lji_shape_broadcast) && !g->failed && (pushed = pushed_transpose(g, e, 0))) {
+        push_factor(g, m, pushed);
+        lj_expr_free(&pushed);
     } else {
         lj_expr *t = fresh_transpose(g, e);
         if (t) push_factor(g, m, t);
