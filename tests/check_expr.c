@@ -1284,6 +1284,13 @@ START_TEST(test_value_label_brackets)
         /* a value's row and the transpose of its column are one node kind
          * (a dense row over the same numbers): like terms */
         { "(x'*A)*(A'*x)", "2·(x^T·A)·A^T", "2*(x'*A)*A'" },
+        /* a Hadamard product before a matrix product is bracketed: a
+         * label's factors are read with · binding tighter than ∘, and
+         * A ∘ B·x would be A ∘ (B·x) (J of ((C.*B)*D).*A^2 printed
+         * Diag(vec(2·C ∘ (B·D) ∘ A)), a wrong J) */
+        { "((A.*B)*x).*x", "Diag(x)·(A ∘ B) + Diag((A ∘ B)·x)", "Diag(x)*(A .* B) + Diag((A .* B)*x)" },
+        { "((A.*B)*x).*x.^2", "Diag(x.^2)·(A ∘ B) + Diag(2·x ∘ ((A ∘ B)·x))", "Diag(x.^2)*(A .* B) + Diag(2*x .* ((A .* B)*x))" },
+        { "(-(A.*B)*x).*x", "−Diag(x)·(A ∘ B) − Diag((A ∘ B)·x)", "-Diag(x)*(A .* B) - Diag((A .* B)*x)" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, "x", cases[i].uni, cases[i].plain);
@@ -1875,6 +1882,10 @@ START_TEST(test_negated_power_labels)
     };
     for (size_t i = 0; i < sizeof mcases / sizeof mcases[0]; i++)
         jacobian_forms_plan_ok(ctx, tX, mcases[i].expr, "X", mcases[i].uni, mcases[i].plain, 340 + i);
+    /* a Hadamard product before a matrix product keeps its brackets when
+     * labels' factors meet (was Diag(vec(2·A ∘ (B·A) ∘ X)), a wrong J) */
+    jacobian_forms_plan_ok(ctx, tX, "((A.*B)*A).*(X.^2)", "X", "Diag(vec(2·((A ∘ B)·A) ∘ X))",
+                           "Diag(vec(2*((A .* B)*A) .* X))", 348);
     /* a term that prints as 0 is no term (its product's factor cancelled) */
     jacobian_forms_plan_ok(ctx, tX, "A*(x.*x - x.^2)*sin(x)'*x", "x",
                            "(x^T ⊗ I_3)·(I_3 ⊗ (A·(x ∘ x − x.^2)))·Diag(cos(x)) + A·(x ∘ x − x.^2)·sin(x)^T",

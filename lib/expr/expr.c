@@ -399,6 +399,18 @@ static bool same_infix_level(const lj_expr *e, int level)
     return !d->function && !d->write && d->arity == 2 && d->level == level;
 }
 
+/* In a label, a matrix product whose left operand is a Hadamard product
+ * or quotient: that operand is bracketed, (C ∘ B)·D. The language reads
+ * C.*B*D left to right, but a label's factors are read with · binding
+ * tighter than ∘, and C ∘ B·D would be C ∘ (B·D). */
+static bool mixed_left(const lji_buf *b, const lj_expr *x)
+{
+    if (!b->math || x->def != &lji_op_mul || (x->b->rows == 1 && x->b->cols == 1)) return false;
+    const lj_expr *a = x->a;
+    while (a->def == &lji_op_neg && !a->pbase) a = a->a; /* −(C ∘ B)·D */
+    return (a->def == &lji_op_hadamard || a->def == &lji_op_hdiv) && !a->pbase;
+}
+
 /* the level e is written at */
 static int written_level(const lj_expr *e)
 {
@@ -440,7 +452,7 @@ static int64_t negated_operands(const lji_buf *b, const lj_expr *e, const lj_exp
         const lj_expr *r = e->b;
         for (; r->def == &lji_op_neg; r = r->a) k++;
         k += lji_label_transposed_negs(b, r) % 2;
-        if (!same_infix_level(e->a, 2) || e->a->pbase) break;
+        if (!same_infix_level(e->a, 2) || e->a->pbase || mixed_left(b, e)) break;
     }
     *first = e->a;
     return k;
@@ -450,6 +462,23 @@ static int64_t negated_operands(const lji_buf *b, const lj_expr *e, const lj_exp
  * a chain whose first operand does (−A·B + C), or in labels a chain of
  * terms with an odd number of negated operands. A right operand that does
  * is bracketed: A − (−B·A), x^T·(−A). */
+/* whether a chain of terms ends (down its left spine) in a bracketed
+ * Hadamard operand of a matrix product (mixed_left), and so writes the
+ * minus signs of that operand only (*minus: an odd number of them); the
+ * others stay where they are */
+static bool chain_bottom_mixed(const lji_buf *b, const lj_expr *e, bool *minus)
+{
+    for (;; e = e->a) {
+        if (mixed_left(b, e)) {
+            int n = 0;
+            for (const lj_expr *a = e->a; a->def == &lji_op_neg; a = a->a) n++;
+            *minus = n % 2;
+            return true;
+        }
+        if (!same_infix_level(e->a, 2) || e->a->pbase) return false;
+    }
+}
+
 bool lji_expr_writes_minus(const lji_buf *b, const lj_expr *e)
 {
     for (;;) {
@@ -459,6 +488,8 @@ bool lji_expr_writes_minus(const lji_buf *b, const lj_expr *e)
             return true;
         if (e->pbase || !same_infix_level(e, d->level)) return false;
         const lj_expr *first = e->a;
+        bool minus;
+        if (b->math && d->level == 2 && chain_bottom_mixed(b, e, &minus)) return minus; /* −(a ∘ b)·D */
         if (b->math && d->level == 2 && negated_operands(b, e, &first) % 2) return true;
         if (label_level(b, first) < d->level) return false; /* bracketed */
         e = first;
@@ -494,7 +525,8 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         /* a left-deep chain (a long sum or product) is walked down its left
          * spine without recursion, then written from its bottom up */
         int64_t depth = 0;
-        for (const lj_expr *x = e; same_infix_level(x->a, mine) && !x->a->pbase; x = x->a) depth++; /* X^3·A */
+        for (const lj_expr *x = e; same_infix_level(x->a, mine) && !x->a->pbase && !mixed_left(b, x); x = x->a)
+            depth++; /* X^3·A */
         const lj_expr **spine = depth ? lji_malloc(b->ctx, (size_t)(depth + 1) * sizeof *spine) : NULL;
         if (depth && !spine) {
             b->failed = true;
@@ -506,9 +538,9 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
         /* in a label, a chain of terms writes its negated operands' minus
          * signs in front (one, or none for two), unless its first operand
          * has one of its own and the count is odd */
-        bool strip = false, drop = false;
+        bool strip = false, drop = false, mixed = mixed_left(b, x);
         const lj_expr *first = x->a;
-        if (b->math && mine == 2) {
+        if (b->math && mine == 2 && !mixed) {
             int64_t k = negated_operands(b, e, &first);
             bool own = label_level(b, first) >= mine && lji_expr_writes_minus(b, first);
             while (own && first->def == &lji_op_neg) { /* (−a)·(−b) is a·b */
@@ -524,8 +556,13 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
             if (strip && k % 2) lji_buf_puts(b, "−");
             if (!strip) first = x->a, drop = false;
         }
+        if (mixed) { /* (C ∘ B)·D, its minus signs in front: −(C ∘ B)·D */
+            int n = 0;
+            for (; first->def == &lji_op_neg; first = first->a) n++;
+            if (n % 2) lji_buf_puts(b, "−");
+        }
         b->drop_minus = drop;
-        lji_expr_write(b, first, mine);
+        lji_expr_write(b, first, mixed ? mine + 1 : mine);
         for (int64_t k = depth; k >= 0 && !b->truncated; k--) {
             x = spine ? spine[k] : e;
             if (b->math) lji_buf_puts(b, x->def->msym);

@@ -866,25 +866,47 @@ static bool prints_identity(const char *s)
     return !strcmp(s, brace ? "}" : "");
 }
 
-/* The sums among J's factors as they print in a product (texts[i], new
- * memory, NULL for other factors): a sum whose terms met into the
- * identity is left out of the product (A·I_3 is A), and one whose terms
- * all cancelled makes the product zero (*zero). False when out of memory. */
+/* a sum of Diags and identities (scaled or not): what may print as I, 0
+ * or k·Diag(…), and prints in time linear in its labels */
+static bool flat_sum(const lj_op *s)
+{
+    if (!lji_is(s, &lji_kind_sum)) return false;
+    for (int i = 0; i < s->nchild; i++) {
+        const lj_op *t = lji_is(s->child[i], &lji_kind_scaled) ? s->child[i]->child[0] : s->child[i];
+        if (!lji_is(t, &lji_kind_diag) && !lji_is_identity(t)) return false;
+    }
+    return true;
+}
+
+/* The sums of Diags and identities among J's factors as they print in a
+ * product (texts[i], new memory; NULL for other factors, which print in
+ * their turn): a sum whose terms met into the identity is left out of the
+ * product (A·I_3 is A), and one whose terms all cancelled makes the
+ * product zero (*zero). False when out of memory. */
 static bool sum_factor_texts(lji_buf *b, const lj_op *J, lj_print_format fmt, char **texts, bool *skip,
                              bool *zero)
 {
     int left = J->nchild;
     *zero = false;
+    /* within what b has room for: past it the texts would be cut anyway,
+     * and printing them whole would cost the size of the whole form (of
+     * sums nested in products nested in sums, exponential in the depth
+     * where subtrees are shared) */
+    size_t room = b->limit > b->len ? b->limit - b->len : 0;
+    if (b->limit && !room) return true;
     for (int i = 0; i < J->nchild; i++) {
-        if (!lji_is(J->child[i], &lji_kind_sum)) continue;
+        if (!flat_sum(J->child[i])) continue;
         lji_buf t;
         lji_buf_init(&t, b->ctx);
-        t.limit = b->limit;
+        t.limit = room;
         lji_print(&t, J->child[i], fmt, LJI_AT_COMPOSE);
         bool whole = !t.truncated;
+        size_t len = t.len;
         if (!(texts[i] = lji_buf_finish(&t, "print"))) return false;
         if (whole && lji_text_is_zero(texts[i])) *zero = true;
         else if (whole && left > 1 && prints_identity(texts[i])) skip[i] = true, left--;
+        if (!whole || (b->limit && len >= room)) break; /* the rest print directly, into a full b */
+        if (b->limit) room -= len;
     }
     return true;
 }
@@ -901,8 +923,9 @@ static void compose_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_p
     }
     int left = J->nchild, one = 0;
     for (int i = 0; i < J->nchild && i < LJI_PRINT_SKIP_MAX; i++) left -= skip[i], one = skip[i] ? one : i;
-    if (left == 1) { /* the one factor left, placed as the product was */
-        lji_print(b, J->child[one], fmt, where);
+    if (left == 1) { /* the one factor left, placed as the product was (a sum as printed above) */
+        if (texts[one]) lji_buf_puts(b, texts[one]);
+        else lji_print(b, J->child[one], fmt, where);
         for (int i = 0; i < J->nchild && i < LJI_PRINT_SKIP_MAX; i++) free(texts[i]);
         return;
     }
