@@ -1886,6 +1886,8 @@ START_TEST(test_negated_power_labels)
      * labels' factors meet (was Diag(vec(2·A ∘ (B·A) ∘ X)), a wrong J) */
     jacobian_forms_plan_ok(ctx, tX, "((A.*B)*A).*(X.^2)", "X", "Diag(vec(2·((A ∘ B)·A) ∘ X))",
                            "Diag(vec(2*((A .* B)*A) .* X))", 348);
+    /* a sign inside vec(…) folds with the one outside */
+    jacobian_forms_plan_ok(ctx, tX, "B - (-(A.*B)*A).*X", "X", "Diag(vec((A ∘ B)·A))", "Diag(vec((A .* B)*A))", 347);
     /* a term that prints as 0 is no term (its product's factor cancelled) */
     jacobian_forms_plan_ok(ctx, tX, "A*(x.*x - x.^2)*sin(x)'*x", "x",
                            "(x^T ⊗ I_3)·(I_3 ⊗ (A·(x ∘ x − x.^2)))·Diag(cos(x)) + A·(x ∘ x − x.^2)·sin(x)^T",

@@ -97,6 +97,23 @@ bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt)
     const char *l = D->label;
     if (!l || !lji_is(D, &lji_kind_diag)) return false;
     size_t n = strlen(l), skip = lji_label_minus_product(l), m = lji_label_negated_term(l);
+    if (!skip && !m && !strncmp(l, "vec(", 4) && lji_label_is_wrapped(l + 3)) { /* "vec(−M)": Diag(vec(M)) */
+        size_t mv = lji_label_minus_len(l + 4);
+        if (!mv || lji_label_minus_len(l + 4 + mv) || lji_label_is_sum_n(l + 4, n - 5)) return false;
+        lji_buf v;
+        lji_buf_init(&v, b->ctx);
+        lji_buf_puts(&v, "vec(");
+        lji_buf_putn(&v, l + 4 + mv, n - 5 - mv);
+        lji_buf_puts(&v, ")");
+        if (v.failed) {
+            b->failed = true;
+            lji_buf_discard(&v);
+            return true;
+        }
+        put_diag_of(b, v.s, v.len, fmt);
+        lji_buf_discard(&v);
+        return true;
+    }
     if (skip) /* "(−x·y)" */
         l += skip, n -= skip + 1;
     else if (m) /* "−2·x" */

@@ -462,8 +462,9 @@ bool lji_label_is_sum_inside(const char *label);
 bool lji_label_is_wrapped(const char *label);
 /* the same for the first n bytes */
 bool lji_label_is_wrapped_n(const char *label, size_t n);
-/* −D for a Diag D whose label is one negated term: "Diag(x)" for −Diag(−x);
- * false, and nothing written, for any other D */
+/* −D for a Diag D whose label is one negated term: "Diag(x)" for −Diag(−x),
+ * "Diag(vec(M))" for −Diag(vec(−M)); false, and nothing written, for any
+ * other D */
 bool lji_diag_print_negated(lji_buf *b, const lj_op *D, lj_print_format fmt);
 /* D/k for a Diag D whose label is a whole number k (or −k) times one
  * term: "Diag(x.^2)" for Diag(3·x.^2), *k = 3; false, and nothing
