@@ -1846,6 +1846,9 @@ START_TEST(test_negated_power_labels)
          * 2·(x + 2) ∘ 1./(2·sqrt(…)) is (x + 2) ∘ 1./sqrt(…) */
         { "sqrt(1+(x+2).^2)", "Diag((x + 2) ∘ 1./sqrt(1 + (x + 2).^2))", "Diag((x + 2) .* 1./sqrt(1 + (x + 2).^2))" },
         { "sqrt(1+(A*x).^2)", "Diag((A·x) ∘ 1./sqrt(1 + (A·x).^2))·A", "Diag((A*x) .* 1./sqrt(1 + (A*x).^2))*A" },
+        /* a value's number in its brackets goes in front where labels meet:
+         * 3·x ∘ 1./(1 + x), not (3·x) ∘ 1./(1 + x) */
+        { "(3*x).*log1p(x)", "3·Diag(log1p(x)) + Diag(3·x ∘ 1./(1 + x))", "3*Diag(log1p(x)) + Diag(3*x .* 1./(1 + x))" },
         /* like terms of a Diag's sum meet, k·P and k·(P) alike (their sum
          * 2·A·x + 2·(A·x) had lent its first term's number to the whole
          * when it met sin(x): 2·(A·x + 2·(A·x)) ∘ sin(x), a wrong J) */

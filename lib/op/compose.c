@@ -1564,6 +1564,7 @@ static char *diag_label_powers(lj_context *ctx, const char **f, const size_t *n,
     for (int i = 0; i < np; i++) {
         if (from[i] < 0) continue;
         k *= p[i].k;
+        if (p[i].k != 1 && f[from[i]][0] == '(') cancels = true; /* (2·x) ∘ y: its number goes in front */
         first[i] = i, sum[i] = p[i].e;
         if (!p[i].nb) cancels = true; /* a number among the factors goes in front */
         for (int j = 0; j < i && p[i].nb; j++)
