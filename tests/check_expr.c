@@ -1849,6 +1849,9 @@ START_TEST(test_negated_power_labels)
         /* a value's number in its brackets goes in front where labels meet:
          * 3·x ∘ 1./(1 + x), not (3·x) ∘ 1./(1 + x) */
         { "(3*x).*log1p(x)", "3·Diag(log1p(x)) + Diag(3·x ∘ 1./(1 + x))", "3*Diag(log1p(x)) + Diag(3*x .* 1./(1 + x))" },
+        /* a whole number before a reciprocal in a Diag's sum: 3./R, not 3·1./R */
+        { "(3*(A*x))./(1+(A*x).^2)", "Diag(3./(1 + (A·x).^2) − 6·(A·x).^2 ∘ 1./(1 + (A·x).^2).^2)·A",
+          "Diag(3./(1 + (A*x).^2) - 6*(A*x).^2 .* 1./(1 + (A*x).^2).^2)*A" },
         /* like terms of a Diag's sum meet, k·P and k·(P) alike (their sum
          * 2·A·x + 2·(A·x) had lent its first term's number to the whole
          * when it met sin(x): 2·(A·x + 2·(A·x)) ∘ sin(x), a wrong J) */

@@ -416,6 +416,21 @@ static term_label term_label_of(const char *l, double *c)
 }
 
 
+/* c·t into b, a term of a sum (first: the sum's first): its sign and
+ * number, and t; a whole number before a reciprocal 1./R as k./R */
+static void put_coef_term(lji_buf *b, double c, bool first, const char *t, size_t n)
+{
+    double a = fabs(c);
+    if (a != 1.0 && a == floor(a) && a < 1e6 && n > 3 && !strncmp(t, "1./", 3)) {
+        lji_put_signed_coef(b, c < 0 ? -1.0 : 1.0, first, LJ_PRINT_UNICODE);
+        lji_buf_printf(b, "%.0f", a);
+        lji_buf_putn(b, t + 1, n - 1); /* 3./R */
+        return;
+    }
+    lji_put_signed_coef(b, c, first, LJ_PRINT_UNICODE);
+    lji_buf_putn(b, t, n);
+}
+
 /* "q·a + p·b" for the Diag of q·x + p·y (q, p the two terms' coefficients,
  * la, lb the labels of x and y): no coefficient of 1 written, a − for a
  * negative one, sums bracketed where a number or a minus sign multiplies
@@ -442,8 +457,12 @@ static char *diag_sum_label(lj_context *ctx, const char *la, double q, const cha
             return lji_buf_finish(&b, "lincomb");
         }
     }
-    lji_put_signed_coef(&b, q, true, LJ_PRINT_UNICODE);
     bool wrap = q != 1.0 && (a.sum || !whole); /* −(a + b), 2·(a + b) */
+    if (whole && !wrap) { /* q·a, 3./R */
+        put_coef_term(&b, q, true, a.s, a.n);
+        goto second;
+    }
+    lji_put_signed_coef(&b, q, true, LJ_PRINT_UNICODE);
     if (wrap) lji_buf_puts(&b, "(");
     if (!whole) {
         char *head = lji_strndup(ctx, a.s, a.n);
@@ -459,11 +478,15 @@ static char *diag_sum_label(lj_context *ctx, const char *la, double q, const cha
     }
     lji_buf_putn(&b, a.s, a.n);
     if (wrap) lji_buf_puts(&b, ")");
-    lji_put_signed_coef(&b, p, false, LJ_PRINT_UNICODE);
+second:
     wrap = p != 1.0 && t.sum; /* a − (b + c) */
-    if (wrap) lji_buf_puts(&b, "(");
-    lji_buf_putn(&b, t.s, t.n);
-    if (wrap) lji_buf_puts(&b, ")");
+    if (wrap) {
+        lji_put_signed_coef(&b, p, false, LJ_PRINT_UNICODE);
+        lji_buf_puts(&b, "(");
+        lji_buf_putn(&b, t.s, t.n);
+        lji_buf_puts(&b, ")");
+    } else
+        put_coef_term(&b, p, false, t.s, t.n);
     return lji_buf_finish(&b, "lincomb");
 }
 
