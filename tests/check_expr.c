@@ -1892,6 +1892,12 @@ START_TEST(test_negated_power_labels)
      * labels' factors meet (was Diag(vec(2·A ∘ (B·A) ∘ X)), a wrong J) */
     jacobian_forms_plan_ok(ctx, tX, "((A.*B)*A).*(X.^2)", "X", "Diag(vec(2·((A ∘ B)·A) ∘ X))",
                            "Diag(vec(2*((A .* B)*A) .* X))", 348);
+    /* a matrix of ones in a transposed product is a factor, not a number
+     * (its 1 had been kept in front: the first term printed
+     * x^T·(1_{3×3}·(B·A)·A^T), a wrong J) */
+    jacobian_forms_plan_ok(ctx, tX, "x'*((ones(3,3)*A)*(B*A)')*x", "x",
+                           "x^T·(1_{3×3}·A·(B·A)^T)^T + x^T·(1_{3×3}·A·(B·A)^T)",
+                           "x'*(1_{3x3}*A*(B*A)')' + x'*(1_{3x3}*A*(B*A)')", 346);
     /* a sign inside vec(…) folds with the one outside */
     jacobian_forms_plan_ok(ctx, tX, "B - (-(A.*B)*A).*X", "X", "Diag(vec((A ∘ B)·A))", "Diag(vec((A .* B)*A))", 347);
     /* a term that prints as 0 is no term (its product's factor cancelled) */

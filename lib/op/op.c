@@ -1244,12 +1244,15 @@ char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *fai
     lji_buf b;
     lji_buf_init(&b, ctx);
     lji_buf_printf(&b, "(%.*s", (int)minus, label + 1);
-    for (int i = 0; i < nf; i++) /* numbers first: 0.5·(C^T + C)^T·a */
-        if (fn[i] && isdigit((unsigned char)fs[i][0])) lji_buf_printf(&b, "%.*s%s", (int)fn[i], fs[i], dot);
+    /* numbers first: 0.5·(C^T + C)^T·a (a number all digits: 1_3 and
+     * 1_{3×3}, vectors and matrices of ones, are factors to transpose) */
+#define LJI_IS_NUMBER_FACTOR(f, k) ((k) && isdigit((unsigned char)(f)[0]) && strspn((f), "0123456789.") >= (size_t)(k))
+    for (int i = 0; i < nf; i++)
+        if (LJI_IS_NUMBER_FACTOR(fs[i], fn[i])) lji_buf_printf(&b, "%.*s%s", (int)fn[i], fs[i], dot);
     for (int i = nf - 1, any = 0; i >= 0; i--) {
         const char *f = fs[i];
         int k = (int)fn[i];
-        if (k && isdigit((unsigned char)f[0])) continue;
+        if (LJI_IS_NUMBER_FACTOR(f, k)) continue;
         if (any++) lji_buf_puts(&b, dot);
         if (k == 0) gains = nf + 1; /* "(·A)": no product */
         else if (k > 2 && !strncmp(f + k - 2, "^T", 2)) lji_buf_printf(&b, "%.*s", k - 2, f), losses++;
@@ -1273,6 +1276,7 @@ char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *fai
     if (!r) *failed = true;
     return r;
 }
+#undef LJI_IS_NUMBER_FACTOR
 
 /* label's length where it is a name of ASCII letters, digits and '_'
  * (whatever the locale), else 0 */
