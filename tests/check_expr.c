@@ -792,8 +792,10 @@ START_TEST(test_power_and_eye)
     lj_free(dp);
     lj_expr_free(&D);
     lj_expr_free(&D2);
-    /* powers of powers: J written out grows as their product; the print is cut */
-    lj_expr *N = lj_parse(ctx, "((X^95 - X)^93 - X)^95", t, &dpos);
+    /* powers of powers with a Diag inside (which keeps the sums of
+     * Kronecker products from folding): J written out grows as their
+     * product; the print is cut */
+    lj_expr *N = lj_parse(ctx, "((sin(X)^95 - X)^93 - X)^95", t, &dpos);
     CK_NN(ctx, N);
     lj_op *JN = lj_expr_jacobian(ctx, N, X);
     CK_NN(ctx, JN);
@@ -1251,6 +1253,61 @@ static void jacobian_forms_plan_ok(lj_context *ctx, lj_symtab *t, const char *ex
     plan_ok(&E, f, lj_symtab_get(t, wrt), expr);
     lj_expr_free(&f);
 }
+
+/* A Kronecker product multiplies into a sum whose terms begin (end) with
+ * Kronecker products it folds with (all but at most one): J reads as the
+ * Cookbook's sum of Kronecker products, and applies fewer of them. A
+ * product of labelled factors prints flat. Each J against central
+ * differences, and a plan's J after X moved against a fresh one. */
+START_TEST(test_kron_into_sums)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 23, true);
+    const struct { const char *expr, *uni, *plain; } cases[] = {
+        { "X*X*X", "((X^T·X^T) ⊗ I_3) + (X^T ⊗ X) + (I_3 ⊗ (X·X))",
+          "((X'*X') kron I_3) + (X' kron X) + (I_3 kron (X*X))" },
+        { "X*X*X*X", "((X^T·X^T·X^T) ⊗ I_3) + ((X^T·X^T) ⊗ X) + (X^T ⊗ (X·X)) + (I_3 ⊗ (X·X·X))",
+          "((X'*X'*X') kron I_3) + ((X'*X') kron X) + (X' kron (X*X)) + (I_3 kron (X*X*X))" },
+        /* a term ending with a commutation folds too */
+        { "A*X'*X*B", "((B^T·X^T) ⊗ A)·K_{3,3} + (B^T ⊗ (A·X^T))", "((B'*X') kron A)*K_{3,3} + (B' kron (A*X'))" },
+        { "(A*X)*(B*X)", "((B·X)^T ⊗ A) + (I_3 ⊗ (A·X·B))", "((B*X)' kron A) + (I_3 kron (A*X*B))" },
+        /* a product's brackets go inside a factor: X·(A + X^T·X)^{-T}·X^T */
+        { "X*inv(A+X'*X)*X'",
+          "((X·(A + X^T·X)^{-T}) ⊗ I_3) − ((X·(A + X^T·X)^{-T}·X^T) ⊗ (X·(A + X^T·X)^{-1}))·K_{3,3} − "
+          "((X·(A + X^T·X)^{-T}) ⊗ (X·(A + X^T·X)^{-1}·X^T)) + (I_3 ⊗ (X·(A + X^T·X)^{-1}))·K_{3,3}",
+          "((X*(A + X'*X)^{-T}) kron I_3) - ((X*(A + X'*X)^{-T}*X') kron (X*(A + X'*X)^{-1}))*K_{3,3} - "
+          "((X*(A + X'*X)^{-T}) kron (X*(A + X'*X)^{-1}*X')) + (I_3 kron (X*(A + X'*X)^{-1}))*K_{3,3}" },
+        /* a Diag term does not fold: the Kronecker product stays before the sum */
+        { "X*(X.*A + X)", "((X ∘ A + X)^T ⊗ I_3) + (I_3 ⊗ X)·(Diag(vec A) + I_9)",
+          "((X .* A + X)' kron I_3) + (I_3 kron X)*(Diag(vec A) + I_9)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "X", cases[i].uni, cases[i].plain, 400 + i);
+    /* a sum of a transpose's entries sees no commutation: its Diag passes
+     * it transposed (was (vec A)^T·K_{3,3}, (exp(vec(X^T)))^T·K_{3,3}) */
+    const struct { const char *expr, *uni, *plain; } rows[] = {
+        { "sum(sum(X'))", "1_9^T", "1_9'" },
+        { "sum(sum(X'.*A))", "(vec(A^T))^T", "(vec(A'))'" },
+        { "sum(sum(exp(X')))", "exp(vec X)^T", "exp(vec X)'" },
+        { "sum(sum((X.*A')'))", "(vec(A^T))^T", "(vec(A'))'" },
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+        jacobian_forms_plan_ok(ctx, t, rows[i].expr, "X", rows[i].uni, rows[i].plain, 420 + i);
+    /* the power's J applies fewer flops than the nested form did (1890) */
+    int64_t pos;
+    lj_expr *P = lj_parse(ctx, "X^16", t, &pos);
+    CK_NN(ctx, P);
+    lj_op *J = lj_expr_jacobian(ctx, P, lj_symtab_get(t, "X"));
+    CK_NN(ctx, J);
+    double flops, bytes;
+    CK_OK(ctx, lj_op_cost(ctx, J, &flops, &bytes));
+    ck_assert_msg(flops < 1890, "X^16: %g flops", flops);
+    lj_op_free(&J);
+    lj_expr_free(&P);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
 
 /* A value's label "(x^T·A)" prints without its own brackets as the whole
  * or a term of a sum, after a minus sign too unless a sum is inside; in
@@ -1902,8 +1959,8 @@ START_TEST(test_negated_power_labels)
     jacobian_forms_plan_ok(ctx, tX, "B - (-(A.*B)*A).*X", "X", "Diag(vec((A ∘ B)·A))", "Diag(vec((A .* B)*A))", 347);
     /* a term that prints as 0 is no term (its product's factor cancelled) */
     jacobian_forms_plan_ok(ctx, tX, "A*(x.*x - x.^2)*sin(x)'*x", "x",
-                           "(x^T ⊗ I_3)·(I_3 ⊗ (A·(x ∘ x − x.^2)))·Diag(cos(x)) + A·(x ∘ x − x.^2)·sin(x)^T",
-                           "(x' kron I_3)*(I_3 kron (A*(x .* x - x.^2)))*Diag(cos(x)) + A*(x .* x - x.^2)*sin(x)'", 349);
+                           "(x^T ⊗ (A·(x ∘ x − x.^2)))·Diag(cos(x)) + A·(x ∘ x − x.^2)·sin(x)^T",
+                           "(x' kron (A*(x .* x - x.^2)))*Diag(cos(x)) + A*(x .* x - x.^2)*sin(x)'", 349);
     lj_symtab_free(&tX);
     /* printed with every allocation failing in turn: NOMEM and a message,
      * or the whole form */
@@ -3522,7 +3579,7 @@ START_TEST(test_sparse_structure)
         { lj_expr_mul(ctx, Xt, SY), Y, -1, "(I_30 ⊗ X^T)·P_S^T·P_S·Diag(vec S)" },
         { lj_expr_mul(ctx, SY, Xtt), Y, -1, "(X^T ⊗ I_30)·P_S^T·P_S·Diag(vec S)" },
         { lj_expr_mul(ctx, SY, Gt), Y, -1, "(G ⊗ I_30)·P_S^T·P_S·Diag(vec S)" }, /* (G^T)^T = G */
-        { lj_expr_mul(ctx, SY, XtYt), Y, -1, "((X^T·Y) ⊗ I_30)·P_S^T·P_S·Diag(vec S) + (I_4 ⊗ (S ∘ Y))·K_{4,30}·(I_30 ⊗ X^T)" },
+        { lj_expr_mul(ctx, SY, XtYt), Y, -1, "((X^T·Y) ⊗ I_30)·P_S^T·P_S·Diag(vec S) + (X^T ⊗ (S ∘ Y))·K_{30,30}" },
         /* the derivative of a norm is a symbol, never the number 1/‖·‖ */
         { lj_expr_norm2(ctx, SY), Y, -1, "(1/norm2(S ∘ Y))·(vec(S ∘ Y))^T·P_S·Diag(vec S)" },
         { lj_expr_norm2(ctx, XtY), Y, -1, "(1/norm2(X^T·Y))·(vec(X·X^T·Y))^T" },
@@ -3686,6 +3743,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_power_and_eye);
     tcase_add_test(rules, test_gradient_forms);
     tcase_add_test(rules, test_value_label_brackets);
+    tcase_add_test(rules, test_kron_into_sums);
     tcase_add_test(rules, test_negated_power_labels);
     tcase_add_test(rules, test_latex_labels);
     tcase_add_test(rules, test_random_printed_j_evaluates);

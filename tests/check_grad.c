@@ -335,8 +335,10 @@ static const struct {
     { "X/(s')^3", "X", "(1/(s^T)^3)·I_9", 0 },
     { "1/(x'*x)", "x", "−2·((1/(x^T·x)^2)·I_3 − 4·(1/(x^T·x)^3)·x·x^T)", 1 },
     { "(x'*x)^-0.5", "x", "−((1/(x^T·x)^1.5)·I_3 − 3·(1/(x^T·x)^2.5)·x·x^T)", 1 },
-    /* −(−P − Q) is P + Q; inverses as A^{-1} and A^{-T} */
-    { "tr(inv(X))", "X", "(X^{-1} ⊗ I_3)·K_{3,3}·(X^{-T} ⊗ X^{-1}) + (I_3 ⊗ X^{-T})·K_{3,3}·(X^{-T} ⊗ X^{-1})", 1 },
+    /* −(−P − Q) is P + Q; inverses as A^{-1} and A^{-T}; a commutation
+     * between two Kronecker products passes the second, which folds into
+     * the first (was (X^{-1} ⊗ I_3)·K_{3,3}·(X^{-T} ⊗ X^{-1}) + …) */
+    { "tr(inv(X))", "X", "((X^{-1}·X^{-1}) ⊗ X^{-T})·K_{3,3} + (X^{-1} ⊗ (X^{-T}·X^{-T}))·K_{3,3}", 1 },
 };
 
 START_TEST(test_scalar_symbols)

@@ -1616,6 +1616,105 @@ START_TEST(test_rules_kron)
 }
 END_TEST
 
+/* A Kronecker product multiplies into a sum whose terms begin (end) with
+ * ones it folds with, all but at most one: (A⊗B)·((C⊗D) + (E⊗F)·K) =
+ * (A·C ⊗ B·D) + (A·E ⊗ B·F)·K, and from the right alike; two terms that
+ * do not fold leave the sum alone. And a commutation between two
+ * Kronecker products passes the second, which folds into the first:
+ * (A⊗B)·K_{p,m}·(C⊗D) = (A·D ⊗ B·C)·K_{q,n}. Non-square factors of
+ * different sizes; each checked three ways against the dense product. */
+START_TEST(test_rules_kron_into_sum)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 31;
+    /* A 2×3, B 4×5 on the left; C 3×2, D 5×3, E 3×3, F 5×2 on the right */
+    tmat A = tm_rand(2, 3, &seed), B = tm_rand(4, 5, &seed), C = tm_rand(3, 2, &seed), D = tm_rand(5, 3, &seed);
+    tmat E = tm_rand(3, 3, &seed), F = tm_rand(5, 2, &seed), G = tm_rand(15, 6, &seed);
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *c = dense_of(ctx, C, "C"), *d = dense_of(ctx, D, "D");
+    lj_op *e = dense_of(ctx, E, "E"), *f = dense_of(ctx, F, "F"), *g = dense_of(ctx, G, "G");
+    lj_op *ab = lj_op_kron(ctx, a, b), *cd = lj_op_kron(ctx, c, d), *ef = lj_op_kron(ctx, e, f);
+    lj_op *K = lj_op_commutation(ctx, 3, 2), *efK = lj_op_mul(ctx, ef, K); /* (E⊗F)·K_{3,2}: 15×6 */
+    lj_op *S = lj_op_lincomb(ctx, 2, (double[]){ 2.0, -1.0 }, (const lj_op *const[]){ cd, efK });
+    lj_op *L = lj_op_mul(ctx, ab, S);
+    CK_NN(ctx, L);
+    ASSERT_PRINTS(ctx, L, "2·((A·C) ⊗ (B·D)) − ((A·E) ⊗ (B·F))·K_{3,2}");
+    tmat ABr = tm_kron(A, B), CDr = tm_kron(C, D), EFr = tm_kron(E, F), Kr = tm_commutation(3, 2);
+    tmat EFK = tm_mul(EFr, Kr), Sr = tm_add(2.0, CDr, -1.0, EFK), Lr = tm_mul(ABr, Sr);
+    check_op_against(ctx, L, Lr, 1e-12, "(A⊗B)·(2(C⊗D) − (E⊗F)K)");
+    /* from the right, one term kept: ((A⊗B) + H)·(C⊗D) */
+    tmat H = tm_rand(8, 15, &seed);
+    lj_op *h = dense_of(ctx, H, "H"), *S2 = lj_op_add(ctx, ab, h), *R = lj_op_mul(ctx, S2, cd);
+    CK_NN(ctx, R);
+    ASSERT_PRINTS(ctx, R, "((A·C) ⊗ (B·D)) + H·(C ⊗ D)");
+    tmat S2r = tm_add(1.0, ABr, 1.0, H), Rr = tm_mul(S2r, CDr);
+    check_op_against(ctx, R, Rr, 1e-12, "((A⊗B) + H)·(C⊗D)");
+    /* two terms that do not fold: nothing distributed */
+    tmat G2 = tm_rand(15, 6, &seed);
+    lj_op *g2 = dense_of(ctx, G2, "G2"), *S4 = lj_op_lincomb(ctx, 3, NULL, (const lj_op *const[]){ cd, g, g2 });
+    lj_op *N = lj_op_mul(ctx, ab, S4);
+    CK_NN(ctx, N);
+    ASSERT_PRINTS(ctx, N, "(A ⊗ B)·((C ⊗ D) + G + G2)");
+    tmat S4a = tm_add(1.0, CDr, 1.0, G), S4r = tm_add(1.0, S4a, 1.0, G2), Nr = tm_mul(ABr, S4r);
+    check_op_against(ctx, N, Nr, 1e-12, "(A⊗B)·((C⊗D) + G + G2)");
+    /* (A⊗B)·K_{3,5}·(Y⊗P), Y 5×2, P 3×5: (A·P ⊗ B·Y)·K_{5,2} */
+    tmat P = tm_rand(3, 5, &seed), Y = tm_rand(5, 2, &seed);
+    lj_op *pq = dense_of(ctx, P, "P"), *y = dense_of(ctx, Y, "Y");
+    lj_op *yp = lj_op_kron(ctx, y, pq), *K35 = lj_op_commutation(ctx, 3, 5);
+    lj_op *T = lj_op_compose(ctx, 3, (const lj_op *const[]){ ab, K35, yp });
+    CK_NN(ctx, T);
+    ASSERT_PRINTS(ctx, T, "((A·P) ⊗ (B·Y))·K_{5,2}");
+    tmat YP = tm_kron(Y, P), K35r = tm_commutation(3, 5), T1 = tm_mul(ABr, K35r), Tr = tm_mul(T1, YP);
+    check_op_against(ctx, T, Tr, 1e-12, "(A⊗B)·K·(Y⊗P)");
+    lj_op *all[] = { a, b, c, d, e, f, g, ab, cd, ef, K, efK, S, L, h, S2, R, g2, S4, N, pq, y, yp, K35, T };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ms[] = { A, B, C, D, E, F, G, ABr, CDr, EFr, Kr, EFK, Sr, Lr, H, S2r, Rr, G2, S4a, S4r, Nr, P, Y, YP, K35r, T1, Tr };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* A row (column) of ones does not see a commutation: 1^T·K = 1^T, K·1 =
+ * 1, and a Diag between passes it transposed: 1^T·Diag(vec M)·K_{m,n} =
+ * 1^T·Diag(vec M^T), K_{m,n}·Diag(vec M)·1 = Diag(vec M^T)·1. A Diag
+ * whose label is not a vec keeps the commutation. Each checked three ways
+ * against the dense product. */
+START_TEST(test_rules_ones_past_commutation)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 37;
+    tmat M = tm_rand(3, 2, &seed), One = tm_new(6, 1), Kr = tm_commutation(3, 2), Dr = tm_new(6, 6);
+    for (int i = 0; i < 6; i++) One.a[i] = 1.0, Dr.a[i + 6 * i] = M.a[i];
+    lj_op *one = dense_of(ctx, One, "1_6"), *onet = lj_op_transpose(ctx, one), *K = lj_op_commutation(ctx, 3, 2);
+    lj_op *D = lj_op_diag(ctx, 6, M.a, "vec M"), *E = lj_op_diag(ctx, 6, M.a, "e");
+    tmat Ot = tm_transpose(One), OK = tm_mul(Ot, Kr), KO = tm_mul(Kr, One);
+    lj_op *r1 = lj_op_mul(ctx, onet, K), *c1 = lj_op_mul(ctx, K, one);
+    CK_NN(ctx, r1);
+    CK_NN(ctx, c1);
+    ASSERT_PRINTS(ctx, r1, "1_6^T");
+    ASSERT_PRINTS(ctx, c1, "1_6");
+    check_op_against(ctx, r1, OK, 1e-15, "1^T·K");
+    check_op_against(ctx, c1, KO, 1e-15, "K·1");
+    lj_op *r2 = lj_op_compose(ctx, 3, (const lj_op *const[]){ onet, D, K });
+    lj_op *c2 = lj_op_compose(ctx, 3, (const lj_op *const[]){ K, D, one });
+    CK_NN(ctx, r2);
+    CK_NN(ctx, c2);
+    ASSERT_PRINTS(ctx, r2, "(vec(M^T))^T");
+    ASSERT_PRINTS(ctx, c2, "Diag(vec(M^T))·1_6");
+    tmat OD = tm_mul(Ot, Dr), ODK = tm_mul(OD, Kr), KD = tm_mul(Kr, Dr), KDO = tm_mul(KD, One);
+    check_op_against(ctx, r2, ODK, 1e-14, "1^T·Diag·K");
+    check_op_against(ctx, c2, KDO, 1e-14, "K·Diag·1");
+    lj_op *r3 = lj_op_compose(ctx, 3, (const lj_op *const[]){ onet, E, K });
+    CK_NN(ctx, r3);
+    ASSERT_PRINTS(ctx, r3, "e^T·K_{3,2}");
+    check_op_against(ctx, r3, ODK, 1e-14, "1^T·Diag(e)·K");
+    lj_op *all[] = { one, onet, K, D, E, r1, c1, r2, c2, r3 };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ms[] = { M, One, Kr, Dr, Ot, OK, KO, OD, ODK, KD, KDO };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 START_TEST(test_rules_sums)
 {
     lj_context *ctx = lj_context_new();
@@ -2562,6 +2661,8 @@ Suite *make_op_suite(void)
     tcase_add_test(rules, test_rules_commutation_sum);
     tcase_add_test(rules, test_rules_commutation_past_diag);
     tcase_add_test(rules, test_rules_kron);
+    tcase_add_test(rules, test_rules_kron_into_sum);
+    tcase_add_test(rules, test_rules_ones_past_commutation);
     tcase_add_test(rules, test_rules_sums);
     tcase_add_test(rules, test_rules_diag_terms);
     tcase_add_test(rules, test_product_labels);

@@ -457,6 +457,17 @@ static bool is_ones_row(const lj_op *a)
     return true;
 }
 
+/* a is 1_n: a column of ones */
+static bool is_ones_col(const lj_op *a)
+{
+    if (!lji_is(a, &lji_kind_dense) || a->cols != 1 || !a->label || strncmp(a->label, "1_", 2) ||
+        strchr(a->label, '^'))
+        return false;
+    for (int64_t i = 0; i < a->rows; i++)
+        if (a->data[i] != 1.0) return false;
+    return true;
+}
+
 const char *lji_label_number(const char *label, double *k)
 {
     *k = 1;
@@ -1198,7 +1209,19 @@ static char *product_label(lj_context *ctx, const lj_op *l)
             return lji_buf_finish(&b, "compose");
         }
     }
-    char *p = lj_op_print(ctx, l, LJ_PRINT_UNICODE);
+    char *p = NULL;
+    if (a && c && lji_is(l, &lji_kind_compose) && labelled_factor(a) && labelled_factor(c)) {
+        /* a product's wrapping parentheses go: X·(M·X^T) is X·M·X^T */
+        char *la = factor_label(ctx, a, false), *lc = factor_label(ctx, c, false);
+        p = la && lc ? label_product3(ctx, la, lc, "") : NULL;
+        free(la);
+        free(lc);
+        if (!p) {
+            lji_nomem(ctx, "compose");
+            return NULL;
+        }
+    } else
+        p = lj_op_print(ctx, l, LJ_PRINT_UNICODE);
     if (!p || strlen(p) <= 64) return p;
     size_t hn = lji_utf8_prefix(p, 40);
     char *q = lji_malloc(ctx, hn + 8);
@@ -1866,9 +1889,16 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         *fail = !r;
         return r;
     }
+    if ((is_ones_row(x) && lji_is(y, &lji_kind_commutation)) || (lji_is(x, &lji_kind_commutation) && is_ones_col(y))) {
+        r = lj_op_retain((lj_op *)(is_ones_row(x) ? x : y)); /* 1^T·K = 1^T, K·1 = 1 */
+        *fail = !r;
+        return r;
+    }
     if (lji_is(x, &lji_kind_commutation) && lji_is(y, &lji_kind_sum)) return distribute_past(ctx, x, NULL, y, true, fail);
     if (lji_is(x, &lji_kind_sum) && lji_is(y, &lji_kind_commutation)) return distribute_past(ctx, y, NULL, x, false, fail);
     bool kx = lji_is(x, &lji_kind_kron), ky = lji_is(y, &lji_kind_kron);
+    if (kx && lji_is(y, &lji_kind_sum)) return distribute_past(ctx, x, NULL, y, true, fail);
+    if (lji_is(x, &lji_kind_sum) && ky) return distribute_past(ctx, y, NULL, x, false, fail);
     if ((kx && lji_is(y, &lji_kind_commutation)) || (ky && lji_is(x, &lji_kind_commutation))) {
         /* K_{p,m}(A ⊗ B)K_{n,q} = B ⊗ A (A m×n, B p×q) where one of the
          * two commutations is I, because p or m (n or q) is 1 */
@@ -2131,12 +2161,26 @@ static bool triple_cancels(lj_context *ctx, const lj_op *x, const lj_op *y, cons
     return x->m == B->rows && x->n == A->rows && z->m == A->cols && z->n == B->cols;
 }
 
+/* Whether x·y, two Kronecker products, is one by the mixed product
+ * (x_0 ⊗ x_1)(y_0 ⊗ y_1) = x_0·y_0 ⊗ x_1·y_1 (pair_rule) */
+static bool krons_fold(const lj_op *x, const lj_op *y)
+{
+    return lji_is(x, &lji_kind_kron) && lji_is(y, &lji_kind_kron) && x->child[0]->cols == y->child[0]->rows &&
+           x->child[1]->cols == y->child[1]->rows;
+}
+
 /* Whether K·t (left) or t·K has no commutation left once multiplied out:
  * t begins (ends) with the commutation that cancels K, or with a Diag or
- * a Kronecker product and then that commutation (triple_rule). */
+ * a Kronecker product and then that commutation (triple_rule). K a
+ * Kronecker product instead: whether K·t (t·K) has one Kronecker product
+ * fewer, t beginning (ending) with one that K folds into (krons_fold). */
 static bool absorbs(lj_context *ctx, const lj_op *K, const lj_op *t, bool left, bool *fail)
 {
     if (lji_is(t, &lji_kind_scaled)) t = t->child[0]; /* the product folds the scaling out */
+    if (lji_is(K, &lji_kind_kron)) {
+        const lj_op *end = lji_is(t, &lji_kind_compose) ? t->child[left ? 0 : t->nchild - 1] : t;
+        return left ? krons_fold(K, end) : krons_fold(end, K);
+    }
     if (commutations_cancel(left ? K : t, left ? t : K)) return true;
     if (!lji_is(t, &lji_kind_compose)) return false;
     int n = t->nchild;
@@ -2163,7 +2207,11 @@ static bool absorbs_past(lj_context *ctx, const lj_op *K, const lj_op *P, const 
  * whose terms carry the inverse commutation, (X^T ∘ (A·X)^T)^T, reads
  * Diag(vec(A·X)) + Diag(vec X)·(I ⊗ A) instead of K·(Diag(vec((A·X)^T))·K
  * + …). A term that does not absorb K keeps it, as the sum did: neither
- * the commutations printed nor those applied grow. NULL where two terms
+ * the commutations printed nor those applied grow. K a Kronecker product
+ * alike, its terms folded by the mixed product: J of X·X·X reads
+ * (X^T·X^T ⊗ I) + (X^T ⊗ X) + (I ⊗ X·X), the Cookbook's form, instead of
+ * (X^T ⊗ I)·((X^T ⊗ I) + (I ⊗ X)) + (I ⊗ X·X), and applies one Kronecker
+ * product fewer. NULL where two terms
  * or more would keep one. With a Kronecker product P between K and the
  * sum (P NULL: none), K·P·(t_1 + … + t_k) = K·P·t_1 + … + K·P·t_k alike,
  * where the terms absorb K past P: K·(I ⊗ A)·(I + K) reads K·(I ⊗ A) +
@@ -2250,6 +2298,54 @@ static lj_op *triple_at(lj_context *ctx, lj_op *const *f, bool *fail)
     return triple_rule(ctx, f[0], f[1], f[2], fail);
 }
 
+/* 1^T·Diag(vec M)·K_{m,n} = 1^T·Diag(vec M^T), and K_{m,n}·Diag(vec M)·1
+ * = Diag(vec M^T)·1: a row (column) of ones does not see the permutation
+ * (1^T·K = 1^T), which the Diag passes transposed (D·K = K·(K^T·D·K)).
+ * J of sum(sum(X'.*A)) reads (vec(A^T))^T, of sum(sum(exp(X'))) (exp(vec
+ * X))^T, not (vec A)^T·K_{2,3}. NULL where the Diag's label cannot be
+ * transposed. */
+static lj_op *ones_past_commutation(lj_context *ctx, lj_op *const *f, bool *fail)
+{
+    *fail = false;
+    bool row = is_ones_row(f[0]) && lji_is(f[1], &lji_kind_diag) && lji_is(f[2], &lji_kind_commutation);
+    if (!row && !(lji_is(f[0], &lji_kind_commutation) && lji_is(f[1], &lji_kind_diag) && is_ones_col(f[2])))
+        return NULL;
+    const lj_op *K = row ? f[2] : f[0], *D = f[1];
+    /* the Diag's entries moved as K^T·D·K (row) or K·D·K^T (column) moves them */
+    lj_op *Kd = row ? lj_op_commutation(ctx, K->n, K->m) : lj_op_retain((lj_op *)K);
+    if (!Kd) {
+        *fail = true;
+        return NULL;
+    }
+    lj_op *Dt = commuted_diag(ctx, Kd, D, fail);
+    lj_op_free(&Kd);
+    if (!Dt) return NULL;
+    lj_op *r = row ? mul2(ctx, f[0], Dt) : mul2(ctx, Dt, f[2]);
+    lj_op_free(&Dt);
+    *fail = !r;
+    return r;
+}
+
+/* (A ⊗ B)·K_{p,m}·(C ⊗ D) = (A·D ⊗ B·C)·K_{q,n} (C m×n, D p×q), where A
+ * and D, B and C multiply: the commutation passes C ⊗ D (K_{p,m}(C ⊗ D)
+ * = (D ⊗ C)·K_{q,n}, triple_rule's identity) and the two Kronecker
+ * products fold. The Hessian of tr(X^{-1}) reads (X^{-1}·X^{-1} ⊗
+ * X^{-T})·K + …, one Kronecker product fewer to apply. */
+static lj_op *kron_past_commutation(lj_context *ctx, lj_op *const *f, bool *fail)
+{
+    *fail = false;
+    const lj_op *P = f[0], *K = f[1], *Q = f[2];
+    if (!lji_is(P, &lji_kind_kron) || !lji_is(K, &lji_kind_commutation) || !lji_is(Q, &lji_kind_kron)) return NULL;
+    const lj_op *A = P->child[0], *B = P->child[1], *C = Q->child[0], *D = Q->child[1];
+    if (K->m != D->rows || K->n != C->rows || A->cols != D->rows || B->cols != C->rows) return NULL;
+    lj_op *kr = kron_of_products(ctx, A, D, B, C), *Kq = kr ? lj_op_commutation(ctx, D->cols, C->cols) : NULL;
+    lj_op *r = Kq ? mul2(ctx, kr, Kq) : NULL;
+    lj_op_free(&kr);
+    lj_op_free(&Kq);
+    *fail = !r;
+    return r;
+}
+
 static lj_op *pair_at(lj_context *ctx, lj_op *const *f, bool *fail)
 {
     return pair_rule(ctx, f[0], f[1], fail);
@@ -2260,7 +2356,7 @@ static lj_op *pair_at(lj_context *ctx, lj_op *const *f, bool *fail)
 static const struct {
     int n;
     lj_op *(*rule)(lj_context *ctx, lj_op *const *f, bool *fail);
-} rules[] = { { 3, triple_at }, { 3, sum_past_kron }, { 4, commute_past_diag }, { 2, pair_at } };
+} rules[] = { { 3, triple_at }, { 3, kron_past_commutation }, { 3, ones_past_commutation }, { 3, sum_past_kron }, { 4, commute_past_diag }, { 2, pair_at } };
 
 /* lj_op_compose once its operands are checked */
 /* The product of ops[0..n), checked. take: the caller's references to the
