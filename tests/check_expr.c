@@ -1959,8 +1959,8 @@ START_TEST(test_negated_power_labels)
     jacobian_forms_plan_ok(ctx, tX, "B - (-(A.*B)*A).*X", "X", "Diag(vec((A ∘ B)·A))", "Diag(vec((A .* B)*A))", 347);
     /* a term that prints as 0 is no term (its product's factor cancelled) */
     jacobian_forms_plan_ok(ctx, tX, "A*(x.*x - x.^2)*sin(x)'*x", "x",
-                           "(x^T ⊗ (A·(x ∘ x − x.^2)))·Diag(cos(x)) + A·(x ∘ x − x.^2)·sin(x)^T",
-                           "(x' kron (A*(x .* x - x.^2)))*Diag(cos(x)) + A*(x .* x - x.^2)*sin(x)'", 349);
+                           "(x^T ⊗ I_3)·(I_3 ⊗ (A·(x ∘ x − x.^2)))·Diag(cos(x)) + A·(x ∘ x − x.^2)·sin(x)^T",
+                           "(x' kron I_3)*(I_3 kron (A*(x .* x - x.^2)))*Diag(cos(x)) + A*(x .* x - x.^2)*sin(x)'", 349);
     lj_symtab_free(&tX);
     /* printed with every allocation failing in turn: NOMEM and a message,
      * or the whole form */

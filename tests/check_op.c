@@ -1616,10 +1616,10 @@ START_TEST(test_rules_kron)
 }
 END_TEST
 
-/* A Kronecker product multiplies into a sum whose terms begin (end) with
- * ones it folds with, all but at most one: (A⊗B)·((C⊗D) + (E⊗F)·K) =
- * (A·C ⊗ B·D) + (A·E ⊗ B·F)·K, and from the right alike; two terms that
- * do not fold leave the sum alone. And a commutation between two
+/* A Kronecker product multiplies into a sum whose terms are all
+ * Kronecker products it folds with (or one and a commutation after it):
+ * (A⊗B)·((C⊗D) + (E⊗F)·K) = (A·C ⊗ B·D) + (A·E ⊗ B·F)·K; a term that
+ * does not fold leaves the sum alone, from either side. And a commutation between two
  * Kronecker products passes the second, which folds into the first:
  * (A⊗B)·K_{p,m}·(C⊗D) = (A·D ⊗ B·C)·K_{q,n}. Non-square factors of
  * different sizes; each checked three ways against the dense product. */
@@ -1641,11 +1641,11 @@ START_TEST(test_rules_kron_into_sum)
     tmat ABr = tm_kron(A, B), CDr = tm_kron(C, D), EFr = tm_kron(E, F), Kr = tm_commutation(3, 2);
     tmat EFK = tm_mul(EFr, Kr), Sr = tm_add(2.0, CDr, -1.0, EFK), Lr = tm_mul(ABr, Sr);
     check_op_against(ctx, L, Lr, 1e-12, "(A⊗B)·(2(C⊗D) − (E⊗F)K)");
-    /* from the right, one term kept: ((A⊗B) + H)·(C⊗D) */
+    /* from the right, a term that does not fold: ((A⊗B) + H)·(C⊗D) stays */
     tmat H = tm_rand(8, 15, &seed);
     lj_op *h = dense_of(ctx, H, "H"), *S2 = lj_op_add(ctx, ab, h), *R = lj_op_mul(ctx, S2, cd);
     CK_NN(ctx, R);
-    ASSERT_PRINTS(ctx, R, "((A·C) ⊗ (B·D)) + H·(C ⊗ D)");
+    ASSERT_PRINTS(ctx, R, "((A ⊗ B) + H)·(C ⊗ D)");
     tmat S2r = tm_add(1.0, ABr, 1.0, H), Rr = tm_mul(S2r, CDr);
     check_op_against(ctx, R, Rr, 1e-12, "((A⊗B) + H)·(C⊗D)");
     /* two terms that do not fold: nothing distributed */

@@ -396,6 +396,12 @@ void lji_buf_init(lji_buf *b, lj_context *ctx)
     b->drop_minus = false;
 }
 
+void lji_buf_init_room(lji_buf *t, const lji_buf *b, size_t used)
+{
+    lji_buf_init(t, b->ctx);
+    if (b->limit) t->limit = b->limit > b->len + used + 1 ? b->limit - b->len - used : 1;
+}
+
 size_t lji_utf8_prefix(const char *s, size_t n)
 {
     size_t len = strlen(s);

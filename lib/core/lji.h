@@ -271,6 +271,12 @@ typedef struct {
                       * which its chain writes in front (lji_expr_write) */
 } lji_buf;
 void lji_buf_init(lji_buf *b, lj_context *ctx);
+/* t for a piece of b's text (to be written into b, after `used` more
+ * bytes): limited to the room b has left, so that a printer writing its
+ * parts apart first does no more work than b will keep (of sums nested
+ * in products nested in sums, with shared subtrees, the whole form is
+ * exponential in the depth). Where b has no room, a limit of 1. */
+void lji_buf_init_room(lji_buf *t, const lji_buf *b, size_t used);
 void lji_buf_puts(lji_buf *b, const char *s);
 /* the first n bytes of s */
 void lji_buf_putn(lji_buf *b, const char *s, size_t n);

@@ -2177,9 +2177,13 @@ static bool krons_fold(const lj_op *x, const lj_op *y)
 static bool absorbs(lj_context *ctx, const lj_op *K, const lj_op *t, bool left, bool *fail)
 {
     if (lji_is(t, &lji_kind_scaled)) t = t->child[0]; /* the product folds the scaling out */
-    if (lji_is(K, &lji_kind_kron)) {
-        const lj_op *end = lji_is(t, &lji_kind_compose) ? t->child[left ? 0 : t->nchild - 1] : t;
-        return left ? krons_fold(K, end) : krons_fold(end, K);
+    if (lji_is(K, &lji_kind_kron)) { /* t: P ⊗ Q, or (P ⊗ Q)·K' (left), K'·(P ⊗ Q) (right) */
+        if (lji_is(t, &lji_kind_compose)) {
+            const lj_op *c = t->child[left ? 1 : 0];
+            if (t->nchild != 2 || !lji_is(c, &lji_kind_commutation)) return false;
+            t = t->child[left ? 0 : 1];
+        }
+        return left ? krons_fold(K, t) : krons_fold(t, K);
     }
     if (commutations_cancel(left ? K : t, left ? t : K)) return true;
     if (!lji_is(t, &lji_kind_compose)) return false;
@@ -2208,10 +2212,10 @@ static bool absorbs_past(lj_context *ctx, const lj_op *K, const lj_op *P, const 
  * Diag(vec(A·X)) + Diag(vec X)·(I ⊗ A) instead of K·(Diag(vec((A·X)^T))·K
  * + …). A term that does not absorb K keeps it, as the sum did: neither
  * the commutations printed nor those applied grow. K a Kronecker product
- * alike, its terms folded by the mixed product: J of X·X·X reads
- * (X^T·X^T ⊗ I) + (X^T ⊗ X) + (I ⊗ X·X), the Cookbook's form, instead of
- * (X^T ⊗ I)·((X^T ⊗ I) + (I ⊗ X)) + (I ⊗ X·X), and applies one Kronecker
- * product fewer. NULL where two terms
+ * alike, where every term is a Kronecker product it folds with (or one
+ * and a commutation, after it): J of X·X·X reads (X^T·X^T ⊗ I) + (X^T ⊗
+ * X) + (I ⊗ X·X), the Cookbook's form, instead of (X^T ⊗ I)·((X^T ⊗ I) +
+ * (I ⊗ X)) + (I ⊗ X·X), and applies one Kronecker product fewer. NULL where two terms
  * or more would keep one. With a Kronecker product P between K and the
  * sum (P NULL: none), K·P·(t_1 + … + t_k) = K·P·t_1 + … + K·P·t_k alike,
  * where the terms absorb K past P: K·(I ⊗ A)·(I + K) reads K·(I ⊗ A) +
@@ -2220,10 +2224,16 @@ static lj_op *distribute_past(lj_context *ctx, const lj_op *K, const lj_op *P, c
                               bool *fail)
 {
     int k = S->nchild, keeps = 0;
-    for (int i = 0; i < k && keeps < 2; i++)
+    /* a Kronecker product K folds into every term or none: the terms are
+     * Kronecker products (and a commutation), and the sum stays flat (a
+     * kept term with K in front of a deeper product would give shared
+     * subtrees more parents, each one more walk for printing and
+     * materialising) */
+    const int most = lji_is(K, &lji_kind_kron) ? 1 : 2;
+    for (int i = 0; i < k && keeps < most; i++)
         if (!(P ? absorbs_past(ctx, K, P, S->child[i], left, fail) : absorbs(ctx, K, S->child[i], left, fail)))
             keeps++;
-    if (keeps >= 2) return NULL;
+    if (keeps >= most) return NULL;
     if (*fail) {
         lji_nomem(ctx, "compose");
         return NULL;

@@ -69,11 +69,10 @@ char *lji_print_negated(const lji_buf *like, const lj_op *P, lj_print_format fmt
     *failed = false;
     const lj_op *D = negatable_diag(P, 0);
     if (!D) return NULL;
-    lji_buf whole, lead, neg;
-    lji_buf_init(&whole, ctx);
-    lji_buf_init(&lead, ctx);
-    lji_buf_init(&neg, ctx);
-    whole.limit = lead.limit = neg.limit = like->limit; /* a cut print is not compared */
+    lji_buf whole, lead, neg; /* a cut print is not compared */
+    lji_buf_init_room(&whole, like, 0);
+    lji_buf_init_room(&lead, like, 0);
+    lji_buf_init_room(&neg, like, 0);
     char *r = NULL;
     if (lji_diag_print_negated(&neg, D, fmt)) {
         lji_print(&whole, P, fmt, where);
@@ -110,8 +109,7 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
     /* a whole number in a Diag's label meets the scalar: 4·Diag(3·x.^2) is
      * 12·Diag(x.^2); −Diag(2·x) stays */
     lji_buf t;
-    lji_buf_init(&t, b->ctx);
-    t.limit = b->limit;
+    lji_buf_init_room(&t, b, 0);
     double k;
     if (!J->label && fabs(J->alpha) != 1.0 && lji_diag_print_times(&t, J->child[0], fmt, &k)) {
         b->failed |= t.failed;
@@ -148,8 +146,7 @@ static void scaled_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_pl
      * term that starts with a minus sign drops both (−(−2·(vec X)^T) is
      * 2·(vec X)^T) */
     lji_buf c;
-    lji_buf_init(&c, b->ctx);
-    c.limit = b->limit;
+    lji_buf_init_room(&c, b, 0);
     lji_print(&c, J->child[0], fmt, LJI_AT_COMPOSE);
     b->failed |= c.failed;
     bool whole = c.s && !c.failed && !c.truncated;

@@ -125,11 +125,11 @@ static void sum_cost(const lj_op *J, double *flops, double *bytes)
  * x^T·A, not x^T·A^T + (−x^T·A)), and so does a Diag among its factors; a
  * value's transpose prints as the value of its transposed label would. At
  * most like's limit is written (*cut when that cut it). */
-static char *term_text(const lji_buf *like, const lj_op *t, double c, lj_print_format fmt, double *cout, bool *cut)
+static char *term_text(const lji_buf *like, size_t used, const lj_op *t, double c, lj_print_format fmt, double *cout,
+                       bool *cut)
 {
     lji_buf o;
-    lji_buf_init(&o, like->ctx);
-    o.limit = like->limit;
+    lji_buf_init_room(&o, like, used);
     /* a whole number in a Diag's label meets a coefficient other than ±1:
      * 4·Diag(x.^2), not 2·Diag(2·x.^2); I − Diag(2·x) stays */
     double k;
@@ -212,8 +212,11 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
     char **text = lji_calloc(b->ctx, (size_t)(n ? n : 1), sizeof *text);
     double *c = lji_malloc(b->ctx, (size_t)(n ? n : 1) * sizeof *c);
     bool failed = !text || !c, cut = false;
-    for (int i = 0; i < n && !failed && !cut; i++) /* after a cut term, nothing more is written */
-        failed = !(text[i] = term_text(b, J->child[i], J->coef[i], fmt, &c[i], &cut));
+    size_t used = 0; /* by the terms before: what is left of b's room is the next one's */
+    for (int i = 0; i < n && !failed && !cut; i++) { /* after a cut term, nothing more is written */
+        failed = !(text[i] = term_text(b, used, J->child[i], J->coef[i], fmt, &c[i], &cut));
+        if (!failed) used += strlen(text[i]);
+    }
     if (failed) {
         b->failed = true;
         n = 0;
@@ -225,8 +228,7 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
         double k;
         lji_buf o;
         if (fabs(J->coef[i]) != 1.0 || !lji_is(J->child[i], &lji_kind_diag)) continue;
-        lji_buf_init(&o, b->ctx);
-        o.limit = b->limit;
+        lji_buf_init_room(&o, b, 0);
         bool alt = lji_diag_print_times(&o, J->child[i], fmt, &k) && !o.failed && !o.truncated && o.s;
         for (int j = 0; alt && j < n; j++)
             if (j != i && same_text(o.s, text[j])) {
@@ -241,8 +243,7 @@ static void sum_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place
     /* the terms into o first: where like terms leave one, the sum needs no
      * brackets of its own (A·I_3, not A·(I_3), for A·(2·I_3 − I_3)) */
     lji_buf o;
-    lji_buf_init(&o, b->ctx);
-    o.limit = b->limit;
+    lji_buf_init_room(&o, b, 0);
     int terms = 0;
     double single = 1;
     bool single_sum = false;
