@@ -1384,6 +1384,49 @@ static void plain_form_is_j(lj_context *ctx, lj_symtab *t, const char *expr, con
     lj_expr_free(&f);
 }
 
+/* Numbers print as what they are: the user's as written, a fraction whose
+ * decimals do not end as one ((1/3), (2/3), x.^(−2/3)), a rounding
+ * residue not at all (0.3 for 0.1·3); the plain form evaluates to J. Six
+ * digits (0.333333) had put a printed J 7.5·10^-7 away (a fuzz finding). */
+static char *plain_in_language(const char *p);
+
+START_TEST(test_numbers_read_back)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = lj_symtab_new(ctx);
+    uint64_t seed = 41;
+    for (int i = 0; i < 2; i++) {
+        tmat m = tm_rand(3, 1, &seed);
+        lj_expr *e = lj_expr_var(ctx, i ? "y" : "x", 3, 1, m.a);
+        CK_OK(ctx, lj_symtab_add(ctx, t, e));
+        lj_expr_free(&e);
+        tm_free(&m);
+    }
+    const struct { const char *expr, *wrt, *uni, *plain; } cases[] = {
+        { "(1+x.^2).^(1/3)", "x", "Diag((2/3)·(1 + x.^2).^(−2/3) ∘ x)", "Diag((2/3)*(1 + x.^2).^(-2/3) .* x)" },
+        { "sin((1+x.^2).^(1/3))", "x", "Diag((2/3)·cos((1 + x.^2).^(1/3)) ∘ (1 + x.^2).^(−2/3) ∘ x)",
+          "Diag((2/3)*cos((1 + x.^2).^(1/3)) .* (1 + x.^2).^(-2/3) .* x)" },
+        { "(1+x.^2).^(-1/3)", "x", "Diag(−(2/3)·(1 + x.^2).^(−4/3) ∘ x)", "Diag(-(2/3)*(1 + x.^2).^(-4/3) .* x)" },
+        { "sin(1.23456789*x)", "x", "1.23456789·Diag(cos(1.23456789·x))", "1.23456789*Diag(cos(1.23456789*x))" },
+        { "(x/3).^2", "x", "(2/3)·Diag(x/3)", "(2/3)*Diag(x/3)" },
+        { "x*0.1*3", "x", "0.3·I_3", "0.30000000000000004*I_3" },
+        /* (1/3) meets the 3 in front: was 3·Diag(0.333333·y ∘ …) */
+        { "((3*((-y)./x))./((3*(y./y))./x))", "x",
+          "Diag(y ∘ 1./((y ⊘ y) ⊘ x) ∘ 1./x.^2) + Diag(9·(−y ⊘ x) ∘ (y ⊘ y) ∘ 1./(3·(y ⊘ y) ⊘ x).^2 ∘ 1./x.^2)",
+          "Diag(y .* 1./((y ./ y) ./ x) .* 1./x.^2) + Diag(9*(-y ./ x) .* (y ./ y) .* 1./(3*(y ./ y) ./ x).^2 .* 1./x.^2)" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) { /* each also against central differences */
+        lj_expr *f = jacobian_forms_ok(ctx, t, cases[i].expr, cases[i].wrt, cases[i].uni, cases[i].plain);
+        char *src = plain_in_language(cases[i].plain);
+        plain_form_is_j(ctx, t, cases[i].expr, cases[i].wrt, src);
+        free(src);
+        lj_expr_free(&f);
+    }
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* A plain form of a 3×3 J written in the language (malloc'd): Diag( as
  * diag(, I_3 as eye(3), 1_3' as ones(3,1)' */
 static char *plain_in_language(const char *p)
@@ -1422,12 +1465,14 @@ static char *random_ew(char *w, const char *end, int d, uint64_t *seed)
         w = random_ew(w, end, d - 1, seed);
         return w + snprintf(w, (size_t)(end - w), ").^%d", tm_uniform(seed) < 0.5 ? 2 : 3);
     }
-    if (!strcmp(op, "k") || !strcmp(op, "log")) { /* (2*u), log(u.^2) */
+    if (!strcmp(op, "k") || !strcmp(op, "log")) { /* (2*u), (u/3), log(u.^2) */
         bool k = op[0] == 'k';
-        w += k ? snprintf(w, (size_t)(end - w), "(%d*", tm_uniform(seed) < 0.5 ? 2 : 3)
-               : snprintf(w, (size_t)(end - w), "log((");
+        double kr = tm_uniform(seed);
+        w += !k ? snprintf(w, (size_t)(end - w), "log((")
+             : kr < 0.25 ? snprintf(w, (size_t)(end - w), "(")
+                         : snprintf(w, (size_t)(end - w), "(%d*", kr < 0.6 ? 2 : 3);
         w = random_ew(w, end, d - 1, seed);
-        return w + snprintf(w, (size_t)(end - w), k ? ")" : ").^2)");
+        return w + snprintf(w, (size_t)(end - w), !k ? ").^2)" : kr < 0.25 ? "/3)" : ")");
     }
     bool quot = op[1] == '/';
     w = random_ew(w, end, d - 1, seed);
@@ -3747,6 +3792,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_negated_power_labels);
     tcase_add_test(rules, test_latex_labels);
     tcase_add_test(rules, test_random_printed_j_evaluates);
+    tcase_add_test(rules, test_numbers_read_back);
     tcase_add_test(rules, test_sum_and_hadamard_labels);
     tcase_add_test(rules, test_plan_factors_become_equal);
     suite_add_tcase(s, rules);

@@ -335,9 +335,7 @@ static lj_op *pow_local(lji_dctx *d, const lj_expr *e, int which)
     if (e->p == 2) lji_buf_puts(&bb, v);
     else { /* −2·(vec X).^(−3), −x.^(−2) */
         lji_buf_printf(&bb, lji_label_is_atomic(v) || lji_label_is_wrapped(v) ? "%s.^" : "(%s).^", v);
-        if (e->p < 1) lji_buf_puts(&bb, "(");
-        lji_put_number(&bb, e->p - 1, LJ_PRINT_UNICODE);
-        if (e->p < 1) lji_buf_puts(&bb, ")");
+        lji_put_exponent(&bb, e->p - 1, LJ_PRINT_UNICODE);
     }
     free(v);
     char *l = lji_buf_finish(&bb, "jacobian");
@@ -439,8 +437,8 @@ static void neg_write(lji_buf *b, const lj_expr *e)
 
 static void scale_write(lji_buf *b, const lj_expr *e)
 {
-    if (b->math && e->p < 0) lji_buf_printf(b, "−%.6g·", -e->p); /* the minus sign of the other labels */
-    else lji_buf_printf(b, b->math ? "%.6g·" : "%.17g*", e->p);
+    lji_put_number(b, e->p, b->math ? LJ_PRINT_UNICODE : LJ_PRINT_PLAIN); /* −2·, the minus sign of the other labels */
+    lji_buf_puts(b, b->math ? "·" : "*");
     lji_expr_write(b, e->a, 3);
 }
 
@@ -458,13 +456,8 @@ static void pow_write(lji_buf *b, const lj_expr *e)
     power_base_write(b, e->a);
     /* a scalar's power reads s^2 (the language keeps .^, which parses back to this node) */
     const char *op = b->math && e->a->rows == 1 && e->a->cols == 1 ? "^" : ".^";
-    if (!b->math) {
-        lji_buf_printf(b, e->p < 0 ? "%s(%.17g)" : "%s%.17g", op, e->p);
-        return;
-    }
-    lji_buf_printf(b, e->p < 0 ? "%s(" : "%s", op); /* a label's .^(−1) */
-    lji_put_number(b, e->p, LJ_PRINT_UNICODE);
-    if (e->p < 0) lji_buf_puts(b, ")");
+    lji_buf_puts(b, op); /* a label's .^(−1), .^(1/3) */
+    lji_put_exponent(b, e->p, b->math ? LJ_PRINT_UNICODE : LJ_PRINT_PLAIN);
 }
 
 static void power_write(lji_buf *b, const lj_expr *e)

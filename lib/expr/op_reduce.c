@@ -11,8 +11,7 @@ static void leaf_write(lji_buf *b, const lj_expr *e)
 {
     double v = e->value[0];
     if (e->name) lji_buf_puts(b, e->name);
-    else if (b->math && v < 0) lji_buf_printf(b, "−%.6g", -v); /* the minus sign of the other labels */
-    else lji_buf_printf(b, b->math ? "%.6g" : "%.17g", v);
+    else lji_put_number(b, v, b->math ? LJ_PRINT_UNICODE : LJ_PRINT_PLAIN); /* −2, the minus sign of the other labels */
 }
 
 static lj_status eye_eval(lj_context *ctx, const lj_expr *e, const double *A, const double *B, double *out)

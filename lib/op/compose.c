@@ -475,6 +475,12 @@ const char *lji_label_number(const char *label, double *k)
     size_t m = lji_label_negated_term(label), w = m;
     while (isdigit((unsigned char)label[w]) || label[w] == '.') w++;
     const char *dot = "·";
+    double f;
+    size_t fw = w == m ? lji_label_fraction(label + m, &f) : 0; /* (1/3)·x */
+    if (fw && !strncmp(label + m + fw, dot, strlen(dot))) {
+        *k = m ? -f : f;
+        return label + m + fw + strlen(dot);
+    }
     *k = 1;
     if (w == m || label[w - 1] == '.' || strncmp(label + w, dot, strlen(dot))) return label;
     *k = (m ? -1 : 1) * strtod(label + m, NULL);
@@ -1408,9 +1414,14 @@ static bool hadamard_power(const char *f, size_t n, hpower *p)
     size_t w = 0;
     while (w < n && (isdigit((unsigned char)f[w]) || f[w] == '.')) w++;
     p->k = 1;
+    double fk;
+    size_t fw = w ? 0 : lji_label_fraction(f, &fk); /* (1/3)·x */
     if (w && f[w - 1] != '.' && w + nd < n && !strncmp(f + w, dot, nd)) {
         p->k = strtod(f, NULL);
         f += w + nd, n -= w + nd;
+    } else if (fw && fw + nd < n && !strncmp(f + fw, dot, nd)) {
+        p->k = fk;
+        f += fw + nd, n -= fw + nd;
     }
     int sign = 1;
     if (n > 3 && !strncmp(f, "1./", 3)) sign = -1, f += 3, n -= 3;

@@ -146,10 +146,13 @@ bool lji_diag_print_times(lji_buf *b, const lj_op *D, lj_print_format fmt, doubl
     if (m && lji_label_minus_len(l + m)) m = 0;
     w = m;
     while (w < n && isdigit((unsigned char)l[w]) && w < m + 7) w++;
+    double f = 0;
+    size_t fw = w == m ? lji_label_fraction(l + m, &f) : 0; /* "(1/3)·x" */
+    if (fw) w = m + fw;
     /* "3·x.^2", not "2.5·x", "2·x + y" */
     if (w == m || w + strlen(dot) >= n || strncmp(l + w, dot, strlen(dot)) || lji_label_is_sum_n(l + m, n - m))
         return false;
-    *k = (m ? -1 : 1) * strtod(l + m, NULL);
+    *k = (m ? -1 : 1) * (fw ? f : strtod(l + m, NULL));
     put_diag_of(b, l + w + strlen(dot), n - w - strlen(dot), fmt);
     return true;
 }

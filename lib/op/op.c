@@ -9,6 +9,7 @@
 #include "../core/lji_blas.h"
 #include <inttypes.h>
 #include <ctype.h>
+#include <float.h>
 #include <math.h>
 
 /* ---- life cycle ---------------------------------------------------------- */
@@ -869,16 +870,8 @@ void lji_put_signed_coef(lji_buf *b, double c, bool first, lj_print_format fmt)
     if (!first) lji_buf_puts(b, c < 0 ? (fmt == LJ_PRINT_UNICODE ? " − " : " - ") : " + ");
     else if (c < 0)
         lji_buf_puts(b, lji_sym_minus(fmt));
-    if (fabs(c) != 1.0) {
-        /* a reciprocal whose decimals do not end, as the user wrote it:
-         * (1/9)·Diag(…) for x/9, not 0.111111·Diag(…) */
-        double a = fabs(c), k = round(1 / a);
-        char dec[32];
-        snprintf(dec, sizeof dec, "%.6g", a);
-        if (k >= 3 && k <= 1e6 && 1 / k == a && strtod(dec, NULL) != a)
-            lji_buf_printf(b, fmt == LJ_PRINT_LATEX ? "\\frac{1}{%.0f}" : "(1/%.0f)", k);
-        else
-            lji_put_number(b, a, fmt);
+    if (fabs(c) != 1.0) { /* (1/9)·Diag(…) for x/9, as lji_put_number writes fractions */
+        lji_put_number(b, fabs(c), fmt);
         lji_buf_puts(b, lji_sym_dot(fmt));
     }
 }
@@ -1099,13 +1092,72 @@ static void put_label(lji_buf *b, const char *label, size_t len, lj_print_format
     }
 }
 
+/* whether a, read back, stands for x: within four units in its last
+ * place, so that 0.1 + 0.2 reads 0.3 (the plain form: exactly) */
+static bool reads_as(double a, double x, lj_print_format fmt)
+{
+    return fmt == LJ_PRINT_PLAIN ? a == x : fabs(a - x) <= 4 * DBL_EPSILON * fabs(x);
+}
+
+bool lji_fraction(double x, lj_print_format fmt, long *p, long *q)
+{
+    char dec[32];
+    snprintf(dec, sizeof dec, "%.6g", x);
+    if (!isfinite(x) || x == floor(x) || reads_as(strtod(dec, NULL), x, fmt) || fabs(x) > 1e6 || fabs(x) < 1e-6)
+        return false;
+    for (long d = 2; d <= 1000; d++) {
+        double k = round(x * d);
+        if (k != 0 && fabs(k) <= 1e9 && reads_as(k / (double)d, x, fmt)) {
+            *p = (long)k, *q = d;
+            return true;
+        }
+    }
+    return false;
+}
+
 void lji_format_number(char *tmp, size_t n, double x, lj_print_format fmt)
 {
-    /* six significant digits for a reader; the plain form is the language,
-     * read back by the parser, so it takes the fewest digits that give x
-     * back exactly (2, 0.5, but 1.3333333333333333, not 1.33333) */
+    /* Every printed number is read back: a label's becomes the plain form,
+     * which is the language, and J printed is J. So a number takes the
+     * fewest significant digits, from six, that stand for it (2, 0.5,
+     * 1.23456789 as written, 0.3 for 0.1 + 0.2), and a fraction of small
+     * terms whose decimals do not end is written as one: (2/3), not
+     * 0.666667, which is 5·10^-7 away, or 0.6666666666666666. */
+    long p, q;
+    if (lji_fraction(x, fmt, &p, &q)) {
+        const char *minus = p < 0 ? "-" : "";
+        if (fmt == LJ_PRINT_LATEX) snprintf(tmp, n, "%s\\frac{%ld}{%ld}", minus, labs(p), q);
+        else snprintf(tmp, n, "%s(%ld/%ld)", minus, labs(p), q);
+        return;
+    }
     snprintf(tmp, n, "%.6g", x);
-    for (int d = 7; fmt == LJ_PRINT_PLAIN && d <= 17 && strtod(tmp, NULL) != x; d++) snprintf(tmp, n, "%.*g", d, x);
+    for (int d = 7; d <= 17 && !reads_as(strtod(tmp, NULL), x, fmt); d++) snprintf(tmp, n, "%.*g", d, x);
+}
+
+size_t lji_label_fraction(const char *s, double *k)
+{
+    if (s[0] != '(' || !isdigit((unsigned char)s[1])) return 0;
+    char *e;
+    long p = strtol(s + 1, &e, 10);
+    if (*e != '/' || !isdigit((unsigned char)e[1])) return 0;
+    long q = strtol(e + 1, &e, 10);
+    if (*e != ')' || q < 2) return 0;
+    *k = (double)p / (double)q;
+    return (size_t)(e + 1 - s);
+}
+
+void lji_put_exponent(lji_buf *b, double e, lj_print_format fmt)
+{
+    const char *minus = lji_sym_minus(fmt);
+    long p, q;
+    if (lji_fraction(e, fmt, &p, &q))
+        lji_buf_printf(b, "(%s%ld/%ld)", p < 0 ? minus : "", labs(p), q);
+    else if (e < 0) {
+        lji_buf_printf(b, "(%s", minus);
+        lji_put_number(b, -e, fmt);
+        lji_buf_puts(b, ")");
+    } else
+        lji_put_number(b, e, fmt);
 }
 
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt)

@@ -504,9 +504,20 @@ char *lji_label_product_transposed(lj_context *ctx, const char *label, bool *fai
  * brackets dropped for the whole or a term of a sum */
 void lji_put_value_label(lji_buf *b, const char *label, lj_print_format fmt, lji_place where);
 void lji_put_number(lji_buf *b, double x, lj_print_format fmt);
-/* x as lji_put_number writes it (six significant digits; in plain form
- * the fewest that read back as x exactly) */
+/* x as lji_put_number writes it: the fewest significant digits, from
+ * six, that read back as x (in plain form exactly, else within four units
+ * in the last place), or a fraction (2/3) whose decimals do not end */
 void lji_format_number(char *tmp, size_t n, double x, lj_print_format fmt);
+/* a fraction "(p/q)" as lji_put_number writes it at s: its length and
+ * value; 0 where s does not start with one */
+size_t lji_label_fraction(const char *s, double *k);
+/* an exponent as a label or the language writes it after ^ or .^: 2,
+ * 0.5, and bracketed once, its sign inside, (−1), (1/3), (−2/3) (fmt:
+ * LJ_PRINT_UNICODE or LJ_PRINT_PLAIN) */
+void lji_put_exponent(lji_buf *b, double e, lj_print_format fmt);
+/* x = p/q (q from 2 to 1000, the smallest) where six significant digits
+ * do not read back as x */
+bool lji_fraction(double x, lj_print_format fmt, long *p, long *q);
 const char *lji_sym_kron(lj_print_format fmt);
 const char *lji_sym_dot(lj_print_format fmt);
 const char *lji_sym_transpose(lj_print_format fmt);
