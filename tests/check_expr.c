@@ -1264,10 +1264,12 @@ START_TEST(test_kron_into_sums)
     lj_context *ctx = lj_context_new();
     lj_symtab *t = symtab_3x3(ctx, 23, true);
     const struct { const char *expr, *uni, *plain; } cases[] = {
-        { "X*X*X", "((X^T·X^T) ⊗ I_3) + (X^T ⊗ X) + (I_3 ⊗ (X·X))",
-          "((X'*X') kron I_3) + (X' kron X) + (I_3 kron (X*X))" },
-        { "X*X*X*X", "((X^T·X^T·X^T) ⊗ I_3) + ((X^T·X^T) ⊗ X) + (X^T ⊗ (X·X)) + (I_3 ⊗ (X·X·X))",
-          "((X'*X'*X') kron I_3) + ((X'*X') kron X) + (X' kron (X*X)) + (I_3 kron (X*X*X))" },
+        /* transposed powers of one matrix multiply out as one: (X^2)^T */
+        { "X*X*X", "((X^2)^T ⊗ I_3) + (X^T ⊗ X) + (I_3 ⊗ (X·X))", "((X^2)' kron I_3) + (X' kron X) + (I_3 kron (X*X))" },
+        { "X*X*X*X", "((X^3)^T ⊗ I_3) + ((X^2)^T ⊗ X) + (X^T ⊗ (X·X)) + (I_3 ⊗ (X·X·X))",
+          "((X^3)' kron I_3) + ((X^2)' kron X) + (X' kron (X*X)) + (I_3 kron (X*X*X))" },
+        { "X^5", "((X^4)^T ⊗ I_3) + ((X^3)^T ⊗ X) + ((X^2)^T ⊗ X^2) + (X^T ⊗ X^3) + (I_3 ⊗ X^4)",
+          "((X^4)' kron I_3) + ((X^3)' kron X) + ((X^2)' kron X^2) + (X' kron X^3) + (I_3 kron X^4)" },
         /* a term ending with a commutation folds too */
         { "A*X'*X*B", "((B^T·X^T) ⊗ A)·K_{3,3} + (B^T ⊗ (A·X^T))", "((B'*X') kron A)*K_{3,3} + (B' kron (A*X'))" },
         { "(A*X)*(B*X)", "((B·X)^T ⊗ A) + (I_3 ⊗ (A·X·B))", "((B*X)' kron A) + (I_3 kron (A*X*B))" },

@@ -1174,52 +1174,55 @@ static bool is_dense_block(const lj_op *a)
 }
 
 /* "M^k" for a label that is an atomic base alone ("M", k = 1) or its power
- * ("M^3", "(M^3)"): the base's length and k; 0 otherwise. */
-static size_t power_base(const char *label, long *k)
+ * ("M^3", "(M^3)"), or the transpose of either ("M^T", "(M^3)^T", *t):
+ * where the base starts (*base), its length and k; 0 otherwise. */
+static size_t power_base(const char *label, const char **base, long *k, bool *t)
 {
     const char *s = label;
     size_t n = strlen(s);
+    *t = n > 2 && !strcmp(s + n - 2, "^T");
+    if (*t) n -= 2;
     if (n >= 2 && s[0] == '(' && s[n - 1] == ')') s++, n -= 2;
     const char *caret = memchr(s, '^', n);
-    size_t base = caret ? (size_t)(caret - s) : n;
-    if (base == 0 || memchr(s, '(', base) || memchr(s, '{', base)) return 0;
-    for (size_t i = 0; i < base; i++)
+    size_t b = caret ? (size_t)(caret - s) : n;
+    if (b == 0 || memchr(s, '(', b) || memchr(s, '{', b)) return 0;
+    for (size_t i = 0; i < b; i++)
         if (strchr(" +-*/'·⊗∘", s[i]) || (unsigned char)s[i] >= 0x80) return 0;
+    *base = s;
     if (!caret) {
         *k = 1;
-        return base;
+        return b;
     }
     char *end;
     long v = strtol(caret + 1, &end, 10);
-    if (v < 1 || end != s + n) return 0;
+    if (v < 1 || end != s + n || !isdigit((unsigned char)caret[1])) return 0;
     *k = v;
-    return base;
+    return b;
 }
 
 /* The label of a multiplied-out product l = a·c: "M^(j+k)" when a and c
- * are powers of one base (the Jacobian of M(M(…(M X))) is I ⊗ M^N, not a
- * label as long as the chain), else l's printed form cut to a bounded
- * length, so that building long chains stays linear. */
+ * are powers of one base, or both transposes of such ("(M^(j+k))^T":
+ * powers of M commute), so that the Jacobian of M(M(…(M X))) is I ⊗ M^N
+ * and J of X^16 has (X^15)^T ⊗ I, not a label as long as the chain; else
+ * l's printed form (a product's brackets dropped: X·M·X^T) cut to a
+ * bounded length, so that building long chains stays linear. */
 static char *product_label(lj_context *ctx, const lj_op *l)
 {
     const lj_op *a = l->nchild == 2 ? l->child[0] : NULL, *c = l->nchild == 2 ? l->child[1] : NULL;
-    long ka, kc;
-    size_t na, nc;
-    if (a && c && a->label && c->label && lji_is(a, &lji_kind_dense) && lji_is(c, &lji_kind_dense) &&
-        (na = power_base(a->label, &ka)) && (nc = power_base(c->label, &kc)) && na == nc) {
-        const char *pa = a->label[0] == '(' ? a->label + 1 : a->label, *pc = c->label[0] == '(' ? c->label + 1 : c->label;
-        if (!memcmp(pa, pc, na) && ka < 1000000000L && kc < 1000000000L) {
-            lji_buf b;
-            lji_buf_init(&b, ctx);
-            lji_buf_printf(&b, "%.*s^%ld", (int)na, pa, ka + kc);
-            return lji_buf_finish(&b, "compose");
-        }
-    }
     char *p = NULL;
     if (a && c && lji_is(l, &lji_kind_compose) && labelled_factor(a) && labelled_factor(c)) {
-        /* a product's wrapping parentheses go: X·(M·X^T) is X·M·X^T */
         char *la = factor_label(ctx, a, false), *lc = factor_label(ctx, c, false);
-        p = la && lc ? label_product3(ctx, la, lc, "") : NULL;
+        const char *ba, *bc;
+        long ka, kc;
+        bool ta, tc;
+        size_t na = la ? power_base(la, &ba, &ka, &ta) : 0, nc = lc ? power_base(lc, &bc, &kc, &tc) : 0;
+        if (na && na == nc && ta == tc && !memcmp(ba, bc, na) && ka < 1000000000L && kc < 1000000000L) {
+            lji_buf b;
+            lji_buf_init(&b, ctx);
+            lji_buf_printf(&b, ta ? "(%.*s^%ld)^T" : "%.*s^%ld", (int)na, ba, ka + kc);
+            p = lji_buf_finish(&b, "compose");
+        } else if (la && lc) /* a product's wrapping parentheses go: X·(M·X^T) is X·M·X^T */
+            p = label_product3(ctx, la, lc, "");
         free(la);
         free(lc);
         if (!p) {
