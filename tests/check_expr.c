@@ -1268,6 +1268,9 @@ START_TEST(test_kron_into_sums)
         { "X*X*X", "((X^2)^T ⊗ I_3) + (X^T ⊗ X) + (I_3 ⊗ (X·X))", "((X^2)' kron I_3) + (X' kron X) + (I_3 kron (X*X))" },
         { "X*X*X*X", "((X^3)^T ⊗ I_3) + ((X^2)^T ⊗ X) + (X^T ⊗ (X·X)) + (I_3 ⊗ (X·X·X))",
           "((X^3)' kron I_3) + ((X^2)' kron X) + (X' kron (X*X)) + (I_3 kron (X*X*X))" },
+        /* a value's atomic label without brackets: X^2 ⊗ …, was (X^2) */
+        { "X^4", "((X^3)^T ⊗ I_3) + ((X^2)^T ⊗ X) + (X^T ⊗ X^2) + (I_3 ⊗ X^3)",
+          "((X^3)' kron I_3) + ((X^2)' kron X) + (X' kron X^2) + (I_3 kron X^3)" },
         { "X^5", "((X^4)^T ⊗ I_3) + ((X^3)^T ⊗ X) + ((X^2)^T ⊗ X^2) + (X^T ⊗ X^3) + (I_3 ⊗ X^4)",
           "((X^4)' kron I_3) + ((X^3)' kron X) + ((X^2)' kron X^2) + (X' kron X^3) + (I_3 kron X^4)" },
         /* a term ending with a commutation folds too */

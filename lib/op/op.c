@@ -1416,8 +1416,10 @@ const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *bu
 
 void lji_put_value_label(lji_buf *b, const char *l, lj_print_format fmt, lji_place where)
 {
-    bool minus = l[0] == '(' && lji_label_minus_len(l + 1);
-    if ((where == LJI_AT_TOP || (where == LJI_AT_SUM && !minus)) && lji_label_is_wrapped(l))
+    bool minus = l[0] == '(' && lji_label_minus_len(l + 1), wrapped = lji_label_is_wrapped(l);
+    /* an atomic value needs none anywhere: X^2 ⊗ I_3, as X^3 ⊗ I_3 */
+    if (wrapped && lji_label_is_atomic_n(l + 1, strlen(l) - 2)) where = LJI_AT_TOP;
+    if ((where == LJI_AT_TOP || (where == LJI_AT_SUM && !minus)) && wrapped)
         lji_put_label_n(b, l + 1, strlen(l) - 2, fmt);
     else
         lji_put_label(b, l, fmt);
