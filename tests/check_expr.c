@@ -1415,6 +1415,14 @@ START_TEST(test_numbers_read_back)
         { "sin(1.23456789*x)", "x", "1.23456789·Diag(cos(1.23456789·x))", "1.23456789*Diag(cos(1.23456789*x))" },
         { "(x/3).^2", "x", "(2/3)·Diag(x/3)", "(2/3)*Diag(x/3)" },
         { "x*0.1*3", "x", "0.3·I_3", "0.30000000000000004*I_3" },
+        /* a Diag of a fraction is that number times I, and meets the
+         * coefficient: was 2·Diag(1/3), a wrong J (CI's fuzz run) */
+        { "((y.*x) - x)'*((x.*x)./(3*x))", "x",
+          "(x ∘ x ⊘ (3·x))^T·(Diag(y) − I_3) + (y ∘ x − x)^T·((2/3)·I_3 − 3·Diag((x ∘ x)./(3·x).^2))",
+          "(x .* x ./ (3*x))'*(Diag(y) - I_3) + (y .* x - x)'*((2/3)*I_3 - 3*Diag((x .* x)./(3*x).^2))" },
+        { "(x/3)*2", "x", "(2/3)·I_3", "(2/3)*I_3" },
+        /* the plain form reads back exactly: 2·(1/3) + 1 is not 5/3 there */
+        { "(x/3)*2 + x", "x", "(5/3)·I_3", "1.6666666666666665*I_3" },
         /* (1/3) meets the 3 in front: was 3·Diag(0.333333·y ∘ …) */
         { "((3*((-y)./x))./((3*(y./y))./x))", "x",
           "Diag(y ∘ 1./((y ⊘ y) ⊘ x) ∘ 1./x.^2) + Diag(9·(−y ⊘ x) ∘ (y ⊘ y) ∘ 1./(3·(y ⊘ y) ⊘ x).^2 ∘ 1./x.^2)",

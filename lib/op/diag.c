@@ -55,6 +55,11 @@ bool lji_diag_is_number(const lj_op *D, double *k)
     const char *l = D->label, *minus = "−";
     bool neg = !strncmp(l, minus, strlen(minus));
     if (neg) l += strlen(minus);
+    size_t fw = lji_label_fraction(l, k); /* (1/3), as numbers print */
+    if (fw && !l[fw]) {
+        if (neg) *k = -*k;
+        return *k != 0;
+    }
     if (!isdigit((unsigned char)l[0])) return false;
     *k = strtod(l, &end);
     if (neg) *k = -*k;

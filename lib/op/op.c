@@ -851,6 +851,15 @@ size_t lji_leading_number(const char *s, lj_print_format fmt, double *k)
     const char *dot = lji_sym_dot(fmt);
     size_t m = lji_label_minus_len(s), nd = strlen(dot);
     const char *p = s + m, *e = p;
+    double f;
+    size_t fw = fmt != LJ_PRINT_LATEX ? lji_label_fraction(p, &f) : 0; /* (2/3)·, as numbers print */
+    if (fw && !strncmp(p + fw, dot, nd) && !lji_label_is_sum(s)) {
+        char back[64];
+        lji_format_number(back, sizeof back, f, fmt);
+        if (strlen(back) != fw || strncmp(back, p, fw)) return 0;
+        *k = m ? -f : f;
+        return m + fw + nd;
+    }
     while (isdigit((unsigned char)*e) || *e == '.') e++;
     if (e == p || strncmp(e, dot, nd) || lji_label_is_sum(s)) return 0;
     char num[64], back[64];

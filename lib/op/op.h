@@ -452,9 +452,10 @@ void lji_put_label_head(lji_buf *b, const char *label, const char *more);
 bool lji_label_is_sum(const char *label);
 /* the same for the first n bytes */
 bool lji_label_is_sum_n(const char *label, size_t n);
-/* the length of a whole number and its dot leading s ("2·(vec X)^T",
- * "−3·x^T", in fmt's symbols), the number in *k; 0 where s does not start
- * with one or is a sum at its top level */
+/* the length of a whole number or a fraction as numbers print, and its
+ * dot, leading s ("2·(vec X)^T", "−3·x^T", "(2/3)·I_3", in fmt's symbols;
+ * not LaTeX's \frac), the number in *k; 0 where s does not start with
+ * one or is a sum at its top level */
 size_t lji_leading_number(const char *s, lj_print_format fmt, double *k);
 /* the same inside the parentheses that wrap the whole label, if they do */
 bool lji_label_is_sum_inside(const char *label);
