@@ -792,24 +792,69 @@ START_TEST(test_power_and_eye)
     lj_free(dp);
     lj_expr_free(&D);
     lj_expr_free(&D2);
-    /* powers of powers with a Diag inside (which keeps the sums of
-     * Kronecker products from folding): J written out grows as their
-     * product; the print is cut */
+    /* powers of powers with a Diag inside: each power's J is its sum of
+     * Kronecker products times the inner J, which it shares, so J stays
+     * as large as the expression (written out term by term, J grew as
+     * the product of the powers, ~10^6 paths) */
     lj_expr *N = lj_parse(ctx, "((sin(X)^95 - X)^93 - X)^95", t, &dpos);
     CK_NN(ctx, N);
     lj_op *JN = lj_expr_jacobian(ctx, N, X);
     CK_NN(ctx, JN);
-    char *pn = lj_op_print(ctx, JN, LJ_PRINT_PLAIN);
+    char *pn = lj_op_print(ctx, JN, LJ_PRINT_UNICODE);
+    CK_NN(ctx, pn);
+    ck_assert_msg(strlen(pn) < 64 * 1024, "length %zu", strlen(pn));
+    lj_free(pn);
+    int exact;
+    double fl, by;
+    ck_assert_int_eq(lj_op_nnz(ctx, JN, &exact), 9 * 9);
+    CK_OK(ctx, lj_op_cost(ctx, JN, &fl, &by));
+    ck_assert_msg(fl < 1e5 && fl > 0, "cost %g", fl);
+    lj_op_free(&JN);
+    lj_expr_free(&N);
+    /* a J whose shared subtrees sit between other factors stays shared:
+     * S_{k+1} = D_1·S_k·D_2 + D_3·S_k·D_4 has 2^20 paths to S_0. The print
+     * is cut, in each format; nnz and cost visit each node once, with the
+     * answers of the tree */
+    lj_op *S;
+    {
+        double dv[4][9], av[81];
+        for (int i = 0; i < 81; i++) av[i] = 0.5 + 0.01 * i;
+        lj_op *Dg[4];
+        for (int k = 0; k < 4; k++) {
+            for (int i = 0; i < 9; i++) dv[k][i] = 1.0 + 0.1 * (k + 1) + 0.01 * i;
+            char name[32];
+            snprintf(name, sizeof name, "vec(a_%d + b_%d)", k + 1, k + 1);
+            Dg[k] = lj_op_diag(ctx, 9, dv[k], name);
+            CK_NN(ctx, Dg[k]);
+        }
+        lj_op *A = lj_op_dense(ctx, 9, 9, av, 9, "M");
+        CK_NN(ctx, A);
+        S = A;
+        for (int level = 0; level < 20; level++) {
+            const lj_op *f1[3] = { Dg[0], S, Dg[1] }, *f2[3] = { Dg[2], S, Dg[3] };
+            lj_op *T1 = lj_op_compose(ctx, 3, f1), *T2 = lj_op_compose(ctx, 3, f2);
+            CK_NN(ctx, T1);
+            CK_NN(ctx, T2);
+            lj_op *S2 = lj_op_add(ctx, T1, T2);
+            CK_NN(ctx, S2);
+            lj_op_free(&T1);
+            lj_op_free(&T2);
+            lj_op_free(&S);
+            S = S2;
+        }
+        for (int k = 0; k < 4; k++) lj_op_free(&Dg[k]);
+    }
+    pn = lj_op_print(ctx, S, LJ_PRINT_PLAIN);
     CK_NN(ctx, pn);
     size_t ln = strlen(pn);
     ck_assert_msg(ln <= LJ_PRINT_MAX + 3 && ln > LJ_PRINT_MAX - 8 && strcmp(pn + ln - 3, "...") == 0, "length %zu", ln);
     lj_free(pn);
-    pn = lj_op_print(ctx, JN, LJ_PRINT_UNICODE);
+    pn = lj_op_print(ctx, S, LJ_PRINT_UNICODE);
     CK_NN(ctx, pn);
     ln = strlen(pn);
     ck_assert_msg(ln <= LJ_PRINT_MAX + 3 && strcmp(pn + ln - 3, "…") == 0, "length %zu", ln);
     lj_free(pn);
-    pn = lj_op_print(ctx, JN, LJ_PRINT_LATEX); /* cut outside a braced group */
+    pn = lj_op_print(ctx, S, LJ_PRINT_LATEX); /* cut outside a braced group */
     CK_NN(ctx, pn);
     ln = strlen(pn);
     ck_assert_msg(ln <= LJ_PRINT_MAX + 6 && strcmp(pn + ln - 6, "\\ldots") == 0, "length %zu", ln);
@@ -817,18 +862,13 @@ START_TEST(test_power_and_eye)
     for (const char *c = pn; *c; c++) curly += *c == '{' ? 1 : *c == '}' ? -1 : 0;
     ck_assert_int_eq(curly, 0);
     lj_free(pn);
-    /* nnz and cost visit each shared node once (the tree has ~10^6 paths):
-     * the same answers as on a fresh copy of the same structure */
-    int exact;
-    double fl, by;
-    ck_assert_int_eq(lj_op_nnz(ctx, JN, &exact), 9 * 9);
-    CK_OK(ctx, lj_op_cost(ctx, JN, &fl, &by));
+    ck_assert_int_eq(lj_op_nnz(ctx, S, &exact), 9 * 9);
+    CK_OK(ctx, lj_op_cost(ctx, S, &fl, &by));
     ck_assert_msg(fl > 1e6 && isfinite(fl), "cost %g", fl);
-    char *tr = lj_op_tree(ctx, JN);
+    char *tr = lj_op_tree(ctx, S);
     CK_NN(ctx, tr);
     lj_free(tr);
-    lj_op_free(&JN);
-    lj_expr_free(&N);
+    lj_op_free(&S);
     /* equal operators that share subtrees are compared once per pair of
      * nodes (a fuzz input: the sum of two such Jacobians took minutes) */
     lj_expr *N2 = lj_parse(ctx, "------min(X --4,-3---min(X, ------5--2- ------2--2--min(X, -4---3--min(X, "
@@ -1309,6 +1349,71 @@ START_TEST(test_kron_into_sums)
     ck_assert_msg(flops < 1890, "X^16: %g flops", flops);
     lj_op_free(&J);
     lj_expr_free(&P);
+    lj_symtab_free(&t);
+    lj_context_free(&ctx);
+}
+END_TEST
+
+/* A Jacobian that several terms share is taken out of their sum once:
+ * J of Y^2 is ((Y^T ⊗ I) + (I ⊗ Y))·J_Y, the Cookbook's form, not (Y^T ⊗
+ * I)·J_Y + (I ⊗ Y)·J_Y. Each J against central differences and a plan's
+ * J after X moved; then expressions that share a subexpression at every
+ * level, whose J written out term by term would have 2^24 paths, built,
+ * applied and checked in linear time. */
+START_TEST(test_shared_inner_jacobians)
+{
+    lj_context *ctx = lj_context_new();
+    lj_symtab *t = symtab_3x3(ctx, 29, true);
+    const struct { const char *expr, *uni, *plain; } cases[] = {
+        { "sin(X)^2", "((sin(X)^T ⊗ I_3) + (I_3 ⊗ sin(X)))·Diag(cos(vec X))",
+          "((sin(X)' kron I_3) + (I_3 kron sin(X)))*Diag(cos(vec X))" },
+        /* powers of a compound base: (X^T + X)^2, sin(X)^2, not products */
+        { "sin(X)^3", "(((sin(X)^2)^T ⊗ I_3) + (sin(X)^T ⊗ sin(X)) + (I_3 ⊗ sin(X)^2))·Diag(cos(vec X))",
+          "(((sin(X)^2)' kron I_3) + (sin(X)' kron sin(X)) + (I_3 kron sin(X)^2))*Diag(cos(vec X))" },
+        { "(X*X+X)^2", "(((X·X + X)^T ⊗ I_3) + (I_3 ⊗ (X·X + X)))·((X^T ⊗ I_3) + (I_3 ⊗ X) + I_9)",
+          "(((X*X + X)' kron I_3) + (I_3 kron (X*X + X)))*((X' kron I_3) + (I_3 kron X) + I_9)" },
+        { "(X'+X)^3", "((((X^T + X)^2)^T ⊗ I_3) + ((X^T + X)^T ⊗ (X^T + X)) + (I_3 ⊗ (X^T + X)^2))·(K_{3,3} + I_9)",
+          "((((X' + X)^2)' kron I_3) + ((X' + X)' kron (X' + X)) + (I_3 kron (X' + X)^2))*(K_{3,3} + I_9)" },
+        /* a transposed power of a function's value reads as the power */
+        { "(sin(X)')^2", "((sin(X) ⊗ I_3) + (I_3 ⊗ sin(X)^T))·K_{3,3}·Diag(cos(vec X))",
+          "((sin(X) kron I_3) + (I_3 kron sin(X)'))*K_{3,3}*Diag(cos(vec X))" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        jacobian_forms_plan_ok(ctx, t, cases[i].expr, "X", cases[i].uni, cases[i].plain, 440 + i);
+    lj_expr *X = lj_symtab_get(t, "X");
+    for (int variant = 0; variant < 2; variant++) {
+        /* Y <- tanh(Y + Y·Y), 24 times; and Y <- Y + 0.1·Y·Y, 6 times (J_Y
+         * a sum, added term by term and taken out again) */
+        lj_expr *Y = lj_expr_retain(X);
+        int levels = variant ? 6 : 24;
+        for (int k = 0; k < levels; k++) {
+            lj_expr *YY = lj_expr_mul(ctx, Y, Y);
+            lj_expr *s = variant ? lj_expr_scale(ctx, 0.1, YY) : lj_expr_retain(YY);
+            lj_expr *sum = lj_expr_add(ctx, Y, s);
+            lj_expr *next = variant ? lj_expr_retain(sum) : lj_expr_func(ctx, LJ_FN_TANH, sum);
+            CK_NN(ctx, next);
+            lj_expr_free(&YY);
+            lj_expr_free(&s);
+            lj_expr_free(&sum);
+            lj_expr_free(&Y);
+            Y = next;
+        }
+        lj_op *J = lj_expr_jacobian(ctx, Y, X);
+        CK_NN(ctx, J);
+        double flops, bytes;
+        CK_OK(ctx, lj_op_cost(ctx, J, &flops, &bytes));
+        ck_assert_msg(flops < 1000.0 * levels, "%d levels: %g flops a vector", levels, flops);
+        double maxrel = -1, fro = -1;
+        CK_OK(ctx, lj_expr_fd_check(ctx, Y, X, J, 0, &maxrel, &fro));
+        ck_assert_msg(maxrel < 1e-6, "%d levels: finite differences differ by %g", levels, maxrel);
+        cholmod_sparse *S = lj_op_to_sparse(ctx, J);
+        CK_NN(ctx, S);
+        lj_sparse_free(ctx, &S);
+        env E = { ctx, 460 + (uint64_t)variant, { 0 }, 0 };
+        plan_ok(&E, Y, X, variant ? "Y + 0.1·Y·Y" : "tanh(Y + Y·Y)");
+        lj_op_free(&J);
+        lj_expr_free(&Y);
+    }
     lj_symtab_free(&t);
     lj_context_free(&ctx);
 }
@@ -3802,6 +3907,7 @@ Suite *make_expr_suite(void)
     tcase_add_test(rules, test_gradient_forms);
     tcase_add_test(rules, test_value_label_brackets);
     tcase_add_test(rules, test_kron_into_sums);
+    tcase_add_test(rules, test_shared_inner_jacobians);
     tcase_add_test(rules, test_negated_power_labels);
     tcase_add_test(rules, test_latex_labels);
     tcase_add_test(rules, test_random_printed_j_evaluates);

@@ -338,7 +338,7 @@ static const struct {
     /* −(−P − Q) is P + Q; inverses as A^{-1} and A^{-T}; a commutation
      * between two Kronecker products passes the second, which folds into
      * the first (was (X^{-1} ⊗ I_3)·K_{3,3}·(X^{-T} ⊗ X^{-1}) + …) */
-    { "tr(inv(X))", "X", "((X^{-1}·X^{-1}) ⊗ X^{-T})·K_{3,3} + (X^{-1} ⊗ (X^{-T}·X^{-T}))·K_{3,3}", 1 },
+    { "tr(inv(X))", "X", "((X^{-1})^2 ⊗ X^{-T})·K_{3,3} + (X^{-1} ⊗ (X^{-T})^2)·K_{3,3}", 1 },
 };
 
 START_TEST(test_scalar_symbols)

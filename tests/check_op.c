@@ -1673,6 +1673,96 @@ START_TEST(test_rules_kron_into_sum)
 }
 END_TEST
 
+/* Terms that end in one shared node R, which branches, are one product:
+ * c_1·L_1·R + c_2·L_2·R = (c_1·L_1 + c_2·L_2)·R, a term R alone as I·R,
+ * the longest suffix the group shares taken out, other terms kept. A
+ * shared commutation, or two equal nodes that are not one, stay apart.
+ * Each checked three ways against the dense sum; then every allocation
+ * of the factoring failed in turn. */
+START_TEST(test_rules_shared_right_factor)
+{
+    lj_context *ctx = lj_context_new();
+    uint64_t seed = 41;
+    tmat A = tm_rand(4, 4, &seed), B = tm_rand(4, 4, &seed), C = tm_rand(4, 5, &seed), P = tm_rand(4, 5, &seed);
+    tmat Q = tm_rand(4, 5, &seed), E = tm_rand(4, 5, &seed), Dv = tm_rand(4, 1, &seed), Dr = tm_new(4, 4);
+    for (int i = 0; i < 4; i++) Dr.a[i + 4 * i] = Dv.a[i] + 1.0;
+    lj_op *a = dense_of(ctx, A, "A"), *b = dense_of(ctx, B, "B"), *c = dense_of(ctx, C, "C");
+    lj_op *p = dense_of(ctx, P, "P"), *q = dense_of(ctx, Q, "Q"), *e = dense_of(ctx, E, "E");
+    double dg[4];
+    for (int i = 0; i < 4; i++) dg[i] = Dr.a[i + 4 * i];
+    lj_op *d = lj_op_diag(ctx, 4, dg, "d");
+    lj_op *R = lj_op_add(ctx, p, q), *R2 = lj_op_add(ctx, p, q); /* R2 equal to R, another node */
+    tmat Rr = tm_add(1.0, P, 1.0, Q), AR = tm_mul(A, Rr), BR = tm_mul(B, Rr);
+    lj_op *aR = lj_op_mul(ctx, a, R), *bR = lj_op_mul(ctx, b, R);
+    lj_op *S1 = lj_op_lincomb(ctx, 2, (double[]){ 2.0, -3.0 }, (const lj_op *const[]){ aR, bR });
+    CK_NN(ctx, S1);
+    ASSERT_PRINTS(ctx, S1, "(2·A − 3·B)·(P + Q)");
+    ck_assert_str_eq(lj_op_kind_name(S1), "compose");
+    tmat S1r = tm_add(2.0, AR, -3.0, BR);
+    check_op_against(ctx, S1, S1r, 1e-12, "2·A·R − 3·B·R");
+    /* R itself a term: (A + I)·R */
+    lj_op *S2 = lj_op_add(ctx, aR, R);
+    CK_NN(ctx, S2);
+    ASSERT_PRINTS(ctx, S2, "(A + I_4)·(P + Q)");
+    tmat S2r = tm_add(1.0, AR, 1.0, Rr);
+    check_op_against(ctx, S2, S2r, 1e-12, "A·R + R");
+    /* the longest suffix shared, d·R, and a third term kept: (A + B)·d·R + E */
+    lj_op *adR = lj_op_compose(ctx, 3, (const lj_op *const[]){ a, d, R });
+    lj_op *bdR = lj_op_compose(ctx, 3, (const lj_op *const[]){ b, d, R });
+    lj_op *S3 = lj_op_lincomb(ctx, 3, NULL, (const lj_op *const[]){ adR, e, bdR });
+    CK_NN(ctx, S3);
+    ASSERT_PRINTS(ctx, S3, "(A + B)·Diag(d)·(P + Q) + E");
+    tmat DR = tm_mul(Dr, Rr), ADR = tm_mul(A, DR), BDR = tm_mul(B, DR), S3a = tm_add(1.0, ADR, 1.0, E);
+    tmat S3r = tm_add(1.0, S3a, 1.0, BDR);
+    check_op_against(ctx, S3, S3r, 1e-12, "A·d·R + E + B·d·R");
+    /* a group whose suffixes differ in length: A·d·R + B·R is (A·d + B)·R */
+    lj_op *S4 = lj_op_add(ctx, adR, bR);
+    CK_NN(ctx, S4);
+    ASSERT_PRINTS(ctx, S4, "(A·Diag(d) + B)·(P + Q)");
+    tmat S4r = tm_add(1.0, ADR, 1.0, BR);
+    check_op_against(ctx, S4, S4r, 1e-12, "A·d·R + B·R");
+    /* equal numbers in two nodes: not one factor (a plan's structure must
+     * not depend on numbers) */
+    lj_op *bR2 = lj_op_mul(ctx, b, R2), *S5 = lj_op_add(ctx, aR, bR2);
+    CK_NN(ctx, S5);
+    ASSERT_PRINTS(ctx, S5, "A·(P + Q) + B·(P + Q)");
+    tmat S5r = tm_add(1.0, AR, 1.0, BR);
+    check_op_against(ctx, S5, S5r, 1e-12, "A·R + B·R'");
+    /* a shared commutation: the terms keep it, for the rules that carry
+     * commutations through sums */
+    tmat F = tm_rand(6, 6, &seed), G = tm_rand(6, 6, &seed), Kr = tm_commutation(2, 3);
+    lj_op *f = dense_of(ctx, F, "F"), *g = dense_of(ctx, G, "G"), *K = lj_op_commutation(ctx, 2, 3);
+    lj_op *fK = lj_op_mul(ctx, f, K), *gK = lj_op_mul(ctx, g, K), *S6 = lj_op_add(ctx, fK, gK);
+    CK_NN(ctx, S6);
+    ASSERT_PRINTS(ctx, S6, "F·K_{2,3} + G·K_{2,3}");
+    tmat FK = tm_mul(F, Kr), GK = tm_mul(G, Kr), S6r = tm_add(1.0, FK, 1.0, GK);
+    check_op_against(ctx, S6, S6r, 1e-14, "F·K + G·K");
+    /* out of memory at each allocation of the factoring: a clear status,
+     * nothing leaked, and then the same product */
+    int ok_at = 0;
+    for (int n = 1; n < 200 && !ok_at; n++) {
+        lj_context_fail_alloc(ctx, n, 0);
+        lj_op *r = lj_op_lincomb(ctx, 3, NULL, (const lj_op *const[]){ adR, e, bR });
+        lj_context_fail_alloc(ctx, 0, 0);
+        if (!r) {
+            ck_assert_msg(lj_context_status(ctx) == LJ_ERR_NOMEM, "n=%d: status %d (%s)", n,
+                          (int)lj_context_status(ctx), lj_context_message(ctx));
+            lj_context_clear(ctx);
+            continue;
+        }
+        ASSERT_PRINTS(ctx, r, "(A·Diag(d) + B)·(P + Q) + E");
+        ok_at = n;
+        lj_op_free(&r);
+    }
+    ck_assert_int_gt(ok_at, 3);
+    lj_op *all[] = { a, b, c, p, q, e, d, R, R2, aR, bR, S1, S2, adR, bdR, S3, S4, bR2, S5, f, g, K, fK, gK, S6 };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) lj_op_free(&all[i]);
+    tmat ms[] = { A, B, C, P, Q, E, Dv, Dr, Rr, AR, BR, S1r, S2r, DR, ADR, BDR, S3a, S3r, S4r, S5r, F, G, Kr, FK, GK, S6r };
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) tm_free(&ms[i]);
+    lj_context_free(&ctx);
+}
+END_TEST
+
 /* A row (column) of ones does not see a commutation: 1^T·K = 1^T, K·1 =
  * 1, and a Diag between passes it transposed: 1^T·Diag(vec M)·K_{m,n} =
  * 1^T·Diag(vec M^T), K_{m,n}·Diag(vec M)·1 = Diag(vec M^T)·1. A Diag
@@ -2663,6 +2753,7 @@ Suite *make_op_suite(void)
     tcase_add_test(rules, test_rules_kron);
     tcase_add_test(rules, test_rules_kron_into_sum);
     tcase_add_test(rules, test_rules_ones_past_commutation);
+    tcase_add_test(rules, test_rules_shared_right_factor);
     tcase_add_test(rules, test_rules_sums);
     tcase_add_test(rules, test_rules_diag_terms);
     tcase_add_test(rules, test_product_labels);

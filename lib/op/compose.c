@@ -1173,30 +1173,47 @@ static bool is_dense_block(const lj_op *a)
     return lji_is(a, &lji_kind_dense) || (lji_is(a, &lji_kind_transpose) && lji_is(a->child[0], &lji_kind_dense));
 }
 
-/* "M^k" for a label that is an atomic base alone ("M", k = 1) or its power
- * ("M^3", "(M^3)"), or the transpose of either ("M^T", "(M^3)^T", *t):
- * where the base starts (*base), its length and k; 0 otherwise. */
-static size_t power_base(const char *label, const char **base, long *k, bool *t)
+/* "B^k" for a label that is a base B alone (k = 1) or its power ("M^3",
+ * "(M^3)", "sin(X)^2", "(X + Y)^2"), or the transpose of either ("M^T",
+ * "(M^3)^T", *t): where the base starts (*base), its length and k, and
+ * whether a power of it needs parentheses around it (*wrap: the base is a
+ * sum, a product, a power or a negation, given without them); 0 for a
+ * label cut short. */
+static size_t power_base(const char *label, const char **base, long *k, bool *t, bool *wrap)
 {
     const char *s = label;
     size_t n = strlen(s);
     *t = n > 2 && !strcmp(s + n - 2, "^T");
     if (*t) n -= 2;
-    if (n >= 2 && s[0] == '(' && s[n - 1] == ')') s++, n -= 2;
-    const char *caret = memchr(s, '^', n);
-    size_t b = caret ? (size_t)(caret - s) : n;
-    if (b == 0 || memchr(s, '(', b) || memchr(s, '{', b)) return 0;
-    for (size_t i = 0; i < b; i++)
-        if (strchr(" +-*/'·⊗∘", s[i]) || (unsigned char)s[i] >= 0x80) return 0;
-    *base = s;
-    if (!caret) {
-        *k = 1;
-        return b;
+    if (lji_label_is_wrapped_n(s, n)) s++, n -= 2;
+    if (n == 0) return 0;
+    size_t caret = n; /* the last '^' outside brackets */
+    for (size_t i = 0, depth = 0; i < n; i++) {
+        if (i + 3 <= n && !strncmp(s + i, "…", 3)) return 0;
+        if (s[i] == '(' || s[i] == '{') depth++;
+        else if ((s[i] == ')' || s[i] == '}') && depth) depth--;
+        else if (s[i] == '^' && depth == 0) caret = i;
     }
-    char *end;
-    long v = strtol(caret + 1, &end, 10);
-    if (v < 1 || end != s + n || !isdigit((unsigned char)caret[1])) return 0;
-    *k = v;
+    *k = 1;
+    size_t b = n;
+    if (caret + 1 < n && isdigit((unsigned char)s[caret + 1])) {
+        char *end;
+        long v = strtol(s + caret + 1, &end, 10);
+        if (end == s + n && v >= 1 && caret > 0 && lji_label_is_atomic_n(s, caret)) {
+            *k = v;
+            b = caret;
+        }
+    }
+    *wrap = false;
+    if (lji_label_is_wrapped_n(s, b)) s++, b -= 2, *wrap = true;
+    if (*wrap && b > 2 && !strncmp(s + b - 2, "^T", 2) && lji_label_is_atomic_n(s, b - 2) && !memchr(s, '^', b - 2)) {
+        b -= 2; /* (B^T)^k: the transpose of B^k */
+        *t = !*t;
+        *wrap = lji_label_is_wrapped_n(s, b);
+        if (*wrap) s++, b -= 2;
+    }
+    if (!lji_label_is_atomic_n(s, b) || memchr(s, '^', b)) *wrap = true; /* (X^T·X)^2, (X^{-1})^2 */
+    *base = s;
     return b;
 }
 
@@ -1214,12 +1231,13 @@ static char *product_label(lj_context *ctx, const lj_op *l)
         char *la = factor_label(ctx, a, false), *lc = factor_label(ctx, c, false);
         const char *ba, *bc;
         long ka, kc;
-        bool ta, tc;
-        size_t na = la ? power_base(la, &ba, &ka, &ta) : 0, nc = lc ? power_base(lc, &bc, &kc, &tc) : 0;
+        bool ta, tc, wa, wc;
+        size_t na = la ? power_base(la, &ba, &ka, &ta, &wa) : 0, nc = lc ? power_base(lc, &bc, &kc, &tc, &wc) : 0;
         if (na && na == nc && ta == tc && !memcmp(ba, bc, na) && ka < 1000000000L && kc < 1000000000L) {
             lji_buf b;
             lji_buf_init(&b, ctx);
-            lji_buf_printf(&b, ta ? "(%.*s^%ld)^T" : "%.*s^%ld", (int)na, ba, ka + kc);
+            lji_buf_printf(&b, ta ? (wa ? "((%.*s)^%ld)^T" : "(%.*s^%ld)^T") : wa ? "(%.*s)^%ld" : "%.*s^%ld", (int)na, ba,
+                           ka + kc);
             p = lji_buf_finish(&b, "compose");
         } else if (la && lc) /* a product's wrapping parentheses go: X·(M·X^T) is X·M·X^T */
             p = label_product3(ctx, la, lc, "");

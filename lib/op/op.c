@@ -1370,6 +1370,21 @@ const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *bu
             return buf;
         }
     }
+    size_t n0 = strlen(label);
+    size_t dk = n0 > 2 ? n0 - 1 : 0; /* ((B^T)^k): where k starts */
+    while (dk > 0 && isdigit((unsigned char)label[dk - 1])) dk--;
+    bool tpower = dk > 5 && dk < n0 - 1 && label[dk - 1] == '^' && !strncmp(label + dk - 4, "^T)", 3);
+    bool inverse = n0 > 7 && (!strncmp(label + n0 - 6, "^{-1})", 6) || !strncmp(label + n0 - 6, "^{-T})", 6));
+    if ((tpower || inverse) && lji_label_is_wrapped(label) && lji_label_is_atomic_n(label + 1, n0 - 2)) {
+        /* ((B^T)^k) as B^k, (X^{-1}) as X^{-T} */
+        char *inner = lji_strndup(ctx, label + 1, n0 - 2), *in_own;
+        if (!inner) return NULL;
+        const char *t = lji_label_transposed_to(ctx, inner, buf, cap, &in_own);
+        if (t && !in_own && t != buf) t = in_own = lji_strndup(ctx, t, strlen(t)); /* (not inner's) */
+        free(inner);
+        *own = in_own;
+        return t;
+    }
     bool failed;
     char *product = lji_label_product_transposed(ctx, label, &failed); /* (x^T·A)^T: (A^T·x) */
     if (product || failed) return *own = product;
@@ -1395,6 +1410,14 @@ const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *bu
         while (label[0] == '(' && 1 + in < d && (isalnum((unsigned char)label[1 + in]) || label[1 + in] == '_')) in++;
         if (label[0] == '(' && in && d == in + 5 && !strncmp(label + 1 + in, "^T)", 3) && strncmp(label + 1, "vec", 3)) {
             snprintf(r, total, "%.*s%s", (int)in, label + 1, label + d - 1); /* (N^T)^k: N^k */
+            return r;
+        }
+        /* (B^T)^k: B^k, for a base B that needs no brackets to its power
+         * (sin(X), or a bracketed one) */
+        size_t nb = d - 5; /* B's length in "(B^T)^" */
+        if (d > 5 && lji_label_is_wrapped_n(label, d - 1) && !strncmp(label + d - 4, "^T)", 3) &&
+            lji_label_is_atomic_n(label + 1, nb) && !memchr(label + 1, '^', nb) && strncmp(label + 1, "vec", 3)) {
+            snprintf(r, total, "%.*s%s", (int)nb, label + 1, label + d - 1);
             return r;
         }
     }

@@ -1,6 +1,7 @@
 /* Linear combinations Σ α_i A_i: flattened, like terms collected. */
 #include "config.h"
 #include "op.h"
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <string.h>
@@ -596,6 +597,152 @@ static void terms_add(terms *ts, double c, const lj_op *a)
     ts->c[ts->n++] = c;
 }
 
+/* The factors of a term from the left: a product's, or the term itself */
+static int factors_of(const lj_op *const *t, const lj_op *const **f)
+{
+    if (lji_is(*t, &lji_kind_compose)) {
+        *f = (const lj_op *const *)(*t)->child;
+        return (*t)->nchild;
+    }
+    *f = t;
+    return 1;
+}
+
+/* Whether a walk of a branches: a sum or a stack, under transposes and
+ * scalings */
+static bool branches(const lj_op *a)
+{
+    while (lji_is(a, &lji_kind_transpose) || lji_is(a, &lji_kind_scaled)) a = a->child[0];
+    return !lji_is(a, &lji_kind_commutation) && !lji_is(a, &lji_kind_perm);
+}
+
+/* c_1·L_1·R + … + c_k·L_k·R = (c_1·L_1 + … + c_k·L_k)·R, where R, the
+ * factors at the right end that the terms share, is the same node in each
+ * (L_i the identity where a term is R alone). Derivatives share their
+ * inner Jacobians this way: the chain rule gives J of Y·Y (Y = A^3 − A)
+ * as (Y^T ⊗ I)·J_Y + (I ⊗ Y)·J_Y, and the factored form
+ * ((Y^T ⊗ I) + (I ⊗ Y))·J_Y applies, materialises and prints J_Y once.
+ * Unfactored, a tree that shares J_Y is walked as often as the paths to
+ * it: a few nested powers made a J of 580 nodes that apply walked as 10⁹.
+ * Only one node shared counts, never equal numbers, so the structure does
+ * not depend on the values (a plan's tape stays valid), and only where R
+ * branches: a commutation or a Diag shared is cheap to walk again, and
+ * the rules that carry commutations through sums need them in each term. Terms at i and
+ * after; the group of term i replaced by its product, the others dropped.
+ * false when out of memory. */
+static bool factor_right(terms *ts, int i)
+{
+    lj_context *ctx = ts->ctx;
+    const lj_op *const *fi, *const *fj;
+    int ni = factors_of((const lj_op *const *)&ts->t[i], &fi), s = ni, k = 1;
+    int room[LJI_FLATTEN_MAX], *g = ts->n - i <= LJI_FLATTEN_MAX ? room : lji_malloc(ctx, (size_t)(ts->n - i) * sizeof *g);
+    if (!g) return false;
+    g[0] = i;
+    for (int j = i + 1; j < ts->n; j++) {
+        int nj = factors_of((const lj_op *const *)&ts->t[j], &fj), c = 0;
+        while (c < s && c < nj && fi[ni - 1 - c] == fj[nj - 1 - c]) c++;
+        if (c == 0 || (c == ni && c == nj)) continue;
+        s = c;
+        g[k++] = j;
+    }
+    bool ok = true, worth = false;
+    for (int q = ni - s; q < ni && k >= 2; q++) worth = worth || branches(fi[q]);
+    if (worth) {
+        /* the suffix of s factors is shared by all of the group */
+        lj_op *L[LJI_FLATTEN_MAX], **l = k <= LJI_FLATTEN_MAX ? L : lji_calloc(ctx, (size_t)k, sizeof *l);
+        double C[LJI_FLATTEN_MAX], *c = k <= LJI_FLATTEN_MAX ? C : lji_malloc(ctx, (size_t)k * sizeof *c);
+        const lj_op **f = lji_malloc(ctx, (size_t)(s + 1) * sizeof *f);
+        lj_op *sum = NULL, *r = NULL;
+        int made = 0;
+        if (l && c && f) {
+            for (; made < k; made++) {
+                int nj = factors_of((const lj_op *const *)&ts->t[g[made]], &fj);
+                c[made] = ts->c[g[made]];
+                l[made] = nj == s ? lj_op_identity(ctx, fi[ni - s]->rows)
+                          : nj - s == 1 ? lj_op_retain(fj[0])
+                                        : lj_op_compose(ctx, nj - s, fj);
+                if (!l[made]) break;
+            }
+            if (made == k) sum = lj_op_lincomb(ctx, k, c, (const lj_op *const *)l);
+            if (sum) {
+                f[0] = sum;
+                for (int q = 0; q < s; q++) f[q + 1] = fi[ni - s + q];
+                r = lj_op_compose(ctx, s + 1, f);
+            }
+        }
+        for (int q = 0; q < made; q++) lj_op_free(&l[q]);
+        lj_op_free(&sum);
+        if (l != L) free(l);
+        if (c != C) free(c);
+        free(f);
+        ok = r != NULL;
+        if (ok) {
+            int w = i + 1, q = 1;
+            for (int j = i + 1; j < ts->n; j++) {
+                if (q < k && g[q] == j) {
+                    lj_op_free(&ts->t[j]);
+                    q++;
+                    continue;
+                }
+                ts->t[w] = ts->t[j];
+                ts->c[w++] = ts->c[j];
+            }
+            ts->n = w;
+            lj_op_free(&ts->t[i]);
+            ts->t[i] = r;
+            ts->c[i] = 1.0;
+        }
+    }
+    if (g != room) free(g);
+    return ok;
+}
+
+/* A shared sum R that was added term by term (terms_add flattens sums)
+ * while another term ends in R: its terms, found among ts's at c times
+ * R's coefficients, go back into one term c·R, so that factor_right
+ * takes R out once (J_Y + L·J_Y is (I + L)·J_Y, not J_Y's terms and L·J_Y
+ * beside them). */
+static void regroup_sums(terms *ts)
+{
+    for (int i = 0; i < ts->n; i++) {
+        const lj_op *t = ts->t[i];
+        if (!lji_is(t, &lji_kind_compose)) continue;
+        const lj_op *R = t->child[t->nchild - 1];
+        if (!lji_is(R, &lji_kind_sum) || R->nchild > LJI_FLATTEN_MAX) continue;
+        int at[LJI_FLATTEN_MAX] = { 0 }, k = 0;
+        double c = 0.0;
+        for (; k < R->nchild; k++) {
+            int j = 0;
+            while (j < ts->n && ts->t[j] != R->child[k]) j++;
+            if (j == ts->n) break;
+            double cj = ts->c[j] / R->coef[k];
+            if (k == 0) c = cj;
+            else if (fabs(cj - c) > 4 * DBL_EPSILON * fabs(c)) break;
+            at[k] = j;
+        }
+        if (k < R->nchild) continue;
+        /* R's terms out, c·R in at the first of them */
+        int first = at[0];
+        for (int q = 1; q < k; q++) first = at[q] < first ? at[q] : first;
+        lj_op_free(&ts->t[first]);
+        ts->t[first] = lji_take_ref(ts->ctx, R);
+        ts->c[first] = c;
+        int w = 0;
+        for (int j = 0; j < ts->n; j++) {
+            bool gone = false;
+            for (int q = 0; q < k && !gone; q++) gone = at[q] == j && j != first;
+            if (gone) {
+                lj_op_free(&ts->t[j]);
+                if (j < i) i--;
+                continue;
+            }
+            ts->t[w] = ts->t[j];
+            ts->c[w++] = ts->c[j];
+        }
+        ts->n = w;
+    }
+}
+
 lj_op *lj_op_lincomb(lj_context *ctx, int n, const double *coef, const lj_op *const *ops)
 {
     const char *op = "lincomb";
@@ -634,6 +781,13 @@ lj_op *lj_op_lincomb(lj_context *ctx, int n, const double *coef, const lj_op *co
         ts.c[m++] = ts.c[i];
     }
     ts.n = m;
+    regroup_sums(&ts);
+    for (int i = 0; i < ts.n; i++)
+        if (!factor_right(&ts, i)) {
+            if (ctx->status == LJ_OK) lji_nomem(ctx, op);
+            goto done;
+        }
+    m = ts.n;
     if (m == 0)
         J = lj_op_zero(ctx, rows, cols);
     else if (m == 1)
