@@ -472,19 +472,13 @@ const char *lji_label_number(const char *label, double *k)
 {
     *k = 1;
     if (lji_label_is_sum(label)) return label; /* 2·a + b is no number times a label */
-    size_t m = lji_label_negated_term(label), w = m;
-    while (isdigit((unsigned char)label[w]) || label[w] == '.') w++;
+    size_t m = lji_label_negated_term(label);
     const char *dot = "·";
     double f;
-    size_t fw = w == m ? lji_label_fraction(label + m, &f) : 0; /* (1/3)·x */
-    if (fw && !strncmp(label + m + fw, dot, strlen(dot))) {
-        *k = m ? -f : f;
-        return label + m + fw + strlen(dot);
-    }
-    *k = 1;
-    if (w == m || label[w - 1] == '.' || strncmp(label + w, dot, strlen(dot))) return label;
-    *k = (m ? -1 : 1) * strtod(label + m, NULL);
-    return label + w + strlen(dot);
+    size_t w = lji_label_number_at(label + m, strlen(label + m), &f); /* 2·x, (1/3)·x */
+    if (!w || strncmp(label + m + w, dot, strlen(dot))) return label;
+    *k = m ? -f : f;
+    return label + m + w + strlen(dot);
 }
 
 /* ---- the trace's row before Kronecker products, printed as the Cookbook
@@ -1432,18 +1426,15 @@ static bool hadamard_power(const char *f, size_t n, hpower *p)
         p->k *= neg;
         return ok;
     }
-    size_t w = 0;
-    while (w < n && (isdigit((unsigned char)f[w]) || f[w] == '.')) w++;
     p->k = 1;
     double fk;
-    size_t fw = w ? 0 : lji_label_fraction(f, &fk); /* (1/3)·x */
-    if (w && f[w - 1] != '.' && w + nd < n && !strncmp(f + w, dot, nd)) {
-        p->k = strtod(f, NULL);
-        f += w + nd, n -= w + nd;
-    } else if (fw && fw + nd < n && !strncmp(f + fw, dot, nd)) {
+    size_t fw = lji_label_number_at(f, n, &fk); /* 2·x, (1/3)·x */
+    if (fw && fw + nd < n && !strncmp(f + fw, dot, nd)) {
         p->k = fk;
         f += fw + nd, n -= fw + nd;
     }
+    size_t w = 0; /* the k. of k./x */
+    while (w < n && (isdigit((unsigned char)f[w]) || f[w] == '.')) w++;
     int sign = 1;
     if (n > 3 && !strncmp(f, "1./", 3)) sign = -1, f += 3, n -= 3;
     else if (p->k == 1 && w >= 2 && w < 8 && f[w - 1] == '.' && w + 1 < n && f[w] == '/') { /* 2./x */

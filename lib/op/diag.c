@@ -50,20 +50,14 @@ static void diag_cost(const lj_op *J, double *flops, double *bytes)
 
 bool lji_diag_is_number(const lj_op *D, double *k)
 {
-    char *end;
     if (!lji_is(D, &lji_kind_diag) || !D->label) return false;
     const char *l = D->label, *minus = "−";
     bool neg = !strncmp(l, minus, strlen(minus));
     if (neg) l += strlen(minus);
-    size_t fw = lji_label_fraction(l, k); /* (1/3), as numbers print */
-    if (fw && !l[fw]) {
-        if (neg) *k = -*k;
-        return *k != 0;
-    }
-    if (!isdigit((unsigned char)l[0])) return false;
-    *k = strtod(l, &end);
+    size_t n = strlen(l), w = lji_label_number_at(l, n, k); /* 2, (1/3), as numbers print */
+    if (!w || w != n) return false;
     if (neg) *k = -*k;
-    return *k != 0 && !*end;
+    return *k != 0;
 }
 
 static void diag_print(lji_buf *b, const lj_op *J, lj_print_format fmt, lji_place where)
@@ -147,17 +141,15 @@ bool lji_diag_print_times(lji_buf *b, const lj_op *D, lj_print_format fmt, doubl
     size_t n = strlen(l);
     if (lji_label_is_wrapped(l)) /* "(3·x)" as "3·x" */
         l++, n -= 2;
-    size_t m = lji_label_minus_len(l), w; /* "−2·x" too */
+    size_t m = lji_label_minus_len(l); /* "−2·x" too */
     if (m && lji_label_minus_len(l + m)) m = 0;
-    w = m;
-    while (w < n && isdigit((unsigned char)l[w]) && w < m + 7) w++;
     double f = 0;
-    size_t fw = w == m ? lji_label_fraction(l + m, &f) : 0; /* "(1/3)·x" */
-    if (fw) w = m + fw;
+    size_t nw = lji_label_number_at(l + m, n - m, &f), w = m + nw; /* "3·x", "(1/3)·x" */
     /* "3·x.^2", not "2.5·x", "2·x + y" */
-    if (w == m || w + strlen(dot) >= n || strncmp(l + w, dot, strlen(dot)) || lji_label_is_sum_n(l + m, n - m))
+    bool whole = l[m] == '(' || (strspn(l + m, "0123456789") == nw && nw <= 7);
+    if (!nw || !whole || w + strlen(dot) >= n || strncmp(l + w, dot, strlen(dot)) || lji_label_is_sum_n(l + m, n - m))
         return false;
-    *k = (m ? -1 : 1) * (fw ? f : strtod(l + m, NULL));
+    *k = m ? -f : f;
     put_diag_of(b, l + w + strlen(dot), n - w - strlen(dot), fmt);
     return true;
 }

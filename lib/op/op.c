@@ -850,28 +850,17 @@ size_t lji_leading_number(const char *s, lj_print_format fmt, double *k)
 {
     const char *dot = lji_sym_dot(fmt);
     size_t m = lji_label_minus_len(s), nd = strlen(dot);
-    const char *p = s + m, *e = p;
-    double f;
-    size_t fw = fmt != LJ_PRINT_LATEX ? lji_label_fraction(p, &f) : 0; /* (2/3)·, as numbers print */
-    if (fw && !strncmp(p + fw, dot, nd) && !lji_label_is_sum(s)) {
-        char back[64];
-        lji_format_number(back, sizeof back, f, fmt);
-        if (strlen(back) != fw || strncmp(back, p, fw)) return 0;
-        *k = m ? -f : f;
-        return m + fw + nd;
-    }
-    while (isdigit((unsigned char)*e) || *e == '.') e++;
-    if (e == p || strncmp(e, dot, nd) || lji_label_is_sum(s)) return 0;
-    char num[64], back[64];
-    if ((size_t)(e - p) >= sizeof num) return 0;
-    memcpy(num, p, (size_t)(e - p));
-    num[e - p] = '\0';
-    double v = strtod(num, NULL);
-    if (v != floor(v) || v > 0x1p31) return 0; /* a whole number, written exactly */
+    const char *p = s + m;
+    double v;
+    if (fmt == LJ_PRINT_LATEX && p[0] == '(') return 0; /* LaTeX writes fractions \frac */
+    size_t w = lji_label_number_at(p, strlen(p), &v);
+    if (!w || w >= 64 || strncmp(p + w, dot, nd) || lji_label_is_sum(s)) return 0;
+    if (p[0] != '(' && (v != floor(v) || v > 0x1p31)) return 0; /* a whole number, or a fraction */
+    char back[64]; /* written exactly as this number prints */
     lji_format_number(back, sizeof back, v, fmt);
-    if (strcmp(back, num)) return 0;
+    if (strlen(back) != w || strncmp(back, p, w)) return 0;
     *k = m ? -v : v;
-    return (size_t)(e - s) + nd;
+    return m + w + nd;
 }
 
 void lji_put_signed_coef(lji_buf *b, double c, bool first, lj_print_format fmt)
@@ -1141,6 +1130,32 @@ void lji_format_number(char *tmp, size_t n, double x, lj_print_format fmt)
     }
     snprintf(tmp, n, "%.6g", x);
     for (int d = 7; d <= 17 && !reads_as(strtod(tmp, NULL), x, fmt); d++) snprintf(tmp, n, "%.*g", d, x);
+}
+
+size_t lji_label_number_at(const char *s, size_t n, double *k)
+{
+    double f;
+    size_t fw = lji_label_fraction(s, &f);
+    if (fw && fw <= n) {
+        *k = f;
+        return fw;
+    }
+    size_t w = 0;
+    while (w < n && (isdigit((unsigned char)s[w]) || s[w] == '.')) w++;
+    if (w == 0 || !isdigit((unsigned char)s[0]) || s[w - 1] == '.') return 0;
+    if (w + 1 < n && s[w] == 'e' && (isdigit((unsigned char)s[w + 1]) ||
+                                     ((s[w + 1] == '+' || s[w + 1] == '-') && w + 2 < n && isdigit((unsigned char)s[w + 2])))) {
+        w += 2; /* 1e+06, as %g writes it */
+        while (w < n && isdigit((unsigned char)s[w])) w++;
+    }
+    char num[64], *end;
+    if (w >= sizeof num) return 0;
+    memcpy(num, s, w);
+    num[w] = '\0';
+    double v = strtod(num, &end);
+    if (*end) return 0; /* 1.2.3 */
+    *k = v;
+    return w;
 }
 
 size_t lji_label_fraction(const char *s, double *k)

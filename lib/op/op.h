@@ -512,6 +512,12 @@ void lji_format_number(char *tmp, size_t n, double x, lj_print_format fmt);
 /* a fraction "(p/q)" as lji_put_number writes it at s: its length and
  * value; 0 where s does not start with one */
 size_t lji_label_fraction(const char *s, double *k);
+/* the number that the first n bytes of s start with, as
+ * lji_format_number writes one without a sign (2, 0.5, 1e+06, (2/3)):
+ * its length and value (*k); 0 where s does not start with one. The one
+ * reader of numbers in labels: each caller then asks what its own form
+ * needs (a whole number, a dot after it). */
+size_t lji_label_number_at(const char *s, size_t n, double *k);
 /* an exponent as a label or the language writes it after ^ or .^: 2,
  * 0.5, and bracketed once, its sign inside, (−1), (1/3), (−2/3) (fmt:
  * LJ_PRINT_UNICODE or LJ_PRINT_PLAIN) */
