@@ -443,30 +443,24 @@ static int64_t compose_nnz(const lj_op *J, bool *exact)
     return bound;
 }
 
-/* a is 1_n^T: the transpose of a column of ones, or the row of ones over
- * its numbers (lji_d_opval_transposed) */
-static bool is_ones_row(const lj_op *a)
+/* a is a vector of ones: with `row`, 1_n^T (the transpose of a column of
+ * ones, or the row of ones over its numbers, lji_d_opval_transposed);
+ * else 1_n, a column */
+static bool is_ones(const lj_op *a, bool row)
 {
-    const lj_op *c = lji_is(a, &lji_kind_transpose) ? a->child[0] : a;
-    bool row = c == a;
-    if (!lji_is(c, &lji_kind_dense) || (row ? c->rows : c->cols) != 1 || !c->label || strncmp(c->label, "1_", 2))
+    const lj_op *c = row && lji_is(a, &lji_kind_transpose) ? a->child[0] : a;
+    bool bare_row = row && c == a; /* a row of its own, labelled 1_n^T */
+    if (!lji_is(c, &lji_kind_dense) || (bare_row ? c->rows : c->cols) != 1 || !c->label || strncmp(c->label, "1_", 2))
         return false;
-    if (row && (c->ld != 1 || strcmp(c->label + strlen(c->label) - 2, "^T"))) return false;
+    if (bare_row && (c->ld != 1 || strcmp(c->label + strlen(c->label) - 2, "^T"))) return false;
+    if (!row && strchr(c->label, '^')) return false; /* 1_n, not a row's label */
     for (int64_t i = 0; i < c->rows * c->cols; i++)
         if (c->data[i] != 1.0) return false;
     return true;
 }
 
-/* a is 1_n: a column of ones */
-static bool is_ones_col(const lj_op *a)
-{
-    if (!lji_is(a, &lji_kind_dense) || a->cols != 1 || !a->label || strncmp(a->label, "1_", 2) ||
-        strchr(a->label, '^'))
-        return false;
-    for (int64_t i = 0; i < a->rows; i++)
-        if (a->data[i] != 1.0) return false;
-    return true;
-}
+static bool is_ones_row(const lj_op *a) { return is_ones(a, true); }
+static bool is_ones_col(const lj_op *a) { return is_ones(a, false); }
 
 const char *lji_label_number(const char *label, double *k)
 {
@@ -903,21 +897,20 @@ static bool sum_factor_texts(lji_buf *b, const lj_op *J, lj_print_format fmt, ch
      * and printing them whole would cost the size of the whole form (of
      * sums nested in products nested in sums, exponential in the depth
      * where subtrees are shared) */
-    size_t room = b->limit > b->len ? b->limit - b->len : 0;
-    if (b->limit && !room) return true;
+    if (b->limit && b->limit <= b->len) return true;
+    size_t used = 0; /* by the texts before */
     for (int i = 0; i < J->nchild; i++) {
         if (!flat_sum(J->child[i])) continue;
         lji_buf t;
-        lji_buf_init(&t, b->ctx);
-        t.limit = room;
+        lji_buf_init_room(&t, b, used);
         lji_print(&t, J->child[i], fmt, LJI_AT_COMPOSE);
         bool whole = !t.truncated;
         size_t len = t.len;
         if (!(texts[i] = lji_buf_finish(&t, "print"))) return false;
         if (whole && lji_text_is_zero(texts[i])) *zero = true;
         else if (whole && left > 1 && prints_identity(texts[i])) skip[i] = true, left--;
-        if (!whole || (b->limit && len >= room)) break; /* the rest print directly, into a full b */
-        if (b->limit) room -= len;
+        used += len;
+        if (!whole || (b->limit && b->len + used >= b->limit)) break; /* the rest print directly, into a full b */
     }
     return true;
 }
@@ -1912,8 +1905,9 @@ static lj_op *pair_rule(lj_context *ctx, const lj_op *x, const lj_op *y, bool *f
         *fail = !r;
         return r;
     }
-    if ((is_ones_row(x) && lji_is(y, &lji_kind_commutation)) || (lji_is(x, &lji_kind_commutation) && is_ones_col(y))) {
-        r = lj_op_retain((lj_op *)(is_ones_row(x) ? x : y)); /* 1^T·K = 1^T, K·1 = 1 */
+    bool ones_x = is_ones_row(x);
+    if ((ones_x && lji_is(y, &lji_kind_commutation)) || (lji_is(x, &lji_kind_commutation) && is_ones_col(y))) {
+        r = lj_op_retain((lj_op *)(ones_x ? x : y)); /* 1^T·K = 1^T, K·1 = 1 */
         *fail = !r;
         return r;
     }
@@ -2168,6 +2162,13 @@ static bool commutations_cancel(const lj_op *x, const lj_op *y)
 
 /* Whether triple_rule turns x·y·z into one factor (without building it):
  * its shape conditions, and a Diag label it can transpose. */
+/* K_{p,m}·(C ⊗ D) = (D ⊗ C)·K_{q,n} (C m×n, D p×q): whether the
+ * commutation K and the Kronecker product P have those shapes */
+static bool commutation_passes(const lj_op *K, const lj_op *P)
+{
+    return K->m == P->child[1]->rows && K->n == P->child[0]->rows;
+}
+
 static bool triple_cancels(lj_context *ctx, const lj_op *x, const lj_op *y, const lj_op *z, bool *fail)
 {
     if (!lji_is(x, &lji_kind_commutation) || !lji_is(z, &lji_kind_commutation)) return false;
@@ -2181,7 +2182,7 @@ static bool triple_cancels(lj_context *ctx, const lj_op *x, const lj_op *y, cons
     }
     if (!lji_is(y, &lji_kind_kron)) return false;
     const lj_op *A = y->child[0], *B = y->child[1];
-    return x->m == B->rows && x->n == A->rows && z->m == A->cols && z->n == B->cols;
+    return commutation_passes(x, y) && z->m == A->cols && z->n == B->cols;
 }
 
 /* Whether x·y, two Kronecker products, is one by the mixed product
@@ -2370,7 +2371,7 @@ static lj_op *kron_past_commutation(lj_context *ctx, lj_op *const *f, bool *fail
     const lj_op *P = f[0], *K = f[1], *Q = f[2];
     if (!lji_is(P, &lji_kind_kron) || !lji_is(K, &lji_kind_commutation) || !lji_is(Q, &lji_kind_kron)) return NULL;
     const lj_op *A = P->child[0], *B = P->child[1], *C = Q->child[0], *D = Q->child[1];
-    if (K->m != D->rows || K->n != C->rows || A->cols != D->rows || B->cols != C->rows) return NULL;
+    if (!commutation_passes(K, Q) || A->cols != D->rows || B->cols != C->rows) return NULL;
     lj_op *kr = kron_of_products(ctx, A, D, B, C), *Kq = kr ? lj_op_commutation(ctx, D->cols, C->cols) : NULL;
     lj_op *r = Kq ? mul2(ctx, kr, Kq) : NULL;
     lj_op_free(&kr);
