@@ -1304,15 +1304,18 @@ START_TEST(test_kron_into_sums)
     lj_context *ctx = lj_context_new();
     lj_symtab *t = symtab_3x3(ctx, 23, true);
     const struct { const char *expr, *uni, *plain; } cases[] = {
-        /* transposed powers of one matrix multiply out as one: (X^2)^T */
-        { "X*X*X", "((X^2)^T ⊗ I_3) + (X^T ⊗ X) + (I_3 ⊗ (X·X))", "((X^2)' kron I_3) + (X' kron X) + (I_3 kron (X*X))" },
-        { "X*X*X*X", "((X^3)^T ⊗ I_3) + ((X^2)^T ⊗ X) + (X^T ⊗ (X·X)) + (I_3 ⊗ (X·X·X))",
-          "((X^3)' kron I_3) + ((X^2)' kron X) + (X' kron (X*X)) + (I_3 kron (X*X*X))" },
+        /* transposed powers of one matrix multiply out as one: (X^2)^T; a
+         * value X*X is labelled X^2 as well */
+        { "X*X*X", "((X^2)^T ⊗ I_3) + (X^T ⊗ X) + (I_3 ⊗ X^2)", "((X^2)' kron I_3) + (X' kron X) + (I_3 kron X^2)" },
+        { "X*X*X*X", "((X^3)^T ⊗ I_3) + ((X^2)^T ⊗ X) + (X^T ⊗ X^2) + (I_3 ⊗ X^3)",
+          "((X^3)' kron I_3) + ((X^2)' kron X) + (X' kron X^2) + (I_3 kron X^3)" },
         /* a value's atomic label without brackets: X^2 ⊗ …, was (X^2) */
         { "X^4", "((X^3)^T ⊗ I_3) + ((X^2)^T ⊗ X) + (X^T ⊗ X^2) + (I_3 ⊗ X^3)",
           "((X^3)' kron I_3) + ((X^2)' kron X) + (X' kron X^2) + (I_3 kron X^3)" },
         { "X^5", "((X^4)^T ⊗ I_3) + ((X^3)^T ⊗ X) + ((X^2)^T ⊗ X^2) + (X^T ⊗ X^3) + (I_3 ⊗ X^4)",
           "((X^4)' kron I_3) + ((X^3)' kron X) + ((X^2)' kron X^2) + (X' kron X^3) + (I_3 kron X^4)" },
+        { "X'*X'*X", "((X^T·X) ⊗ I_3)·K_{3,3} + (X^T ⊗ X^T)·K_{3,3} + (I_3 ⊗ (X^T)^2)",
+          "((X'*X) kron I_3)*K_{3,3} + (X' kron X')*K_{3,3} + (I_3 kron (X')^2)" },
         /* a term ending with a commutation folds too */
         { "A*X'*X*B", "((B^T·X^T) ⊗ A)·K_{3,3} + (B^T ⊗ (A·X^T))", "((B'*X') kron A)*K_{3,3} + (B' kron (A*X'))" },
         { "(A*X)*(B*X)", "((B·X)^T ⊗ A) + (I_3 ⊗ (A·X·B))", "((B*X)' kron A) + (I_3 kron (A*X*B))" },
@@ -1370,8 +1373,8 @@ START_TEST(test_shared_inner_jacobians)
         /* powers of a compound base: (X^T + X)^2, sin(X)^2, not products */
         { "sin(X)^3", "(((sin(X)^2)^T ⊗ I_3) + (sin(X)^T ⊗ sin(X)) + (I_3 ⊗ sin(X)^2))·Diag(cos(vec X))",
           "(((sin(X)^2)' kron I_3) + (sin(X)' kron sin(X)) + (I_3 kron sin(X)^2))*Diag(cos(vec X))" },
-        { "(X*X+X)^2", "(((X·X + X)^T ⊗ I_3) + (I_3 ⊗ (X·X + X)))·((X^T ⊗ I_3) + (I_3 ⊗ X) + I_9)",
-          "(((X*X + X)' kron I_3) + (I_3 kron (X*X + X)))*((X' kron I_3) + (I_3 kron X) + I_9)" },
+        { "(X*X+X)^2", "(((X^2 + X)^T ⊗ I_3) + (I_3 ⊗ (X^2 + X)))·((X^T ⊗ I_3) + (I_3 ⊗ X) + I_9)",
+          "(((X^2 + X)' kron I_3) + (I_3 kron (X^2 + X)))*((X' kron I_3) + (I_3 kron X) + I_9)" },
         { "(X'+X)^3", "((((X^T + X)^2)^T ⊗ I_3) + ((X^T + X)^T ⊗ (X^T + X)) + (I_3 ⊗ (X^T + X)^2))·(K_{3,3} + I_9)",
           "((((X' + X)^2)' kron I_3) + ((X' + X)' kron (X' + X)) + (I_3 kron (X' + X)^2))*(K_{3,3} + I_9)" },
         /* a transposed power of a function's value reads as the power */

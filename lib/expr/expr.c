@@ -496,6 +496,46 @@ bool lji_expr_writes_minus(const lji_buf *b, const lj_expr *e)
     }
 }
 
+/* The operand of a chain of products at position i from the left (spine
+ * as lji_expr_write walks it: spine[depth] the innermost product) */
+static const lj_expr *chain_operand(const lj_expr *e, const lj_expr *const *spine, int64_t depth, int64_t i)
+{
+    if (i == 0) return spine ? spine[depth]->a : e->a;
+    return spine ? spine[depth - (i - 1)]->b : e->b;
+}
+
+/* one operand twice: one node, or transposes of one node (X' written twice) */
+static bool same_operand(const lj_expr *a, const lj_expr *b)
+{
+    return a == b || (a->def == &lji_op_transpose && b->def == &lji_op_transpose && !a->pbase && !b->pbase && a->a == b->a);
+}
+
+/* In a label, a chain of products with one operand twice or more in a
+ * row writes it as a power: J of X*X*X has X^2 ⊗ …, as the products it
+ * multiplies out print (X·X·X would stand beside (X^2)^T). false, and
+ * nothing written, where no operand repeats. */
+static bool write_powers(lji_buf *b, const lj_expr *e, const lj_expr *const *spine, int64_t depth, int mine)
+{
+    int64_t n = depth + 2;
+    bool repeats = false;
+    for (int64_t i = 1; i < n && !repeats; i++)
+        repeats = same_operand(chain_operand(e, spine, depth, i), chain_operand(e, spine, depth, i - 1));
+    if (!repeats) return false;
+    for (int64_t i = 0; i < n && !b->truncated;) {
+        const lj_expr *o = chain_operand(e, spine, depth, i);
+        int64_t k = 1;
+        while (i + k < n && same_operand(chain_operand(e, spine, depth, i + k), o)) k++;
+        if (i) lji_buf_puts(b, "·");
+        if (k > 1) { /* X^2, sin(X)^2, (A + B)^2, (X^T)^2 */
+            lji_expr_write(b, o, 6);
+            lji_buf_printf(b, "^%" PRId64, k);
+        } else
+            lji_expr_write(b, o, i == 0 ? mine : lji_expr_writes_minus(b, o) ? 4 : mine + 1);
+        i += k;
+    }
+    return true;
+}
+
 /* levels: 1 sum, 2 term, 3 unary, 4 power, 5 postfix, 6 primary */
 void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
 {
@@ -560,6 +600,11 @@ void lji_expr_write(lji_buf *b, const lj_expr *e, int level)
             int n = 0;
             for (; first->def == &lji_op_neg; first = first->a) n++;
             if (n % 2) lji_buf_puts(b, "−");
+        }
+        if (b->math && d == &lji_op_mul && !strip && !mixed && write_powers(b, e, spine, depth, mine)) {
+            free(spine);
+            lji_put_close(b, paren);
+            return;
         }
         b->drop_minus = drop;
         lji_expr_write(b, first, mixed ? mine + 1 : mine);
