@@ -423,9 +423,20 @@ lj_op *lji_d_kron(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, TAKE_K
 lj_op *lji_d_add(lj_context *ctx, lj_op *a, lj_op *b) { return take(ctx, TAKE_ADD, 0.0, a, b); }
 lj_op *lji_d_scaled(lj_context *ctx, double s, lj_op *a) { return take(ctx, TAKE_SCALE, s, a, NULL); }
 
+/* e is made of numbers alone, (2/3) or 2^3: no name, no pattern, in a
+ * subtree no deeper than a label would show */
+static bool only_numbers(const lj_expr *e, int depth)
+{
+    if (depth > 32 || e->pat) return false;
+    if (lji_is_leaf(e)) return e->def == &lji_op_const && !e->name;
+    return (!e->a || only_numbers(e->a, depth + 1)) && (!e->b || only_numbers(e->b, depth + 1));
+}
+
 lj_op *lji_d_scaled_by(lji_dctx *d, const lj_expr *e, double s, const char *pre, const char *post, lj_op *a)
 {
-    if (!a || lji_is_number(e)) return lji_d_scaled(d->ctx, s, a); /* a number is no symbol */
+    /* a number is no symbol: (2/3)·X's J is (2/3)·I, which a Diag's own
+     * number meets (J of (2/3)*X.^3 is 2·Diag((vec X).^2)) */
+    if (!a || lji_is_number(e) || (lji_is_scalar(e) && only_numbers(e, 0))) return lji_d_scaled(d->ctx, s, a);
     char *l = lji_d_label(d, e), *sym = NULL;
     if (l) {
         lji_buf b;

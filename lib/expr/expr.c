@@ -517,6 +517,8 @@ static bool same_operand(const lj_expr *a, const lj_expr *b)
 static bool write_powers(lji_buf *b, const lj_expr *e, const lj_expr *const *spine, int64_t depth, int mine)
 {
     int64_t n = depth + 2;
+    for (int64_t k = 0; k <= depth && spine; k++)
+        if (spine[k]->def != &lji_op_mul) return false; /* s/s·x: a quotient in the chain */
     bool repeats = false;
     for (int64_t i = 1; i < n && !repeats; i++)
         repeats = same_operand(chain_operand(e, spine, depth, i), chain_operand(e, spine, depth, i - 1));
