@@ -1377,6 +1377,14 @@ START_TEST(test_shared_inner_jacobians)
           "(((X^2 + X)' kron I_3) + (I_3 kron (X^2 + X)))*((X' kron I_3) + (I_3 kron X) + I_9)" },
         { "(X'+X)^3", "((((X^T + X)^2)^T ⊗ I_3) + ((X^T + X)^T ⊗ (X^T + X)) + (I_3 ⊗ (X^T + X)^2))·(K_{3,3} + I_9)",
           "((((X' + X)^2)' kron I_3) + ((X' + X)' kron (X' + X)) + (I_3 kron (X' + X)^2))*(K_{3,3} + I_9)" },
+        /* a group or a call written twice is one node, whose J the terms
+         * share: sin(X)*sin(X) reads as sin(X)^2 does, blanks aside */
+        { "sin( X )*sin(X)", "((sin(X)^T ⊗ I_3) + (I_3 ⊗ sin(X)))·Diag(cos(vec X))",
+          "((sin(X)' kron I_3) + (I_3 kron sin(X)))*Diag(cos(vec X))" },
+        { "(X+A)*(X+A)", "((X + A)^T ⊗ I_3) + (I_3 ⊗ (X + A))", "((X + A)' kron I_3) + (I_3 kron (X + A))" },
+        { "exp(X).*exp(X)", "2·Diag(vec(exp(X).^2))", "2*Diag(vec(exp(X).^2))" },
+        /* a bare eye takes its size where it stands: never one node */
+        { "(2*eye)*X*(2*eye)+sin(X)*(eye*2)", "4·I_9 + 2·Diag(cos(vec X))", "4*I_9 + 2*Diag(cos(vec X))" },
         /* a transposed power of a function's value reads as the power */
         { "(sin(X)')^2", "((sin(X) ⊗ I_3) + (I_3 ⊗ sin(X)^T))·K_{3,3}·Diag(cos(vec X))",
           "((sin(X) kron I_3) + (I_3 kron sin(X)'))*K_{3,3}*Diag(cos(vec X))" },

@@ -82,6 +82,12 @@ lj_status lj_symtab_add(lj_context *ctx, lj_symtab *t, lj_expr *leaf)
 
 /* ---- parser ---------------------------------------------------------------------- */
 
+/* a group or a function call parsed before: its text without blanks */
+typedef struct {
+    char *text;
+    lj_expr *e;
+} seen_part;
+
 typedef struct {
     lj_context *ctx;
     const char *s;
@@ -89,6 +95,8 @@ typedef struct {
     const lj_symtab *t;
     int64_t errpos;
     int depth;
+    seen_part *seen;
+    int nseen, capseen;
 } parser;
 
 #define MAX_DEPTH 200
@@ -219,7 +227,60 @@ static lj_expr *apply_function(parser *p, const lji_opdef *f, lj_expr **args, in
                                         : lji_expr_binary(p->ctx, f, args[0], args[1]));
 }
 
+static lj_expr *parse_primary_once(parser *p);
+
+/* The longest text of a group or a call that is looked up as one seen
+ * before: a repeated operand is rarely longer, and the table's texts stay
+ * bounded by that times the parts */
+#define LJI_SEEN_TEXT_MAX 256
+
+/* A primary. A bracketed group or a function call written twice, such as
+ * sin(X) in sin(X)*sin(X), is one node: its value is computed once, its
+ * Jacobian is one node, which the chain rule's terms then share (J reads
+ * ((sin(X)^T ⊗ I) + (I ⊗ sin(X)))·Diag(cos(vec X))) and its label prints
+ * as a power (sin(X)^2). The same text means the same expression: names
+ * are the table's, and a bare eye, whose size its context gives, is not
+ * looked up. */
 static lj_expr *parse_primary(parser *p)
+{
+    skip(p);
+    size_t at = p->pos;
+    lj_expr *e = parse_primary_once(p);
+    const char *s = p->s + at;
+    size_t n = p->pos - at;
+    if (!e || is_bare_eye(e) || n > LJI_SEEN_TEXT_MAX || (s[0] != '(' && s[n - 1] != ')')) return e;
+    char text[LJI_SEEN_TEXT_MAX + 1];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') text[k++] = s[i];
+    text[k] = '\0';
+    for (int i = 0; i < p->nseen; i++)
+        if (!strcmp(p->seen[i].text, text) && p->seen[i].e->rows == e->rows && p->seen[i].e->cols == e->cols) {
+            lj_expr_free(&e);
+            return lj_expr_retain(p->seen[i].e);
+        }
+    if (p->nseen == p->capseen) {
+        int cap = p->capseen ? 2 * p->capseen : 8;
+        seen_part *ns = lji_realloc(p->ctx, p->seen, (size_t)cap * sizeof *ns);
+        if (!ns) {
+            lj_expr_free(&e);
+            lji_nomem(p->ctx, "parse");
+            return NULL;
+        }
+        p->seen = ns;
+        p->capseen = cap;
+    }
+    char *copy = lji_strndup(p->ctx, text, k);
+    if (!copy) {
+        lj_expr_free(&e);
+        lji_nomem(p->ctx, "parse");
+        return NULL;
+    }
+    p->seen[p->nseen++] = (seen_part){ copy, lj_expr_retain(e) };
+    return e;
+}
+
+static lj_expr *parse_primary_once(parser *p)
 {
     skip(p);
     size_t at = p->pos;
@@ -521,7 +582,7 @@ lj_expr *lj_parse(lj_context *ctx, const char *text, const lj_symtab *t, int64_t
         lji_error(ctx, LJ_ERR_INVALID, "parse: NULL text");
         return NULL;
     }
-    parser p = { ctx, text, 0, t, -1, 0 };
+    parser p = { ctx, text, 0, t, -1, 0, NULL, 0, 0 };
     skip(&p);
     if (!text[p.pos]) {
         fail(&p, p.pos, LJ_ERR_PARSE, "parse: empty expression");
@@ -529,6 +590,11 @@ lj_expr *lj_parse(lj_context *ctx, const char *text, const lj_symtab *t, int64_t
         return NULL;
     }
     lj_expr *e = no_bare_eye(&p, 0, parse_expr(&p));
+    for (int i = 0; i < p.nseen; i++) {
+        free(p.seen[i].text);
+        lj_expr_free(&p.seen[i].e);
+    }
+    free(p.seen);
     if (e) {
         skip(&p);
         if (text[p.pos]) {
