@@ -1393,9 +1393,11 @@ const char *lji_label_transposed_to(lj_context *ctx, const char *label, char *bu
     if ((tpower || inverse) && lji_label_is_wrapped(label) && lji_label_is_atomic_n(label + 1, n0 - 2)) {
         /* ((B^T)^k) as B^k, (X^{-1}) as X^{-T} */
         char *inner = lji_strndup(ctx, label + 1, n0 - 2), *in_own;
-        if (!inner) return NULL;
-        const char *t = lji_label_transposed_to(ctx, inner, buf, cap, &in_own);
-        if (t && !in_own && t != buf) t = in_own = lji_strndup(ctx, t, strlen(t)); /* (not inner's) */
+        if (!inner) {
+            lji_nomem(ctx, "transpose");
+            return NULL;
+        }
+        const char *t = lji_label_transposed_to(ctx, inner, buf, cap, &in_own); /* in buf or in_own */
         free(inner);
         *own = in_own;
         return t;

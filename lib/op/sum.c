@@ -608,9 +608,11 @@ static int factors_of(const lj_op *const *t, const lj_op *const **f)
     return 1;
 }
 
-/* Whether a walk of a branches: a sum or a stack, under transposes and
- * scalings */
-static bool branches(const lj_op *a)
+/* Whether a shared factor is worth taking out of the terms: anything but
+ * a commutation or a permutation (under transposes and scalings), which
+ * cost nothing to walk again and which the rules that carry commutations
+ * through sums need in each term */
+static bool worth_sharing(const lj_op *a)
 {
     while (lji_is(a, &lji_kind_transpose) || lji_is(a, &lji_kind_scaled)) a = a->child[0];
     return !lji_is(a, &lji_kind_commutation) && !lji_is(a, &lji_kind_perm);
@@ -626,16 +628,16 @@ static bool branches(const lj_op *a)
  * it: a few nested powers made a J of 580 nodes that apply walked as 10⁹.
  * Only one node shared counts, never equal numbers, so the structure does
  * not depend on the values (a plan's tape stays valid), and only where R
- * branches: a commutation or a Diag shared is cheap to walk again, and
- * the rules that carry commutations through sums need them in each term. Terms at i and
- * after; the group of term i replaced by its product, the others dropped.
- * false when out of memory. */
+ * holds a factor worth_sharing. Terms at i and after; the group of term
+ * i replaced by its product, the others dropped. false when out of
+ * memory. */
 static bool factor_right(terms *ts, int i)
 {
     lj_context *ctx = ts->ctx;
     const lj_op *const *fi, *const *fj;
     int ni = factors_of((const lj_op *const *)&ts->t[i], &fi), s = ni, k = 1;
-    int room[LJI_FLATTEN_MAX], *g = ts->n - i <= LJI_FLATTEN_MAX ? room : lji_malloc(ctx, (size_t)(ts->n - i) * sizeof *g);
+    int room[LJI_FLATTEN_MAX];
+    int *g = ts->n - i <= LJI_FLATTEN_MAX ? room : lji_malloc(ctx, (size_t)(ts->n - i) * sizeof *g);
     if (!g) return false;
     g[0] = i;
     for (int j = i + 1; j < ts->n; j++) {
@@ -646,7 +648,7 @@ static bool factor_right(terms *ts, int i)
         g[k++] = j;
     }
     bool ok = true, worth = false;
-    for (int q = ni - s; q < ni && k >= 2; q++) worth = worth || branches(fi[q]);
+    for (int q = ni - s; q < ni && k >= 2; q++) worth = worth || worth_sharing(fi[q]);
     if (worth) {
         /* the suffix of s factors is shared by all of the group */
         lj_op *L[LJI_FLATTEN_MAX], **l = k <= LJI_FLATTEN_MAX ? L : lji_calloc(ctx, (size_t)k, sizeof *l);

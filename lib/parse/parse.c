@@ -85,6 +85,7 @@ lj_status lj_symtab_add(lj_context *ctx, lj_symtab *t, lj_expr *leaf)
 /* a group or a function call parsed before: its text without blanks */
 typedef struct {
     char *text;
+    uint64_t hash;
     lj_expr *e;
 } seen_part;
 
@@ -95,7 +96,7 @@ typedef struct {
     const lj_symtab *t;
     int64_t errpos;
     int depth;
-    seen_part *seen;
+    seen_part *seen; /* open addressing on the texts' hashes, at most half full */
     int nseen, capseen;
 } parser;
 
@@ -251,32 +252,46 @@ static lj_expr *parse_primary(parser *p)
     if (!e || is_bare_eye(e) || n > LJI_SEEN_TEXT_MAX || (s[0] != '(' && s[n - 1] != ')')) return e;
     char text[LJI_SEEN_TEXT_MAX + 1];
     size_t k = 0;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (size_t i = 0; i < n; i++)
-        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') text[k++] = s[i];
-    text[k] = '\0';
-    for (int i = 0; i < p->nseen; i++)
-        if (!strcmp(p->seen[i].text, text) && p->seen[i].e->rows == e->rows && p->seen[i].e->cols == e->cols) {
-            lj_expr_free(&e);
-            return lj_expr_retain(p->seen[i].e);
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') {
+            text[k++] = s[i];
+            h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
         }
-    if (p->nseen == p->capseen) {
-        int cap = p->capseen ? 2 * p->capseen : 8;
-        seen_part *ns = lji_realloc(p->ctx, p->seen, (size_t)cap * sizeof *ns);
+    text[k] = '\0';
+    if (2 * (p->nseen + 1) > p->capseen) { /* grown, and the parts placed again */
+        int cap = p->capseen ? 2 * p->capseen : 16;
+        seen_part *ns = lji_calloc(p->ctx, (size_t)cap, sizeof *ns);
         if (!ns) {
             lj_expr_free(&e);
             lji_nomem(p->ctx, "parse");
             return NULL;
         }
+        for (int i = 0; i < p->capseen; i++) {
+            if (!p->seen[i].text) continue;
+            uint64_t j = p->seen[i].hash & (uint64_t)(cap - 1);
+            while (ns[j].text) j = (j + 1) & (uint64_t)(cap - 1);
+            ns[j] = p->seen[i];
+        }
+        free(p->seen);
         p->seen = ns;
         p->capseen = cap;
     }
+    uint64_t j = h & (uint64_t)(p->capseen - 1);
+    for (; p->seen[j].text; j = (j + 1) & (uint64_t)(p->capseen - 1))
+        if (p->seen[j].hash == h && !strcmp(p->seen[j].text, text) && p->seen[j].e->rows == e->rows &&
+            p->seen[j].e->cols == e->cols) {
+            lj_expr_free(&e);
+            return lj_expr_retain(p->seen[j].e);
+        }
     char *copy = lji_strndup(p->ctx, text, k);
     if (!copy) {
         lj_expr_free(&e);
         lji_nomem(p->ctx, "parse");
         return NULL;
     }
-    p->seen[p->nseen++] = (seen_part){ copy, lj_expr_retain(e) };
+    p->seen[j] = (seen_part){ copy, h, lj_expr_retain(e) };
+    p->nseen++;
     return e;
 }
 
@@ -590,9 +605,9 @@ lj_expr *lj_parse(lj_context *ctx, const char *text, const lj_symtab *t, int64_t
         return NULL;
     }
     lj_expr *e = no_bare_eye(&p, 0, parse_expr(&p));
-    for (int i = 0; i < p.nseen; i++) {
+    for (int i = 0; i < p.capseen; i++) {
         free(p.seen[i].text);
-        lj_expr_free(&p.seen[i].e);
+        if (p.seen[i].e) lj_expr_free(&p.seen[i].e);
     }
     free(p.seen);
     if (e) {
