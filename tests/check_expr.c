@@ -812,7 +812,7 @@ START_TEST(test_power_and_eye)
     lj_op_free(&JN);
     lj_expr_free(&N);
     /* a J whose shared subtrees sit between other factors stays shared:
-     * S_{k+1} = D_1·S_k·D_2 + D_3·S_k·D_4 has 2^20 paths to S_0. The print
+     * S_{k+1} = D_1·S_k·D_2 + D_3·S_k·D_4 has 2^30 paths to S_0. The print
      * is cut, in each format; nnz and cost visit each node once, with the
      * answers of the tree */
     lj_op *S;
@@ -830,7 +830,7 @@ START_TEST(test_power_and_eye)
         lj_op *A = lj_op_dense(ctx, 9, 9, av, 9, "M");
         CK_NN(ctx, A);
         S = A;
-        for (int level = 0; level < 20; level++) {
+        for (int level = 0; level < 30; level++) {
             const lj_op *f1[3] = { Dg[0], S, Dg[1] }, *f2[3] = { Dg[2], S, Dg[3] };
             lj_op *T1 = lj_op_compose(ctx, 3, f1), *T2 = lj_op_compose(ctx, 3, f2);
             CK_NN(ctx, T1);
@@ -868,6 +868,24 @@ START_TEST(test_power_and_eye)
     char *tr = lj_op_tree(ctx, S);
     CK_NN(ctx, tr);
     lj_free(tr);
+    /* materialised once per shared node (a tree walk would multiply out
+     * 2^30 products, minutes): S_30 = M ∘ (d_1·d_2^T + d_3·d_4^T)^{∘30}, entrywise */
+    cholmod_sparse *Ms = lj_op_to_sparse(ctx, S);
+    CK_NN(ctx, Ms);
+    ck_assert_int_eq((int64_t)Ms->nrow, 9);
+    const int64_t *mp = Ms->p, *mi = Ms->i;
+    const double *mx = Ms->x;
+    ck_assert_int_eq(mp[9], 81);
+    for (int j = 0; j < 9; j++)
+        for (int64_t q = mp[j]; q < mp[j + 1]; q++) {
+            int64_t i = mi[q];
+            double f = 1.0, d[4];
+            for (int k = 0; k < 4; k++) d[k] = 1.0 + 0.1 * (k + 1) + 0.01 * (double)(k % 2 ? j : i);
+            for (int level = 0; level < 30; level++) f *= d[0] * d[1] + d[2] * d[3];
+            double want = (0.5 + 0.01 * (double)(i + 9 * j)) * f;
+            ck_assert_msg(fabs(mx[q] - want) <= 1e-12 * fabs(want), "S_30(%d,%d) %g, want %g", (int)i, j, mx[q], want);
+        }
+    lj_sparse_free(ctx, &Ms);
     lj_op_free(&S);
     /* equal operators that share subtrees are compared once per pair of
      * nodes (a fuzz input: the sum of two such Jacobians took minutes) */

@@ -60,6 +60,9 @@ struct lj_context {
         void *p;
         size_t bytes;
     } kept[3];
+    /* while lj_op_to_sparse runs: the materialised matrices of nodes that
+     * two or more parents share (lib/op/op.c) */
+    struct lji_memo *memo;
 };
 
 #define LJI_CTX_MAGIC 0x4c4a4358u  /* "LJCX" */

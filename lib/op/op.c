@@ -793,9 +793,118 @@ void lji_cost_of_children(const lj_op *J, double *flops, double *bytes)
     *bytes = b;
 }
 
+/* Materialising a shared subtree once. J is a DAG: a Jacobian's inner
+ * Jacobian is one node that the terms of a sum may each multiply, and a
+ * walk of J as a tree materialises it once per path (2^k times for k
+ * nested sums). lj_op_to_sparse first counts each node's parents in J;
+ * a node with two or more and children of its own is materialised once
+ * and kept for the call, its other parents given copies. The kept
+ * matrices hold at most LJI_MEMO_ENTRIES entries: past that, nodes are
+ * materialised as often as they are reached, as before. */
+#define LJI_MEMO_ENTRIES ((int64_t)1 << 24)
+
+typedef struct {
+    const lj_op *node;
+    int parents;
+    cholmod_sparse *s; /* kept, once materialised */
+} memo_slot;
+
+struct lji_memo {
+    memo_slot *slot;
+    int64_t cap, entries;
+};
+
+static memo_slot *memo_find(struct lji_memo *m, const lj_op *a, bool add)
+{
+    uint64_t h = ((uint64_t)(uintptr_t)a >> 4) * 0x9E3779B97F4A7C15ull;
+    for (int64_t j = (int64_t)(h >> 20) & (m->cap - 1);; j = (j + 1) & (m->cap - 1)) {
+        if (m->slot[j].node == a) return &m->slot[j];
+        if (!m->slot[j].node) {
+            if (!add) return NULL;
+            m->slot[j].node = a;
+            return &m->slot[j];
+        }
+    }
+}
+
+static void memo_free(lj_context *ctx, struct lji_memo *m)
+{
+    for (int64_t j = 0; m->slot && j < m->cap; j++)
+        if (m->slot[j].s) cholmod_l_free_sparse(&m->slot[j].s, &ctx->cc);
+    free(m->slot);
+}
+
+/* each node's parents in J counted (a node's first visit walks its
+ * children); false when out of memory, or when J is too large to count
+ * (then no node is kept) */
+static bool memo_count(lj_context *ctx, struct lji_memo *m, const lj_op *J)
+{
+    int64_t n = 0, capst = 64, sp = 0;
+    const lj_op **st = lji_malloc(ctx, (size_t)capst * sizeof *st);
+    if (!st) return false;
+    m->cap = 64;
+    m->slot = lji_calloc(ctx, (size_t)m->cap, sizeof *m->slot);
+    bool ok = m->slot != NULL;
+    if (ok) st[sp++] = J, memo_find(m, J, true);
+    while (ok && sp > 0) {
+        const lj_op *a = st[--sp];
+        for (int i = 0; i < a->nchild && ok; i++) {
+            const lj_op *c = a->child[i];
+            if (2 * (n + 2) > m->cap) { /* at most half full: doubled */
+                struct lji_memo g = { lji_calloc(ctx, (size_t)(2 * m->cap), sizeof *g.slot), 2 * m->cap, 0 };
+                if (!(ok = g.slot != NULL)) break;
+                for (int64_t j = 0; j < m->cap; j++)
+                    if (m->slot[j].node) *memo_find(&g, m->slot[j].node, true) = m->slot[j];
+                free(m->slot);
+                *m = g;
+            }
+            memo_slot *e = memo_find(m, c, true);
+            if (e->parents++ > 0) continue; /* seen: its children are counted */
+            n++;
+            if (sp == capst) {
+                const lj_op **ns = lji_realloc(ctx, st, (size_t)(2 * capst) * sizeof *ns);
+                if (!(ok = ns != NULL)) break;
+                st = ns;
+                capst *= 2;
+            }
+            st[sp++] = c;
+        }
+    }
+    free(st);
+    if (!ok) {
+        memo_free(ctx, m);
+        m->slot = NULL;
+    }
+    return ok;
+}
+
+/* a copy of a kept matrix, for one more parent */
+static cholmod_sparse *memo_copy(lj_context *ctx, const cholmod_sparse *s)
+{
+    int64_t nz = ((const int64_t *)s->p)[s->ncol];
+    cholmod_sparse *c = lji_sparse_alloc(ctx, (int64_t)s->nrow, (int64_t)s->ncol, nz, "to_sparse");
+    if (!c) return NULL;
+    memcpy(c->p, s->p, (s->ncol + 1) * sizeof(int64_t));
+    memcpy(c->i, s->i, (size_t)nz * sizeof(int64_t));
+    memcpy(c->x, s->x, (size_t)nz * sizeof(double));
+    return c;
+}
+
 cholmod_sparse *lji_to_sparse(lj_context *ctx, const lj_op *J)
 {
-    return J->kind->to_sparse(ctx, J);
+    struct lji_memo *m = ctx->memo;
+    memo_slot *e = m && J->nchild > 0 ? memo_find(m, J, false) : NULL;
+    if (!e || e->parents < 2) return J->kind->to_sparse(ctx, J);
+    if (e->s) return memo_copy(ctx, e->s);
+    cholmod_sparse *s = J->kind->to_sparse(ctx, J);
+    if (!s) return NULL;
+    int64_t nz = ((const int64_t *)s->p)[s->ncol];
+    if (s->packed && m->entries + nz <= LJI_MEMO_ENTRIES && (e->s = memo_copy(ctx, s))) m->entries += nz;
+    else if (ctx->status != LJ_OK) {
+        cholmod_l_free_sparse(&s, &ctx->cc);
+        return NULL;
+    }
+    return s;
 }
 
 cholmod_sparse *lj_op_to_sparse(lj_context *ctx, const lj_op *J)
@@ -808,7 +917,17 @@ cholmod_sparse *lj_op_to_sparse(lj_context *ctx, const lj_op *J)
                   nz, J->rows, J->cols);
         return NULL;
     }
-    return lji_to_sparse(ctx, J);
+    if (ctx->memo) return lji_to_sparse(ctx, J); /* inside another's walk: its memo serves */
+    struct lji_memo m = { NULL, 0, 0 };
+    if (!memo_count(ctx, &m, J)) {
+        lji_nomem(ctx, "to_sparse");
+        return NULL;
+    }
+    ctx->memo = &m;
+    cholmod_sparse *s = lji_to_sparse(ctx, J);
+    ctx->memo = NULL;
+    memo_free(ctx, &m);
+    return s;
 }
 
 void lj_sparse_free(lj_context *ctx, cholmod_sparse **s)
