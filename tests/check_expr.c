@@ -885,6 +885,21 @@ START_TEST(test_power_and_eye)
             double want = (0.5 + 0.01 * (double)(i + 9 * j)) * f;
             ck_assert_msg(fabs(mx[q] - want) <= 1e-12 * fabs(want), "S_30(%d,%d) %g, want %g", (int)i, j, mx[q], want);
         }
+    /* densely and as CSR the same, the shared nodes materialised once, and
+     * J^T (which CSR materialises) made with one transpose per node */
+    double dense[81];
+    CK_OK(ctx, lj_op_to_dense(ctx, S, dense, 9));
+    lj_csr *csr = lj_op_to_csr(ctx, S);
+    CK_NN(ctx, csr);
+    ck_assert_int_eq(csr->nnz, 81);
+    for (int j = 0; j < 9; j++)
+        for (int64_t q = mp[j]; q < mp[j + 1]; q++) {
+            double v = csr->values[csr->rowptr[mi[q]] + j]; /* J^T's walk: products in another order */
+            ck_assert_msg(fabs(dense[mi[q] + 9 * j] - mx[q]) <= 1e-13 * fabs(mx[q]), "dense (%d,%d)", (int)mi[q], j);
+            ck_assert_msg(csr->colind[csr->rowptr[mi[q]] + j] == j && fabs(v - mx[q]) <= 1e-13 * fabs(mx[q]),
+                          "csr (%d,%d): %g, want %g", (int)mi[q], j, v, mx[q]);
+        }
+    lj_csr_free(&csr);
     lj_sparse_free(ctx, &Ms);
     lj_op_free(&S);
     /* equal operators that share subtrees are compared once per pair of

@@ -917,17 +917,33 @@ cholmod_sparse *lj_op_to_sparse(lj_context *ctx, const lj_op *J)
                   nz, J->rows, J->cols);
         return NULL;
     }
-    if (ctx->memo) return lji_to_sparse(ctx, J); /* inside another's walk: its memo serves */
-    struct lji_memo m = { NULL, 0, 0 };
-    if (!memo_count(ctx, &m, J)) {
-        lji_nomem(ctx, "to_sparse");
-        return NULL;
-    }
-    ctx->memo = &m;
+    bool mine;
+    if (lji_memo_open(ctx, J, "to_sparse", &mine) != LJ_OK) return NULL;
     cholmod_sparse *s = lji_to_sparse(ctx, J);
-    ctx->memo = NULL;
-    memo_free(ctx, &m);
+    lji_memo_close(ctx, mine);
     return s;
+}
+
+lj_status lji_memo_open(lj_context *ctx, const lj_op *J, const char *op, bool *mine)
+{
+    *mine = false;
+    if (ctx->memo) return LJ_OK; /* inside another's walk: its memo serves */
+    struct lji_memo *m = lji_calloc(ctx, 1, sizeof *m);
+    if (!m || !memo_count(ctx, m, J)) {
+        free(m);
+        return lji_nomem(ctx, op);
+    }
+    ctx->memo = m;
+    *mine = true;
+    return LJ_OK;
+}
+
+void lji_memo_close(lj_context *ctx, bool mine)
+{
+    if (!mine) return;
+    memo_free(ctx, ctx->memo);
+    free(ctx->memo);
+    ctx->memo = NULL;
 }
 
 void lj_sparse_free(lj_context *ctx, cholmod_sparse **s)

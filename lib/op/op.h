@@ -397,6 +397,13 @@ cholmod_sparse *lji_kron_to_sparse_mapped(lj_context *ctx, const lj_op *J, const
 /* allocation of a CSC result through CHOLMOD, with failure injection */
 cholmod_sparse *lji_sparse_alloc(lj_context *ctx, int64_t rows, int64_t cols, int64_t nz,
                                  const char *op);
+/* For the walk of J that materialises it (lj_op_to_sparse, lj_op_to_csr,
+ * lj_op_to_dense): nodes that two or more parents in J share are
+ * materialised once (lji_to_sparse keeps them). *mine when this call
+ * opened the memo, which lji_memo_close(ctx, mine) then frees; none is
+ * opened inside another's walk. LJ_ERR_NOMEM (op's) when out of memory. */
+lj_status lji_memo_open(lj_context *ctx, const lj_op *J, const char *op, bool *mine);
+void lji_memo_close(lj_context *ctx, bool mine);
 /* The result of a CHOLMOD call (ssmult, add, transpose, a reader) made
  * canonical: packed, every column's rows strictly ascending, s->sorted set.
  * CHOLMOD's own flags are not trusted: SuiteSparse 7 returns sorted=0 from

@@ -144,7 +144,61 @@ lj_op *lj_op_transpose(lj_context *ctx, const lj_op *a)
     return lji_op_transpose_nc(ctx, a);
 }
 
+/* The transposes made in one call, of nodes with children: J is a DAG,
+ * and a node that several parents share is transposed once (pushed
+ * through sums and products as a tree, a DAG of k nested shared sums made
+ * 2^k nodes). A few on the stack, then on the heap. */
+typedef struct {
+    const lj_op *from[16];
+    lj_op *to[16];
+    const lj_op **hfrom;
+    lj_op **hto;
+    int n, cap;
+} tmemo;
+
+static lj_op *tmemo_get(const tmemo *m, const lj_op *a)
+{
+    for (int i = 0; i < m->n; i++)
+        if ((i < 16 ? m->from[i] : m->hfrom[i - 16]) == a) return i < 16 ? m->to[i] : m->hto[i - 16];
+    return NULL;
+}
+
+static void tmemo_put(lj_context *ctx, tmemo *m, const lj_op *a, lj_op *t)
+{
+    if (m->n < 16) {
+        m->from[m->n] = a;
+        m->to[m->n++] = t;
+        return;
+    }
+    if (m->n - 16 == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 64;
+        const lj_op **f = lji_realloc(ctx, m->hfrom, (size_t)cap * sizeof *f);
+        if (f) m->hfrom = f;
+        lj_op **g = f ? lji_realloc(ctx, m->hto, (size_t)cap * sizeof *g) : NULL;
+        if (g) m->hto = g;
+        if (!f || !g) { /* not kept: transposed again where met again */
+            lj_op_free(&t);
+            return;
+        }
+        m->cap = cap;
+    }
+    m->hfrom[m->n - 16] = a;
+    m->hto[m->n++ - 16] = t;
+}
+
+static lj_op *transpose_rec(lj_context *ctx, const lj_op *a, tmemo *m);
+
 lj_op *lji_op_transpose_nc(lj_context *ctx, const lj_op *a)
+{
+    tmemo m = { .n = 0 };
+    lj_op *r = transpose_rec(ctx, a, &m);
+    for (int i = 0; i < m.n; i++) lj_op_free(i < 16 ? &m.to[i] : &m.hto[i - 16]);
+    free(m.hfrom);
+    free(m.hto);
+    return r;
+}
+
+static lj_op *transpose_rec(lj_context *ctx, const lj_op *a, tmemo *m)
 {
     const char *op = "transpose";
     const lji_kind *k = a->kind;
@@ -156,6 +210,8 @@ lj_op *lji_op_transpose_nc(lj_context *ctx, const lj_op *a)
         return lj_op_rank1(ctx, a->cols, a->data2, a->label2, a->rows, a->data, a->label);
     if (k == &lji_kind_scaled || k == &lji_kind_kron || k == &lji_kind_compose ||
         k == &lji_kind_sum || k == &lji_kind_hstack || k == &lji_kind_vstack) {
+        lj_op *seen = tmemo_get(m, a);
+        if (seen) return lj_op_retain(seen);
         int n = a->nchild;
         lj_op **t = lji_calloc(ctx, (size_t)n, sizeof *t);
         if (!t) {
@@ -167,7 +223,7 @@ lj_op *lji_op_transpose_nc(lj_context *ctx, const lj_op *a)
         for (i = 0; i < n; i++) {
             /* (AB)^T = B^T A^T: a product's factors reverse */
             int src = k == &lji_kind_compose ? n - 1 - i : i;
-            t[i] = lji_op_transpose_nc(ctx, a->child[src]);
+            t[i] = transpose_rec(ctx, a->child[src], m);
             if (!t[i]) break;
         }
         if (i == n) {
@@ -181,6 +237,7 @@ lj_op *lji_op_transpose_nc(lj_context *ctx, const lj_op *a)
         }
         for (int j = 0; j < n; j++) lj_op_free(&t[j]);
         free(t);
+        if (r && a->nchild > 0) tmemo_put(ctx, m, a, lj_op_retain(r));
         return r;
     }
     lj_op *J = lji_op_new(ctx, &lji_kind_transpose, a->cols, a->rows, 1, op);

@@ -17,9 +17,12 @@ lj_status lj_op_to_dense(lj_context *ctx, const lj_op *J, double *a, int64_t ld)
     if (ld < (J->rows > 1 ? J->rows : 1))
         return lji_error(ctx, LJ_ERR_SHAPE, "%s: leading dimension %" PRId64 " < rows of " LJI_SHP,
                          op, ld, J->rows, J->cols);
+    bool mine;
+    if ((st = lji_memo_open(ctx, J, op, &mine)) != LJ_OK) return st;
     lji_mark mk = lji_work_mark(ctx);
     lj_status s = lji_to_dense(ctx, J, a, ld);
     lji_work_pop(ctx, mk);
+    lji_memo_close(ctx, mine);
     return s;
 }
 
@@ -59,7 +62,9 @@ lj_csr *lj_op_to_csr(lj_context *ctx, const lj_op *J)
     /* CSR of J is CSC of J^T */
     lj_op *T = lj_op_transpose(ctx, J);
     if (!T) return NULL;
-    cholmod_sparse *s = lji_to_sparse(ctx, T);
+    bool mine;
+    cholmod_sparse *s = lji_memo_open(ctx, T, op, &mine) == LJ_OK ? lji_to_sparse(ctx, T) : NULL;
+    lji_memo_close(ctx, mine);
     lj_op_free(&T);
     if (!s) return NULL;
     int64_t nz = ((int64_t *)s->p)[s->ncol];
